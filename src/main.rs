@@ -1,1 +1,122 @@
-fn main() {}
+//! `longhaul`: one binary for every node of the cluster and the tools around it.
+//!
+//! | command | does |
+//! |---|---|
+//! | `longhaul origin --config FILE...` | run an origin node |
+//! | `longhaul dev [--data-dir DIR]` | run the whole local cluster on 127.0.0.1 |
+//! | `longhaul entry ...` | create, list, show, regenerate or delete entries over the API |
+//!
+//! The CLI knows the nodes; the nodes know nothing of the CLI: each node crate takes a
+//! plain config struct, and this binary only loads it, sets up logging and waits.
+
+mod config_file;
+mod dev;
+mod entry;
+mod logging;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "longhaul",
+    version,
+    about = "Regional relay cluster for live video ingest"
+)]
+struct Cli {
+    /// Log format: human-readable lines or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = logging::Format::Human, env = "LONGHAUL_LOG_FORMAT")]
+    log_format: logging::Format,
+    /// Log filter in tracing's syntax (`info`, `longhaul_origin=debug,info`, ...).
+    #[arg(long, global = true, default_value = "info", env = "LONGHAUL_LOG")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run an origin node. Later files override earlier ones, then `LONGHAUL_*` variables
+    /// (`LONGHAUL_RTMP__LISTEN=0.0.0.0:1935` sets `rtmp.listen`).
+    Origin {
+        /// TOML config files, merged in order (e.g. config/base.toml config/nyc.toml).
+        #[arg(long = "config", short = 'c', required = true, num_args = 1..)]
+        configs: Vec<PathBuf>,
+    },
+    /// Run the local cluster (two origins for now) on 127.0.0.1 with nothing to configure.
+    Dev {
+        /// Where the registry database and the dev certificates live.
+        #[arg(long, default_value = ".longhaul")]
+        data_dir: PathBuf,
+    },
+    /// Manage entries through an origin's API.
+    Entry(entry::EntryArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = logging::init(cli.log_format, &cli.log) {
+        eprintln!("longhaul: {e}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("longhaul: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Origin { configs } => run_origin(configs).await,
+            Command::Dev { data_dir } => dev::run(data_dir).await,
+            Command::Entry(args) => entry::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("longhaul: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_origin(configs: Vec<PathBuf>) -> anyhow::Result<()> {
+    let config: longhaul_origin::Config = config_file::load(&configs)?;
+    let mut origin = longhaul_origin::Origin::start(config).await?;
+    tokio::select! {
+        _ = origin.wait() => anyhow::bail!("a listener of the origin stopped unexpectedly"),
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+    }
+    origin.stop().await;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,1 +1,164 @@
-//! longhaul-origin
+//! # longhaul-origin: the origin node
+//!
+//! An origin (New York, Palo Alto) is where every stream ends up. It takes RTMP and RTMPS
+//! straight from encoders (and, with the edges, through the QUIC tunnels), lets in only
+//! the holder of an entry's current token, and serves each live stream to players over
+//! RTMP and HTTP-FLV.
+//!
+//! ```text
+//!  encoder ──RTMP/RTMPS──▶ ingest ──▶ hub (GOP cache, fan-out) ──▶ RTMP players
+//!                            │                               └──▶ HTTP-FLV players
+//!                            └─ token check ─▶ registry (SQLite)
+//!  operator ──HTTP──▶ api (entries, tokens, FMLE export), /metrics, /healthz
+//! ```
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`config`] | the node's settings (TOML + environment, loaded by the CLI) |
+//! | [`ingest`] | RTMP/RTMPS listeners and the per-connection driver of `longhaul_rtmp::server` |
+//! | [`publish`] | the publish decision: URL rules, token check, takeover |
+//! | [`http`], [`api`], [`flv`] | the HTTP port: routing, entries API, HTTP-FLV playback |
+//! | [`metrics`] | Prometheus series |
+//! | [`tls`] | RTMPS certificate loading |
+//!
+//! Start a node with [`Origin::start`]; it binds every listener before returning, so the
+//! caller learns the real addresses (port 0 in tests) and bind errors at once.
+
+pub mod api;
+pub mod config;
+pub mod flv;
+pub mod http;
+pub mod ingest;
+pub mod metrics;
+pub mod publish;
+pub mod state;
+pub mod tls;
+
+use crate::config::OriginConfig;
+use crate::metrics::Metrics;
+use crate::state::OriginState;
+use longhaul_hub::Hub;
+use longhaul_registry::Registry;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use config::OriginConfig as Config;
+
+/// Why an origin could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("opening the entries registry {path}: {reason}")]
+    Registry { path: String, reason: String },
+    #[error("RTMPS is configured to listen on {0} but rtmps.cert and rtmps.key are not both set")]
+    RtmpsWithoutCertificate(SocketAddr),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
+/// The handle of a running origin.
+pub struct Origin {
+    pub state: Arc<OriginState>,
+    pub rtmp_addr: SocketAddr,
+    pub rtmps_addr: Option<SocketAddr>,
+    pub http_addr: SocketAddr,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Origin {
+    /// Opens the registry, binds every listener and starts serving.
+    pub async fn start(config: OriginConfig) -> Result<Origin, StartError> {
+        let registry = Registry::open(&config.registry.path).map_err(|e| StartError::Registry {
+            path: config.registry.path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let tls = match (&config.rtmps.listen, &config.rtmps.cert, &config.rtmps.key) {
+            (None, _, _) => None,
+            (Some(_), Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
+            (Some(addr), _, _) => return Err(StartError::RtmpsWithoutCertificate(*addr)),
+        };
+        let rtmp = bind("RTMP", config.rtmp.listen).await?;
+        let rtmps = match config.rtmps.listen {
+            Some(addr) => Some(bind("RTMPS", addr).await?),
+            None => None,
+        };
+        let http = bind("HTTP", config.http.listen).await?;
+        let rtmp_addr = local_addr(&rtmp, config.rtmp.listen);
+        let rtmps_addr = rtmps.as_ref().map(|l| local_addr(l, config.rtmp.listen));
+        let http_addr = local_addr(&http, config.http.listen);
+
+        let state = Arc::new(OriginState {
+            metrics: Metrics::new(&config.node.id, &config.node.region),
+            registry: Arc::new(registry),
+            hub: Hub::new(),
+            connection_slots: Arc::new(tokio::sync::Semaphore::new(config.ingest.max_connections)),
+            config,
+        });
+        let shutdown = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        tasks.spawn(ingest::serve(rtmp, None, state.clone(), shutdown.clone()));
+        if let (Some(listener), Some(tls)) = (rtmps, tls) {
+            tasks.spawn(ingest::serve(
+                listener,
+                Some(tls),
+                state.clone(),
+                shutdown.clone(),
+            ));
+        }
+        tasks.spawn(http::serve(http, state.clone(), shutdown.clone()));
+        tracing::info!(
+            node = %state.config.node.id,
+            region = %state.config.node.region,
+            rtmp = %rtmp_addr,
+            rtmps = ?rtmps_addr,
+            http = %http_addr,
+            "origin ready"
+        );
+        Ok(Origin {
+            state,
+            rtmp_addr,
+            rtmps_addr,
+            http_addr,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// A token that stops the node when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting, closes every connection and waits for the listeners to end.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Runs until the shutdown token is cancelled or a listener task ends.
+    pub async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.shutdown.cancelled() => {}
+            _ = self.tasks.join_next() => {}
+        }
+    }
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+fn local_addr(listener: &TcpListener, fallback: SocketAddr) -> SocketAddr {
+    listener.local_addr().unwrap_or(fallback)
+}

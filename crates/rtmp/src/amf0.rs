@@ -19,11 +19,17 @@ pub enum Amf0Value {
     EcmaArray(Vec<(String, Amf0Value)>),
     StrictArray(Vec<Amf0Value>),
     /// Milliseconds since the epoch and a time zone (in minutes, spec says "reserved, 0").
-    Date { millis: f64, time_zone: i16 },
+    Date {
+        millis: f64,
+        time_zone: i16,
+    },
     LongString(String),
     Unsupported,
     XmlDocument(String),
-    TypedObject { class_name: String, properties: Vec<(String, Amf0Value)> },
+    TypedObject {
+        class_name: String,
+        properties: Vec<(String, Amf0Value)>,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -23,7 +23,10 @@ pub struct DecoderLimits {
 
 impl Default for DecoderLimits {
     fn default() -> Self {
-        Self { max_partial_streams: 64, max_buffered_bytes: 64 * 1024 * 1024 }
+        Self {
+            max_partial_streams: 64,
+            max_buffered_bytes: 64 * 1024 * 1024,
+        }
     }
 }
 

@@ -14,5 +14,6 @@ pub mod output;
 
 pub use message::RtmpMessage;
 pub use output::OutputQueue;
+pub mod flv;
 pub mod media;
 pub mod server;

@@ -58,12 +58,19 @@ pub enum ServerEvent {
     /// The peer asks to publish on `stream_id`. `name` is the publish name as sent,
     /// query included; `publish_type` is as sent (`live`, `LIVE`, `record`, ...).
     /// Answer with `accept_publish` or `reject_publish`.
-    PublishRequested { stream_id: u32, name: String, publish_type: String },
+    PublishRequested {
+        stream_id: u32,
+        name: String,
+        publish_type: String,
+    },
     /// The peer asks to play `name` on `stream_id`. Answer with `accept_play` or `reject_play`.
     PlayRequested { stream_id: u32, name: String },
     /// Audio, video or data message on a publishing stream, payload untouched.
     /// Aggregate messages arrive already split into their parts.
-    Media { stream_id: u32, message: RtmpMessage },
+    Media {
+        stream_id: u32,
+        message: RtmpMessage,
+    },
     /// The publisher stopped (`FCUnpublish`, `deleteStream` or `closeStream` of a publishing stream).
     PublishFinished { stream_id: u32 },
     /// A player stopped (`deleteStream`/`closeStream` of a playing stream).
@@ -97,7 +104,11 @@ impl ServerSession {
         Self { _config: config }
     }
     /// Feeds bytes received from the peer (handshake included).
-    pub fn handle_input(&mut self, now: Instant, input: &[u8]) -> Result<Vec<ServerEvent>, SessionError> {
+    pub fn handle_input(
+        &mut self,
+        now: Instant,
+        input: &[u8],
+    ) -> Result<Vec<ServerEvent>, SessionError> {
         let _ = (now, input);
         unimplemented!()
     }

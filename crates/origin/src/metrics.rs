@@ -1,0 +1,174 @@
+//! The origin's Prometheus metrics, all prefixed `longhaul_`.
+//!
+//! Each node owns its own [`prometheus::Registry`] (not the process-global one), so the
+//! two origins `longhaul dev` runs in one process each export only their own figures.
+//! Labels are kept to small fixed sets (transport, outcome, reason): per-stream series
+//! come with the operations work, behind a cardinality limit.
+
+use prometheus::{
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Why a publish was refused or how it ended, as the `reason` label.
+pub mod reason {
+    pub const OK: &str = "ok";
+    pub const MISSING_TOKEN: &str = "missing_token";
+    pub const WRONG_TOKEN: &str = "wrong_token";
+    pub const UNKNOWN_ENTRY: &str = "unknown_entry";
+    pub const BAD_STREAM_NAME: &str = "bad_stream_name";
+    pub const UNKNOWN_APP: &str = "unknown_app";
+    pub const INTERNAL: &str = "internal_error";
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub connections_total: IntCounterVec,
+    pub connections_active: IntGaugeVec,
+    pub connections_refused: IntCounterVec,
+    pub publishes: IntCounterVec,
+    pub publish_takeovers: IntCounter,
+    pub publishers_active: IntGauge,
+    pub session_errors: IntCounterVec,
+    pub bytes_received: IntCounterVec,
+    pub bytes_sent: IntCounterVec,
+    pub players_active: IntGaugeVec,
+    pub plays: IntCounterVec,
+    pub player_skips: IntCounterVec,
+    pub player_drops: IntCounterVec,
+    pub http_requests: IntCounterVec,
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    r.register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    r.register(Box::new(g.clone()))
+        .expect("metric registered once");
+    g
+}
+
+impl Metrics {
+    /// Metrics of one node; `node` and `region` become constant labels of every series.
+    pub fn new(node: &str, region: &str) -> Self {
+        let mut labels = std::collections::HashMap::new();
+        labels.insert("node".to_string(), node.to_string());
+        labels.insert("region".to_string(), region.to_string());
+        let r = Registry::new_custom(Some("longhaul".into()), Some(labels))
+            .expect("valid registry prefix");
+        let publish_takeovers = IntCounter::new(
+            "publish_takeovers_total",
+            "Publishes that took over a stream from an older connection of the same entry, leg and rendition",
+        )
+        .expect("valid metric definition");
+        r.register(Box::new(publish_takeovers.clone()))
+            .expect("metric registered once");
+        let publishers_active =
+            IntGauge::new("publishers_active", "Streams being published now").expect("valid");
+        r.register(Box::new(publishers_active.clone()))
+            .expect("metric registered once");
+        Self {
+            connections_total: counter_vec(
+                &r,
+                "connections_total",
+                "RTMP connections accepted",
+                &["transport"],
+            ),
+            connections_active: gauge_vec(
+                &r,
+                "connections_active",
+                "RTMP connections open now",
+                &["transport"],
+            ),
+            connections_refused: counter_vec(
+                &r,
+                "connections_refused_total",
+                "Connections refused before the RTMP handshake",
+                &["transport", "reason"],
+            ),
+            publishes: counter_vec(
+                &r,
+                "publishes_total",
+                "Publish requests by outcome (accepted, rejected) and reason",
+                &["outcome", "reason"],
+            ),
+            publish_takeovers,
+            publishers_active,
+            session_errors: counter_vec(
+                &r,
+                "session_errors_total",
+                "RTMP sessions ended by an error, by kind",
+                &["kind"],
+            ),
+            bytes_received: counter_vec(
+                &r,
+                "bytes_received_total",
+                "Bytes received from peers",
+                &["transport"],
+            ),
+            bytes_sent: counter_vec(
+                &r,
+                "bytes_sent_total",
+                "Bytes sent to peers",
+                &["transport"],
+            ),
+            players_active: gauge_vec(&r, "players_active", "Players attached now", &["protocol"]),
+            plays: counter_vec(
+                &r,
+                "plays_total",
+                "Play requests by protocol and outcome",
+                &["protocol", "outcome"],
+            ),
+            player_skips: counter_vec(
+                &r,
+                "player_skips_total",
+                "Times a slow player was skipped forward to the next keyframe",
+                &["protocol"],
+            ),
+            player_drops: counter_vec(
+                &r,
+                "player_drops_total",
+                "Players disconnected because they could not keep up",
+                &["protocol"],
+            ),
+            http_requests: counter_vec(
+                &r,
+                "http_requests_total",
+                "HTTP requests by route and status",
+                &["route", "status"],
+            ),
+            registry: r,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail on I/O; a failure would be a bug in a metric.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prefixed_series_with_node_labels() {
+        let m = Metrics::new("nyc-1", "nyc");
+        m.publishes
+            .with_label_values(&["rejected", reason::WRONG_TOKEN])
+            .inc();
+        let text = m.render();
+        assert!(text.contains(
+            "longhaul_publishes_total{node=\"nyc-1\",outcome=\"rejected\",reason=\"wrong_token\",region=\"nyc\"} 1"
+        ), "{text}");
+    }
+}

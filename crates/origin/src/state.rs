@@ -1,0 +1,32 @@
+//! What every task of an origin shares: its settings, registry, streams and metrics.
+
+use crate::config::OriginConfig;
+use crate::metrics::Metrics;
+use longhaul_endpoint::{EndpointHosts, Endpoints};
+use longhaul_hub::Hub;
+use longhaul_registry::{Entry, Registry};
+use std::sync::Arc;
+
+pub struct OriginState {
+    pub config: OriginConfig,
+    pub metrics: Metrics,
+    pub registry: Arc<Registry>,
+    pub hub: Hub,
+    /// One permit per open RTMP connection (`ingest.max_connections`).
+    pub connection_slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl OriginState {
+    /// The publish URLs and stream names this node hands out for `entry`.
+    pub fn endpoints_of(&self, entry: &Entry) -> Endpoints {
+        let e = &self.config.endpoints;
+        let hosts = EndpointHosts {
+            rtmp_host: e.host.clone(),
+            rtmp_port: e.rtmp_port,
+            rtmps_port: e.rtmps_port,
+            app: longhaul_endpoint::APP.to_string(),
+            use_leg_subdomains: e.leg_subdomains,
+        };
+        longhaul_endpoint::entry_endpoints(&entry.id, &entry.token, &hosts, e.renditions)
+    }
+}

@@ -1,0 +1,141 @@
+//! `longhaul entry`: the entries API from the command line.
+//!
+//! Each subcommand is one HTTP request to an origin's `/api/v1`; errors print the API's
+//! own message. `--api` defaults to the dev cluster's first origin.
+
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// The dev cluster's origin nyc (config/dev.toml).
+pub const DEFAULT_API: &str = "http://127.0.0.1:8081";
+
+#[derive(clap::Args)]
+pub struct EntryArgs {
+    /// Base URL of an origin's HTTP port.
+    #[arg(long, global = true, default_value = DEFAULT_API, env = "LONGHAUL_API")]
+    api: String,
+    /// Bearer token, when the origin sets `http.api_token`.
+    #[arg(long, global = true, env = "LONGHAUL_API_TOKEN")]
+    api_token: Option<String>,
+    /// Print the API's JSON instead of a summary.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: EntryCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum EntryCommand {
+    /// Create an entry and print its id, token and endpoints.
+    Create {
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List entries.
+    List,
+    /// Show one entry.
+    Show { id: String },
+    /// Give an entry a new token; publishes with the old one are refused from now on.
+    RegenerateToken { id: String },
+    /// Delete an entry.
+    Delete { id: String },
+    /// Print the entry's Adobe FMLE profile XML (for FMLE, Wirecast and others).
+    Fmle { id: String },
+}
+
+pub async fn run(args: EntryArgs) -> anyhow::Result<()> {
+    let api = args.api.trim_end_matches('/');
+    let (method, path, body) = match &args.command {
+        EntryCommand::Create { name } => (
+            Method::POST,
+            "/api/v1/entries".to_string(),
+            serde_json::json!({ "name": name }).to_string(),
+        ),
+        EntryCommand::List => (Method::GET, "/api/v1/entries".into(), String::new()),
+        EntryCommand::Show { id } => (Method::GET, format!("/api/v1/entries/{id}"), String::new()),
+        EntryCommand::RegenerateToken { id } => (
+            Method::POST,
+            format!("/api/v1/entries/{id}/regenerate-token"),
+            String::new(),
+        ),
+        EntryCommand::Delete { id } => (
+            Method::DELETE,
+            format!("/api/v1/entries/{id}"),
+            String::new(),
+        ),
+        EntryCommand::Fmle { id } => (
+            Method::GET,
+            format!("/api/v1/entries/{id}/fmle.xml"),
+            String::new(),
+        ),
+    };
+    let url = format!("{api}{path}");
+    let mut request = Request::builder()
+        .method(method)
+        .uri(&url)
+        .header("content-type", "application/json");
+    if let Some(token) = &args.api_token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let request = request
+        .body(Full::new(Bytes::from(body)))
+        .with_context(|| format!("bad API URL {url}"))?;
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let response = client.request(request).await.with_context(|| {
+        format!("cannot reach the longhaul API at {api} (is `longhaul dev` running? set --api)")
+    })?;
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .context("reading the API response")?
+        .to_bytes();
+    let text = String::from_utf8_lossy(&bytes);
+    if !status.is_success() {
+        let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+            .unwrap_or_else(|| text.to_string());
+        anyhow::bail!("{url}: {status}: {message}");
+    }
+    match &args.command {
+        EntryCommand::Fmle { .. } => print!("{text}"),
+        EntryCommand::Delete { id } => println!("deleted entry {id}"),
+        _ if args.json => println!("{text}"),
+        EntryCommand::List => {
+            let v: serde_json::Value = serde_json::from_slice(&bytes)?;
+            for e in v["entries"].as_array().into_iter().flatten() {
+                println!(
+                    "{}  {}",
+                    e["id"].as_str().unwrap_or("?"),
+                    e["name"].as_str().unwrap_or("")
+                );
+            }
+        }
+        _ => print_entry(&serde_json::from_slice(&bytes)?),
+    }
+    Ok(())
+}
+
+fn print_entry(e: &serde_json::Value) {
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    println!("entry    {}  {}", s(&e["id"]), s(&e["name"]));
+    println!("token    {}", s(&e["token"]));
+    let ep = &e["endpoints"];
+    println!("primary  {}", s(&ep["primary_rtmp"]));
+    println!("backup   {}", s(&ep["backup_rtmp"]));
+    println!("rtmps    {}", s(&ep["primary_rtmps"]));
+    println!("         {}", s(&ep["backup_rtmps"]));
+    let names: Vec<String> = ep["stream_names"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(s)
+        .collect();
+    println!("streams  {}", names.join(" "));
+}

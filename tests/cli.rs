@@ -1,0 +1,219 @@
+//! The `longhaul` binary: `entry` against a live API, config errors, and `longhaul dev`
+//! with the commands it prints, pasted as a user would.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_longhaul");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entry_create_prints_the_new_entry_as_json() {
+    let origin = start_origin("").await;
+    let api = origin.http();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args([
+                "entry", "create", "--name", "launch", "--json", "--api", &api,
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let id = v["id"].as_str().expect("id");
+    assert!(
+        id.starts_with("1_")
+            && id.len() == 10
+            && id[2..]
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
+        "{id}"
+    );
+    let token = v["token"].as_str().expect("token");
+    assert!(token.len() >= 13, "a token of at least 64 bits: {token}");
+    assert_eq!(v["name"], "launch");
+    let primary = v["endpoints"]["primary_rtmp"].as_str().expect("endpoints");
+    assert!(primary.contains(token), "{primary}");
+    // The registry really holds it.
+    let stored = origin.origin.state.registry.get(id).expect("stored");
+    assert_eq!(stored.token, token);
+
+    // The human form too, and an error from the API reaches the user.
+    let api = origin.http();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["entry", "show", "1_nonexist", "--api", &api])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not exist"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_bad_config_value_names_the_key_and_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("site.toml");
+    std::fs::write(&file, "[node]\nid = \"x\"\nregion = \"nyc\"\n[rtmp]\nlisten = 1935\n[registry]\npath = \"r.db\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["origin", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("rtmp.listen") && err.contains("site.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unknown_key_and_bad_toml_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("typo.toml");
+    std::fs::write(&file, "[node]\nid = \"x\"\nregion = \"nyc\"\n[registry]\npath = \"r.db\"\n[rtmp]\nlisten_addr = \"0.0.0.0:1\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["origin", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("listen_addr"), "{err}");
+
+    std::fs::write(&file, "[node\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["origin", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("typo.toml"));
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("site.toml");
+    std::fs::write(
+        &file,
+        "[node]\nid = \"x\"\nregion = \"nyc\"\n[registry]\npath = \"r.db\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["origin", "--config"])
+        .arg(&file)
+        .env("LONGHAUL_HTTP__LISTEN", "not-an-address")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("http.listen") && err.contains("LONGHAUL_"),
+        "{err}"
+    );
+}
+
+/// `longhaul dev` starts, prints commands, and the printed publish and play commands work.
+#[test]
+fn dev_cluster_prints_commands_that_work_when_pasted() {
+    require_ffmpeg();
+    let dir = tempfile::tempdir().unwrap();
+    let mut dev = Command::new(BIN)
+        .args(["dev", "--data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = dev.stdout.take().unwrap();
+    let _dev = KillOnDrop(dev);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut banner = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline
+        && !banner
+            .iter()
+            .any(|l: &String| l.contains("longhaul entry create"))
+    {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            banner.push(line);
+        }
+    }
+    let text = banner.join("\n");
+    let publish = banner
+        .iter()
+        .find(|l| l.trim_start().starts_with("ffmpeg "))
+        .unwrap_or_else(|| panic!("no ffmpeg line in:\n{text}"));
+    let play = banner
+        .iter()
+        .find(|l| l.contains("ffplay http://"))
+        .unwrap_or_else(|| panic!("no play line in:\n{text}"));
+    assert!(
+        text.contains("127.0.0.1:1935") && text.contains("127.0.0.1:2935"),
+        "{text}"
+    );
+
+    // Paste the publish command (bounded), then probe what the play command names.
+    let publisher = Command::new("sh")
+        .arg("-c")
+        .arg(format!("exec timeout 8 {} -loglevel error", publish.trim()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let url = play.trim().trim_start_matches("ffplay ").to_string();
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-rw_timeout",
+            "5000000",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    let _ = wait_bounded(publisher);
+    let codecs = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        codecs.contains("h264") && codecs.contains("aac"),
+        "ffprobe {url}: {codecs} {}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+}
+
+/// Ends the dev cluster however the test ends.
+struct KillOnDrop(std::process::Child);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

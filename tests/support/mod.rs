@@ -1,0 +1,255 @@
+//! Shared pieces of the integration tests: an origin on real sockets, entries, and real
+//! ffmpeg/ffprobe processes with time limits.
+
+#![allow(dead_code)]
+
+use longhaul_origin::{Config, Origin};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Every ffmpeg run is bounded: no test waits on a hung process for longer than this.
+pub const PROCESS_LIMIT: Duration = Duration::from_secs(60);
+
+pub struct TestOrigin {
+    pub origin: Origin,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestOrigin {
+    pub fn rtmp(&self) -> String {
+        format!("rtmp://{}", self.origin.rtmp_addr)
+    }
+    pub fn rtmps(&self) -> String {
+        format!(
+            "rtmps://{}",
+            self.origin.rtmps_addr.expect("rtmps configured")
+        )
+    }
+    pub fn http(&self) -> String {
+        format!("http://{}", self.origin.http_addr)
+    }
+    pub fn create_entry(&self) -> longhaul_registry::Entry {
+        self.origin
+            .state
+            .registry
+            .create_entry(Some("test"))
+            .expect("create entry")
+    }
+    /// Waits until `name` is being published (bounded).
+    pub async fn wait_live(&self, name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self
+                .origin
+                .state
+                .hub
+                .streams()
+                .iter()
+                .any(|s| s.key.name == name)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("stream {name} did not go live within 20 s");
+    }
+    pub fn metrics(&self) -> String {
+        self.origin.state.metrics.render()
+    }
+}
+
+/// Starts an origin on ephemeral ports with RTMPS and a fresh registry; `extra` is TOML
+/// appended to the config (e.g. shorter timeouts).
+pub async fn start_origin(extra: &str) -> TestOrigin {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = self_signed(dir.path());
+    let doc = format!(
+        r#"
+        [node]
+        id = "test-origin"
+        region = "nyc"
+        [rtmp]
+        listen = "127.0.0.1:0"
+        [rtmps]
+        listen = "127.0.0.1:0"
+        cert = {cert:?}
+        key = {key:?}
+        [http]
+        listen = "127.0.0.1:0"
+        [registry]
+        path = {db:?}
+        {extra}
+        "#,
+        cert = cert.display().to_string(),
+        key = key.display().to_string(),
+        db = dir.path().join("registry.db").display().to_string(),
+    );
+    let config: Config = toml::from_str(&doc).expect("test config");
+    let origin = Origin::start(config).await.expect("origin starts");
+    TestOrigin { origin, dir }
+}
+
+pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let c =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, c.cert.pem()).unwrap();
+    std::fs::write(&key, c.key_pair.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+/// Fails loudly when ffmpeg is missing: `.ci/run` installs it.
+pub fn require_ffmpeg() {
+    for tool in ["ffmpeg", "ffprobe"] {
+        let ok = Command::new(tool)
+            .arg("-version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok();
+        assert!(
+            ok,
+            "{tool} is not installed: run .ci/run, which installs it from Debian's packages"
+        );
+    }
+}
+
+/// A test source published to `url`: H.264 + AAC, `seconds` long, one keyframe per
+/// `gop` frames, at real time (`-re`), like a live encoder.
+pub fn ffmpeg_publish(url: &str, size: &str, seconds: u32, gop: u32) -> Child {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+        .args(["-f", "lavfi", "-i", &format!("testsrc=size={size}:rate=25")])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", &seconds.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            &gop.to_string(),
+        ])
+        .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ffmpeg")
+}
+
+/// Records `url` (RTMP or HTTP-FLV) with stream copy into `out` until the stream ends.
+pub fn ffmpeg_record(url: &str, out: &Path) -> Child {
+    Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-y",
+            "-i",
+            url,
+            "-c",
+            "copy",
+            "-f",
+            "flv",
+        ])
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ffmpeg")
+}
+
+/// Waits for `child` within [`PROCESS_LIMIT`], killing it past that.
+pub fn wait_bounded(mut child: Child) -> Output {
+    let deadline = Instant::now() + PROCESS_LIMIT;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return child.wait_with_output().expect("collect output"),
+            Ok(None) if Instant::now() > deadline => {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("collect output");
+                panic!(
+                    "process ran past {PROCESS_LIMIT:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => panic!("waiting for process: {e}"),
+        }
+    }
+}
+
+/// Async form of [`wait_bounded`], for tests on the tokio runtime.
+pub async fn wait_child(child: Child) -> Output {
+    tokio::task::spawn_blocking(move || wait_bounded(child))
+        .await
+        .expect("wait task")
+}
+
+/// What ffprobe reports of a file's streams.
+#[derive(Debug, PartialEq)]
+pub struct Probe {
+    pub video_codec: String,
+    pub width: u64,
+    pub height: u64,
+    pub video_frames: u64,
+    pub audio_codec: String,
+}
+
+pub fn probe(file: &Path) -> Probe {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_type,codec_name,width,height,nb_read_frames",
+        ])
+        .args(["-of", "json"])
+        .arg(file)
+        .output()
+        .expect("run ffprobe");
+    assert!(
+        out.status.success(),
+        "ffprobe {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
+    let streams = v["streams"].as_array().expect("streams");
+    let video = streams
+        .iter()
+        .find(|s| s["codec_type"] == "video")
+        .expect("a video stream");
+    let audio = streams
+        .iter()
+        .find(|s| s["codec_type"] == "audio")
+        .expect("an audio stream");
+    Probe {
+        video_codec: video["codec_name"].as_str().unwrap_or("").into(),
+        width: video["width"].as_u64().unwrap_or(0),
+        height: video["height"].as_u64().unwrap_or(0),
+        video_frames: video["nb_read_frames"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+        audio_codec: audio["codec_name"].as_str().unwrap_or("").into(),
+    }
+}
+
+/// The value of a Prometheus series, by its exact text before the value.
+pub fn metric(text: &str, series_prefix: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(series_prefix) && !l.starts_with('#'))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
