@@ -16,3 +16,6 @@ pub use message::RtmpMessage;
 pub use output::OutputQueue;
 pub mod media;
 pub mod server;
+pub mod handshake;
+pub mod client;
+mod session_common;
