@@ -32,10 +32,10 @@ pub(crate) enum Class {
     SequenceHeader(HeaderSlot),
     /// A video keyframe: a GOP starts here.
     Keyframe { codec: Codec },
-    /// An audio frame.
-    Audio { codec: Option<Codec> },
     /// Any other video message (inter frame, sequence end, command frame, unparsable).
     Video { codec: Option<Codec> },
+    /// An audio frame (`codec` only for coded frames).
+    Audio { codec: Option<Codec> },
     /// Any other message (non-metadata data messages, aggregates, ...).
     Other,
 }
@@ -62,9 +62,11 @@ pub(crate) fn classify(message: RtmpMessage) -> (RtmpMessage, Class) {
                         track: info.track,
                     }),
                     Frame::Keyframe => Class::Keyframe { codec: info.codec },
-                    Frame::Coded | Frame::SequenceEnd | Frame::Other => Class::Video {
+                    Frame::Coded => Class::Video {
                         codec: Some(info.codec),
                     },
+                    // Command frames carry no real codec; sequence ends say nothing new.
+                    Frame::SequenceEnd | Frame::Other => Class::Video { codec: None },
                 },
                 None => Class::Video { codec: None },
             };
@@ -80,7 +82,7 @@ pub(crate) fn classify(message: RtmpMessage) -> (RtmpMessage, Class) {
                     })
                 }
                 Some(info) => Class::Audio {
-                    codec: Some(info.codec),
+                    codec: (info.frame == Frame::Coded).then_some(info.codec),
                 },
                 None => Class::Audio { codec: None },
             };
@@ -90,13 +92,7 @@ pub(crate) fn classify(message: RtmpMessage) -> (RtmpMessage, Class) {
         type_id::DATA_AMF0 => match media::inspect_data(&message.payload) {
             DataKind::Metadata { body_offset } if body_offset <= message.payload.len() => {
                 let payload: Bytes = message.payload.slice(body_offset..);
-                (
-                    RtmpMessage {
-                        payload,
-                        ..message
-                    },
-                    Class::Metadata,
-                )
+                (RtmpMessage { payload, ..message }, Class::Metadata)
             }
             _ => (message, Class::Other),
         },

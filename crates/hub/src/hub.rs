@@ -35,8 +35,15 @@ impl Hub {
     /// it over: the previous publication is told (and its pushes fail from now on),
     /// the previous publisher's metadata, sequence headers and GOP are forgotten, and
     /// the players stay attached and carry on with what the new publisher sends.
-    pub fn publish(&self, key: StreamKey, publisher: PublisherInfo) -> (Publication, PublishOutcome) {
-        let id = self.shared.next_publication_id.fetch_add(1, Ordering::Relaxed);
+    pub fn publish(
+        &self,
+        key: StreamKey,
+        publisher: PublisherInfo,
+    ) -> (Publication, PublishOutcome) {
+        let id = self
+            .shared
+            .next_publication_id
+            .fetch_add(1, Ordering::Relaxed);
         let (sender, receiver) = watch::channel(false);
         let mut streams = lock(&self.shared.streams);
         if let Some(stream) = streams.get(&key) {
@@ -62,7 +69,12 @@ impl Hub {
         (self.publication(stream, id, receiver), PublishOutcome::New)
     }
 
-    fn publication(&self, stream: Arc<Stream>, id: u64, taken_over: watch::Receiver<bool>) -> Publication {
+    fn publication(
+        &self,
+        stream: Arc<Stream>,
+        id: u64,
+        taken_over: watch::Receiver<bool>,
+    ) -> Publication {
         Publication {
             hub: Arc::clone(&self.shared),
             stream,
@@ -121,7 +133,10 @@ impl HubShared {
             return;
         }
         inner.end();
-        if streams.get(&stream.key).is_some_and(|s| Arc::ptr_eq(s, stream)) {
+        if streams
+            .get(&stream.key)
+            .is_some_and(|s| Arc::ptr_eq(s, stream))
+        {
             streams.remove(&stream.key);
         }
         tracing::info!(stream = %stream.key, "publication ended");

@@ -102,6 +102,6 @@ pub use key::{Leg, LegChoice, StreamKey};
 pub use player_queue::{
     PLAYER_MAX_SKIPS, PLAYER_QUEUE_MAX_BYTES, PLAYER_QUEUE_MAX_MESSAGES, PLAYER_SKIP_WINDOW,
 };
-pub use publication::{PublishOutcome, Publication, TakenOver};
+pub use publication::{Publication, PublishOutcome, TakenOver};
 pub use stats::{PublisherInfo, StreamSummary};
 pub use subscription::Subscription;

@@ -39,7 +39,10 @@ const _: () = assert!(PLAYER_QUEUE_MAX_BYTES >= 2 * crate::GOP_CACHE_MAX_BYTES);
 
 #[derive(Debug)]
 enum Item {
-    Message { message: RtmpMessage, is_config: bool },
+    Message {
+        message: RtmpMessage,
+        is_config: bool,
+    },
     Skipped(u64),
 }
 
@@ -230,5 +233,284 @@ impl PlayerQueue {
     fn push(&mut self, message: RtmpMessage, is_config: bool) {
         self.bytes += message.payload.len();
         self.items.push_back(Item::Message { message, is_config });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+
+    fn drain(queue: &mut PlayerQueue) -> Vec<PlayerEvent> {
+        let mut events = Vec::new();
+        while !queue.is_idle() {
+            match queue.pop() {
+                Some(event @ (PlayerEvent::Ended | PlayerEvent::Dropped { .. })) => {
+                    events.push(event);
+                    break;
+                }
+                Some(event) => events.push(event),
+                None => break,
+            }
+        }
+        events
+    }
+
+    fn msg(message: RtmpMessage) -> PlayerEvent {
+        PlayerEvent::Message(message)
+    }
+
+    /// Pushes into the stream and offers to the queue, as the hub does.
+    fn push(
+        state: &mut StreamState,
+        queue: &mut PlayerQueue,
+        m: RtmpMessage,
+        now: Instant,
+    ) -> Offer {
+        let ingested = state.ingest(m);
+        queue.offer(&ingested, state, now)
+    }
+
+    fn stream_with_gop() -> StreamState {
+        let mut state = StreamState::default();
+        state.ingest(set_data_frame(0).0);
+        state.ingest(avc_header(0));
+        state.ingest(aac_header(0));
+        state.ingest(inter(0, 10)); // before the keyframe: not in the snapshot
+        state.ingest(keyframe(40, 100));
+        state.ingest(aac(50));
+        state.ingest(inter(80, 10));
+        state
+    }
+
+    #[test]
+    fn new_player_gets_config_then_gop_then_live() {
+        let mut state = stream_with_gop();
+        let mut queue = PlayerQueue::new(&state);
+        let now = Instant::now();
+        assert_eq!(
+            push(&mut state, &mut queue, inter(120, 10), now),
+            Offer::Queued
+        );
+        let (meta, offset) = set_data_frame(0);
+        let stripped = RtmpMessage {
+            payload: meta.payload.slice(offset..),
+            ..meta
+        };
+        assert_eq!(
+            drain(&mut queue),
+            vec![
+                msg(stripped),
+                msg(avc_header(0)),
+                msg(aac_header(0)),
+                msg(keyframe(40, 100)),
+                msg(aac(50)),
+                msg(inter(80, 10)),
+                msg(inter(120, 10)),
+            ]
+        );
+    }
+
+    #[test]
+    fn new_player_without_gop_waits_for_a_keyframe_silently() {
+        let mut state = StreamState::default();
+        state.ingest(avc_header(0));
+        let mut queue = PlayerQueue::new(&state);
+        let now = Instant::now();
+        assert_eq!(
+            push(&mut state, &mut queue, inter(0, 10), now),
+            Offer::NotQueued
+        );
+        assert_eq!(push(&mut state, &mut queue, aac(0), now), Offer::NotQueued);
+        assert_eq!(
+            push(&mut state, &mut queue, keyframe(40, 10), now),
+            Offer::Queued
+        );
+        assert_eq!(
+            drain(&mut queue),
+            vec![msg(avc_header(0)), msg(keyframe(40, 10))]
+        );
+    }
+
+    /// Fills the queue to its message bound with inter frames.
+    fn fill(state: &mut StreamState, queue: &mut PlayerQueue, now: Instant) {
+        let mut ts = 1000;
+        while queue.items.len() < PLAYER_QUEUE_MAX_MESSAGES {
+            assert_eq!(push(state, queue, inter(ts, 10), now), Offer::Queued);
+            ts += 1;
+        }
+    }
+
+    #[test]
+    fn full_queue_skips_to_the_next_keyframe() {
+        let mut state = stream_with_gop();
+        let mut queue = PlayerQueue::new(&state);
+        let now = Instant::now();
+        fill(&mut state, &mut queue, now);
+        assert_eq!(
+            push(&mut state, &mut queue, inter(5000, 10), now),
+            Offer::SkipStarted
+        );
+        assert_eq!(
+            push(&mut state, &mut queue, aac(5001), now),
+            Offer::NotQueued
+        );
+        assert_eq!(
+            push(&mut state, &mut queue, keyframe(5002, 10), now),
+            Offer::Queued
+        );
+        assert_eq!(push(&mut state, &mut queue, aac(5003), now), Offer::Queued);
+        // The snapshot's config messages were among the lost: they are sent again.
+        assert_eq!(
+            drain(&mut queue),
+            vec![
+                PlayerEvent::Skipped {
+                    dropped_messages: PLAYER_QUEUE_MAX_MESSAGES as u64 + 2
+                },
+                msg(state.config().next().cloned().unwrap_or_else(|| aac(0))),
+                msg(avc_header(0)),
+                msg(aac_header(0)),
+                msg(keyframe(5002, 10)),
+                msg(aac(5003)),
+            ]
+        );
+    }
+
+    #[test]
+    fn skip_resends_config_only_when_needed() {
+        let mut state = StreamState::default();
+        let now = Instant::now();
+        state.ingest(avc_header(0));
+        state.ingest(keyframe(0, 10));
+        let mut queue = PlayerQueue::new(&state);
+        // The player reads its snapshot: its configuration is delivered.
+        assert_eq!(drain(&mut queue).len(), 2);
+        fill(&mut state, &mut queue, now);
+        // Overflow on a keyframe: skip and resume at once, config unchanged.
+        assert_eq!(
+            push(&mut state, &mut queue, keyframe(9000, 10), now),
+            Offer::SkipStarted
+        );
+        assert_eq!(
+            drain(&mut queue),
+            vec![
+                PlayerEvent::Skipped {
+                    dropped_messages: PLAYER_QUEUE_MAX_MESSAGES as u64
+                },
+                msg(keyframe(9000, 10)),
+            ]
+        );
+        // Now a new header arrives while the player is skipping: it is replayed.
+        fill(&mut state, &mut queue, now);
+        let mut header = avc_header(9100);
+        header.payload = bytes::Bytes::from_static(&[0x17, 0x00, 0, 0, 0, 9]);
+        assert_eq!(
+            push(&mut state, &mut queue, inter(9050, 10), now),
+            Offer::SkipStarted
+        );
+        assert_eq!(
+            push(&mut state, &mut queue, header.clone(), now),
+            Offer::NotQueued
+        );
+        assert_eq!(
+            push(&mut state, &mut queue, keyframe(9200, 10), now),
+            Offer::Queued
+        );
+        assert_eq!(
+            drain(&mut queue),
+            vec![
+                PlayerEvent::Skipped {
+                    dropped_messages: PLAYER_QUEUE_MAX_MESSAGES as u64 + 2
+                },
+                msg(header),
+                msg(keyframe(9200, 10)),
+            ]
+        );
+    }
+
+    #[test]
+    fn byte_bound_also_skips() {
+        let mut state = StreamState::default();
+        let now = Instant::now();
+        state.ingest(keyframe(0, 10));
+        let mut queue = PlayerQueue::new(&state);
+        let big = PLAYER_QUEUE_MAX_BYTES / 4;
+        for ts in 0..3 {
+            assert_eq!(
+                push(&mut state, &mut queue, inter(ts, big), now),
+                Offer::Queued
+            );
+        }
+        assert_eq!(
+            push(&mut state, &mut queue, inter(3, big), now),
+            Offer::SkipStarted
+        );
+    }
+
+    #[test]
+    fn too_many_skips_within_the_window_drop_the_player() {
+        let mut state = StreamState::default();
+        let start = Instant::now();
+        state.ingest(keyframe(0, 10));
+        let mut queue = PlayerQueue::new(&state);
+        for skip in 0..PLAYER_MAX_SKIPS - 1 {
+            let now = start + Duration::from_secs(skip as u64);
+            fill(&mut state, &mut queue, now);
+            assert_eq!(
+                push(&mut state, &mut queue, keyframe(0, 10), now),
+                Offer::SkipStarted
+            );
+        }
+        fill(&mut state, &mut queue, start);
+        let reason = DropReason::TooSlow {
+            skips: PLAYER_MAX_SKIPS,
+            window: PLAYER_SKIP_WINDOW,
+        };
+        assert_eq!(
+            push(
+                &mut state,
+                &mut queue,
+                inter(0, 10),
+                start + Duration::from_secs(10)
+            ),
+            Offer::Dropped(reason)
+        );
+        assert_eq!(queue.pop(), Some(PlayerEvent::Dropped { reason }));
+        assert_eq!(queue.pop(), Some(PlayerEvent::Dropped { reason }));
+        assert_eq!(
+            push(&mut state, &mut queue, keyframe(0, 10), start),
+            Offer::NotQueued
+        );
+    }
+
+    #[test]
+    fn skips_outside_the_window_are_forgiven() {
+        let mut state = StreamState::default();
+        let start = Instant::now();
+        state.ingest(keyframe(0, 10));
+        let mut queue = PlayerQueue::new(&state);
+        for skip in 0..PLAYER_MAX_SKIPS * 2 {
+            let now = start + PLAYER_SKIP_WINDOW * skip as u32;
+            fill(&mut state, &mut queue, now);
+            assert_eq!(
+                push(&mut state, &mut queue, keyframe(0, 10), now),
+                Offer::SkipStarted
+            );
+        }
+    }
+
+    #[test]
+    fn end_delivers_the_queue_then_ended_forever() {
+        let mut state = stream_with_gop();
+        let mut queue = PlayerQueue::new(&state);
+        queue.end();
+        assert_eq!(
+            push(&mut state, &mut queue, inter(500, 10), Instant::now()),
+            Offer::NotQueued
+        );
+        let events = drain(&mut queue);
+        assert_eq!(events.len(), 7);
+        assert_eq!(events.last(), Some(&PlayerEvent::Ended));
+        assert_eq!(queue.pop(), Some(PlayerEvent::Ended));
     }
 }

@@ -105,9 +105,7 @@ impl StreamState {
     fn append_to_gop(&mut self, message: &RtmpMessage) {
         if self.gop.append(message.clone()) == GopAppend::Overflowed {
             self.counters.gop_overflows += 1;
-            tracing::debug!(
-                "GOP over the cache limit; new players wait for the next keyframe"
-            );
+            tracing::debug!("GOP over the cache limit; new players wait for the next keyframe");
         }
     }
 
@@ -137,6 +135,11 @@ impl StreamState {
         self.gop.messages()
     }
 
+    /// Payload bytes in the GOP cache.
+    pub fn gop_bytes(&self) -> usize {
+        self.gop.bytes()
+    }
+
     /// Whether a player with no cached GOP to start from must wait for a keyframe
     /// (false for a stream that has shown no video: any audio frame will do).
     pub fn has_video(&self) -> bool {
@@ -145,5 +148,95 @@ impl StreamState {
 
     pub fn counters(&self) -> IngestCounters {
         self.counters
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+
+    #[test]
+    fn metadata_is_stripped_shared_and_stored() {
+        let mut state = StreamState::default();
+        let (meta, offset) = set_data_frame(0);
+        let original = meta.payload.clone();
+        let ingested = state.ingest(meta);
+        assert!(ingested.is_config);
+        assert_eq!(ingested.message.payload, original.slice(offset..));
+        // A slice of the same buffer, not a copy.
+        assert_eq!(
+            ingested.message.payload.as_ptr(),
+            original[offset..].as_ptr()
+        );
+        let config: Vec<_> = state.config().cloned().collect();
+        assert_eq!(config, vec![ingested.message]);
+    }
+
+    #[test]
+    fn headers_are_kept_per_slot_in_arrival_order() {
+        let mut state = StreamState::default();
+        state.ingest(avc_header(0));
+        state.ingest(aac_header(0));
+        let generation = state.config_generation();
+        let mut newer = avc_header(5);
+        newer.payload = bytes::Bytes::from_static(&[0x17, 0x00, 0, 0, 0, 2]);
+        state.ingest(newer.clone());
+        assert!(state.config_generation() > generation);
+        let config: Vec<_> = state.config().cloned().collect();
+        assert_eq!(config, vec![newer, aac_header(0)]);
+        let counters = state.counters();
+        assert_eq!(counters.video_codec, Some(Codec::Legacy(7)));
+        assert_eq!(counters.audio_codec, Some(Codec::Legacy(10)));
+    }
+
+    #[test]
+    fn gop_starts_on_a_keyframe_and_includes_audio() {
+        let mut state = StreamState::default();
+        state.ingest(avc_header(0));
+        state.ingest(aac(0)); // before any keyframe: not cached
+        assert!(state.ingest(keyframe(0, 100)).resume_point);
+        assert!(!state.ingest(aac(20)).resume_point);
+        state.ingest(inter(40, 50));
+        assert_eq!(state.gop(), &[keyframe(0, 100), aac(20), inter(40, 50)]);
+        state.ingest(keyframe(80, 100));
+        assert_eq!(state.gop(), &[keyframe(80, 100)]);
+        let counters = state.counters();
+        assert_eq!(counters.keyframes, 2);
+        assert_eq!(counters.messages_in, 6);
+        assert_eq!(counters.bytes_in, 7 + 5 + 100 + 5 + 50 + 100);
+    }
+
+    #[test]
+    fn audio_only_stream_resumes_on_any_audio_frame() {
+        let mut state = StreamState::default();
+        state.ingest(aac_header(0));
+        assert!(state.ingest(aac(0)).resume_point);
+        assert!(!state.has_video());
+        assert!(state.gop().is_empty());
+    }
+
+    #[test]
+    fn gop_overflow_is_counted() {
+        let mut state = StreamState::default();
+        state.ingest(keyframe(0, crate::GOP_CACHE_MAX_BYTES - 100));
+        state.ingest(inter(40, 200));
+        assert!(state.gop().is_empty());
+        assert_eq!(state.counters().gop_overflows, 1);
+        state.ingest(keyframe(80, 10));
+        assert_eq!(state.gop().len(), 1);
+    }
+
+    #[test]
+    fn reset_media_forgets_config_and_gop_but_not_counters() {
+        let mut state = StreamState::default();
+        state.ingest(set_data_frame(0).0);
+        state.ingest(avc_header(0));
+        state.ingest(keyframe(0, 10));
+        state.reset_media();
+        assert_eq!(state.config().count(), 0);
+        assert!(state.gop().is_empty());
+        assert!(!state.has_video());
+        assert_eq!(state.counters().messages_in, 3);
     }
 }

@@ -43,6 +43,9 @@ pub struct StreamSummary {
     pub video_codec: Option<Codec>,
     /// Last audio codec seen, if any audio arrived.
     pub audio_codec: Option<Codec>,
+    /// Messages and payload bytes in the GOP cache now.
+    pub gop_cache_messages: usize,
+    pub gop_cache_bytes: usize,
     /// GOPs that outgrew the GOP cache (new players waited for the next keyframe).
     pub gop_overflows: u64,
     /// Times a slow player was skipped forward to a keyframe.

@@ -113,6 +113,8 @@ impl Stream {
             keyframes: counters.keyframes,
             video_codec: counters.video_codec,
             audio_codec: counters.audio_codec,
+            gop_cache_messages: inner.state.gop().len(),
+            gop_cache_bytes: inner.state.gop_bytes(),
             gop_overflows: counters.gop_overflows,
             player_skips: inner.player_skips,
             players_dropped: inner.players_dropped,
