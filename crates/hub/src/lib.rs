@@ -1,1 +1,107 @@
-//! longhaul-hub
+//! # longhaul-hub: live streams, the GOP cache and fan-out
+//!
+//! Every longhaul node keeps its live streams here. An encoder's connection task
+//! *publishes* a stream and pushes each RTMP media and data message into the hub; the
+//! RTMP and HTTP-FLV players' tasks *subscribe* to a stream and receive those messages.
+//! The hub knows nothing of sockets or protocols: it only decides what each player
+//! gets and when, so that
+//!
+//! - a new player starts playing at once: it first gets the stream's metadata, every
+//!   sequence header, and the current GOP from its keyframe (the *GOP cache*), then
+//!   live messages, with no gap and no duplicate between the two;
+//! - one slow player never slows the publisher or the other players;
+//! - an encoder that reconnects takes its stream over without the players noticing
+//!   more than a change of headers.
+//!
+//! ## Main types
+//!
+//! - [`Hub`]: the map of live streams by [`StreamKey`] (stream name plus [`Leg`],
+//!   primary or backup). Cheap to clone.
+//! - [`Publication`] (from [`Hub::publish`]): [`Publication::push`] a message;
+//!   [`Publication::taken_over`] resolves when another connection publishes the same
+//!   key (the hub answers [`PublishOutcome::TookOver`] to that one); dropping it ends
+//!   the stream and its players get [`PlayerEvent::Ended`].
+//! - [`Subscription`] (from [`Hub::subscribe`], choosing a leg by [`LegChoice`]):
+//!   [`Subscription::recv`] yields [`PlayerEvent`]s.
+//! - [`StreamSummary`] (from [`Hub::streams`]): per-stream figures for metrics and the API.
+//!
+//! ## What the hub does with a message
+//!
+//! Each pushed message is classified with `longhaul_rtmp::media`: metadata
+//! (`@setDataFrame` stripped: the stored and forwarded message is
+//! `payload.slice(body_offset..)`, a refcount bump), a sequence header (kept per audio or
+//! video, codec and track), a video keyframe (opens a new GOP in the cache) or anything
+//! else (appended to the current GOP). Messages are otherwise forwarded untouched: the
+//! payload [`bytes::Bytes`] is shared by the GOP cache and every player, never copied.
+//! Timestamps are never rewritten: players and downstream relays get the encoder's
+//! own timing, which relays downstream (origin, the backup leg's twin) rely on to line
+//! the legs up and to spot drift; rebasing belongs to whoever switches sources.
+//!
+//! The classification, configuration and GOP cache live in a plain synchronous
+//! `StreamState`, and the per-player policy in a synchronous `PlayerQueue`, both tested
+//! without tokio; the async parts (a mutex per stream, a `Notify` per player) are thin.
+//!
+//! ## Fan-out and the slow-player policy
+//!
+//! Every player has its own bounded queue ([`PLAYER_QUEUE_MAX_MESSAGES`] messages,
+//! [`PLAYER_QUEUE_MAX_BYTES`] payload bytes). The publisher, under the stream's lock,
+//! appends each message to each queue (a refcount bump and a `VecDeque` push, never a
+//! wait) and wakes the player's task only when its queue was empty. Per-player queues
+//! rather than one `tokio::sync::broadcast` ring, because
+//!
+//! - the skip decision is made when the message is offered, so a lagging player can be
+//!   moved exactly to the next keyframe with the right headers; a broadcast receiver
+//!   only learns it lagged after the ring overwrote its place, and must then scan for
+//!   a keyframe that may already have scrolled out of the ring;
+//! - a queue holds only what its player has not read, while a broadcast ring pins its
+//!   last N messages for every stream even when every player is caught up;
+//! - a new player's snapshot (configuration + GOP) is simply its queue's first entries.
+//!
+//! The cost is O(players) cheap steps per published message on the publisher's task;
+//! `benches/fanout.rs` measures it.
+//!
+//! When a message arrives for a player whose queue is full, the player is *skipped*:
+//! its queue is emptied and it drops every message up to the next keyframe (on a
+//! stream without video, the next audio frame). There it gets
+//! [`PlayerEvent::Skipped`] with the number of messages it lost, the metadata and
+//! sequence headers again if any changed or were among the lost messages, and resumes
+//! on the keyframe: never mid-GOP. A player skipped [`PLAYER_MAX_SKIPS`] times within
+//! [`PLAYER_SKIP_WINDOW`] is dropped ([`PlayerEvent::Dropped`]) so that its connection
+//! can be closed. A new player that joins while no GOP is cached (none yet, or the
+//! current one outgrew [`GOP_CACHE_MAX_BYTES`] / [`GOP_CACHE_MAX_MESSAGES`]) likewise
+//! waits for the next keyframe, without a `Skipped` report.
+//!
+//! ## Takeover
+//!
+//! Publishing a key that is live takes it over: the old publication's pushes fail
+//! with [`TakenOver`] and its [`Publication::taken_over`] resolves so its task can
+//! close the old socket; the old publisher's metadata, headers and GOP are forgotten;
+//! the players stay attached and receive the new publisher's headers and media as
+//! they arrive. (An encoder starts with headers and a keyframe, so players carry on.)
+
+mod classify;
+mod event;
+mod gop;
+mod hub;
+mod key;
+mod player_queue;
+mod publication;
+mod state;
+mod stats;
+mod stream;
+mod subscription;
+
+#[cfg(test)]
+mod testutil;
+
+pub use classify::MediaKind;
+pub use event::{DropReason, PlayerEvent};
+pub use gop::{GOP_CACHE_MAX_BYTES, GOP_CACHE_MAX_MESSAGES};
+pub use hub::Hub;
+pub use key::{Leg, LegChoice, StreamKey};
+pub use player_queue::{
+    PLAYER_MAX_SKIPS, PLAYER_QUEUE_MAX_BYTES, PLAYER_QUEUE_MAX_MESSAGES, PLAYER_SKIP_WINDOW,
+};
+pub use publication::{Publication, PublishOutcome, TakenOver};
+pub use stats::{PublisherInfo, StreamSummary};
+pub use subscription::Subscription;

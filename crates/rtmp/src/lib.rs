@@ -17,3 +17,6 @@ pub use output::OutputQueue;
 pub mod flv;
 pub mod media;
 pub mod server;
+pub mod handshake;
+pub mod client;
+mod session_common;

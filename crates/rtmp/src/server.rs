@@ -6,8 +6,13 @@
 //! methods. Time is passed in, never read, so timeouts are tested without sockets.
 
 use crate::amf0::Amf0Value;
-use crate::message::RtmpMessage;
+use crate::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits, MAX_CHUNK_SIZE};
+use crate::handshake::HandshakeProgress;
+use crate::message::{type_id, RtmpMessage};
 use crate::output::OutputQueue;
+use crate::session_common::{self, csid, object, status_info, string, user_control, Command};
+use bytes::BytesMut;
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// Settings of a server session.
@@ -93,70 +98,892 @@ pub enum SessionError {
     Timeout(&'static str),
 }
 
+/// Most streams one connection may have open at once. Encoders open one per connection
+/// (ffmpeg, OBS) and FMLE one per bitrate at most; players one. The bound keeps a peer
+/// from making the session track streams without end.
+pub const MAX_OPEN_STREAMS: usize = 16;
+
+/// Most media bytes held for a stream whose publish the driver has not answered yet (the
+/// origin checks the token with the registry meanwhile). 4 MiB is several seconds of a
+/// high-bitrate stream (8 Mbit/s gives 1 MB/s), far more than an auth round trip needs.
+pub const MAX_HELD_MEDIA_BYTES: usize = 4 * 1024 * 1024;
+
+/// Publish types of the spec (`live`, `record`, `append`) and Flash's `appendWithGap`,
+/// compared case-insensitively (some encoders send `LIVE`).
+const PUBLISH_TYPES: [&str; 4] = ["live", "record", "append", "appendwithgap"];
+
+/// `fmsVer` and `capabilities` in the `connect` `_result`: the values FMS 3 sent, which
+/// nginx-rtmp and SRS copy; some clients check that `fmsVer` starts with `FMS/`.
+const FMS_VERSION: &str = "FMS/3,0,1,123";
+const FMS_CAPABILITIES: f64 = 31.0;
+
+#[derive(Debug)]
+enum StreamState {
+    /// Created by `createStream`, nothing requested yet (or finished and reusable).
+    Idle,
+    /// `publish` reported, the driver has not answered: media is held.
+    PublishRequested {
+        name: String,
+        held: Vec<RtmpMessage>,
+        held_bytes: usize,
+    },
+    Publishing {
+        name: String,
+    },
+    /// Publish finished (FCUnpublish): late media is dropped, not an error.
+    PublishFinished,
+    PlayRequested,
+    Playing,
+}
+
+#[derive(Debug)]
+struct Stream {
+    id: u32,
+    state: StreamState,
+}
+
+enum Phase {
+    Handshake(Box<crate::handshake::Handshake>),
+    Chunks,
+    Failed,
+}
+
 /// The server side of one RTMP connection.
 pub struct ServerSession {
-    _config: ServerConfig,
+    config: ServerConfig,
+    created: Instant,
+    phase: Phase,
+    decoder: ChunkDecoder,
+    encoder: ChunkEncoder,
+    input: BytesMut,
+    output: OutputQueue,
+    /// Events produced outside `handle_input` (media released by `accept_publish`).
+    pending_events: VecDeque<ServerEvent>,
+    connect: Option<ConnectRequest>,
+    connect_transaction_id: f64,
+    connect_answered: bool,
+    object_encoding: f64,
+    streams: Vec<Stream>,
+    next_stream_id: u32,
+    /// Window the peer asked us to acknowledge (its Window Acknowledgement Size).
+    peer_window_ack_size: Option<u32>,
+    bytes_received: u64,
+    bytes_acknowledged: u64,
+    /// Last time a publish/play request, state change or media kept the session alive.
+    last_activity: Instant,
+    should_close: bool,
+}
+
+impl std::fmt::Debug for ServerSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerSession")
+            .field("connect", &self.connect)
+            .field("streams", &self.streams)
+            .field("bytes_received", &self.bytes_received)
+            .field("should_close", &self.should_close)
+            .finish()
+    }
 }
 
 impl ServerSession {
     pub fn new(config: ServerConfig, now: Instant) -> Self {
-        let _ = now;
-        Self { _config: config }
+        Self {
+            config,
+            created: now,
+            phase: Phase::Handshake(Box::new(crate::handshake::Handshake::new(
+                crate::handshake::HandshakeRole::Server,
+            ))),
+            decoder: ChunkDecoder::new(DecoderLimits::default()),
+            encoder: ChunkEncoder::new(),
+            input: BytesMut::new(),
+            output: OutputQueue::new(),
+            pending_events: VecDeque::new(),
+            connect: None,
+            connect_transaction_id: 1.0,
+            connect_answered: false,
+            object_encoding: 0.0,
+            streams: Vec::new(),
+            next_stream_id: 1,
+            peer_window_ack_size: None,
+            bytes_received: 0,
+            bytes_acknowledged: 0,
+            last_activity: now,
+            should_close: false,
+        }
     }
+
     /// Feeds bytes received from the peer (handshake included).
+    ///
+    /// Events made outside this call (media held until `accept_publish`) come first. After
+    /// an error the session is dead: the driver closes the connection.
     pub fn handle_input(
         &mut self,
         now: Instant,
         input: &[u8],
     ) -> Result<Vec<ServerEvent>, SessionError> {
-        let _ = (now, input);
-        unimplemented!()
+        let mut events: Vec<ServerEvent> = self.pending_events.drain(..).collect();
+        self.bytes_received += input.len() as u64;
+        let result = self.process_input(now, input, &mut events);
+        if result.is_err() {
+            self.phase = Phase::Failed;
+        }
+        result.map(|()| events)
     }
+
+    fn process_input(
+        &mut self,
+        now: Instant,
+        input: &[u8],
+        events: &mut Vec<ServerEvent>,
+    ) -> Result<(), SessionError> {
+        match &mut self.phase {
+            Phase::Failed => {
+                return Err(SessionError::Protocol(
+                    "input after the session already failed".into(),
+                ))
+            }
+            Phase::Handshake(handshake) => {
+                match handshake
+                    .process(input)
+                    .map_err(|e| SessionError::Handshake(e.to_string()))?
+                {
+                    HandshakeProgress::InProgress { response } => {
+                        self.output.push(response.into());
+                        return Ok(());
+                    }
+                    HandshakeProgress::Done {
+                        response,
+                        remaining,
+                    } => {
+                        self.output.push(response.into());
+                        self.phase = Phase::Chunks;
+                        self.input.extend_from_slice(&remaining);
+                    }
+                }
+            }
+            Phase::Chunks => self.input.extend_from_slice(input),
+        }
+        while let Some(message) = self.decoder.decode(&mut self.input)? {
+            self.handle_message(now, message, events)?;
+        }
+        self.send_acknowledgement_if_due();
+        Ok(())
+    }
+
+    fn send_acknowledgement_if_due(&mut self) {
+        if let Some(window) = self.peer_window_ack_size {
+            if window > 0 && self.bytes_received - self.bytes_acknowledged >= u64::from(window) {
+                self.bytes_acknowledged = self.bytes_received;
+                // The sequence number is the byte count so far, wrapping at 2^32 (spec 5.4.3).
+                self.send_control(session_common::acknowledgement(self.bytes_received as u32));
+            }
+        }
+    }
+
+    fn handle_message(
+        &mut self,
+        now: Instant,
+        message: RtmpMessage,
+        events: &mut Vec<ServerEvent>,
+    ) -> Result<(), SessionError> {
+        match message.type_id {
+            type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0 | type_id::DATA_AMF3 => {
+                self.handle_media(now, message, events)
+            }
+            type_id::AGGREGATE => {
+                let stream_id = message.stream_id;
+                let parts = session_common::split_aggregate(&message).map_err(|reason| {
+                    SessionError::Protocol(format!("bad aggregate on stream {stream_id}: {reason}"))
+                })?;
+                for part in parts {
+                    match part.type_id {
+                        type_id::AUDIO
+                        | type_id::VIDEO
+                        | type_id::DATA_AMF0
+                        | type_id::DATA_AMF3 => self.handle_media(now, part, events)?,
+                        other => tracing::debug!(
+                            type_id = other,
+                            "dropping a non-media part of an aggregate message"
+                        ),
+                    }
+                }
+                Ok(())
+            }
+            type_id::COMMAND_AMF0 | type_id::COMMAND_AMF3 => {
+                let command =
+                    Command::parse(&message).map_err(|reason| SessionError::BadCommand {
+                        name: "(unparsable)".into(),
+                        reason,
+                    })?;
+                self.handle_command(now, message.stream_id, command, events)
+            }
+            type_id::WINDOW_ACK_SIZE => {
+                let size = session_common::read_u32(&message.payload).ok_or_else(|| {
+                    SessionError::Protocol(
+                        "Window Acknowledgement Size shorter than 4 bytes".into(),
+                    )
+                })?;
+                self.peer_window_ack_size = Some(size);
+                Ok(())
+            }
+            type_id::USER_CONTROL => {
+                if let Some((event, data)) = session_common::read_user_control(&message.payload) {
+                    if event == user_control::PING_REQUEST {
+                        let timestamp = session_common::read_u32(data).unwrap_or(0);
+                        self.send_control(session_common::user_control_u32(
+                            user_control::PING_RESPONSE,
+                            timestamp,
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            // Set Chunk Size and Abort are applied by the decoder; acknowledgements of what
+            // we sent and the peer's bandwidth hint need no action; shared objects are not
+            // supported (no current encoder uses them).
+            other => {
+                tracing::trace!(type_id = other, "ignoring message");
+                Ok(())
+            }
+        }
+    }
+
+    fn stream_mut(&mut self, stream_id: u32) -> Option<&mut Stream> {
+        self.streams.iter_mut().find(|s| s.id == stream_id)
+    }
+
+    fn handle_media(
+        &mut self,
+        now: Instant,
+        message: RtmpMessage,
+        events: &mut Vec<ServerEvent>,
+    ) -> Result<(), SessionError> {
+        let stream_id = message.stream_id;
+        let type_id = message.type_id;
+        let Some(stream) = self.stream_mut(stream_id) else {
+            return Err(SessionError::Protocol(format!(
+                "media message (type {type_id}) on stream {stream_id}, which was never created"
+            )));
+        };
+        match &mut stream.state {
+            StreamState::Publishing { .. } => {
+                self.last_activity = now;
+                events.push(ServerEvent::Media { stream_id, message });
+                Ok(())
+            }
+            StreamState::PublishRequested {
+                held, held_bytes, ..
+            } => {
+                *held_bytes += message.payload.len();
+                if *held_bytes > MAX_HELD_MEDIA_BYTES {
+                    return Err(SessionError::Protocol(format!(
+                        "more than {MAX_HELD_MEDIA_BYTES} bytes of media on stream {stream_id} \
+                         before its publish was accepted"
+                    )));
+                }
+                held.push(message);
+                self.last_activity = now;
+                Ok(())
+            }
+            StreamState::PublishFinished => {
+                tracing::debug!(stream_id, "dropping media after the publish finished");
+                Ok(())
+            }
+            StreamState::Idle | StreamState::PlayRequested | StreamState::Playing => {
+                Err(SessionError::Protocol(format!(
+                    "media message (type {type_id}) on stream {stream_id}, which has no publish request"
+                )))
+            }
+        }
+    }
+
+    fn bad(name: &str, reason: impl Into<String>) -> SessionError {
+        SessionError::BadCommand {
+            name: name.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    fn require_connect(&self, name: &str) -> Result<(), SessionError> {
+        if self.connect.is_none() {
+            return Err(Self::bad(name, "sent before connect"));
+        }
+        Ok(())
+    }
+
+    fn handle_command(
+        &mut self,
+        now: Instant,
+        message_stream_id: u32,
+        command: Command,
+        events: &mut Vec<ServerEvent>,
+    ) -> Result<(), SessionError> {
+        let name = command.name.as_str();
+        match name {
+            "connect" => {
+                if self.connect.is_some() {
+                    return Err(Self::bad(name, "second connect on one connection"));
+                }
+                let object = &command.command_object;
+                let app = object
+                    .get("app")
+                    .and_then(|v| v.as_str())
+                    .ok_or_else(|| Self::bad(name, "command object has no string `app`"))?
+                    .to_string();
+                let request = ConnectRequest {
+                    app,
+                    tc_url: object
+                        .get("tcUrl")
+                        .and_then(|v| v.as_str())
+                        .map(String::from),
+                    flash_ver: object
+                        .get("flashVer")
+                        .and_then(|v| v.as_str())
+                        .map(String::from),
+                    command_object: command.command_object.clone(),
+                };
+                self.connect_transaction_id = command.transaction_id;
+                self.object_encoding = object
+                    .get("objectEncoding")
+                    .and_then(|v| v.as_number())
+                    .unwrap_or(0.0);
+                self.connect = Some(request.clone());
+                events.push(ServerEvent::ConnectRequested { request });
+            }
+            "releaseStream" => {
+                // SRS answers `_result` (null, undefined); FMLE-style encoders wait for it.
+                self.require_connect(name)?;
+                self.send_result(
+                    command.transaction_id,
+                    Amf0Value::Null,
+                    Amf0Value::Undefined,
+                );
+            }
+            "FCPublish" => {
+                self.require_connect(name)?;
+                let stream_name = command
+                    .arguments
+                    .first()
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                self.send_result(
+                    command.transaction_id,
+                    Amf0Value::Null,
+                    Amf0Value::Undefined,
+                );
+                self.send_command(
+                    0,
+                    Command::new(
+                        "onFCPublish",
+                        0.0,
+                        Amf0Value::Null,
+                        vec![object(&[
+                            ("code", string("NetStream.Publish.Start")),
+                            (
+                                "description",
+                                string(&format!("FCPublish to stream {stream_name}.")),
+                            ),
+                        ])],
+                    ),
+                );
+            }
+            "FCUnpublish" => {
+                self.require_connect(name)?;
+                let stream_name = command.arguments.first().and_then(|v| v.as_str());
+                self.send_command(
+                    0,
+                    Command::new(
+                        "onFCUnpublish",
+                        0.0,
+                        Amf0Value::Null,
+                        vec![object(&[
+                            ("code", string("NetStream.Unpublish.Success")),
+                            ("description", string("Stop publishing stream.")),
+                        ])],
+                    ),
+                );
+                self.send_result(
+                    command.transaction_id,
+                    Amf0Value::Null,
+                    Amf0Value::Undefined,
+                );
+                // The publishing stream of that name, or the only one if the name differs
+                // (some encoders send FCUnpublish with the name without its query).
+                let publishing: Vec<(u32, bool)> = self
+                    .streams
+                    .iter()
+                    .filter_map(|s| match &s.state {
+                        StreamState::Publishing { name }
+                        | StreamState::PublishRequested { name, .. } => {
+                            Some((s.id, Some(name.as_str()) == stream_name))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                let target = publishing
+                    .iter()
+                    .find(|(_, same_name)| *same_name)
+                    .or(if publishing.len() == 1 {
+                        publishing.first()
+                    } else {
+                        None
+                    })
+                    .map(|(id, _)| *id);
+                if let Some(stream_id) = target {
+                    self.send_message(
+                        csid::COMMAND,
+                        session_common::on_status(
+                            stream_id,
+                            "status",
+                            "NetStream.Unpublish.Success",
+                            "Stream unpublished.",
+                        ),
+                    );
+                    self.finish_stream(now, stream_id, StreamState::PublishFinished, events);
+                }
+            }
+            "createStream" => {
+                self.require_connect(name)?;
+                if self.streams.len() >= MAX_OPEN_STREAMS {
+                    return Err(Self::bad(
+                        name,
+                        format!("more than {MAX_OPEN_STREAMS} streams open on one connection"),
+                    ));
+                }
+                let id = self.next_stream_id;
+                self.next_stream_id = id
+                    .checked_add(1)
+                    .ok_or_else(|| Self::bad(name, "stream ids exhausted"))?;
+                self.streams.push(Stream {
+                    id,
+                    state: StreamState::Idle,
+                });
+                self.send_result(
+                    command.transaction_id,
+                    Amf0Value::Null,
+                    Amf0Value::Number(f64::from(id)),
+                );
+            }
+            "publish" => {
+                self.require_connect(name)?;
+                let publish_name = command
+                    .arguments
+                    .first()
+                    .and_then(|v| v.as_str())
+                    .ok_or_else(|| Self::bad(name, "no stream name"))?
+                    .to_string();
+                let publish_type = command
+                    .arguments
+                    .get(1)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("live")
+                    .to_string();
+                if !PUBLISH_TYPES.contains(&publish_type.to_ascii_lowercase().as_str()) {
+                    return Err(Self::bad(
+                        name,
+                        format!("unknown publish type {publish_type:?}"),
+                    ));
+                }
+                let stream = self.stream_mut(message_stream_id).ok_or_else(|| {
+                    Self::bad(
+                        name,
+                        format!("on stream {message_stream_id}, which was never created"),
+                    )
+                })?;
+                if !matches!(
+                    stream.state,
+                    StreamState::Idle | StreamState::PublishFinished
+                ) {
+                    return Err(Self::bad(
+                        name,
+                        format!("stream {message_stream_id} is already publishing or playing"),
+                    ));
+                }
+                stream.state = StreamState::PublishRequested {
+                    name: publish_name.clone(),
+                    held: Vec::new(),
+                    held_bytes: 0,
+                };
+                self.last_activity = now;
+                events.push(ServerEvent::PublishRequested {
+                    stream_id: message_stream_id,
+                    name: publish_name,
+                    publish_type,
+                });
+            }
+            "play" => {
+                self.require_connect(name)?;
+                let play_name = command
+                    .arguments
+                    .first()
+                    .and_then(|v| v.as_str())
+                    .ok_or_else(|| Self::bad(name, "no stream name"))?
+                    .to_string();
+                let stream = self.stream_mut(message_stream_id).ok_or_else(|| {
+                    Self::bad(
+                        name,
+                        format!("on stream {message_stream_id}, which was never created"),
+                    )
+                })?;
+                if !matches!(
+                    stream.state,
+                    StreamState::Idle | StreamState::PublishFinished
+                ) {
+                    return Err(Self::bad(
+                        name,
+                        format!("stream {message_stream_id} is already publishing or playing"),
+                    ));
+                }
+                stream.state = StreamState::PlayRequested;
+                self.last_activity = now;
+                events.push(ServerEvent::PlayRequested {
+                    stream_id: message_stream_id,
+                    name: play_name,
+                });
+            }
+            "deleteStream" => {
+                // deleteStream(null, streamId) arrives on stream 0.
+                let Some(stream_id) = command.arguments.first().and_then(|v| v.as_number()) else {
+                    return Err(Self::bad(name, "no stream id"));
+                };
+                if stream_id >= 0.0 && stream_id <= f64::from(u32::MAX) {
+                    let stream_id = stream_id as u32;
+                    self.finish_stream(now, stream_id, StreamState::Idle, events);
+                    self.streams.retain(|s| s.id != stream_id);
+                }
+            }
+            "closeStream" => {
+                self.finish_stream(now, message_stream_id, StreamState::Idle, events);
+            }
+            _ => events.push(ServerEvent::UnhandledCommand {
+                name: command.name.clone(),
+            }),
+        }
+        Ok(())
+    }
+
+    /// Ends whatever `stream_id` was doing, reporting it, and leaves it in `next`.
+    fn finish_stream(
+        &mut self,
+        now: Instant,
+        stream_id: u32,
+        next: StreamState,
+        events: &mut Vec<ServerEvent>,
+    ) {
+        let Some(stream) = self.stream_mut(stream_id) else {
+            return;
+        };
+        let previous = std::mem::replace(&mut stream.state, next);
+        match previous {
+            StreamState::PublishRequested { .. } | StreamState::Publishing { .. } => {
+                events.push(ServerEvent::PublishFinished { stream_id })
+            }
+            StreamState::PlayRequested | StreamState::Playing => {
+                events.push(ServerEvent::PlayFinished { stream_id })
+            }
+            StreamState::Idle | StreamState::PublishFinished => {}
+        }
+        self.last_activity = now;
+    }
+
     /// When the driver must call [`ServerSession::handle_timeout`] next, if ever.
+    ///
+    /// Before any publish or play request (a stalled handshake, or a peer that connects
+    /// and idles): `created + handshake_timeout`. While a stream publishes (or waits for
+    /// its publish to be accepted): last media + `media_timeout`. While only playing:
+    /// none (players send nothing). A connection left with no active stream gets
+    /// `handshake_timeout` again from its last change.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        unimplemented!()
+        if matches!(self.phase, Phase::Failed) {
+            return None;
+        }
+        let any_publishing = self.streams.iter().any(|s| {
+            matches!(
+                s.state,
+                StreamState::Publishing { .. } | StreamState::PublishRequested { .. }
+            )
+        });
+        if any_publishing {
+            return Some(self.last_activity + self.config.media_timeout);
+        }
+        let any_playing = self
+            .streams
+            .iter()
+            .any(|s| matches!(s.state, StreamState::Playing | StreamState::PlayRequested));
+        if any_playing {
+            return None;
+        }
+        Some(self.last_activity.max(self.created) + self.config.handshake_timeout)
     }
+
     /// Errors with [`SessionError::Timeout`] if a deadline has passed.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
-        let _ = now;
-        unimplemented!()
+        let Some(deadline) = self.poll_timeout() else {
+            return Ok(());
+        };
+        if now < deadline {
+            return Ok(());
+        }
+        let publishing = self.streams.iter().any(|s| {
+            matches!(
+                s.state,
+                StreamState::Publishing { .. } | StreamState::PublishRequested { .. }
+            )
+        });
+        self.phase = Phase::Failed;
+        Err(SessionError::Timeout(if publishing {
+            "no media from the publisher within media_timeout"
+        } else if self.connect.is_none() {
+            "handshake and connect not completed within handshake_timeout"
+        } else {
+            "no publish or play request within handshake_timeout"
+        }))
     }
+
     /// Bytes to write to the peer.
     pub fn output(&mut self) -> &mut OutputQueue {
-        unimplemented!()
+        &mut self.output
     }
-    pub fn accept_connect(&mut self) {}
+
+    /// Events produced outside [`ServerSession::handle_input`]: the media held while a
+    /// publish waited, released by [`ServerSession::accept_publish`]. Whatever the driver
+    /// does not take here comes first in the next `handle_input` result.
+    pub fn take_events(&mut self) -> Vec<ServerEvent> {
+        self.pending_events.drain(..).collect()
+    }
+
+    /// True once a request was rejected: flush the output, then close the connection.
+    pub fn should_close(&self) -> bool {
+        self.should_close
+    }
+
+    /// What the peer sent in `connect`, once it did.
+    pub fn connect_request(&self) -> Option<&ConnectRequest> {
+        self.connect.as_ref()
+    }
+
+    /// Bytes received so far, handshake included.
+    pub fn bytes_received(&self) -> u64 {
+        self.bytes_received
+    }
+
+    /// True once the handshake is done.
+    pub fn is_handshake_done(&self) -> bool {
+        !matches!(self.phase, Phase::Handshake(_))
+    }
+
+    fn send_message(&mut self, csid: u32, message: RtmpMessage) {
+        self.encoder.encode(csid, &message, &mut self.output);
+    }
+
+    fn send_control(&mut self, message: RtmpMessage) {
+        self.send_message(csid::CONTROL, message);
+    }
+
+    fn send_command(&mut self, stream_id: u32, command: Command) {
+        self.send_message(csid::COMMAND, command.to_message(stream_id));
+    }
+
+    fn send_result(&mut self, transaction_id: f64, command_object: Amf0Value, value: Amf0Value) {
+        self.send_command(
+            0,
+            Command::new("_result", transaction_id, command_object, vec![value]),
+        );
+    }
+
+    /// Sends Window Acknowledgement Size, Set Peer Bandwidth (dynamic), Set Chunk Size
+    /// (and switches to it), then `_result` with `NetConnection.Connect.Success`. An
+    /// Enhanced RTMP client's `fourCcList` is echoed: a relay forwards any codec.
+    pub fn accept_connect(&mut self) {
+        if self.connect.is_none() || self.connect_answered {
+            tracing::warn!("accept_connect without a pending connect request");
+            return;
+        }
+        self.connect_answered = true;
+        self.send_control(session_common::window_ack_size(self.config.window_ack_size));
+        self.send_control(session_common::set_peer_bandwidth(
+            self.config.peer_bandwidth,
+            session_common::PEER_BANDWIDTH_DYNAMIC,
+        ));
+        let chunk_size = self.config.chunk_size.clamp(1, MAX_CHUNK_SIZE);
+        self.send_control(session_common::set_chunk_size(chunk_size));
+        self.encoder.set_chunk_size(chunk_size);
+
+        let mut properties = vec![
+            ("fmsVer".to_string(), string(FMS_VERSION)),
+            (
+                "capabilities".to_string(),
+                Amf0Value::Number(FMS_CAPABILITIES),
+            ),
+        ];
+        if let Some(four_cc_list) = self
+            .connect
+            .as_ref()
+            .and_then(|c| c.command_object.get("fourCcList"))
+        {
+            properties.push(("fourCcList".to_string(), four_cc_list.clone()));
+        }
+        let information = object(&[
+            ("level", string("status")),
+            ("code", string("NetConnection.Connect.Success")),
+            ("description", string("Connection succeeded.")),
+            ("objectEncoding", Amf0Value::Number(self.object_encoding)),
+        ]);
+        let transaction_id = self.connect_transaction_id;
+        self.send_command(
+            0,
+            Command::new(
+                "_result",
+                transaction_id,
+                Amf0Value::Object(properties),
+                vec![information],
+            ),
+        );
+    }
+
     /// Sends `_error` with `NetConnection.Connect.Rejected` and `description`. The driver
     /// closes the connection after flushing the output.
     pub fn reject_connect(&mut self, description: &str) {
-        let _ = description;
+        self.connect_answered = true;
+        self.should_close = true;
+        let transaction_id = self.connect_transaction_id;
+        self.send_command(
+            0,
+            Command::new(
+                "_error",
+                transaction_id,
+                Amf0Value::Null,
+                vec![status_info(
+                    "error",
+                    "NetConnection.Connect.Rejected",
+                    description,
+                )],
+            ),
+        );
     }
-    /// Sends `NetStream.Publish.Start`; media on `stream_id` is reported from now on.
+
+    /// Sends `NetStream.Publish.Start`; media on `stream_id` is reported from now on. Media
+    /// held while the request waited is released as events: see
+    /// [`ServerSession::take_events`].
     pub fn accept_publish(&mut self, stream_id: u32) {
-        let _ = stream_id;
+        let Some(stream) = self.stream_mut(stream_id) else {
+            tracing::warn!(stream_id, "accept_publish for an unknown stream");
+            return;
+        };
+        let StreamState::PublishRequested { name, held, .. } =
+            std::mem::replace(&mut stream.state, StreamState::PublishFinished)
+        else {
+            tracing::warn!(
+                stream_id,
+                "accept_publish for a stream with no pending publish"
+            );
+            return;
+        };
+        let description = format!("Publishing {name}.");
+        stream.state = StreamState::Publishing { name };
+        self.send_control(session_common::user_control_u32(
+            user_control::STREAM_BEGIN,
+            stream_id,
+        ));
+        self.send_message(
+            csid::COMMAND,
+            session_common::on_status(stream_id, "status", "NetStream.Publish.Start", &description),
+        );
+        self.pending_events.extend(
+            held.into_iter()
+                .map(|message| ServerEvent::Media { stream_id, message }),
+        );
     }
+
     /// Sends `onStatus` level `error` with `code` (e.g. `NetStream.Publish.BadName`,
     /// `NetStream.Publish.Rejected`) and `description`. The driver closes the connection.
     pub fn reject_publish(&mut self, stream_id: u32, code: &str, description: &str) {
-        let _ = (stream_id, code, description);
+        if let Some(stream) = self.stream_mut(stream_id) {
+            stream.state = StreamState::PublishFinished;
+        }
+        self.should_close = true;
+        self.send_status(stream_id, "error", code, description);
     }
+
     /// Sends StreamBegin, `NetStream.Play.Reset` and `NetStream.Play.Start`,
-    /// and `|RtmpSampleAccess`.
+    /// `|RtmpSampleAccess` and `onStatus` `NetStream.Data.Start`: what nginx-rtmp and SRS
+    /// send, and what ffmpeg, ffplay and VLC expect before media.
     pub fn accept_play(&mut self, stream_id: u32) {
-        let _ = stream_id;
+        match self.stream_mut(stream_id) {
+            Some(stream) if matches!(stream.state, StreamState::PlayRequested) => {
+                stream.state = StreamState::Playing;
+            }
+            _ => {
+                tracing::warn!(stream_id, "accept_play for a stream with no pending play");
+                return;
+            }
+        }
+        self.send_control(session_common::user_control_u32(
+            user_control::STREAM_BEGIN,
+            stream_id,
+        ));
+        self.send_status(
+            stream_id,
+            "status",
+            "NetStream.Play.Reset",
+            "Playing and resetting.",
+        );
+        self.send_status(
+            stream_id,
+            "status",
+            "NetStream.Play.Start",
+            "Started playing.",
+        );
+        self.send_message(
+            csid::DATA,
+            session_common::data_message(
+                stream_id,
+                &[
+                    string("|RtmpSampleAccess"),
+                    Amf0Value::Boolean(true),
+                    Amf0Value::Boolean(true),
+                ],
+            ),
+        );
+        self.send_message(
+            csid::DATA,
+            session_common::data_message(
+                stream_id,
+                &[
+                    string("onStatus"),
+                    object(&[("code", string("NetStream.Data.Start"))]),
+                ],
+            ),
+        );
     }
+
     /// Sends `onStatus` level `error` with `code` (e.g. `NetStream.Play.StreamNotFound`).
+    /// The driver closes the connection.
     pub fn reject_play(&mut self, stream_id: u32, code: &str, description: &str) {
-        let _ = (stream_id, code, description);
+        if let Some(stream) = self.stream_mut(stream_id) {
+            stream.state = StreamState::Idle;
+        }
+        self.should_close = true;
+        self.send_status(stream_id, "error", code, description);
     }
+
     /// Sends an `onStatus` on `stream_id` (e.g. `NetStream.Publish.BadName` before closing a
     /// publisher that was taken over, or `NetStream.Play.UnpublishNotify`).
     pub fn send_status(&mut self, stream_id: u32, level: &str, code: &str, description: &str) {
-        let _ = (stream_id, level, code, description);
+        self.send_message(
+            csid::COMMAND,
+            session_common::on_status(stream_id, level, code, description),
+        );
     }
+
     /// Queues a media or data message for a player on `stream_id` (the message's own
     /// stream id is replaced). The payload is shared, not copied.
     pub fn send_media(&mut self, stream_id: u32, message: &RtmpMessage) {
-        let _ = (stream_id, message);
+        let message = RtmpMessage {
+            stream_id,
+            ..message.clone()
+        };
+        self.send_message(session_common::media_csid(message.type_id), message);
     }
 }

@@ -1,0 +1,144 @@
+//! The hub: live streams by key, publishing (with takeover) and subscribing.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use crate::key::{LegChoice, StreamKey};
+use crate::publication::{Publication, PublishOutcome};
+use crate::stats::{PublisherInfo, StreamSummary};
+use crate::stream::{lock, Stream};
+use crate::subscription::Subscription;
+
+/// The live streams of one node. Cheap to clone: clones share the same streams.
+///
+/// Locking: the stream map's lock is taken before a stream's lock, never the other way.
+#[derive(Debug, Clone, Default)]
+pub struct Hub {
+    shared: Arc<HubShared>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct HubShared {
+    streams: Mutex<HashMap<StreamKey, Arc<Stream>>>,
+    next_publication_id: AtomicU64,
+}
+
+impl Hub {
+    pub fn new() -> Hub {
+        Hub::default()
+    }
+
+    /// Starts publishing `key`. If the stream is already live, this publication takes
+    /// it over: the previous publication is told (and its pushes fail from now on),
+    /// the previous publisher's metadata, sequence headers and GOP are forgotten, and
+    /// the players stay attached and carry on with what the new publisher sends.
+    pub fn publish(
+        &self,
+        key: StreamKey,
+        publisher: PublisherInfo,
+    ) -> (Publication, PublishOutcome) {
+        let id = self
+            .shared
+            .next_publication_id
+            .fetch_add(1, Ordering::Relaxed);
+        let (sender, receiver) = watch::channel(false);
+        let mut streams = lock(&self.shared.streams);
+        if let Some(stream) = streams.get(&key) {
+            let stream = Arc::clone(stream);
+            let previous = {
+                let mut inner = lock(&stream.inner);
+                inner.publication_id = id;
+                inner.takeovers += 1;
+                inner.publisher_since = std::time::SystemTime::now();
+                inner.state.reset_media();
+                let old_sender = std::mem::replace(&mut inner.taken_over, sender);
+                old_sender.send_replace(true);
+                std::mem::replace(&mut inner.publisher, publisher)
+            };
+            drop(streams);
+            tracing::info!(stream = %key, %previous, "publication taken over");
+            let publication = self.publication(stream, id, receiver);
+            return (publication, PublishOutcome::TookOver { previous });
+        }
+        let stream = Arc::new(Stream::new(key.clone(), publisher, id, sender));
+        streams.insert(key, Arc::clone(&stream));
+        drop(streams);
+        (self.publication(stream, id, receiver), PublishOutcome::New)
+    }
+
+    fn publication(
+        &self,
+        stream: Arc<Stream>,
+        id: u64,
+        taken_over: watch::Receiver<bool>,
+    ) -> Publication {
+        Publication {
+            hub: Arc::clone(&self.shared),
+            stream,
+            id,
+            taken_over,
+        }
+    }
+
+    /// Attaches a player to the live stream `name` on the leg `choice` selects (see
+    /// [`LegChoice`]: by default the primary leg if live, else the backup). `None`
+    /// when no acceptable leg is live.
+    pub fn subscribe(&self, name: &str, choice: LegChoice) -> Option<Subscription> {
+        for leg in choice.candidates().into_iter().flatten() {
+            let key = StreamKey::new(name, leg);
+            let Some(stream) = lock(&self.shared.streams).get(&key).cloned() else {
+                continue;
+            };
+            let player = {
+                let mut inner = lock(&stream.inner);
+                if inner.ended {
+                    continue;
+                }
+                inner.attach()
+            };
+            return Some(Subscription { stream, player });
+        }
+        None
+    }
+
+    /// Whether `key` has a live publication.
+    pub fn is_live(&self, key: &StreamKey) -> bool {
+        lock(&self.shared.streams).contains_key(key)
+    }
+
+    /// Every live stream, sorted by key.
+    pub fn streams(&self) -> Vec<StreamSummary> {
+        let streams: Vec<Arc<Stream>> = lock(&self.shared.streams).values().cloned().collect();
+        let mut summaries: Vec<StreamSummary> = streams.iter().map(|s| s.summary()).collect();
+        summaries.sort_by(|a, b| a.key.cmp(&b.key));
+        summaries
+    }
+
+    /// One live stream.
+    pub fn stream(&self, key: &StreamKey) -> Option<StreamSummary> {
+        let stream = lock(&self.shared.streams).get(key).cloned();
+        stream.map(|s| s.summary())
+    }
+}
+
+impl HubShared {
+    /// Ends `stream` if publication `id` is still its publisher.
+    pub(crate) fn end_publication(&self, stream: &Arc<Stream>, id: u64) {
+        let mut streams = lock(&self.streams);
+        let mut inner = lock(&stream.inner);
+        if inner.publication_id != id || inner.ended {
+            return;
+        }
+        inner.end();
+        if streams
+            .get(&stream.key)
+            .is_some_and(|s| Arc::ptr_eq(s, stream))
+        {
+            streams.remove(&stream.key);
+        }
+        tracing::info!(stream = %stream.key, "publication ended");
+    }
+}

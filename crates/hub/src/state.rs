@@ -1,0 +1,242 @@
+//! The synchronous core of one live stream: classifies each published message, keeps
+//! the stream's configuration (metadata and sequence headers) and its GOP cache, and
+//! counts what came in. No async, no locks: the hub wraps it in a mutex.
+
+use longhaul_rtmp::media::Codec;
+use longhaul_rtmp::RtmpMessage;
+
+use crate::classify::{classify, Class, HeaderSlot, MediaKind};
+use crate::gop::{GopAppend, GopCache};
+
+/// A message as the hub forwards it, with what the players' queues need to know.
+#[derive(Debug, Clone)]
+pub(crate) struct Ingested {
+    pub message: RtmpMessage,
+    /// Metadata or a sequence header: replayed to players that skipped past it.
+    pub is_config: bool,
+    /// A player waiting to (re)start may start here: a video keyframe, or any audio
+    /// frame on a stream that has shown no video.
+    pub resume_point: bool,
+}
+
+/// Counters of one stream since it started (they survive takeovers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct IngestCounters {
+    pub messages_in: u64,
+    pub bytes_in: u64,
+    pub keyframes: u64,
+    pub gop_overflows: u64,
+    pub video_codec: Option<Codec>,
+    pub audio_codec: Option<Codec>,
+}
+
+/// Classification, configuration and GOP cache of one stream.
+#[derive(Debug, Default)]
+pub(crate) struct StreamState {
+    metadata: Option<RtmpMessage>,
+    /// Current sequence headers, in the order they first arrived.
+    headers: Vec<(HeaderSlot, RtmpMessage)>,
+    /// Bumped whenever metadata or a header changes, so a player can tell whether
+    /// the configuration it has is still current.
+    config_generation: u64,
+    gop: GopCache,
+    /// Some video was seen: players must start on a keyframe.
+    has_video: bool,
+    counters: IngestCounters,
+}
+
+impl StreamState {
+    /// Takes in one published message: updates configuration, GOP cache and counters
+    /// and returns the message to forward (metadata stripped of `@setDataFrame`).
+    pub fn ingest(&mut self, message: RtmpMessage) -> Ingested {
+        self.counters.messages_in += 1;
+        self.counters.bytes_in += message.payload.len() as u64;
+        let (message, class) = classify(message);
+        let mut resume_point = false;
+        match class {
+            Class::Metadata => {
+                self.metadata = Some(message.clone());
+                self.config_generation += 1;
+            }
+            Class::SequenceHeader(slot) => {
+                match slot.kind {
+                    MediaKind::Video => {
+                        self.has_video = true;
+                        self.counters.video_codec = Some(slot.codec);
+                    }
+                    MediaKind::Audio => self.counters.audio_codec = Some(slot.codec),
+                }
+                match self.headers.iter_mut().find(|(s, _)| *s == slot) {
+                    Some((_, stored)) => *stored = message.clone(),
+                    None => self.headers.push((slot, message.clone())),
+                }
+                self.config_generation += 1;
+            }
+            Class::Keyframe { codec } => {
+                self.has_video = true;
+                self.counters.video_codec = Some(codec);
+                self.counters.keyframes += 1;
+                resume_point = true;
+                self.gop.start(message.clone());
+            }
+            Class::Video { codec } => {
+                self.has_video = true;
+                if codec.is_some() {
+                    self.counters.video_codec = codec;
+                }
+                self.append_to_gop(&message);
+            }
+            Class::Audio { codec } => {
+                if codec.is_some() {
+                    self.counters.audio_codec = codec;
+                }
+                resume_point = !self.has_video;
+                self.append_to_gop(&message);
+            }
+            Class::Other => self.append_to_gop(&message),
+        }
+        Ingested {
+            message,
+            is_config: class.is_config(),
+            resume_point,
+        }
+    }
+
+    fn append_to_gop(&mut self, message: &RtmpMessage) {
+        if self.gop.append(message.clone()) == GopAppend::Overflowed {
+            self.counters.gop_overflows += 1;
+            tracing::debug!("GOP over the cache limit; new players wait for the next keyframe");
+        }
+    }
+
+    /// Forgets the configuration and GOP of the previous publisher (a takeover): the
+    /// new publisher sends its own before any media. Counters carry on.
+    pub fn reset_media(&mut self) {
+        self.metadata = None;
+        self.headers.clear();
+        self.config_generation += 1;
+        self.gop.reset();
+        self.has_video = false;
+    }
+
+    /// Metadata first, then every sequence header in arrival order.
+    pub fn config(&self) -> impl Iterator<Item = &RtmpMessage> {
+        self.metadata
+            .iter()
+            .chain(self.headers.iter().map(|(_, message)| message))
+    }
+
+    pub fn config_generation(&self) -> u64 {
+        self.config_generation
+    }
+
+    /// The cached GOP, starting on a keyframe; empty when there is none.
+    pub fn gop(&self) -> &[RtmpMessage] {
+        self.gop.messages()
+    }
+
+    /// Payload bytes in the GOP cache.
+    pub fn gop_bytes(&self) -> usize {
+        self.gop.bytes()
+    }
+
+    /// Whether a player with no cached GOP to start from must wait for a keyframe
+    /// (false for a stream that has shown no video: any audio frame will do).
+    pub fn has_video(&self) -> bool {
+        self.has_video
+    }
+
+    pub fn counters(&self) -> IngestCounters {
+        self.counters
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+
+    #[test]
+    fn metadata_is_stripped_shared_and_stored() {
+        let mut state = StreamState::default();
+        let (meta, offset) = set_data_frame(0);
+        let original = meta.payload.clone();
+        let ingested = state.ingest(meta);
+        assert!(ingested.is_config);
+        assert_eq!(ingested.message.payload, original.slice(offset..));
+        // A slice of the same buffer, not a copy.
+        assert_eq!(
+            ingested.message.payload.as_ptr(),
+            original[offset..].as_ptr()
+        );
+        let config: Vec<_> = state.config().cloned().collect();
+        assert_eq!(config, vec![ingested.message]);
+    }
+
+    #[test]
+    fn headers_are_kept_per_slot_in_arrival_order() {
+        let mut state = StreamState::default();
+        state.ingest(avc_header(0));
+        state.ingest(aac_header(0));
+        let generation = state.config_generation();
+        let mut newer = avc_header(5);
+        newer.payload = bytes::Bytes::from_static(&[0x17, 0x00, 0, 0, 0, 2]);
+        state.ingest(newer.clone());
+        assert!(state.config_generation() > generation);
+        let config: Vec<_> = state.config().cloned().collect();
+        assert_eq!(config, vec![newer, aac_header(0)]);
+        let counters = state.counters();
+        assert_eq!(counters.video_codec, Some(Codec::Legacy(7)));
+        assert_eq!(counters.audio_codec, Some(Codec::Legacy(10)));
+    }
+
+    #[test]
+    fn gop_starts_on_a_keyframe_and_includes_audio() {
+        let mut state = StreamState::default();
+        state.ingest(avc_header(0));
+        state.ingest(aac(0)); // before any keyframe: not cached
+        assert!(state.ingest(keyframe(0, 100)).resume_point);
+        assert!(!state.ingest(aac(20)).resume_point);
+        state.ingest(inter(40, 50));
+        assert_eq!(state.gop(), &[keyframe(0, 100), aac(20), inter(40, 50)]);
+        state.ingest(keyframe(80, 100));
+        assert_eq!(state.gop(), &[keyframe(80, 100)]);
+        let counters = state.counters();
+        assert_eq!(counters.keyframes, 2);
+        assert_eq!(counters.messages_in, 6);
+        assert_eq!(counters.bytes_in, 7 + 5 + 100 + 5 + 50 + 100);
+    }
+
+    #[test]
+    fn audio_only_stream_resumes_on_any_audio_frame() {
+        let mut state = StreamState::default();
+        state.ingest(aac_header(0));
+        assert!(state.ingest(aac(0)).resume_point);
+        assert!(!state.has_video());
+        assert!(state.gop().is_empty());
+    }
+
+    #[test]
+    fn gop_overflow_is_counted() {
+        let mut state = StreamState::default();
+        state.ingest(keyframe(0, crate::GOP_CACHE_MAX_BYTES - 100));
+        state.ingest(inter(40, 200));
+        assert!(state.gop().is_empty());
+        assert_eq!(state.counters().gop_overflows, 1);
+        state.ingest(keyframe(80, 10));
+        assert_eq!(state.gop().len(), 1);
+    }
+
+    #[test]
+    fn reset_media_forgets_config_and_gop_but_not_counters() {
+        let mut state = StreamState::default();
+        state.ingest(set_data_frame(0).0);
+        state.ingest(avc_header(0));
+        state.ingest(keyframe(0, 10));
+        state.reset_media();
+        assert_eq!(state.config().count(), 0);
+        assert!(state.gop().is_empty());
+        assert!(!state.has_video());
+        assert_eq!(state.counters().messages_in, 3);
+    }
+}

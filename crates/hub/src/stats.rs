@@ -1,0 +1,57 @@
+//! What the hub tells metrics and the API about its streams and publishers.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use longhaul_rtmp::media::Codec;
+
+use crate::key::StreamKey;
+
+/// Who is publishing a stream, as the connection layer describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublisherInfo {
+    /// The encoder's address (`ip:port`).
+    pub addr: String,
+    /// The connection layer's id for the publishing connection.
+    pub connection_id: u64,
+}
+
+impl fmt::Display for PublisherInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "connection {} from {}", self.connection_id, self.addr)
+    }
+}
+
+/// A snapshot of one live stream and its counters. Counters run from when the stream
+/// started and carry on across takeovers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSummary {
+    pub key: StreamKey,
+    /// The current publisher.
+    pub publisher: PublisherInfo,
+    /// When the current publisher started (differs from `started_at` after a takeover).
+    pub publisher_since: SystemTime,
+    /// When the stream started: its first publication.
+    pub started_at: SystemTime,
+    /// Players attached now.
+    pub players: usize,
+    pub messages_in: u64,
+    /// Payload bytes published.
+    pub bytes_in: u64,
+    pub keyframes: u64,
+    /// Last video codec seen, if any video arrived.
+    pub video_codec: Option<Codec>,
+    /// Last audio codec seen, if any audio arrived.
+    pub audio_codec: Option<Codec>,
+    /// Messages and payload bytes in the GOP cache now.
+    pub gop_cache_messages: usize,
+    pub gop_cache_bytes: usize,
+    /// GOPs that outgrew the GOP cache (new players waited for the next keyframe).
+    pub gop_overflows: u64,
+    /// Times a slow player was skipped forward to a keyframe.
+    pub player_skips: u64,
+    /// Players dropped for being skipped too often.
+    pub players_dropped: u64,
+    /// Times a new publisher took the stream over.
+    pub takeovers: u64,
+}

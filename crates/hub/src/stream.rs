@@ -1,0 +1,175 @@
+//! One live stream inside the hub: its synchronous state, current publisher and
+//! players, behind one mutex that the publisher pushes under and new players attach
+//! under (so a new player's snapshot and its live data meet with no gap and no
+//! duplicate).
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Instant, SystemTime};
+
+use longhaul_rtmp::RtmpMessage;
+use tokio::sync::{watch, Notify};
+
+use crate::key::StreamKey;
+use crate::player_queue::{Offer, PlayerQueue};
+use crate::state::StreamState;
+use crate::stats::{PublisherInfo, StreamSummary};
+
+/// Locks a mutex, recovering the data if a thread panicked while holding it: the hub's
+/// state stays consistent between statements, and one broken task must not take every
+/// stream down with it.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A player attached to a stream: its queue and the wake-up for its task.
+#[derive(Debug)]
+pub(crate) struct Player {
+    pub id: u64,
+    pub queue: Mutex<PlayerQueue>,
+    pub notify: Notify,
+}
+
+impl Player {
+    /// Runs `f` on the queue and wakes the player's task if it now has something to
+    /// read where it had nothing.
+    fn update<R>(&self, f: impl FnOnce(&mut PlayerQueue) -> R) -> R {
+        let (result, wake) = {
+            let mut queue = lock(&self.queue);
+            let was_idle = queue.is_idle();
+            let result = f(&mut queue);
+            (result, was_idle && !queue.is_idle())
+        };
+        if wake {
+            // Stores a permit if the task is not waiting yet: no lost wake-up.
+            self.notify.notify_one();
+        }
+        result
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Stream {
+    pub key: StreamKey,
+    pub started_at: SystemTime,
+    pub inner: Mutex<StreamInner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct StreamInner {
+    pub state: StreamState,
+    pub publisher: PublisherInfo,
+    pub publisher_since: SystemTime,
+    /// Id of the current publication; pushes from any other are refused.
+    pub publication_id: u64,
+    /// Set to `true` when the current publication is taken over.
+    pub taken_over: watch::Sender<bool>,
+    pub players: Vec<Arc<Player>>,
+    pub next_player_id: u64,
+    /// The publication ended; the stream is out of the hub and takes no new players.
+    pub ended: bool,
+    pub player_skips: u64,
+    pub players_dropped: u64,
+    pub takeovers: u64,
+}
+
+impl Stream {
+    pub fn new(
+        key: StreamKey,
+        publisher: PublisherInfo,
+        publication_id: u64,
+        taken_over: watch::Sender<bool>,
+    ) -> Stream {
+        let now = SystemTime::now();
+        Stream {
+            key,
+            started_at: now,
+            inner: Mutex::new(StreamInner {
+                state: StreamState::default(),
+                publisher,
+                publisher_since: now,
+                publication_id,
+                taken_over,
+                players: Vec::new(),
+                next_player_id: 0,
+                ended: false,
+                player_skips: 0,
+                players_dropped: 0,
+                takeovers: 0,
+            }),
+        }
+    }
+
+    pub fn summary(&self) -> StreamSummary {
+        let inner = lock(&self.inner);
+        let counters = inner.state.counters();
+        StreamSummary {
+            key: self.key.clone(),
+            publisher: inner.publisher.clone(),
+            publisher_since: inner.publisher_since,
+            started_at: self.started_at,
+            players: inner.players.len(),
+            messages_in: counters.messages_in,
+            bytes_in: counters.bytes_in,
+            keyframes: counters.keyframes,
+            video_codec: counters.video_codec,
+            audio_codec: counters.audio_codec,
+            gop_cache_messages: inner.state.gop().len(),
+            gop_cache_bytes: inner.state.gop_bytes(),
+            gop_overflows: counters.gop_overflows,
+            player_skips: inner.player_skips,
+            players_dropped: inner.players_dropped,
+            takeovers: inner.takeovers,
+        }
+    }
+}
+
+impl StreamInner {
+    /// Takes in one message from the current publisher and offers it to every player.
+    pub fn push(&mut self, key: &StreamKey, message: RtmpMessage) {
+        let ingested = self.state.ingest(message);
+        let now = Instant::now();
+        let state = &self.state;
+        let mut dropped = Vec::new();
+        for player in &self.players {
+            match player.update(|queue| queue.offer(&ingested, state, now)) {
+                Offer::Queued | Offer::NotQueued => {}
+                Offer::SkipStarted => {
+                    self.player_skips += 1;
+                    tracing::debug!(stream = %key, player = player.id, "slow player skipped to the next keyframe");
+                }
+                Offer::Dropped(reason) => {
+                    self.players_dropped += 1;
+                    dropped.push(player.id);
+                    tracing::info!(stream = %key, player = player.id, %reason, "slow player dropped");
+                }
+            }
+        }
+        if !dropped.is_empty() {
+            self.players.retain(|player| !dropped.contains(&player.id));
+        }
+    }
+
+    /// Attaches a new player, its queue primed with the stream's snapshot.
+    pub fn attach(&mut self) -> Arc<Player> {
+        let player = Arc::new(Player {
+            id: self.next_player_id,
+            queue: Mutex::new(PlayerQueue::new(&self.state)),
+            notify: Notify::new(),
+        });
+        self.next_player_id += 1;
+        self.players.push(Arc::clone(&player));
+        player
+    }
+
+    pub fn detach(&mut self, player_id: u64) {
+        self.players.retain(|player| player.id != player_id);
+    }
+
+    /// The publication ended: every player gets what it has queued, then `Ended`.
+    pub fn end(&mut self) {
+        self.ended = true;
+        for player in self.players.drain(..) {
+            player.update(PlayerQueue::end);
+        }
+    }
+}

@@ -1,0 +1,465 @@
+//! The hub through its public API: snapshots, takeover, end of stream, slow players
+//! and fan-out.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use longhaul_hub::*;
+use longhaul_rtmp::media::Codec;
+use longhaul_rtmp::RtmpMessage;
+
+#[allow(dead_code)]
+#[path = "../src/testutil.rs"]
+mod testutil;
+use testutil::*;
+
+fn key(leg: Leg) -> StreamKey {
+    StreamKey::new("1_gdrt137u_1", leg)
+}
+
+fn encoder(connection_id: u64) -> PublisherInfo {
+    PublisherInfo {
+        addr: format!("192.0.2.{connection_id}:50000"),
+        connection_id,
+    }
+}
+
+fn stripped_metadata() -> RtmpMessage {
+    let (meta, offset) = set_data_frame(0);
+    RtmpMessage {
+        payload: meta.payload.slice(offset..),
+        ..meta
+    }
+}
+
+fn drain(sub: &mut Subscription) -> Vec<PlayerEvent> {
+    std::iter::from_fn(|| sub.try_recv())
+        .take_while(|e| !matches!(e, PlayerEvent::Ended | PlayerEvent::Dropped { .. }))
+        .collect()
+}
+
+fn m(message: RtmpMessage) -> PlayerEvent {
+    PlayerEvent::Message(message)
+}
+
+#[test]
+fn new_player_gets_metadata_headers_then_gop_from_its_keyframe() {
+    let hub = Hub::new();
+    let (publication, outcome) = hub.publish(key(Leg::Primary), encoder(1));
+    assert_eq!(outcome, PublishOutcome::New);
+    for message in [
+        set_data_frame(0).0,
+        avc_header(0),
+        aac_header(0),
+        inter(0, 100), // before the first keyframe
+        keyframe(40, 1000),
+        aac(41),
+        inter(80, 100),
+    ] {
+        publication.push(message).expect("current publisher");
+    }
+    let mut player = hub
+        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .expect("live");
+    publication
+        .push(inter(120, 100))
+        .expect("current publisher");
+    assert_eq!(
+        drain(&mut player),
+        vec![
+            m(stripped_metadata()),
+            m(avc_header(0)),
+            m(aac_header(0)),
+            m(keyframe(40, 1000)),
+            m(aac(41)),
+            m(inter(80, 100)),
+            m(inter(120, 100)),
+        ]
+    );
+}
+
+#[test]
+fn no_gap_and_no_duplicate_between_snapshot_and_live() {
+    const MESSAGES: u32 = 1500; // below the player queue bound: nobody is skipped
+    let hub = Hub::new();
+    let (publication, _) = hub.publish(key(Leg::Primary), encoder(1));
+    publication.push(avc_header(0)).expect("current publisher");
+    let publisher = std::thread::spawn(move || {
+        for ts in 0..MESSAGES {
+            let message = if ts % 10 == 0 {
+                keyframe(ts, 50)
+            } else {
+                inter(ts, 50)
+            };
+            publication.push(message).expect("current publisher");
+            if ts % 50 == 0 {
+                std::thread::yield_now();
+            }
+        }
+        // Dropping the publication ends the stream.
+    });
+    let mut players = Vec::new();
+    while !publisher.is_finished() {
+        if let Some(player) = hub.subscribe("1_gdrt137u_1", LegChoice::default()) {
+            players.push(player);
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    publisher.join().expect("publisher thread");
+    assert!(!players.is_empty());
+    for player in &mut players {
+        let events = drain(player);
+        assert_eq!(events.first(), Some(&m(avc_header(0))));
+        let timestamps: Vec<u32> = events[1..]
+            .iter()
+            .map(|e| match e {
+                PlayerEvent::Message(message) => message.timestamp,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        if let Some(&first) = timestamps.first() {
+            assert_eq!(first % 10, 0, "starts on a keyframe");
+            let expected: Vec<u32> = (first..MESSAGES).collect();
+            assert_eq!(timestamps, expected, "no gap, no duplicate");
+        }
+        assert_eq!(player.try_recv(), Some(PlayerEvent::Ended));
+    }
+}
+
+#[test]
+fn oversized_gop_is_not_cached_and_new_players_wait_for_a_keyframe() {
+    let hub = Hub::new();
+    let (publication, _) = hub.publish(key(Leg::Primary), encoder(1));
+    publication.push(avc_header(0)).expect("current");
+    publication
+        .push(keyframe(0, GOP_CACHE_MAX_BYTES - 1000))
+        .expect("current");
+    publication.push(inter(40, 2000)).expect("current");
+    let summary = hub.stream(&key(Leg::Primary)).expect("live");
+    assert_eq!(summary.gop_overflows, 1);
+    assert_eq!(summary.gop_cache_bytes, 0);
+
+    let mut player = hub
+        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .expect("live");
+    publication.push(inter(80, 100)).expect("current");
+    publication.push(aac(81)).expect("current");
+    publication.push(keyframe(120, 100)).expect("current");
+    assert_eq!(
+        drain(&mut player),
+        vec![m(avc_header(0)), m(keyframe(120, 100))]
+    );
+}
+
+#[tokio::test]
+async fn takeover_tells_the_old_publication_and_players_carry_on() {
+    let hub = Hub::new();
+    let (old, _) = hub.publish(key(Leg::Primary), encoder(1));
+    old.push(avc_header(0)).expect("current");
+    old.push(keyframe(0, 100)).expect("current");
+    let mut player = hub
+        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .expect("live");
+    assert_eq!(drain(&mut player).len(), 2);
+
+    let (new, outcome) = hub.publish(key(Leg::Primary), encoder(2));
+    assert_eq!(
+        outcome,
+        PublishOutcome::TookOver {
+            previous: encoder(1)
+        }
+    );
+    assert!(old.is_taken_over());
+    tokio::time::timeout(Duration::from_secs(1), old.taken_over())
+        .await
+        .expect("taken_over resolves");
+    assert_eq!(old.push(inter(40, 100)), Err(TakenOver));
+    drop(old); // no longer the publisher: does not end the stream
+    assert_eq!(player.try_recv(), None);
+
+    let mut header = avc_header(0);
+    header.payload = bytes::Bytes::from_static(&[0x17, 0x00, 0, 0, 0, 7]);
+    new.push(header.clone()).expect("current");
+    new.push(keyframe(0, 100)).expect("current");
+    assert_eq!(drain(&mut player), vec![m(header), m(keyframe(0, 100))]);
+
+    let summary = hub.stream(&key(Leg::Primary)).expect("live");
+    assert_eq!(summary.takeovers, 1);
+    assert_eq!(summary.publisher, encoder(2));
+    assert_eq!(summary.players, 1);
+    assert!(!new.is_taken_over());
+
+    new.finish();
+    assert_eq!(player.recv().await, PlayerEvent::Ended);
+}
+
+#[tokio::test]
+async fn finish_ends_the_stream_after_what_players_have_queued() {
+    let hub = Hub::new();
+    let (publication, _) = hub.publish(key(Leg::Primary), encoder(1));
+    let mut player = hub
+        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .expect("live");
+    let waiter = tokio::spawn(async move {
+        let mut events = Vec::new();
+        loop {
+            let event = player.recv().await;
+            let end = event == PlayerEvent::Ended;
+            events.push(event);
+            if end {
+                break;
+            }
+        }
+        assert_eq!(player.recv().await, PlayerEvent::Ended, "Ended is sticky");
+        events
+    });
+    tokio::task::yield_now().await;
+    publication.push(aac_header(0)).expect("current");
+    publication.push(aac(0)).expect("current");
+    publication.finish();
+    let events = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("player ends")
+        .expect("player task");
+    assert_eq!(
+        events,
+        vec![m(aac_header(0)), m(aac(0)), PlayerEvent::Ended]
+    );
+    assert!(!hub.is_live(&key(Leg::Primary)));
+    assert!(hub
+        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .is_none());
+    assert!(hub.streams().is_empty());
+}
+
+#[test]
+fn slow_player_is_skipped_to_a_keyframe_and_resumes_there() {
+    let hub = Hub::new();
+    let (publication, _) = hub.publish(key(Leg::Primary), encoder(1));
+    publication.push(avc_header(0)).expect("current");
+    publication.push(keyframe(0, 100)).expect("current");
+    let mut slow = hub
+        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .expect("live");
+    let mut ts = 1;
+    for _ in 0..PLAYER_QUEUE_MAX_MESSAGES + 10 {
+        publication.push(inter(ts, 100)).expect("current");
+        ts += 1;
+    }
+    publication.push(keyframe(ts, 100)).expect("current");
+    publication.push(inter(ts + 1, 100)).expect("current");
+    // Snapshot (2) + 2046 inter frames fill the queue; it is emptied when the next
+    // arrives, and that one and the 11 after it are lost too.
+    let lost = PLAYER_QUEUE_MAX_MESSAGES as u64 + 12;
+    assert_eq!(
+        drain(&mut slow),
+        vec![
+            PlayerEvent::Skipped {
+                dropped_messages: lost
+            },
+            m(avc_header(0)), // the unread snapshot's header was lost: sent again
+            m(keyframe(ts, 100)),
+            m(inter(ts + 1, 100)),
+        ]
+    );
+    assert_eq!(
+        hub.stream(&key(Leg::Primary)).expect("live").player_skips,
+        1
+    );
+}
+
+#[test]
+fn publisher_never_blocks_on_a_stuck_player() {
+    const MESSAGES: u32 = 100_000;
+    let hub = Hub::new();
+    let (publication, _) = hub.publish(key(Leg::Primary), encoder(1));
+    publication.push(avc_header(0)).expect("current");
+    let _stuck = hub
+        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .expect("live");
+    let mut reader = hub
+        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .expect("live");
+    let started = Instant::now();
+    let mut read = 0usize;
+    for ts in 0..MESSAGES {
+        let message = if ts % 50 == 0 {
+            keyframe(ts, 64)
+        } else {
+            inter(ts, 64)
+        };
+        publication.push(message).expect("current");
+        if ts % 1000 == 999 {
+            read += drain(&mut reader).len();
+        }
+    }
+    let elapsed = started.elapsed();
+    read += drain(&mut reader).len();
+    // Debug build, shared 2-core machine: well under a second in practice.
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    assert_eq!(
+        read,
+        MESSAGES as usize + 1,
+        "the reading player missed nothing"
+    );
+    let summary = hub.stream(&key(Leg::Primary)).expect("live");
+    assert_eq!(summary.player_skips, PLAYER_MAX_SKIPS as u64 - 1);
+    assert_eq!(summary.players_dropped, 1);
+    assert_eq!(summary.players, 1);
+}
+
+#[test]
+fn repeatedly_skipped_player_is_dropped() {
+    let hub = Hub::new();
+    let (publication, _) = hub.publish(key(Leg::Primary), encoder(1));
+    publication.push(avc_header(0)).expect("current");
+    let mut stuck = hub
+        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .expect("live");
+    let mut ts = 0;
+    while hub
+        .stream(&key(Leg::Primary))
+        .expect("live")
+        .players_dropped
+        == 0
+    {
+        let message = if ts % 50 == 0 {
+            keyframe(ts, 64)
+        } else {
+            inter(ts, 64)
+        };
+        publication.push(message).expect("current");
+        ts += 1;
+        assert!(ts < 100_000, "never dropped");
+    }
+    let reason = DropReason::TooSlow {
+        skips: PLAYER_MAX_SKIPS,
+        window: PLAYER_SKIP_WINDOW,
+    };
+    assert_eq!(stuck.try_recv(), Some(PlayerEvent::Dropped { reason }));
+    assert_eq!(stuck.try_recv(), Some(PlayerEvent::Dropped { reason }));
+    assert_eq!(hub.stream(&key(Leg::Primary)).expect("live").players, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_players_that_keep_up_receive_everything_sharing_payloads() {
+    const PLAYERS: usize = 100;
+    const MESSAGES: u32 = 3000;
+    const BATCH: u32 = 200; // well below the queue bound
+    let hub = Hub::new();
+    let (publication, _) = hub.publish(key(Leg::Primary), encoder(1));
+    let mut pushed = vec![avc_header(0), keyframe(0, 100)];
+    for message in &pushed {
+        publication.push(message.clone()).expect("current");
+    }
+    let received = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..PLAYERS {
+        let mut player = hub
+            .subscribe("1_gdrt137u_1", LegChoice::default())
+            .expect("live");
+        let received = Arc::clone(&received);
+        tasks.push(tokio::spawn(async move {
+            let mut events = Vec::new();
+            loop {
+                match player.recv().await {
+                    PlayerEvent::Ended => return events,
+                    event => {
+                        events.push(event);
+                        received.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    for ts in 1..=MESSAGES {
+        let message = match ts % 50 {
+            0 => keyframe(ts, 1000 + ts as usize),
+            n if n % 2 == 0 => aac(ts),
+            _ => inter(ts, 500 + ts as usize),
+        };
+        pushed.push(message.clone());
+        publication.push(message).expect("current");
+        if ts % BATCH == 0 {
+            // Pace the publisher so the players keep up.
+            let target = PLAYERS * pushed.len();
+            while received.load(Ordering::Relaxed) < target {
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+    publication.finish();
+    for task in tasks {
+        let events = task.await.expect("player task");
+        assert_eq!(events.len(), pushed.len());
+        for (event, sent) in events.iter().zip(&pushed) {
+            let PlayerEvent::Message(got) = event else {
+                panic!("unexpected {event:?}");
+            };
+            assert_eq!(got, sent);
+            assert_eq!(
+                got.payload.as_ptr(),
+                sent.payload.as_ptr(),
+                "shared, not copied"
+            );
+        }
+    }
+}
+
+#[test]
+fn leg_choice_prefers_primary_and_falls_back() {
+    let hub = Hub::new();
+    assert!(hub
+        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .is_none());
+    let (backup, _) = hub.publish(key(Leg::Backup), encoder(2));
+    let player = hub
+        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .expect("backup live");
+    assert_eq!(player.key(), &key(Leg::Backup));
+    assert!(hub
+        .subscribe("1_gdrt137u_1", LegChoice::Only(Leg::Primary))
+        .is_none());
+    let (_primary, _) = hub.publish(key(Leg::Primary), encoder(1));
+    let player = hub
+        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .expect("live");
+    assert_eq!(player.key(), &key(Leg::Primary));
+    let player = hub
+        .subscribe("1_gdrt137u_1", LegChoice::PreferBackup)
+        .expect("live");
+    assert_eq!(player.key(), &key(Leg::Backup));
+    drop(backup);
+    let player = hub
+        .subscribe("1_gdrt137u_1", LegChoice::PreferBackup)
+        .expect("live");
+    assert_eq!(player.key(), &key(Leg::Primary));
+}
+
+#[test]
+fn summaries_count_what_came_in() {
+    let hub = Hub::new();
+    let (publication, _) = hub.publish(key(Leg::Primary), encoder(1));
+    let (_backup, _) = hub.publish(key(Leg::Backup), encoder(2));
+    let _player = hub
+        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .expect("live");
+    publication.push(avc_header(0)).expect("current");
+    publication.push(aac_header(0)).expect("current");
+    publication.push(keyframe(0, 1000)).expect("current");
+    let streams = hub.streams();
+    assert_eq!(streams.len(), 2);
+    let primary = &streams[0];
+    assert_eq!(primary.key, key(Leg::Primary));
+    assert_eq!(primary.publisher, encoder(1));
+    assert_eq!(primary.players, 1);
+    assert_eq!(primary.messages_in, 3);
+    assert_eq!(primary.bytes_in, 7 + 4 + 1000);
+    assert_eq!(primary.keyframes, 1);
+    assert_eq!(primary.video_codec, Some(Codec::Legacy(7)));
+    assert_eq!(primary.audio_codec, Some(Codec::Legacy(10)));
+    assert_eq!(primary.gop_cache_messages, 1);
+    assert_eq!(streams[1].players, 0);
+    assert_eq!(streams[1].bytes_in, 0);
+}
