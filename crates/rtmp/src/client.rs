@@ -128,6 +128,9 @@ pub struct ClientSession {
     bytes_received: u64,
     bytes_acknowledged: u64,
     start_error: Option<String>,
+    /// Every message received, for tests that look at what the server sent.
+    #[cfg(test)]
+    received: Vec<RtmpMessage>,
 }
 
 impl std::fmt::Debug for ClientSession {
@@ -167,6 +170,8 @@ impl ClientSession {
             bytes_received: 0,
             bytes_acknowledged: 0,
             start_error,
+            #[cfg(test)]
+            received: Vec::new(),
         }
     }
 
@@ -298,6 +303,8 @@ impl ClientSession {
         message: RtmpMessage,
         events: &mut Vec<ClientEvent>,
     ) -> Result<(), ClientSessionError> {
+        #[cfg(test)]
+        self.received.push(message.clone());
         match message.type_id {
             type_id::COMMAND_AMF0 | type_id::COMMAND_AMF3 => {
                 let command = Command::parse(&message).map_err(ClientSessionError::Protocol)?;
@@ -509,5 +516,21 @@ impl ClientSession {
             );
         }
         self.step = Step::Finished;
+    }
+
+    /// Sends any message as is (tests of the server's handling of odd peers).
+    #[cfg(test)]
+    pub(crate) fn send_raw(&mut self, message: RtmpMessage) {
+        let csid = match message.type_id {
+            1..=6 => csid::CONTROL,
+            other => session_common::media_csid(other),
+        };
+        self.encoder.encode(csid, &message, &mut self.output);
+    }
+
+    /// Every message received so far.
+    #[cfg(test)]
+    pub(crate) fn received(&self) -> &[RtmpMessage] {
+        &self.received
     }
 }
