@@ -3,11 +3,11 @@
 
 use crate::amf0::Amf0Value;
 use crate::client::{ClientConfig, ClientEvent, ClientGoal, ClientSession};
+use crate::message::{self, Command};
 use crate::message::{type_id, RtmpMessage};
 use crate::server::{
     ServerConfig, ServerEvent, ServerSession, SessionError, MAX_HELD_MEDIA_BYTES, MAX_OPEN_STREAMS,
 };
-use crate::session_common::{self, Command};
 use bytes::{BufMut, Bytes, BytesMut};
 use std::time::{Duration, Instant};
 
@@ -632,11 +632,8 @@ fn garbage_handshake_is_an_error() {
 #[test]
 fn ping_and_acknowledgement_windows_are_answered() {
     let mut pair = Pair::publishing("x");
-    pair.client.send_raw(session_common::user_control_u32(
-        session_common::user_control::PING_REQUEST,
-        1234,
-    ));
-    pair.client.send_raw(session_common::window_ack_size(5000));
+    pair.client.send_raw(message::ping_request(1234));
+    pair.client.send_raw(message::window_ack_size(5000));
     pair.pump().unwrap();
     for _ in 0..3 {
         pair.client
