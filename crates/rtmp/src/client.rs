@@ -10,9 +10,9 @@
 use crate::amf0::Amf0Value;
 use crate::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits, MAX_CHUNK_SIZE};
 use crate::handshake::{Handshake, HandshakeProgress, HandshakeRole};
-use crate::message::{type_id, RtmpMessage};
+use crate::message::{self, type_id, user_control, Command, RtmpMessage};
 use crate::output::OutputQueue;
-use crate::session_common::{self, csid, string, user_control, Command};
+use crate::session_common::{self, csid, string};
 use bytes::BytesMut;
 use std::time::Instant;
 
@@ -128,6 +128,9 @@ pub struct ClientSession {
     bytes_received: u64,
     bytes_acknowledged: u64,
     start_error: Option<String>,
+    /// Every message received, for tests that look at what the server sent.
+    #[cfg(test)]
+    received: Vec<RtmpMessage>,
 }
 
 impl std::fmt::Debug for ClientSession {
@@ -167,6 +170,8 @@ impl ClientSession {
             bytes_received: 0,
             bytes_acknowledged: 0,
             start_error,
+            #[cfg(test)]
+            received: Vec::new(),
         }
     }
 
@@ -243,7 +248,7 @@ impl ClientSession {
         if let Some(window) = self.peer_window_ack_size {
             if window > 0 && self.bytes_received - self.bytes_acknowledged >= u64::from(window) {
                 self.bytes_acknowledged = self.bytes_received;
-                self.send_control(session_common::acknowledgement(self.bytes_received as u32));
+                self.send_control(message::acknowledgement(self.bytes_received as u32));
             }
         }
         Ok(())
@@ -262,7 +267,7 @@ impl ClientSession {
 
     fn send_connect(&mut self) {
         let chunk_size = self.config.chunk_size.clamp(1, MAX_CHUNK_SIZE);
-        self.send_control(session_common::set_chunk_size(chunk_size));
+        self.send_control(message::set_chunk_size(chunk_size));
         self.encoder.set_chunk_size(chunk_size);
         let mut properties = vec![
             ("app".to_string(), string(&self.config.app)),
@@ -298,9 +303,12 @@ impl ClientSession {
         message: RtmpMessage,
         events: &mut Vec<ClientEvent>,
     ) -> Result<(), ClientSessionError> {
+        #[cfg(test)]
+        self.received.push(message.clone());
         match message.type_id {
             type_id::COMMAND_AMF0 | type_id::COMMAND_AMF3 => {
-                let command = Command::parse(&message).map_err(ClientSessionError::Protocol)?;
+                let command = Command::parse(&message)
+                    .map_err(|e| ClientSessionError::Protocol(e.to_string()))?;
                 self.handle_command(command, events)
             }
             type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0 | type_id::DATA_AMF3 => {
@@ -308,7 +316,7 @@ impl ClientSession {
                 Ok(())
             }
             type_id::AGGREGATE => {
-                let parts = session_common::split_aggregate(&message)
+                let parts = message::split_aggregate(&message)
                     .map_err(|e| ClientSessionError::Protocol(format!("bad aggregate: {e}")))?;
                 for part in parts {
                     self.handle_media(part, events);
@@ -316,18 +324,14 @@ impl ClientSession {
                 Ok(())
             }
             type_id::WINDOW_ACK_SIZE => {
-                self.peer_window_ack_size = session_common::read_u32(&message.payload);
+                self.peer_window_ack_size = message::parse_control_u32(&message.payload);
                 Ok(())
             }
             type_id::USER_CONTROL => {
-                if let Some((user_control::PING_REQUEST, data)) =
-                    session_common::read_user_control(&message.payload)
+                if let Some((user_control::PING_REQUEST, timestamp)) =
+                    message::parse_user_control(&message.payload)
                 {
-                    let timestamp = session_common::read_u32(data).unwrap_or(0);
-                    self.send_control(session_common::user_control_u32(
-                        user_control::PING_RESPONSE,
-                        timestamp,
-                    ));
+                    self.send_control(message::ping_response(timestamp));
                 }
                 Ok(())
             }
@@ -416,7 +420,7 @@ impl ClientSession {
                                 vec![string(&name), Amf0Value::Number(PLAY_START_ANY)],
                             ),
                         );
-                        self.send_control(session_common::set_buffer_length(
+                        self.send_control(message::set_buffer_length(
                             stream_id,
                             PLAY_BUFFER_MILLIS,
                         ));
@@ -509,5 +513,21 @@ impl ClientSession {
             );
         }
         self.step = Step::Finished;
+    }
+
+    /// Sends any message as is (tests of the server's handling of odd peers).
+    #[cfg(test)]
+    pub(crate) fn send_raw(&mut self, message: RtmpMessage) {
+        let csid = match message.type_id {
+            1..=6 => csid::CONTROL,
+            other => session_common::media_csid(other),
+        };
+        self.encoder.encode(csid, &message, &mut self.output);
+    }
+
+    /// Every message received so far.
+    #[cfg(test)]
+    pub(crate) fn received(&self) -> &[RtmpMessage] {
+        &self.received
     }
 }

@@ -19,4 +19,7 @@ pub mod media;
 pub mod server;
 pub mod handshake;
 pub mod client;
+pub mod connection;
 mod session_common;
+#[cfg(test)]
+mod session_tests;

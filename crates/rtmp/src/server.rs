@@ -8,9 +8,9 @@
 use crate::amf0::Amf0Value;
 use crate::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits, MAX_CHUNK_SIZE};
 use crate::handshake::HandshakeProgress;
-use crate::message::{type_id, RtmpMessage};
+use crate::message::{self, bandwidth_limit, type_id, user_control, Command, RtmpMessage};
 use crate::output::OutputQueue;
-use crate::session_common::{self, csid, object, status_info, string, user_control, Command};
+use crate::session_common::{self, csid, object, status_info, string};
 use bytes::BytesMut;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -275,7 +275,7 @@ impl ServerSession {
             if window > 0 && self.bytes_received - self.bytes_acknowledged >= u64::from(window) {
                 self.bytes_acknowledged = self.bytes_received;
                 // The sequence number is the byte count so far, wrapping at 2^32 (spec 5.4.3).
-                self.send_control(session_common::acknowledgement(self.bytes_received as u32));
+                self.send_control(message::acknowledgement(self.bytes_received as u32));
             }
         }
     }
@@ -292,7 +292,7 @@ impl ServerSession {
             }
             type_id::AGGREGATE => {
                 let stream_id = message.stream_id;
-                let parts = session_common::split_aggregate(&message).map_err(|reason| {
+                let parts = message::split_aggregate(&message).map_err(|reason| {
                     SessionError::Protocol(format!("bad aggregate on stream {stream_id}: {reason}"))
                 })?;
                 for part in parts {
@@ -313,12 +313,12 @@ impl ServerSession {
                 let command =
                     Command::parse(&message).map_err(|reason| SessionError::BadCommand {
                         name: "(unparsable)".into(),
-                        reason,
+                        reason: reason.to_string(),
                     })?;
                 self.handle_command(now, message.stream_id, command, events)
             }
             type_id::WINDOW_ACK_SIZE => {
-                let size = session_common::read_u32(&message.payload).ok_or_else(|| {
+                let size = message::parse_control_u32(&message.payload).ok_or_else(|| {
                     SessionError::Protocol(
                         "Window Acknowledgement Size shorter than 4 bytes".into(),
                     )
@@ -327,14 +327,10 @@ impl ServerSession {
                 Ok(())
             }
             type_id::USER_CONTROL => {
-                if let Some((event, data)) = session_common::read_user_control(&message.payload) {
-                    if event == user_control::PING_REQUEST {
-                        let timestamp = session_common::read_u32(data).unwrap_or(0);
-                        self.send_control(session_common::user_control_u32(
-                            user_control::PING_RESPONSE,
-                            timestamp,
-                        ));
-                    }
+                if let Some((user_control::PING_REQUEST, timestamp)) =
+                    message::parse_user_control(&message.payload)
+                {
+                    self.send_control(message::ping_response(timestamp));
                 }
                 Ok(())
             }
@@ -801,13 +797,13 @@ impl ServerSession {
             return;
         }
         self.connect_answered = true;
-        self.send_control(session_common::window_ack_size(self.config.window_ack_size));
-        self.send_control(session_common::set_peer_bandwidth(
+        self.send_control(message::window_ack_size(self.config.window_ack_size));
+        self.send_control(message::set_peer_bandwidth(
             self.config.peer_bandwidth,
-            session_common::PEER_BANDWIDTH_DYNAMIC,
+            bandwidth_limit::DYNAMIC,
         ));
         let chunk_size = self.config.chunk_size.clamp(1, MAX_CHUNK_SIZE);
-        self.send_control(session_common::set_chunk_size(chunk_size));
+        self.send_control(message::set_chunk_size(chunk_size));
         self.encoder.set_chunk_size(chunk_size);
 
         let mut properties = vec![
@@ -882,10 +878,7 @@ impl ServerSession {
         };
         let description = format!("Publishing {name}.");
         stream.state = StreamState::Publishing { name };
-        self.send_control(session_common::user_control_u32(
-            user_control::STREAM_BEGIN,
-            stream_id,
-        ));
+        self.send_control(message::stream_begin(stream_id));
         self.send_message(
             csid::COMMAND,
             session_common::on_status(stream_id, "status", "NetStream.Publish.Start", &description),
@@ -919,10 +912,7 @@ impl ServerSession {
                 return;
             }
         }
-        self.send_control(session_common::user_control_u32(
-            user_control::STREAM_BEGIN,
-            stream_id,
-        ));
+        self.send_control(message::stream_begin(stream_id));
         self.send_status(
             stream_id,
             "status",

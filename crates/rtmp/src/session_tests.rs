@@ -1,0 +1,686 @@
+//! Tests of [`crate::server::ServerSession`] and [`crate::client::ClientSession`] driven
+//! against each other in memory: bytes piped both ways, a fake clock, no sockets.
+
+use crate::amf0::Amf0Value;
+use crate::client::{ClientConfig, ClientEvent, ClientGoal, ClientSession};
+use crate::message::{self, Command};
+use crate::message::{type_id, RtmpMessage};
+use crate::server::{
+    ServerConfig, ServerEvent, ServerSession, SessionError, MAX_HELD_MEDIA_BYTES, MAX_OPEN_STREAMS,
+};
+use bytes::{BufMut, Bytes, BytesMut};
+use std::time::{Duration, Instant};
+
+struct Pair {
+    now: Instant,
+    server: ServerSession,
+    client: ClientSession,
+    server_events: Vec<ServerEvent>,
+    client_events: Vec<ClientEvent>,
+}
+
+fn config() -> ClientConfig {
+    let mut c = ClientConfig::new("kLive/?t=abc", "rtmp://127.0.0.1:1935/kLive/?t=abc");
+    c.extra_connect_properties.push((
+        "fourCcList".into(),
+        Amf0Value::StrictArray(vec![
+            Amf0Value::String("hvc1".into()),
+            Amf0Value::String("av01".into()),
+        ]),
+    ));
+    c
+}
+
+fn publish(name: &str, publish_type: &str) -> ClientGoal {
+    ClientGoal::Publish {
+        name: name.into(),
+        publish_type: publish_type.into(),
+    }
+}
+
+impl Pair {
+    fn new(goal: ClientGoal) -> Self {
+        let now = Instant::now();
+        Self {
+            now,
+            server: ServerSession::new(ServerConfig::default(), now),
+            client: ClientSession::new(config(), goal, now),
+            server_events: Vec::new(),
+            client_events: Vec::new(),
+        }
+    }
+
+    /// Moves bytes both ways until neither side has anything to say.
+    fn pump(&mut self) -> Result<(), SessionError> {
+        loop {
+            let to_server = self.client.output().to_vec();
+            bytes::Buf::advance(self.client.output(), to_server.len());
+            // Feed in uneven pieces: the sessions must not care where reads split.
+            for piece in to_server.chunks(1000) {
+                let events = self.server.handle_input(self.now, piece)?;
+                self.server_events.extend(events);
+            }
+            let to_client = self.server.output().to_vec();
+            bytes::Buf::advance(self.server.output(), to_client.len());
+            if !to_client.is_empty() {
+                let events = self
+                    .client
+                    .handle_input(self.now, &to_client)
+                    .expect("client accepts the server's bytes");
+                self.client_events.extend(events);
+            }
+            if to_server.is_empty() && to_client.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn take_server_events(&mut self) -> Vec<ServerEvent> {
+        std::mem::take(&mut self.server_events)
+    }
+
+    /// Connects and, for a publisher, gets to PublishRequested on stream 1.
+    fn connect(&mut self) {
+        self.pump().unwrap();
+        let events = self.take_server_events();
+        assert!(
+            matches!(events.as_slice(), [ServerEvent::ConnectRequested { .. }]),
+            "{events:?}"
+        );
+        self.server.accept_connect();
+        self.pump().unwrap();
+    }
+
+    fn publishing(name: &str) -> Self {
+        let mut pair = Pair::new(publish(name, "live"));
+        pair.connect();
+        let events = pair.take_server_events();
+        assert_eq!(
+            events,
+            vec![ServerEvent::PublishRequested {
+                stream_id: 1,
+                name: name.into(),
+                publish_type: "live".into()
+            }]
+        );
+        pair.server.accept_publish(1);
+        pair.pump().unwrap();
+        assert!(pair
+            .client_events
+            .contains(&ClientEvent::Ready { stream_id: 1 }));
+        pair
+    }
+}
+
+fn media(type_id: u8, timestamp: u32, body: &'static [u8]) -> RtmpMessage {
+    RtmpMessage {
+        timestamp,
+        type_id,
+        stream_id: 0,
+        payload: Bytes::from_static(body),
+    }
+}
+
+fn media_events(events: &[ServerEvent]) -> Vec<(u32, RtmpMessage)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ServerEvent::Media { stream_id, message } => Some((*stream_id, message.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn connect_publish_media_and_unpublish() {
+    let mut pair = Pair::new(publish("1_abcdefgh_1", "live"));
+    pair.pump().unwrap();
+    let events = pair.take_server_events();
+    let [ServerEvent::ConnectRequested { request }] = events.as_slice() else {
+        panic!("{events:?}")
+    };
+    assert_eq!(request.app, "kLive/?t=abc");
+    assert_eq!(
+        request.tc_url.as_deref(),
+        Some("rtmp://127.0.0.1:1935/kLive/?t=abc")
+    );
+    assert!(request
+        .flash_ver
+        .as_deref()
+        .unwrap()
+        .starts_with("FMLE/3.0"));
+    assert!(matches!(
+        request.command_object.get("fourCcList"),
+        Some(Amf0Value::StrictArray(list)) if list.len() == 2
+    ));
+    assert_eq!(pair.server.connect_request(), Some(request));
+
+    pair.server.accept_connect();
+    pair.pump().unwrap();
+    // releaseStream and FCPublish were answered: onFCPublish reached the client.
+    assert!(pair.client_events.iter().any(|e| matches!(
+        e,
+        ClientEvent::Status { code, .. } if code == "NetStream.Publish.Start"
+    )));
+    assert_eq!(
+        pair.take_server_events(),
+        vec![ServerEvent::PublishRequested {
+            stream_id: 1,
+            name: "1_abcdefgh_1".into(),
+            publish_type: "live".into()
+        }]
+    );
+    pair.server.accept_publish(1);
+    pair.pump().unwrap();
+    assert!(pair
+        .client_events
+        .contains(&ClientEvent::Ready { stream_id: 1 }));
+
+    let sent = [
+        media(type_id::DATA_AMF0, 0, b"\x02\x00\x0d@setDataFrame"),
+        media(type_id::VIDEO, 0, b"\x17\x00\x00\x00\x00seqhdr"),
+        media(type_id::AUDIO, 0, b"\xaf\x00\x12\x10"),
+        media(type_id::VIDEO, 40, &[0x27; 9000]),
+    ];
+    for m in &sent {
+        pair.client.send_media(m).unwrap();
+    }
+    pair.pump().unwrap();
+    let got = media_events(&pair.take_server_events());
+    assert_eq!(got.len(), sent.len());
+    for ((stream_id, got), sent) in got.iter().zip(&sent) {
+        assert_eq!(*stream_id, 1);
+        assert_eq!(
+            (got.type_id, got.timestamp, &got.payload),
+            (sent.type_id, sent.timestamp, &sent.payload)
+        );
+        assert_eq!(got.stream_id, 1);
+    }
+
+    pair.client.finish();
+    pair.pump().unwrap();
+    // FCUnpublish then deleteStream: reported once.
+    assert_eq!(
+        pair.take_server_events(),
+        vec![ServerEvent::PublishFinished { stream_id: 1 }]
+    );
+    assert!(!pair.server.should_close());
+    assert!(pair.server.bytes_received() > 3073 + 9000);
+}
+
+#[test]
+fn rejected_connect_carries_code_and_description() {
+    let mut pair = Pair::new(publish("x", "live"));
+    pair.pump().unwrap();
+    pair.server.reject_connect("bad token");
+    pair.pump().unwrap();
+    assert!(pair.server.should_close());
+    assert_eq!(
+        pair.client_events,
+        vec![ClientEvent::Rejected {
+            code: "NetConnection.Connect.Rejected".into(),
+            description: "bad token".into()
+        }]
+    );
+}
+
+#[test]
+fn rejected_publish_carries_code_and_description() {
+    let mut pair = Pair::new(publish("x", "live"));
+    pair.connect();
+    pair.take_server_events();
+    pair.server.reject_publish(
+        1,
+        "NetStream.Publish.BadName",
+        "stream x is already published",
+    );
+    pair.pump().unwrap();
+    assert!(pair.server.should_close());
+    assert!(pair.client_events.contains(&ClientEvent::Rejected {
+        code: "NetStream.Publish.BadName".into(),
+        description: "stream x is already published".into()
+    }));
+}
+
+#[test]
+fn upper_case_publish_type_is_accepted() {
+    let mut pair = Pair::new(publish("x", "LIVE"));
+    pair.connect();
+    assert_eq!(
+        pair.take_server_events(),
+        vec![ServerEvent::PublishRequested {
+            stream_id: 1,
+            name: "x".into(),
+            publish_type: "LIVE".into()
+        }]
+    );
+}
+
+#[test]
+fn unknown_publish_type_is_a_bad_command() {
+    let mut pair = Pair::new(publish("x", "sideways"));
+    assert!(matches!(
+        pair.pump().and_then(|()| {
+            pair.server.accept_connect();
+            pair.pump()
+        }),
+        Err(SessionError::BadCommand { name, .. }) if name == "publish"
+    ));
+}
+
+#[test]
+fn create_stream_is_bounded() {
+    let mut pair = Pair::publishing("x");
+    // Stream 1 is open; MAX_OPEN_STREAMS - 1 more fit.
+    for i in 0..MAX_OPEN_STREAMS - 1 {
+        pair.client.send_raw(
+            Command::new("createStream", 10.0 + i as f64, Amf0Value::Null, vec![]).to_message(0),
+        );
+        pair.pump().unwrap();
+    }
+    pair.client
+        .send_raw(Command::new("createStream", 99.0, Amf0Value::Null, vec![]).to_message(0));
+    let err = pair.pump().unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("more than {MAX_OPEN_STREAMS} streams")),
+        "{err}"
+    );
+    // A failed session stays failed.
+    assert!(pair.server.handle_input(pair.now, b"x").is_err());
+}
+
+#[test]
+fn amf3_commands_are_handled_like_amf0() {
+    let mut pair = Pair::publishing("x");
+    let mut m = Command::new("createStream", 10.0, Amf0Value::Null, vec![]).to_message(0);
+    let mut body = vec![0u8];
+    body.extend_from_slice(&m.payload);
+    m.type_id = type_id::COMMAND_AMF3;
+    m.payload = body.into();
+    pair.client.send_raw(m);
+    pair.pump().unwrap();
+    // The _result with stream id 2 reached the client.
+    assert!(pair.client.received().iter().any(|m| {
+        Command::parse(m).is_ok_and(|c| {
+            c.name == "_result"
+                && c.transaction_id == 10.0
+                && c.arguments == vec![Amf0Value::Number(2.0)]
+        })
+    }));
+}
+
+#[test]
+fn media_before_accept_is_held_then_released_in_order() {
+    let mut pair = Pair::new(publish("x", "live"));
+    pair.connect();
+    pair.take_server_events();
+    // The client is not Ready yet: send raw on stream 1.
+    for ts in [0u32, 40, 80] {
+        let mut m = media(type_id::VIDEO, ts, b"\x27frame");
+        m.stream_id = 1;
+        pair.client.send_raw(m);
+    }
+    pair.pump().unwrap();
+    assert!(media_events(&pair.take_server_events()).is_empty());
+    pair.server.accept_publish(1);
+    let released = media_events(&pair.server.take_events());
+    assert_eq!(
+        released
+            .iter()
+            .map(|(_, m)| m.timestamp)
+            .collect::<Vec<_>>(),
+        vec![0, 40, 80]
+    );
+    assert!(released.iter().all(|(id, _)| *id == 1));
+}
+
+#[test]
+fn held_media_not_taken_comes_first_in_next_input() {
+    let mut pair = Pair::new(publish("x", "live"));
+    pair.connect();
+    pair.take_server_events();
+    let mut m = media(type_id::AUDIO, 7, b"\xaf\x01a");
+    m.stream_id = 1;
+    pair.client.send_raw(m);
+    pair.pump().unwrap();
+    pair.server.accept_publish(1);
+    pair.pump().unwrap();
+    pair.client
+        .send_media(&media(type_id::AUDIO, 30, b"\xaf\x01b"))
+        .unwrap();
+    pair.pump().unwrap();
+    let got = media_events(&pair.take_server_events());
+    assert_eq!(
+        got.iter().map(|(_, m)| m.timestamp).collect::<Vec<_>>(),
+        vec![7, 30]
+    );
+}
+
+#[test]
+fn held_media_is_bounded() {
+    let mut pair = Pair::new(publish("x", "live"));
+    pair.connect();
+    pair.take_server_events();
+    let frame: &'static [u8] = Box::leak(vec![0x27u8; 256 * 1024].into_boxed_slice());
+    let mut result = Ok(());
+    for ts in 0..(MAX_HELD_MEDIA_BYTES / frame.len() + 2) as u32 {
+        let mut m = media(type_id::VIDEO, ts, frame);
+        m.stream_id = 1;
+        pair.client.send_raw(m);
+        result = pair.pump();
+        if result.is_err() {
+            break;
+        }
+    }
+    let err = result.unwrap_err();
+    assert!(
+        err.to_string().contains("before its publish was accepted"),
+        "{err}"
+    );
+}
+
+#[test]
+fn media_on_a_stream_never_requested_is_an_error() {
+    let mut pair = Pair::publishing("x");
+    let mut m = media(type_id::VIDEO, 0, b"\x17");
+    m.stream_id = 7;
+    pair.client.send_raw(m);
+    let err = pair.pump().unwrap_err();
+    assert!(matches!(err, SessionError::Protocol(_)));
+    assert!(err.to_string().contains("stream 7"), "{err}");
+}
+
+#[test]
+fn aggregate_is_split_into_media_events() {
+    let mut pair = Pair::publishing("x");
+    let mut body = BytesMut::new();
+    for (tag_type, ts, payload) in [(9u8, 1000u32, &b"\x17vid"[..]), (8, 1023, &b"\xafaud"[..])] {
+        body.put_u8(tag_type);
+        body.put_uint(payload.len() as u64, 3);
+        body.put_uint(u64::from(ts & 0xff_ffff), 3);
+        body.put_u8((ts >> 24) as u8);
+        body.put_uint(1, 3);
+        body.put_slice(payload);
+        body.put_u32(11 + payload.len() as u32);
+    }
+    pair.client.send_raw(RtmpMessage {
+        timestamp: 5000,
+        type_id: type_id::AGGREGATE,
+        stream_id: 1,
+        payload: body.freeze(),
+    });
+    pair.pump().unwrap();
+    let got = media_events(&pair.take_server_events());
+    let summary: Vec<_> = got
+        .iter()
+        .map(|(id, m)| (*id, m.type_id, m.timestamp, &m.payload[..]))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (1, type_id::VIDEO, 5000, &b"\x17vid"[..]),
+            (1, type_id::AUDIO, 5023, &b"\xafaud"[..])
+        ]
+    );
+    // A truncated aggregate is an error, not a panic.
+    pair.client.send_raw(RtmpMessage {
+        timestamp: 0,
+        type_id: type_id::AGGREGATE,
+        stream_id: 1,
+        payload: Bytes::from_static(&[9, 0, 0, 50, 0, 0, 0, 0, 0, 0, 1, 1, 2]),
+    });
+    assert!(pair.pump().unwrap_err().to_string().contains("aggregate"));
+}
+
+#[test]
+fn play_and_send_media_reach_the_client() {
+    let mut pair = Pair::new(ClientGoal::Play { name: "x".into() });
+    pair.connect();
+    assert_eq!(
+        pair.take_server_events(),
+        vec![ServerEvent::PlayRequested {
+            stream_id: 1,
+            name: "x".into()
+        }]
+    );
+    pair.server.accept_play(1);
+    pair.pump().unwrap();
+    assert!(pair
+        .client_events
+        .contains(&ClientEvent::Ready { stream_id: 1 }));
+    // Play.Reset came as a status; |RtmpSampleAccess and Data.Start were not media.
+    assert!(pair
+        .client_events
+        .iter()
+        .any(|e| matches!(e, ClientEvent::Status { code, .. } if code == "NetStream.Play.Reset")));
+    assert!(!pair
+        .client_events
+        .iter()
+        .any(|e| matches!(e, ClientEvent::Media(_))));
+    pair.client_events.clear();
+
+    let mut sent = vec![
+        media(type_id::DATA_AMF0, 0, b"\x02\x00\x0aonMetaData"),
+        media(type_id::VIDEO, 0, b"\x17\x00seq"),
+        media(type_id::AUDIO, 10, b"\xaf\x01aac"),
+    ];
+    sent[1].stream_id = 42; // replaced by send_media
+    for m in &sent {
+        pair.server.send_media(1, m);
+    }
+    pair.pump().unwrap();
+    let got: Vec<_> = pair
+        .client_events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Media(m) => Some((m.type_id, m.timestamp, m.stream_id, m.payload.clone())),
+            _ => None,
+        })
+        .collect();
+    let want: Vec<_> = sent
+        .iter()
+        .map(|m| (m.type_id, m.timestamp, 1, m.payload.clone()))
+        .collect();
+    assert_eq!(got, want);
+
+    pair.client.finish();
+    pair.pump().unwrap();
+    assert_eq!(
+        pair.take_server_events(),
+        vec![ServerEvent::PlayFinished { stream_id: 1 }]
+    );
+}
+
+#[test]
+fn rejected_play_carries_code_and_closes() {
+    let mut pair = Pair::new(ClientGoal::Play { name: "x".into() });
+    pair.connect();
+    pair.server
+        .reject_play(1, "NetStream.Play.StreamNotFound", "no such stream");
+    pair.pump().unwrap();
+    assert!(pair.server.should_close());
+    assert!(pair.client_events.contains(&ClientEvent::Rejected {
+        code: "NetStream.Play.StreamNotFound".into(),
+        description: "no such stream".into()
+    }));
+}
+
+#[test]
+fn handshake_timeout_with_a_fake_clock() {
+    let start = Instant::now();
+    let config = ServerConfig::default();
+    let mut server = ServerSession::new(config.clone(), start);
+    assert_eq!(
+        server.poll_timeout(),
+        Some(start + config.handshake_timeout)
+    );
+    // Half a C0+C1 does not move the deadline.
+    server
+        .handle_input(start + Duration::from_secs(1), &[3; 700])
+        .unwrap();
+    assert_eq!(
+        server.poll_timeout(),
+        Some(start + config.handshake_timeout)
+    );
+    server
+        .handle_timeout(start + config.handshake_timeout - Duration::from_millis(1))
+        .unwrap();
+    let err = server
+        .handle_timeout(start + config.handshake_timeout)
+        .unwrap_err();
+    assert!(matches!(err, SessionError::Timeout(_)), "{err}");
+    assert!(err.to_string().contains("handshake"), "{err}");
+}
+
+#[test]
+fn connected_but_idle_peer_times_out() {
+    let mut pair = Pair::new(publish("x", "live"));
+    pair.pump().unwrap(); // connect requested, never answered
+    let deadline = pair.server.poll_timeout().unwrap();
+    assert_eq!(
+        deadline,
+        pair.now + ServerConfig::default().handshake_timeout
+    );
+    assert!(pair.server.handle_timeout(deadline).is_err());
+}
+
+#[test]
+fn media_timeout_with_a_fake_clock() {
+    let mut pair = Pair::publishing("x");
+    let media_timeout = ServerConfig::default().media_timeout;
+    assert_eq!(pair.server.poll_timeout(), Some(pair.now + media_timeout));
+    pair.now += Duration::from_secs(5);
+    pair.client
+        .send_media(&media(type_id::AUDIO, 0, b"\xaf\x01"))
+        .unwrap();
+    pair.pump().unwrap();
+    let deadline = pair.now + media_timeout;
+    assert_eq!(pair.server.poll_timeout(), Some(deadline));
+    pair.server
+        .handle_timeout(deadline - Duration::from_millis(1))
+        .unwrap();
+    let err = pair.server.handle_timeout(deadline).unwrap_err();
+    assert!(err.to_string().contains("no media"), "{err}");
+}
+
+#[test]
+fn playing_session_has_no_deadline() {
+    let mut pair = Pair::new(ClientGoal::Play { name: "x".into() });
+    pair.connect();
+    pair.server.accept_play(1);
+    pair.pump().unwrap();
+    assert_eq!(pair.server.poll_timeout(), None);
+}
+
+/// A small deterministic generator for garbage (xorshift64).
+fn garbage(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn garbage_after_the_handshake_errors_and_never_panics() {
+    for seed in 1..200u64 {
+        let mut pair = Pair::new(publish("x", "live"));
+        pair.pump().unwrap();
+        let mut result = Ok(Vec::new());
+        for piece in garbage(seed, 4096).chunks(333) {
+            result = pair.server.handle_input(pair.now, piece);
+            if result.is_err() {
+                break;
+            }
+        }
+        let _ = result; // any outcome but a panic is fine for random bytes
+    }
+    // A chunk continuing a message on a chunk stream never started is a clear error.
+    let mut pair = Pair::new(publish("x", "live"));
+    pair.pump().unwrap();
+    let err = pair
+        .server
+        .handle_input(pair.now, &[0xc9, 0, 0])
+        .unwrap_err();
+    assert!(matches!(err, SessionError::Chunk(_)), "{err}");
+    // A command that is not AMF0 is a clear error.
+    let mut pair = Pair::new(publish("x", "live"));
+    pair.pump().unwrap();
+    pair.client.send_raw(RtmpMessage {
+        timestamp: 0,
+        type_id: type_id::COMMAND_AMF0,
+        stream_id: 0,
+        payload: Bytes::from_static(&[0xff, 0xff]),
+    });
+    assert!(matches!(pair.pump(), Err(SessionError::BadCommand { .. })));
+}
+
+#[test]
+fn garbage_handshake_is_an_error() {
+    let mut server = ServerSession::new(ServerConfig::default(), Instant::now());
+    let err = server
+        .handle_input(Instant::now(), b"GET / HTTP/1.1\r\n\r\n")
+        .unwrap_err();
+    assert!(err.to_string().contains("HTTP"), "{err}");
+}
+
+#[test]
+fn ping_and_acknowledgement_windows_are_answered() {
+    let mut pair = Pair::publishing("x");
+    pair.client.send_raw(message::ping_request(1234));
+    pair.client.send_raw(message::window_ack_size(5000));
+    pair.pump().unwrap();
+    for _ in 0..3 {
+        pair.client
+            .send_media(&media(type_id::VIDEO, 0, &[0x27; 3000]))
+            .unwrap();
+        pair.pump().unwrap();
+    }
+    let received = pair.client.received();
+    assert!(received
+        .iter()
+        .any(|m| m.type_id == type_id::USER_CONTROL && m.payload[..] == [0, 7, 0, 0, 0x04, 0xd2]));
+    let acks = received
+        .iter()
+        .filter(|m| m.type_id == type_id::ACKNOWLEDGEMENT)
+        .count();
+    assert!(
+        acks >= 1,
+        "no acknowledgement after 9000 bytes with a 5000 window"
+    );
+}
+
+#[test]
+fn connect_result_echoes_four_cc_list_and_object_encoding() {
+    let mut pair = Pair::new(publish("x", "live"));
+    pair.connect();
+    let result = pair
+        .client
+        .received()
+        .iter()
+        .filter_map(|m| Command::parse(m).ok())
+        .find(|c| c.name == "_result" && c.transaction_id == 1.0)
+        .expect("connect _result");
+    assert_eq!(
+        result.command_object.get("fmsVer"),
+        Some(&Amf0Value::String("FMS/3,0,1,123".into()))
+    );
+    assert!(result.command_object.get("fourCcList").is_some());
+    let info = result.arguments.first().unwrap();
+    assert_eq!(
+        info.get("code").and_then(|v| v.as_str()),
+        Some("NetConnection.Connect.Success")
+    );
+    assert_eq!(info.get("objectEncoding"), Some(&Amf0Value::Number(0.0)));
+    // The server switched to its configured chunk size.
+    assert!(pair
+        .client
+        .received()
+        .iter()
+        .any(|m| m.type_id == type_id::SET_CHUNK_SIZE && m.payload[..] == 4096u32.to_be_bytes()));
+}
