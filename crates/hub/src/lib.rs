@@ -96,7 +96,6 @@ mod subscription;
 #[cfg(test)]
 mod testutil;
 
-pub use classify::MediaKind;
 pub use event::{DropReason, PlayerEvent};
 pub use gop::{GOP_CACHE_MAX_BYTES, GOP_CACHE_MAX_MESSAGES};
 pub use hub::Hub;
