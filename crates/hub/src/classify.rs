@@ -9,7 +9,7 @@ use longhaul_rtmp::RtmpMessage;
 
 /// Audio or video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MediaKind {
+pub(crate) enum MediaKind {
     Audio,
     Video,
 }

@@ -208,6 +208,22 @@ mod tests {
     }
 
     #[test]
+    fn enhanced_rtmp_hevc_headers_and_keyframes() {
+        let mut state = StreamState::default();
+        // ExHeader, FrameType 1 (key), PacketType 0 (SequenceStart), FourCC hvc1.
+        let header = message(9, 0, vec![0x90, b'h', b'v', b'c', b'1', 1, 2, 3]);
+        // PacketType 3 (CodedFramesX): keyframe, then an inter frame (FrameType 2).
+        let key = message(9, 0, vec![0x93, b'h', b'v', b'c', b'1', 9, 9]);
+        let inter = message(9, 40, vec![0xa3, b'h', b'v', b'c', b'1', 8, 8]);
+        assert!(state.ingest(header.clone()).is_config);
+        assert!(state.ingest(key.clone()).resume_point);
+        assert!(!state.ingest(inter.clone()).resume_point);
+        assert_eq!(state.config().cloned().collect::<Vec<_>>(), vec![header]);
+        assert_eq!(state.gop(), &[key, inter]);
+        assert_eq!(state.counters().video_codec, Some(Codec::FourCc(*b"hvc1")));
+    }
+
+    #[test]
     fn audio_only_stream_resumes_on_any_audio_frame() {
         let mut state = StreamState::default();
         state.ingest(aac_header(0));
