@@ -75,7 +75,8 @@ pub async fn handle(
             let registry = state.registry.clone();
             let id = id.to_string();
             match blocking(move || registry.get(&id)).await {
-                Ok(entry) => json(StatusCode::OK, &entry_json(&entry, state)),
+                Ok(Some(entry)) => json(StatusCode::OK, &entry_json(&entry, state)),
+                Ok(None) => not_found(&rest[1..].join("/")),
                 Err(e) => registry_error(e),
             }
         }
@@ -109,12 +110,13 @@ pub async fn handle(
             let registry = state.registry.clone();
             let id = id.to_string();
             match blocking(move || registry.get(&id)).await {
-                Ok(entry) => {
+                Ok(None) => not_found(rest[1]),
+                Ok(Some(entry)) => {
                     let endpoints = state.endpoints_of(&entry);
                     let xml = longhaul_endpoint::fmle_profile_xml(
                         &entry.id,
                         &endpoints,
-                        longhaul_endpoint::DEFAULT_LADDER,
+                        &longhaul_endpoint::DEFAULT_LADDER,
                     );
                     Response::builder()
                         .header("content-type", "application/xml")
@@ -129,12 +131,7 @@ pub async fn handle(
             }
         }
         (&Method::GET, ["streams"]) => {
-            let streams: Vec<_> = state
-                .hub
-                .streams()
-                .into_iter()
-                .map(|s| serde_json::to_value(&s).unwrap_or_default())
-                .collect();
+            let streams: Vec<_> = state.hub.streams().iter().map(stream_json).collect();
             json(StatusCode::OK, &serde_json::json!({ "streams": streams }))
         }
         _ => error(
@@ -218,14 +215,51 @@ async fn read_json(req: Request<Incoming>) -> Result<serde_json::Value, Response
     })
 }
 
+/// A registry call on the blocking pool. A panic there is a bug; it becomes a 500.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, RegistryError> + Send + 'static,
-) -> Result<T, RegistryError> {
+) -> Result<T, ApiFailure> {
     match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r,
-        Err(e) => Err(RegistryError::Internal(format!(
-            "registry task failed: {e}"
-        ))),
+        Ok(r) => r.map_err(ApiFailure::Registry),
+        Err(e) => Err(ApiFailure::Task(e.to_string())),
+    }
+}
+
+enum ApiFailure {
+    Registry(RegistryError),
+    Task(String),
+}
+
+/// The JSON form of a live stream.
+fn stream_json(s: &longhaul_hub::StreamSummary) -> serde_json::Value {
+    let secs = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    };
+    serde_json::json!({
+        "name": s.key.name,
+        "leg": s.key.leg.as_str(),
+        "publisher": s.publisher.addr,
+        "publisher_since": secs(s.publisher_since),
+        "started_at": secs(s.started_at),
+        "players": s.players,
+        "messages_in": s.messages_in,
+        "bytes_in": s.bytes_in,
+        "keyframes": s.keyframes,
+        "video_codec": s.video_codec.map(|c| codec_name(&c)),
+        "audio_codec": s.audio_codec.map(|c| codec_name(&c)),
+        "gop_cache_bytes": s.gop_cache_bytes,
+        "player_skips": s.player_skips,
+        "players_dropped": s.players_dropped,
+        "takeovers": s.takeovers,
+    })
+}
+
+fn codec_name(codec: &longhaul_rtmp::media::Codec) -> String {
+    match codec {
+        longhaul_rtmp::media::Codec::FourCc(f) => String::from_utf8_lossy(f).into_owned(),
+        longhaul_rtmp::media::Codec::Legacy(id) => format!("flv:{id}"),
     }
 }
 
@@ -237,15 +271,28 @@ fn not_found(id: &str) -> Response<Body> {
     )
 }
 
-fn registry_error(e: RegistryError) -> Response<Body> {
+fn registry_error(e: ApiFailure) -> Response<Body> {
     match e {
-        RegistryError::NotFound(id) => not_found(&id),
-        other => {
+        ApiFailure::Registry(RegistryError::NotFound(id)) => not_found(&id),
+        ApiFailure::Registry(RegistryError::InvalidName(why)) => error(
+            StatusCode::BAD_REQUEST,
+            "bad_name",
+            &format!("invalid entry name: {why}"),
+        ),
+        ApiFailure::Registry(other) => {
             tracing::error!(error = %other, "registry operation failed");
             error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "registry_error",
                 &other.to_string(),
+            )
+        }
+        ApiFailure::Task(e) => {
+            tracing::error!(error = %e, "registry task failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the registry task failed",
             )
         }
     }

@@ -41,7 +41,7 @@ pub struct NodeSection {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct RtmpSection {
     /// Plain RTMP listener.
     pub listen: SocketAddr,
@@ -55,8 +55,8 @@ impl Default for RtmpSection {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RtmpsSection {
     /// RTMP over TLS listener; off when `None`.
     pub listen: Option<SocketAddr>,
@@ -66,18 +66,8 @@ pub struct RtmpsSection {
     pub key: Option<PathBuf>,
 }
 
-impl Default for RtmpsSection {
-    fn default() -> Self {
-        Self {
-            listen: None,
-            cert: None,
-            key: None,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct HttpSection {
     /// API, `/metrics`, `/healthz` and HTTP-FLV playback.
     pub listen: SocketAddr,
@@ -104,7 +94,7 @@ pub struct RegistrySection {
 
 /// Limits and timeouts of RTMP ingest.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct IngestSection {
     /// The leg (primary/backup) of a publish whose URL names none.
     pub default_leg: Leg,
@@ -158,7 +148,7 @@ pub struct PlaybackSection {}
 
 /// How this node names its endpoints in the entries it hands out.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct EndpointsSection {
     /// Host encoders publish to (`kpublish.example.com`, or `127.0.0.1` in dev).
     pub host: String,

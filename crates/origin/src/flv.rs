@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Frame;
 use hyper::{Response, StatusCode};
-use longhaul_hub::PlayerEvent;
+use longhaul_hub::{LegChoice, PlayerEvent};
 use longhaul_rtmp::flv;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -33,7 +33,7 @@ pub async fn play(file: &str, peer: SocketAddr, state: &Arc<OriginState>) -> Res
             "HTTP-FLV paths are /live/{entryId}_{n}.flv",
         );
     };
-    let Some(mut subscription) = state.hub.subscribe(stream) else {
+    let Some(mut subscription) = state.hub.subscribe(stream, LegChoice::default()) else {
         plays.with_label_values(&["http-flv", "not_found"]).inc();
         return error(
             StatusCode::NOT_FOUND,

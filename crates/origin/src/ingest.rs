@@ -11,7 +11,7 @@
 
 use crate::publish::{self, PublishDecision};
 use crate::state::OriginState;
-use longhaul_hub::{PlayerEvent, Publication, Subscription};
+use longhaul_hub::{LegChoice, PlayerEvent, Publication, Subscription};
 use longhaul_rtmp::server::{ServerConfig, ServerEvent, ServerSession, SessionError};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -115,6 +115,8 @@ pub async fn serve(
 
 /// What one connection is doing, beside its session.
 struct Connection {
+    /// Process-unique id, in the hub's publisher info and the logs.
+    id: u64,
     peer: SocketAddr,
     transport: Transport,
     state: Arc<OriginState>,
@@ -152,7 +154,11 @@ async fn run<S>(
         .connections_active
         .with_label_values(&[transport.as_str()]);
     active.inc();
+    let id = state
+        .next_connection_id
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut conn = Connection {
+        id,
         peer,
         transport,
         state: state.clone(),
@@ -243,16 +249,21 @@ where
                     Err(e) => return End::Io(e),
                 };
                 bytes_in.inc_by(n as u64);
-                let events = match session.handle_input(Instant::now(), &buf[..n]) {
+                let mut events = match session.handle_input(Instant::now(), &buf[..n]) {
                     Ok(events) => events,
                     Err(e) => return End::Session(e),
                 };
-                for event in events {
-                    if let Err(end) = conn.on_event(&mut session, event).await {
-                        // Flush the refusal or status the session queued before closing.
-                        close(&mut writer, &mut session, write_timeout).await;
-                        return end;
+                // Answering a request can release more events (media the session held
+                // while a publish awaited its decision), so drain until none are left.
+                while !events.is_empty() {
+                    for event in events {
+                        if let Err(end) = conn.on_event(&mut session, event).await {
+                            // Flush the refusal or status the session queued before closing.
+                            close(&mut writer, &mut session, write_timeout).await;
+                            return end;
+                        }
                     }
+                    events = session.take_events();
                 }
             }
             _ = sleep_until(deadline) => {
@@ -343,6 +354,7 @@ impl Connection {
                     &name,
                     self.peer,
                     self.transport,
+                    self.id,
                 )
                 .await;
                 match decision {
@@ -359,7 +371,9 @@ impl Connection {
             }
             ServerEvent::Media { message, .. } => {
                 if let Some((_, publication)) = &self.publishing {
-                    publication.push(message);
+                    // Err means another connection took the stream over; the takeover
+                    // branch of the driver's select closes this one with a status.
+                    let _ = publication.push(message);
                 }
             }
             ServerEvent::PublishFinished { stream_id } => {
@@ -378,7 +392,7 @@ impl Connection {
                 }
                 let stream_name = name.split('?').next().unwrap_or_default().to_string();
                 let plays = &self.state.metrics.plays;
-                match self.state.hub.subscribe(&stream_name) {
+                match self.state.hub.subscribe(&stream_name, LegChoice::default()) {
                     Some(subscription) => {
                         plays.with_label_values(&["rtmp", "accepted"]).inc();
                         self.state

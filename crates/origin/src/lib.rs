@@ -101,6 +101,7 @@ impl Origin {
             registry: Arc::new(registry),
             hub: Hub::new(),
             connection_slots: Arc::new(tokio::sync::Semaphore::new(config.ingest.max_connections)),
+            next_connection_id: std::sync::atomic::AtomicU64::new(1),
             config,
         });
         let shutdown = CancellationToken::new();

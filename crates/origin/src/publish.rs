@@ -15,7 +15,7 @@ use crate::ingest::Transport;
 use crate::metrics::reason;
 use crate::state::OriginState;
 use longhaul_endpoint::{resolve_publish, EndpointError, PublishTarget};
-use longhaul_hub::{Publication, PublisherInfo, StreamKey};
+use longhaul_hub::{Publication, PublishOutcome, PublisherInfo, StreamKey};
 use longhaul_registry::TokenCheck;
 use longhaul_rtmp::server::ConnectRequest;
 use std::net::SocketAddr;
@@ -41,6 +41,7 @@ pub async fn decide(
     name: &str,
     peer: SocketAddr,
     transport: Transport,
+    connection_id: u64,
 ) -> PublishDecision {
     let (app, tc_url) = match connect {
         Some(c) => (c.app.as_str(), c.tc_url.as_deref()),
@@ -101,7 +102,7 @@ pub async fn decide(
         let code = CODE_REJECTED;
         return reject(state, peer, &target.stream_name, code, why, description);
     }
-    accept(state, &target, peer, transport)
+    accept(state, &target, peer, transport, connection_id)
 }
 
 fn accept(
@@ -109,22 +110,22 @@ fn accept(
     target: &PublishTarget,
     peer: SocketAddr,
     transport: Transport,
+    connection_id: u64,
 ) -> PublishDecision {
-    let key = StreamKey::new(&target.stream_name, target.leg.as_str());
+    let key = StreamKey::new(&target.stream_name, hub_leg(target.leg));
     let info = PublisherInfo {
-        client: peer.to_string(),
-        transport: transport.as_str().to_string(),
-        region: state.config.node.region.clone(),
+        addr: peer.to_string(),
+        connection_id,
     };
-    let (publication, takeover) = state.hub.publish(key, info);
+    let (publication, outcome) = state.hub.publish(key, info);
     let m = &state.metrics;
     m.publishes
         .with_label_values(&["accepted", reason::OK])
         .inc();
     m.publishers_active.inc();
-    if takeover {
+    if let PublishOutcome::TookOver { previous } = outcome {
         m.publish_takeovers.inc();
-        tracing::info!(client = %peer, stream = %target.stream_name, leg = %target.leg,
+        tracing::info!(client = %peer, stream = %target.stream_name, leg = %target.leg, %previous,
             "publish took over the stream from an older connection");
     }
     tracing::info!(client = %peer, stream = %target.stream_name, entry = %target.entry_id,
@@ -148,4 +149,12 @@ fn reject(
         .inc();
     tracing::warn!(client = %peer, %stream, reason = why, "{description}");
     PublishDecision::Reject { code, description }
+}
+
+/// The hub's name for a leg.
+pub fn hub_leg(leg: longhaul_endpoint::Leg) -> longhaul_hub::Leg {
+    match leg {
+        longhaul_endpoint::Leg::Primary => longhaul_hub::Leg::Primary,
+        longhaul_endpoint::Leg::Backup => longhaul_hub::Leg::Backup,
+    }
 }

@@ -14,6 +14,8 @@ pub struct OriginState {
     pub hub: Hub,
     /// One permit per open RTMP connection (`ingest.max_connections`).
     pub connection_slots: Arc<tokio::sync::Semaphore>,
+    /// Source of connection ids.
+    pub next_connection_id: std::sync::atomic::AtomicU64,
 }
 
 impl OriginState {
@@ -24,7 +26,7 @@ impl OriginState {
             rtmp_host: e.host.clone(),
             rtmp_port: e.rtmp_port,
             rtmps_port: e.rtmps_port,
-            app: longhaul_endpoint::APP.to_string(),
+            app: longhaul_endpoint::APPLICATION.to_string(),
             use_leg_subdomains: e.leg_subdomains,
         };
         longhaul_endpoint::entry_endpoints(&entry.id, &entry.token, &hosts, e.renditions)

@@ -14,12 +14,12 @@ pub mod output;
 
 pub use message::RtmpMessage;
 pub use output::OutputQueue;
-pub mod flv;
-pub mod media;
-pub mod server;
-pub mod handshake;
 pub mod client;
 pub mod connection;
+pub mod flv;
+pub mod handshake;
+pub mod media;
+pub mod server;
 mod session_common;
 #[cfg(test)]
 mod session_tests;
