@@ -7,6 +7,7 @@
 mod common;
 
 use common::{serve, Policy, Recorded};
+use longhaul_rtmp::connection::{ClientError, Player, Publisher, RtmpUrl};
 use longhaul_rtmp::message::type_id;
 use longhaul_rtmp::RtmpMessage;
 use std::path::Path;
@@ -250,4 +251,104 @@ async fn ffmpeg_plays_recorded_messages() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     assert!(frames >= 20, "only {frames} frames decoded:\n{log}");
+}
+
+/// A port free a moment ago, for an ffmpeg that listens itself (`-listen 1`).
+async fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Connects to ffmpeg once it listens (it takes a moment to start).
+async fn connect_when_listening(port: u16) -> tokio::net::TcpStream {
+    for _ in 0..200 {
+        if let Ok(s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("ffmpeg did not listen on port {port}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_pushes_to_a_listening_ffmpeg() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let (recorded, output) = serve_ffmpeg(Policy::AcceptPublish, "/kLive/x", PUBLISH_ARGS).await;
+    assert_published_media(&recorded, &output);
+
+    let port = free_port().await;
+    let url = format!("rtmp://127.0.0.1:{port}/live/x");
+    let ffmpeg = tokio::spawn({
+        let url = url.clone();
+        async move { run_ffmpeg(&["-listen", "1", "-i", &url, "-f", "null", "-"]).await }
+    });
+    let io = connect_when_listening(port).await;
+    let config = RtmpUrl::parse(&url).unwrap().client_config();
+    let mut publisher = tokio::time::timeout(FFMPEG_TIMEOUT, Publisher::start(io, config, "x"))
+        .await
+        .expect("ffmpeg answered in time")
+        .expect("ffmpeg accepted the publish");
+    for m in &recorded.media {
+        publisher.send(m).await.expect("send");
+    }
+    publisher.finish().await.expect("finish");
+    let output = ffmpeg.await.unwrap().expect("ffmpeg finished in time");
+    let log = stderr(&output);
+    assert!(output.status.success(), "listening ffmpeg failed:\n{log}");
+    assert!(
+        log.contains("Video: h264") && log.contains("Audio: aac"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn player_plays_from_a_listening_ffmpeg() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let port = free_port().await;
+    let url = format!("rtmp://127.0.0.1:{port}/live/x");
+    let mut args: Vec<&str> = PUBLISH_ARGS[..PUBLISH_ARGS.len() - 1].to_vec();
+    args.extend(["-listen", "1", &url]);
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let ffmpeg = tokio::spawn(async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_ffmpeg(&args).await
+    });
+    let io = connect_when_listening(port).await;
+    let config = RtmpUrl::parse(&url).unwrap().client_config();
+    let received = tokio::time::timeout(FFMPEG_TIMEOUT, async {
+        let mut player = Player::start(io, config, "x").await?;
+        eprintln!("ffmpeg's createStream gave stream {}", player.stream_id());
+        let mut received = Vec::new();
+        while let Some(m) = player.recv().await? {
+            received.push(m);
+        }
+        Ok::<_, ClientError>(received)
+    })
+    .await
+    .expect("stream ended in time")
+    .expect("play works");
+    let output = ffmpeg.await.unwrap().expect("ffmpeg finished in time");
+    assert!(
+        output.status.success(),
+        "ffmpeg failed:\n{}",
+        stderr(&output)
+    );
+    eprintln!(
+        "ffmpeg sent media on stream ids {:?}",
+        received
+            .iter()
+            .map(|m| m.stream_id)
+            .collect::<std::collections::BTreeSet<_>>()
+    );
+    let video = received.iter().filter(|m| m.is_video()).count();
+    let audio = received.iter().filter(|m| m.is_audio()).count();
+    assert!(
+        video >= 40 && audio >= 40,
+        "{video} video, {audio} audio messages"
+    );
+    assert!(received.iter().any(|m| m.is_data()), "no metadata");
 }
