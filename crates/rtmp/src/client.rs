@@ -307,7 +307,7 @@ impl ClientSession {
         self.received.push(message.clone());
         match message.type_id {
             type_id::COMMAND_AMF0 | type_id::COMMAND_AMF3 => {
-                let command = Command::parse(&message)
+                let command = session_common::parse_command(&message)
                     .map_err(|e| ClientSessionError::Protocol(e.to_string()))?;
                 self.handle_command(command, events)
             }
@@ -340,9 +340,10 @@ impl ClientSession {
     }
 
     fn handle_media(&mut self, message: RtmpMessage, events: &mut Vec<ClientEvent>) {
+        // Any stream id: a client plays one stream per connection, and ffmpeg's own
+        // server (`-listen 1`) sends media on another stream id than it handed out.
         let playing = matches!(self.goal, ClientGoal::Play { .. })
-            && matches!(self.step, Step::Requested | Step::Ready)
-            && message.stream_id == self.stream_id;
+            && matches!(self.step, Step::Requested | Step::Ready);
         let media_type = matches!(
             message.type_id,
             type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0 | type_id::DATA_AMF3

@@ -310,11 +310,12 @@ impl ServerSession {
                 Ok(())
             }
             type_id::COMMAND_AMF0 | type_id::COMMAND_AMF3 => {
-                let command =
-                    Command::parse(&message).map_err(|reason| SessionError::BadCommand {
+                let command = session_common::parse_command(&message).map_err(|reason| {
+                    SessionError::BadCommand {
                         name: "(unparsable)".into(),
                         reason: reason.to_string(),
-                    })?;
+                    }
+                })?;
                 self.handle_command(now, message.stream_id, command, events)
             }
             type_id::WINDOW_ACK_SIZE => {

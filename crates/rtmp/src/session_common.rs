@@ -5,7 +5,7 @@
 //! Kept private to the crate: the public surface is the sessions themselves.
 
 use crate::amf0::{self, Amf0Value};
-use crate::message::{type_id, Command, RtmpMessage};
+use crate::message::{type_id, Command, MessageError, RtmpMessage};
 use bytes::BytesMut;
 
 /// Chunk stream ids used for what we send. The spec reserves 2 for protocol control
@@ -27,6 +27,31 @@ pub(crate) fn media_csid(type_id: u8) -> u32 {
         type_id::VIDEO => csid::VIDEO,
         type_id::COMMAND_AMF0 | type_id::COMMAND_AMF3 => csid::COMMAND,
         _ => csid::DATA,
+    }
+}
+
+/// [`Command::parse`], except that a command without a transaction id reads as
+/// transaction id 0 with whatever follows the name as command object and arguments:
+/// ffmpeg's own RTMP server (`-listen 1`) answers `FCPublish` with a bare `onFCPublish`
+/// string, and a client must not fail on it.
+pub(crate) fn parse_command(message: &RtmpMessage) -> Result<Command, MessageError> {
+    match Command::parse(message) {
+        Err(MessageError::MissingTransactionId { name }) => {
+            let body = if message.type_id == type_id::COMMAND_AMF3 {
+                message.payload.get(1..).unwrap_or_default()
+            } else {
+                &message.payload[..]
+            };
+            let mut values = amf0::decode_all(body)?.into_iter().skip(1);
+            let command_object = values.next().unwrap_or(Amf0Value::Null);
+            Ok(Command {
+                name,
+                transaction_id: 0.0,
+                command_object,
+                arguments: values.collect(),
+            })
+        }
+        other => other,
     }
 }
 
@@ -103,6 +128,23 @@ pub(crate) fn is_play_housekeeping(message: &RtmpMessage) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commands_without_a_transaction_id_are_read() {
+        let bare = data_message(0, &[string("onFCPublish")]);
+        let bare = RtmpMessage {
+            type_id: type_id::COMMAND_AMF0,
+            ..bare
+        };
+        let c = parse_command(&bare).unwrap();
+        assert_eq!((c.name.as_str(), c.transaction_id), ("onFCPublish", 0.0));
+        assert_eq!(c.command_object, Amf0Value::Null);
+        let odd = RtmpMessage {
+            type_id: type_id::COMMAND_AMF0,
+            ..data_message(0, &[string("onStatus"), Amf0Value::Null, object(&[])])
+        };
+        assert_eq!(parse_command(&odd).unwrap().arguments, vec![object(&[])]);
+    }
 
     #[test]
     fn play_housekeeping_is_recognised() {
