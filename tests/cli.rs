@@ -130,9 +130,9 @@ fn environment_overrides_the_file() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
     assert!(
-        err.contains("http.listen") && err.contains("LONGHAUL_"),
+        err.contains("http.listen") && err.contains("longhaul_"),
         "{err}"
     );
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// One of the two redundant ingest paths of an entry. Encoders that want redundancy
 /// publish the same stream to both; the `p`/`b` host label (or `i=0|1`) says which is which.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Leg {
     /// The main path (`p` host label, `i=0`).
@@ -19,6 +19,14 @@ pub enum Leg {
 impl Leg {
     /// Both legs, primary first.
     pub const ALL: [Leg; 2] = [Leg::Primary, Leg::Backup];
+
+    /// The other leg.
+    pub fn other(self) -> Leg {
+        match self {
+            Leg::Primary => Leg::Backup,
+            Leg::Backup => Leg::Primary,
+        }
+    }
 
     /// `"primary"` or `"backup"`, as in serde and logs.
     pub fn as_str(self) -> &'static str {

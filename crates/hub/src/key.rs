@@ -2,49 +2,10 @@
 
 use std::fmt;
 
-/// Which of a stream's redundant ingest legs a publication arrived on.
-///
-/// Encoders configured for redundancy publish the same stream name twice, to a primary
-/// and a backup URL (`rtmp://1_gdrt137u.p.kpublish...` and `...b.kpublish...`): two
-/// independent live streams in the hub that share a name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Leg {
-    Primary,
-    Backup,
-}
-
-impl Leg {
-    /// The one-letter form used in ingest URLs and logs: `p` or `b`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Leg::Primary => "p",
-            Leg::Backup => "b",
-        }
-    }
-
-    /// Parses `p`/`primary` or `b`/`backup` (ASCII case-insensitive).
-    pub fn parse(s: &str) -> Option<Leg> {
-        match s.to_ascii_lowercase().as_str() {
-            "p" | "primary" => Some(Leg::Primary),
-            "b" | "backup" => Some(Leg::Backup),
-            _ => None,
-        }
-    }
-
-    /// The other leg.
-    pub fn other(self) -> Leg {
-        match self {
-            Leg::Primary => Leg::Backup,
-            Leg::Backup => Leg::Primary,
-        }
-    }
-}
-
-impl fmt::Display for Leg {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// Which of a stream's redundant ingest legs a publication arrived on. Encoders
+/// configured for redundancy publish the same stream name twice, to a primary and a
+/// backup URL: two independent live streams in the hub that share a name.
+pub use longhaul_endpoint::Leg;
 
 /// The identity of one live stream in the hub: `1_gdrt137u_1` on the primary leg is
 /// a different stream from the same name on the backup leg.
@@ -66,7 +27,7 @@ impl StreamKey {
 impl fmt::Display for StreamKey {
     /// `name.p` / `name.b`, the way the ingest host names spell it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}", self.name, self.leg)
+        write!(f, "{}.{}", self.name, self.leg.label())
     }
 }
 
@@ -105,9 +66,6 @@ mod tests {
     fn display_and_parse() {
         let key = StreamKey::new("1_gdrt137u_1", Leg::Backup);
         assert_eq!(key.to_string(), "1_gdrt137u_1.b");
-        assert_eq!(Leg::parse("P"), Some(Leg::Primary));
-        assert_eq!(Leg::parse("backup"), Some(Leg::Backup));
-        assert_eq!(Leg::parse("x"), None);
         assert_eq!(Leg::Primary.other(), Leg::Backup);
     }
 }

@@ -167,8 +167,19 @@ mod tests {
             .with_label_values(&["rejected", reason::WRONG_TOKEN])
             .inc();
         let text = m.render();
-        assert!(text.contains(
-            "longhaul_publishes_total{node=\"nyc-1\",outcome=\"rejected\",reason=\"wrong_token\",region=\"nyc\"} 1"
-        ), "{text}");
+        // Label order is the registry's business; check the set.
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("longhaul_publishes_total{"))
+            .expect("series rendered");
+        for label in [
+            "node=\"nyc-1\"",
+            "region=\"nyc\"",
+            "outcome=\"rejected\"",
+            "reason=\"wrong_token\"",
+        ] {
+            assert!(line.contains(label), "{label} missing in {line}");
+        }
+        assert!(line.ends_with(" 1"), "{line}");
     }
 }

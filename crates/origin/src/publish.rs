@@ -112,7 +112,7 @@ fn accept(
     transport: Transport,
     connection_id: u64,
 ) -> PublishDecision {
-    let key = StreamKey::new(&target.stream_name, hub_leg(target.leg));
+    let key = StreamKey::new(&target.stream_name, target.leg);
     let info = PublisherInfo {
         addr: peer.to_string(),
         connection_id,
@@ -149,12 +149,4 @@ fn reject(
         .inc();
     tracing::warn!(client = %peer, %stream, reason = why, "{description}");
     PublishDecision::Reject { code, description }
-}
-
-/// The hub's name for a leg.
-pub fn hub_leg(leg: longhaul_endpoint::Leg) -> longhaul_hub::Leg {
-    match leg {
-        longhaul_endpoint::Leg::Primary => longhaul_hub::Leg::Primary,
-        longhaul_endpoint::Leg::Backup => longhaul_hub::Leg::Backup,
-    }
 }
