@@ -332,7 +332,7 @@ impl ChunkDecoder {
         let partial_len = cs.and_then(|cs| cs.partial.as_ref()).map(|p| p.len());
         let continuation = h.fmt == 3 && partial_len.is_some();
         let remaining = match partial_len {
-            Some(have) if continuation => h.length as usize - have,
+            Some(have) if continuation => (h.length as usize).saturating_sub(have),
             _ => h.length as usize,
         };
         let chunk_len = remaining.min(self.chunk_size as usize);
