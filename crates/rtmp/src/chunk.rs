@@ -103,6 +103,45 @@ struct ChunkStream {
     partial: Option<BytesMut>,
 }
 
+/// Chunk stream states: csids below 64 (the 1-byte header form, all that encoders use
+/// in practice) in a small vector indexed by csid, the rest in a map.
+#[derive(Debug, Default)]
+struct Streams {
+    low: Vec<ChunkStream>,
+    high: HashMap<u32, ChunkStream>,
+}
+
+/// Chunk stream ids below this are kept in `Streams::low`.
+const LOW_CSIDS: u32 = 64;
+
+impl Streams {
+    fn get(&self, csid: u32) -> Option<&ChunkStream> {
+        if csid < LOW_CSIDS {
+            self.low.get(csid as usize)
+        } else {
+            self.high.get(&csid)
+        }
+    }
+    fn get_mut(&mut self, csid: u32) -> Option<&mut ChunkStream> {
+        if csid < LOW_CSIDS {
+            self.low.get_mut(csid as usize)
+        } else {
+            self.high.get_mut(&csid)
+        }
+    }
+    fn get_or_insert(&mut self, csid: u32) -> &mut ChunkStream {
+        if csid < LOW_CSIDS {
+            let i = csid as usize;
+            if self.low.len() <= i {
+                self.low.resize_with(i + 1, ChunkStream::default);
+            }
+            &mut self.low[i]
+        } else {
+            self.high.entry(csid).or_default()
+        }
+    }
+}
+
 /// A chunk header read without consuming anything.
 struct ChunkHeader {
     fmt: u8,
@@ -132,7 +171,7 @@ pub struct ChunkDecoder {
     limits: DecoderLimits,
     chunk_size: u32,
     bytes_received: u64,
-    streams: HashMap<u32, ChunkStream>,
+    streams: Streams,
     /// Chunk streams with a partial message, and the bytes they hold.
     partial_streams: usize,
     buffered: usize,
@@ -144,7 +183,7 @@ impl ChunkDecoder {
             limits,
             chunk_size: DEFAULT_CHUNK_SIZE,
             bytes_received: 0,
-            streams: HashMap::new(),
+            streams: Streams::default(),
             partial_streams: 0,
             buffered: 0,
         }
@@ -194,7 +233,7 @@ impl ChunkDecoder {
 
     /// Drops the partial message of `csid`, if any (Abort message, spec 5.4.2).
     fn abort(&mut self, csid: u32) {
-        if let Some(cs) = self.streams.get_mut(&csid) {
+        if let Some(cs) = self.streams.get_mut(csid) {
             if let Some(p) = cs.partial.take() {
                 self.partial_streams -= 1;
                 self.buffered -= p.len();
@@ -225,7 +264,7 @@ impl ChunkDecoder {
             return Ok(None);
         };
         pos += mh_len;
-        let prev = self.streams.get(&csid).filter(|cs| cs.has_header);
+        let prev = self.streams.get(csid).filter(|cs| cs.has_header);
         let mut h = match (fmt, prev) {
             (0, _) => ChunkHeader {
                 fmt,
@@ -289,11 +328,11 @@ impl ChunkDecoder {
         let Some(h) = self.peek_header(input)? else {
             return Ok(None);
         };
-        let cs = self.streams.get(&h.csid);
+        let cs = self.streams.get(h.csid);
         let partial_len = cs.and_then(|cs| cs.partial.as_ref()).map(|p| p.len());
         let continuation = h.fmt == 3 && partial_len.is_some();
         let remaining = match partial_len {
-            Some(have) if continuation => h.length as usize - have,
+            Some(have) if continuation => (h.length as usize).saturating_sub(have),
             _ => h.length as usize,
         };
         let chunk_len = remaining.min(self.chunk_size as usize);
@@ -333,8 +372,20 @@ impl ChunkDecoder {
 
         self.bytes_received += total as u64;
         input.advance(h.len);
-        let data = input.split_to(chunk_len);
-        let cs = self.streams.entry(h.csid).or_default();
+        // Single-chunk messages take a zero-copy slice; other chunks are copied into the
+        // partial payload straight from the input.
+        let single = !continuation && completes;
+        let data = if single {
+            input.split_to(chunk_len)
+        } else {
+            BytesMut::new()
+        };
+        let chunk_data = if single {
+            &data[..]
+        } else {
+            &input[..chunk_len]
+        };
+        let cs = self.streams.get_or_insert(h.csid);
         if !continuation {
             // A new message: update the chunk stream's header state.
             match h.fmt {
@@ -365,7 +416,8 @@ impl ChunkDecoder {
             let Some(p) = cs.partial.as_mut() else {
                 return Ok(Some(None)); // unreachable: continuation implies a partial
             };
-            p.extend_from_slice(&data);
+            p.extend_from_slice(chunk_data);
+            input.advance(chunk_len);
             if !completes {
                 self.buffered += chunk_len;
                 return Ok(Some(None));
@@ -379,7 +431,8 @@ impl ChunkDecoder {
         } else {
             let cap = (h.length as usize).min(INITIAL_PARTIAL_CAPACITY);
             let mut p = BytesMut::with_capacity(cap);
-            p.extend_from_slice(&data);
+            p.extend_from_slice(chunk_data);
+            input.advance(chunk_len);
             cs.partial = Some(p);
             self.partial_streams += 1;
             self.buffered += chunk_len;

@@ -8,7 +8,9 @@ use longhaul_rtmp::amf0;
 fuzz_target!(|data: &[u8]| {
     let mut rest = data;
     while !rest.is_empty() {
-        let Ok(v) = amf0::decode(&mut rest) else { return };
+        let Ok(v) = amf0::decode(&mut rest) else {
+            return;
+        };
         let mut out = BytesMut::new();
         amf0::encode(&v, &mut out);
         let again = amf0::decode_all(&out).expect("re-encoded value decodes");

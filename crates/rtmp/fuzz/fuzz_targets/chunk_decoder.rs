@@ -28,8 +28,13 @@ fn inspect(m: &RtmpMessage) {
 
 fuzz_target!(|data: &[u8]| {
     // First byte: split seed; the rest: the stream. Small limits so they get hit.
-    let Some((&seed, stream)) = data.split_first() else { return };
-    let limits = DecoderLimits { max_partial_streams: 4, max_buffered_bytes: 1 << 16 };
+    let Some((&seed, stream)) = data.split_first() else {
+        return;
+    };
+    let limits = DecoderLimits {
+        max_partial_streams: 4,
+        max_buffered_bytes: 1 << 16,
+    };
     let mut dec = ChunkDecoder::new(limits);
     let mut input = BytesMut::new();
     let mut pos = 0;
