@@ -223,3 +223,50 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// The shipped production files load and run (with paths and ports moved by
+/// `LONGHAUL_*` variables, as a container or systemd drop-in would), logging JSON.
+#[test]
+fn shipped_configs_run_an_origin_with_json_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed(dir.path());
+    for site in ["nyc", "pao"] {
+        let mut node = Command::new(BIN)
+            .args(["--log-format", "json", "origin"])
+            .args([
+                "-c",
+                "config/base.toml",
+                "-c",
+                &format!("config/{site}.toml"),
+            ])
+            .env("LONGHAUL_RTMP__LISTEN", "127.0.0.1:0")
+            .env("LONGHAUL_RTMPS__LISTEN", "127.0.0.1:0")
+            .env("LONGHAUL_RTMPS__CERT", &cert)
+            .env("LONGHAUL_RTMPS__KEY", &key)
+            .env("LONGHAUL_HTTP__LISTEN", "127.0.0.1:0")
+            .env(
+                "LONGHAUL_REGISTRY__PATH",
+                dir.path().join(format!("{site}.db")),
+            )
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = node.stderr.take().unwrap();
+        let _node = KillOnDrop(node);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the origin logs when it is ready");
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert_eq!(v["message"], "origin ready", "{line}");
+        assert_eq!(v["region"], site, "{line}");
+        assert_eq!(v["level"], "INFO", "{line}");
+    }
+}

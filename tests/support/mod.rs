@@ -60,7 +60,7 @@ impl TestOrigin {
 }
 
 /// Starts an origin on ephemeral ports with RTMPS and a fresh registry; `extra` is TOML
-/// appended to the config (e.g. shorter timeouts).
+/// merged over that config (e.g. `[ingest]\nmedia_timeout_secs = 0.5`).
 pub async fn start_origin(extra: &str) -> TestOrigin {
     let dir = tempfile::tempdir().expect("tempdir");
     let (cert, key) = self_signed(dir.path());
@@ -79,15 +79,28 @@ pub async fn start_origin(extra: &str) -> TestOrigin {
         listen = "127.0.0.1:0"
         [registry]
         path = {db:?}
-        {extra}
         "#,
         cert = cert.display().to_string(),
         key = key.display().to_string(),
         db = dir.path().join("registry.db").display().to_string(),
     );
-    let config: Config = toml::from_str(&doc).expect("test config");
+    let mut table: toml::Table = doc.parse().expect("test config");
+    merge(&mut table, extra.parse().expect("extra test config"));
+    let config: Config = table.try_into().expect("test config");
     let origin = Origin::start(config).await.expect("origin starts");
     TestOrigin { origin, dir }
+}
+
+/// Merges `over` into `base`, table by table.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
 }
 
 pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
@@ -252,4 +265,45 @@ pub fn metric(text: &str, series_prefix: &str, labels: &[(&str, &str)]) -> f64 {
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// One HTTP request with hyper; returns status, content type and body.
+pub async fn http(
+    method: &str,
+    url: &str,
+    body: &str,
+    bearer: Option<&str>,
+) -> (u16, String, bytes::Bytes) {
+    use http_body_util::{BodyExt, Full};
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let mut req = hyper::Request::builder().method(method).uri(url);
+    if let Some(token) = bearer {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
+    let req = req
+        .body(Full::new(bytes::Bytes::from(body.to_string())))
+        .unwrap();
+    let resp = client.request(req).await.expect("API reachable");
+    let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, content_type, body)
+}
+
+/// The `error.code` of a JSON error body.
+pub fn error_code(body: &[u8]) -> String {
+    let v: serde_json::Value = serde_json::from_slice(body).expect("a JSON error body");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{v}"
+    );
+    v["error"]["code"].as_str().unwrap_or_default().to_string()
 }

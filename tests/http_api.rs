@@ -1,0 +1,132 @@
+//! The origin's HTTP port: health, metrics, the entries API and its errors.
+
+mod support;
+
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_metrics() {
+    let origin = start_origin("").await;
+    let (status, ctype, body) = http("GET", &format!("{}/healthz", origin.http()), "", None).await;
+    assert_eq!((status, ctype.as_str()), (200, "application/json"));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["role"], "origin");
+
+    let (status, ctype, body) = http("GET", &format!("{}/metrics", origin.http()), "", None).await;
+    assert_eq!(status, 200);
+    assert!(ctype.starts_with("text/plain"), "{ctype}");
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("longhaul_http_requests_total"), "{text}");
+    assert!(text.contains("route=\"healthz\""), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_lifecycle_and_errors() {
+    let origin = start_origin("").await;
+    let api = format!("{}/api/v1", origin.http());
+
+    let (status, _, body) = http(
+        "POST",
+        &format!("{api}/entries"),
+        r#"{"name":"town hall"}"#,
+        None,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let entry: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let id = entry["id"].as_str().unwrap().to_string();
+    assert_eq!(entry["name"], "town hall");
+    let names = entry["endpoints"]["stream_names"].as_array().unwrap();
+    assert_eq!(names.len(), 3);
+    assert_eq!(names[0], format!("{id}_1"));
+
+    let (status, _, body) = http("GET", &format!("{api}/entries"), "", None).await;
+    assert_eq!(status, 200);
+    let list: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(list["entries"].as_array().unwrap().len(), 1);
+
+    let (status, ctype, body) =
+        http("GET", &format!("{api}/entries/{id}/fmle.xml"), "", None).await;
+    assert_eq!((status, ctype.as_str()), (200, "application/xml"));
+    let xml = String::from_utf8_lossy(&body);
+    assert!(
+        xml.contains("<flashmedialiveencoder_profile>") && xml.contains(&format!("{id}_%i")),
+        "{xml}"
+    );
+
+    let (status, _, body) = http(
+        "POST",
+        &format!("{api}/entries/{id}/regenerate-token"),
+        "",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let regenerated: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_ne!(regenerated["token"], entry["token"]);
+    assert_eq!(
+        regenerated["token_generation"].as_u64(),
+        Some(entry["token_generation"].as_u64().unwrap() + 1)
+    );
+
+    // Errors: JSON bodies with a code and a message.
+    let (status, _, body) = http("POST", &format!("{api}/entries"), "{not json", None).await;
+    assert_eq!((status, error_code(&body).as_str()), (400, "bad_json"));
+    let (status, _, body) = http("POST", &format!("{api}/entries"), r#"{"name": 5}"#, None).await;
+    assert_eq!((status, error_code(&body).as_str()), (400, "bad_request"));
+    let (status, _, body) = http("GET", &format!("{api}/entries/1_nothere"), "", None).await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (404, "entry_not_found")
+    );
+    let (status, _, body) = http("GET", &format!("{api}/nothing"), "", None).await;
+    assert_eq!((status, error_code(&body).as_str()), (404, "not_found"));
+    let (status, _, body) = http(
+        "GET",
+        &format!("{}/live/{id}_1.flv", origin.http()),
+        "",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (404, "stream_not_live")
+    );
+    let big = format!(r#"{{"name":"{}"}}"#, "x".repeat(100_000));
+    let (status, _, body) = http("POST", &format!("{api}/entries"), &big, None).await;
+    assert_eq!((status, error_code(&body).as_str()), (413, "bad_body"));
+
+    let (status, _, _) = http("DELETE", &format!("{api}/entries/{id}"), "", None).await;
+    assert_eq!(status, 204);
+    let (status, _, body) = http("DELETE", &format!("{api}/entries/{id}"), "", None).await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (404, "entry_not_found")
+    );
+
+    let m = origin.metrics();
+    assert!(
+        metric(
+            &m,
+            "longhaul_http_requests_total",
+            &[("route", "api"), ("status", "404")]
+        ) >= 3.0,
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_token_is_required_when_set() {
+    let origin = start_origin("[http]\napi_token = \"s3cret-api-token\"\n").await;
+    let url = format!("{}/api/v1/entries", origin.http());
+    let (status, _, body) = http("GET", &url, "", None).await;
+    assert_eq!((status, error_code(&body).as_str()), (401, "unauthorized"));
+    let (status, _, body) = http("GET", &url, "", Some("wrong")).await;
+    assert_eq!((status, error_code(&body).as_str()), (401, "unauthorized"));
+    let (status, _, _) = http("GET", &url, "", Some("s3cret-api-token")).await;
+    assert_eq!(status, 200);
+    // Health and metrics stay open to monitoring.
+    let (status, _, _) = http("GET", &format!("{}/healthz", origin.http()), "", None).await;
+    assert_eq!(status, 200);
+}
