@@ -14,7 +14,7 @@ use std::path::PathBuf;
 pub const ENV_PREFIX: &str = "LONGHAUL_";
 
 /// Environment variables of the CLI itself, not config keys.
-const CLI_VARIABLES: &[&str] = &["LOG", "LOG_FORMAT"];
+const CLI_VARIABLES: &[&str] = &["LOG", "LOG_FORMAT", "API", "API_TOKEN"];
 
 pub fn load<T: DeserializeOwned>(files: &[PathBuf]) -> anyhow::Result<T> {
     let mut figment = Figment::new();

@@ -270,3 +270,31 @@ fn shipped_configs_run_an_origin_with_json_logs() {
         assert_eq!(v["level"], "INFO", "{line}");
     }
 }
+
+/// The CLI's own variables (`LONGHAUL_LOG`, `LONGHAUL_API`, ...) are not config keys.
+#[test]
+fn cli_variables_are_not_config_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("site.toml");
+    std::fs::write(
+        &file,
+        "[node]\nid = \"x\"\nregion = \"nyc\"\n[registry]\npath = \"/nonexistent/dir/r.db\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["origin", "--config"])
+        .arg(&file)
+        .env("LONGHAUL_API", "http://127.0.0.1:1")
+        .env("LONGHAUL_API_TOKEN", "whatever-whatever")
+        .env("LONGHAUL_LOG", "info")
+        .env("LONGHAUL_LOG_FORMAT", "human")
+        .output()
+        .unwrap();
+    // It gets past configuration and fails on the registry path instead.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("registry") && !err.contains("unknown field"),
+        "{err}"
+    );
+}

@@ -263,3 +263,46 @@ async fn reqwest_like_post(url: &str) -> serde_json::Value {
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     serde_json::from_slice(&body).expect("JSON")
 }
+
+/// A player joining mid-stream starts on a keyframe (from the GOP cache), with real
+/// ffmpeg on both sides and a 1 s GOP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_player_joining_mid_stream_starts_on_a_keyframe() {
+    require_ffmpeg();
+    let origin = start_origin("").await;
+    let entry = origin.create_entry();
+    let name = format!("{}_1", entry.id);
+    let url = format!("{}/kLive/?t={}/{name}", origin.rtmp(), entry.token);
+    let publisher = ffmpeg_publish(&url, "320x240", 5, 25);
+    origin.wait_live(&name).await;
+    tokio::time::sleep(Duration::from_millis(1700)).await; // well inside the second GOP
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("joined.flv");
+    let player = ffmpeg_record(&format!("{}/live/{name}.flv", origin.http()), &file);
+    assert!(wait_child(publisher).await.status.success());
+    assert!(wait_child(player).await.status.success());
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "frame=key_frame,pict_type",
+        ])
+        .args(["-of", "csv=p=0"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let frames: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(
+        frames.first().is_some_and(|f| f.starts_with("1,I")),
+        "first frame: {:?}",
+        frames.first()
+    );
+    // It joined mid-stream: fewer than all 125 frames, and at least the last 2 GOPs.
+    assert!((50..125).contains(&frames.len()), "{} frames", frames.len());
+}

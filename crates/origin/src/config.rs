@@ -25,8 +25,6 @@ pub struct OriginConfig {
     #[serde(default)]
     pub ingest: IngestSection,
     #[serde(default)]
-    pub playback: PlaybackSection,
-    #[serde(default)]
     pub endpoints: EndpointsSection,
 }
 
@@ -73,7 +71,12 @@ pub struct HttpSection {
     pub listen: SocketAddr,
     /// Bearer token the entries API requires. Without one, the API answers only
     /// requests from loopback addresses (playback, metrics and health stay open).
+    /// At least [`MIN_API_TOKEN_LEN`] characters: an empty or short secret is refused.
     pub api_token: Option<String>,
+    /// HTTP connections open at once; more are closed at accept.
+    pub max_connections: usize,
+    /// Seconds a client may take to send a request's headers (slowloris guard).
+    pub header_timeout_secs: f64,
 }
 
 impl Default for HttpSection {
@@ -81,7 +84,15 @@ impl Default for HttpSection {
         Self {
             listen: ([127, 0, 0, 1], 8081).into(),
             api_token: None,
+            max_connections: 10_000,
+            header_timeout_secs: 10.0,
         }
+    }
+}
+
+impl HttpSection {
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.header_timeout_secs)
     }
 }
 
@@ -131,20 +142,15 @@ impl Default for IngestSection {
 
 impl IngestSection {
     pub fn handshake_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.handshake_timeout_secs.max(0.001))
+        Duration::from_secs_f64(self.handshake_timeout_secs)
     }
     pub fn write_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.write_timeout_secs.max(0.001))
+        Duration::from_secs_f64(self.write_timeout_secs)
     }
     pub fn media_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.media_timeout_secs.max(0.001))
+        Duration::from_secs_f64(self.media_timeout_secs)
     }
 }
-
-/// Playback settings.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct PlaybackSection {}
 
 /// How this node names its endpoints in the entries it hands out.
 #[derive(Debug, Clone, Deserialize)]
@@ -169,6 +175,136 @@ impl Default for EndpointsSection {
             rtmps_port: 1936,
             leg_subdomains: false,
             renditions: 3,
+        }
+    }
+}
+
+/// Shortest `http.api_token` accepted: 16 characters of a random secret are 80+ bits.
+pub const MIN_API_TOKEN_LEN: usize = 16;
+
+/// Longest timeout accepted, in seconds. An hour is far past any sensible handshake,
+/// media gap or write stall; a larger value is a typo (or `inf`).
+pub const MAX_TIMEOUT_SECS: f64 = 3600.0;
+
+/// Most connections a listener may hold: tokio's semaphore caps permits near 2^61, and
+/// a node's descriptor limit is far below this anyway.
+pub const MAX_CONNECTIONS: usize = 1_000_000;
+
+/// A setting outside what the node can run with, named by its key.
+#[derive(Debug, thiserror::Error)]
+#[error("config key {key}: {reason}")]
+pub struct InvalidSetting {
+    pub key: &'static str,
+    pub reason: String,
+}
+
+impl OriginConfig {
+    /// Checks what serde's types cannot: ranges, finiteness, secrets' length.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        let timeouts = [
+            (
+                "ingest.handshake_timeout_secs",
+                self.ingest.handshake_timeout_secs,
+            ),
+            ("ingest.media_timeout_secs", self.ingest.media_timeout_secs),
+            ("ingest.write_timeout_secs", self.ingest.write_timeout_secs),
+            ("http.header_timeout_secs", self.http.header_timeout_secs),
+        ];
+        for (key, secs) in timeouts {
+            if !(secs.is_finite() && secs > 0.0 && secs <= MAX_TIMEOUT_SECS) {
+                return Err(InvalidSetting {
+                    key,
+                    reason: format!("{secs} is not a number of seconds in (0, {MAX_TIMEOUT_SECS}]"),
+                });
+            }
+        }
+        let counts = [
+            ("ingest.max_connections", self.ingest.max_connections),
+            ("http.max_connections", self.http.max_connections),
+        ];
+        for (key, n) in counts {
+            if n == 0 || n > MAX_CONNECTIONS {
+                return Err(InvalidSetting {
+                    key,
+                    reason: format!("{n} is not in 1..={MAX_CONNECTIONS}"),
+                });
+            }
+        }
+        let chunk = self.ingest.chunk_size;
+        if !(128..=longhaul_rtmp::chunk::MAX_CHUNK_SIZE).contains(&chunk) {
+            return Err(InvalidSetting {
+                key: "ingest.chunk_size",
+                reason: format!(
+                    "{chunk} is not in 128..={}",
+                    longhaul_rtmp::chunk::MAX_CHUNK_SIZE
+                ),
+            });
+        }
+        if let Some(token) = &self.http.api_token {
+            if token.chars().count() < MIN_API_TOKEN_LEN {
+                return Err(InvalidSetting {
+                    key: "http.api_token",
+                    reason: format!(
+                        "shorter than {MIN_API_TOKEN_LEN} characters; use a random secret \
+                         (or leave it unset to serve the API to loopback only)"
+                    ),
+                });
+            }
+        }
+        if self.endpoints.renditions == 0
+            || self.endpoints.renditions > longhaul_endpoint::MAX_RENDITION
+        {
+            return Err(InvalidSetting {
+                key: "endpoints.renditions",
+                reason: format!(
+                    "{} is not in 1..={}",
+                    self.endpoints.renditions,
+                    longhaul_endpoint::MAX_RENDITION
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> OriginConfig {
+        let doc =
+            format!("[node]\nid = \"t\"\nregion = \"nyc\"\n[registry]\npath = \"r.db\"\n{extra}");
+        toml::from_str(&doc).expect("parses")
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        config("").validate().expect("defaults valid");
+    }
+
+    #[test]
+    fn bad_values_are_named_by_key() {
+        for (extra, key) in [
+            (
+                "[ingest]\nmedia_timeout_secs = inf",
+                "ingest.media_timeout_secs",
+            ),
+            (
+                "[ingest]\nhandshake_timeout_secs = 0.0",
+                "ingest.handshake_timeout_secs",
+            ),
+            (
+                "[ingest]\nwrite_timeout_secs = 1e300",
+                "ingest.write_timeout_secs",
+            ),
+            ("[ingest]\nmax_connections = 0", "ingest.max_connections"),
+            ("[ingest]\nchunk_size = 1", "ingest.chunk_size"),
+            ("[http]\napi_token = \"\"", "http.api_token"),
+            ("[http]\napi_token = \"short\"", "http.api_token"),
+            ("[endpoints]\nrenditions = 0", "endpoints.renditions"),
+        ] {
+            let err = config(extra).validate().expect_err(extra);
+            assert_eq!(err.key, key, "{extra}: {err}");
         }
     }
 }

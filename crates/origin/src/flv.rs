@@ -1,99 +1,185 @@
 //! HTTP-FLV playback: `GET /live/{entryId}_{n}.flv` streams the live FLV.
 //!
 //! The response body is fed by a task that reads the player's hub subscription: the FLV
-//! header, then each message as a tag (header, shared payload, trailer; no payload copy).
-//! When the player goes away hyper drops the body, the task's send fails and it ends.
+//! file header, then each message as a tag. Per message the task makes one small buffer
+//! (the previous tag's 4-byte size and this tag's 11-byte header) and passes the payload
+//! itself as the shared `Bytes` it already is: no payload copy per player.
+//!
+//! A player that goes away makes hyper drop the body; the task's send fails and it ends.
+//! A player that stops reading (its TCP window shut) is dropped after
+//! `ingest.write_timeout_secs`: the task cancels the HTTP connection, which closes the
+//! socket, and counts the drop.
 
 use crate::http::{error, Body};
+use crate::metrics::{protocol, GaugeGuard};
 use crate::state::OriginState;
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::Frame;
-use hyper::{Response, StatusCode};
-use longhaul_hub::{LegChoice, PlayerEvent};
-use longhaul_rtmp::flv;
+use hyper::{Method, Response, StatusCode};
+use longhaul_hub::{LegChoice, PlayerEvent, StreamKey, Subscription};
+use longhaul_rtmp::{flv, RtmpMessage};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// Frames queued between the subscription task and hyper. Small: the hub's own bounded
 /// queue is where a slow player is measured and skipped; this only smooths the hand-off.
 const BODY_QUEUE: usize = 64;
 
-pub async fn play(file: &str, peer: SocketAddr, state: &Arc<OriginState>) -> Response<Body> {
+pub async fn play(
+    file: &str,
+    method: &Method,
+    peer: SocketAddr,
+    state: &Arc<OriginState>,
+    connection: CancellationToken,
+) -> Response<Body> {
     let plays = &state.metrics.plays;
     let Some(stream) = file.strip_suffix(".flv") else {
-        plays.with_label_values(&["http-flv", "bad_request"]).inc();
+        plays
+            .with_label_values(&[protocol::HTTP_FLV, "bad_request"])
+            .inc();
         return error(
             StatusCode::NOT_FOUND,
             "not_found",
             "HTTP-FLV paths are /live/{entryId}_{n}.flv",
         );
     };
-    let Some(mut subscription) = state.hub.subscribe(stream, LegChoice::default()) else {
-        plays.with_label_values(&["http-flv", "not_found"]).inc();
-        return error(
-            StatusCode::NOT_FOUND,
-            "stream_not_live",
-            &format!("stream {stream} is not live on this node"),
-        );
+    if method == Method::HEAD {
+        // Whether it is live, without attaching a player.
+        let live = [longhaul_hub::Leg::Primary, longhaul_hub::Leg::Backup]
+            .into_iter()
+            .any(|leg| state.hub.is_live(&StreamKey::new(stream, leg)));
+        return if live {
+            flv_response(crate::http::full(""))
+        } else {
+            not_live(stream)
+        };
+    }
+    let Some(subscription) = state.hub.subscribe(stream, LegChoice::default()) else {
+        plays
+            .with_label_values(&[protocol::HTTP_FLV, "not_found"])
+            .inc();
+        return not_live(stream);
     };
-    plays.with_label_values(&["http-flv", "accepted"]).inc();
+    plays
+        .with_label_values(&[protocol::HTTP_FLV, "accepted"])
+        .inc();
     tracing::info!(client = %peer, %stream, "HTTP-FLV player attached");
     let (tx, rx) = mpsc::channel::<Bytes>(BODY_QUEUE);
-    let state_for_task = state.clone();
-    let stream_name = stream.to_string();
-    tokio::spawn(async move {
-        let m = &state_for_task.metrics;
-        let active = m.players_active.with_label_values(&["http-flv"]);
-        let sent = m.bytes_sent.with_label_values(&["http-flv"]);
-        active.inc();
-        let limit = state_for_task.config.ingest.write_timeout();
-        let mut body = BodySender { tx, limit };
-        let mut open = body.send(Bytes::from_static(&flv::FILE_HEADER)).await;
-        while open == Sent::Ok {
-            match subscription.recv().await {
-                PlayerEvent::Message(message) => {
-                    let len = message.payload.len() + flv::TAG_HEADER_LEN + 4;
-                    for part in [
-                        Bytes::copy_from_slice(&flv::tag_header(&message)),
-                        message.payload.clone(),
-                        Bytes::copy_from_slice(&flv::tag_trailer(&message)),
-                    ] {
-                        open = body.send(part).await;
-                        if open != Sent::Ok {
-                            break;
-                        }
-                    }
-                    sent.inc_by(len as u64);
-                }
-                PlayerEvent::Skipped { dropped_messages } => {
-                    m.player_skips.with_label_values(&["http-flv"]).inc();
-                    tracing::info!(client = %peer, stream = %stream_name, dropped_messages, "slow HTTP-FLV player skipped to the next keyframe");
-                }
-                PlayerEvent::Dropped { reason } => {
-                    m.player_drops.with_label_values(&["http-flv"]).inc();
-                    tracing::warn!(client = %peer, stream = %stream_name, %reason, "HTTP-FLV player dropped: it cannot keep up");
-                    break;
-                }
-                PlayerEvent::Ended => break,
-            }
-        }
-        if open == Sent::Stalled {
-            m.player_drops.with_label_values(&["http-flv"]).inc();
-            tracing::warn!(client = %peer, stream = %stream_name, "HTTP-FLV player dropped: it stopped reading");
-        }
-        active.dec();
-        tracing::info!(client = %peer, stream = %stream_name, "HTTP-FLV player detached");
-    });
+    let sender = BodySender {
+        tx,
+        limit: state.config.ingest.write_timeout(),
+    };
+    tokio::spawn(feed(subscription, sender, peer, state.clone(), connection));
+    flv_response(ChannelBody { rx }.boxed())
+}
+
+fn flv_response(body: Body) -> Response<Body> {
     Response::builder()
         .header("content-type", "video/x-flv")
         .header("cache-control", "no-cache")
-        .body(ChannelBody { rx }.boxed())
+        .body(body)
         .expect("static response parts are valid")
+}
+
+fn not_live(stream: &str) -> Response<Body> {
+    error(
+        StatusCode::NOT_FOUND,
+        "stream_not_live",
+        &format!("stream {stream} is not live on this node"),
+    )
+}
+
+/// Writes the subscription into the body until the stream ends or the player leaves.
+async fn feed(
+    mut subscription: Subscription,
+    mut body: BodySender,
+    peer: SocketAddr,
+    state: Arc<OriginState>,
+    connection: CancellationToken,
+) {
+    let m = &state.metrics;
+    let _active = GaugeGuard::new(m.players_active.with_label_values(&[protocol::HTTP_FLV]));
+    let sent = m.bytes_sent.with_label_values(&[protocol::HTTP_FLV]);
+    let stream = subscription.key().name.clone();
+    // PreviousTagSize0 is part of the file header; each later one leads the next tag.
+    let mut open = body.send(Bytes::from_static(&flv::FILE_HEADER[..9])).await;
+    let mut previous_tag_size: u32 = 0;
+    while open == Sent::Ok {
+        match subscription.recv().await {
+            PlayerEvent::Message(message) => {
+                let Some((tag_type, payload)) = flv_tag(&message) else {
+                    continue;
+                };
+                let mut head = BytesMut::with_capacity(4 + flv::TAG_HEADER_LEN);
+                head.put_u32(previous_tag_size);
+                let tagged = RtmpMessage {
+                    type_id: tag_type,
+                    payload: payload.clone(),
+                    ..message
+                };
+                head.put_slice(&flv::tag_header(&tagged));
+                previous_tag_size = (flv::TAG_HEADER_LEN + payload.len()) as u32;
+                let len = head.len() + payload.len();
+                open = body.send(head.freeze()).await;
+                if open == Sent::Ok {
+                    open = body.send(payload).await;
+                }
+                sent.inc_by(len as u64);
+            }
+            PlayerEvent::Skipped { dropped_messages } => {
+                m.player_skips
+                    .with_label_values(&[protocol::HTTP_FLV])
+                    .inc();
+                tracing::info!(client = %peer, %stream, dropped_messages, "slow HTTP-FLV player skipped to the next keyframe");
+            }
+            PlayerEvent::Dropped { reason } => {
+                m.player_drops
+                    .with_label_values(&[protocol::HTTP_FLV])
+                    .inc();
+                tracing::warn!(client = %peer, %stream, %reason, "HTTP-FLV player dropped: it cannot keep up");
+                connection.cancel();
+                return;
+            }
+            PlayerEvent::Ended => {
+                // The last tag's size closes the file, then the body ends.
+                let _ = body
+                    .send(Bytes::copy_from_slice(&previous_tag_size.to_be_bytes()))
+                    .await;
+                break;
+            }
+        }
+    }
+    if open == Sent::Stalled {
+        m.player_drops
+            .with_label_values(&[protocol::HTTP_FLV])
+            .inc();
+        tracing::warn!(client = %peer, %stream, "HTTP-FLV player dropped: it stopped reading");
+        connection.cancel();
+    }
+    tracing::info!(client = %peer, %stream, "HTTP-FLV player detached");
+}
+
+/// The FLV tag type and body of a message, or `None` for what FLV cannot carry. An AMF3
+/// data message (type 15) is its 0x00 format byte and an AMF0 body: FLV carries that
+/// body as a script tag (18).
+fn flv_tag(message: &RtmpMessage) -> Option<(u8, Bytes)> {
+    use longhaul_rtmp::message::type_id;
+    match message.type_id {
+        type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0 => {
+            Some((message.type_id, message.payload.clone()))
+        }
+        type_id::DATA_AMF3 if message.payload.first() == Some(&0) => {
+            Some((type_id::DATA_AMF0, message.payload.slice(1..)))
+        }
+        _ => None,
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -107,15 +193,22 @@ enum Sent {
 
 struct BodySender {
     tx: mpsc::Sender<Bytes>,
-    limit: std::time::Duration,
+    limit: Duration,
 }
 
 impl BodySender {
     async fn send(&mut self, bytes: Bytes) -> Sent {
-        match tokio::time::timeout(self.limit, self.tx.send(bytes)).await {
-            Ok(Ok(())) => Sent::Ok,
-            Ok(Err(_)) => Sent::Gone,
-            Err(_) => Sent::Stalled,
+        // Fast path: room in the queue, no timer.
+        match self.tx.try_send(bytes) {
+            Ok(()) => Sent::Ok,
+            Err(mpsc::error::TrySendError::Closed(_)) => Sent::Gone,
+            Err(mpsc::error::TrySendError::Full(bytes)) => {
+                match tokio::time::timeout(self.limit, self.tx.send(bytes)).await {
+                    Ok(Ok(())) => Sent::Ok,
+                    Ok(Err(_)) => Sent::Gone,
+                    Err(_) => Sent::Stalled,
+                }
+            }
         }
     }
 }

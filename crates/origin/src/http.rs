@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,12 +26,20 @@ pub type Body = BoxBody<Bytes, Infallible>;
 pub const MAX_REQUEST_BODY: usize = 64 * 1024;
 
 /// Serves HTTP on `listener` until `shutdown` fires.
+///
+/// Each connection gets a child cancellation token: the HTTP-FLV writer cancels it when
+/// its player stops reading, which drops the connection and closes the socket (hyper
+/// would otherwise wait on the stalled write for as long as TCP keeps the window shut).
 pub async fn serve(listener: TcpListener, state: Arc<OriginState>, shutdown: CancellationToken) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        state.config.http.max_connections,
+    ));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
                     tracing::warn!(error = %e, "http accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
@@ -39,20 +47,36 @@ pub async fn serve(listener: TcpListener, state: Arc<OriginState>, shutdown: Can
             },
             _ = shutdown.cancelled() => return,
         };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            state
+                .metrics
+                .connections_refused
+                .with_label_values(&["http", "too_many_connections"])
+                .inc();
+            tracing::warn!(client = %peer, limit = state.config.http.max_connections,
+                "HTTP connection refused: too many connections");
+            continue;
+        };
         let state = state.clone();
-        let shutdown = shutdown.clone();
+        let connection = shutdown.child_token();
         tokio::spawn(async move {
+            let _permit = permit;
+            let token = connection.clone();
+            let service_state = state.clone();
             let service = hyper::service::service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(route(req, peer, &state).await) }
+                let state = service_state.clone();
+                let token = token.clone();
+                async move { Ok::<_, Infallible>(route(req, peer, &state, token).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(state.config.http.header_timeout())
                 .serve_connection(TokioIo::new(stream), service);
             tokio::select! {
                 r = conn => if let Err(e) = r {
                     tracing::debug!(client = %peer, error = %e, "http connection ended with an error");
                 },
-                _ = shutdown.cancelled() => {}
+                _ = connection.cancelled() => {}
             }
         });
     }
@@ -62,20 +86,27 @@ async fn route(
     req: Request<Incoming>,
     peer: SocketAddr,
     state: &Arc<OriginState>,
+    connection: CancellationToken,
 ) -> Response<Body> {
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (route_label, response) = match (req.method(), segments.as_slice()) {
-        (&Method::GET, ["healthz"]) => ("healthz", health(state)),
-        (&Method::GET, ["metrics"]) => (
+    let method = req.method().clone();
+    let read = method == Method::GET || method == Method::HEAD;
+    let (route_label, response) = match segments.as_slice() {
+        ["healthz"] if read => ("healthz", health(state)),
+        ["metrics"] if read => (
             "metrics",
             Response::builder()
                 .header("content-type", "text/plain; version=0.0.4")
                 .body(full(state.metrics.render()))
                 .expect("static response parts are valid"),
         ),
-        (&Method::GET, ["live", file]) => ("live", flv::play(file, peer, state).await),
-        (_, ["api", "v1", rest @ ..]) => {
+        ["live", file] if read => {
+            let response = flv::play(file, &method, peer, state, connection).await;
+            ("live", with_cors(response))
+        }
+        ["live", _] if method == Method::OPTIONS => ("live", with_cors(preflight())),
+        ["api", "v1", rest @ ..] => {
             let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
             ("api", api::handle(req, peer, &rest, state).await)
         }
@@ -84,7 +115,7 @@ async fn route(
             error(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                &format!("no route for {} {}", req.method(), path),
+                &format!("no route for {method} {path}"),
             ),
         ),
     };
@@ -97,6 +128,27 @@ async fn route(
         tracing::warn!(client = %peer, %path, status = %response.status(), "http request failed");
     }
     response
+}
+
+/// Lets browser players (flv.js, mpegts.js) on any site fetch the live streams: they are
+/// public, cookie-less GETs, so any origin may read them.
+fn with_cors(mut response: Response<Body>) -> Response<Body> {
+    response.headers_mut().insert(
+        hyper::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        hyper::header::HeaderValue::from_static("*"),
+    );
+    response
+}
+
+/// The answer to a CORS preflight for playback.
+fn preflight() -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .header("access-control-allow-methods", "GET, HEAD, OPTIONS")
+        .header("access-control-allow-headers", "range")
+        .header("access-control-max-age", "86400")
+        .body(full(""))
+        .expect("static response parts are valid")
 }
 
 fn health(state: &OriginState) -> Response<Body> {

@@ -50,6 +50,8 @@ pub use config::OriginConfig as Config;
 /// Why an origin could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::InvalidSetting),
     #[error("cannot listen for {what} on {addr}: {source}")]
     Bind {
         what: &'static str,
@@ -77,6 +79,7 @@ pub struct Origin {
 impl Origin {
     /// Opens the registry, binds every listener and starts serving.
     pub async fn start(config: OriginConfig) -> Result<Origin, StartError> {
+        config.validate()?;
         let registry = Registry::open(&config.registry.path).map_err(|e| StartError::Registry {
             path: config.registry.path.display().to_string(),
             reason: e.to_string(),

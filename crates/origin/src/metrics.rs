@@ -20,6 +20,12 @@ pub mod reason {
     pub const INTERNAL: &str = "internal_error";
 }
 
+/// The `protocol` label of player series.
+pub mod protocol {
+    pub const RTMP: &str = "rtmp";
+    pub const HTTP_FLV: &str = "http-flv";
+}
+
 pub struct Metrics {
     registry: Registry,
     pub connections_total: IntCounterVec,
@@ -153,6 +159,23 @@ impl Metrics {
             tracing::error!(error = %e, "encoding metrics failed");
         }
         String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Holds a gauge up by one for as long as it lives: a connection, player or publisher
+/// counted this way is uncounted on every path out, early returns and panics included.
+pub struct GaugeGuard(IntGauge);
+
+impl GaugeGuard {
+    pub fn new(gauge: IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -122,7 +122,6 @@ fn accept(
     m.publishes
         .with_label_values(&["accepted", reason::OK])
         .inc();
-    m.publishers_active.inc();
     if let PublishOutcome::TookOver { previous } = outcome {
         m.publish_takeovers.inc();
         tracing::info!(client = %peer, stream = %target.stream_name, leg = %target.leg, %previous,
