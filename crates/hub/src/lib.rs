@@ -31,7 +31,17 @@
 //! (`@setDataFrame` stripped: the stored and forwarded message is
 //! `payload.slice(body_offset..)`, a refcount bump), a sequence header (kept per audio or
 //! video, codec and track), a video keyframe (opens a new GOP in the cache) or anything
-//! else (appended to the current GOP). Messages are otherwise forwarded untouched: the
+//! else (appended to the current GOP).
+//!
+//! The configuration (metadata and sequence headers) is bounded, since every new player
+//! gets all of it: at most [`CONFIG_MAX_SLOTS_PER_KIND`] header slots per kind, no
+//! message over [`CONFIG_MESSAGE_MAX_BYTES`], [`CONFIG_MAX_BYTES`] in all. A
+//! configuration message beyond these is *refused*: neither stored nor forwarded,
+//! counted in [`StreamSummary::config_refused`], and the first refusal on a stream is
+//! logged at warn with its key. A new player's snapshot (configuration plus GOP cache)
+//! therefore always fits in its queue, with room for live messages.
+//!
+//! Messages are otherwise forwarded untouched: the
 //! payload [`bytes::Bytes`] is shared by the GOP cache and every player, never copied.
 //! Timestamps are never rewritten: players and downstream relays get the encoder's
 //! own timing, which relays downstream (origin, the backup leg's twin) rely on to line
@@ -82,6 +92,7 @@
 //! they arrive. (An encoder starts with headers and a keyframe, so players carry on.)
 
 mod classify;
+mod config;
 mod event;
 mod gop;
 mod hub;
@@ -96,6 +107,7 @@ mod subscription;
 #[cfg(test)]
 mod testutil;
 
+pub use config::{CONFIG_MAX_BYTES, CONFIG_MAX_SLOTS_PER_KIND, CONFIG_MESSAGE_MAX_BYTES};
 pub use event::{DropReason, PlayerEvent};
 pub use gop::{GOP_CACHE_MAX_BYTES, GOP_CACHE_MAX_MESSAGES};
 pub use hub::Hub;

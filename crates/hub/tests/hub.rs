@@ -1,8 +1,9 @@
 //! The hub through its public API: snapshots, takeover, end of stream, slow players
 //! and fan-out.
 
+use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use longhaul_hub::*;
@@ -462,4 +463,98 @@ fn summaries_count_what_came_in() {
     assert_eq!(primary.gop_cache_messages, 1);
     assert_eq!(streams[1].players, 0);
     assert_eq!(streams[1].bytes_in, 0);
+}
+
+/// A `tracing` subscriber that records the `stream` field of every warn event.
+struct WarnLog(Arc<Mutex<Vec<String>>>);
+
+impl tracing::Subscriber for WarnLog {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct StreamField(String);
+        impl tracing::field::Visit for StreamField {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+                if field.name() == "stream" {
+                    self.0 = format!("{value:?}");
+                }
+            }
+        }
+        if *event.metadata().level() == tracing::Level::WARN {
+            let mut stream = StreamField(String::new());
+            event.record(&mut stream);
+            self.0.lock().expect("not poisoned").push(stream.0);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// Enhanced RTMP audio SequenceStart for FourCC `fourcc`, `len` bytes.
+fn ex_audio_header(ts: u32, fourcc: [u8; 4], len: usize) -> RtmpMessage {
+    let mut payload = vec![0x90];
+    payload.extend_from_slice(&fourcc);
+    payload.resize(len, 0x11);
+    message(8, ts, payload)
+}
+
+#[test]
+fn configuration_flood_is_refused_counted_and_logged_once() {
+    const FLOOD: u32 = 5000;
+    let warnings = Arc::new(Mutex::new(Vec::new()));
+    let _log = tracing::subscriber::set_default(WarnLog(Arc::clone(&warnings)));
+    let hub = Hub::new();
+    let (publication, _) = hub.publish(key(Leg::Primary), encoder(1));
+    for message in [avc_header(0), aac_header(0), keyframe(0, 100)] {
+        publication.push(message).expect("current");
+    }
+    let mut early = hub
+        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .expect("live");
+    assert_eq!(drain(&mut early).len(), 3);
+
+    // A new random-looking FourCC with every message: the legacy AAC slot and 7 of
+    // these fill the 8 audio slots; the rest are refused. So is a 16 MiB header.
+    let flood: Vec<RtmpMessage> = (0..FLOOD)
+        .map(|i| ex_audio_header(i, i.wrapping_mul(2_654_435_761).to_be_bytes(), 1000))
+        .collect();
+    for message in &flood {
+        publication.push(message.clone()).expect("current");
+    }
+    let mut huge = vec![0x17, 0x00];
+    huge.resize(16 * 1024 * 1024 - 1, 0);
+    publication.push(message(9, 0, huge)).expect("current");
+    publication.push(inter(40, 100)).expect("current");
+
+    let kept = CONFIG_MAX_SLOTS_PER_KIND - 1;
+    let summary = hub.stream(&key(Leg::Primary)).expect("live");
+    assert_eq!(summary.config_refused, u64::from(FLOOD) - kept as u64 + 1);
+    assert_eq!(summary.config_bytes, 7 + 4 + kept * 1000);
+    assert_eq!(summary.messages_in, 3 + u64::from(FLOOD) + 2);
+
+    // The attached player got the accepted headers only, then the live frame.
+    let mut expected: Vec<PlayerEvent> = flood[..kept].iter().cloned().map(m).collect();
+    expected.push(m(inter(40, 100)));
+    assert_eq!(drain(&mut early), expected);
+
+    // A new player's snapshot holds the bounded configuration, then the GOP.
+    let mut late = hub
+        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .expect("live");
+    let mut expected = vec![m(avc_header(0)), m(aac_header(0))];
+    expected.extend(flood[..kept].iter().cloned().map(m));
+    expected.extend([m(keyframe(0, 100)), m(inter(40, 100))]);
+    assert_eq!(drain(&mut late), expected);
+
+    assert_eq!(
+        *warnings.lock().expect("not poisoned"),
+        vec!["1_gdrt137u_1.p".to_string()],
+        "one warning for the stream, with its key"
+    );
 }
