@@ -1,6 +1,7 @@
-//! The synchronous core of one live stream: classifies each published message, keeps
-//! the stream's configuration (metadata and sequence headers) and its GOP cache, and
-//! counts what came in. No async, no locks: the hub wraps it in a mutex.
+//! The synchronous core of one live stream: rebases each published message onto the
+//! stream's timeline (after a takeover), classifies it, keeps the stream's
+//! configuration (metadata and sequence headers) and its GOP cache, and counts what
+//! came in. No async, no locks: the hub wraps it in a mutex.
 
 use longhaul_rtmp::media::Codec;
 use longhaul_rtmp::RtmpMessage;
@@ -8,6 +9,7 @@ use longhaul_rtmp::RtmpMessage;
 use crate::classify::{classify, Class, MediaKind};
 use crate::config::{ConfigRefusal, StreamConfig};
 use crate::gop::{GopAppend, GopCache};
+use crate::timeline::Timeline;
 
 /// A message as the hub forwards it, with what the players' queues need to know.
 #[derive(Debug, Clone)]
@@ -38,6 +40,7 @@ pub(crate) struct IngestCounters {
 pub(crate) struct StreamState {
     config: StreamConfig,
     gop: GopCache,
+    timeline: Timeline,
     /// Some video was seen: players must start on a keyframe.
     has_video: bool,
     counters: IngestCounters,
@@ -45,12 +48,15 @@ pub(crate) struct StreamState {
 
 impl StreamState {
     /// Takes in one published message: updates configuration, GOP cache and counters
-    /// and returns the message to forward (metadata stripped of `@setDataFrame`), or
-    /// why a configuration message was refused (counted; it is neither stored nor
-    /// forwarded).
+    /// and returns the message to forward (on the stream's timeline, metadata stripped
+    /// of `@setDataFrame`), or why a configuration message was refused (counted; it is
+    /// neither stored nor forwarded).
     pub fn ingest(&mut self, message: RtmpMessage) -> Result<Ingested, ConfigRefusal> {
         self.counters.messages_in += 1;
         self.counters.bytes_in += message.payload.len() as u64;
+        // Before anything is stored: the cache, the configuration and every player
+        // see the same timeline.
+        let message = self.timeline.rebase(message);
         let (message, class) = classify(message);
         let mut resume_point = false;
         match class {
@@ -96,6 +102,7 @@ impl StreamState {
             }
             Class::Other => self.append_to_gop(&message),
         }
+        self.timeline.forwarded(message.timestamp);
         Ok(Ingested {
             message,
             is_config: class.is_config(),
@@ -110,9 +117,12 @@ impl StreamState {
         }
     }
 
-    /// Forgets the configuration and GOP of the previous publisher (a takeover): the
-    /// new publisher sends its own before any media. Counters carry on.
-    pub fn reset_media(&mut self) {
+    /// A new publisher took the stream over: forgets the previous publisher's
+    /// configuration and GOP (the new one sends its own before any media) and rebases
+    /// the new publisher's timestamps to continue the stream's timeline. Counters
+    /// carry on.
+    pub fn take_over(&mut self) {
+        self.timeline.take_over();
         self.config.clear();
         self.gop.reset();
         self.has_video = false;
@@ -150,6 +160,11 @@ impl StreamState {
 
     pub fn counters(&self) -> IngestCounters {
         self.counters
+    }
+
+    /// Added to every timestamp of the current publication (0 without a takeover).
+    pub fn timestamp_offset(&self) -> u32 {
+        self.timeline.offset()
     }
 
     /// `ingest` for tests whose messages are all within the configuration bounds.
@@ -319,12 +334,30 @@ mod tests {
     }
 
     #[test]
-    fn reset_media_forgets_config_and_gop_but_not_counters() {
+    fn after_a_takeover_config_and_gop_are_stored_rebased() {
+        let mut state = StreamState::default();
+        state.accept(avc_header(3_600_000));
+        state.accept(keyframe(3_600_000, 10));
+        state.accept(inter(3_600_040, 10));
+        state.take_over();
+        let header = state.accept(avc_header(0)).message;
+        assert_eq!(header.timestamp, 3_600_041);
+        assert_eq!(state.accept(keyframe(0, 10)).message.timestamp, 3_600_041);
+        state.accept(inter(40, 10));
+        let config: Vec<u32> = state.config().map(|m| m.timestamp).collect();
+        assert_eq!(config, vec![3_600_041]);
+        let gop: Vec<u32> = state.gop().iter().map(|m| m.timestamp).collect();
+        assert_eq!(gop, vec![3_600_041, 3_600_081]);
+        assert_eq!(state.timestamp_offset(), 3_600_041);
+    }
+
+    #[test]
+    fn take_over_forgets_config_and_gop_but_not_counters() {
         let mut state = StreamState::default();
         state.accept(set_data_frame(0).0);
         state.accept(avc_header(0));
         state.accept(keyframe(0, 10));
-        state.reset_media();
+        state.take_over();
         assert_eq!(state.config().count(), 0);
         assert!(state.gop().is_empty());
         assert!(!state.has_video());

@@ -125,6 +125,7 @@ impl Stream {
             player_skips: inner.player_skips,
             players_dropped: inner.players_dropped,
             takeovers: inner.takeovers,
+            timestamp_offset: inner.state.timestamp_offset(),
         }
     }
 }

@@ -183,10 +183,19 @@ async fn takeover_tells_the_old_publication_and_players_carry_on() {
     header.payload = bytes::Bytes::from_static(&[0x17, 0x00, 0, 0, 0, 7]);
     new.push(header.clone()).expect("current");
     new.push(keyframe(0, 100)).expect("current");
-    assert_eq!(drain(&mut player), vec![m(header), m(keyframe(0, 100))]);
+    // The new publisher's timeline continues 1 ms after the old one's last timestamp.
+    let rebased = |message: RtmpMessage| RtmpMessage {
+        timestamp: message.timestamp + TAKEOVER_TIMESTAMP_STEP_MS,
+        ..message
+    };
+    assert_eq!(
+        drain(&mut player),
+        vec![m(rebased(header)), m(rebased(keyframe(0, 100)))]
+    );
 
     let summary = hub.stream(&key(Leg::Primary)).expect("live");
     assert_eq!(summary.takeovers, 1);
+    assert_eq!(summary.timestamp_offset, TAKEOVER_TIMESTAMP_STEP_MS);
     assert_eq!(summary.publisher, encoder(2));
     assert_eq!(summary.players, 1);
     assert!(!new.is_taken_over());
@@ -557,4 +566,147 @@ fn configuration_flood_is_refused_counted_and_logged_once() {
         vec!["1_gdrt137u_1.p".to_string()],
         "one warning for the stream, with its key"
     );
+}
+
+/// An hour of stream from one encoder, from `start`: 25 fps video (keyframe every 50
+/// frames) interleaved with 48 kHz AAC, after metadata and headers.
+fn encoder_stream(start: u32, video_frames: u32) -> Vec<RtmpMessage> {
+    let mut messages = vec![
+        set_data_frame(start).0,
+        avc_header(start),
+        aac_header(start),
+    ];
+    let mut audio = f64::from(start);
+    for frame in 0..video_frames {
+        let video = start + frame * 40;
+        while audio < f64::from(video) + 40.0 {
+            messages.push(aac(audio as u32));
+            audio += 1024.0 / 48.0;
+        }
+        messages.push(if frame % 50 == 0 {
+            keyframe(video, 200)
+        } else {
+            inter(video, 100)
+        });
+    }
+    messages
+}
+
+fn timestamps(events: &[PlayerEvent]) -> Vec<u32> {
+    events
+        .iter()
+        .map(|e| match e {
+            PlayerEvent::Message(message) => message.timestamp,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect()
+}
+
+/// Timestamps of one message type (8 audio, 9 video): what a player's demuxer checks
+/// for monotonic DTS.
+fn track_timestamps(events: &[PlayerEvent], type_id: u8) -> Vec<u32> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            PlayerEvent::Message(message) if message.type_id == type_id => Some(message.timestamp),
+            _ => None,
+        })
+        .collect()
+}
+
+fn never_decrease(timestamps: &[u32]) -> bool {
+    timestamps.windows(2).all(|w| w[0] <= w[1])
+}
+
+#[test]
+fn takeover_continues_the_timeline_for_attached_and_new_players() {
+    let hub = Hub::new();
+    let (a, _) = hub.publish(key(Leg::Primary), encoder(1));
+    // Encoder A has been running for an hour.
+    let a_stream = encoder_stream(3_600_000, 120);
+    for message in &a_stream {
+        a.push(message.clone()).expect("current");
+    }
+    assert_eq!(
+        hub.stream(&key(Leg::Primary))
+            .expect("live")
+            .timestamp_offset,
+        0,
+        "no takeover: the encoder's own timestamps"
+    );
+    let mut attached = hub
+        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .expect("live");
+    let before = drain(&mut attached);
+    // A's own interleave, as sent (audio may trail video by a few ms).
+    let a_high = a_stream.iter().map(|m| m.timestamp).max().unwrap_or(0);
+
+    // Encoder B reconnects and takes over, its clock starting at 0.
+    let (b, _) = hub.publish(key(Leg::Primary), encoder(2));
+    drop(a);
+    let b_stream = encoder_stream(0, 120);
+    let (b_first, b_rest) = b_stream.split_at(b_stream.len() / 2);
+    for message in b_first {
+        b.push(message.clone()).expect("current");
+    }
+    let offset = hub
+        .stream(&key(Leg::Primary))
+        .expect("live")
+        .timestamp_offset;
+    assert_eq!(offset, a_high + TAKEOVER_TIMESTAMP_STEP_MS);
+
+    // A player attached across the takeover: B's messages continue after A's, the
+    // same messages (shared payloads) shifted by one offset, so B's spacing is kept.
+    let after = drain(&mut attached);
+    assert_eq!(after.len(), b_first.len());
+    for (event, sent) in after.iter().zip(b_first) {
+        let PlayerEvent::Message(got) = event else {
+            panic!("unexpected {event:?}");
+        };
+        assert_eq!(got.timestamp, sent.timestamp.wrapping_add(offset));
+        // Shared, not copied (metadata is a slice: its wrapper is stripped).
+        assert!(sent.payload.as_ptr_range().contains(&got.payload.as_ptr()));
+    }
+    let first_after = timestamps(&after)[0];
+    assert!(
+        timestamps(&before).iter().all(|&ts| ts < first_after),
+        "every timestamp after the takeover follows every one before it"
+    );
+    for type_id in [8, 9] {
+        let mut track = track_timestamps(&before, type_id);
+        track.extend(track_timestamps(&after, type_id));
+        assert!(never_decrease(&track), "type {type_id} DTS never decreases");
+    }
+
+    // A player that joins after the takeover gets the rebased configuration and GOP,
+    // then live messages on the same timeline as the attached player.
+    let mut late = hub
+        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .expect("live");
+    for message in b_rest {
+        b.push(message.clone()).expect("current");
+    }
+    let live = drain(&mut attached);
+    let joined = drain(&mut late);
+    let config: Vec<u32> = timestamps(&joined[..3]);
+    assert_eq!(config, vec![offset; 3], "metadata and headers rebased");
+    let joined_media = &joined[3..];
+    let PlayerEvent::Message(gop_start) = &joined_media[0] else {
+        panic!("unexpected {:?}", joined_media[0]);
+    };
+    assert_eq!(gop_start.payload[0], 0x17, "starts on a keyframe");
+    let position = after
+        .iter()
+        .chain(&live)
+        .position(|e| e == &joined_media[0])
+        .expect("the late player's GOP is what the attached player got");
+    let attached_tail: Vec<&PlayerEvent> = after.iter().chain(&live).skip(position).collect();
+    assert_eq!(
+        joined_media.iter().collect::<Vec<_>>(),
+        attached_tail,
+        "same messages, same timestamps"
+    );
+    for type_id in [8, 9] {
+        assert!(never_decrease(&track_timestamps(&joined, type_id)));
+    }
 }
