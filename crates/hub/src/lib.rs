@@ -12,7 +12,8 @@
 //! - one slow player never slows the publisher or the other players;
 //! - a new publication of a stream that is still live *takes it over*: the attached
 //!   players carry on with the new publisher's headers and media, on a timeline that
-//!   keeps going forward.
+//!   keeps going forward (see "Takeover" below for when this applies to a reconnecting
+//!   encoder, and when it does not).
 //!
 //! ## Main types
 //!
@@ -109,6 +110,16 @@
 //! encoder's own interleave is forwarded as it is: if its first message is a video
 //! frame and its first audio frame is stamped earlier, that audio lands before the
 //! continuation point by the same amount.
+//!
+//! Whether a *reconnecting encoder* benefits depends on which connection the hub hears
+//! about first. A takeover only happens while the old publication still exists: when
+//! the old TCP connection is half-open on our side (the encoder's host lost its
+//! network, crashed or changed address, and no FIN or RST reached us), until the
+//! connection layer gives up on it (in the origin, the session's media timeout). If
+//! the encoder closed the old connection and its FIN or RST reached us before the new
+//! publish, the old publication was dropped first: the stream ended, its players got
+//! [`PlayerEvent::Ended`] (and must subscribe again), and the new publish starts a new
+//! stream ([`PublishOutcome::New`], timestamps as sent, counters from zero).
 
 mod classify;
 mod config;
