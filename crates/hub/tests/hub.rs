@@ -710,3 +710,33 @@ fn takeover_continues_the_timeline_for_attached_and_new_players() {
         assert!(never_decrease(&track_timestamps(&joined, type_id)));
     }
 }
+
+/// The crate doc's claim: a reconnecting encoder whose old connection was closed
+/// (FIN/RST reached us, the connection task dropped its publication) before the new
+/// publish gets no takeover: the stream ends and starts anew.
+#[tokio::test]
+async fn reconnect_after_the_old_connection_closed_ends_the_stream_instead() {
+    let hub = Hub::new();
+    let (old, _) = hub.publish(key(Leg::Primary), encoder(1));
+    old.push(avc_header(3_600_000)).expect("current");
+    old.push(keyframe(3_600_000, 100)).expect("current");
+    let mut player = hub
+        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .expect("live");
+    drop(old); // the old connection's task saw FIN or RST first
+    let (new, outcome) = hub.publish(key(Leg::Primary), encoder(2));
+    assert_eq!(outcome, PublishOutcome::New);
+    new.push(keyframe(0, 100)).expect("current");
+    assert_eq!(drain(&mut player).len(), 2);
+    assert_eq!(player.recv().await, PlayerEvent::Ended);
+    let summary = hub.stream(&key(Leg::Primary)).expect("live");
+    assert_eq!((summary.takeovers, summary.timestamp_offset), (0, 0));
+    let mut again = hub
+        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .expect("live");
+    assert_eq!(
+        drain(&mut again),
+        vec![m(keyframe(0, 100))],
+        "timestamps as sent"
+    );
+}
