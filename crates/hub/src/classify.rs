@@ -2,6 +2,8 @@
 //! headers), the start of a GOP, or just another message, using the RTMP crate's
 //! media inspector.
 
+use std::fmt;
+
 use bytes::Bytes;
 use longhaul_rtmp::media::{self, Codec, DataKind, Frame};
 use longhaul_rtmp::message::type_id;
@@ -12,6 +14,15 @@ use longhaul_rtmp::RtmpMessage;
 pub(crate) enum MediaKind {
     Audio,
     Video,
+}
+
+impl fmt::Display for MediaKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MediaKind::Audio => "audio",
+            MediaKind::Video => "video",
+        })
+    }
 }
 
 /// Which decoder configuration a sequence header belongs to. A stream keeps one

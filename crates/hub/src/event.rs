@@ -8,8 +8,9 @@ use longhaul_rtmp::RtmpMessage;
 /// One event for a player, in stream order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlayerEvent {
-    /// A message to send to the player, exactly as published (metadata without its
-    /// `@setDataFrame` wrapper). The payload is shared with every other player.
+    /// A message to send to the player, as published (metadata without its
+    /// `@setDataFrame` wrapper; after a takeover, the timestamp rebased to continue the
+    /// stream's timeline). The payload is shared with every other player.
     Message(RtmpMessage),
     /// The player fell too far behind: `dropped_messages` messages were dropped for
     /// it and it resumes at a keyframe (the next events are the stream's configuration

@@ -34,7 +34,9 @@ impl Hub {
     /// Starts publishing `key`. If the stream is already live, this publication takes
     /// it over: the previous publication is told (and its pushes fail from now on),
     /// the previous publisher's metadata, sequence headers and GOP are forgotten, and
-    /// the players stay attached and carry on with what the new publisher sends.
+    /// the players stay attached and carry on with what the new publisher sends, its
+    /// timestamps rebased to continue just after the previous publisher's (see the
+    /// crate doc, "Takeover").
     pub fn publish(
         &self,
         key: StreamKey,
@@ -53,7 +55,7 @@ impl Hub {
                 inner.publication_id = id;
                 inner.takeovers += 1;
                 inner.publisher_since = std::time::SystemTime::now();
-                inner.state.reset_media();
+                inner.state.take_over();
                 let old_sender = std::mem::replace(&mut inner.taken_over, sender);
                 old_sender.send_replace(true);
                 std::mem::replace(&mut inner.publisher, publisher)

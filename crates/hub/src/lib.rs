@@ -10,8 +10,10 @@
 //!   sequence header, and the current GOP from its keyframe (the *GOP cache*), then
 //!   live messages, with no gap and no duplicate between the two;
 //! - one slow player never slows the publisher or the other players;
-//! - an encoder that reconnects takes its stream over without the players noticing
-//!   more than a change of headers.
+//! - a new publication of a stream that is still live *takes it over*: the attached
+//!   players carry on with the new publisher's headers and media, on a timeline that
+//!   keeps going forward (see "Takeover" below for when this applies to a reconnecting
+//!   encoder, and when it does not).
 //!
 //! ## Main types
 //!
@@ -31,11 +33,24 @@
 //! (`@setDataFrame` stripped: the stored and forwarded message is
 //! `payload.slice(body_offset..)`, a refcount bump), a sequence header (kept per audio or
 //! video, codec and track), a video keyframe (opens a new GOP in the cache) or anything
-//! else (appended to the current GOP). Messages are otherwise forwarded untouched: the
+//! else (appended to the current GOP).
+//!
+//! The configuration (metadata and sequence headers) is bounded, since every new player
+//! gets all of it: at most [`CONFIG_MAX_SLOTS_PER_KIND`] header slots per kind, no
+//! message over [`CONFIG_MESSAGE_MAX_BYTES`], [`CONFIG_MAX_BYTES`] in all. A
+//! configuration message beyond these is *refused*: neither stored nor forwarded,
+//! counted in [`StreamSummary::config_refused`], and the first refusal on a stream is
+//! logged at warn with its key. A new player's snapshot (configuration plus GOP cache)
+//! therefore always fits in its queue, with room for live messages.
+//!
+//! Messages are otherwise forwarded untouched: the
 //! payload [`bytes::Bytes`] is shared by the GOP cache and every player, never copied.
-//! Timestamps are never rewritten: players and downstream relays get the encoder's
-//! own timing, which relays downstream (origin, the backup leg's twin) rely on to line
-//! the legs up and to spot drift; rebasing belongs to whoever switches sources.
+//! Timestamps are forwarded exactly as the encoder sent them on a stream that never
+//! saw a takeover. After a takeover they are rebased by a constant offset (below), so
+//! on that stream they are the current encoder's timestamps plus
+//! [`StreamSummary::timestamp_offset`]; anything downstream that compares one leg's
+//! timing with the other leg's (a separate stream, with its own offset) must allow for
+//! it.
 //!
 //! The classification, configuration and GOP cache live in a plain synchronous
 //! `StreamState`, and the per-player policy in a synchronous `PlayerQueue`, both tested
@@ -80,8 +95,34 @@
 //! close the old socket; the old publisher's metadata, headers and GOP are forgotten;
 //! the players stay attached and receive the new publisher's headers and media as
 //! they arrive. (An encoder starts with headers and a keyframe, so players carry on.)
+//!
+//! The new encoder starts its own clock (OBS and ffmpeg start at 0), so forwarding its
+//! timestamps as sent would make them jump back by however long the old one ran,
+//! which stalls flv.js/mpegts.js players and makes `ffmpeg -c copy` reject
+//! non-monotonic DTS. Instead, when the new publication's first message arrives, the
+//! hub sets an offset that puts it [`TAKEOVER_TIMESTAMP_STEP_MS`] (1 ms) after the
+//! highest timestamp forwarded on the stream so far, and adds that offset (wrapping,
+//! like RTMP timestamps) to every message of the publication before it is cached or
+//! forwarded: a new `RtmpMessage` around the same shared payload, no copy. The new
+//! publisher's own spacing is kept; the wall-clock gap of the reconnect is not in
+//! the timeline (players see a short underrun, not a jump); new players get the
+//! rebased configuration and GOP, on the same timeline as attached players. The new
+//! encoder's own interleave is forwarded as it is: if its first message is a video
+//! frame and its first audio frame is stamped earlier, that audio lands before the
+//! continuation point by the same amount.
+//!
+//! Whether a *reconnecting encoder* benefits depends on which connection the hub hears
+//! about first. A takeover only happens while the old publication still exists: when
+//! the old TCP connection is half-open on our side (the encoder's host lost its
+//! network, crashed or changed address, and no FIN or RST reached us), until the
+//! connection layer gives up on it (in the origin, the session's media timeout). If
+//! the encoder closed the old connection and its FIN or RST reached us before the new
+//! publish, the old publication was dropped first: the stream ended, its players got
+//! [`PlayerEvent::Ended`] (and must subscribe again), and the new publish starts a new
+//! stream ([`PublishOutcome::New`], timestamps as sent, counters from zero).
 
 mod classify;
+mod config;
 mod event;
 mod gop;
 mod hub;
@@ -92,10 +133,12 @@ mod state;
 mod stats;
 mod stream;
 mod subscription;
+mod timeline;
 
 #[cfg(test)]
 mod testutil;
 
+pub use config::{CONFIG_MAX_BYTES, CONFIG_MAX_SLOTS_PER_KIND, CONFIG_MESSAGE_MAX_BYTES};
 pub use event::{DropReason, PlayerEvent};
 pub use gop::{GOP_CACHE_MAX_BYTES, GOP_CACHE_MAX_MESSAGES};
 pub use hub::Hub;
@@ -106,3 +149,4 @@ pub use player_queue::{
 pub use publication::{Publication, PublishOutcome, TakenOver};
 pub use stats::{PublisherInfo, StreamSummary};
 pub use subscription::Subscription;
+pub use timeline::TAKEOVER_TIMESTAMP_STEP_MS;

@@ -14,15 +14,18 @@ use longhaul_rtmp::RtmpMessage;
 use crate::event::{DropReason, PlayerEvent};
 use crate::state::{Ingested, StreamState};
 
-/// Most messages a player may have queued. Holds a full cached GOP snapshot (at most
-/// [`crate::GOP_CACHE_MAX_MESSAGES`] = 1024) plus about 10 s of live stream at 60 fps
-/// video with 48 kHz AAC (~107 messages/s): a player this far behind is not live.
+/// Most messages a player may have queued. Holds a full snapshot (configuration, at
+/// most 17 messages, and a cached GOP, at most [`crate::GOP_CACHE_MAX_MESSAGES`] =
+/// 1024) plus over 9 s of live stream at 60 fps video with 48 kHz AAC (~107
+/// messages/s): a player this far behind is not live.
 pub const PLAYER_QUEUE_MAX_MESSAGES: usize = 2048;
 
-/// Most payload bytes a player may have queued: a full GOP cache
-/// ([`crate::GOP_CACHE_MAX_BYTES`], 8 MiB) plus as much again of live stream. Payloads
-/// are shared, so this bounds what the slowest player pins, not a per-player copy.
-pub const PLAYER_QUEUE_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// Most payload bytes a player may have queued: a full snapshot (the configuration,
+/// at most [`crate::CONFIG_MAX_BYTES`] = 2 MiB, and a full GOP cache,
+/// [`crate::GOP_CACHE_MAX_BYTES`] = 8 MiB) plus a GOP cache's worth again of live
+/// stream. Payloads are shared, so this bounds what the slowest player pins, not a
+/// per-player copy.
+pub const PLAYER_QUEUE_MAX_BYTES: usize = crate::CONFIG_MAX_BYTES + 2 * crate::GOP_CACHE_MAX_BYTES;
 
 /// A player skipped this many times within [`PLAYER_SKIP_WINDOW`] is dropped. Each skip
 /// means ~10 s of backlog lost; three in a minute means the player's link cannot carry
@@ -33,9 +36,15 @@ pub const PLAYER_MAX_SKIPS: usize = 3;
 /// The window [`PLAYER_MAX_SKIPS`] is counted over.
 pub const PLAYER_SKIP_WINDOW: Duration = Duration::from_secs(60);
 
-// The initial snapshot (configuration + cached GOP) must fit with room to spare.
-const _: () = assert!(PLAYER_QUEUE_MAX_MESSAGES >= 2 * crate::GOP_CACHE_MAX_MESSAGES);
-const _: () = assert!(PLAYER_QUEUE_MAX_BYTES >= 2 * crate::GOP_CACHE_MAX_BYTES);
+// A snapshot (configuration + cached GOP), which a new player's queue starts with and
+// a skipped player's resumes with, is pushed without a bound check: the configuration
+// and GOP bounds guarantee it fits, with room to spare for live messages (a GOP's
+// worth of bytes, 8 s of 60 fps video with AAC at ~107 messages/s).
+const SNAPSHOT_MAX_MESSAGES: usize =
+    crate::config::CONFIG_MAX_MESSAGES + crate::GOP_CACHE_MAX_MESSAGES;
+const SNAPSHOT_MAX_BYTES: usize = crate::CONFIG_MAX_BYTES + crate::GOP_CACHE_MAX_BYTES;
+const _: () = assert!(PLAYER_QUEUE_MAX_MESSAGES >= SNAPSHOT_MAX_MESSAGES + 8 * 107);
+const _: () = assert!(PLAYER_QUEUE_MAX_BYTES >= SNAPSHOT_MAX_BYTES + crate::GOP_CACHE_MAX_BYTES);
 
 #[derive(Debug)]
 enum Item {
@@ -267,19 +276,19 @@ mod tests {
         m: RtmpMessage,
         now: Instant,
     ) -> Offer {
-        let ingested = state.ingest(m);
+        let ingested = state.accept(m);
         queue.offer(&ingested, state, now)
     }
 
     fn stream_with_gop() -> StreamState {
         let mut state = StreamState::default();
-        state.ingest(set_data_frame(0).0);
-        state.ingest(avc_header(0));
-        state.ingest(aac_header(0));
-        state.ingest(inter(0, 10)); // before the keyframe: not in the snapshot
-        state.ingest(keyframe(40, 100));
-        state.ingest(aac(50));
-        state.ingest(inter(80, 10));
+        state.accept(set_data_frame(0).0);
+        state.accept(avc_header(0));
+        state.accept(aac_header(0));
+        state.accept(inter(0, 10)); // before the keyframe: not in the snapshot
+        state.accept(keyframe(40, 100));
+        state.accept(aac(50));
+        state.accept(inter(80, 10));
         state
     }
 
@@ -314,7 +323,7 @@ mod tests {
     #[test]
     fn new_player_without_gop_waits_for_a_keyframe_silently() {
         let mut state = StreamState::default();
-        state.ingest(avc_header(0));
+        state.accept(avc_header(0));
         let mut queue = PlayerQueue::new(&state);
         let now = Instant::now();
         assert_eq!(
@@ -380,8 +389,8 @@ mod tests {
     fn skip_resends_config_only_when_needed() {
         let mut state = StreamState::default();
         let now = Instant::now();
-        state.ingest(avc_header(0));
-        state.ingest(keyframe(0, 10));
+        state.accept(avc_header(0));
+        state.accept(keyframe(0, 10));
         let mut queue = PlayerQueue::new(&state);
         // The player reads its snapshot: its configuration is delivered.
         assert_eq!(drain(&mut queue).len(), 2);
@@ -432,7 +441,7 @@ mod tests {
     fn byte_bound_also_skips() {
         let mut state = StreamState::default();
         let now = Instant::now();
-        state.ingest(keyframe(0, 10));
+        state.accept(keyframe(0, 10));
         let mut queue = PlayerQueue::new(&state);
         let big = PLAYER_QUEUE_MAX_BYTES / 4;
         for ts in 0..3 {
@@ -448,10 +457,43 @@ mod tests {
     }
 
     #[test]
+    fn largest_snapshot_leaves_a_gop_of_live_room() {
+        // Configuration at its byte budget and a GOP just under the cache's bound.
+        let mut state = StreamState::default();
+        let header_bytes = crate::CONFIG_MESSAGE_MAX_BYTES;
+        for track in 0..(crate::CONFIG_MAX_BYTES / header_bytes) as u8 {
+            let mut payload = vec![0x90, b'a', b'v', b'0', b'0' + track];
+            payload.resize(header_bytes, track);
+            state.accept(message(9, 0, payload));
+        }
+        assert_eq!(state.config_bytes(), crate::CONFIG_MAX_BYTES);
+        state.accept(keyframe(0, crate::GOP_CACHE_MAX_BYTES - 10));
+        let mut queue = PlayerQueue::new(&state);
+        assert_eq!(
+            queue.bytes,
+            crate::CONFIG_MAX_BYTES + crate::GOP_CACHE_MAX_BYTES - 10,
+            "configuration bytes count against the queue bound"
+        );
+        // A GOP's worth of live stream still fits before the player is skipped.
+        let now = Instant::now();
+        let frame = crate::GOP_CACHE_MAX_BYTES / 8;
+        for ts in 1..=8 {
+            assert_eq!(
+                push(&mut state, &mut queue, inter(ts, frame), now),
+                Offer::Queued
+            );
+        }
+        assert_eq!(
+            push(&mut state, &mut queue, inter(9, frame), now),
+            Offer::SkipStarted
+        );
+    }
+
+    #[test]
     fn too_many_skips_within_the_window_drop_the_player() {
         let mut state = StreamState::default();
         let start = Instant::now();
-        state.ingest(keyframe(0, 10));
+        state.accept(keyframe(0, 10));
         let mut queue = PlayerQueue::new(&state);
         for skip in 0..PLAYER_MAX_SKIPS - 1 {
             let now = start + Duration::from_secs(skip as u64);
@@ -487,7 +529,7 @@ mod tests {
     fn skips_outside_the_window_are_forgiven() {
         let mut state = StreamState::default();
         let start = Instant::now();
-        state.ingest(keyframe(0, 10));
+        state.accept(keyframe(0, 10));
         let mut queue = PlayerQueue::new(&state);
         for skip in 0..PLAYER_MAX_SKIPS * 2 {
             let now = start + PLAYER_SKIP_WINDOW * skip as u32;

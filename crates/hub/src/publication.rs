@@ -51,7 +51,10 @@ impl Publication {
 
     /// Takes in one message from the encoder and forwards it to every player. Never
     /// waits on players: a slow player is skipped, not waited for. Timestamps are
-    /// forwarded as sent. Fails once the stream was taken over by another publisher.
+    /// forwarded as sent, plus the stream's offset if this publication took the stream
+    /// over (see the crate doc, "Takeover"). A configuration message beyond the
+    /// configuration bounds is refused (counted, not forwarded) without failing the
+    /// push. Fails once the stream was taken over by another publisher.
     pub fn push(&self, message: RtmpMessage) -> Result<(), TakenOver> {
         let mut inner = lock(&self.stream.inner);
         if inner.publication_id != self.id || inner.ended {

@@ -43,15 +43,27 @@ pub struct StreamSummary {
     pub video_codec: Option<Codec>,
     /// Last audio codec seen, if any audio arrived.
     pub audio_codec: Option<Codec>,
+    /// Payload bytes of metadata and sequence headers kept now (what every new player
+    /// gets before the GOP; at most [`crate::CONFIG_MAX_BYTES`]).
+    pub config_bytes: usize,
     /// Messages and payload bytes in the GOP cache now.
     pub gop_cache_messages: usize,
     pub gop_cache_bytes: usize,
     /// GOPs that outgrew the GOP cache (new players waited for the next keyframe).
     pub gop_overflows: u64,
+    /// Metadata or sequence headers refused (neither stored nor forwarded) for
+    /// exceeding the configuration bounds: [`crate::CONFIG_MAX_SLOTS_PER_KIND`] slots
+    /// per kind, [`crate::CONFIG_MESSAGE_MAX_BYTES`] per message,
+    /// [`crate::CONFIG_MAX_BYTES`] in all. The first one is logged at warn.
+    pub config_refused: u64,
     /// Times a slow player was skipped forward to a keyframe.
     pub player_skips: u64,
     /// Players dropped for being skipped too often.
     pub players_dropped: u64,
     /// Times a new publisher took the stream over.
     pub takeovers: u64,
+    /// Added (wrapping, in ms) to every timestamp of the current publisher so that it
+    /// continues the stream's timeline after a takeover; 0 on a stream that never saw
+    /// one, whose timestamps are exactly the encoder's.
+    pub timestamp_offset: u32,
 }

@@ -70,6 +70,9 @@ pub(crate) struct StreamInner {
     pub player_skips: u64,
     pub players_dropped: u64,
     pub takeovers: u64,
+    /// A configuration refusal has been logged: later ones are only counted (in
+    /// `StreamSummary::config_refused`), so a publisher cannot flood the log.
+    pub config_refusal_logged: bool,
 }
 
 impl Stream {
@@ -95,6 +98,7 @@ impl Stream {
                 player_skips: 0,
                 players_dropped: 0,
                 takeovers: 0,
+                config_refusal_logged: false,
             }),
         }
     }
@@ -116,9 +120,12 @@ impl Stream {
             gop_cache_messages: inner.state.gop().len(),
             gop_cache_bytes: inner.state.gop_bytes(),
             gop_overflows: counters.gop_overflows,
+            config_refused: counters.config_refused,
+            config_bytes: inner.state.config_bytes(),
             player_skips: inner.player_skips,
             players_dropped: inner.players_dropped,
             takeovers: inner.takeovers,
+            timestamp_offset: inner.state.timestamp_offset(),
         }
     }
 }
@@ -126,7 +133,22 @@ impl Stream {
 impl StreamInner {
     /// Takes in one message from the current publisher and offers it to every player.
     pub fn push(&mut self, key: &StreamKey, message: RtmpMessage) {
-        let ingested = self.state.ingest(message);
+        let ingested = match self.state.ingest(message) {
+            Ok(ingested) => ingested,
+            Err(refusal) => {
+                if !self.config_refusal_logged {
+                    self.config_refusal_logged = true;
+                    tracing::warn!(
+                        stream = %key,
+                        publisher = %self.publisher,
+                        %refusal,
+                        "configuration message refused (not stored, not forwarded); \
+                         further refusals on this stream are only counted (config_refused)"
+                    );
+                }
+                return;
+            }
+        };
         let now = Instant::now();
         let state = &self.state;
         let mut dropped = Vec::new();

@@ -1,8 +1,9 @@
 //! The hub through its public API: snapshots, takeover, end of stream, slow players
 //! and fan-out.
 
+use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use longhaul_hub::*;
@@ -182,10 +183,19 @@ async fn takeover_tells_the_old_publication_and_players_carry_on() {
     header.payload = bytes::Bytes::from_static(&[0x17, 0x00, 0, 0, 0, 7]);
     new.push(header.clone()).expect("current");
     new.push(keyframe(0, 100)).expect("current");
-    assert_eq!(drain(&mut player), vec![m(header), m(keyframe(0, 100))]);
+    // The new publisher's timeline continues 1 ms after the old one's last timestamp.
+    let rebased = |message: RtmpMessage| RtmpMessage {
+        timestamp: message.timestamp + TAKEOVER_TIMESTAMP_STEP_MS,
+        ..message
+    };
+    assert_eq!(
+        drain(&mut player),
+        vec![m(rebased(header)), m(rebased(keyframe(0, 100)))]
+    );
 
     let summary = hub.stream(&key(Leg::Primary)).expect("live");
     assert_eq!(summary.takeovers, 1);
+    assert_eq!(summary.timestamp_offset, TAKEOVER_TIMESTAMP_STEP_MS);
     assert_eq!(summary.publisher, encoder(2));
     assert_eq!(summary.players, 1);
     assert!(!new.is_taken_over());
@@ -462,4 +472,271 @@ fn summaries_count_what_came_in() {
     assert_eq!(primary.gop_cache_messages, 1);
     assert_eq!(streams[1].players, 0);
     assert_eq!(streams[1].bytes_in, 0);
+}
+
+/// A `tracing` subscriber that records the `stream` field of every warn event.
+struct WarnLog(Arc<Mutex<Vec<String>>>);
+
+impl tracing::Subscriber for WarnLog {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct StreamField(String);
+        impl tracing::field::Visit for StreamField {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+                if field.name() == "stream" {
+                    self.0 = format!("{value:?}");
+                }
+            }
+        }
+        if *event.metadata().level() == tracing::Level::WARN {
+            let mut stream = StreamField(String::new());
+            event.record(&mut stream);
+            self.0.lock().expect("not poisoned").push(stream.0);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// Enhanced RTMP audio SequenceStart for FourCC `fourcc`, `len` bytes.
+fn ex_audio_header(ts: u32, fourcc: [u8; 4], len: usize) -> RtmpMessage {
+    let mut payload = vec![0x90];
+    payload.extend_from_slice(&fourcc);
+    payload.resize(len, 0x11);
+    message(8, ts, payload)
+}
+
+#[test]
+fn configuration_flood_is_refused_counted_and_logged_once() {
+    const FLOOD: u32 = 5000;
+    let warnings = Arc::new(Mutex::new(Vec::new()));
+    let _log = tracing::subscriber::set_default(WarnLog(Arc::clone(&warnings)));
+    let hub = Hub::new();
+    let (publication, _) = hub.publish(key(Leg::Primary), encoder(1));
+    for message in [avc_header(0), aac_header(0), keyframe(0, 100)] {
+        publication.push(message).expect("current");
+    }
+    let mut early = hub
+        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .expect("live");
+    assert_eq!(drain(&mut early).len(), 3);
+
+    // A new random-looking FourCC with every message: the legacy AAC slot and 7 of
+    // these fill the 8 audio slots; the rest are refused. So is a 16 MiB header.
+    let flood: Vec<RtmpMessage> = (0..FLOOD)
+        .map(|i| ex_audio_header(i, i.wrapping_mul(2_654_435_761).to_be_bytes(), 1000))
+        .collect();
+    for message in &flood {
+        publication.push(message.clone()).expect("current");
+    }
+    let mut huge = vec![0x17, 0x00];
+    huge.resize(16 * 1024 * 1024 - 1, 0);
+    publication.push(message(9, 0, huge)).expect("current");
+    publication.push(inter(40, 100)).expect("current");
+
+    let kept = CONFIG_MAX_SLOTS_PER_KIND - 1;
+    let summary = hub.stream(&key(Leg::Primary)).expect("live");
+    assert_eq!(summary.config_refused, u64::from(FLOOD) - kept as u64 + 1);
+    assert_eq!(summary.config_bytes, 7 + 4 + kept * 1000);
+    assert_eq!(summary.messages_in, 3 + u64::from(FLOOD) + 2);
+
+    // The attached player got the accepted headers only, then the live frame.
+    let mut expected: Vec<PlayerEvent> = flood[..kept].iter().cloned().map(m).collect();
+    expected.push(m(inter(40, 100)));
+    assert_eq!(drain(&mut early), expected);
+
+    // A new player's snapshot holds the bounded configuration, then the GOP.
+    let mut late = hub
+        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .expect("live");
+    let mut expected = vec![m(avc_header(0)), m(aac_header(0))];
+    expected.extend(flood[..kept].iter().cloned().map(m));
+    expected.extend([m(keyframe(0, 100)), m(inter(40, 100))]);
+    assert_eq!(drain(&mut late), expected);
+
+    assert_eq!(
+        *warnings.lock().expect("not poisoned"),
+        vec!["1_gdrt137u_1.p".to_string()],
+        "one warning for the stream, with its key"
+    );
+}
+
+/// An hour of stream from one encoder, from `start`: 25 fps video (keyframe every 50
+/// frames) interleaved with 48 kHz AAC, after metadata and headers.
+fn encoder_stream(start: u32, video_frames: u32) -> Vec<RtmpMessage> {
+    let mut messages = vec![
+        set_data_frame(start).0,
+        avc_header(start),
+        aac_header(start),
+    ];
+    let mut audio = f64::from(start);
+    for frame in 0..video_frames {
+        let video = start + frame * 40;
+        while audio < f64::from(video) + 40.0 {
+            messages.push(aac(audio as u32));
+            audio += 1024.0 / 48.0;
+        }
+        messages.push(if frame % 50 == 0 {
+            keyframe(video, 200)
+        } else {
+            inter(video, 100)
+        });
+    }
+    messages
+}
+
+fn timestamps(events: &[PlayerEvent]) -> Vec<u32> {
+    events
+        .iter()
+        .map(|e| match e {
+            PlayerEvent::Message(message) => message.timestamp,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect()
+}
+
+/// Timestamps of one message type (8 audio, 9 video): what a player's demuxer checks
+/// for monotonic DTS.
+fn track_timestamps(events: &[PlayerEvent], type_id: u8) -> Vec<u32> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            PlayerEvent::Message(message) if message.type_id == type_id => Some(message.timestamp),
+            _ => None,
+        })
+        .collect()
+}
+
+fn never_decrease(timestamps: &[u32]) -> bool {
+    timestamps.windows(2).all(|w| w[0] <= w[1])
+}
+
+#[test]
+fn takeover_continues_the_timeline_for_attached_and_new_players() {
+    let hub = Hub::new();
+    let (a, _) = hub.publish(key(Leg::Primary), encoder(1));
+    // Encoder A has been running for an hour.
+    let a_stream = encoder_stream(3_600_000, 120);
+    for message in &a_stream {
+        a.push(message.clone()).expect("current");
+    }
+    assert_eq!(
+        hub.stream(&key(Leg::Primary))
+            .expect("live")
+            .timestamp_offset,
+        0,
+        "no takeover: the encoder's own timestamps"
+    );
+    let mut attached = hub
+        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .expect("live");
+    let before = drain(&mut attached);
+    // A's own interleave, as sent (audio may trail video by a few ms).
+    let a_high = a_stream.iter().map(|m| m.timestamp).max().unwrap_or(0);
+
+    // Encoder B reconnects and takes over, its clock starting at 0.
+    let (b, _) = hub.publish(key(Leg::Primary), encoder(2));
+    drop(a);
+    let b_stream = encoder_stream(0, 120);
+    let (b_first, b_rest) = b_stream.split_at(b_stream.len() / 2);
+    for message in b_first {
+        b.push(message.clone()).expect("current");
+    }
+    let offset = hub
+        .stream(&key(Leg::Primary))
+        .expect("live")
+        .timestamp_offset;
+    assert_eq!(offset, a_high + TAKEOVER_TIMESTAMP_STEP_MS);
+
+    // A player attached across the takeover: B's messages continue after A's, the
+    // same messages (shared payloads) shifted by one offset, so B's spacing is kept.
+    let after = drain(&mut attached);
+    assert_eq!(after.len(), b_first.len());
+    for (event, sent) in after.iter().zip(b_first) {
+        let PlayerEvent::Message(got) = event else {
+            panic!("unexpected {event:?}");
+        };
+        assert_eq!(got.timestamp, sent.timestamp.wrapping_add(offset));
+        // Shared, not copied (metadata is a slice: its wrapper is stripped).
+        assert!(sent.payload.as_ptr_range().contains(&got.payload.as_ptr()));
+    }
+    let first_after = timestamps(&after)[0];
+    assert!(
+        timestamps(&before).iter().all(|&ts| ts < first_after),
+        "every timestamp after the takeover follows every one before it"
+    );
+    for type_id in [8, 9] {
+        let mut track = track_timestamps(&before, type_id);
+        track.extend(track_timestamps(&after, type_id));
+        assert!(never_decrease(&track), "type {type_id} DTS never decreases");
+    }
+
+    // A player that joins after the takeover gets the rebased configuration and GOP,
+    // then live messages on the same timeline as the attached player.
+    let mut late = hub
+        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .expect("live");
+    for message in b_rest {
+        b.push(message.clone()).expect("current");
+    }
+    let live = drain(&mut attached);
+    let joined = drain(&mut late);
+    let config: Vec<u32> = timestamps(&joined[..3]);
+    assert_eq!(config, vec![offset; 3], "metadata and headers rebased");
+    let joined_media = &joined[3..];
+    let PlayerEvent::Message(gop_start) = &joined_media[0] else {
+        panic!("unexpected {:?}", joined_media[0]);
+    };
+    assert_eq!(gop_start.payload[0], 0x17, "starts on a keyframe");
+    let position = after
+        .iter()
+        .chain(&live)
+        .position(|e| e == &joined_media[0])
+        .expect("the late player's GOP is what the attached player got");
+    let attached_tail: Vec<&PlayerEvent> = after.iter().chain(&live).skip(position).collect();
+    assert_eq!(
+        joined_media.iter().collect::<Vec<_>>(),
+        attached_tail,
+        "same messages, same timestamps"
+    );
+    for type_id in [8, 9] {
+        assert!(never_decrease(&track_timestamps(&joined, type_id)));
+    }
+}
+
+/// The crate doc's claim: a reconnecting encoder whose old connection was closed
+/// (FIN/RST reached us, the connection task dropped its publication) before the new
+/// publish gets no takeover: the stream ends and starts anew.
+#[tokio::test]
+async fn reconnect_after_the_old_connection_closed_ends_the_stream_instead() {
+    let hub = Hub::new();
+    let (old, _) = hub.publish(key(Leg::Primary), encoder(1));
+    old.push(avc_header(3_600_000)).expect("current");
+    old.push(keyframe(3_600_000, 100)).expect("current");
+    let mut player = hub
+        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .expect("live");
+    drop(old); // the old connection's task saw FIN or RST first
+    let (new, outcome) = hub.publish(key(Leg::Primary), encoder(2));
+    assert_eq!(outcome, PublishOutcome::New);
+    new.push(keyframe(0, 100)).expect("current");
+    assert_eq!(drain(&mut player).len(), 2);
+    assert_eq!(player.recv().await, PlayerEvent::Ended);
+    let summary = hub.stream(&key(Leg::Primary)).expect("live");
+    assert_eq!((summary.takeovers, summary.timestamp_offset), (0, 0));
+    let mut again = hub
+        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .expect("live");
+    assert_eq!(
+        drain(&mut again),
+        vec![m(keyframe(0, 100))],
+        "timestamps as sent"
+    );
 }

@@ -1,0 +1,144 @@
+//! A stream's timeline across takeovers. Players stay attached when a new publisher
+//! takes a stream over, but the new encoder starts its own clock (OBS and ffmpeg start
+//! at 0): forwarded as sent, its timestamps would jump back by however long the old
+//! one ran, which stalls flv.js/mpegts.js and makes `ffmpeg -c copy` reject
+//! non-monotonic DTS. So after a takeover every message of the new publication gets a
+//! constant offset that makes it continue just after the highest timestamp forwarded
+//! before. A stream that never saw a takeover has offset 0: the encoder's timestamps
+//! exactly.
+
+use longhaul_rtmp::RtmpMessage;
+
+/// How far after the highest timestamp forwarded before a takeover the new
+/// publication's first message lands, in milliseconds. 1 ms, the smallest step that
+/// keeps every track strictly increasing, rather than a frame-duration estimate: it
+/// needs no per-track rate (unknown for an audio-only, variable-rate or just-started
+/// stream) and is never wrong by more than a frame. What it gives up: the old
+/// publisher's last audio frame (~21 ms of AAC) may overlap the new one's first by
+/// less than a frame, which players handle (flv.js and mpegts.js absorb sub-frame
+/// audio drift; ffmpeg checks DTS order, not durations). The wall-clock gap of the
+/// takeover itself is not in the timeline either way: players see it as a short
+/// buffer underrun, not a timestamp jump.
+pub const TAKEOVER_TIMESTAMP_STEP_MS: u32 = 1;
+
+/// Rebases each publication's timestamps onto the stream's one timeline.
+#[derive(Debug, Default)]
+pub(crate) struct Timeline {
+    /// Highest timestamp forwarded on the stream (in RTMP's wrapping order: timestamps
+    /// wrap at 2^32 ms), `None` before the first. The highest rather than the last:
+    /// audio and video are interleaved a few tens of ms out of order, and every track
+    /// must continue after everything its players saw.
+    high: Option<u32>,
+    /// Added (wrapping) to every timestamp of the current publication.
+    offset: u32,
+    /// A takeover happened: the next message sets `offset`.
+    rebase_pending: bool,
+}
+
+impl Timeline {
+    /// A new publication took the stream over: its first message will set the offset.
+    pub fn take_over(&mut self) {
+        self.rebase_pending = true;
+    }
+
+    /// `message` on the stream's timeline: the same message (same shared payload, no
+    /// copy) with `offset` added to its timestamp.
+    pub fn rebase(&mut self, message: RtmpMessage) -> RtmpMessage {
+        if self.rebase_pending {
+            self.rebase_pending = false;
+            // Nothing forwarded yet (a takeover before any message): nothing to
+            // continue from, the encoder's own timestamps are as good as any.
+            if let Some(high) = self.high {
+                self.offset = high
+                    .wrapping_add(TAKEOVER_TIMESTAMP_STEP_MS)
+                    .wrapping_sub(message.timestamp);
+            }
+        }
+        if self.offset == 0 {
+            return message;
+        }
+        RtmpMessage {
+            timestamp: message.timestamp.wrapping_add(self.offset),
+            ..message
+        }
+    }
+
+    /// `timestamp` (already rebased) was forwarded to the players.
+    pub fn forwarded(&mut self, timestamp: u32) {
+        match self.high {
+            Some(high) if !is_after(timestamp, high) => {}
+            _ => self.high = Some(timestamp),
+        }
+    }
+
+    /// What is added to the current publication's timestamps (0 without a takeover).
+    pub fn offset(&self) -> u32 {
+        self.offset
+    }
+}
+
+/// Whether `a` is after `b` in RTMP's wrapping timestamp order (serial-number
+/// arithmetic: within half the 2^32 ms range ahead).
+fn is_after(a: u32, b: u32) -> bool {
+    let ahead = a.wrapping_sub(b);
+    ahead != 0 && ahead < 1 << 31
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+
+    fn forward(timeline: &mut Timeline, message: RtmpMessage) -> u32 {
+        let message = timeline.rebase(message);
+        timeline.forwarded(message.timestamp);
+        message.timestamp
+    }
+
+    #[test]
+    fn without_a_takeover_timestamps_are_untouched() {
+        let mut timeline = Timeline::default();
+        for ts in [0, 40, 20, 3_600_000, u32::MAX, 0, 5] {
+            assert_eq!(forward(&mut timeline, inter(ts, 10)), ts);
+        }
+        assert_eq!(timeline.offset(), 0);
+    }
+
+    #[test]
+    fn takeover_continues_after_the_highest_timestamp_sharing_the_payload() {
+        let mut timeline = Timeline::default();
+        forward(&mut timeline, inter(3_600_000, 10));
+        forward(&mut timeline, aac(3_599_990)); // interleaved slightly behind
+        timeline.take_over();
+        let first = aac_header(0);
+        let rebased = timeline.rebase(first.clone());
+        assert_eq!(rebased.timestamp, 3_600_001);
+        assert_eq!(rebased.payload.as_ptr(), first.payload.as_ptr(), "no copy");
+        timeline.forwarded(rebased.timestamp);
+        assert_eq!(forward(&mut timeline, inter(40, 10)), 3_600_041);
+        assert_eq!(timeline.offset(), 3_600_001);
+
+        // A second takeover continues from the rebased timeline.
+        timeline.take_over();
+        assert_eq!(forward(&mut timeline, keyframe(500, 10)), 3_600_042);
+        assert_eq!(forward(&mut timeline, inter(540, 10)), 3_600_082);
+    }
+
+    #[test]
+    fn rebasing_wraps_like_rtmp_timestamps() {
+        let mut timeline = Timeline::default();
+        forward(&mut timeline, inter(u32::MAX - 5, 10));
+        forward(&mut timeline, inter(3, 10)); // past the wrap: after u32::MAX - 5
+        timeline.take_over();
+        assert_eq!(forward(&mut timeline, inter(1000, 10)), 4);
+        assert_eq!(forward(&mut timeline, inter(1040, 10)), 44);
+    }
+
+    #[test]
+    fn takeover_before_anything_was_forwarded_keeps_the_encoder_timestamps() {
+        let mut timeline = Timeline::default();
+        timeline.take_over();
+        assert_eq!(forward(&mut timeline, inter(700, 10)), 700);
+        assert_eq!(timeline.offset(), 0);
+    }
+}
