@@ -28,6 +28,29 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// A publishing session that sends no media for this long is timed out.
     pub media_timeout: Duration,
+    /// What the peer may make the chunk decoder hold once a publish on this connection
+    /// was accepted ([`ServerSession::accept_publish`]).
+    pub limits: DecoderLimits,
+    /// What it may make the decoder hold before that (handshake, `connect`, a publish
+    /// waiting for the driver, playing): see [`pre_publish_limits`].
+    pub pre_publish_limits: DecoderLimits,
+}
+
+/// Audio, video and partial-message bytes a peer may send before a publish is accepted:
+/// 1 MiB. Such a peer is not authorised yet (or is a player, which sends no media): it has
+/// no reason to send large messages, and the memory it can pin stays small. Encoders that
+/// send media before `NetStream.Publish.Start` send their first frames, sequence headers
+/// and metadata: messages of a few KB to a few hundred KB.
+pub const PRE_PUBLISH_MAX_BYTES: usize = 1024 * 1024;
+
+/// The default [`ServerConfig::pre_publish_limits`]: [`DecoderLimits::default`] with
+/// `max_buffered_bytes` and `max_media_len` at [`PRE_PUBLISH_MAX_BYTES`].
+pub fn pre_publish_limits() -> DecoderLimits {
+    DecoderLimits {
+        max_buffered_bytes: PRE_PUBLISH_MAX_BYTES,
+        max_media_len: PRE_PUBLISH_MAX_BYTES as u32,
+        ..DecoderLimits::default()
+    }
 }
 
 impl Default for ServerConfig {
@@ -38,6 +61,8 @@ impl Default for ServerConfig {
             peer_bandwidth: 2_500_000,
             handshake_timeout: Duration::from_secs(10),
             media_timeout: Duration::from_secs(15),
+            limits: DecoderLimits::default(),
+            pre_publish_limits: pre_publish_limits(),
         }
     }
 }
@@ -186,14 +211,15 @@ impl std::fmt::Debug for ServerSession {
 }
 
 impl ServerSession {
+    /// A session in its handshake, with [`ServerConfig::pre_publish_limits`] in force.
     pub fn new(config: ServerConfig, now: Instant) -> Self {
         Self {
+            decoder: ChunkDecoder::new(config.pre_publish_limits.clone()),
             config,
             created: now,
             phase: Phase::Handshake(Box::new(crate::handshake::Handshake::new(
                 crate::handshake::HandshakeRole::Server,
             ))),
-            decoder: ChunkDecoder::new(DecoderLimits::default()),
             encoder: ChunkEncoder::new(),
             input: BytesMut::new(),
             output: OutputQueue::new(),
@@ -862,7 +888,8 @@ impl ServerSession {
 
     /// Sends `NetStream.Publish.Start`; media on `stream_id` is reported from now on. Media
     /// held while the request waited is released as events: see
-    /// [`ServerSession::take_events`].
+    /// [`ServerSession::take_events`]. The peer is now authorised: the decoder limits go
+    /// from [`ServerConfig::pre_publish_limits`] to [`ServerConfig::limits`].
     pub fn accept_publish(&mut self, stream_id: u32) {
         let Some(stream) = self.stream_mut(stream_id) else {
             tracing::warn!(stream_id, "accept_publish for an unknown stream");
@@ -879,6 +906,7 @@ impl ServerSession {
         };
         let description = format!("Publishing {name}.");
         stream.state = StreamState::Publishing { name };
+        self.decoder.set_limits(self.config.limits.clone());
         self.send_control(message::stream_begin(stream_id));
         self.send_message(
             csid::COMMAND,
