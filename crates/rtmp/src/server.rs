@@ -4,6 +4,8 @@
 //! [`ServerSession::handle_input`], writes out whatever [`ServerSession::output`] holds,
 //! and answers the requests it reports ([`ServerEvent`]) with the `accept_*`/`reject_*`
 //! methods. Time is passed in, never read, so timeouts are tested without sockets.
+//! When the session fails (an error from `handle_input` or `handle_timeout`),
+//! [`ServerSession::fail`] queues the last words the peer can understand.
 
 use crate::amf0::Amf0Value;
 use crate::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits, MAX_CHUNK_SIZE};
@@ -187,6 +189,11 @@ pub struct ServerSession {
     connect: Option<ConnectRequest>,
     connect_transaction_id: f64,
     connect_answered: bool,
+    /// `connect` was accepted: the peer reads `onStatus` from now on.
+    connect_accepted: bool,
+    handshake_done: bool,
+    /// [`ServerSession::fail`] already queued its last words.
+    failed_told: bool,
     object_encoding: f64,
     streams: Vec<Stream>,
     next_stream_id: u32,
@@ -227,6 +234,9 @@ impl ServerSession {
             connect: None,
             connect_transaction_id: 1.0,
             connect_answered: false,
+            connect_accepted: false,
+            handshake_done: false,
+            failed_told: false,
             object_encoding: 0.0,
             streams: Vec::new(),
             next_stream_id: 1,
@@ -241,7 +251,8 @@ impl ServerSession {
     /// Feeds bytes received from the peer (handshake included).
     ///
     /// Events made outside this call (media held until `accept_publish`) come first. After
-    /// an error the session is dead: the driver closes the connection.
+    /// an error the session is dead: the driver calls [`ServerSession::fail`] to tell the
+    /// peer why, flushes the output and closes the connection.
     pub fn handle_input(
         &mut self,
         now: Instant,
@@ -283,6 +294,7 @@ impl ServerSession {
                     } => {
                         self.output.push(response.into());
                         self.phase = Phase::Chunks;
+                        self.handshake_done = true;
                         self.input.extend_from_slice(&remaining);
                     }
                 }
@@ -740,7 +752,8 @@ impl ServerSession {
         Some(self.last_activity.max(self.created) + self.config.handshake_timeout)
     }
 
-    /// Errors with [`SessionError::Timeout`] if a deadline has passed.
+    /// Errors with [`SessionError::Timeout`] if a deadline has passed (then, as after any
+    /// error: [`ServerSession::fail`], flush, close).
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
         let Some(deadline) = self.poll_timeout() else {
             return Ok(());
@@ -791,9 +804,75 @@ impl ServerSession {
         self.bytes_received
     }
 
-    /// True once the handshake is done.
+    /// True once the handshake is done (and still true if the session failed later).
     pub fn is_handshake_done(&self) -> bool {
-        !matches!(self.phase, Phase::Handshake(_))
+        self.handshake_done
+    }
+
+    /// Tells the peer why the session ends, after `error` (from
+    /// [`ServerSession::handle_input`], [`ServerSession::handle_timeout`] or the driver's
+    /// own), and sets [`ServerSession::should_close`]: flush the output, then close.
+    ///
+    /// What is queued depends on how far the session got:
+    /// - handshake not complete: nothing (the peer cannot read RTMP yet);
+    /// - `connect` not accepted: `_error` to `connect` (its transaction id, 1 if it never
+    ///   came) with `NetConnection.Connect.Rejected`;
+    /// - otherwise `onStatus` of level `error` on the stream that publishes (or waits for
+    ///   its publish to be accepted) with `NetStream.Failed`, else on the playing stream
+    ///   with `NetStream.Play.Failed`, else on stream 0 with `NetConnection.Call.Failed`
+    ///   (`NetConnection.Connect.IdleTimeout` for a timeout).
+    ///
+    /// The description is `error`'s text: ffmpeg prints it (`Server error: ...`), OBS
+    /// logs it, and both stop on any error-level status. Nothing is queued if the session
+    /// already told the peer it is closing (a `reject_*` call, or an earlier `fail`).
+    pub fn fail(&mut self, error: &SessionError) {
+        if self.failed_told || self.should_close {
+            self.should_close = true;
+            return;
+        }
+        self.failed_told = true;
+        self.should_close = true;
+        self.phase = Phase::Failed;
+        let description = error.to_string();
+        if !self.handshake_done {
+            return;
+        }
+        if !self.connect_accepted {
+            let transaction_id = self.connect_transaction_id;
+            self.send_command(
+                0,
+                Command::new(
+                    "_error",
+                    transaction_id,
+                    Amf0Value::Null,
+                    vec![status_info(
+                        "error",
+                        "NetConnection.Connect.Rejected",
+                        &description,
+                    )],
+                ),
+            );
+            return;
+        }
+        let publishing = self.streams.iter().find(|s| {
+            matches!(
+                s.state,
+                StreamState::Publishing { .. } | StreamState::PublishRequested { .. }
+            )
+        });
+        let playing = self
+            .streams
+            .iter()
+            .find(|s| matches!(s.state, StreamState::Playing | StreamState::PlayRequested));
+        let (stream_id, code) = match (publishing, playing) {
+            (Some(s), _) => (s.id, "NetStream.Failed"),
+            (None, Some(s)) => (s.id, "NetStream.Play.Failed"),
+            (None, None) if matches!(error, SessionError::Timeout(_)) => {
+                (0, "NetConnection.Connect.IdleTimeout")
+            }
+            (None, None) => (0, "NetConnection.Call.Failed"),
+        };
+        self.send_status(stream_id, "error", code, &description);
     }
 
     fn send_message(&mut self, csid: u32, message: RtmpMessage) {
@@ -824,6 +903,7 @@ impl ServerSession {
             return;
         }
         self.connect_answered = true;
+        self.connect_accepted = true;
         self.send_control(message::window_ack_size(self.config.window_ack_size));
         self.send_control(message::set_peer_bandwidth(
             self.config.peer_bandwidth,

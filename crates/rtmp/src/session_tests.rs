@@ -783,3 +783,170 @@ fn big_media_is_refused_until_a_publish_is_accepted() {
         MAX_MESSAGE_LEN
     );
 }
+
+impl Pair {
+    /// `fail(err)` on the server, then its output to the client: what the client reports.
+    fn fail_and_deliver(&mut self, err: &SessionError) -> Vec<ClientEvent> {
+        self.server.fail(err);
+        assert!(self.server.should_close());
+        let to_client = self.server.output().to_vec();
+        bytes::Buf::advance(self.server.output(), to_client.len());
+        self.client
+            .handle_input(self.now, &to_client)
+            .expect("client reads the last words")
+    }
+
+    /// Last words for `err` are exactly one rejection with `code` carrying the error text.
+    fn assert_told(&mut self, err: &SessionError, code: &str) {
+        let events = self.fail_and_deliver(err);
+        let text = err.to_string();
+        assert_eq!(
+            events,
+            vec![ClientEvent::Rejected {
+                code: code.into(),
+                description: text
+            }],
+            "after {err:?}"
+        );
+        // A second call adds nothing.
+        self.server.fail(err);
+        assert_eq!(self.server.output().len(), 0);
+    }
+}
+
+#[test]
+fn fail_says_nothing_before_the_handshake_completes() {
+    let mut pair = Pair::new(publish("x", "live"));
+    let err = pair
+        .server
+        .handle_input(pair.now, &garbage(3, 1537))
+        .unwrap_err();
+    let before = pair.server.output().len();
+    pair.server.fail(&err);
+    assert!(pair.server.should_close());
+    assert_eq!(pair.server.output().len(), before);
+    assert!(!pair.server.is_handshake_done());
+}
+
+#[test]
+fn fail_before_connect_is_accepted_rejects_the_connect() {
+    // Timed out waiting for the driver (e.g. the registry) to answer connect.
+    let mut pair = Pair::new(publish("x", "live"));
+    pair.pump().unwrap();
+    pair.take_server_events();
+    let later = pair.now + Duration::from_secs(11);
+    let err = pair.server.handle_timeout(later).unwrap_err();
+    assert!(err.to_string().contains("timed out"), "{err}");
+    pair.assert_told(&err, "NetConnection.Connect.Rejected");
+
+    // A command too large for the pre-authorisation limits, before connect is answered.
+    let mut pair = Pair::new(publish("x", "live"));
+    pair.pump().unwrap();
+    pair.client.send_raw(strict_array_of_nulls(70_000));
+    let err = pair.pump().unwrap_err();
+    assert!(
+        err.to_string().contains("more than the 65536 allowed"),
+        "{err}"
+    );
+    pair.assert_told(&err, "NetConnection.Connect.Rejected");
+}
+
+#[test]
+fn fail_after_connect_without_a_stream_answers_on_stream_0() {
+    // Unknown publish type: a bad command, no stream active yet.
+    let mut pair = Pair::new(publish("x", "sideways"));
+    pair.pump().unwrap();
+    pair.server.accept_connect();
+    let err = pair.pump().unwrap_err();
+    assert!(err.to_string().contains("unknown publish type"), "{err}");
+    pair.assert_told(&err, "NetConnection.Call.Failed");
+
+    // Publish on a stream never created, by a player.
+    let mut pair = Pair::new(ClientGoal::Play { name: "x".into() });
+    pair.connect();
+    pair.take_server_events();
+    pair.client.send_raw(
+        Command::new(
+            "publish",
+            9.0,
+            Amf0Value::Null,
+            vec![Amf0Value::String("y".into())],
+        )
+        .to_message(5),
+    );
+    let err = pair.pump().unwrap_err();
+    assert!(err.to_string().contains("never created"), "{err}");
+    // The play request on stream 1 is pending: the error goes there.
+    pair.assert_told(&err, "NetStream.Play.Failed");
+
+    // Connected, then idle: an idle timeout.
+    let mut pair = Pair::new(publish("x", "live"));
+    pair.pump().unwrap();
+    pair.server.accept_connect();
+    let err = pair
+        .server
+        .handle_timeout(pair.now + Duration::from_secs(11))
+        .unwrap_err();
+    pair.assert_told(&err, "NetConnection.Connect.IdleTimeout");
+}
+
+#[test]
+fn fail_while_publishing_answers_on_the_publishing_stream() {
+    // createStream limit.
+    let mut pair = Pair::publishing("x");
+    let mut result = Ok(());
+    for i in 0..MAX_OPEN_STREAMS {
+        pair.client.send_raw(
+            Command::new("createStream", 10.0 + i as f64, Amf0Value::Null, vec![]).to_message(0),
+        );
+        result = pair.pump();
+    }
+    let err = result.unwrap_err();
+    pair.assert_told(&err, "NetStream.Failed");
+
+    // Media timeout.
+    let mut pair = Pair::publishing("x");
+    let err = pair
+        .server
+        .handle_timeout(pair.now + Duration::from_secs(16))
+        .unwrap_err();
+    assert!(err.to_string().contains("no media"), "{err}");
+    pair.assert_told(&err, "NetStream.Failed");
+
+    // Held media overflow (publish requested, not accepted yet).
+    let mut pair = Pair::new(publish("x", "live"));
+    pair.connect();
+    pair.take_server_events();
+    let frame: &'static [u8] = Box::leak(vec![0x27u8; 512 * 1024].into_boxed_slice());
+    let mut result = Ok(());
+    for ts in 0..(MAX_HELD_MEDIA_BYTES / frame.len() + 2) as u32 {
+        let mut m = media(type_id::VIDEO, ts, frame);
+        m.stream_id = 1;
+        pair.client.send_raw(m);
+        result = pair.pump();
+        if result.is_err() {
+            break;
+        }
+    }
+    let err = result.unwrap_err();
+    pair.assert_told(&err, "NetStream.Failed");
+
+    // Media on a stream never created, while publishing on stream 1.
+    let mut pair = Pair::publishing("x");
+    let mut m = media(type_id::VIDEO, 0, b"\x17");
+    m.stream_id = 7;
+    pair.client.send_raw(m);
+    let err = pair.pump().unwrap_err();
+    pair.assert_told(&err, "NetStream.Failed");
+}
+
+#[test]
+fn fail_after_a_rejection_adds_nothing() {
+    let mut pair = Pair::new(publish("x", "live"));
+    pair.pump().unwrap();
+    pair.server.reject_connect("bad token");
+    let queued = pair.server.output().len();
+    pair.server.fail(&SessionError::Protocol("late".into()));
+    assert_eq!(pair.server.output().len(), queued);
+    assert!(pair.server.should_close());
+}
