@@ -10,9 +10,9 @@
 use crate::amf0::Amf0Value;
 use crate::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits, MAX_CHUNK_SIZE};
 use crate::handshake::HandshakeProgress;
-use crate::message::{self, bandwidth_limit, type_id, user_control, Command, RtmpMessage};
+use crate::message::{self, bandwidth_limit, type_id, Command, RtmpMessage};
 use crate::output::OutputQueue;
-use crate::session_common::{self, csid, object, status_info, string};
+use crate::session_common::{self, csid, object, status_info, string, ControlState};
 use bytes::BytesMut;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -197,10 +197,8 @@ pub struct ServerSession {
     object_encoding: f64,
     streams: Vec<Stream>,
     next_stream_id: u32,
-    /// Window the peer asked us to acknowledge (its Window Acknowledgement Size).
-    peer_window_ack_size: Option<u32>,
-    bytes_received: u64,
-    bytes_acknowledged: u64,
+    /// Bytes received, the peer's acknowledgement window, pings.
+    control: ControlState,
     /// Last time a publish/play request, state change or media kept the session alive.
     last_activity: Instant,
     should_close: bool,
@@ -211,7 +209,7 @@ impl std::fmt::Debug for ServerSession {
         f.debug_struct("ServerSession")
             .field("connect", &self.connect)
             .field("streams", &self.streams)
-            .field("bytes_received", &self.bytes_received)
+            .field("bytes_received", &self.control.bytes_received())
             .field("should_close", &self.should_close)
             .finish()
     }
@@ -240,9 +238,7 @@ impl ServerSession {
             object_encoding: 0.0,
             streams: Vec::new(),
             next_stream_id: 1,
-            peer_window_ack_size: None,
-            bytes_received: 0,
-            bytes_acknowledged: 0,
+            control: ControlState::default(),
             last_activity: now,
             should_close: false,
         }
@@ -259,7 +255,7 @@ impl ServerSession {
         input: &[u8],
     ) -> Result<Vec<ServerEvent>, SessionError> {
         let mut events: Vec<ServerEvent> = self.pending_events.drain(..).collect();
-        self.bytes_received += input.len() as u64;
+        self.control.count_received(input.len());
         let result = self.process_input(now, input, &mut events);
         if result.is_err() {
             self.phase = Phase::Failed;
@@ -309,12 +305,8 @@ impl ServerSession {
     }
 
     fn send_acknowledgement_if_due(&mut self) {
-        if let Some(window) = self.peer_window_ack_size {
-            if window > 0 && self.bytes_received - self.bytes_acknowledged >= u64::from(window) {
-                self.bytes_acknowledged = self.bytes_received;
-                // The sequence number is the byte count so far, wrapping at 2^32 (spec 5.4.3).
-                self.send_control(message::acknowledgement(self.bytes_received as u32));
-            }
+        if let Some(ack) = self.control.acknowledgement_due() {
+            self.send_control(ack);
         }
     }
 
@@ -325,25 +317,17 @@ impl ServerSession {
         events: &mut Vec<ServerEvent>,
     ) -> Result<(), SessionError> {
         match message.type_id {
-            type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0 | type_id::DATA_AMF3 => {
-                self.handle_media(now, message, events)
-            }
-            type_id::AGGREGATE => {
+            type_id::AUDIO
+            | type_id::VIDEO
+            | type_id::DATA_AMF0
+            | type_id::DATA_AMF3
+            | type_id::AGGREGATE => {
                 let stream_id = message.stream_id;
-                let parts = message::split_aggregate(&message).map_err(|reason| {
+                let parts = session_common::media_parts(message).map_err(|reason| {
                     SessionError::Protocol(format!("bad aggregate on stream {stream_id}: {reason}"))
                 })?;
                 for part in parts {
-                    match part.type_id {
-                        type_id::AUDIO
-                        | type_id::VIDEO
-                        | type_id::DATA_AMF0
-                        | type_id::DATA_AMF3 => self.handle_media(now, part, events)?,
-                        other => tracing::debug!(
-                            type_id = other,
-                            "dropping a non-media part of an aggregate message"
-                        ),
-                    }
+                    self.handle_media(now, part, events)?;
                 }
                 Ok(())
             }
@@ -356,28 +340,17 @@ impl ServerSession {
                 })?;
                 self.handle_command(now, message.stream_id, command, events)
             }
-            type_id::WINDOW_ACK_SIZE => {
-                let size = message::parse_control_u32(&message.payload).ok_or_else(|| {
-                    SessionError::Protocol(
-                        "Window Acknowledgement Size shorter than 4 bytes".into(),
-                    )
-                })?;
-                self.peer_window_ack_size = Some(size);
-                Ok(())
-            }
-            type_id::USER_CONTROL => {
-                if let Some((user_control::PING_REQUEST, timestamp)) =
-                    message::parse_user_control(&message.payload)
-                {
-                    self.send_control(message::ping_response(timestamp));
+            // Set Chunk Size and Abort are applied by the decoder, the rest of the
+            // protocol control messages by `control`; shared objects are not supported
+            // (no current encoder uses them).
+            _ => {
+                let reply = self
+                    .control
+                    .handle(&message)
+                    .map_err(|reason| SessionError::Protocol(reason.into()))?;
+                if let Some(reply) = reply {
+                    self.send_control(reply);
                 }
-                Ok(())
-            }
-            // Set Chunk Size and Abort are applied by the decoder; acknowledgements of what
-            // we sent and the peer's bandwidth hint need no action; shared objects are not
-            // supported (no current encoder uses them).
-            other => {
-                tracing::trace!(type_id = other, "ignoring message");
                 Ok(())
             }
         }
@@ -801,7 +774,7 @@ impl ServerSession {
 
     /// Bytes received so far, handshake included.
     pub fn bytes_received(&self) -> u64 {
-        self.bytes_received
+        self.control.bytes_received()
     }
 
     /// True once the handshake is done (and still true if the session failed later).
