@@ -4,8 +4,10 @@
 //! encoder's `connect` object may hold any of them, so longhaul owns this codec.
 //!
 //! Decoding reads only what is there: lengths and counts from the peer never size an
-//! allocation beyond the bytes actually present, nesting is bounded by [`MAX_DEPTH`], and
-//! strings are decoded as lossy UTF-8 (a bad byte becomes U+FFFD, not an error).
+//! allocation (vectors grow with the values actually decoded), nesting is bounded by
+//! [`MAX_DEPTH`], the number of values one call decodes by [`MAX_VALUES`] (a decoded value
+//! takes tens of bytes for one byte of input, so this bounds the memory amplification),
+//! and strings are decoded as lossy UTF-8 (a bad byte becomes U+FFFD, not an error).
 
 use bytes::{BufMut, BytesMut};
 
@@ -50,12 +52,25 @@ pub enum Amf0Error {
     TooDeep(usize),
     #[error("AMF0 object-end marker outside an object")]
     UnexpectedObjectEnd,
+    #[error("more than {0} AMF0 values in one input")]
+    TooManyValues(usize),
 }
 
 /// Deepest nesting of objects/arrays the decoder follows. Real `connect` objects and
 /// `onMetaData` nest two or three levels; each level is one recursive call, so 64 bounds
 /// the stack a peer can make us use (a few KiB) while leaving room for any real payload.
 pub const MAX_DEPTH: usize = 64;
+
+/// Most values one [`decode`] or [`decode_all`] call decodes, nested ones included.
+/// Each costs `size_of::<Amf0Value>()` (56 bytes) or more, from as little as one byte of
+/// input (a Null in a strict array): 16384 values bound a decode to about 1.3 MiB,
+/// whatever the input. Real commands hold tens of values; an `onMetaData` with a keyframe
+/// index of a six-hour recording about 11000. [`decode_all_with_limit`] takes another bound.
+pub const MAX_VALUES: usize = 16 * 1024;
+
+/// First capacity of a strict array's vector: its count comes from the peer, so it only
+/// sizes the first allocation up to this; longer arrays grow as their values decode.
+const STRICT_ARRAY_INITIAL_CAPACITY: usize = 16;
 
 /// Type markers (AMF0 spec, section 2.1).
 pub mod marker {
@@ -82,9 +97,20 @@ pub mod marker {
 /// Checked reads; `input` only advances on success.
 struct Reader<'a> {
     buf: &'a [u8],
+    /// Values this reader may still decode.
+    budget: usize,
+    /// The bound `budget` started from (for the error).
+    max_values: usize,
 }
 
 impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8], max_values: usize) -> Self {
+        Self {
+            buf,
+            budget: max_values,
+            max_values,
+        }
+    }
     fn take(&mut self, n: usize) -> Result<&'a [u8], Amf0Error> {
         if self.buf.len() < n {
             return Err(Amf0Error::Truncated {
@@ -128,6 +154,10 @@ impl<'a> Reader<'a> {
     }
 
     fn value(&mut self, depth: usize) -> Result<Amf0Value, Amf0Error> {
+        self.budget = self
+            .budget
+            .checked_sub(1)
+            .ok_or(Amf0Error::TooManyValues(self.max_values))?;
         let m = self.u8()?;
         Ok(match m {
             marker::NUMBER => Amf0Value::Number(self.f64()?),
@@ -155,7 +185,7 @@ impl<'a> Reader<'a> {
                         needed: count - self.buf.len(),
                     });
                 }
-                let mut items = Vec::with_capacity(count);
+                let mut items = Vec::with_capacity(count.min(STRICT_ARRAY_INITIAL_CAPACITY));
                 for _ in 0..count {
                     items.push(self.value(depth + 1)?);
                 }
@@ -214,22 +244,42 @@ impl<'a> Reader<'a> {
 }
 
 /// Decodes one value from the front of `input`, advancing it. On error `input` is left
-/// where it was.
+/// where it was. At most [`MAX_VALUES`] values (nested ones included).
 pub fn decode(input: &mut &[u8]) -> Result<Amf0Value, Amf0Error> {
-    let mut r = Reader { buf: input };
+    let mut r = Reader::new(input, MAX_VALUES);
     let v = r.value(0)?;
     *input = r.buf;
     Ok(v)
 }
 
-/// Decodes every value in `input`.
+/// Decodes every value in `input`: at most [`MAX_VALUES`] values in all.
 pub fn decode_all(input: &[u8]) -> Result<Vec<Amf0Value>, Amf0Error> {
-    let mut rest = input;
+    decode_all_with_limit(input, MAX_VALUES)
+}
+
+/// Decodes every value in `input`, at most `max_values` values in all (nested ones
+/// included): [`Amf0Error::TooManyValues`] beyond.
+pub fn decode_all_with_limit(input: &[u8], max_values: usize) -> Result<Vec<Amf0Value>, Amf0Error> {
+    let mut r = Reader::new(input, max_values);
     let mut values = Vec::new();
-    while !rest.is_empty() {
-        values.push(decode(&mut rest)?);
+    while !r.buf.is_empty() {
+        values.push(r.value(0)?);
     }
     Ok(values)
+}
+
+/// Reads a String or LongString from the front of `input`, advancing it. `None` (and
+/// `input` untouched) when the next value is anything else or is truncated: nothing else
+/// is decoded, so looking at the name of a data message costs nothing more.
+pub fn decode_string(input: &mut &[u8]) -> Option<String> {
+    let mut r = Reader::new(input, 1);
+    let s = match r.u8().ok()? {
+        marker::STRING => r.short_string().ok()?,
+        marker::LONG_STRING => r.long_string().ok()?,
+        _ => return None,
+    };
+    *input = r.buf;
+    Some(s)
 }
 
 /// Longest string an AMF0 String (and an object key or class name) can hold.
@@ -576,6 +626,67 @@ mod tests {
             dec(&[0x0c, 0xff, 0xff, 0xff, 0xff]),
             Err(Amf0Error::Truncated { .. })
         ));
+    }
+
+    #[test]
+    fn value_budget_bounds_memory_not_legal_input() {
+        // A strict array of n nulls: 5 + n bytes of input, n decoded values.
+        fn nulls(n: u32) -> Vec<u8> {
+            let mut b = vec![0x0a];
+            b.extend_from_slice(&n.to_be_bytes());
+            b.resize(5 + n as usize, 0x05);
+            b
+        }
+        // Large but legal: the array and its elements fit the budget.
+        let legal = nulls(MAX_VALUES as u32 - 1);
+        let Ok(values) = decode_all(&legal) else {
+            panic!("a {}-element array decodes", MAX_VALUES - 1)
+        };
+        assert!(matches!(&values[..], [V::StrictArray(items)] if items.len() == MAX_VALUES - 1));
+        // One more value is refused, and so are many more, without a count-sized allocation.
+        assert_eq!(
+            decode_all(&nulls(MAX_VALUES as u32)),
+            Err(Amf0Error::TooManyValues(MAX_VALUES))
+        );
+        assert_eq!(
+            decode_all(&nulls(1_000_000)),
+            Err(Amf0Error::TooManyValues(MAX_VALUES))
+        );
+        let mut one = &nulls(1_000_000)[..];
+        assert_eq!(decode(&mut one), Err(Amf0Error::TooManyValues(MAX_VALUES)));
+        // The budget is shared by all the values of one decode_all call, objects included.
+        let mut many = Vec::new();
+        for _ in 0..MAX_VALUES / 2 {
+            many.extend_from_slice(&[0x03, 0, 1, b'k', 0x05, 0, 0, 0x09]);
+        }
+        assert!(decode_all(&many).is_ok());
+        many.extend_from_slice(&[0x05]);
+        assert_eq!(decode_all(&many), Err(Amf0Error::TooManyValues(MAX_VALUES)));
+        // Another bound on request.
+        assert_eq!(
+            decode_all_with_limit(&nulls(3), 3),
+            Err(Amf0Error::TooManyValues(3))
+        );
+        assert_eq!(decode_all_with_limit(&nulls(3), 4).map(|v| v.len()), Ok(1));
+    }
+
+    #[test]
+    fn decode_string_reads_only_strings() {
+        let mut input = &[0x02, 0, 2, b'o', b'k', 0x05][..];
+        assert_eq!(decode_string(&mut input), Some("ok".into()));
+        assert_eq!(input, &[0x05]);
+        let mut input = &[0x0c, 0, 0, 0, 1, b'L'][..];
+        assert_eq!(decode_string(&mut input), Some("L".into()));
+        for bad in [
+            &[0x05][..],
+            &[0x02, 0, 3, b'a'],
+            &[],
+            &[0x0a, 0xff, 0xff, 0xff, 0xff],
+        ] {
+            let mut input = bad;
+            assert_eq!(decode_string(&mut input), None);
+            assert_eq!(input, bad);
+        }
     }
 
     #[test]

@@ -10,6 +10,11 @@
 //! a declared length never sizes an allocation by itself. A message carried in a single
 //! chunk is handed out as a zero-copy slice of the input buffer.
 //!
+//! [`DecoderLimits`] bound what a peer can make the decoder hold: a length cap per message
+//! type (control, command, data, media) and a total of declared lengths of unfinished
+//! messages, both checked as soon as a message header is read, before any payload is
+//! buffered. A server tightens them until a peer is authorised to publish.
+//!
 //! Timestamp rules follow ffmpeg (`libavformat/rtmppkt.c`), librtmp and SRS, which agree:
 //! - a type-3 chunk that starts a new message reuses the previous header's timestamp
 //!   field as its delta (after a type-0 header that field is the absolute timestamp);
@@ -30,19 +35,70 @@ use std::collections::HashMap;
 pub const MAX_CHUNK_SIZE: u32 = 16 * 1024 * 1024;
 
 /// Bounds on what a peer may make the decoder hold.
-#[derive(Debug, Clone)]
+///
+/// Every bound is checked when a message header is read, before any of its payload is
+/// buffered, against the length the header *declares*: a peer cannot make the decoder (or
+/// the caller's input buffer, which holds at most one incomplete chunk of a message whose
+/// length was checked) grow past them by announcing a large message and never finishing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecoderLimits {
     /// Chunk streams with a partial message at once.
     pub max_partial_streams: usize,
-    /// Bytes held in partial messages, all chunk streams together.
+    /// Bytes that partial messages may hold, all chunk streams together, counted by their
+    /// declared lengths (plus the declared length of a message whose first chunk is still
+    /// arriving): the memory a peer can pin with messages it never finishes.
     pub max_buffered_bytes: usize,
+    /// Longest protocol control message (types 1-6). The longest legal one is 10 bytes
+    /// (User Control SetBufferLength); the SWF verification response (User Control event 27)
+    /// is 44. [`DEFAULT_MAX_CONTROL_LEN`].
+    pub max_control_len: u32,
+    /// Longest command or shared object message (types 16, 17, 19, 20) and message of a
+    /// type RTMP does not define (sessions ignore those). [`DEFAULT_MAX_COMMAND_LEN`].
+    pub max_command_len: u32,
+    /// Longest data message (types 15, 18). [`DEFAULT_MAX_DATA_LEN`].
+    pub max_data_len: u32,
+    /// Longest audio, video or aggregate message (types 8, 9, 22). The protocol's own
+    /// maximum by default.
+    pub max_media_len: u32,
 }
+
+/// Default [`DecoderLimits::max_control_len`]: 64 bytes. The longest protocol control
+/// message a peer sends legitimately is 44 bytes (SWF verification response); 10 bytes
+/// otherwise (SetBufferLength). Anything longer is not a control message we can read.
+pub const DEFAULT_MAX_CONTROL_LEN: u32 = 64;
+
+/// Default [`DecoderLimits::max_command_len`]: 64 KiB. A real `connect` (ffmpeg 7 with
+/// Enhanced RTMP `fourCcList` and `videoFourCcInfoMap`, OBS, FMLE) is under 2 KB and a
+/// `publish` with a long token under 4 KB: 64 KiB leaves 16x room, while bounding what one
+/// command can cost to decode (AMF0 values take more memory than their encoding).
+pub const DEFAULT_MAX_COMMAND_LEN: u32 = 64 * 1024;
+
+/// Default [`DecoderLimits::max_data_len`]: 1 MiB. The largest data messages seen are
+/// `onMetaData` carrying a JPEG thumbnail or a keyframe index (a few hundred KB at most);
+/// data messages are forwarded, not decoded, so this only bounds buffering.
+pub const DEFAULT_MAX_DATA_LEN: u32 = 1024 * 1024;
 
 impl Default for DecoderLimits {
     fn default() -> Self {
         Self {
             max_partial_streams: 64,
             max_buffered_bytes: 64 * 1024 * 1024,
+            max_control_len: DEFAULT_MAX_CONTROL_LEN,
+            max_command_len: DEFAULT_MAX_COMMAND_LEN,
+            max_data_len: DEFAULT_MAX_DATA_LEN,
+            max_media_len: MAX_MESSAGE_LEN,
+        }
+    }
+}
+
+impl DecoderLimits {
+    /// The longest message of type `type_id` these limits allow.
+    pub fn max_message_len(&self, type_id: u8) -> u32 {
+        match type_id {
+            1..=6 => self.max_control_len,
+            type_id::AUDIO | type_id::VIDEO | type_id::AGGREGATE => self.max_media_len,
+            type_id::DATA_AMF0 | type_id::DATA_AMF3 => self.max_data_len,
+            _ => self.max_command_len,
         }
     }
 }
@@ -55,8 +111,12 @@ pub enum ChunkError {
     InvalidChunkSize(u32),
     #[error("more than {0} chunk streams with partial messages")]
     TooManyPartialStreams(usize),
-    #[error("partial messages would hold more than {0} bytes")]
+    #[error("partial messages would hold more than {0} bytes (counted by declared length)")]
     TooMuchBuffered(usize),
+    #[error(
+        "message of type {type_id} declares {len} bytes, more than the {max} allowed for its type"
+    )]
+    MessageTooLarge { type_id: u8, len: u32, max: u32 },
     #[error("malformed protocol control message type {type_id}: {reason}")]
     BadControlMessage { type_id: u8, reason: &'static str },
 }
@@ -175,6 +235,9 @@ pub struct ChunkDecoder {
     /// Chunk streams with a partial message, and the bytes they hold.
     partial_streams: usize,
     buffered: usize,
+    /// Declared lengths of the partial messages, all chunk streams together (what
+    /// [`DecoderLimits::max_buffered_bytes`] bounds).
+    declared: usize,
 }
 
 impl ChunkDecoder {
@@ -186,7 +249,20 @@ impl ChunkDecoder {
             streams: Streams::default(),
             partial_streams: 0,
             buffered: 0,
+            declared: 0,
         }
+    }
+
+    /// Replaces the limits (a server raises them once a publisher is authorised). They
+    /// apply from the next message header on: partial messages already accepted are kept
+    /// even if the new limits are lower, but count against them.
+    pub fn set_limits(&mut self, limits: DecoderLimits) {
+        self.limits = limits;
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &DecoderLimits {
+        &self.limits
     }
 
     /// Takes bytes from the front of `input` and returns the next complete message, or
@@ -231,12 +307,45 @@ impl ChunkDecoder {
         self.buffered
     }
 
+    /// Checks a new message's header against the limits, before any of it is buffered.
+    /// `dropped`: the declared length of this chunk stream's partial message, which the
+    /// new header replaces. `completes`: the message fits in this one chunk.
+    fn check_new_message(
+        &self,
+        h: &ChunkHeader,
+        dropped: Option<usize>,
+        completes: bool,
+    ) -> Result<(), ChunkError> {
+        let max = self.limits.max_message_len(h.type_id);
+        if h.length > max {
+            return Err(ChunkError::MessageTooLarge {
+                type_id: h.type_id,
+                len: h.length,
+                max,
+            });
+        }
+        let declared = self.declared - dropped.unwrap_or(0) + h.length as usize;
+        if declared > self.limits.max_buffered_bytes {
+            return Err(ChunkError::TooMuchBuffered(self.limits.max_buffered_bytes));
+        }
+        if !completes
+            && dropped.is_none()
+            && self.partial_streams >= self.limits.max_partial_streams
+        {
+            return Err(ChunkError::TooManyPartialStreams(
+                self.limits.max_partial_streams,
+            ));
+        }
+        Ok(())
+    }
+
     /// Drops the partial message of `csid`, if any (Abort message, spec 5.4.2).
     fn abort(&mut self, csid: u32) {
         if let Some(cs) = self.streams.get_mut(csid) {
             if let Some(p) = cs.partial.take() {
                 self.partial_streams -= 1;
                 self.buffered -= p.len();
+                self.declared -= cs.length as usize;
             }
         }
     }
@@ -336,31 +445,23 @@ impl ChunkDecoder {
             _ => h.length as usize,
         };
         let chunk_len = remaining.min(self.chunk_size as usize);
+        let completes = chunk_len == remaining;
+        // A type 0/1/2 header while a message is in progress: the peer gave up on that
+        // message without an Abort. Drop it, as Abort would, and start the new one.
+        let dropped = if partial_len.is_some() && !continuation {
+            cs.map(|cs| cs.length as usize)
+        } else {
+            None
+        };
+        if !continuation {
+            // Checked before the chunk is complete: the declared length alone decides.
+            self.check_new_message(&h, dropped, completes)?;
+        }
         let Some(total) = h.len.checked_add(chunk_len) else {
             return Ok(None);
         };
         if input.len() < total {
             return Ok(None);
-        }
-        // The whole chunk is here: check the limits, then commit.
-        let completes = chunk_len == remaining;
-        // A type 0/1/2 header while a message is in progress: the peer gave up on that
-        // message without an Abort. Drop it, as Abort would, and start the new one.
-        let dropped = if partial_len.is_some() && !continuation {
-            partial_len
-        } else {
-            None
-        };
-        if !completes {
-            let buffered = self.buffered - dropped.unwrap_or(0) + chunk_len;
-            if buffered > self.limits.max_buffered_bytes {
-                return Err(ChunkError::TooMuchBuffered(self.limits.max_buffered_bytes));
-            }
-            if partial_len.is_none() && self.partial_streams >= self.limits.max_partial_streams {
-                return Err(ChunkError::TooManyPartialStreams(
-                    self.limits.max_partial_streams,
-                ));
-            }
         }
         if dropped.is_some() {
             tracing::debug!(
@@ -424,6 +525,7 @@ impl ChunkDecoder {
             }
             self.partial_streams -= 1;
             self.buffered -= p.len() - chunk_len;
+            self.declared -= cs.length as usize;
             cs.partial.take().map(BytesMut::freeze).unwrap_or_default()
         } else if completes {
             // Single-chunk message: a zero-copy slice of the input.
@@ -436,6 +538,7 @@ impl ChunkDecoder {
             cs.partial = Some(p);
             self.partial_streams += 1;
             self.buffered += chunk_len;
+            self.declared += cs.length as usize;
             return Ok(Some(None));
         };
         Ok(Some(Some(RtmpMessage {
@@ -1180,10 +1283,11 @@ mod tests {
         let limits = DecoderLimits {
             max_partial_streams: 2,
             max_buffered_bytes: 1000,
+            ..DecoderLimits::default()
         };
         let mut b = Vec::new();
         for csid in [3u8, 4, 5] {
-            b.extend_from_slice(&h0(csid, 0, 500, 9, 1));
+            b.extend_from_slice(&h0(csid, 0, 300, 9, 1));
             b.extend_from_slice(&[0u8; 128]);
         }
         let mut dec = ChunkDecoder::new(limits.clone());
@@ -1193,24 +1297,141 @@ mod tests {
             Err(ChunkError::TooManyPartialStreams(2))
         );
 
-        // Two partial messages growing past 1000 buffered bytes.
-        let mut b = h0(3, 0, 1_000_000, 9, 1);
+        // Two partial messages whose declared lengths add up past 1000 bytes: refused at
+        // the second header, before its payload arrives.
+        let mut b = h0(3, 0, 600, 9, 1);
         b.extend_from_slice(&[0u8; 128]);
-        b.extend_from_slice(&h0(4, 0, 1_000_000, 9, 1));
-        b.extend_from_slice(&[0u8; 128]);
-        for _ in 0..3 {
-            for csid in [3u8, 4] {
-                b.push(0xc0 | csid);
-                b.extend_from_slice(&[0u8; 128]);
-            }
-        }
-        let mut dec = ChunkDecoder::new(limits);
+        b.extend_from_slice(&h0(4, 0, 600, 9, 1));
+        let mut dec = ChunkDecoder::new(limits.clone());
         let mut input = BytesMut::from(&b[..]);
         assert_eq!(
             dec.decode(&mut input),
             Err(ChunkError::TooMuchBuffered(1000))
         );
-        assert!(dec.buffered_bytes() <= 1000);
+        assert_eq!(dec.buffered_bytes(), 128);
+
+        // A new header on the same chunk stream replaces the partial message: only the
+        // new declared length counts.
+        let mut b = h0(3, 0, 600, 9, 1);
+        b.extend_from_slice(&[0u8; 128]);
+        b.extend_from_slice(&h0(3, 0, 900, 9, 1));
+        b.extend_from_slice(&[0u8; 128]);
+        let mut dec = ChunkDecoder::new(limits.clone());
+        let mut input = BytesMut::from(&b[..]);
+        assert_eq!(dec.decode(&mut input), Ok(None));
+        assert!(input.is_empty());
+        assert_eq!(dec.buffered_bytes(), 128);
+    }
+
+    #[test]
+    fn declared_length_is_refused_before_the_payload_arrives() {
+        // One header declaring a message larger than max_buffered_bytes, even one that
+        // would come in a single chunk (at chunk size 16 MiB the caller's input buffer
+        // would otherwise hold it all while waiting).
+        let limits = DecoderLimits {
+            max_buffered_bytes: 1000,
+            ..DecoderLimits::default()
+        };
+        let mut b = ChunkEncoder::new()
+            .encode_to_vec(2, &ChunkEncoder::set_chunk_size_message(MAX_CHUNK_SIZE));
+        b.extend_from_slice(&h0(3, 0, 5000, 9, 1));
+        let mut dec = ChunkDecoder::new(limits);
+        let mut input = BytesMut::from(&b[..]);
+        assert!(dec.decode(&mut input).unwrap().is_some()); // Set Chunk Size
+        assert_eq!(
+            dec.decode(&mut input),
+            Err(ChunkError::TooMuchBuffered(1000))
+        );
+        // The same message at 1000 bytes is fine.
+        let mut ok = h0(3, 0, 1000, 9, 1);
+        ok.extend_from_slice(&[7u8; 1000]);
+        let mut dec = ChunkDecoder::new(DecoderLimits {
+            max_buffered_bytes: 1000,
+            ..DecoderLimits::default()
+        });
+        dec.chunk_size = MAX_CHUNK_SIZE;
+        let mut input = BytesMut::from(&ok[..]);
+        assert_eq!(dec.decode(&mut input).unwrap().unwrap().payload.len(), 1000);
+    }
+
+    #[test]
+    fn per_type_length_caps() {
+        let d = DecoderLimits::default();
+        for (type_id, max) in [
+            (1u8, DEFAULT_MAX_CONTROL_LEN),
+            (4, DEFAULT_MAX_CONTROL_LEN),
+            (6, DEFAULT_MAX_CONTROL_LEN),
+            (8, MAX_MESSAGE_LEN),
+            (9, MAX_MESSAGE_LEN),
+            (22, MAX_MESSAGE_LEN),
+            (15, DEFAULT_MAX_DATA_LEN),
+            (18, DEFAULT_MAX_DATA_LEN),
+            (16, DEFAULT_MAX_COMMAND_LEN),
+            (17, DEFAULT_MAX_COMMAND_LEN),
+            (19, DEFAULT_MAX_COMMAND_LEN),
+            (20, DEFAULT_MAX_COMMAND_LEN),
+            (7, DEFAULT_MAX_COMMAND_LEN),
+            (0xff, DEFAULT_MAX_COMMAND_LEN),
+        ] {
+            assert_eq!(d.max_message_len(type_id), max, "type {type_id}");
+            // At the cap: accepted (only the header is here: waiting for more).
+            let at = h0(3, 0, max, type_id, 0);
+            assert_eq!(decoder().decode(&mut BytesMut::from(&at[..])), Ok(None));
+            if max < MAX_MESSAGE_LEN {
+                // One byte over: refused from the header alone.
+                let over = h0(3, 0, max + 1, type_id, 0);
+                assert_eq!(
+                    decoder().decode(&mut BytesMut::from(&over[..])),
+                    Err(ChunkError::MessageTooLarge {
+                        type_id,
+                        len: max + 1,
+                        max
+                    }),
+                    "type {type_id}"
+                );
+            }
+        }
+        // A fmt 1 header changing the type of a chunk stream is checked too, and so is a
+        // type-3 chunk starting a new message after the limits were lowered.
+        let mut b = h0(3, 0, 4, 9, 1);
+        b.extend_from_slice(&[0u8; 4]);
+        b.extend_from_slice(&[0x43, 0, 0, 0, 0x01, 0, 1, 20]);
+        assert_eq!(
+            decode_bytes(&b),
+            Err(ChunkError::MessageTooLarge {
+                type_id: 20,
+                len: 65_537,
+                max: DEFAULT_MAX_COMMAND_LEN
+            })
+        );
+        let mut b = h0(3, 0, 100, 9, 1);
+        b.extend_from_slice(&[0u8; 100]);
+        let mut dec = decoder();
+        let mut input = BytesMut::from(&b[..]);
+        assert!(dec.decode(&mut input).unwrap().is_some());
+        dec.set_limits(DecoderLimits {
+            max_media_len: 99,
+            ..DecoderLimits::default()
+        });
+        assert_eq!(dec.limits().max_media_len, 99);
+        input.extend_from_slice(&[0xc3]);
+        assert_eq!(
+            dec.decode(&mut input),
+            Err(ChunkError::MessageTooLarge {
+                type_id: 9,
+                len: 100,
+                max: 99
+            })
+        );
+        let e = ChunkError::MessageTooLarge {
+            type_id: 20,
+            len: 16_777_215,
+            max: 65_536,
+        };
+        assert_eq!(
+            e.to_string(),
+            "message of type 20 declares 16777215 bytes, more than the 65536 allowed for its type"
+        );
     }
 
     #[test]

@@ -10,9 +10,9 @@
 use crate::amf0::Amf0Value;
 use crate::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits, MAX_CHUNK_SIZE};
 use crate::handshake::{Handshake, HandshakeProgress, HandshakeRole};
-use crate::message::{self, type_id, user_control, Command, RtmpMessage};
+use crate::message::{self, type_id, Command, RtmpMessage};
 use crate::output::OutputQueue;
-use crate::session_common::{self, csid, string};
+use crate::session_common::{self, csid, string, ControlState};
 use bytes::BytesMut;
 use std::time::Instant;
 
@@ -124,9 +124,8 @@ pub struct ClientSession {
     input: BytesMut,
     output: OutputQueue,
     stream_id: u32,
-    peer_window_ack_size: Option<u32>,
-    bytes_received: u64,
-    bytes_acknowledged: u64,
+    /// Bytes received, the server's acknowledgement window, pings.
+    control: ControlState,
     start_error: Option<String>,
     /// Every message received, for tests that look at what the server sent.
     #[cfg(test)]
@@ -166,9 +165,7 @@ impl ClientSession {
             input: BytesMut::new(),
             output,
             stream_id: 0,
-            peer_window_ack_size: None,
-            bytes_received: 0,
-            bytes_acknowledged: 0,
+            control: ControlState::default(),
             start_error,
             #[cfg(test)]
             received: Vec::new(),
@@ -219,7 +216,7 @@ impl ClientSession {
         input: &[u8],
         events: &mut Vec<ClientEvent>,
     ) -> Result<(), ClientSessionError> {
-        self.bytes_received += input.len() as u64;
+        self.control.count_received(input.len());
         if self.step == Step::Handshake {
             match self
                 .handshake
@@ -245,11 +242,8 @@ impl ClientSession {
         while let Some(message) = self.decoder.decode(&mut self.input)? {
             self.handle_message(message, events)?;
         }
-        if let Some(window) = self.peer_window_ack_size {
-            if window > 0 && self.bytes_received - self.bytes_acknowledged >= u64::from(window) {
-                self.bytes_acknowledged = self.bytes_received;
-                self.send_control(message::acknowledgement(self.bytes_received as u32));
-            }
+        if let Some(ack) = self.control.acknowledgement_due() {
+            self.send_control(ack);
         }
         Ok(())
     }
@@ -311,31 +305,28 @@ impl ClientSession {
                     .map_err(|e| ClientSessionError::Protocol(e.to_string()))?;
                 self.handle_command(command, events)
             }
-            type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0 | type_id::DATA_AMF3 => {
-                self.handle_media(message, events);
-                Ok(())
-            }
-            type_id::AGGREGATE => {
-                let parts = message::split_aggregate(&message)
+            type_id::AUDIO
+            | type_id::VIDEO
+            | type_id::DATA_AMF0
+            | type_id::DATA_AMF3
+            | type_id::AGGREGATE => {
+                let parts = session_common::media_parts(message)
                     .map_err(|e| ClientSessionError::Protocol(format!("bad aggregate: {e}")))?;
                 for part in parts {
                     self.handle_media(part, events);
                 }
                 Ok(())
             }
-            type_id::WINDOW_ACK_SIZE => {
-                self.peer_window_ack_size = message::parse_control_u32(&message.payload);
-                Ok(())
-            }
-            type_id::USER_CONTROL => {
-                if let Some((user_control::PING_REQUEST, timestamp)) =
-                    message::parse_user_control(&message.payload)
-                {
-                    self.send_control(message::ping_response(timestamp));
+            _ => {
+                let reply = self
+                    .control
+                    .handle(&message)
+                    .map_err(|reason| ClientSessionError::Protocol(reason.into()))?;
+                if let Some(reply) = reply {
+                    self.send_control(reply);
                 }
                 Ok(())
             }
-            _ => Ok(()),
         }
     }
 
@@ -344,11 +335,7 @@ impl ClientSession {
         // server (`-listen 1`) sends media on another stream id than it handed out.
         let playing = matches!(self.goal, ClientGoal::Play { .. })
             && matches!(self.step, Step::Requested | Step::Ready);
-        let media_type = matches!(
-            message.type_id,
-            type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0 | type_id::DATA_AMF3
-        );
-        if playing && media_type && !session_common::is_play_housekeeping(&message) {
+        if playing && !session_common::is_play_housekeeping(&message) {
             events.push(ClientEvent::Media(message));
         }
     }

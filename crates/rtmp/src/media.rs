@@ -8,7 +8,10 @@
 //!
 //! Layouts follow the FLV spec v10 (legacy tags) and veovera's Enhanced RTMP v1/v2
 //! (`ExVideoTagHeader`, `ExAudioTagHeader`, multitrack and ModEx). Every read is checked:
-//! a truncated payload gives `None`, never a panic.
+//! a truncated payload gives `None`, never a panic. Data messages are read with
+//! [`crate::amf0`].
+
+use crate::amf0;
 
 /// Codec of a tag: a legacy FLV codec id or an Enhanced RTMP FourCC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -281,26 +284,19 @@ pub enum DataKind {
     Other,
 }
 
-/// Reads an AMF0 short string (marker 0x02, u16 length, bytes) at `offset`; returns the
-/// bytes and the offset just past it.
-fn amf0_short_string_at(payload: &[u8], offset: usize) -> Option<(&[u8], usize)> {
-    let mut r = Reader::new(payload.get(offset..)?);
-    if r.u8()? != 0x02 {
-        return None;
-    }
-    let len = usize::from(r.u16()?);
-    let s = r.take(len)?;
-    Some((s, offset + r.pos))
-}
-
-/// Inspects a data message (AMF0) payload.
+/// Inspects a data message (AMF0) payload: only its first one or two values, and only if
+/// they are strings (String or LongString), are decoded.
 pub fn inspect_data(payload: &[u8]) -> DataKind {
-    match amf0_short_string_at(payload, 0) {
-        Some((b"onMetaData", _)) => DataKind::Metadata { body_offset: 0 },
-        Some((b"@setDataFrame", next)) => match amf0_short_string_at(payload, next) {
-            Some((b"onMetaData", _)) => DataKind::Metadata { body_offset: next },
-            _ => DataKind::Other,
-        },
+    let mut rest = payload;
+    match amf0::decode_string(&mut rest).as_deref() {
+        Some("onMetaData") => DataKind::Metadata { body_offset: 0 },
+        Some("@setDataFrame") => {
+            let next = payload.len() - rest.len();
+            match amf0::decode_string(&mut rest).as_deref() {
+                Some("onMetaData") => DataKind::Metadata { body_offset: next },
+                _ => DataKind::Other,
+            }
+        }
         _ => DataKind::Other,
     }
 }
@@ -593,6 +589,12 @@ mod tests {
         let mut p = amf_str("@setDataFrame");
         p.extend_from_slice(&[0x02, 0x00, 0x0a, b'o']);
         assert_eq!(inspect_data(&p), DataKind::Other);
+        // Names written as AMF0 LongString are names too.
+        let mut p = vec![0x0c, 0, 0, 0, 13];
+        p.extend_from_slice(b"@setDataFrame");
+        p.extend_from_slice(&[0x0c, 0, 0, 0, 10]);
+        p.extend_from_slice(b"onMetaData");
+        assert_eq!(inspect_data(&p), DataKind::Metadata { body_offset: 18 });
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! the AMF0 (and AMF0-in-AMF3-envelope) command message.
 
 use crate::amf0::{self, Amf0Error, Amf0Value};
+use crate::flv::{TagHeader, TAG_HEADER_LEN, TAG_TRAILER_LEN};
 use bytes::{Bytes, BytesMut};
 
 /// Message type ids (RTMP spec 5.4 and 7.1).
@@ -195,15 +196,8 @@ pub enum MessageError {
     Amf0(#[from] Amf0Error),
 }
 
-/// Size of an FLV tag header inside an aggregate: type, size (3), timestamp (3),
-/// timestamp extension (1), stream id (3).
-const FLV_TAG_HEADER_LEN: usize = 11;
-/// The back pointer (previous tag size, u32) after each tag body.
-const FLV_BACK_POINTER_LEN: usize = 4;
-
 /// Splits an aggregate message (type 22) into its parts (spec 7.1.6): each part is an FLV
-/// tag (type, 24-bit size, 24-bit timestamp plus an 8-bit high byte, 24-bit stream id,
-/// body, 32-bit back pointer). A part's timestamp is the aggregate's plus its offset from
+/// tag ([`TagHeader`], body, 32-bit back pointer). A part's timestamp is the aggregate's plus its offset from
 /// the first part's; its stream id is the aggregate's; its payload is a zero-copy slice.
 ///
 /// Back pointers are not checked (encoders get them wrong and nothing depends on them);
@@ -220,17 +214,16 @@ pub fn split_aggregate(msg: &RtmpMessage) -> Result<Vec<RtmpMessage>, MessageErr
     let mut offset = 0;
     let mut first_ts = None;
     while offset < p.len() {
-        let Some(h) = p.get(offset..offset + FLV_TAG_HEADER_LEN) else {
+        let Some(h) = TagHeader::parse(&p[offset..]) else {
             return Err(MessageError::AggregateTruncated {
                 offset,
                 what: "tag header",
-                needed: offset + FLV_TAG_HEADER_LEN - p.len(),
+                needed: offset + TAG_HEADER_LEN - p.len(),
             });
         };
-        let size = (usize::from(h[1]) << 16) | (usize::from(h[2]) << 8) | usize::from(h[3]);
-        let ts = u32::from_be_bytes([h[7], h[4], h[5], h[6]]);
-        let body_start = offset + FLV_TAG_HEADER_LEN;
-        let body_end = body_start + size;
+        let ts = h.timestamp;
+        let body_start = offset + TAG_HEADER_LEN;
+        let body_end = body_start + h.data_size as usize;
         if body_end > p.len() {
             return Err(MessageError::AggregateTruncated {
                 offset,
@@ -241,13 +234,13 @@ pub fn split_aggregate(msg: &RtmpMessage) -> Result<Vec<RtmpMessage>, MessageErr
         let first = *first_ts.get_or_insert(ts);
         parts.push(RtmpMessage {
             timestamp: msg.timestamp.wrapping_add(ts.wrapping_sub(first)),
-            type_id: h[0] & 0x1f, // FLV: the top bits are reserved / the filter flag
+            type_id: h.tag_type,
             stream_id: msg.stream_id,
             payload: p.slice(body_start..body_end),
         });
         offset = body_end;
         if offset < p.len() {
-            let next = offset + FLV_BACK_POINTER_LEN;
+            let next = offset + TAG_TRAILER_LEN;
             if next > p.len() {
                 return Err(MessageError::AggregateTruncated {
                     offset,

@@ -4,13 +4,15 @@
 //! [`ServerSession::handle_input`], writes out whatever [`ServerSession::output`] holds,
 //! and answers the requests it reports ([`ServerEvent`]) with the `accept_*`/`reject_*`
 //! methods. Time is passed in, never read, so timeouts are tested without sockets.
+//! When the session fails (an error from `handle_input` or `handle_timeout`),
+//! [`ServerSession::fail`] queues the last words the peer can understand.
 
 use crate::amf0::Amf0Value;
 use crate::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits, MAX_CHUNK_SIZE};
 use crate::handshake::HandshakeProgress;
-use crate::message::{self, bandwidth_limit, type_id, user_control, Command, RtmpMessage};
+use crate::message::{self, bandwidth_limit, type_id, Command, RtmpMessage};
 use crate::output::OutputQueue;
-use crate::session_common::{self, csid, object, status_info, string};
+use crate::session_common::{self, csid, object, status_info, string, ControlState};
 use bytes::BytesMut;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -28,6 +30,29 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// A publishing session that sends no media for this long is timed out.
     pub media_timeout: Duration,
+    /// What the peer may make the chunk decoder hold once a publish on this connection
+    /// was accepted ([`ServerSession::accept_publish`]).
+    pub limits: DecoderLimits,
+    /// What it may make the decoder hold before that (handshake, `connect`, a publish
+    /// waiting for the driver, playing): see [`pre_publish_limits`].
+    pub pre_publish_limits: DecoderLimits,
+}
+
+/// Audio, video and partial-message bytes a peer may send before a publish is accepted:
+/// 1 MiB. Such a peer is not authorised yet (or is a player, which sends no media): it has
+/// no reason to send large messages, and the memory it can pin stays small. Encoders that
+/// send media before `NetStream.Publish.Start` send their first frames, sequence headers
+/// and metadata: messages of a few KB to a few hundred KB.
+pub const PRE_PUBLISH_MAX_BYTES: usize = 1024 * 1024;
+
+/// The default [`ServerConfig::pre_publish_limits`]: [`DecoderLimits::default`] with
+/// `max_buffered_bytes` and `max_media_len` at [`PRE_PUBLISH_MAX_BYTES`].
+pub fn pre_publish_limits() -> DecoderLimits {
+    DecoderLimits {
+        max_buffered_bytes: PRE_PUBLISH_MAX_BYTES,
+        max_media_len: PRE_PUBLISH_MAX_BYTES as u32,
+        ..DecoderLimits::default()
+    }
 }
 
 impl Default for ServerConfig {
@@ -38,6 +63,8 @@ impl Default for ServerConfig {
             peer_bandwidth: 2_500_000,
             handshake_timeout: Duration::from_secs(10),
             media_timeout: Duration::from_secs(15),
+            limits: DecoderLimits::default(),
+            pre_publish_limits: pre_publish_limits(),
         }
     }
 }
@@ -162,13 +189,16 @@ pub struct ServerSession {
     connect: Option<ConnectRequest>,
     connect_transaction_id: f64,
     connect_answered: bool,
+    /// `connect` was accepted: the peer reads `onStatus` from now on.
+    connect_accepted: bool,
+    handshake_done: bool,
+    /// [`ServerSession::fail`] already queued its last words.
+    failed_told: bool,
     object_encoding: f64,
     streams: Vec<Stream>,
     next_stream_id: u32,
-    /// Window the peer asked us to acknowledge (its Window Acknowledgement Size).
-    peer_window_ack_size: Option<u32>,
-    bytes_received: u64,
-    bytes_acknowledged: u64,
+    /// Bytes received, the peer's acknowledgement window, pings.
+    control: ControlState,
     /// Last time a publish/play request, state change or media kept the session alive.
     last_activity: Instant,
     should_close: bool,
@@ -179,21 +209,22 @@ impl std::fmt::Debug for ServerSession {
         f.debug_struct("ServerSession")
             .field("connect", &self.connect)
             .field("streams", &self.streams)
-            .field("bytes_received", &self.bytes_received)
+            .field("bytes_received", &self.control.bytes_received())
             .field("should_close", &self.should_close)
             .finish()
     }
 }
 
 impl ServerSession {
+    /// A session in its handshake, with [`ServerConfig::pre_publish_limits`] in force.
     pub fn new(config: ServerConfig, now: Instant) -> Self {
         Self {
+            decoder: ChunkDecoder::new(config.pre_publish_limits.clone()),
             config,
             created: now,
             phase: Phase::Handshake(Box::new(crate::handshake::Handshake::new(
                 crate::handshake::HandshakeRole::Server,
             ))),
-            decoder: ChunkDecoder::new(DecoderLimits::default()),
             encoder: ChunkEncoder::new(),
             input: BytesMut::new(),
             output: OutputQueue::new(),
@@ -201,12 +232,13 @@ impl ServerSession {
             connect: None,
             connect_transaction_id: 1.0,
             connect_answered: false,
+            connect_accepted: false,
+            handshake_done: false,
+            failed_told: false,
             object_encoding: 0.0,
             streams: Vec::new(),
             next_stream_id: 1,
-            peer_window_ack_size: None,
-            bytes_received: 0,
-            bytes_acknowledged: 0,
+            control: ControlState::default(),
             last_activity: now,
             should_close: false,
         }
@@ -215,14 +247,15 @@ impl ServerSession {
     /// Feeds bytes received from the peer (handshake included).
     ///
     /// Events made outside this call (media held until `accept_publish`) come first. After
-    /// an error the session is dead: the driver closes the connection.
+    /// an error the session is dead: the driver calls [`ServerSession::fail`] to tell the
+    /// peer why, flushes the output and closes the connection.
     pub fn handle_input(
         &mut self,
         now: Instant,
         input: &[u8],
     ) -> Result<Vec<ServerEvent>, SessionError> {
         let mut events: Vec<ServerEvent> = self.pending_events.drain(..).collect();
-        self.bytes_received += input.len() as u64;
+        self.control.count_received(input.len());
         let result = self.process_input(now, input, &mut events);
         if result.is_err() {
             self.phase = Phase::Failed;
@@ -257,6 +290,7 @@ impl ServerSession {
                     } => {
                         self.output.push(response.into());
                         self.phase = Phase::Chunks;
+                        self.handshake_done = true;
                         self.input.extend_from_slice(&remaining);
                     }
                 }
@@ -271,12 +305,8 @@ impl ServerSession {
     }
 
     fn send_acknowledgement_if_due(&mut self) {
-        if let Some(window) = self.peer_window_ack_size {
-            if window > 0 && self.bytes_received - self.bytes_acknowledged >= u64::from(window) {
-                self.bytes_acknowledged = self.bytes_received;
-                // The sequence number is the byte count so far, wrapping at 2^32 (spec 5.4.3).
-                self.send_control(message::acknowledgement(self.bytes_received as u32));
-            }
+        if let Some(ack) = self.control.acknowledgement_due() {
+            self.send_control(ack);
         }
     }
 
@@ -287,25 +317,17 @@ impl ServerSession {
         events: &mut Vec<ServerEvent>,
     ) -> Result<(), SessionError> {
         match message.type_id {
-            type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0 | type_id::DATA_AMF3 => {
-                self.handle_media(now, message, events)
-            }
-            type_id::AGGREGATE => {
+            type_id::AUDIO
+            | type_id::VIDEO
+            | type_id::DATA_AMF0
+            | type_id::DATA_AMF3
+            | type_id::AGGREGATE => {
                 let stream_id = message.stream_id;
-                let parts = message::split_aggregate(&message).map_err(|reason| {
+                let parts = session_common::media_parts(message).map_err(|reason| {
                     SessionError::Protocol(format!("bad aggregate on stream {stream_id}: {reason}"))
                 })?;
                 for part in parts {
-                    match part.type_id {
-                        type_id::AUDIO
-                        | type_id::VIDEO
-                        | type_id::DATA_AMF0
-                        | type_id::DATA_AMF3 => self.handle_media(now, part, events)?,
-                        other => tracing::debug!(
-                            type_id = other,
-                            "dropping a non-media part of an aggregate message"
-                        ),
-                    }
+                    self.handle_media(now, part, events)?;
                 }
                 Ok(())
             }
@@ -318,28 +340,17 @@ impl ServerSession {
                 })?;
                 self.handle_command(now, message.stream_id, command, events)
             }
-            type_id::WINDOW_ACK_SIZE => {
-                let size = message::parse_control_u32(&message.payload).ok_or_else(|| {
-                    SessionError::Protocol(
-                        "Window Acknowledgement Size shorter than 4 bytes".into(),
-                    )
-                })?;
-                self.peer_window_ack_size = Some(size);
-                Ok(())
-            }
-            type_id::USER_CONTROL => {
-                if let Some((user_control::PING_REQUEST, timestamp)) =
-                    message::parse_user_control(&message.payload)
-                {
-                    self.send_control(message::ping_response(timestamp));
+            // Set Chunk Size and Abort are applied by the decoder, the rest of the
+            // protocol control messages by `control`; shared objects are not supported
+            // (no current encoder uses them).
+            _ => {
+                let reply = self
+                    .control
+                    .handle(&message)
+                    .map_err(|reason| SessionError::Protocol(reason.into()))?;
+                if let Some(reply) = reply {
+                    self.send_control(reply);
                 }
-                Ok(())
-            }
-            // Set Chunk Size and Abort are applied by the decoder; acknowledgements of what
-            // we sent and the peer's bandwidth hint need no action; shared objects are not
-            // supported (no current encoder uses them).
-            other => {
-                tracing::trace!(type_id = other, "ignoring message");
                 Ok(())
             }
         }
@@ -714,7 +725,8 @@ impl ServerSession {
         Some(self.last_activity.max(self.created) + self.config.handshake_timeout)
     }
 
-    /// Errors with [`SessionError::Timeout`] if a deadline has passed.
+    /// Errors with [`SessionError::Timeout`] if a deadline has passed (then, as after any
+    /// error: [`ServerSession::fail`], flush, close).
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
         let Some(deadline) = self.poll_timeout() else {
             return Ok(());
@@ -762,12 +774,78 @@ impl ServerSession {
 
     /// Bytes received so far, handshake included.
     pub fn bytes_received(&self) -> u64 {
-        self.bytes_received
+        self.control.bytes_received()
     }
 
-    /// True once the handshake is done.
+    /// True once the handshake is done (and still true if the session failed later).
     pub fn is_handshake_done(&self) -> bool {
-        !matches!(self.phase, Phase::Handshake(_))
+        self.handshake_done
+    }
+
+    /// Tells the peer why the session ends, after `error` (from
+    /// [`ServerSession::handle_input`], [`ServerSession::handle_timeout`] or the driver's
+    /// own), and sets [`ServerSession::should_close`]: flush the output, then close.
+    ///
+    /// What is queued depends on how far the session got:
+    /// - handshake not complete: nothing (the peer cannot read RTMP yet);
+    /// - `connect` not accepted: `_error` to `connect` (its transaction id, 1 if it never
+    ///   came) with `NetConnection.Connect.Rejected`;
+    /// - otherwise `onStatus` of level `error` on the stream that publishes (or waits for
+    ///   its publish to be accepted) with `NetStream.Failed`, else on the playing stream
+    ///   with `NetStream.Play.Failed`, else on stream 0 with `NetConnection.Call.Failed`
+    ///   (`NetConnection.Connect.IdleTimeout` for a timeout).
+    ///
+    /// The description is `error`'s text: ffmpeg prints it (`Server error: ...`), OBS
+    /// logs it, and both stop on any error-level status. Nothing is queued if the session
+    /// already told the peer it is closing (a `reject_*` call, or an earlier `fail`).
+    pub fn fail(&mut self, error: &SessionError) {
+        if self.failed_told || self.should_close {
+            self.should_close = true;
+            return;
+        }
+        self.failed_told = true;
+        self.should_close = true;
+        self.phase = Phase::Failed;
+        let description = error.to_string();
+        if !self.handshake_done {
+            return;
+        }
+        if !self.connect_accepted {
+            let transaction_id = self.connect_transaction_id;
+            self.send_command(
+                0,
+                Command::new(
+                    "_error",
+                    transaction_id,
+                    Amf0Value::Null,
+                    vec![status_info(
+                        "error",
+                        "NetConnection.Connect.Rejected",
+                        &description,
+                    )],
+                ),
+            );
+            return;
+        }
+        let publishing = self.streams.iter().find(|s| {
+            matches!(
+                s.state,
+                StreamState::Publishing { .. } | StreamState::PublishRequested { .. }
+            )
+        });
+        let playing = self
+            .streams
+            .iter()
+            .find(|s| matches!(s.state, StreamState::Playing | StreamState::PlayRequested));
+        let (stream_id, code) = match (publishing, playing) {
+            (Some(s), _) => (s.id, "NetStream.Failed"),
+            (None, Some(s)) => (s.id, "NetStream.Play.Failed"),
+            (None, None) if matches!(error, SessionError::Timeout(_)) => {
+                (0, "NetConnection.Connect.IdleTimeout")
+            }
+            (None, None) => (0, "NetConnection.Call.Failed"),
+        };
+        self.send_status(stream_id, "error", code, &description);
     }
 
     fn send_message(&mut self, csid: u32, message: RtmpMessage) {
@@ -798,6 +876,7 @@ impl ServerSession {
             return;
         }
         self.connect_answered = true;
+        self.connect_accepted = true;
         self.send_control(message::window_ack_size(self.config.window_ack_size));
         self.send_control(message::set_peer_bandwidth(
             self.config.peer_bandwidth,
@@ -862,7 +941,8 @@ impl ServerSession {
 
     /// Sends `NetStream.Publish.Start`; media on `stream_id` is reported from now on. Media
     /// held while the request waited is released as events: see
-    /// [`ServerSession::take_events`].
+    /// [`ServerSession::take_events`]. The peer is now authorised: the decoder limits go
+    /// from [`ServerConfig::pre_publish_limits`] to [`ServerConfig::limits`].
     pub fn accept_publish(&mut self, stream_id: u32) {
         let Some(stream) = self.stream_mut(stream_id) else {
             tracing::warn!(stream_id, "accept_publish for an unknown stream");
@@ -879,6 +959,7 @@ impl ServerSession {
         };
         let description = format!("Publishing {name}.");
         stream.state = StreamState::Publishing { name };
+        self.decoder.set_limits(self.config.limits.clone());
         self.send_control(message::stream_begin(stream_id));
         self.send_message(
             csid::COMMAND,

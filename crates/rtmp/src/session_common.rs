@@ -1,12 +1,118 @@
 //! Pieces both session state machines ([`crate::server`] and [`crate::client`]) share:
-//! chunk stream ids per kind of message, AMF0 data messages and `onStatus` info objects.
-//! (Protocol control messages, commands and aggregates are in [`crate::message`].)
+//! [`ControlState`] (acknowledgement window, pings), [`media_parts`] (media messages and
+//! the parts of aggregates), chunk stream ids per kind of message, AMF0 data messages and
+//! `onStatus` info objects. (The protocol control message builders, commands and the
+//! aggregate parser are in [`crate::message`].)
 //!
 //! Kept private to the crate: the public surface is the sessions themselves.
 
 use crate::amf0::{self, Amf0Value};
-use crate::message::{type_id, Command, MessageError, RtmpMessage};
+use crate::message::{self, type_id, user_control, Command, MessageError, RtmpMessage};
 use bytes::BytesMut;
+
+/// The protocol control state of one side of a connection: the bytes received, the
+/// acknowledgement window the peer asked for (spec 5.4.4) and what was acknowledged.
+#[derive(Debug, Default)]
+pub(crate) struct ControlState {
+    /// Window the peer asked us to acknowledge (its Window Acknowledgement Size).
+    peer_window_ack_size: Option<u32>,
+    bytes_received: u64,
+    bytes_acknowledged: u64,
+}
+
+impl ControlState {
+    /// Counts bytes received from the peer (handshake included: the spec counts them).
+    pub(crate) fn count_received(&mut self, n: usize) {
+        self.bytes_received += n as u64;
+    }
+
+    pub(crate) fn bytes_received(&self) -> u64 {
+        self.bytes_received
+    }
+
+    /// Acts on a protocol control or User Control message (types 3-6; the chunk decoder
+    /// applies Set Chunk Size and Abort) and returns the reply to send on the control
+    /// chunk stream, if any: a PingResponse to a PingRequest. Acknowledgements of what we
+    /// sent, the peer's bandwidth hint and other User Control events need no action.
+    pub(crate) fn handle(
+        &mut self,
+        message: &RtmpMessage,
+    ) -> Result<Option<RtmpMessage>, &'static str> {
+        match message.type_id {
+            type_id::WINDOW_ACK_SIZE => {
+                let size = message::parse_control_u32(&message.payload)
+                    .ok_or("Window Acknowledgement Size shorter than 4 bytes")?;
+                self.peer_window_ack_size = Some(size);
+                Ok(None)
+            }
+            type_id::USER_CONTROL => Ok(match message::parse_user_control(&message.payload) {
+                Some((user_control::PING_REQUEST, timestamp)) => {
+                    Some(message::ping_response(timestamp))
+                }
+                _ => None,
+            }),
+            _ => Ok(None),
+        }
+    }
+
+    /// The Acknowledgement to send when a window's worth of bytes arrived since the last.
+    pub(crate) fn acknowledgement_due(&mut self) -> Option<RtmpMessage> {
+        let window = self.peer_window_ack_size.filter(|w| *w > 0)?;
+        if self.bytes_received - self.bytes_acknowledged < u64::from(window) {
+            return None;
+        }
+        self.bytes_acknowledged = self.bytes_received;
+        // The sequence number is the byte count so far, wrapping at 2^32 (spec 5.4.3).
+        Some(message::acknowledgement(self.bytes_received as u32))
+    }
+}
+
+/// True for the message types that carry a stream's media: audio, video and data
+/// (AMF0 or AMF3).
+pub(crate) fn is_media_type(type_id: u8) -> bool {
+    matches!(
+        type_id,
+        type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0 | type_id::DATA_AMF3
+    )
+}
+
+/// The media messages a message carries: itself for audio, video and data; the media
+/// parts of an aggregate (other parts are dropped, and logged); nothing otherwise.
+pub(crate) fn media_parts(message: RtmpMessage) -> Result<MediaParts, MessageError> {
+    if message.type_id == type_id::AGGREGATE {
+        let mut parts = message::split_aggregate(&message)?;
+        parts.retain(|part| {
+            let keep = is_media_type(part.type_id);
+            if !keep {
+                tracing::debug!(
+                    type_id = part.type_id,
+                    "dropping a non-media part of an aggregate message"
+                );
+            }
+            keep
+        });
+        return Ok(MediaParts::Many(parts.into_iter()));
+    }
+    Ok(MediaParts::One(
+        is_media_type(message.type_id).then_some(message),
+    ))
+}
+
+/// Iterator over [`media_parts`]: no allocation for a plain media message.
+pub(crate) enum MediaParts {
+    One(Option<RtmpMessage>),
+    Many(std::vec::IntoIter<RtmpMessage>),
+}
+
+impl Iterator for MediaParts {
+    type Item = RtmpMessage;
+    fn next(&mut self) -> Option<RtmpMessage> {
+        match self {
+            MediaParts::One(m) => m.take(),
+            MediaParts::Many(parts) => parts.next(),
+        }
+    }
+}
 
 /// Chunk stream ids used for what we send. The spec reserves 2 for protocol control
 /// messages; the rest follows what nginx-rtmp and SRS use, so captures look familiar:
@@ -128,6 +234,77 @@ pub(crate) fn is_play_housekeeping(message: &RtmpMessage) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_state_windows_and_pings() {
+        let mut c = ControlState::default();
+        c.count_received(5000);
+        assert_eq!(c.acknowledgement_due(), None, "no window announced");
+        assert_eq!(c.handle(&message::window_ack_size(1000)), Ok(None));
+        assert_eq!(
+            c.acknowledgement_due(),
+            Some(message::acknowledgement(5000))
+        );
+        assert_eq!(c.acknowledgement_due(), None);
+        c.count_received(999);
+        assert_eq!(c.acknowledgement_due(), None);
+        c.count_received(1);
+        assert_eq!(
+            c.acknowledgement_due(),
+            Some(message::acknowledgement(6000))
+        );
+        assert_eq!(c.bytes_received(), 6000);
+        assert_eq!(
+            c.handle(&message::ping_request(42)),
+            Ok(Some(message::ping_response(42)))
+        );
+        assert_eq!(c.handle(&message::stream_begin(1)), Ok(None));
+        let short = RtmpMessage {
+            payload: bytes::Bytes::from_static(&[0, 1]),
+            ..message::window_ack_size(1)
+        };
+        assert!(c.handle(&short).is_err());
+        // A zero window never asks for acknowledgements.
+        c.handle(&message::window_ack_size(0)).unwrap();
+        c.count_received(1 << 20);
+        assert_eq!(c.acknowledgement_due(), None);
+    }
+
+    #[test]
+    fn media_parts_of_messages_and_aggregates() {
+        let video = RtmpMessage {
+            timestamp: 7,
+            type_id: type_id::VIDEO,
+            stream_id: 1,
+            payload: bytes::Bytes::from_static(b"\x17"),
+        };
+        assert_eq!(
+            media_parts(video.clone()).unwrap().collect::<Vec<_>>(),
+            vec![video.clone()]
+        );
+        let command = Command::new("x", 1.0, Amf0Value::Null, vec![]).to_message(0);
+        assert_eq!(media_parts(command).unwrap().count(), 0);
+        // An aggregate of a video tag and a command tag: the command part is dropped.
+        let mut body = Vec::new();
+        for (t, b) in [(9u8, &b"\x17"[..]), (20, &b"\x05"[..])] {
+            let m = RtmpMessage {
+                timestamp: 0,
+                type_id: t,
+                stream_id: 0,
+                payload: bytes::Bytes::copy_from_slice(b),
+            };
+            body.extend_from_slice(&crate::flv::tag_header(&m));
+            body.extend_from_slice(b);
+            body.extend_from_slice(&crate::flv::tag_trailer(&m));
+        }
+        let aggregate = RtmpMessage {
+            type_id: type_id::AGGREGATE,
+            payload: body.into(),
+            ..video.clone()
+        };
+        let parts: Vec<_> = media_parts(aggregate).unwrap().collect();
+        assert_eq!(parts, vec![video]);
+    }
 
     #[test]
     fn commands_without_a_transaction_id_are_read() {

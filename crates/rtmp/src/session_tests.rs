@@ -684,3 +684,269 @@ fn connect_result_echoes_four_cc_list_and_object_encoding() {
         .iter()
         .any(|m| m.type_id == type_id::SET_CHUNK_SIZE && m.payload[..] == 4096u32.to_be_bytes()));
 }
+
+/// A command message (type 20) of `n` AMF0 nulls in a strict array: `0x0A <u32 n> 0x05 x n`.
+fn strict_array_of_nulls(n: u32) -> RtmpMessage {
+    let mut body = vec![0x0a];
+    body.extend_from_slice(&n.to_be_bytes());
+    body.resize(5 + n as usize, 0x05);
+    RtmpMessage {
+        timestamp: 0,
+        type_id: type_id::COMMAND_AMF0,
+        stream_id: 0,
+        payload: body.into(),
+    }
+}
+
+#[test]
+fn huge_command_is_refused_from_its_header() {
+    // The attack of the review: Set Chunk Size 16 MiB, then a 16 MiB command holding a
+    // strict array of nulls (each byte became a 56-byte value: 16 MB in, 819 MB peak).
+    let mut pair = Pair::new(publish("x", "live"));
+    pair.pump().unwrap();
+    pair.client
+        .send_raw(crate::chunk::ChunkEncoder::set_chunk_size_message(
+            crate::chunk::MAX_CHUNK_SIZE,
+        ));
+    pair.pump().unwrap();
+    let attack = strict_array_of_nulls(crate::chunk::MAX_MESSAGE_LEN - 5);
+    let mut enc = crate::chunk::ChunkEncoder::new();
+    enc.set_chunk_size(crate::chunk::MAX_CHUNK_SIZE);
+    let bytes = enc.encode_to_vec(3, &attack);
+    // The 12-byte chunk header alone is refused: nothing of the payload is buffered.
+    let err = pair
+        .server
+        .handle_input(pair.now, &bytes[..12])
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SessionError::Chunk(crate::chunk::ChunkError::MessageTooLarge {
+                type_id: 20,
+                len: 16_777_215,
+                max: 65_536
+            })
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "message of type 20 declares 16777215 bytes, more than the 65536 allowed for its type"
+    );
+}
+
+#[test]
+fn large_but_legal_command_array_decodes() {
+    // A 15 KB createStream whose argument is an array of 15000 nulls: within the command
+    // cap and the AMF0 value budget, so it is read (and answered) like any createStream.
+    let mut pair = Pair::publishing("x");
+    let mut m = Command::new("createStream", 10.0, Amf0Value::Null, vec![]).to_message(0);
+    let array = strict_array_of_nulls(15_000);
+    let mut body = BytesMut::from(&m.payload[..]);
+    body.extend_from_slice(&array.payload);
+    m.payload = body.freeze();
+    pair.client.send_raw(m);
+    pair.pump().unwrap();
+    assert!(pair.client.received().iter().any(|m| {
+        Command::parse(m).is_ok_and(|c| c.name == "_result" && c.transaction_id == 10.0)
+    }));
+}
+
+#[test]
+fn big_media_is_refused_until_a_publish_is_accepted() {
+    use crate::chunk::{ChunkError, MAX_MESSAGE_LEN};
+    use crate::server::PRE_PUBLISH_MAX_BYTES;
+    let big: &'static [u8] = Box::leak(vec![0x27u8; PRE_PUBLISH_MAX_BYTES + 1].into_boxed_slice());
+    // Publish requested, not accepted: a frame over 1 MiB is refused from its header.
+    let mut pair = Pair::new(publish("x", "live"));
+    pair.connect();
+    pair.take_server_events();
+    let mut m = media(type_id::VIDEO, 0, big);
+    m.stream_id = 1;
+    pair.client.send_raw(m.clone());
+    let err = pair.pump().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SessionError::Chunk(ChunkError::MessageTooLarge { type_id: 9, max, .. })
+                if max as usize == PRE_PUBLISH_MAX_BYTES
+        ),
+        "{err}"
+    );
+    // Once accepted, the same frame (and up to the protocol maximum) is fine.
+    let mut pair = Pair::publishing("x");
+    pair.client.send_media(&m).unwrap();
+    pair.pump().unwrap();
+    assert_eq!(media_events(&pair.take_server_events()).len(), 1);
+    assert_eq!(
+        crate::chunk::DecoderLimits::default().max_media_len,
+        MAX_MESSAGE_LEN
+    );
+}
+
+impl Pair {
+    /// `fail(err)` on the server, then its output to the client: what the client reports.
+    fn fail_and_deliver(&mut self, err: &SessionError) -> Vec<ClientEvent> {
+        self.server.fail(err);
+        assert!(self.server.should_close());
+        let to_client = self.server.output().to_vec();
+        bytes::Buf::advance(self.server.output(), to_client.len());
+        self.client
+            .handle_input(self.now, &to_client)
+            .expect("client reads the last words")
+    }
+
+    /// Last words for `err` are exactly one rejection with `code` carrying the error text.
+    fn assert_told(&mut self, err: &SessionError, code: &str) {
+        let events = self.fail_and_deliver(err);
+        let text = err.to_string();
+        assert_eq!(
+            events,
+            vec![ClientEvent::Rejected {
+                code: code.into(),
+                description: text
+            }],
+            "after {err:?}"
+        );
+        // A second call adds nothing.
+        self.server.fail(err);
+        assert_eq!(self.server.output().len(), 0);
+    }
+}
+
+#[test]
+fn fail_says_nothing_before_the_handshake_completes() {
+    let mut pair = Pair::new(publish("x", "live"));
+    let err = pair
+        .server
+        .handle_input(pair.now, &garbage(3, 1537))
+        .unwrap_err();
+    let before = pair.server.output().len();
+    pair.server.fail(&err);
+    assert!(pair.server.should_close());
+    assert_eq!(pair.server.output().len(), before);
+    assert!(!pair.server.is_handshake_done());
+}
+
+#[test]
+fn fail_before_connect_is_accepted_rejects_the_connect() {
+    // Timed out waiting for the driver (e.g. the registry) to answer connect.
+    let mut pair = Pair::new(publish("x", "live"));
+    pair.pump().unwrap();
+    pair.take_server_events();
+    let later = pair.now + Duration::from_secs(11);
+    let err = pair.server.handle_timeout(later).unwrap_err();
+    assert!(err.to_string().contains("timed out"), "{err}");
+    pair.assert_told(&err, "NetConnection.Connect.Rejected");
+
+    // A command too large for the pre-authorisation limits, before connect is answered.
+    let mut pair = Pair::new(publish("x", "live"));
+    pair.pump().unwrap();
+    pair.client.send_raw(strict_array_of_nulls(70_000));
+    let err = pair.pump().unwrap_err();
+    assert!(
+        err.to_string().contains("more than the 65536 allowed"),
+        "{err}"
+    );
+    pair.assert_told(&err, "NetConnection.Connect.Rejected");
+}
+
+#[test]
+fn fail_after_connect_without_a_stream_answers_on_stream_0() {
+    // Unknown publish type: a bad command, no stream active yet.
+    let mut pair = Pair::new(publish("x", "sideways"));
+    pair.pump().unwrap();
+    pair.server.accept_connect();
+    let err = pair.pump().unwrap_err();
+    assert!(err.to_string().contains("unknown publish type"), "{err}");
+    pair.assert_told(&err, "NetConnection.Call.Failed");
+
+    // Publish on a stream never created, by a player.
+    let mut pair = Pair::new(ClientGoal::Play { name: "x".into() });
+    pair.connect();
+    pair.take_server_events();
+    pair.client.send_raw(
+        Command::new(
+            "publish",
+            9.0,
+            Amf0Value::Null,
+            vec![Amf0Value::String("y".into())],
+        )
+        .to_message(5),
+    );
+    let err = pair.pump().unwrap_err();
+    assert!(err.to_string().contains("never created"), "{err}");
+    // The play request on stream 1 is pending: the error goes there.
+    pair.assert_told(&err, "NetStream.Play.Failed");
+
+    // Connected, then idle: an idle timeout.
+    let mut pair = Pair::new(publish("x", "live"));
+    pair.pump().unwrap();
+    pair.server.accept_connect();
+    let err = pair
+        .server
+        .handle_timeout(pair.now + Duration::from_secs(11))
+        .unwrap_err();
+    pair.assert_told(&err, "NetConnection.Connect.IdleTimeout");
+}
+
+#[test]
+fn fail_while_publishing_answers_on_the_publishing_stream() {
+    // createStream limit.
+    let mut pair = Pair::publishing("x");
+    let mut result = Ok(());
+    for i in 0..MAX_OPEN_STREAMS {
+        pair.client.send_raw(
+            Command::new("createStream", 10.0 + i as f64, Amf0Value::Null, vec![]).to_message(0),
+        );
+        result = pair.pump();
+    }
+    let err = result.unwrap_err();
+    pair.assert_told(&err, "NetStream.Failed");
+
+    // Media timeout.
+    let mut pair = Pair::publishing("x");
+    let err = pair
+        .server
+        .handle_timeout(pair.now + Duration::from_secs(16))
+        .unwrap_err();
+    assert!(err.to_string().contains("no media"), "{err}");
+    pair.assert_told(&err, "NetStream.Failed");
+
+    // Held media overflow (publish requested, not accepted yet).
+    let mut pair = Pair::new(publish("x", "live"));
+    pair.connect();
+    pair.take_server_events();
+    let frame: &'static [u8] = Box::leak(vec![0x27u8; 512 * 1024].into_boxed_slice());
+    let mut result = Ok(());
+    for ts in 0..(MAX_HELD_MEDIA_BYTES / frame.len() + 2) as u32 {
+        let mut m = media(type_id::VIDEO, ts, frame);
+        m.stream_id = 1;
+        pair.client.send_raw(m);
+        result = pair.pump();
+        if result.is_err() {
+            break;
+        }
+    }
+    let err = result.unwrap_err();
+    pair.assert_told(&err, "NetStream.Failed");
+
+    // Media on a stream never created, while publishing on stream 1.
+    let mut pair = Pair::publishing("x");
+    let mut m = media(type_id::VIDEO, 0, b"\x17");
+    m.stream_id = 7;
+    pair.client.send_raw(m);
+    let err = pair.pump().unwrap_err();
+    pair.assert_told(&err, "NetStream.Failed");
+}
+
+#[test]
+fn fail_after_a_rejection_adds_nothing() {
+    let mut pair = Pair::new(publish("x", "live"));
+    pair.pump().unwrap();
+    pair.server.reject_connect("bad token");
+    let queued = pair.server.output().len();
+    pair.server.fail(&SessionError::Protocol("late".into()));
+    assert_eq!(pair.server.output().len(), queued);
+    assert!(pair.server.should_close());
+}

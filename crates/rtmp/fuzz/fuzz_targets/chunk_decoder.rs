@@ -34,6 +34,7 @@ fuzz_target!(|data: &[u8]| {
     let limits = DecoderLimits {
         max_partial_streams: 4,
         max_buffered_bytes: 1 << 16,
+        ..DecoderLimits::default()
     };
     let mut dec = ChunkDecoder::new(limits);
     let mut input = BytesMut::new();
