@@ -341,6 +341,14 @@ async fn players_attached_across_a_takeover_see_monotonic_timestamps() {
         .unwrap();
     }
     origin.wait_live(&name).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while origin.origin.state.hub.streams()[0].messages_in < 11 {
+        assert!(
+            Instant::now() < deadline,
+            "A's frames did not reach the hub"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut player = player(&origin, &name).await;
     // Encoder B reconnects and starts again at 0.
     let mut b = publisher(&origin, &entry, &name).await;
@@ -357,7 +365,11 @@ async fn players_attached_across_a_takeover_see_monotonic_timestamps() {
                 video.push(m.timestamp)
             }
             Ok(Ok(Some(_))) => {}
-            other => panic!("player stopped after {} frames: {other:?}", video.len()),
+            other => panic!(
+                "player stopped after {} frames: {other:?}; streams: {:?}",
+                video.len(),
+                origin.origin.state.hub.streams()
+            ),
         }
     }
     assert!(

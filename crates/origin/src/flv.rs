@@ -1,9 +1,9 @@
 //! HTTP-FLV playback: `GET /live/{entryId}_{n}.flv` streams the live FLV.
 //!
-//! The response body is fed by a task that reads the player's hub subscription: the FLV
-//! file header, then each message as a tag. Per message the task makes one small buffer
-//! (the previous tag's 4-byte size and this tag's 11-byte header) and passes the payload
-//! itself as the shared `Bytes` it already is: no payload copy per player.
+//! The response body is fed by a task that reads the player's hub subscription and
+//! writes it with `longhaul_rtmp::flv::FlvWriter`: per message one 15-byte buffer (the
+//! previous tag's size and this tag's header), then the payload as the shared `Bytes` it
+//! already is: no payload copy per player.
 //!
 //! A player that goes away makes hyper drop the body; the task's send fails and it ends.
 //! A player that stops reading (its TCP window shut) is dropped after
@@ -13,12 +13,12 @@
 use crate::http::{error, Body};
 use crate::metrics::{protocol, GaugeGuard};
 use crate::state::OriginState;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Frame;
 use hyper::{Method, Response, StatusCode};
 use longhaul_hub::{LegChoice, PlayerEvent, StreamKey, Subscription};
-use longhaul_rtmp::{flv, RtmpMessage};
+use longhaul_rtmp::flv::FlvWriter;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -108,30 +108,23 @@ async fn feed(
     let _active = GaugeGuard::new(m.players_active.with_label_values(&[protocol::HTTP_FLV]));
     let sent = m.bytes_sent.with_label_values(&[protocol::HTTP_FLV]);
     let stream = subscription.key().name.clone();
-    // PreviousTagSize0 is part of the file header; each later one leads the next tag.
-    let mut open = body.send(Bytes::from_static(&flv::FILE_HEADER[..9])).await;
-    let mut previous_tag_size: u32 = 0;
+    let mut writer = FlvWriter::new();
+    let mut open = body.send(writer.header()).await;
     while open == Sent::Ok {
         match subscription.recv().await {
             PlayerEvent::Message(message) => {
-                let Some((tag_type, payload)) = flv_tag(&message) else {
+                // Messages FLV cannot carry (none reach players today) are passed over.
+                let Some(parts) = writer.write(&message) else {
                     continue;
                 };
-                let mut head = BytesMut::with_capacity(4 + flv::TAG_HEADER_LEN);
-                head.put_u32(previous_tag_size);
-                let tagged = RtmpMessage {
-                    type_id: tag_type,
-                    payload: payload.clone(),
-                    ..message
-                };
-                head.put_slice(&flv::tag_header(&tagged));
-                previous_tag_size = (flv::TAG_HEADER_LEN + payload.len()) as u32;
-                let len = head.len() + payload.len();
-                open = body.send(head.freeze()).await;
-                if open == Sent::Ok {
-                    open = body.send(payload).await;
+                for part in parts {
+                    let len = part.len() as u64;
+                    open = body.send(part).await;
+                    if open != Sent::Ok {
+                        break;
+                    }
+                    sent.inc_by(len);
                 }
-                sent.inc_by(len as u64);
             }
             PlayerEvent::Skipped { dropped_messages } => {
                 m.player_skips
@@ -149,9 +142,7 @@ async fn feed(
             }
             PlayerEvent::Ended => {
                 // The last tag's size closes the file, then the body ends.
-                let _ = body
-                    .send(Bytes::copy_from_slice(&previous_tag_size.to_be_bytes()))
-                    .await;
+                let _ = body.send(writer.finish()).await;
                 break;
             }
         }
@@ -164,22 +155,6 @@ async fn feed(
         connection.cancel();
     }
     tracing::info!(client = %peer, %stream, "HTTP-FLV player detached");
-}
-
-/// The FLV tag type and body of a message, or `None` for what FLV cannot carry. An AMF3
-/// data message (type 15) is its 0x00 format byte and an AMF0 body: FLV carries that
-/// body as a script tag (18).
-fn flv_tag(message: &RtmpMessage) -> Option<(u8, Bytes)> {
-    use longhaul_rtmp::message::type_id;
-    match message.type_id {
-        type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0 => {
-            Some((message.type_id, message.payload.clone()))
-        }
-        type_id::DATA_AMF3 if message.payload.first() == Some(&0) => {
-            Some((type_id::DATA_AMF0, message.payload.slice(1..)))
-        }
-        _ => None,
-    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
