@@ -200,14 +200,18 @@ async fn a_publisher_that_sends_no_media_is_closed() {
     let publisher = publisher(&origin, &entry, &name).await;
     let mut socket = publisher.into_inner();
     let mut buf = vec![0u8; 4096];
+    let mut heard = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match tokio::time::timeout_at(deadline.into(), socket.read(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => break,
-            Ok(Ok(_)) => continue, // control messages and statuses
+            Ok(Ok(n)) => heard.extend_from_slice(&buf[..n]), // statuses, then the reason
             Err(_) => panic!("an idle publisher was not closed"),
         }
     }
+    // Its last words: an error status whose description says why.
+    let heard = String::from_utf8_lossy(&heard);
+    assert!(heard.contains("NetStream.Failed") && heard.contains("no media"), "{heard}");
     assert!(
         origin.origin.state.hub.streams().is_empty(),
         "its stream ended with it"
