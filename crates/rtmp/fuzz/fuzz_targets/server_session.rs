@@ -1,21 +1,26 @@
 //! Fuzzes a whole server session past the handshake: arbitrary bytes after a real
 //! handshake go through chunk decoding, command parsing and every session state
 //! (connect, publish, play, held media). The session is also answered as a driver would
-//! (accept every request), so the post-accept paths are reached too. Any panic is a bug.
+//! (accept every request), so the post-accept paths are reached too, and a failed
+//! session says its last words (`ServerSession::fail`). Any panic is a bug.
 #![no_main]
 
 use bytes::Buf;
 use libfuzzer_sys::fuzz_target;
-use longhaul_rtmp::OutputQueue;
 use longhaul_rtmp::client::{ClientConfig, ClientGoal, ClientSession};
 use longhaul_rtmp::server::{ServerConfig, ServerEvent, ServerSession};
+use longhaul_rtmp::OutputQueue;
 use std::time::{Duration, Instant};
 
 /// A server session that has completed the handshake with a real client session.
 fn handshaken(now: Instant) -> Option<ServerSession> {
     let mut server = ServerSession::new(ServerConfig::default(), now);
-    let goal = ClientGoal::Publish { name: "1_abcdefgh_1".into(), publish_type: "live".into() };
-    let mut client = ClientSession::new(ClientConfig::new("kLive", "rtmp://h:1935/kLive"), goal, now);
+    let goal = ClientGoal::Publish {
+        name: "1_abcdefgh_1".into(),
+        publish_type: "live".into(),
+    };
+    let mut client =
+        ClientSession::new(ClientConfig::new("kLive", "rtmp://h:1935/kLive"), goal, now);
     // C0+C1 -> S0+S1+S2 -> C2; the client's connect follows C2 and is discarded below.
     for _ in 0..4 {
         let to_server = take(client.output());
@@ -50,7 +55,9 @@ fn answer(server: &mut ServerSession, events: Vec<ServerEvent>) {
 
 fuzz_target!(|data: &[u8]| {
     let start = Instant::now();
-    let Some(mut server) = handshaken(start) else { return };
+    let Some(mut server) = handshaken(start) else {
+        return;
+    };
     for (i, piece) in data.chunks(251).enumerate() {
         let now = start + Duration::from_millis(i as u64 * 10);
         match server.handle_input(now, piece) {
@@ -59,9 +66,17 @@ fuzz_target!(|data: &[u8]| {
                 let held = server.take_events();
                 answer(&mut server, held);
             }
-            Err(_) => return,
+            Err(e) => {
+                // The last words to the peer must not panic either, in any state.
+                server.fail(&e);
+                return;
+            }
         }
-        if server.handle_timeout(now).is_err() || server.should_close() {
+        if let Err(e) = server.handle_timeout(now) {
+            server.fail(&e);
+            return;
+        }
+        if server.should_close() {
             return;
         }
     }
