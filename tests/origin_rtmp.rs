@@ -211,7 +211,10 @@ async fn a_publisher_that_sends_no_media_is_closed() {
     }
     // Its last words: an error status whose description says why.
     let heard = String::from_utf8_lossy(&heard);
-    assert!(heard.contains("NetStream.Failed") && heard.contains("no media"), "{heard}");
+    assert!(
+        heard.contains("NetStream.Failed") && heard.contains("no media"),
+        "{heard}"
+    );
     assert!(
         origin.origin.state.hub.streams().is_empty(),
         "its stream ended with it"
