@@ -177,18 +177,26 @@ fn print_banner(data_dir: &Path, origins: &[(&DevNode, Origin)], entry: &longhau
             o.http_addr
         ));
     }
-    let (node, origin) = &origins[0];
-    let (rtmp, http) = (origin.rtmp_addr, origin.http_addr);
     let id = &entry.id;
     let token = &entry.token;
+    out.push_str(&format!("\nDemo entry {id} (token {token}).\n"));
+    // The primary leg to the first origin, the backup leg to the second, as encoders
+    // configured for redundancy do.
+    for ((node, origin), leg) in origins.iter().zip([0, 1]) {
+        let (rtmp, http) = (origin.rtmp_addr, origin.http_addr);
+        let which = if leg == 0 { "primary" } else { "backup" };
+        out.push_str(&format!(
+            "\nPublish a test pattern, {which} leg, to origin {region}:\n\n  \
+             ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=440 \
+             -c:v libx264 -preset veryfast -tune zerolatency -g 60 -b:v 2500k -c:a aac -f flv \
+             \"rtmp://{rtmp}/kLive/?t={token}&i={leg}/{id}_1\"\n\n\
+             Play it:\n\n  ffplay rtmp://{rtmp}/kLive/{id}_1\n  ffplay http://{http}/live/{id}_1.flv\n",
+            region = node.region,
+        ));
+    }
+    let api = origins[0].1.http_addr;
     out.push_str(&format!(
-        "\nDemo entry {id} (token {token}). Publish a test pattern to origin {region}:\n\n  \
-         ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=440 \
-         -c:v libx264 -preset veryfast -tune zerolatency -g 60 -b:v 2500k -c:a aac -f flv \
-         \"rtmp://{rtmp}/kLive/?t={token}&i=0/{id}_1\"\n\n\
-         Play it:\n\n  ffplay rtmp://{rtmp}/kLive/{id}_1\n  ffplay http://{http}/live/{id}_1.flv\n\n\
-         More entries: longhaul entry create --name NAME   (API at http://{http})\n",
-        region = node.region,
+        "\nMore entries: longhaul entry create --name NAME   (API at http://{api})\n"
     ));
     println!("{out}");
 }

@@ -123,7 +123,7 @@ impl Origin {
             node = %state.config.node.id,
             region = %state.config.node.region,
             rtmp = %rtmp_addr,
-            rtmps = ?rtmps_addr,
+            rtmps = %rtmps_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
             http = %http_addr,
             "origin ready"
         );
