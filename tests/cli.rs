@@ -10,6 +10,20 @@ use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_longhaul");
 
+/// Runs `longhaul origin --config <dir>/<file>` with `config` as that file's text and
+/// `env` set, and returns what it printed. Used for configurations that stop the node.
+fn origin_with(file: &str, config: &str, env: &[(&str, &str)]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(file);
+    std::fs::write(&path, config).unwrap();
+    Command::new(BIN)
+        .args(["origin", "--config"])
+        .arg(&path)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entry_create_prints_the_new_entry_as_json() {
     let origin = start_origin("").await;
@@ -74,14 +88,8 @@ async fn entry_create_prints_the_new_entry_as_json() {
 
 #[test]
 fn a_bad_config_value_names_the_key_and_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("site.toml");
-    std::fs::write(&file, "[node]\nid = \"x\"\nregion = \"nyc\"\n[rtmp]\nlisten = 1935\n[registry]\npath = \"r.db\"\n").unwrap();
-    let out = Command::new(BIN)
-        .args(["origin", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let config = "[node]\nid = \"x\"\nregion = \"nyc\"\n[rtmp]\nlisten = 1935\n[registry]\npath = \"r.db\"\n";
+    let out = origin_with("site.toml", config, &[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -92,43 +100,25 @@ fn a_bad_config_value_names_the_key_and_the_file() {
 
 #[test]
 fn an_unknown_key_and_bad_toml_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("typo.toml");
-    std::fs::write(&file, "[node]\nid = \"x\"\nregion = \"nyc\"\n[registry]\npath = \"r.db\"\n[rtmp]\nlisten_addr = \"0.0.0.0:1\"\n").unwrap();
-    let out = Command::new(BIN)
-        .args(["origin", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let config = "[node]\nid = \"x\"\nregion = \"nyc\"\n[registry]\npath = \"r.db\"\n[rtmp]\nlisten_addr = \"0.0.0.0:1\"\n";
+    let out = origin_with("typo.toml", config, &[]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("listen_addr"), "{err}");
 
-    std::fs::write(&file, "[node\n").unwrap();
-    let out = Command::new(BIN)
-        .args(["origin", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = origin_with("typo.toml", "[node\n", &[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("typo.toml"));
 }
 
 #[test]
 fn environment_overrides_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("site.toml");
-    std::fs::write(
-        &file,
-        "[node]\nid = \"x\"\nregion = \"nyc\"\n[registry]\npath = \"r.db\"\n",
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .args(["origin", "--config"])
-        .arg(&file)
-        .env("LONGHAUL_HTTP__LISTEN", "not-an-address")
-        .output()
-        .unwrap();
+    let config = "[node]\nid = \"x\"\nregion = \"nyc\"\n[registry]\npath = \"r.db\"\n";
+    let out = origin_with(
+        "site.toml",
+        config,
+        &[("LONGHAUL_HTTP__LISTEN", "not-an-address")],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
     assert!(
@@ -274,22 +264,15 @@ fn shipped_configs_run_an_origin_with_json_logs() {
 /// The CLI's own variables (`LONGHAUL_LOG`, `LONGHAUL_API`, ...) are not config keys.
 #[test]
 fn cli_variables_are_not_config_keys() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("site.toml");
-    std::fs::write(
-        &file,
-        "[node]\nid = \"x\"\nregion = \"nyc\"\n[registry]\npath = \"/nonexistent/dir/r.db\"\n",
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .args(["origin", "--config"])
-        .arg(&file)
-        .env("LONGHAUL_API", "http://127.0.0.1:1")
-        .env("LONGHAUL_API_TOKEN", "whatever-whatever")
-        .env("LONGHAUL_LOG", "info")
-        .env("LONGHAUL_LOG_FORMAT", "human")
-        .output()
-        .unwrap();
+    let config =
+        "[node]\nid = \"x\"\nregion = \"nyc\"\n[registry]\npath = \"/nonexistent/dir/r.db\"\n";
+    let env = [
+        ("LONGHAUL_API", "http://127.0.0.1:1"),
+        ("LONGHAUL_API_TOKEN", "whatever-whatever"),
+        ("LONGHAUL_LOG", "info"),
+        ("LONGHAUL_LOG_FORMAT", "human"),
+    ];
+    let out = origin_with("site.toml", config, &env);
     // It gets past configuration and fails on the registry path instead.
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());

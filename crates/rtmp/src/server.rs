@@ -360,6 +360,24 @@ impl ServerSession {
         self.streams.iter_mut().find(|s| s.id == stream_id)
     }
 
+    /// The stream `id` for a new publish or play by `command`: it must exist (from
+    /// `createStream`) and be neither publishing nor playing.
+    fn idle_stream_mut(&mut self, id: u32, command: &str) -> Result<&mut Stream, SessionError> {
+        let stream = self.stream_mut(id).ok_or_else(|| {
+            Self::bad(command, format!("on stream {id}, which was never created"))
+        })?;
+        if !matches!(
+            stream.state,
+            StreamState::Idle | StreamState::PublishFinished
+        ) {
+            return Err(Self::bad(
+                command,
+                format!("stream {id} is already publishing or playing"),
+            ));
+        }
+        Ok(stream)
+    }
+
     fn handle_media(
         &mut self,
         now: Instant,
@@ -593,21 +611,7 @@ impl ServerSession {
                         format!("unknown publish type {publish_type:?}"),
                     ));
                 }
-                let stream = self.stream_mut(message_stream_id).ok_or_else(|| {
-                    Self::bad(
-                        name,
-                        format!("on stream {message_stream_id}, which was never created"),
-                    )
-                })?;
-                if !matches!(
-                    stream.state,
-                    StreamState::Idle | StreamState::PublishFinished
-                ) {
-                    return Err(Self::bad(
-                        name,
-                        format!("stream {message_stream_id} is already publishing or playing"),
-                    ));
-                }
+                let stream = self.idle_stream_mut(message_stream_id, name)?;
                 stream.state = StreamState::PublishRequested {
                     name: publish_name.clone(),
                     held: Vec::new(),
@@ -628,21 +632,7 @@ impl ServerSession {
                     .and_then(|v| v.as_str())
                     .ok_or_else(|| Self::bad(name, "no stream name"))?
                     .to_string();
-                let stream = self.stream_mut(message_stream_id).ok_or_else(|| {
-                    Self::bad(
-                        name,
-                        format!("on stream {message_stream_id}, which was never created"),
-                    )
-                })?;
-                if !matches!(
-                    stream.state,
-                    StreamState::Idle | StreamState::PublishFinished
-                ) {
-                    return Err(Self::bad(
-                        name,
-                        format!("stream {message_stream_id} is already publishing or playing"),
-                    ));
-                }
+                let stream = self.idle_stream_mut(message_stream_id, name)?;
                 stream.state = StreamState::PlayRequested;
                 self.last_activity = now;
                 events.push(ServerEvent::PlayRequested {
