@@ -801,20 +801,7 @@ impl ServerSession {
             return;
         }
         if !self.connect_accepted {
-            let transaction_id = self.connect_transaction_id;
-            self.send_command(
-                0,
-                Command::new(
-                    "_error",
-                    transaction_id,
-                    Amf0Value::Null,
-                    vec![status_info(
-                        "error",
-                        "NetConnection.Connect.Rejected",
-                        &description,
-                    )],
-                ),
-            );
+            self.send_connect_error(&description);
             return;
         }
         let publishing = self.streams.iter().find(|s| {
@@ -913,19 +900,16 @@ impl ServerSession {
     pub fn reject_connect(&mut self, description: &str) {
         self.connect_answered = true;
         self.should_close = true;
+        self.send_connect_error(description);
+    }
+
+    /// `_error` to the `connect` request: `NetConnection.Connect.Rejected` and why.
+    fn send_connect_error(&mut self, description: &str) {
         let transaction_id = self.connect_transaction_id;
+        let info = status_info("error", "NetConnection.Connect.Rejected", description);
         self.send_command(
             0,
-            Command::new(
-                "_error",
-                transaction_id,
-                Amf0Value::Null,
-                vec![status_info(
-                    "error",
-                    "NetConnection.Connect.Rejected",
-                    description,
-                )],
-            ),
+            Command::new("_error", transaction_id, Amf0Value::Null, vec![info]),
         );
     }
 
