@@ -357,23 +357,27 @@ fn held_media_not_taken_comes_first_in_next_input() {
     );
 }
 
-#[test]
-fn held_media_is_bounded() {
+/// A publish requested but not accepted, then video frames of `frame_len` bytes until
+/// the session refuses to hold more: the pair and the session's error.
+fn overflow_held_media(frame_len: usize) -> (Pair, SessionError) {
     let mut pair = Pair::new(publish("x", "live"));
     pair.connect();
     pair.take_server_events();
-    let frame: &'static [u8] = Box::leak(vec![0x27u8; 256 * 1024].into_boxed_slice());
-    let mut result = Ok(());
-    for ts in 0..(MAX_HELD_MEDIA_BYTES / frame.len() + 2) as u32 {
+    let frame: &'static [u8] = Box::leak(vec![0x27u8; frame_len].into_boxed_slice());
+    for ts in 0..(MAX_HELD_MEDIA_BYTES / frame_len + 2) as u32 {
         let mut m = media(type_id::VIDEO, ts, frame);
         m.stream_id = 1;
         pair.client.send_raw(m);
-        result = pair.pump();
-        if result.is_err() {
-            break;
+        if let Err(err) = pair.pump() {
+            return (pair, err);
         }
     }
-    let err = result.unwrap_err();
+    panic!("held media past MAX_HELD_MEDIA_BYTES was not refused");
+}
+
+#[test]
+fn held_media_is_bounded() {
+    let (_pair, err) = overflow_held_media(256 * 1024);
     assert!(
         err.to_string().contains("before its publish was accepted"),
         "{err}"
@@ -914,21 +918,7 @@ fn fail_while_publishing_answers_on_the_publishing_stream() {
     pair.assert_told(&err, "NetStream.Failed");
 
     // Held media overflow (publish requested, not accepted yet).
-    let mut pair = Pair::new(publish("x", "live"));
-    pair.connect();
-    pair.take_server_events();
-    let frame: &'static [u8] = Box::leak(vec![0x27u8; 512 * 1024].into_boxed_slice());
-    let mut result = Ok(());
-    for ts in 0..(MAX_HELD_MEDIA_BYTES / frame.len() + 2) as u32 {
-        let mut m = media(type_id::VIDEO, ts, frame);
-        m.stream_id = 1;
-        pair.client.send_raw(m);
-        result = pair.pump();
-        if result.is_err() {
-            break;
-        }
-    }
-    let err = result.unwrap_err();
+    let (mut pair, err) = overflow_held_media(512 * 1024);
     pair.assert_told(&err, "NetStream.Failed");
 
     // Media on a stream never created, while publishing on stream 1.
