@@ -11,11 +11,11 @@
 //! ffmpeg prints and OBS logs), is logged with the client address, and is counted in
 //! `longhaul_publishes_total{outcome="rejected",reason}`.
 
-use crate::ingest::Transport;
 use crate::metrics::reason;
 use crate::state::OriginState;
 use longhaul_endpoint::{resolve_publish, EndpointError, PublishTarget};
 use longhaul_hub::{Publication, PublishOutcome, PublisherInfo, StreamKey};
+use longhaul_node::Transport;
 use longhaul_registry::TokenCheck;
 use longhaul_rtmp::server::ConnectRequest;
 use std::net::SocketAddr;
