@@ -1,0 +1,419 @@
+//! The edge's end of a tunnel: one persistent connection to one origin.
+//!
+//! [`TunnelClient::spawn`] starts a task that dials the origin, exchanges hellos on the
+//! control stream, serves requests until the connection is lost, then waits a
+//! [`Backoff`] delay and dials again, for as long as the node runs. Publishes ask for a
+//! verdict over the control stream ([`TunnelClient::authorise`]) and, once allowed, get a
+//! stream of their own ([`TunnelClient::open_publish`]).
+
+use crate::backoff::{random_unit, Backoff};
+use crate::codes;
+use crate::link::{Link, StreamGuard, TunnelSet, TunnelState};
+use crate::settings::{OriginPeer, TunnelSection};
+use crate::stream::{
+    control_writer, write_media, write_message, FrameReader, TunnelError, CONTROL_QUEUE,
+};
+use crate::wire::{
+    AuthoriseRequest, Frame, Hello, LoadReport, MediaFrame, Message, PublishHeader, StreamEnd,
+    Verdict,
+};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+/// Reports this node's health and load when asked.
+pub type LoadFn = Arc<dyn Fn() -> LoadReport + Send + Sync>;
+
+/// A handle on the tunnel to one origin. Cheap to clone.
+#[derive(Clone)]
+pub struct TunnelClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    peer: OriginPeer,
+    link: Arc<Link>,
+    live: Mutex<Option<Arc<Live>>>,
+    shutdown: CancellationToken,
+    authorise_timeout: Duration,
+}
+
+/// The connection of the moment and what rides on it.
+struct Live {
+    connection: quinn::Connection,
+    control: mpsc::Sender<Message>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Verdict>>>,
+    next_id: AtomicU64,
+    peer_hello: Hello,
+}
+
+impl TunnelClient {
+    /// Starts keeping a tunnel to `peer` open, on `endpoint` (see
+    /// [`crate::endpoint::client_endpoint`]), until [`TunnelClient::close`].
+    pub fn spawn(
+        endpoint: quinn::Endpoint,
+        local: Hello,
+        peer: OriginPeer,
+        section: &TunnelSection,
+        load: LoadFn,
+        set: &Arc<TunnelSet>,
+    ) -> Result<TunnelClient, TunnelError> {
+        let (crypto, identity) = crate::tls::client_crypto(&section.tls)?;
+        if matches!(identity, crate::tls::ClientIdentity::None) {
+            tracing::warn!(peer = %peer.id,
+                "no tunnel client certificate configured (tunnel.tls.cert): origins will refuse this edge");
+        }
+        let mut client_config = quinn::ClientConfig::new(crypto);
+        client_config.transport_config(Arc::new(section.transport.transport_config()));
+        let link = Link::new(&peer.id, &peer.region, TunnelState::Connecting);
+        set.add(link.clone());
+        let inner = Arc::new(Inner {
+            peer,
+            link,
+            live: Mutex::new(None),
+            shutdown: CancellationToken::new(),
+            authorise_timeout: section.transport.authorise_timeout(),
+        });
+        let settings = section.transport.clone();
+        tokio::spawn(run(
+            inner.clone(),
+            endpoint,
+            client_config,
+            local,
+            load,
+            Backoff::new(
+                Duration::from_millis(settings.reconnect_initial_ms),
+                Duration::from_millis(settings.reconnect_max_ms),
+            ),
+            settings.report_interval(),
+        ));
+        Ok(TunnelClient { inner })
+    }
+
+    pub fn peer(&self) -> &OriginPeer {
+        &self.inner.peer
+    }
+
+    pub fn state(&self) -> TunnelState {
+        self.inner.link.state()
+    }
+
+    pub fn link(&self) -> &Arc<Link> {
+        &self.inner.link
+    }
+
+    /// The origin's hello, while connected.
+    pub fn peer_hello(&self) -> Option<Hello> {
+        self.live().map(|l| l.peer_hello.clone())
+    }
+
+    fn live(&self) -> Option<Arc<Live>> {
+        lock(&self.inner.live).clone()
+    }
+
+    fn not_connected(&self) -> TunnelError {
+        TunnelError::NotConnected {
+            peer: self.inner.peer.id.clone(),
+        }
+    }
+
+    /// Asks the origin whether a publish may go on. Fails at once when the tunnel is
+    /// down, and after the configured `authorise_timeout` when the origin is silent.
+    pub async fn authorise(&self, request: AuthoriseRequest) -> Result<Verdict, TunnelError> {
+        let live = self.live().ok_or_else(|| self.not_connected())?;
+        let id = live.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        lock(&live.pending).insert(id, tx);
+        if live
+            .control
+            .send(Message::Authorise { id, request })
+            .await
+            .is_err()
+        {
+            lock(&live.pending).remove(&id);
+            return Err(self.not_connected());
+        }
+        let after = self.inner.authorise_timeout;
+        match tokio::time::timeout(after, rx).await {
+            Ok(Ok(verdict)) => Ok(verdict),
+            Ok(Err(_)) => Err(self.not_connected()),
+            Err(_) => {
+                lock(&live.pending).remove(&id);
+                Err(TunnelError::Timeout {
+                    peer: self.inner.peer.id.clone(),
+                    after,
+                })
+            }
+        }
+    }
+
+    /// Opens the stream of an allowed publish and sends its header. Media may follow at
+    /// once: the origin checks the grant as the header arrives, without a round trip here.
+    pub async fn open_publish(&self, header: PublishHeader) -> Result<PublishSender, TunnelError> {
+        let live = self.live().ok_or_else(|| self.not_connected())?;
+        let peer = self.inner.peer.id.clone();
+        let after = self.inner.authorise_timeout;
+        let (mut send, recv) = match tokio::time::timeout(after, live.connection.open_bi()).await {
+            Ok(Ok(streams)) => streams,
+            Ok(Err(source)) => return Err(TunnelError::ConnectionLost { peer, source }),
+            // Every stream the origin allows is in use.
+            Err(_) => return Err(TunnelError::Timeout { peer, after }),
+        };
+        write_message(&mut send, &Message::Publish(header), &peer).await?;
+        let (end_tx, end_rx) = watch::channel(None);
+        tokio::spawn(watch_end(
+            FrameReader::new(recv, &peer),
+            end_tx,
+            peer.clone(),
+        ));
+        Ok(PublishSender {
+            send,
+            end: EndSignal(end_rx),
+            peer,
+            _open: self.inner.link.stream_opened(),
+        })
+    }
+
+    /// Closes the tunnel for good: the origin hears a normal close at once.
+    pub fn close(&self) {
+        self.inner.shutdown.cancel();
+    }
+}
+
+/// The sending side of one publish stream.
+pub struct PublishSender {
+    send: quinn::SendStream,
+    end: EndSignal,
+    peer: String,
+    _open: StreamGuard,
+}
+
+impl PublishSender {
+    /// Sends one RTMP message. Waits while QUIC flow or congestion control holds the
+    /// stream back: that wait is the edge's signal to stop reading its encoder.
+    pub async fn send(&mut self, frame: &MediaFrame) -> Result<(), TunnelError> {
+        write_media(&mut self.send, frame, &self.peer).await
+    }
+
+    /// A handle that resolves when the origin ends the stream; usable while sending.
+    pub fn end_signal(&self) -> EndSignal {
+        self.end.clone()
+    }
+
+    /// Resolves when the origin ends the stream (cancel-safe).
+    pub async fn closed(&mut self) -> StreamEnd {
+        self.end.wait().await
+    }
+
+    /// Ends the stream cleanly: the origin sees the publisher stop.
+    pub async fn finish(mut self) {
+        let _ = self.send.finish();
+        // Wait (briefly) for the peer to take the data, so closing the connection right
+        // after does not cut the tail of the stream.
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.send.stopped()).await;
+    }
+}
+
+/// Resolves with the reason the origin ended a publish stream.
+#[derive(Clone)]
+pub struct EndSignal(watch::Receiver<Option<StreamEnd>>);
+
+impl EndSignal {
+    pub async fn wait(&mut self) -> StreamEnd {
+        match self.0.wait_for(|e| e.is_some()).await {
+            Ok(end) => end.clone().unwrap_or_else(lost),
+            Err(_) => std::future::pending().await,
+        }
+    }
+}
+
+fn lost() -> StreamEnd {
+    StreamEnd {
+        code: "NetStream.Publish.Rejected".into(),
+        description: "the tunnel to the origin was lost".into(),
+    }
+}
+
+/// Reads what the origin says on a publish stream: at most an `end` message.
+async fn watch_end(mut reader: FrameReader, end: watch::Sender<Option<StreamEnd>>, peer: String) {
+    let outcome = loop {
+        match reader.next().await {
+            Ok(Some(Frame::Message(Message::End(e)))) => break Some(e),
+            Ok(Some(Frame::Message(Message::Unknown))) => continue,
+            Ok(Some(other)) => {
+                tracing::warn!(%peer, frame = ?other, "unexpected frame from the origin on a publish stream");
+                continue;
+            }
+            // The origin finished its side after ours: a normal end, nobody is waiting.
+            Ok(None) => break None,
+            Err(e) => {
+                break Some(StreamEnd {
+                    code: "NetStream.Publish.Rejected".into(),
+                    description: format!("the tunnel to origin {peer} failed: {e}"),
+                })
+            }
+        }
+    };
+    if let Some(e) = outcome {
+        let _ = end.send(Some(e));
+    } else {
+        // Keep the signal pending forever rather than firing a made-up reason.
+        end.closed().await;
+    }
+}
+
+/// The reconnect loop.
+async fn run(
+    inner: Arc<Inner>,
+    endpoint: quinn::Endpoint,
+    client_config: quinn::ClientConfig,
+    local: Hello,
+    load: LoadFn,
+    mut backoff: Backoff,
+    report_every: Duration,
+) {
+    let link = inner.link.clone();
+    let peer = inner.peer.clone();
+    let mut first = true;
+    loop {
+        if !first {
+            link.count_reconnect();
+            link.set_state(TunnelState::Connecting, "reconnecting");
+        }
+        first = false;
+        let attempt = tokio::select! {
+            r = connect(&endpoint, &client_config, &peer, &local) => r,
+            _ = inner.shutdown.cancelled() => break,
+        };
+        let why = match attempt {
+            Ok((connection, control_send, reader, peer_hello)) => {
+                backoff.reset();
+                link.attach(connection.clone());
+                let (tx, rx) = mpsc::channel(CONTROL_QUEUE);
+                let live = Arc::new(Live {
+                    connection: connection.clone(),
+                    control: tx.clone(),
+                    pending: Mutex::new(HashMap::new()),
+                    next_id: AtomicU64::new(1),
+                    peer_hello: peer_hello.clone(),
+                });
+                *lock(&inner.live) = Some(live.clone());
+                link.set_state(
+                    TunnelState::Connected,
+                    &format!(
+                        "origin {} version {}",
+                        peer_hello.node_id, peer_hello.version
+                    ),
+                );
+                let writer = tokio::spawn(control_writer(control_send, rx, peer.id.clone()));
+                let why = tokio::select! {
+                    why = serve_control(reader, &live, &link) => why,
+                    _ = send_reports(&tx, &load, report_every) => "report sender stopped".to_string(),
+                    _ = inner.shutdown.cancelled() => {
+                        connection.close(codes::NORMAL.into(), b"edge shutting down");
+                        "edge shutting down".to_string()
+                    }
+                };
+                *lock(&inner.live) = None;
+                // Waiting verdicts fail now (their senders drop), not at their timeout.
+                lock(&live.pending).clear();
+                writer.abort();
+                link.detach();
+                why
+            }
+            Err(e) => e.to_string(),
+        };
+        if inner.shutdown.is_cancelled() {
+            break;
+        }
+        let delay = backoff.next_delay(random_unit());
+        link.set_state(TunnelState::Backoff, &why);
+        tracing::info!(peer = %peer.id, ?delay, failures = backoff.failures(), "tunnel reconnect scheduled");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = inner.shutdown.cancelled() => break,
+        }
+    }
+    link.set_state(TunnelState::Closed, "closed");
+}
+
+/// Dials, completes TLS, opens the control stream and exchanges hellos.
+async fn connect(
+    endpoint: &quinn::Endpoint,
+    config: &quinn::ClientConfig,
+    peer: &OriginPeer,
+    local: &Hello,
+) -> Result<(quinn::Connection, quinn::SendStream, FrameReader, Hello), TunnelError> {
+    let connect_error = |reason: String| TunnelError::Connect {
+        peer: format!("{} ({})", peer.id, peer.addr),
+        reason,
+    };
+    let connecting = endpoint
+        .connect_with(config.clone(), peer.addr, &peer.server_name)
+        .map_err(|e| connect_error(e.to_string()))?;
+    let connection = connecting.await.map_err(|e| connect_error(e.to_string()))?;
+    let (mut send, recv) = connection
+        .open_bi()
+        .await
+        .map_err(|e| connect_error(e.to_string()))?;
+    write_message(&mut send, &Message::Hello(local.clone()), &peer.id).await?;
+    let mut reader = FrameReader::new(recv, &peer.id);
+    // The origin answers at once; a TLS refusal of our certificate also surfaces here,
+    // as TLS 1.3 servers check client certificates after the client thinks it is done.
+    let hello = tokio::time::timeout(HELLO_TIMEOUT, reader.next_message())
+        .await
+        .map_err(|_| connect_error(format!("no hello within {HELLO_TIMEOUT:?}")))?
+        .map_err(|e| connect_error(e.to_string()))?;
+    match hello {
+        Some(Message::Hello(h)) => Ok((connection, send, reader, h)),
+        other => Err(connect_error(format!("expected a hello, got {other:?}"))),
+    }
+}
+
+/// How long a peer has to say hello. A hello is one round trip after the handshake:
+/// 5 s covers the longest path with room for a few losses.
+pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves the origin's side of the control stream until it ends; returns why.
+async fn serve_control(mut reader: FrameReader, live: &Live, link: &Link) -> String {
+    loop {
+        match reader.next_message().await {
+            Ok(Some(Message::Verdict { id, verdict })) => {
+                if let Some(tx) = lock(&live.pending).remove(&id) {
+                    let _ = tx.send(verdict);
+                }
+            }
+            Ok(Some(Message::Report(report))) => link.set_peer_load(report),
+            Ok(Some(Message::Unknown)) => {}
+            Ok(Some(other)) => {
+                tracing::warn!(peer = %link.peer, message = ?other, "unexpected control message from the origin; ignored");
+            }
+            Ok(None) => return "the origin closed the control stream".to_string(),
+            Err(e) => {
+                return match live.connection.close_reason() {
+                    Some(reason) => format!("connection closed: {reason}"),
+                    None => e.to_string(),
+                }
+            }
+        }
+    }
+}
+
+/// Sends this node's load every `every` until the control stream goes.
+pub(crate) async fn send_reports(control: &mpsc::Sender<Message>, load: &LoadFn, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if control.send(Message::Report(load())).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

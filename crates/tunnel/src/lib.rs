@@ -1,0 +1,107 @@
+//! # longhaul-tunnel: persistent, multiplexed QUIC tunnels from edges to origins
+//!
+//! An edge near the encoders keeps one QUIC connection open to each origin, from start-up
+//! on, and carries every stream it takes over it. The connection is already past its
+//! handshake and slow start when a publish arrives, runs a congestion controller chosen
+//! for long lossy paths (BBR by default), and multiplexes streams so one lost packet
+//! holds up only the stream it belonged to.
+//!
+//! ```text
+//!  edge                                                   origin
+//!  TunnelClient ══════════ one QUIC connection (mTLS) ═══════ serve() → TunnelService
+//!    stream 0 (bidi): control   hello ⇄ hello, report ⇄ report,
+//!                               authorise → verdict, ...
+//!    stream 4 (bidi): publish   header, media, media, ...  →
+//!                                                          ←  end (optional)
+//!    stream 8 (bidi): publish   ...
+//! ```
+//!
+//! ## Wire format, version 1
+//!
+//! The version is the ALPN: [`ALPN`] = `longhaul-tunnel/1`. A change that an older peer
+//! cannot read gets a new ALPN, and nodes offer both during an upgrade. Additions that an
+//! older peer can skip (new message types, new optional fields) do not.
+//!
+//! Every stream is a sequence of **frames**: `kind: u8`, `length: u32` (big endian), then
+//! `length` bytes of body.
+//! - kind `0`: a **message**, the body a JSON object tagged by `"type"` (at most 64 KiB).
+//!   Receivers skip types they do not know.
+//! - kind `1..=255`: an **RTMP message** of that type id (8 audio, 9 video, 18 data, ...),
+//!   the body its `timestamp: u32` (big endian, milliseconds) then its payload, unchanged
+//!   (at most 16 MiB). Nine bytes of framing per message.
+//!
+//! **Control stream**: the first bidirectional stream, opened by the edge.
+//! 1. edge → origin `{"type":"hello","node_id","region","role":"edge","version"}`;
+//!    origin → edge the same with `"role":"origin"`. Nothing else before the hellos.
+//! 2. Both ways, every `report_interval_ms`: `{"type":"report","healthy","publishers",
+//!    "connections"}`.
+//! 3. edge → origin `{"type":"authorise","id","app","tc_url","name","leg","client_addr",
+//!    "transport"}`, answered by `{"type":"verdict","id","verdict":"allowed","grant",
+//!    "stream_name"}` or `{"type":"verdict","id","verdict":"refused","code","reason",
+//!    "description"}`. Requests may overlap; `id` pairs them.
+//!
+//! Later issues add messages here (drain, token revocation, failover), skippable by
+//! older peers.
+//!
+//! **Publish stream**: one bidirectional stream per published stream, opened by the edge
+//! after an `allowed` verdict. Edge → origin: `{"type":"publish","grant","stream_name",
+//! "client_addr"}`, then RTMP message frames as they arrive from the encoder; the edge
+//! finishes the stream when the encoder unpublishes. Origin → edge: nothing, or one
+//! `{"type":"end","code","description"}` when the origin ends the stream (taken over,
+//! unknown grant), which the edge passes to the encoder as an RTMP status.
+//!
+//! Application close and stream error codes are in [`codes`].
+//!
+//! ## Modules
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`wire`] | frames and messages, sans IO (fuzzed) |
+//! | [`client`] | the edge's reconnecting tunnel to one origin |
+//! | [`server`] | the origin's accept loop and the [`server::TunnelService`] it calls |
+//! | [`settings`] | config sections and transport tunables, with their reasons |
+//! | [`tls`] | mutual TLS on a cluster CA |
+//! | [`endpoint`] | UDP sockets with sized buffers, QUIC endpoints |
+//! | [`link`] | per-tunnel state and counters, across reconnects |
+//! | [`metrics`] | the Prometheus collector |
+//! | [`backoff`] | capped exponential backoff with full jitter |
+//! | [`pki`] | a cluster CA and node certificates made on the spot (dev, tests) |
+
+pub mod backoff;
+pub mod client;
+pub mod endpoint;
+pub mod link;
+pub mod metrics;
+pub mod pki;
+pub mod server;
+pub mod settings;
+mod stream;
+pub mod tls;
+pub mod wire;
+
+pub use client::{EndSignal, LoadFn, PublishSender, TunnelClient};
+pub use endpoint::{client_endpoint, server_endpoint};
+pub use link::{LinkSnapshot, TunnelSet, TunnelState};
+pub use metrics::TunnelCollector;
+pub use server::{IncomingPublish, MediaReceiver, PeerInfo, PublishEnder, TunnelService};
+pub use settings::{
+    ClusterTlsPaths, Congestion, OriginPeer, TransportSettings, TunnelListenSection, TunnelSection,
+};
+pub use stream::TunnelError;
+pub use wire::{
+    AuthoriseRequest, Hello, LoadReport, MediaFrame, PublishHeader, StreamEnd, Verdict,
+};
+
+/// The ALPN of this wire format's version.
+pub const ALPN: &[u8] = b"longhaul-tunnel/1";
+
+/// QUIC application error codes, in connection closes and stream stops.
+pub mod codes {
+    /// A node shutting down, or a stream ended on purpose.
+    pub const NORMAL: u32 = 0;
+    /// The peer broke the wire format or the protocol.
+    pub const PROTOCOL_ERROR: u32 = 1;
+}
+
+/// This build's version, sent in hellos.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,280 @@
+//! What a node knows of each tunnel it holds: state, counters and the live connection.
+//!
+//! A [`Link`] outlives the QUIC connections it carries: an edge's link to an origin goes
+//! through connecting, connected and backoff many times, and its byte and loss counters
+//! keep counting across reconnects (each closed connection's totals are added on).
+//! [`TunnelSet`] holds a node's links for the metrics and health endpoints.
+
+use crate::wire::LoadReport;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Where a tunnel is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TunnelState {
+    /// Dialling, or in the TLS handshake, or waiting for the peer's hello.
+    Connecting,
+    /// Hello exchanged: streams can be opened.
+    Connected,
+    /// The last attempt failed or the connection was lost; waiting to retry.
+    Backoff,
+    /// Closed for good (node shutting down, or an origin's view of a gone edge).
+    Closed,
+}
+
+impl TunnelState {
+    pub const ALL: [TunnelState; 4] = [
+        TunnelState::Connecting,
+        TunnelState::Connected,
+        TunnelState::Backoff,
+        TunnelState::Closed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TunnelState::Connecting => "connecting",
+            TunnelState::Connected => "connected",
+            TunnelState::Backoff => "backoff",
+            TunnelState::Closed => "closed",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    fn from_index(i: u8) -> TunnelState {
+        Self::ALL
+            .get(i as usize)
+            .copied()
+            .unwrap_or(TunnelState::Closed)
+    }
+}
+
+/// Byte and loss counters of connections that are gone.
+#[derive(Debug, Default, Clone, Copy)]
+struct Totals {
+    sent_bytes: u64,
+    received_bytes: u64,
+    lost_packets: u64,
+}
+
+/// One tunnel, as the metrics and health endpoints see it.
+#[derive(Debug)]
+pub struct Link {
+    /// The peer's node id (from config on an edge, from its hello on an origin).
+    pub peer: String,
+    pub peer_region: String,
+    state: AtomicU8,
+    transitions: [AtomicU64; 4],
+    reconnects: AtomicU64,
+    open_streams: AtomicI64,
+    connection: Mutex<Option<quinn::Connection>>,
+    retired: Mutex<Totals>,
+    peer_load: Mutex<Option<LoadReport>>,
+}
+
+/// A point-in-time copy of a [`Link`].
+#[derive(Debug, Clone)]
+pub struct LinkSnapshot {
+    pub peer: String,
+    pub peer_region: String,
+    pub state: TunnelState,
+    /// Times the link entered each state, in [`TunnelState::ALL`] order.
+    pub transitions: [u64; 4],
+    pub reconnects: u64,
+    pub open_streams: i64,
+    /// Smoothed RTT of the live connection.
+    pub srtt: Option<Duration>,
+    /// Congestion window of the live connection, in bytes.
+    pub cwnd: Option<u64>,
+    /// UDP bytes over the link's whole life.
+    pub sent_bytes: u64,
+    pub received_bytes: u64,
+    pub lost_packets: u64,
+    /// The peer's last health and load report.
+    pub peer_load: Option<LoadReport>,
+}
+
+impl Link {
+    pub(crate) fn new(peer: &str, peer_region: &str, state: TunnelState) -> Arc<Link> {
+        let link = Link {
+            peer: peer.to_string(),
+            peer_region: peer_region.to_string(),
+            state: AtomicU8::new(state.index() as u8),
+            transitions: Default::default(),
+            reconnects: AtomicU64::new(0),
+            open_streams: AtomicI64::new(0),
+            connection: Mutex::new(None),
+            retired: Mutex::new(Totals::default()),
+            peer_load: Mutex::new(None),
+        };
+        link.transitions[state.index()].fetch_add(1, Ordering::Relaxed);
+        Arc::new(link)
+    }
+
+    pub fn state(&self) -> TunnelState {
+        TunnelState::from_index(self.state.load(Ordering::Acquire))
+    }
+
+    /// Moves to `to`, logging and counting the change. Returns the previous state.
+    pub(crate) fn set_state(&self, to: TunnelState, why: &str) -> TunnelState {
+        let from = TunnelState::from_index(self.state.swap(to.index() as u8, Ordering::AcqRel));
+        if from != to {
+            self.transitions[to.index()].fetch_add(1, Ordering::Relaxed);
+            let (peer, region) = (&self.peer, &self.peer_region);
+            match to {
+                TunnelState::Connected => tracing::info!(%peer, %region, from = from.as_str(),
+                    "tunnel connected{}", if why.is_empty() { String::new() } else { format!(": {why}") }),
+                TunnelState::Backoff | TunnelState::Closed if from == TunnelState::Connected => {
+                    tracing::warn!(%peer, %region, to = to.as_str(), reason = why, "tunnel lost")
+                }
+                _ => tracing::info!(%peer, %region, from = from.as_str(), to = to.as_str(),
+                    reason = why, "tunnel state changed"),
+            }
+        }
+        from
+    }
+
+    pub(crate) fn count_reconnect(&self) {
+        self.reconnects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Attaches the live connection.
+    pub(crate) fn attach(&self, connection: quinn::Connection) {
+        let old = lock(&self.connection).replace(connection);
+        if let Some(old) = old {
+            self.retire(&old);
+        }
+    }
+
+    /// Detaches the connection, adding its totals to the link's.
+    pub(crate) fn detach(&self) {
+        if let Some(old) = lock(&self.connection).take() {
+            self.retire(&old);
+        }
+    }
+
+    fn retire(&self, connection: &quinn::Connection) {
+        let s = connection.stats();
+        let mut t = lock(&self.retired);
+        t.sent_bytes += s.udp_tx.bytes;
+        t.received_bytes += s.udp_rx.bytes;
+        t.lost_packets += s.path.lost_packets;
+    }
+
+    pub(crate) fn connection(&self) -> Option<quinn::Connection> {
+        lock(&self.connection).clone()
+    }
+
+    pub(crate) fn stream_opened(self: &Arc<Self>) -> StreamGuard {
+        self.open_streams.fetch_add(1, Ordering::Relaxed);
+        StreamGuard(self.clone())
+    }
+
+    pub(crate) fn set_peer_load(&self, report: LoadReport) {
+        *lock(&self.peer_load) = Some(report);
+    }
+
+    pub fn snapshot(&self) -> LinkSnapshot {
+        let live = self.connection().map(|c| (c.stats(), c.rtt()));
+        let t = *lock(&self.retired);
+        let (mut sent, mut received, mut lost) = (t.sent_bytes, t.received_bytes, t.lost_packets);
+        let (mut srtt, mut cwnd) = (None, None);
+        if let Some((s, rtt)) = &live {
+            sent += s.udp_tx.bytes;
+            received += s.udp_rx.bytes;
+            lost += s.path.lost_packets;
+            srtt = Some(*rtt);
+            cwnd = Some(s.path.cwnd);
+        }
+        LinkSnapshot {
+            peer: self.peer.clone(),
+            peer_region: self.peer_region.clone(),
+            state: self.state(),
+            transitions: std::array::from_fn(|i| self.transitions[i].load(Ordering::Relaxed)),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+            open_streams: self.open_streams.load(Ordering::Relaxed),
+            srtt,
+            cwnd,
+            sent_bytes: sent,
+            received_bytes: received,
+            lost_packets: lost,
+            peer_load: lock(&self.peer_load).clone(),
+        }
+    }
+}
+
+/// Counts a stream as open for as long as it lives.
+pub(crate) struct StreamGuard(Arc<Link>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.open_streams.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A poisoned lock here only means a panic elsewhere mid-update of plain counters.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Why an origin refused a connection during the handshake: the `reason` label.
+pub mod refusal {
+    pub const NO_CLIENT_CERTIFICATE: &str = "no_client_certificate";
+    pub const BAD_CERTIFICATE: &str = "bad_certificate";
+    pub const WRONG_PROTOCOL: &str = "wrong_protocol";
+    pub const NO_HELLO: &str = "no_hello";
+    pub const OTHER: &str = "other";
+    pub const ALL: [&str; 5] = [
+        NO_CLIENT_CERTIFICATE,
+        BAD_CERTIFICATE,
+        WRONG_PROTOCOL,
+        NO_HELLO,
+        OTHER,
+    ];
+}
+
+/// Every tunnel of a node, plus the handshakes it refused.
+#[derive(Debug, Default)]
+pub struct TunnelSet {
+    links: Mutex<Vec<Arc<Link>>>,
+    refused: [AtomicU64; 5],
+}
+
+impl TunnelSet {
+    pub fn new() -> Arc<TunnelSet> {
+        Arc::new(TunnelSet::default())
+    }
+
+    pub(crate) fn add(&self, link: Arc<Link>) {
+        lock(&self.links).push(link);
+    }
+
+    pub(crate) fn remove(&self, link: &Arc<Link>) {
+        lock(&self.links).retain(|l| !Arc::ptr_eq(l, link));
+    }
+
+    pub fn links(&self) -> Vec<Arc<Link>> {
+        lock(&self.links).clone()
+    }
+
+    pub fn snapshots(&self) -> Vec<LinkSnapshot> {
+        self.links().iter().map(|l| l.snapshot()).collect()
+    }
+
+    pub(crate) fn count_refusal(&self, reason: &'static str) {
+        let i = refusal::ALL.iter().position(|r| *r == reason).unwrap_or(4);
+        self.refused[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Handshakes refused, by [`refusal`] reason.
+    pub fn refusals(&self) -> Vec<(&'static str, u64)> {
+        refusal::ALL
+            .iter()
+            .zip(&self.refused)
+            .map(|(r, n)| (*r, n.load(Ordering::Relaxed)))
+            .collect()
+    }
+}

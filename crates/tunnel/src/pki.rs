@@ -1,0 +1,104 @@
+//! A cluster CA and node certificates, made on the spot: for `longhaul dev`, tests and
+//! benchmarks. Production keeps its CA offline and points the configs at files.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+use std::path::{Path, PathBuf};
+
+use crate::settings::ClusterTlsPaths;
+
+/// A CA able to sign node certificates.
+pub struct ClusterCa {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+/// Paths of a node's files.
+#[derive(Debug, Clone)]
+pub struct NodeFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl NodeFiles {
+    pub fn tls_paths(&self) -> ClusterTlsPaths {
+        ClusterTlsPaths {
+            ca: self.ca.clone(),
+            cert: Some(self.cert.clone()),
+            key: Some(self.key.clone()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("making a certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("writing {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl ClusterCa {
+    /// A fresh CA named `name`.
+    pub fn generate(name: &str) -> Result<ClusterCa, PkiError> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = KeyPair::generate()?;
+        let cert = params.self_signed(&key)?;
+        Ok(ClusterCa { cert, key })
+    }
+
+    pub fn cert_pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    /// Writes the CA certificate (not its key) to `dir/ca.pem`.
+    pub fn write_ca(&self, dir: &Path) -> Result<PathBuf, PkiError> {
+        let path = dir.join("ca.pem");
+        write(&path, &self.cert.pem())?;
+        Ok(path)
+    }
+
+    /// Signs a certificate for `name`, valid both to serve (origins) and to authenticate
+    /// as a client (edges), and writes it with its key and the CA to `dir`.
+    pub fn issue(&self, name: &str, dir: &Path) -> Result<NodeFiles, PkiError> {
+        let mut params = CertificateParams::new(vec![name.to_string()])?;
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.cert, &self.key)?;
+        let ca = self.write_ca(dir)?;
+        let stem = name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_");
+        let cert_path = dir.join(format!("{stem}.pem"));
+        let key_path = dir.join(format!("{stem}.key"));
+        write(&cert_path, &cert.pem())?;
+        write(&key_path, &key.serialize_pem())?;
+        Ok(NodeFiles {
+            ca,
+            cert: cert_path,
+            key: key_path,
+        })
+    }
+}
+
+fn write(path: &Path, contents: &str) -> Result<(), PkiError> {
+    std::fs::write(path, contents).map_err(|source| PkiError::Write {
+        path: path.display().to_string(),
+        source,
+    })
+}

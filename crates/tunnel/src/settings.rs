@@ -1,0 +1,386 @@
+//! Tunnel settings as they appear in a node's config: peers, certificates, transport.
+//!
+//! The transport defaults are for long, lossy paths (Singapore to New York: 230 ms RTT,
+//! up to a few percent loss), where quinn's own defaults cap throughput; every default
+//! says why it is what it is. A site file overrides what differs (`initial_rtt_ms` per
+//! region, for instance).
+
+use quinn::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
+use quinn::{IdleTimeout, TransportConfig, VarInt};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// An edge's `[tunnel]` section: which origins to keep tunnels to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelSection {
+    /// Every origin this edge keeps a tunnel open to.
+    pub origins: Vec<OriginPeer>,
+    /// Id of the origin that takes leg `p` (primary); leg `b` goes to another one.
+    pub primary: String,
+    pub tls: ClusterTlsPaths,
+    /// Local UDP address of the edge's QUIC endpoint.
+    #[serde(default = "any_port")]
+    pub bind: SocketAddr,
+    #[serde(default)]
+    pub transport: TransportSettings,
+}
+
+fn any_port() -> SocketAddr {
+    ([0, 0, 0, 0], 0).into()
+}
+
+impl TunnelSection {
+    /// The origin for `leg`: the primary one, or for the backup leg the first other one
+    /// (the primary again if it is the only origin).
+    pub fn origin_for(&self, leg: longhaul_endpoint::Leg) -> Option<&OriginPeer> {
+        let primary = self.origins.iter().find(|o| o.id == self.primary);
+        match leg {
+            longhaul_endpoint::Leg::Primary => primary,
+            longhaul_endpoint::Leg::Backup => self
+                .origins
+                .iter()
+                .find(|o| o.id != self.primary)
+                .or(primary),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), InvalidTunnelSetting> {
+        if self.origins.is_empty() {
+            return Err(invalid("tunnel.origins", "at least one origin is needed"));
+        }
+        for (i, o) in self.origins.iter().enumerate() {
+            if o.id.is_empty() || o.server_name.is_empty() {
+                return Err(invalid(
+                    "tunnel.origins",
+                    format!("origin {i} needs an id and a server_name"),
+                ));
+            }
+            if self.origins[..i].iter().any(|p| p.id == o.id) {
+                return Err(invalid(
+                    "tunnel.origins",
+                    format!("origin id {} appears twice", o.id),
+                ));
+            }
+        }
+        if !self.origins.iter().any(|o| o.id == self.primary) {
+            return Err(invalid(
+                "tunnel.primary",
+                format!(
+                    "{:?} is not the id of an origin in tunnel.origins",
+                    self.primary
+                ),
+            ));
+        }
+        self.transport.validate()
+    }
+}
+
+/// One origin an edge keeps a tunnel to.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginPeer {
+    /// Node id, e.g. `nyc-1`: the `peer` label of the tunnel metrics.
+    pub id: String,
+    /// Region code, e.g. `nyc`.
+    pub region: String,
+    /// The origin's QUIC (UDP) address.
+    pub addr: SocketAddr,
+    /// The name its certificate is checked against.
+    pub server_name: String,
+}
+
+/// An origin's `[tunnel]` section: where it accepts edges.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunnelListenSection {
+    /// UDP address for QUIC.
+    pub listen: SocketAddr,
+    pub tls: ClusterTlsPaths,
+    #[serde(default)]
+    pub transport: TransportSettings,
+}
+
+/// PEM files of the cluster's mutual TLS: every node has a certificate signed by the
+/// cluster CA, and accepts only peers that have one too.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterTlsPaths {
+    /// The cluster CA certificate.
+    pub ca: PathBuf,
+    /// This node's certificate chain. An edge without one is refused by every origin.
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// The congestion controller of a tunnel connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Congestion {
+    Bbr,
+    Cubic,
+    NewReno,
+}
+
+impl Congestion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Congestion::Bbr => "bbr",
+            Congestion::Cubic => "cubic",
+            Congestion::NewReno => "newreno",
+        }
+    }
+}
+
+/// QUIC transport tunables.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransportSettings {
+    /// BBR by default: loss-based controllers collapse on long lossy paths (Mathis: a
+    /// Reno-like flow gets about 0.6 Mbit/s at 230 ms and 1% loss), while a quinn relay
+    /// that switched to BBR held full rate through 10% loss (REFERENCE.md section 4).
+    /// The long-haul benchmark measures all three side by side.
+    pub congestion: Congestion,
+    /// Per-stream receive window. 8 MiB lets one stream run at 290 Mbit/s at 230 ms RTT,
+    /// far above a 4K rendition; quinn's 1.25 MB default caps it near 43 Mbit/s.
+    pub stream_window: u64,
+    /// Per-connection receive window. 64 MiB: 2.2 Gbit/s at 230 ms, a loaded edge's
+    /// worth of streams. It bounds memory only when the origin stops reading.
+    pub connection_window: u64,
+    /// Bytes the sender keeps unacknowledged per connection; same sizing as the window.
+    pub send_window: u64,
+    /// RTT assumed before the first sample. Set per site (fra-nyc 90 ms, sin-nyc
+    /// 230 ms); 250 ms errs long, which only delays the first loss timer.
+    pub initial_rtt_ms: u64,
+    /// Keep-alive interval. 1 s, as cloudflared: NAT bindings stay, and a dead path is
+    /// noticed within the idle timeout even when no stream is live.
+    pub keep_alive_ms: u64,
+    /// Idle timeout. 10 s: ten keep-alives lost in a row, which a path at a few percent
+    /// loss never does; cloudflared's 5 s flaps on such paths.
+    pub idle_timeout_ms: u64,
+    /// Publish streams a peer may open at once. A busy edge relays a few thousand.
+    pub max_streams: u32,
+    /// UDP receive and send buffer asked of the kernel. quinn at a few hundred Mbit/s
+    /// drops datagrams with the 200-400 KiB defaults; 8 MiB holds 70 ms at 1 Gbit/s.
+    /// The kernel may grant less (net.core.rmem_max): the granted sizes are logged.
+    pub udp_recv_buffer: usize,
+    pub udp_send_buffer: usize,
+    /// Health and load reports on the control stream, both ways.
+    pub report_interval_ms: u64,
+    /// Reconnect backoff: the first wait is up to this, doubling after each failure...
+    pub reconnect_initial_ms: u64,
+    /// ...up to this cap. Each wait is drawn uniformly below the bound (full jitter), so
+    /// edges that lost an origin together do not come back together.
+    pub reconnect_max_ms: u64,
+    /// How long an edge waits for an origin's verdict on a publish.
+    pub authorise_timeout_ms: u64,
+}
+
+impl Default for TransportSettings {
+    fn default() -> Self {
+        Self {
+            congestion: Congestion::Bbr,
+            stream_window: 8 * 1024 * 1024,
+            connection_window: 64 * 1024 * 1024,
+            send_window: 64 * 1024 * 1024,
+            initial_rtt_ms: 250,
+            keep_alive_ms: 1_000,
+            idle_timeout_ms: 10_000,
+            max_streams: 4_096,
+            udp_recv_buffer: 8 * 1024 * 1024,
+            udp_send_buffer: 8 * 1024 * 1024,
+            report_interval_ms: 5_000,
+            reconnect_initial_ms: 500,
+            reconnect_max_ms: 15_000,
+            authorise_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// A tunnel setting that cannot work, naming its key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting {key}: {reason}")]
+pub struct InvalidTunnelSetting {
+    pub key: &'static str,
+    pub reason: String,
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> InvalidTunnelSetting {
+    InvalidTunnelSetting {
+        key,
+        reason: reason.into(),
+    }
+}
+
+/// Largest value a QUIC variable-length integer holds (2^62 - 1).
+const VARINT_MAX: u64 = (1 << 62) - 1;
+
+impl TransportSettings {
+    pub fn validate(&self) -> Result<(), InvalidTunnelSetting> {
+        let windows = [
+            ("tunnel.transport.stream_window", self.stream_window),
+            ("tunnel.transport.connection_window", self.connection_window),
+            ("tunnel.transport.send_window", self.send_window),
+        ];
+        for (key, v) in windows {
+            if !(16 * 1024..=VARINT_MAX).contains(&v) {
+                return Err(invalid(key, format!("{v} is not between 16 KiB and 2^62")));
+            }
+        }
+        if self.keep_alive_ms == 0 || self.keep_alive_ms >= self.idle_timeout_ms {
+            return Err(invalid(
+                "tunnel.transport.keep_alive_ms",
+                "must be above 0 and below idle_timeout_ms",
+            ));
+        }
+        // quinn's idle timeout is a varint of milliseconds; a day is plenty.
+        if self.idle_timeout_ms > 86_400_000 {
+            return Err(invalid(
+                "tunnel.transport.idle_timeout_ms",
+                "at most one day",
+            ));
+        }
+        if self.initial_rtt_ms == 0 || self.initial_rtt_ms > 10_000 {
+            return Err(invalid(
+                "tunnel.transport.initial_rtt_ms",
+                "must be between 1 and 10,000",
+            ));
+        }
+        if self.max_streams == 0 {
+            return Err(invalid("tunnel.transport.max_streams", "must be above 0"));
+        }
+        if self.reconnect_initial_ms == 0 || self.reconnect_max_ms < self.reconnect_initial_ms {
+            return Err(invalid(
+                "tunnel.transport.reconnect_max_ms",
+                "reconnect_initial_ms must be above 0 and at most reconnect_max_ms",
+            ));
+        }
+        if self.report_interval_ms < 100 || self.authorise_timeout_ms == 0 {
+            return Err(invalid(
+                "tunnel.transport.report_interval_ms",
+                "reports at most every 100 ms, and a non-zero authorise_timeout_ms",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The quinn transport configuration for these settings.
+    pub fn transport_config(&self) -> TransportConfig {
+        let mut t = TransportConfig::default();
+        let varint = |v: u64| VarInt::from_u64(v.min(VARINT_MAX)).unwrap_or(VarInt::MAX);
+        t.stream_receive_window(varint(self.stream_window))
+            .receive_window(varint(self.connection_window))
+            .send_window(self.send_window)
+            .initial_rtt(Duration::from_millis(self.initial_rtt_ms))
+            .keep_alive_interval(Some(Duration::from_millis(self.keep_alive_ms)))
+            .max_idle_timeout(
+                IdleTimeout::try_from(Duration::from_millis(self.idle_timeout_ms)).ok(),
+            )
+            .max_concurrent_bidi_streams(VarInt::from_u32(self.max_streams))
+            // Nothing uses unidirectional streams or datagrams yet.
+            .max_concurrent_uni_streams(VarInt::from_u32(0))
+            .datagram_receive_buffer_size(None);
+        match self.congestion {
+            Congestion::Bbr => t.congestion_controller_factory(Arc::new(BbrConfig::default())),
+            Congestion::Cubic => t.congestion_controller_factory(Arc::new(CubicConfig::default())),
+            Congestion::NewReno => {
+                t.congestion_controller_factory(Arc::new(NewRenoConfig::default()))
+            }
+        };
+        t
+    }
+
+    pub fn report_interval(&self) -> Duration {
+        Duration::from_millis(self.report_interval_ms)
+    }
+
+    pub fn authorise_timeout(&self) -> Duration {
+        Duration::from_millis(self.authorise_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use longhaul_endpoint::Leg;
+
+    fn section(toml_origins: &[(&str, &str)], primary: &str) -> TunnelSection {
+        TunnelSection {
+            origins: toml_origins
+                .iter()
+                .enumerate()
+                .map(|(i, (id, region))| OriginPeer {
+                    id: id.to_string(),
+                    region: region.to_string(),
+                    addr: ([127, 0, 0, 1], 4433 + i as u16).into(),
+                    server_name: format!("{id}.longhaul.internal"),
+                })
+                .collect(),
+            primary: primary.into(),
+            tls: ClusterTlsPaths {
+                ca: "ca.pem".into(),
+                cert: None,
+                key: None,
+            },
+            bind: any_port(),
+            transport: TransportSettings::default(),
+        }
+    }
+
+    #[test]
+    fn legs_go_to_the_primary_and_the_other_origin() {
+        let s = section(&[("nyc-1", "nyc"), ("pao-1", "pao")], "pao-1");
+        assert_eq!(s.origin_for(Leg::Primary).unwrap().id, "pao-1");
+        assert_eq!(s.origin_for(Leg::Backup).unwrap().id, "nyc-1");
+        let one = section(&[("nyc-1", "nyc")], "nyc-1");
+        assert_eq!(one.origin_for(Leg::Backup).unwrap().id, "nyc-1");
+    }
+
+    #[test]
+    fn bad_sections_name_their_key() {
+        assert_eq!(
+            section(&[("nyc-1", "nyc")], "pao-1")
+                .validate()
+                .unwrap_err()
+                .key,
+            "tunnel.primary"
+        );
+        assert_eq!(
+            section(&[("a", "x"), ("a", "y")], "a")
+                .validate()
+                .unwrap_err()
+                .key,
+            "tunnel.origins"
+        );
+        let mut s = section(&[("nyc-1", "nyc")], "nyc-1");
+        s.transport.keep_alive_ms = s.transport.idle_timeout_ms;
+        assert_eq!(
+            s.validate().unwrap_err().key,
+            "tunnel.transport.keep_alive_ms"
+        );
+        s.transport = TransportSettings {
+            stream_window: 10,
+            ..Default::default()
+        };
+        assert_eq!(
+            s.validate().unwrap_err().key,
+            "tunnel.transport.stream_window"
+        );
+        assert!(section(&[("nyc-1", "nyc")], "nyc-1").validate().is_ok());
+    }
+
+    #[test]
+    fn defaults_validate_and_build_for_each_controller() {
+        for c in [Congestion::Bbr, Congestion::Cubic, Congestion::NewReno] {
+            let s = TransportSettings {
+                congestion: c,
+                ..Default::default()
+            };
+            s.validate().unwrap();
+            let _ = s.transport_config();
+        }
+    }
+}

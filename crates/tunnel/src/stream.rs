@@ -1,0 +1,176 @@
+//! Frames over QUIC streams: the thin IO layer under both ends of a tunnel.
+//!
+//! [`FrameReader`] feeds a stream's bytes to the sans-IO [`FrameDecoder`]; the write
+//! helpers put a frame's header and payload on the stream without copying the payload.
+//! The control stream's writer runs as its own task fed by a channel, so request handlers
+//! and the report timer never wait on one another.
+
+use crate::wire::{
+    encode_message, media_header, Frame, FrameDecoder, MediaFrame, Message, WireError,
+};
+use bytes::Bytes;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// What went wrong on a tunnel, said so that the log line is enough to act on.
+#[derive(Debug, thiserror::Error)]
+pub enum TunnelError {
+    #[error("the tunnel to {peer} is not connected")]
+    NotConnected { peer: String },
+    #[error("{peer} did not answer within {after:?}")]
+    Timeout { peer: String, after: Duration },
+    #[error("the tunnel connection to {peer} was lost: {source}")]
+    ConnectionLost {
+        peer: String,
+        source: quinn::ConnectionError,
+    },
+    #[error("writing to {peer}: {source}")]
+    Write {
+        peer: String,
+        source: quinn::WriteError,
+    },
+    #[error("reading from {peer}: {source}")]
+    Read {
+        peer: String,
+        source: quinn::ReadError,
+    },
+    #[error("{peer} broke the tunnel format: {source}")]
+    Wire { peer: String, source: WireError },
+    #[error("{peer} broke the tunnel protocol: {what}")]
+    Protocol { peer: String, what: String },
+    #[error("cannot connect to {peer}: {reason}")]
+    Connect { peer: String, reason: String },
+    #[error("cannot open the tunnel UDP socket on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TunnelTlsError),
+    #[error(transparent)]
+    Settings(#[from] crate::settings::InvalidTunnelSetting),
+}
+
+/// How much one read asks of quinn. 64 KiB: a few video frames of a high-bitrate stream.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Reads whole frames from a QUIC receive stream.
+pub(crate) struct FrameReader {
+    recv: quinn::RecvStream,
+    decoder: FrameDecoder,
+    peer: String,
+}
+
+impl FrameReader {
+    pub(crate) fn new(recv: quinn::RecvStream, peer: &str) -> Self {
+        Self {
+            recv,
+            decoder: FrameDecoder::new(),
+            peer: peer.to_string(),
+        }
+    }
+
+    pub(crate) fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// The next frame, or `None` when the peer finished the stream cleanly.
+    ///
+    /// Cancel-safe: bytes already read stay in the decoder.
+    pub(crate) async fn next(&mut self) -> Result<Option<Frame>, TunnelError> {
+        loop {
+            match self.decoder.next_frame() {
+                Ok(Some(frame)) => return Ok(Some(frame)),
+                Ok(None) => {}
+                Err(source) => {
+                    let _ = self.recv.stop(crate::codes::PROTOCOL_ERROR.into());
+                    return Err(TunnelError::Wire {
+                        peer: self.peer.clone(),
+                        source,
+                    });
+                }
+            }
+            match self.recv.read_chunk(READ_CHUNK, true).await {
+                Ok(Some(chunk)) => self.decoder.push(&chunk.bytes),
+                Ok(None) if self.decoder.buffered() == 0 => return Ok(None),
+                Ok(None) => {
+                    return Err(TunnelError::Protocol {
+                        peer: self.peer.clone(),
+                        what: format!(
+                            "stream finished inside a frame ({} bytes pending)",
+                            self.decoder.buffered()
+                        ),
+                    })
+                }
+                Err(source) => {
+                    return Err(TunnelError::Read {
+                        peer: self.peer.clone(),
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    /// The next frame, which must be a JSON message.
+    pub(crate) async fn next_message(&mut self) -> Result<Option<Message>, TunnelError> {
+        match self.next().await? {
+            None => Ok(None),
+            Some(Frame::Message(m)) => Ok(Some(m)),
+            Some(Frame::Media(m)) => Err(TunnelError::Protocol {
+                peer: self.peer.clone(),
+                what: format!("media frame of kind {} where a message belongs", m.kind),
+            }),
+        }
+    }
+}
+
+pub(crate) async fn write_message(
+    send: &mut quinn::SendStream,
+    message: &Message,
+    peer: &str,
+) -> Result<(), TunnelError> {
+    send.write_all(&encode_message(message))
+        .await
+        .map_err(|source| TunnelError::Write {
+            peer: peer.to_string(),
+            source,
+        })
+}
+
+pub(crate) async fn write_media(
+    send: &mut quinn::SendStream,
+    frame: &MediaFrame,
+    peer: &str,
+) -> Result<(), TunnelError> {
+    let mut chunks = [
+        Bytes::copy_from_slice(&media_header(frame)),
+        frame.payload.clone(),
+    ];
+    send.write_all_chunks(&mut chunks)
+        .await
+        .map_err(|source| TunnelError::Write {
+            peer: peer.to_string(),
+            source,
+        })
+}
+
+/// Messages queued for the control stream before senders wait. Control traffic is a few
+/// requests per publish and a report every few seconds; 1,024 absorbs a reconnect storm
+/// of publishes.
+pub(crate) const CONTROL_QUEUE: usize = 1024;
+
+/// Writes queued control messages until the channel closes or the stream fails.
+pub(crate) async fn control_writer(
+    mut send: quinn::SendStream,
+    mut queue: mpsc::Receiver<Message>,
+    peer: String,
+) {
+    while let Some(message) = queue.recv().await {
+        if let Err(e) = write_message(&mut send, &message, &peer).await {
+            tracing::debug!(%peer, error = %e, "control stream writer stopped");
+            return;
+        }
+    }
+    let _ = send.finish();
+}

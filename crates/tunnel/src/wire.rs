@@ -1,0 +1,396 @@
+//! The tunnel's wire format: frames on QUIC streams, and the messages they carry.
+//!
+//! Sans IO: [`FrameDecoder`] takes bytes as QUIC hands them over and yields whole frames;
+//! [`encode_message`] and [`media_header`] build them. The driver in [`crate::connection`]
+//! only moves bytes. See the crate documentation for the layout and its versioning.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use longhaul_endpoint::Leg;
+use serde::{Deserialize, Serialize};
+
+/// Bytes before every frame's body: kind (1) and body length (4, big endian).
+pub const FRAME_HEADER_LEN: usize = 5;
+/// Frame kind of a JSON message. Every other kind is an RTMP message type id.
+pub const KIND_MESSAGE: u8 = 0;
+/// Largest JSON message body. The biggest one, an authorisation request, holds an app, a
+/// tcUrl (ffmpeg caps it at 1,024 characters) and a stream name: a few KiB at most.
+pub const MAX_MESSAGE_LEN: usize = 64 * 1024;
+/// Largest media frame body (timestamp + payload). Matches the RTMP chunk decoder's cap on
+/// one message, so anything an edge accepted from an encoder fits.
+pub const MAX_MEDIA_LEN: usize = 16 * 1024 * 1024 + 4;
+
+/// One RTMP message, unchanged: its type id, timestamp and payload bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaFrame {
+    /// RTMP message type id (8 audio, 9 video, 18 data, ...); never 0.
+    pub kind: u8,
+    /// RTMP timestamp in milliseconds.
+    pub timestamp: u32,
+    pub payload: Bytes,
+}
+
+/// What a node says first on the control stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub node_id: String,
+    pub region: String,
+    /// `edge` or `origin`.
+    pub role: String,
+    /// The sender's software version (`CARGO_PKG_VERSION`).
+    pub version: String,
+}
+
+/// Health and load, sent both ways every report interval. Fields added later must be
+/// `#[serde(default)]` so older peers' reports still parse.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadReport {
+    /// The node takes new work.
+    pub healthy: bool,
+    /// Streams being published on the node.
+    #[serde(default)]
+    pub publishers: u64,
+    /// Client connections open on the node.
+    #[serde(default)]
+    pub connections: u64,
+}
+
+/// An edge asks an origin whether a publish may go on, before it accepts it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthoriseRequest {
+    /// The encoder's connect `app`, query included.
+    pub app: String,
+    pub tc_url: Option<String>,
+    /// The publish name, query included.
+    pub name: String,
+    /// The leg the edge resolved (URL rules first, then the edge's default).
+    pub leg: Leg,
+    /// The encoder's address as the edge saw it.
+    pub client_addr: String,
+    /// `rtmp` or `rtmps`: how the encoder reached the edge.
+    pub transport: String,
+}
+
+/// An origin's answer to an [`AuthoriseRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    /// Go on: open a publish stream with this grant.
+    Allowed { grant: u64, stream_name: String },
+    /// Refused: tell the encoder `description` with RTMP status `code`.
+    Refused {
+        code: String,
+        /// Short machine-readable reason, the edge's metric label (`wrong_token`, ...).
+        reason: String,
+        description: String,
+    },
+}
+
+/// The first frame of a publish stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishHeader {
+    /// From [`Verdict::Allowed`]: ties the stream to an authorisation.
+    pub grant: u64,
+    pub stream_name: String,
+    /// The encoder's address as the edge saw it.
+    pub client_addr: String,
+}
+
+/// Why an origin ended a publish stream, for the encoder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamEnd {
+    /// RTMP status code (`NetStream.Publish.Rejected`, ...).
+    pub code: String,
+    pub description: String,
+}
+
+/// Every JSON message, on the control stream or a publish stream.
+///
+/// Tagged by `type`. A message of a type this version does not know decodes to
+/// [`Message::Unknown`] and is skipped, so a newer peer can add messages without a new ALPN.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Message {
+    Hello(Hello),
+    Report(LoadReport),
+    Authorise {
+        id: u64,
+        #[serde(flatten)]
+        request: AuthoriseRequest,
+    },
+    Verdict {
+        id: u64,
+        #[serde(flatten)]
+        verdict: Verdict,
+    },
+    Publish(PublishHeader),
+    End(StreamEnd),
+    #[serde(other)]
+    Unknown,
+}
+
+/// A decoded frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    Message(Message),
+    Media(MediaFrame),
+}
+
+/// A frame that breaks the format. The stream it came on cannot go on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("frame of kind {kind} is {len} bytes, over the {max}-byte limit")]
+    TooLong { kind: u8, len: usize, max: usize },
+    #[error("media frame of kind {kind} is {len} bytes, too short for its timestamp")]
+    MediaTooShort { kind: u8, len: usize },
+    #[error("message is not valid JSON of a known shape: {0}")]
+    BadMessage(String),
+}
+
+/// Encodes a JSON message as a frame.
+pub fn encode_message(message: &Message) -> Bytes {
+    // Serialising these plain structs cannot fail; the fallback keeps the no-panic rule.
+    let body = serde_json::to_vec(message).unwrap_or_default();
+    let mut out = BytesMut::with_capacity(FRAME_HEADER_LEN + body.len());
+    out.put_u8(KIND_MESSAGE);
+    out.put_u32(body.len() as u32);
+    out.put_slice(&body);
+    out.freeze()
+}
+
+/// The 9 bytes that go before a media frame's payload, so the payload itself is written
+/// from its own buffer without a copy.
+pub fn media_header(frame: &MediaFrame) -> [u8; FRAME_HEADER_LEN + 4] {
+    let mut h = [0u8; FRAME_HEADER_LEN + 4];
+    h[0] = frame.kind;
+    h[1..5].copy_from_slice(&((frame.payload.len() + 4) as u32).to_be_bytes());
+    h[5..9].copy_from_slice(&frame.timestamp.to_be_bytes());
+    h
+}
+
+/// Encodes a media frame into one buffer (tests and benchmarks; drivers write the header
+/// and payload separately).
+pub fn encode_media(frame: &MediaFrame) -> Bytes {
+    let mut out = BytesMut::with_capacity(FRAME_HEADER_LEN + 4 + frame.payload.len());
+    out.put_slice(&media_header(frame));
+    out.put_slice(&frame.payload);
+    out.freeze()
+}
+
+/// Splits a byte stream into frames.
+///
+/// Holds at most one frame plus one pushed chunk: a peer announcing a frame over the limit
+/// is refused from its 5-byte header, before any of the body is buffered.
+#[derive(Debug, Default)]
+pub struct FrameDecoder {
+    buf: BytesMut,
+    failed: bool,
+}
+
+impl FrameDecoder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds bytes read from the stream.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes held, waiting for the rest of their frame.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next whole frame, if one is buffered. After an error, every call fails again.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, WireError> {
+        if self.failed {
+            return Err(WireError::BadMessage("stream already failed".into()));
+        }
+        let result = self.decode();
+        if result.is_err() {
+            self.failed = true;
+            self.buf = BytesMut::new();
+        }
+        result
+    }
+
+    fn decode(&mut self) -> Result<Option<Frame>, WireError> {
+        if self.buf.len() < FRAME_HEADER_LEN {
+            return Ok(None);
+        }
+        let kind = self.buf[0];
+        let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
+        let max = if kind == KIND_MESSAGE {
+            MAX_MESSAGE_LEN
+        } else {
+            MAX_MEDIA_LEN
+        };
+        if len > max {
+            return Err(WireError::TooLong { kind, len, max });
+        }
+        if kind != KIND_MESSAGE && len < 4 {
+            return Err(WireError::MediaTooShort { kind, len });
+        }
+        if self.buf.len() < FRAME_HEADER_LEN + len {
+            // Reserve once for the whole frame rather than growing chunk by chunk.
+            self.buf.reserve(FRAME_HEADER_LEN + len - self.buf.len());
+            return Ok(None);
+        }
+        self.buf.advance(FRAME_HEADER_LEN);
+        let mut body = self.buf.split_to(len).freeze();
+        if kind == KIND_MESSAGE {
+            let message =
+                serde_json::from_slice(&body).map_err(|e| WireError::BadMessage(e.to_string()))?;
+            return Ok(Some(Frame::Message(message)));
+        }
+        let timestamp = body.get_u32();
+        Ok(Some(Frame::Media(MediaFrame {
+            kind,
+            timestamp,
+            payload: body,
+        })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(bytes: &[u8], step: usize) -> Result<Vec<Frame>, WireError> {
+        let mut d = FrameDecoder::new();
+        let mut out = Vec::new();
+        for chunk in bytes.chunks(step.max(1)) {
+            d.push(chunk);
+            while let Some(f) = d.next_frame()? {
+                out.push(f);
+            }
+        }
+        Ok(out)
+    }
+
+    fn sample() -> (Vec<Frame>, Vec<u8>) {
+        let frames = vec![
+            Frame::Message(Message::Publish(PublishHeader {
+                grant: 7,
+                stream_name: "1_abcdefgh_1".into(),
+                client_addr: "198.51.100.4:50000".into(),
+            })),
+            Frame::Media(MediaFrame {
+                kind: 9,
+                timestamp: 40,
+                payload: Bytes::from_static(&[0x17, 1, 0, 0, 0, 1, 2, 3]),
+            }),
+            Frame::Media(MediaFrame {
+                kind: 8,
+                timestamp: u32::MAX,
+                payload: Bytes::new(),
+            }),
+            Frame::Message(Message::End(StreamEnd {
+                code: "NetStream.Publish.Rejected".into(),
+                description: "taken over".into(),
+            })),
+        ];
+        let mut bytes = Vec::new();
+        for f in &frames {
+            match f {
+                Frame::Message(m) => bytes.extend_from_slice(&encode_message(m)),
+                Frame::Media(m) => bytes.extend_from_slice(&encode_media(m)),
+            }
+        }
+        (frames, bytes)
+    }
+
+    #[test]
+    fn frames_round_trip_whatever_the_read_size() {
+        let (frames, bytes) = sample();
+        for step in [1, 2, 5, 9, 13, 64, bytes.len()] {
+            assert_eq!(decode_all(&bytes, step).unwrap(), frames, "step {step}");
+        }
+    }
+
+    #[test]
+    fn media_header_is_kind_length_timestamp() {
+        let f = MediaFrame {
+            kind: 9,
+            timestamp: 0x01020304,
+            payload: Bytes::from_static(b"abc"),
+        };
+        assert_eq!(media_header(&f), [9, 0, 0, 0, 7, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn oversized_frames_are_refused_from_their_header() {
+        let mut d = FrameDecoder::new();
+        d.push(&[KIND_MESSAGE, 0, 1, 0, 1]); // 65,537-byte message
+        assert_eq!(
+            d.next_frame(),
+            Err(WireError::TooLong {
+                kind: 0,
+                len: 65_537,
+                max: MAX_MESSAGE_LEN
+            })
+        );
+        assert!(d.next_frame().is_err(), "a failed stream stays failed");
+        let mut d = FrameDecoder::new();
+        d.push(&[9, 0xff, 0xff, 0xff, 0xff]);
+        assert!(matches!(
+            d.next_frame(),
+            Err(WireError::TooLong { kind: 9, .. })
+        ));
+        assert_eq!(d.buffered(), 0);
+    }
+
+    #[test]
+    fn media_without_a_timestamp_is_refused() {
+        let mut d = FrameDecoder::new();
+        d.push(&[8, 0, 0, 0, 3, 1, 2, 3]);
+        assert_eq!(
+            d.next_frame(),
+            Err(WireError::MediaTooShort { kind: 8, len: 3 })
+        );
+    }
+
+    #[test]
+    fn bad_json_is_an_error_and_unknown_types_are_skippable() {
+        let mut d = FrameDecoder::new();
+        let body = br#"{"type":"drain","deadline_ms":5000}"#;
+        d.push(&[0, 0, 0, 0, body.len() as u8]);
+        d.push(body);
+        assert_eq!(d.next_frame(), Ok(Some(Frame::Message(Message::Unknown))));
+        d.push(&[0, 0, 0, 0, 3]);
+        d.push(b"{x}");
+        assert!(matches!(d.next_frame(), Err(WireError::BadMessage(_))));
+    }
+
+    #[test]
+    fn messages_have_a_stable_json_shape() {
+        let m = Message::Verdict {
+            id: 3,
+            verdict: Verdict::Refused {
+                code: "NetStream.Publish.Rejected".into(),
+                reason: "wrong_token".into(),
+                description: "publish refused: wrong token".into(),
+            },
+        };
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"type": "verdict", "id": 3, "verdict": "refused",
+                "code": "NetStream.Publish.Rejected", "reason": "wrong_token",
+                "description": "publish refused: wrong token"})
+        );
+        let a = Message::Authorise {
+            id: 1,
+            request: AuthoriseRequest {
+                app: "kLive/?t=x".into(),
+                tc_url: None,
+                name: "1_abcdefgh_1".into(),
+                leg: Leg::Backup,
+                client_addr: "[::1]:5".into(),
+                transport: "rtmp".into(),
+            },
+        };
+        let back: Message = serde_json::from_slice(&serde_json::to_vec(&a).unwrap()).unwrap();
+        assert_eq!(back, a);
+    }
+}
