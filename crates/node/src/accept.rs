@@ -95,6 +95,11 @@ impl ConnectionLimits {
         }
     }
 
+    /// Connections open now, all listeners together (for load reports).
+    pub fn open_connections(&self) -> usize {
+        self.max_connections - self.slots.available_permits()
+    }
+
     fn refuse(&self, transport: Transport, reason: &str) {
         self.refused
             .with_label_values(&[transport.as_str(), reason])
@@ -220,6 +225,7 @@ mod tests {
     /// An accept loop on a port-0 listener, under `max` connections.
     struct Served {
         addr: SocketAddr,
+        limits: ConnectionLimits,
         refused: IntCounterVec,
         shutdown: CancellationToken,
         task: tokio::task::JoinHandle<()>,
@@ -240,9 +246,16 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         let shutdown = CancellationToken::new();
         let handler = Arc::new(Echo);
-        let task = tokio::spawn(serve(listener, tls, limits, handler, shutdown.clone()));
+        let task = tokio::spawn(serve(
+            listener,
+            tls,
+            limits.clone(),
+            handler,
+            shutdown.clone(),
+        ));
         Served {
             addr,
+            limits,
             refused,
             shutdown,
             task,
@@ -276,6 +289,7 @@ mod tests {
             .refused
             .with_label_values(&["rtmp", reason::TOO_MANY_CONNECTIONS]);
         assert_eq!(refused.get(), 1);
+        assert_eq!(served.limits.open_connections(), 1);
         first.write_all(b"hi").await.expect("write");
         let mut reply = Vec::new();
         first.read_to_end(&mut reply).await.expect("read");

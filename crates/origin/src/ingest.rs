@@ -9,11 +9,11 @@
 //! player we know of opens a connection per stream, and it keeps takeover and timeout
 //! handling simple.
 
-use crate::metrics::protocol;
+use crate::metrics::{protocol, GaugeGuard};
 use crate::publish::{self, PublishDecision};
 use crate::state::OriginState;
 use longhaul_hub::{LegChoice, PlayerEvent, Publication, Subscription};
-use longhaul_node::{ConnectionHandler, GaugeGuard, Transport};
+use longhaul_node::{ConnectionHandler, Transport};
 use longhaul_rtmp::server::{ServerEvent, ServerSession, SessionError};
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -87,6 +87,7 @@ impl Origin {
             metrics,
             registry: Arc::new(registry),
             hub: Hub::new(),
+            connections: limits.clone(),
             next_connection_id: std::sync::atomic::AtomicU64::new(1),
             config,
         });

@@ -7,6 +7,9 @@
 use longhaul_node::metrics::{counter, counter_vec, gauge, gauge_vec, node_registry};
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
+/// Re-exported: the origin's modules count connections, players and publishers with it.
+pub use longhaul_node::GaugeGuard;
+
 /// Why a publish was refused or how it ended, as the `reason` label.
 pub mod reason {
     pub const OK: &str = "ok";
