@@ -26,6 +26,9 @@ pub struct OriginConfig {
     pub ingest: IngestSection,
     #[serde(default)]
     pub endpoints: EndpointsSection,
+    /// Where edges connect their QUIC tunnels; off when absent.
+    #[serde(default)]
+    pub tunnel: Option<longhaul_tunnel::TunnelListenSection>,
 }
 
 /// Who this node is.
@@ -201,6 +204,18 @@ pub struct InvalidSetting {
 impl OriginConfig {
     /// Checks what serde's types cannot: ranges, finiteness, secrets' length.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
+        if let Some(t) = &self.tunnel {
+            t.transport.validate().map_err(|e| InvalidSetting {
+                key: e.key,
+                reason: e.reason,
+            })?;
+            if t.tls.cert.is_none() || t.tls.key.is_none() {
+                return Err(InvalidSetting {
+                    key: "tunnel.tls",
+                    reason: "an origin's tunnel needs its certificate: set tunnel.tls.cert and tunnel.tls.key".into(),
+                });
+            }
+        }
         let timeouts = [
             (
                 "ingest.handshake_timeout_secs",

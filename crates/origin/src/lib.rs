@@ -6,9 +6,9 @@
 //! RTMP and HTTP-FLV.
 //!
 //! ```text
-//!  encoder ──RTMP/RTMPS──▶ ingest ──▶ hub (GOP cache, fan-out) ──▶ RTMP players
-//!                            │                               └──▶ HTTP-FLV players
-//!                            └─ token check ─▶ registry (SQLite)
+//!  encoder ──RTMP/RTMPS──▶ ingest ─┬──▶ hub (GOP cache, fan-out) ──▶ RTMP players
+//!  edge ═══QUIC tunnel══▶ tunnel ─┤                              └──▶ HTTP-FLV players
+//!                                 └─ publish: URL rules, token check ─▶ registry (SQLite)
 //!  operator ──HTTP──▶ api (entries, tokens, FMLE export), /metrics, /healthz
 //! ```
 //!
@@ -20,6 +20,7 @@
 //! | [`http`], [`api`], [`flv`] | the HTTP port: routing, entries API, HTTP-FLV playback |
 //! | [`metrics`] | Prometheus series |
 //! | [`tls`] | RTMPS certificate loading |
+//! | [`tunnel`] | publishes arriving from edges over QUIC tunnels |
 //!
 //! Start a node with [`Origin::start`]; it binds every listener before returning, so the
 //! caller learns the real addresses (port 0 in tests) and bind errors at once.
@@ -33,6 +34,7 @@ pub mod metrics;
 pub mod publish;
 pub mod state;
 pub mod tls;
+pub mod tunnel;
 
 use crate::config::OriginConfig;
 use crate::metrics::Metrics;
@@ -64,6 +66,8 @@ pub enum StartError {
     RtmpsWithoutCertificate(SocketAddr),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error("cannot start the tunnel listener: {0}")]
+    Tunnel(#[from] longhaul_tunnel::TunnelError),
 }
 
 /// The handle of a running origin.
@@ -72,6 +76,10 @@ pub struct Origin {
     pub rtmp_addr: SocketAddr,
     pub rtmps_addr: Option<SocketAddr>,
     pub http_addr: SocketAddr,
+    /// The QUIC (UDP) address edges connect to, when the tunnel is on.
+    pub tunnel_addr: Option<SocketAddr>,
+    /// The origin's tunnels, one per connected edge.
+    pub tunnels: Arc<longhaul_tunnel::TunnelSet>,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -98,6 +106,12 @@ impl Origin {
         let rtmp_addr = local_addr(&rtmp, config.rtmp.listen);
         let rtmps_addr = rtmps.as_ref().map(|l| local_addr(l, config.rtmp.listen));
         let http_addr = local_addr(&http, config.http.listen);
+        let tunnel_endpoint = match &config.tunnel {
+            Some(section) => Some(longhaul_tunnel::server_endpoint(section)?),
+            None => None,
+        };
+        let tunnel_addr = tunnel_endpoint.as_ref().and_then(|e| e.local_addr().ok());
+        let tunnels = longhaul_tunnel::TunnelSet::new();
 
         let state = Arc::new(OriginState {
             metrics: Metrics::new(&config.node.id, &config.node.region),
@@ -119,12 +133,27 @@ impl Origin {
             ));
         }
         tasks.spawn(http::serve(http, state.clone(), shutdown.clone()));
+        state
+            .metrics
+            .register(Box::new(longhaul_tunnel::TunnelCollector::new(
+                tunnels.clone(),
+            )));
+        if let (Some(endpoint), Some(section)) = (tunnel_endpoint, &state.config.tunnel) {
+            tasks.spawn(longhaul_tunnel::server::serve(
+                endpoint,
+                Arc::new(tunnel::TunnelSide::new(state.clone())),
+                section.transport.clone(),
+                tunnels.clone(),
+                shutdown.clone(),
+            ));
+        }
         tracing::info!(
             node = %state.config.node.id,
             region = %state.config.node.region,
             rtmp = %rtmp_addr,
             rtmps = %rtmps_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
             http = %http_addr,
+            tunnel = %tunnel_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
             "origin ready"
         );
         Ok(Origin {
@@ -132,6 +161,8 @@ impl Origin {
             rtmp_addr,
             rtmps_addr,
             http_addr,
+            tunnel_addr,
+            tunnels,
             shutdown,
             tasks,
         })
