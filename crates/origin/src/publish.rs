@@ -14,11 +14,11 @@
 //! A publish an edge forwards through a tunnel meets the same two checks
 //! ([`authorise`]) when the edge asks, and is opened ([`accept`]) when its stream arrives.
 
-use crate::ingest::Transport;
 use crate::metrics::reason;
 use crate::state::OriginState;
 use longhaul_endpoint::{resolve_publish, EndpointError, Leg, PublishTarget};
 use longhaul_hub::{Publication, PublishOutcome, PublisherInfo, StreamKey};
+use longhaul_node::Transport;
 use longhaul_registry::TokenCheck;
 use longhaul_rtmp::server::ConnectRequest;
 use std::net::SocketAddr;

@@ -6,11 +6,11 @@
 //! the hub exactly as a direct one would, with the encoder's address and region (the
 //! edge's) kept for the logs, the metrics and the streams API.
 
-use crate::metrics::GaugeGuard;
 use crate::publish::{self, Publisher};
 use crate::state::OriginState;
 use longhaul_endpoint::PublishTarget;
 use longhaul_hub::Publication;
+use longhaul_node::GaugeGuard;
 use longhaul_rtmp::message::RtmpMessage;
 use longhaul_tunnel::{
     AuthoriseRequest, Hello, IncomingPublish, LoadReport, PeerInfo, PublishHeader, StreamEnd,
@@ -116,8 +116,10 @@ impl TunnelService for TunnelSide {
         LoadReport {
             healthy: true,
             publishers: m.publishers_active.get().max(0) as u64,
-            connections: (self.state.config.ingest.max_connections
-                - self.state.connection_slots.available_permits()) as u64,
+            connections: ["rtmp", "rtmps"]
+                .iter()
+                .map(|t| m.connections_active.with_label_values(&[t]).get().max(0) as u64)
+                .sum(),
         }
     }
 
