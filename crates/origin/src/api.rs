@@ -244,6 +244,8 @@ fn stream_json(s: &longhaul_hub::StreamSummary) -> serde_json::Value {
         "name": s.key.name,
         "leg": s.key.leg.as_str(),
         "publisher": s.publisher.addr,
+        "publisher_region": s.publisher.region,
+        "via_edge": s.publisher.via,
         "publisher_since": secs(s.publisher_since),
         "started_at": secs(s.started_at),
         "players": s.players,

@@ -30,6 +30,9 @@ pub struct OriginConfig {
     pub ingest: IngestSection,
     #[serde(default)]
     pub endpoints: EndpointsSection,
+    /// Where edges connect their QUIC tunnels; off when absent.
+    #[serde(default)]
+    pub tunnel: Option<longhaul_tunnel::TunnelListenSection>,
 }
 
 /// The origin's `[http]`: the listener and limits every node has, and the API's token.
@@ -127,6 +130,18 @@ impl OriginConfig {
     /// Checks what serde's types cannot: ranges, finiteness, secrets' length.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         self.node.validate()?;
+        if let Some(t) = &self.tunnel {
+            t.transport.validate().map_err(|e| InvalidSetting {
+                key: e.key,
+                reason: e.reason,
+            })?;
+            if t.tls.cert.is_none() || t.tls.key.is_none() {
+                return Err(InvalidSetting {
+                    key: "tunnel.tls",
+                    reason: "an origin's tunnel needs its certificate: set tunnel.tls.cert and tunnel.tls.key".into(),
+                });
+            }
+        }
         self.http.server.validate()?;
         self.ingest.validate()?;
         if let Some(token) = &self.http.api_token {

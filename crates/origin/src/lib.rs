@@ -6,9 +6,9 @@
 //! RTMP and HTTP-FLV.
 //!
 //! ```text
-//!  encoder ──RTMP/RTMPS──▶ ingest ──▶ hub (GOP cache, fan-out) ──▶ RTMP players
-//!                            │                               └──▶ HTTP-FLV players
-//!                            └─ token check ─▶ registry (SQLite)
+//!  encoder ──RTMP/RTMPS──▶ ingest ─┬──▶ hub (GOP cache, fan-out) ──▶ RTMP players
+//!  edge ═══QUIC tunnel══▶ tunnel ─┤                              └──▶ HTTP-FLV players
+//!                                 └─ publish: URL rules, token check ─▶ registry (SQLite)
 //!  operator ──HTTP──▶ api (entries, tokens, FMLE export), /metrics, /healthz
 //! ```
 //!
@@ -19,6 +19,7 @@
 //! | [`publish`] | the publish decision: URL rules, token check, takeover |
 //! | [`http`], [`api`], [`flv`] | the HTTP port: routing, entries API, HTTP-FLV playback |
 //! | [`metrics`] | Prometheus series |
+//! | [`tunnel`] | publishes arriving from edges over QUIC tunnels |
 //!
 //! Listeners, the accept loops, TLS and the shared settings sections are
 //! `longhaul_node`'s, which the edge uses too.
@@ -34,6 +35,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod publish;
 pub mod state;
+pub mod tunnel;
 
 use crate::config::OriginConfig;
 use crate::metrics::Metrics;
@@ -56,6 +58,8 @@ pub enum StartError {
     Listen(#[from] ListenError),
     #[error("opening the entries registry {path}: {reason}")]
     Registry { path: String, reason: String },
+    #[error("cannot start the tunnel listener: {0}")]
+    Tunnel(#[from] longhaul_tunnel::TunnelError),
 }
 
 /// The handle of a running origin.
@@ -64,6 +68,10 @@ pub struct Origin {
     pub rtmp_addr: SocketAddr,
     pub rtmps_addr: Option<SocketAddr>,
     pub http_addr: SocketAddr,
+    /// The QUIC (UDP) address edges connect to, when the tunnel is on.
+    pub tunnel_addr: Option<SocketAddr>,
+    /// The origin's tunnels, one per connected edge.
+    pub tunnels: Arc<longhaul_tunnel::TunnelSet>,
     tasks: NodeTasks,
 }
 
@@ -81,7 +89,16 @@ impl Origin {
             listeners.rtmps_addr,
             listeners.http_addr,
         );
+        let tunnel_endpoint = match &config.tunnel {
+            Some(section) => Some(longhaul_tunnel::server_endpoint(section)?),
+            None => None,
+        };
+        let tunnel_addr = tunnel_endpoint.as_ref().and_then(|e| e.local_addr().ok());
+        let tunnels = longhaul_tunnel::TunnelSet::new();
         let metrics = Metrics::new(&config.node.id, &config.node.region);
+        metrics.register(Box::new(longhaul_tunnel::TunnelCollector::new(
+            tunnels.clone(),
+        )));
         let limits = ConnectionLimits::new(&config.ingest, metrics.connections_refused.clone());
         let state = Arc::new(OriginState {
             metrics,
@@ -99,12 +116,22 @@ impl Origin {
             state.clone(),
             tasks.shutdown_token(),
         ));
+        if let (Some(endpoint), Some(section)) = (tunnel_endpoint, &state.config.tunnel) {
+            tasks.spawn(longhaul_tunnel::server::serve(
+                endpoint,
+                Arc::new(tunnel::TunnelSide::new(state.clone())),
+                section.transport.clone(),
+                tunnels.clone(),
+                tasks.shutdown_token(),
+            ));
+        }
         tracing::info!(
             node = %state.config.node.id,
             region = %state.config.node.region,
             rtmp = %rtmp_addr,
             rtmps = %rtmps_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
             http = %http_addr,
+            tunnel = %tunnel_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
             "origin ready"
         );
         Ok(Origin {
@@ -112,6 +139,8 @@ impl Origin {
             rtmp_addr,
             rtmps_addr,
             http_addr,
+            tunnel_addr,
+            tunnels,
             tasks,
         })
     }

@@ -77,8 +77,8 @@ impl Metrics {
             publishes: counter_vec(
                 &r,
                 "publishes_total",
-                "Publish requests by outcome (accepted, rejected) and reason",
-                &["outcome", "reason"],
+                "Publish requests by outcome (accepted, rejected), reason, transport (rtmp, rtmps, tunnel) and the region the encoder published in",
+                &["outcome", "reason", "transport", "encoder_region"],
             ),
             publish_takeovers,
             publishers_active,
@@ -129,6 +129,13 @@ impl Metrics {
         }
     }
 
+    /// Adds a collector (the tunnels') to this node's registry, under its prefix and labels.
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) {
+        if let Err(e) = self.registry.register(collector) {
+            tracing::error!(error = %e, "registering a metrics collector failed");
+        }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         longhaul_node::metrics::render(&self.registry)
@@ -143,7 +150,7 @@ mod tests {
     fn renders_prefixed_series_with_node_labels() {
         let m = Metrics::new("nyc-1", "nyc");
         m.publishes
-            .with_label_values(&["rejected", reason::WRONG_TOKEN])
+            .with_label_values(&["rejected", reason::WRONG_TOKEN, "tunnel", "fra"])
             .inc();
         let text = m.render();
         // Label order is the registry's business; check the set.
@@ -156,6 +163,8 @@ mod tests {
             "region=\"nyc\"",
             "outcome=\"rejected\"",
             "reason=\"wrong_token\"",
+            "transport=\"tunnel\"",
+            "encoder_region=\"fra\"",
         ] {
             assert!(line.contains(label), "{label} missing in {line}");
         }

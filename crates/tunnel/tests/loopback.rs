@@ -144,7 +144,7 @@ fn edge_section(tls: ClusterTlsPaths, origin: SocketAddr) -> TunnelSection {
         origins: vec![OriginPeer {
             id: "nyc-1".into(),
             region: "nyc".into(),
-            addr: origin,
+            addr: origin.to_string(),
             server_name: "nyc-1.longhaul.internal".into(),
         }],
         primary: "nyc-1".into(),
