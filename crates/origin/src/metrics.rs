@@ -4,7 +4,9 @@
 //! constant labels. Labels are kept to small fixed sets (transport, outcome, reason):
 //! per-stream series come with the operations work, behind a cardinality limit.
 
-use longhaul_node::metrics::{counter, counter_vec, gauge, gauge_vec, node_registry};
+use longhaul_node::metrics::{
+    counter, counter_vec, gauge, gauge_vec, node_registry, ConnectionSeries,
+};
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
 /// Re-exported: the origin's modules count connections, players and publishers with it.
@@ -55,25 +57,18 @@ impl Metrics {
             "Publishes that took over a stream from an older connection of the same entry, leg and rendition",
         );
         let publishers_active = gauge(&r, "publishers_active", "Streams being published now");
+        let ConnectionSeries {
+            connections_total,
+            connections_active,
+            connections_refused,
+            session_errors,
+            bytes_received,
+            bytes_sent,
+        } = ConnectionSeries::new(&r);
         Self {
-            connections_total: counter_vec(
-                &r,
-                "connections_total",
-                "RTMP connections accepted",
-                &["transport"],
-            ),
-            connections_active: gauge_vec(
-                &r,
-                "connections_active",
-                "RTMP connections open now",
-                &["transport"],
-            ),
-            connections_refused: counter_vec(
-                &r,
-                "connections_refused_total",
-                "Connections refused before the RTMP handshake",
-                &["transport", "reason"],
-            ),
+            connections_total,
+            connections_active,
+            connections_refused,
             publishes: counter_vec(
                 &r,
                 "publishes_total",
@@ -82,24 +77,9 @@ impl Metrics {
             ),
             publish_takeovers,
             publishers_active,
-            session_errors: counter_vec(
-                &r,
-                "session_errors_total",
-                "RTMP sessions ended by an error, by kind",
-                &["kind"],
-            ),
-            bytes_received: counter_vec(
-                &r,
-                "bytes_received_total",
-                "Bytes received from peers",
-                &["transport"],
-            ),
-            bytes_sent: counter_vec(
-                &r,
-                "bytes_sent_total",
-                "Bytes sent to peers",
-                &["transport"],
-            ),
+            session_errors,
+            bytes_received,
+            bytes_sent,
             players_active: gauge_vec(&r, "players_active", "Players attached now", &["protocol"]),
             plays: counter_vec(
                 &r,
