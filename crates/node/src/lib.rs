@@ -24,6 +24,7 @@
 //! | [`http`] | the HTTP/1.1 accept loop (cap, header timeout) and JSON/metrics responses |
 //! | [`tls`] | the RTMPS server configuration from PEM files |
 //! | [`metrics`] | a per-node Prometheus registry, metric builders, [`GaugeGuard`] |
+//! | [`session_io`] | an RTMP session's writes with a time limit, and its deadline timer |
 //! | [`tasks`] | [`NodeTasks`]: a node's tasks and the token that stops them |
 //!
 //! A node starts like this (the origin and the edge both do):
@@ -46,6 +47,7 @@ pub mod config;
 pub mod http;
 pub mod listeners;
 pub mod metrics;
+pub mod session_io;
 pub mod tasks;
 pub mod tls;
 

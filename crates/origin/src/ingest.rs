@@ -13,12 +13,13 @@ use crate::metrics::{protocol, GaugeGuard};
 use crate::publish::{self, PublishDecision};
 use crate::state::OriginState;
 use longhaul_hub::{LegChoice, PlayerEvent, Publication, Subscription};
+use longhaul_node::session_io::{DeadlineTimer, SessionWriter, WriteError};
 use longhaul_node::{ConnectionHandler, Transport};
 use longhaul_rtmp::server::{ServerEvent, ServerSession, SessionError};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 /// Read buffer per connection. 64 KiB: one read takes several 4 KiB chunks of a
@@ -77,6 +78,15 @@ enum End {
     WriteStalled,
     Io(std::io::Error),
     Session(SessionError),
+}
+
+impl From<WriteError> for End {
+    fn from(e: WriteError) -> End {
+        match e {
+            WriteError::Io(e) => End::Io(e),
+            WriteError::Stalled => End::WriteStalled,
+        }
+    }
 }
 
 impl End {
@@ -166,37 +176,25 @@ where
     let ingest = &conn.state.config.ingest;
     let write_timeout = ingest.write_timeout();
     let mut session = ServerSession::new(ingest.server_config(), Instant::now());
-    let (mut reader, mut writer) = tokio::io::split(io);
+    let (mut reader, writer) = tokio::io::split(io);
     let mut buf = vec![0u8; READ_BUFFER];
     let m = &conn.state.metrics;
     let bytes_in = m
         .bytes_received
         .with_label_values(&[conn.transport.as_str()]);
     let bytes_out = m.bytes_sent.with_label_values(&[conn.transport.as_str()]);
-    // One timer for the session's deadline, moved rather than re-created on every read.
-    let timer = tokio::time::sleep(std::time::Duration::ZERO);
-    tokio::pin!(timer);
+    let mut out = SessionWriter::new(writer, write_timeout, bytes_out);
+    let mut timer = DeadlineTimer::new();
     loop {
         // Write whatever the session queued before waiting for anything else.
-        let queued = session.output().len();
-        if queued > 0 {
-            match tokio::time::timeout(write_timeout, writer.write_all_buf(session.output())).await
-            {
-                Ok(Ok(())) => bytes_out.inc_by(queued as u64),
-                Ok(Err(e)) => return End::Io(e),
-                Err(_) => return End::WriteStalled,
-            }
+        if let Err(e) = out.flush(&mut session).await {
+            return e.into();
         }
         if session.should_close() {
-            let _ = tokio::time::timeout(write_timeout, writer.shutdown()).await;
+            out.shutdown().await;
             return End::Rejected;
         }
-        let deadline = session.poll_timeout().map(tokio::time::Instant::from_std);
-        if let Some(deadline) = deadline {
-            if timer.deadline() != deadline {
-                timer.as_mut().reset(deadline);
-            }
-        }
+        timer.set(session.poll_timeout());
         let result: Result<(), End> = tokio::select! {
             read = reader.read(&mut buf) => match read {
                 Ok(0) => Err(End::PeerClosed),
@@ -209,7 +207,7 @@ where
                 }
                 Err(e) => Err(End::Io(e)),
             },
-            _ = &mut timer, if deadline.is_some() => {
+            _ = timer.wait() => {
                 session.handle_timeout(Instant::now()).map_err(End::Session)
             }
             _ = taken_over(&conn.publishing) => {
@@ -228,25 +226,11 @@ where
                 session.fail(e);
             }
             if !matches!(end, End::PeerClosed | End::Io(_) | End::Shutdown) {
-                close(&mut writer, &mut session, write_timeout).await;
+                out.close(&mut session).await;
             }
             return end;
         }
     }
-}
-
-/// Writes what the session queued (its last words: a refusal, a status) and closes,
-/// giving up after `limit` on a peer that does not read.
-async fn close<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    session: &mut ServerSession,
-    limit: std::time::Duration,
-) {
-    let _ = tokio::time::timeout(limit, async {
-        let _ = writer.write_all_buf(session.output()).await;
-        let _ = writer.shutdown().await;
-    })
-    .await;
 }
 
 async fn taken_over(publishing: &Option<Publishing>) {
