@@ -117,6 +117,15 @@ impl ConnectionSeries {
     }
 }
 
+impl ConnectionSeries {
+    /// Counts a connection accepted on `transport` (`rtmp`, `rtmps`); it stays in
+    /// `connections_active` for as long as the guard lives.
+    pub fn opened(&self, transport: &str) -> GaugeGuard {
+        self.connections_total.with_label_values(&[transport]).inc();
+        GaugeGuard::new(self.connections_active.with_label_values(&[transport]))
+    }
+}
+
 /// Holds a gauge up by one for as long as it lives: a connection, player or publisher
 /// counted this way is uncounted on every path out, early returns and panics included.
 pub struct GaugeGuard(IntGauge);

@@ -31,15 +31,11 @@ pub mod protocol {
 
 pub struct Metrics {
     registry: Registry,
-    pub connections_total: IntCounterVec,
-    pub connections_active: IntGaugeVec,
-    pub connections_refused: IntCounterVec,
+    /// The RTMP connection series every node has.
+    pub connections: ConnectionSeries,
     pub publishes: IntCounterVec,
     pub publish_takeovers: IntCounter,
     pub publishers_active: IntGauge,
-    pub session_errors: IntCounterVec,
-    pub bytes_received: IntCounterVec,
-    pub bytes_sent: IntCounterVec,
     pub players_active: IntGaugeVec,
     pub plays: IntCounterVec,
     pub player_skips: IntCounterVec,
@@ -57,18 +53,8 @@ impl Metrics {
             "Publishes that took over a stream from an older connection of the same entry, leg and rendition",
         );
         let publishers_active = gauge(&r, "publishers_active", "Streams being published now");
-        let ConnectionSeries {
-            connections_total,
-            connections_active,
-            connections_refused,
-            session_errors,
-            bytes_received,
-            bytes_sent,
-        } = ConnectionSeries::new(&r);
         Self {
-            connections_total,
-            connections_active,
-            connections_refused,
+            connections: ConnectionSeries::new(&r),
             publishes: counter_vec(
                 &r,
                 "publishes_total",
@@ -77,9 +63,6 @@ impl Metrics {
             ),
             publish_takeovers,
             publishers_active,
-            session_errors,
-            bytes_received,
-            bytes_sent,
             players_active: gauge_vec(&r, "players_active", "Players attached now", &["protocol"]),
             plays: counter_vec(
                 &r,
