@@ -141,6 +141,8 @@ pub struct RelayQueue {
     seen_video: bool,
     /// Reading has been paused since then.
     paused_since: Option<Instant>,
+    /// The writer last took a message then.
+    last_pop: Option<Instant>,
     /// The drop rule was checked at or after its deadline and found nothing it may drop;
     /// only a push or a pop can change that, so [`RelayQueue::poll_timeout`] waits for one.
     blocked: bool,
@@ -155,6 +157,7 @@ impl RelayQueue {
             queued_bytes: 0,
             seen_video: false,
             paused_since: None,
+            last_pop: None,
             blocked: false,
             stats: RelayStats::default(),
         }
@@ -177,6 +180,7 @@ impl RelayQueue {
     /// The next message for the tunnel, oldest first.
     pub fn pop(&mut self, now: Instant) -> Option<RtmpMessage> {
         let item = self.items.pop_front()?;
+        self.last_pop = Some(now);
         self.queued_bytes -= item.message.payload.len();
         self.blocked = false;
         self.update_pause(now);
@@ -199,6 +203,19 @@ impl RelayQueue {
         }
         self.oldest_droppable()
             .map(|(_, item)| item.enqueued + self.limits.max_delay)
+    }
+
+    /// Since when messages have been waiting with the writer taking none: the later of
+    /// its last pop and the arrival of the oldest queued message. `None` when empty. The
+    /// driver gives up on a tunnel stream that stays idle like this for its write timeout.
+    pub fn writer_idle_since(&self) -> Option<Instant> {
+        let oldest = self.items.iter().map(|i| i.enqueued).min()?;
+        Some(self.last_pop.map_or(oldest, |popped| popped.max(oldest)))
+    }
+
+    /// Whether reading is paused now.
+    pub fn is_paused(&self) -> bool {
+        self.paused_since.is_some()
     }
 
     /// Counts since the last call; an ongoing pause is counted up to `now`.
@@ -616,6 +633,30 @@ mod tests {
         );
         assert_eq!(q.len(), 5);
         assert_eq!(q.take_stats(t0 + 500 * MS).dropped_messages, 0);
+    }
+
+    #[test]
+    fn writer_idleness_is_measured_from_the_last_pop_or_the_oldest_arrival() {
+        let t0 = Instant::now();
+        let mut q = RelayQueue::new(limits(10_000, 100));
+        assert_eq!(q.writer_idle_since(), None);
+        q.push(keyframe(0, 100), t0 + 10 * MS);
+        q.push(inter(40, 100), t0 + 20 * MS);
+        assert_eq!(q.writer_idle_since(), Some(t0 + 10 * MS));
+        q.pop(t0 + 50 * MS);
+        assert_eq!(
+            q.writer_idle_since(),
+            Some(t0 + 50 * MS),
+            "the writer moved"
+        );
+        q.pop(t0 + 60 * MS);
+        assert_eq!(q.writer_idle_since(), None, "nothing waits");
+        q.push(inter(80, 100), t0 + 90 * MS);
+        assert_eq!(
+            q.writer_idle_since(),
+            Some(t0 + 90 * MS),
+            "an idle writer with nothing to do was not stalled"
+        );
     }
 
     #[test]
