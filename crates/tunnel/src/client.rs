@@ -318,6 +318,9 @@ async fn run(
                     }
                 };
                 *lock(&inner.live) = None;
+                // A broken control stream ends the connection, publish streams and all:
+                // they reopen on the next connection. (A no-op if it is already closed.)
+                connection.close(codes::PROTOCOL_ERROR.into(), b"control stream failed");
                 // Waiting verdicts fail now (their senders drop), not at their timeout.
                 lock(&live.pending).clear();
                 writer.abort();

@@ -273,6 +273,7 @@ async fn authorise_publish_and_end_over_one_connection() {
     assert!(text
         .contains(r#"longhaul_tunnel_state{peer="nyc-1",peer_region="nyc",state="connected"} 1"#));
     assert!(text.contains("longhaul_tunnel_srtt_seconds{"));
+    assert!(text.contains(r#"longhaul_tunnel_streams_total{peer="nyc-1",peer_region="nyc"} 3"#));
     for s in senders {
         s.finish().await;
     }
