@@ -117,6 +117,20 @@ async fn a_publish_at_the_edge_plays_from_the_origin_byte_for_byte() {
         }
     }
 
+    let (status, _, body) = http(
+        "GET",
+        &format!("http://{}/healthz", cluster.edge.http_addr),
+        "",
+        None,
+    )
+    .await;
+    let health: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["publishers"], 1, "{health}");
+    assert_eq!(health["tunnels"][0]["state"], "connected", "{health}");
+    assert_eq!(health["tunnels"][0]["open_streams"], 1, "{health}");
+
     let edge = cluster.edge_metrics();
     assert_eq!(
         series(
