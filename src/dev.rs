@@ -117,6 +117,15 @@ pub async fn run(data_dir: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Tunnel settings for loopback: 2 MiB UDP buffers, within a stock kernel's cap, carry a
+/// dev cluster's few streams; the 8 MiB production default would only log that the
+/// kernel granted less.
+const DEV_TRANSPORT: &str = r#"
+        [tunnel.transport]
+        udp_recv_buffer = 2097152
+        udp_send_buffer = 2097152
+"#;
+
 /// The name a node's tunnel certificate is issued for.
 fn tunnel_name(id: &str) -> String {
     format!("{id}.tunnel.longhaul.dev")
@@ -183,6 +192,7 @@ fn origin_config(node: &DevOrigin, registry: &Path, tls: &DevTls) -> anyhow::Res
         ca = {ca:?}
         cert = {node_cert:?}
         key = {node_key:?}
+        {transport}
         "#,
         id = node.id,
         region = node.region,
@@ -199,6 +209,7 @@ fn origin_config(node: &DevOrigin, registry: &Path, tls: &DevTls) -> anyhow::Res
         ca = files.ca.display().to_string(),
         node_cert = files.cert.display().to_string(),
         node_key = files.key.display().to_string(),
+        transport = DEV_TRANSPORT,
     );
     toml::from_str(&doc).with_context(|| format!("dev config of {}", node.id))
 }
@@ -245,6 +256,7 @@ fn edge_config(node: &DevEdge, cluster: &DevCluster, tls: &DevTls) -> anyhow::Re
         ca = {ca:?}
         cert = {node_cert:?}
         key = {node_key:?}
+        {transport}
         "#,
         id = node.id,
         region = node.region,
@@ -258,6 +270,7 @@ fn edge_config(node: &DevEdge, cluster: &DevCluster, tls: &DevTls) -> anyhow::Re
         ca = files.ca.display().to_string(),
         node_cert = files.cert.display().to_string(),
         node_key = files.key.display().to_string(),
+        transport = DEV_TRANSPORT,
     );
     toml::from_str(&doc).with_context(|| format!("dev config of {}", node.id))
 }
