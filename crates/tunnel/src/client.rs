@@ -39,13 +39,24 @@ struct Inner {
     live: Mutex<Option<Arc<Live>>>,
     shutdown: CancellationToken,
     authorise_timeout: Duration,
+    report_every: Duration,
+    /// The node's tunnels, for protocol error counts.
+    set: Arc<TunnelSet>,
+}
+
+/// Verdicts awaited on a connection. Once `closed`, nothing more is added: a request
+/// racing the connection's end fails at once instead of waiting out its timeout.
+#[derive(Default)]
+struct Pending {
+    waiting: HashMap<u64, oneshot::Sender<Verdict>>,
+    closed: bool,
 }
 
 /// The connection of the moment and what rides on it.
 struct Live {
     connection: quinn::Connection,
     control: mpsc::Sender<Message>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Verdict>>>,
+    pending: Mutex<Pending>,
     next_id: AtomicU64,
     peer_hello: Hello,
 }
@@ -76,6 +87,8 @@ impl TunnelClient {
             live: Mutex::new(None),
             shutdown: CancellationToken::new(),
             authorise_timeout: section.transport.authorise_timeout(),
+            report_every: section.transport.report_interval(),
+            set: set.clone(),
         });
         let settings = section.transport.clone();
         tokio::spawn(run(
@@ -88,7 +101,6 @@ impl TunnelClient {
                 Duration::from_millis(settings.reconnect_initial_ms),
                 Duration::from_millis(settings.reconnect_max_ms),
             ),
-            settings.report_interval(),
         ));
         Ok(TunnelClient { inner })
     }
@@ -121,48 +133,71 @@ impl TunnelClient {
     }
 
     /// Asks the origin whether a publish may go on. Fails at once when the tunnel is
-    /// down, and after the configured `authorise_timeout` when the origin is silent.
+    /// down, and after the configured `authorise_timeout` (the whole exchange) when the
+    /// origin is silent.
     pub async fn authorise(&self, request: AuthoriseRequest) -> Result<Verdict, TunnelError> {
+        let after = self.inner.authorise_timeout;
+        let timeout = || TunnelError::Timeout {
+            peer: self.inner.peer.id.clone(),
+            after,
+        };
         let live = self.live().ok_or_else(|| self.not_connected())?;
         let id = live.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        lock(&live.pending).insert(id, tx);
-        if live
-            .control
-            .send(Message::Authorise { id, request })
-            .await
-            .is_err()
         {
-            lock(&live.pending).remove(&id);
-            return Err(self.not_connected());
-        }
-        let after = self.inner.authorise_timeout;
-        match tokio::time::timeout(after, rx).await {
-            Ok(Ok(verdict)) => Ok(verdict),
-            Ok(Err(_)) => Err(self.not_connected()),
-            Err(_) => {
-                lock(&live.pending).remove(&id);
-                Err(TunnelError::Timeout {
-                    peer: self.inner.peer.id.clone(),
-                    after,
-                })
+            let mut pending = lock(&live.pending);
+            if pending.closed {
+                return Err(self.not_connected());
             }
+            pending.waiting.insert(id, tx);
         }
+        let exchange = async {
+            if live
+                .control
+                .send(Message::Authorise { id, request })
+                .await
+                .is_err()
+            {
+                return Err(self.not_connected());
+            }
+            rx.await.map_err(|_| self.not_connected())
+        };
+        let result = tokio::time::timeout(after, exchange)
+            .await
+            .unwrap_or_else(|_| Err(timeout()));
+        if result.is_err() {
+            lock(&live.pending).waiting.remove(&id);
+        }
+        result
     }
 
-    /// Opens the stream of an allowed publish and sends its header. Media may follow at
-    /// once: the origin checks the grant as the header arrives, without a round trip here.
+    /// Opens the stream of an allowed publish and sends its header, within the
+    /// `authorise_timeout`. Media may follow at once: the origin checks the grant as the
+    /// header arrives, without a round trip here.
     pub async fn open_publish(&self, header: PublishHeader) -> Result<PublishSender, TunnelError> {
         let live = self.live().ok_or_else(|| self.not_connected())?;
         let peer = self.inner.peer.id.clone();
         let after = self.inner.authorise_timeout;
-        let (mut send, recv) = match tokio::time::timeout(after, live.connection.open_bi()).await {
-            Ok(Ok(streams)) => streams,
-            Ok(Err(source)) => return Err(TunnelError::ConnectionLost { peer, source }),
-            // Every stream the origin allows is in use.
-            Err(_) => return Err(TunnelError::Timeout { peer, after }),
-        };
-        write_message(&mut send, &Message::Publish(header), &peer).await?;
+        let open =
+            async {
+                let (mut send, recv) = live.connection.open_bi().await.map_err(|source| {
+                    TunnelError::ConnectionLost {
+                        peer: peer.clone(),
+                        source,
+                    }
+                })?;
+                write_message(&mut send, &Message::Publish(header), &peer).await?;
+                Ok::<_, TunnelError>((send, recv))
+            };
+        // Waiting here means every stream the origin allows is in use, or the path is
+        // not moving.
+        let (send, recv) =
+            tokio::time::timeout(after, open)
+                .await
+                .map_err(|_| TunnelError::Timeout {
+                    peer: peer.clone(),
+                    after,
+                })??;
         let (end_tx, end_rx) = watch::channel(None);
         tokio::spawn(watch_end(
             FrameReader::new(recv, &peer),
@@ -173,6 +208,7 @@ impl TunnelClient {
             send,
             end: EndSignal(end_rx),
             peer,
+            finished: false,
             _open: self.inner.link.stream_opened(),
         })
     }
@@ -188,7 +224,19 @@ pub struct PublishSender {
     send: quinn::SendStream,
     end: EndSignal,
     peer: String,
+    /// Set by [`PublishSender::finish`]; a sender dropped without it resets the stream.
+    finished: bool,
     _open: StreamGuard,
+}
+
+impl Drop for PublishSender {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Dropping a quinn stream finishes it cleanly; a relay given up on (stalled,
+            // aborted) must instead tell the origin the stream was cut.
+            let _ = self.send.reset(codes::CANCELLED.into());
+        }
+    }
 }
 
 impl PublishSender {
@@ -203,13 +251,14 @@ impl PublishSender {
         self.end.clone()
     }
 
-    /// Resolves when the origin ends the stream (cancel-safe).
-    pub async fn closed(&mut self) -> StreamEnd {
+    /// Resolves when the origin ends the stream or the tunnel is lost (cancel-safe).
+    pub async fn closed(&mut self) -> PublishEnd {
         self.end.wait().await
     }
 
     /// Ends the stream cleanly: the origin sees the publisher stop.
     pub async fn finish(mut self) {
+        self.finished = true;
         let _ = self.send.finish();
         // Wait (briefly) for the peer to take the data, so closing the connection right
         // after does not cut the tail of the stream.
@@ -217,54 +266,52 @@ impl PublishSender {
     }
 }
 
-/// Resolves with the reason the origin ended a publish stream.
+/// How a publish stream ended from the far side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishEnd {
+    /// The origin ended it, with words for the encoder (taken over, unknown grant, ...).
+    ByOrigin(StreamEnd),
+    /// The tunnel failed under it (connection lost, stream reset); why, for the logs.
+    TunnelLost(String),
+}
+
+/// Resolves with how a publish stream ended.
 #[derive(Clone)]
-pub struct EndSignal(watch::Receiver<Option<StreamEnd>>);
+pub struct EndSignal(watch::Receiver<Option<PublishEnd>>);
 
 impl EndSignal {
-    /// Resolves with the origin's reason; pending forever if the stream ends without one.
-    /// Cancel-safe, and `Send` so spawned tasks can select on it.
-    pub async fn wait(&mut self) -> StreamEnd {
+    /// Resolves with how the stream ended; pending forever if it ends normally (the
+    /// origin finishing after the edge did). Cancel-safe, and `Send` so spawned tasks can
+    /// select on it.
+    pub async fn wait(&mut self) -> PublishEnd {
         // Clone out of the watch guard before any other await: the guard is not `Send`.
         let end = self.0.wait_for(|e| e.is_some()).await.map(|e| e.clone());
         match end {
-            Ok(end) => end.unwrap_or_else(lost),
-            Err(_) => std::future::pending().await,
+            Ok(Some(end)) => end,
+            _ => std::future::pending().await,
         }
     }
 }
 
-fn lost() -> StreamEnd {
-    StreamEnd {
-        code: "NetStream.Publish.Rejected".into(),
-        description: "the tunnel to the origin was lost".into(),
-    }
-}
-
 /// Reads what the origin says on a publish stream: at most an `end` message.
-async fn watch_end(mut reader: FrameReader, end: watch::Sender<Option<StreamEnd>>, peer: String) {
+async fn watch_end(mut reader: FrameReader, end: watch::Sender<Option<PublishEnd>>, peer: String) {
     let outcome = loop {
         match reader.next().await {
-            Ok(Some(Frame::Message(Message::End(e)))) => break Some(e),
+            Ok(Some(Frame::Message(Message::End(e)))) => break Some(PublishEnd::ByOrigin(e)),
             Ok(Some(Frame::Message(Message::Unknown))) => continue,
             Ok(Some(other)) => {
-                tracing::warn!(%peer, frame = ?other, "unexpected frame from the origin on a publish stream");
+                tracing::warn!(%peer, frame = ?other, "unexpected frame from the origin on a publish stream; ignored");
                 continue;
             }
             // The origin finished its side after ours: a normal end, nobody is waiting.
             Ok(None) => break None,
-            Err(e) => {
-                break Some(StreamEnd {
-                    code: "NetStream.Publish.Rejected".into(),
-                    description: format!("the tunnel to origin {peer} failed: {e}"),
-                })
-            }
+            Err(e) => break Some(PublishEnd::TunnelLost(e.to_string())),
         }
     };
     if let Some(e) = outcome {
         let _ = end.send(Some(e));
     } else {
-        // Keep the signal pending forever rather than firing a made-up reason.
+        // Keep the signal pending rather than firing a made-up reason.
         end.closed().await;
     }
 }
@@ -277,8 +324,8 @@ async fn run(
     local: Hello,
     load: LoadFn,
     mut backoff: Backoff,
-    report_every: Duration,
 ) {
+    let (set, report_every) = (inner.set.clone(), inner.report_every);
     let link = inner.link.clone();
     let peer = inner.peer.clone();
     let mut first = true;
@@ -294,13 +341,13 @@ async fn run(
         };
         let why = match attempt {
             Ok((connection, control_send, reader, peer_hello)) => {
-                backoff.reset();
+                let connected_at = tokio::time::Instant::now();
                 link.attach(connection.clone());
                 let (tx, rx) = mpsc::channel(CONTROL_QUEUE);
                 let live = Arc::new(Live {
                     connection: connection.clone(),
                     control: tx.clone(),
-                    pending: Mutex::new(HashMap::new()),
+                    pending: Mutex::new(Pending::default()),
                     next_id: AtomicU64::new(1),
                     peer_hello: peer_hello.clone(),
                 });
@@ -313,20 +360,32 @@ async fn run(
                     ),
                 );
                 let writer = tokio::spawn(control_writer(control_send, rx, peer.id.clone()));
-                let why = tokio::select! {
-                    why = serve_control(reader, &live, &link) => why,
-                    _ = send_reports(&tx, &load, report_every) => "report sender stopped".to_string(),
-                    _ = inner.shutdown.cancelled() => {
-                        connection.close(codes::NORMAL.into(), b"edge shutting down");
-                        "edge shutting down".to_string()
-                    }
+                let (why, broken) = tokio::select! {
+                    r = serve_control(reader, &live, &link) => r,
+                    _ = send_reports(&tx, &load, report_every) => ("report sender stopped".to_string(), false),
+                    _ = inner.shutdown.cancelled() => ("edge shutting down".to_string(), false),
                 };
                 *lock(&inner.live) = None;
                 // A broken control stream ends the connection, publish streams and all:
                 // they reopen on the next connection. (A no-op if it is already closed.)
-                connection.close(codes::PROTOCOL_ERROR.into(), b"control stream failed");
+                if broken {
+                    set.count_protocol_error(crate::link::protocol_error::CONTROL_STREAM);
+                    tracing::warn!(peer = %peer.id, error = %why, "tunnel closed: the origin broke the protocol");
+                    connection.close(codes::PROTOCOL_ERROR.into(), close_reason(&why));
+                } else {
+                    connection.close(codes::NORMAL.into(), close_reason(&why));
+                }
                 // Waiting verdicts fail now (their senders drop), not at their timeout.
-                lock(&live.pending).clear();
+                {
+                    let mut pending = lock(&live.pending);
+                    pending.closed = true;
+                    pending.waiting.clear();
+                }
+                // Only a connection that stayed up a while proves the origin is back; one
+                // that an origin drops right after the hello keeps the backoff growing.
+                if connected_at.elapsed() >= STABLE_CONNECTION {
+                    backoff.reset();
+                }
                 writer.abort();
                 link.detach();
                 why
@@ -390,30 +449,49 @@ async fn connect(
     }
 }
 
+/// A connection up this long resets the reconnect backoff. Ten seconds is ten
+/// keep-alives answered: the origin is serving, not crashing right after each hello.
+const STABLE_CONNECTION: Duration = Duration::from_secs(10);
+
+/// A close reason for the peer's logs: the error's text, cut to fit in one packet.
+pub(crate) fn close_reason(why: &str) -> &[u8] {
+    let mut end = why.len().min(200);
+    while !why.is_char_boundary(end) {
+        end -= 1;
+    }
+    &why.as_bytes()[..end]
+}
+
 /// How long a peer has to say hello. A hello is one round trip after the handshake:
 /// 5 s covers the longest path with room for a few losses.
 pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves the origin's side of the control stream until it ends; returns why.
-async fn serve_control(mut reader: FrameReader, live: &Live, link: &Link) -> String {
+/// Serves the origin's side of the control stream until it ends; returns why, and
+/// whether the origin broke the protocol.
+async fn serve_control(mut reader: FrameReader, live: &Live, link: &Link) -> (String, bool) {
     loop {
         match reader.next_message().await {
             Ok(Some(Message::Verdict { id, verdict })) => {
-                if let Some(tx) = lock(&live.pending).remove(&id) {
+                if let Some(tx) = lock(&live.pending).waiting.remove(&id) {
                     let _ = tx.send(verdict);
                 }
             }
             Ok(Some(Message::Report(report))) => link.set_peer_load(report),
             Ok(Some(Message::Unknown)) => {}
             Ok(Some(other)) => {
-                tracing::warn!(peer = %link.peer, message = ?other, "unexpected control message from the origin; ignored");
+                let what = format!("unexpected control message from the origin: {other:?}");
+                return (what, true);
             }
-            Ok(None) => return "the origin closed the control stream".to_string(),
+            Ok(None) => return ("the origin closed the control stream".to_string(), false),
+            Err(e @ (TunnelError::Wire { .. } | TunnelError::Protocol { .. })) => {
+                return (e.to_string(), true)
+            }
             Err(e) => {
-                return match live.connection.close_reason() {
+                let why = match live.connection.close_reason() {
                     Some(reason) => format!("connection closed: {reason}"),
                     None => e.to_string(),
-                }
+                };
+                return (why, false);
             }
         }
     }

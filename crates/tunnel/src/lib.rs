@@ -79,7 +79,7 @@ mod stream;
 pub mod tls;
 pub mod wire;
 
-pub use client::{EndSignal, LoadFn, PublishSender, TunnelClient};
+pub use client::{EndSignal, LoadFn, PublishEnd, PublishSender, TunnelClient};
 pub use endpoint::{client_endpoint, server_endpoint};
 pub use link::{LinkSnapshot, TunnelSet, TunnelState};
 pub use metrics::TunnelCollector;
@@ -101,6 +101,8 @@ pub mod codes {
     pub const NORMAL: u32 = 0;
     /// The peer broke the wire format or the protocol.
     pub const PROTOCOL_ERROR: u32 = 1;
+    /// A publish stream given up on before its end (stalled, aborted): reset, not finished.
+    pub const CANCELLED: u32 = 2;
 }
 
 /// This build's version, sent in hellos.

@@ -168,6 +168,20 @@ impl Link {
         t.lost_packets += s.path.lost_packets;
     }
 
+    /// Detaches `connection` if it is still the link's live one (a newer connection of
+    /// the same peer may have replaced it). Returns whether it was.
+    pub(crate) fn detach_if_current(&self, connection: &quinn::Connection) -> bool {
+        let mut live = lock(&self.connection);
+        if live.as_ref().map(|c| c.stable_id()) != Some(connection.stable_id()) {
+            return false;
+        }
+        if let Some(old) = live.take() {
+            drop(live);
+            self.retire(&old);
+        }
+        true
+    }
+
     pub(crate) fn connection(&self) -> Option<quinn::Connection> {
         lock(&self.connection).clone()
     }
@@ -226,27 +240,41 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Why an origin refused a connection during the handshake: the `reason` label.
+/// Why an origin refused a connection before it was up: the `reason` label.
 pub mod refusal {
     pub const NO_CLIENT_CERTIFICATE: &str = "no_client_certificate";
     pub const BAD_CERTIFICATE: &str = "bad_certificate";
     pub const WRONG_PROTOCOL: &str = "wrong_protocol";
     pub const NO_HELLO: &str = "no_hello";
+    /// A hello with a role other than `edge`, or a node id or region that is not a
+    /// short lowercase name.
+    pub const BAD_HELLO: &str = "bad_hello";
     pub const OTHER: &str = "other";
-    pub const ALL: [&str; 5] = [
+    pub const ALL: [&str; 6] = [
         NO_CLIENT_CERTIFICATE,
         BAD_CERTIFICATE,
         WRONG_PROTOCOL,
         NO_HELLO,
+        BAD_HELLO,
         OTHER,
     ];
+}
+
+/// Why a tunnel that was up broke the protocol: the `reason` label.
+pub mod protocol_error {
+    /// A control stream frame that does not decode, or a message out of place.
+    pub const CONTROL_STREAM: &str = "control_stream";
+    /// A publish stream that did not start with its header.
+    pub const PUBLISH_HEADER: &str = "publish_header";
+    pub const ALL: [&str; 2] = [CONTROL_STREAM, PUBLISH_HEADER];
 }
 
 /// Every tunnel of a node, plus the handshakes it refused.
 #[derive(Debug, Default)]
 pub struct TunnelSet {
     links: Mutex<Vec<Arc<Link>>>,
-    refused: [AtomicU64; 5],
+    refused: [AtomicU64; 6],
+    protocol_errors: [AtomicU64; 2],
 }
 
 impl TunnelSet {
@@ -258,8 +286,16 @@ impl TunnelSet {
         lock(&self.links).push(link);
     }
 
-    pub(crate) fn remove(&self, link: &Arc<Link>) {
-        lock(&self.links).retain(|l| !Arc::ptr_eq(l, link));
+    /// The link to `peer`, made (in `state`) if this set has none yet. An origin keeps
+    /// one link per edge across that edge's reconnects, so its counters run on.
+    pub(crate) fn link_for(&self, peer: &str, peer_region: &str, state: TunnelState) -> Arc<Link> {
+        let mut links = lock(&self.links);
+        if let Some(link) = links.iter().find(|l| l.peer == peer) {
+            return link.clone();
+        }
+        let link = Link::new(peer, peer_region, state);
+        links.push(link.clone());
+        link
     }
 
     pub fn links(&self) -> Vec<Arc<Link>> {
@@ -271,8 +307,26 @@ impl TunnelSet {
     }
 
     pub(crate) fn count_refusal(&self, reason: &'static str) {
-        let i = refusal::ALL.iter().position(|r| *r == reason).unwrap_or(4);
+        let i = refusal::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(refusal::ALL.len() - 1);
         self.refused[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_protocol_error(&self, reason: &'static str) {
+        if let Some(i) = protocol_error::ALL.iter().position(|r| *r == reason) {
+            self.protocol_errors[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Protocol errors on tunnels that were up, by [`protocol_error`] reason.
+    pub fn protocol_errors(&self) -> Vec<(&'static str, u64)> {
+        protocol_error::ALL
+            .iter()
+            .zip(&self.protocol_errors)
+            .map(|(r, n)| (*r, n.load(Ordering::Relaxed)))
+            .collect()
     }
 
     /// Handshakes refused, by [`refusal`] reason.

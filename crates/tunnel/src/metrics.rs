@@ -26,6 +26,7 @@ struct Families {
     streams: IntCounterVec,
     reconnects: IntCounterVec,
     refusals: IntCounterVec,
+    protocol_errors: IntCounterVec,
 }
 
 impl Families {
@@ -96,10 +97,15 @@ impl Families {
                 "Tunnel connections refused before they were up, by reason",
                 &["reason"],
             ),
+            protocol_errors: counter(
+                "tunnel_protocol_errors_total",
+                "Tunnels closed, or publish streams refused, for breaking the protocol, by reason",
+                &["reason"],
+            ),
         }
     }
 
-    fn collectors(&self) -> [&dyn Collector; 11] {
+    fn collectors(&self) -> [&dyn Collector; 12] {
         [
             &self.state,
             &self.state_changes,
@@ -112,6 +118,7 @@ impl Families {
             &self.streams,
             &self.reconnects,
             &self.refusals,
+            &self.protocol_errors,
         ]
     }
 }
@@ -166,6 +173,9 @@ impl Collector for TunnelCollector {
         }
         for (reason, n) in self.set.refusals() {
             f.refusals.with_label_values(&[reason]).inc_by(n);
+        }
+        for (reason, n) in self.set.protocol_errors() {
+            f.protocol_errors.with_label_values(&[reason]).inc_by(n);
         }
         f.collectors()
             .into_iter()

@@ -5,9 +5,9 @@
 //! that, authorisation requests on the control stream and publish streams go to the
 //! node's [`TunnelService`]; the node decides, the tunnel only carries.
 
-use crate::client::{send_reports, HELLO_TIMEOUT};
+use crate::client::{close_reason, send_reports, HELLO_TIMEOUT};
 use crate::codes;
-use crate::link::{refusal, Link, StreamGuard, TunnelSet, TunnelState};
+use crate::link::{protocol_error, refusal, Link, StreamGuard, TunnelSet, TunnelState};
 use crate::settings::TransportSettings;
 use crate::stream::{control_writer, write_message, FrameReader, TunnelError, CONTROL_QUEUE};
 use crate::wire::{
@@ -145,15 +145,35 @@ async fn handle<S: TunnelService>(
             return;
         }
     };
+    if let Err(why) = check_hello(&hello) {
+        set.count_refusal(refusal::BAD_HELLO);
+        tracing::warn!(client = %addr, node = %hello.node_id, region = %hello.region,
+            role = %hello.role, "tunnel refused: {why}");
+        connection.close(codes::PROTOCOL_ERROR.into(), close_reason(&why));
+        return;
+    }
     let peer = PeerInfo {
         node_id: hello.node_id.clone(),
         region: hello.region.clone(),
         version: hello.version.clone(),
         addr,
     };
-    let link = Link::new(&peer.node_id, &peer.region, TunnelState::Connected);
+    // One link per edge across its reconnects. A newer connection from the same edge
+    // (it restarted while its old connection was half-open) replaces the old one.
+    let link = set.link_for(&peer.node_id, &peer.region, TunnelState::Connected);
+    if let Some(old) = link.connection() {
+        old.close(
+            codes::NORMAL.into(),
+            b"replaced by a newer connection from the same node",
+        );
+        tracing::info!(peer = %peer.node_id, old = %old.remote_address(), new = %addr,
+            "a newer tunnel from the same edge replaces the old one");
+    }
     link.attach(connection.clone());
-    set.add(link.clone());
+    link.set_state(
+        TunnelState::Connected,
+        &format!("edge {} from {addr}", peer.node_id),
+    );
     tracing::info!(peer = %peer.node_id, region = %peer.region, version = %peer.version,
         client = %addr, "tunnel from edge connected");
     if let Err(e) = write_message(
@@ -171,22 +191,70 @@ async fn handle<S: TunnelService>(
         let service = service.clone();
         Arc::new(move || service.load())
     };
-    let why = tokio::select! {
-        why = serve_control(reader, &service, &peer, &tx, &link) => why,
-        why = accept_publishes(&connection, &service, &peer, &link) => why,
-        _ = send_reports(&tx, &load, settings.report_interval()) => "report sender stopped".into(),
-        _ = shutdown.cancelled() => {
-            connection.close(codes::NORMAL.into(), b"origin shutting down");
-            "origin shutting down".into()
-        }
+    let ended: Result<String, TunnelError> = tokio::select! {
+        r = serve_control(reader, &service, &peer, &tx, &link) => r,
+        why = accept_publishes(&connection, &service, &peer, &link, &set) => Ok(why),
+        _ = send_reports(&tx, &load, settings.report_interval()) => Ok("report sender stopped".into()),
+        _ = shutdown.cancelled() => Ok("origin shutting down".into()),
     };
     writer.abort();
-    // Whatever ended the control stream or the accept loop ends the connection.
-    connection.close(codes::PROTOCOL_ERROR.into(), b"control stream failed");
-    link.set_state(TunnelState::Closed, &why);
-    link.detach();
-    set.remove(&link);
+    let why = match ended {
+        Ok(why) => {
+            connection.close(codes::NORMAL.into(), close_reason(&why));
+            why
+        }
+        // The connection went (idle timeout, the edge closed it): not a protocol error.
+        Err(e) if !matches!(e, TunnelError::Wire { .. } | TunnelError::Protocol { .. }) => {
+            let why = match connection.close_reason() {
+                Some(reason) => format!("connection closed: {reason}"),
+                None => e.to_string(),
+            };
+            connection.close(codes::NORMAL.into(), close_reason(&why));
+            why
+        }
+        Err(e) => {
+            set.count_protocol_error(protocol_error::CONTROL_STREAM);
+            let why = e.to_string();
+            tracing::warn!(peer = %peer.node_id, client = %addr, error = %why,
+                "tunnel closed: the edge broke the protocol");
+            connection.close(codes::PROTOCOL_ERROR.into(), close_reason(&why));
+            why
+        }
+    };
+    if link.detach_if_current(&connection) {
+        link.set_state(TunnelState::Closed, &why);
+    }
 }
+
+/// Longest node id or region a hello may carry: they become metric labels.
+const MAX_NAME_LEN: usize = 63;
+
+/// A hello the origin takes: from an edge, with a node id and region that are short
+/// lowercase names (they become log fields and metric labels).
+fn check_hello(hello: &Hello) -> Result<(), String> {
+    if hello.role != "edge" {
+        return Err(format!("hello from a {:?}, not an edge", hello.role));
+    }
+    for (what, name) in [("node id", &hello.node_id), ("region", &hello.region)] {
+        let ok = !name.is_empty()
+            && name.len() <= MAX_NAME_LEN
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+        if !ok {
+            return Err(format!(
+                "{what} {name:?} is not a short lowercase name (a-z, 0-9, - _ .)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Authorisations one connection may have in flight. An edge re-authorising every
+/// publish after a reconnect sends a burst; each check is one SQLite read (well under a
+/// millisecond), so 64 at once clear quickly, and past that the edge's requests wait on
+/// the control stream instead of piling up as tasks here.
+const MAX_AUTHORISATIONS_IN_FLIGHT: usize = 64;
 
 async fn serve_control<S: TunnelService>(
     mut reader: FrameReader,
@@ -194,26 +262,32 @@ async fn serve_control<S: TunnelService>(
     peer: &PeerInfo,
     control: &mpsc::Sender<Message>,
     link: &Link,
-) -> String {
+) -> Result<String, TunnelError> {
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_AUTHORISATIONS_IN_FLIGHT));
     loop {
-        match reader.next_message().await {
-            Ok(Some(Message::Authorise { id, request })) => {
+        match reader.next_message().await? {
+            Some(Message::Authorise { id, request }) => {
                 // Each request runs on its own so a slow registry lookup does not hold
-                // up the next publish's verdict.
+                // up the next publish's verdict; the permit bounds how many.
+                let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                    return Ok("closing".into());
+                };
                 let (service, peer, control) = (service.clone(), peer.clone(), control.clone());
                 tokio::spawn(async move {
                     let verdict = service.authorise(&peer, request).await;
                     let _ = control.send(Message::Verdict { id, verdict }).await;
+                    drop(permit);
                 });
             }
-            Ok(Some(Message::Report(report))) => link.set_peer_load(report),
-            Ok(Some(Message::Unknown)) => {}
-            Ok(Some(other)) => {
-                tracing::warn!(peer = %peer.node_id, message = ?other,
-                    "unexpected control message from the edge; ignored");
+            Some(Message::Report(report)) => link.set_peer_load(report),
+            Some(Message::Unknown) => {}
+            Some(other) => {
+                return Err(TunnelError::Protocol {
+                    peer: peer.node_id.clone(),
+                    what: format!("unexpected message on the control stream: {other:?}"),
+                })
             }
-            Ok(None) => return "the edge closed the control stream".into(),
-            Err(e) => return e.to_string(),
+            None => return Ok("the edge closed the control stream".into()),
         }
     }
 }
@@ -223,20 +297,23 @@ async fn accept_publishes<S: TunnelService>(
     service: &Arc<S>,
     peer: &PeerInfo,
     link: &Arc<Link>,
+    set: &Arc<TunnelSet>,
 ) -> String {
     loop {
         let (mut send, recv) = match connection.accept_bi().await {
             Ok(s) => s,
             Err(e) => return format!("connection closed: {e}"),
         };
-        let (service, peer) = (service.clone(), peer.clone());
+        let (service, peer, set) = (service.clone(), peer.clone(), set.clone());
         let open = link.stream_opened();
         tokio::spawn(async move {
             let mut reader = FrameReader::new(recv, &peer.node_id);
             let header = match tokio::time::timeout(HELLO_TIMEOUT, reader.next_message()).await {
                 Ok(Ok(Some(Message::Publish(h)))) => h,
                 other => {
-                    tracing::warn!(peer = %peer.node_id, outcome = ?other.map(|r| r.map(|_| ())),
+                    set.count_protocol_error(protocol_error::PUBLISH_HEADER);
+                    tracing::warn!(peer = %peer.node_id, client = %peer.addr,
+                        outcome = ?other.map(|r| r.map(|_| ())),
                         "publish stream without a publish header; closed");
                     let _ = write_message(
                         &mut send,

@@ -155,8 +155,13 @@ pub struct TransportSettings {
     /// that switched to BBR held full rate through 10% loss (REFERENCE.md section 4).
     /// The long-haul benchmark measures all three side by side.
     pub congestion: Congestion,
-    /// Per-stream receive window. 8 MiB lets one stream run at 290 Mbit/s at 230 ms RTT,
-    /// far above a 4K rendition; quinn's 1.25 MB default caps it near 43 Mbit/s.
+    /// Per-stream receive window: what one publish may have in flight or queued inside
+    /// QUIC. It is also how much media can sit in the tunnel when the path is slower
+    /// than the stream, before the edge's relay queue (which drops old GOPs) sees any
+    /// of it, so it is a latency bound as much as a rate cap. 1 MiB lets one stream run
+    /// at 36 Mbit/s at 230 ms RTT (six times a 6 Mbit/s stream's bandwidth-delay
+    /// product, room for retransmissions), while holding at most 1.4 s of a 6 Mbit/s
+    /// stream; 8 MiB held 11 s in a review probe with an origin that stopped reading.
     pub stream_window: u64,
     /// Per-connection receive window. 64 MiB: 2.2 Gbit/s at 230 ms, a loaded edge's
     /// worth of streams. It bounds memory only when the origin stops reading.
@@ -194,7 +199,7 @@ impl Default for TransportSettings {
     fn default() -> Self {
         Self {
             congestion: Congestion::Bbr,
-            stream_window: 8 * 1024 * 1024,
+            stream_window: 1024 * 1024,
             connection_window: 64 * 1024 * 1024,
             send_window: 64 * 1024 * 1024,
             initial_rtt_ms: 250,

@@ -51,6 +51,27 @@ pub enum TunnelError {
     Settings(#[from] crate::settings::InvalidTunnelSetting),
 }
 
+impl TunnelError {
+    /// The peer closed the whole connection on purpose (`codes::NORMAL`: shutting down
+    /// after draining, or replaced by a newer connection): an end, not a failure.
+    pub fn is_peer_shutdown(&self) -> bool {
+        let lost = match self {
+            TunnelError::ConnectionLost { source, .. } => source,
+            TunnelError::Read {
+                source: quinn::ReadError::ConnectionLost(source),
+                ..
+            } => source,
+            TunnelError::Write {
+                source: quinn::WriteError::ConnectionLost(source),
+                ..
+            } => source,
+            _ => return false,
+        };
+        matches!(lost, quinn::ConnectionError::ApplicationClosed(c)
+            if c.error_code == quinn::VarInt::from_u32(crate::codes::NORMAL))
+    }
+}
+
 /// How much one read asks of quinn. 64 KiB: a few video frames of a high-bitrate stream.
 const READ_CHUNK: usize = 64 * 1024;
 

@@ -232,8 +232,8 @@ impl FrameDecoder {
             return Err(WireError::MediaTooShort { kind, len });
         }
         if self.buf.len() < FRAME_HEADER_LEN + len {
-            // Reserve once for the whole frame rather than growing chunk by chunk.
-            self.buf.reserve(FRAME_HEADER_LEN + len - self.buf.len());
+            // Grow with the data that arrives, not with what the header announces: a
+            // peer announcing 16 MiB and sending 5 bytes holds 5 bytes here.
             return Ok(None);
         }
         self.buf.advance(FRAME_HEADER_LEN);

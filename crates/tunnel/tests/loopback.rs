@@ -329,7 +329,10 @@ async fn authorise_publish_and_end_over_one_connection() {
     let end = tokio::time::timeout(Duration::from_secs(5), end.wait())
         .await
         .unwrap();
-    assert_eq!(end.description, "taken over");
+    match end {
+        PublishEnd::ByOrigin(e) => assert_eq!(e.description, "taken over"),
+        other => panic!("expected the origin's end, got {other:?}"),
+    }
 
     // Reports flow both ways.
     until("reports", || {
@@ -391,8 +394,14 @@ async fn an_edge_without_a_cluster_certificate_is_refused_and_counted() {
     })
     .await;
     assert_ne!(client.state(), TunnelState::Connected);
-    assert!(render(&origin.set)
-        .contains("longhaul_tunnel_handshake_refusals_total{reason=\"bad_certificate\"}"));
+    let text = render(&origin.set);
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("longhaul_tunnel_handshake_refusals_total{reason=\"bad_certificate\"}")
+        })
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_ne!(line.rsplit(' ').next(), Some("0"), "{line}");
 }
 
 #[tokio::test]
@@ -414,5 +423,92 @@ async fn the_edge_reconnects_after_the_origin_restarts() {
     let s = &edge_set.snapshots()[0];
     assert!(s.reconnects >= 1, "{s:?}");
     assert!(s.transitions[1] >= 2, "connected twice: {s:?}");
+    origin.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_stream_cut_by_the_tunnel_is_told_apart_from_an_origin_end() {
+    let c = cluster();
+    let origin = start_origin(&c.origin_tls, ([127, 0, 0, 1], 0).into());
+    let (client, _) = start_edge(&edge_section(c.edge_tls.clone(), origin.addr));
+    until("connected", || client.state() == TunnelState::Connected).await;
+    let Verdict::Allowed { grant, stream_name } = client.authorise(request("ok")).await.unwrap()
+    else {
+        panic!("refused")
+    };
+    let sender = client
+        .open_publish(PublishHeader {
+            grant,
+            stream_name,
+            client_addr: "x".into(),
+        })
+        .await
+        .unwrap();
+    let mut end = sender.end_signal();
+    origin.shutdown.cancel();
+    let end = tokio::time::timeout(Duration::from_secs(5), end.wait())
+        .await
+        .unwrap();
+    assert!(matches!(end, PublishEnd::TunnelLost(_)), "{end:?}");
+}
+
+#[tokio::test]
+async fn an_origin_keeps_one_link_per_edge_across_reconnects() {
+    let c = cluster();
+    let origin = start_origin(&c.origin_tls, ([127, 0, 0, 1], 0).into());
+    let section = edge_section(c.edge_tls.clone(), origin.addr);
+    let (first, _) = start_edge(&section);
+    until("first connected", || {
+        first.state() == TunnelState::Connected
+    })
+    .await;
+    // The same edge comes back (a restart) while its old connection is still up.
+    let (second, _) = start_edge(&section);
+    until("second connected", || {
+        second.state() == TunnelState::Connected
+    })
+    .await;
+    until("the old connection replaced", || {
+        first.state() != TunnelState::Connected
+    })
+    .await;
+    first.close();
+    let links = origin.set.snapshots();
+    assert_eq!(links.len(), 1, "{links:?}");
+    assert_eq!(links[0].state, TunnelState::Connected);
+    origin.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_hello_that_is_not_an_edge_s_is_refused() {
+    let c = cluster();
+    let origin = start_origin(&c.origin_tls, ([127, 0, 0, 1], 0).into());
+    let section = edge_section(c.edge_tls.clone(), origin.addr);
+    let endpoint = client_endpoint(&section).unwrap();
+    let set = TunnelSet::new();
+    let client = TunnelClient::spawn(
+        endpoint,
+        Hello {
+            node_id: "Not A Name {}".into(),
+            region: "fra".into(),
+            role: "edge".into(),
+            version: VERSION.into(),
+        },
+        section.origins[0].clone(),
+        &section,
+        Arc::new(LoadReport::default),
+        &set,
+    )
+    .unwrap();
+    until("refused", || {
+        origin
+            .set
+            .refusals()
+            .iter()
+            .any(|(r, n)| *r == "bad_hello" && *n > 0)
+    })
+    .await;
+    assert_ne!(client.state(), TunnelState::Connected);
+    client.close();
     origin.shutdown.cancel();
 }
