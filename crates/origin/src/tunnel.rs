@@ -11,7 +11,8 @@ use crate::state::OriginState;
 use longhaul_endpoint::PublishTarget;
 use longhaul_hub::Publication;
 use longhaul_node::GaugeGuard;
-use longhaul_rtmp::message::RtmpMessage;
+use longhaul_rtmp::chunk::DEFAULT_MAX_DATA_LEN;
+use longhaul_rtmp::message::{split_aggregate, type_id, RtmpMessage};
 use longhaul_tunnel::{
     AuthoriseRequest, Hello, IncomingPublish, LoadReport, PeerInfo, PublishHeader, StreamEnd,
     TunnelService, Verdict,
@@ -179,12 +180,17 @@ impl TunnelService for TunnelSide {
         let publication = publish::accept(&self.state, &grant.target, &grant.publisher);
         let _active = GaugeGuard::new(self.state.metrics.publishers_active.clone());
         let (stream, client) = (&grant.target.stream_name, &grant.publisher.client);
-        let end = relay(&mut media, &publication).await;
+        let media_timeout = self.state.config.ingest.media_timeout();
+        let end = relay(&mut media, &publication, media_timeout).await;
         publication.finish();
         match end {
             RelayEnd::Finished => {
                 tracing::info!(edge = %peer.node_id, %client, %stream, "tunnel publish ended");
                 ender.finish();
+            }
+            RelayEnd::EdgeShutdown => {
+                tracing::info!(edge = %peer.node_id, %client, %stream,
+                    "tunnel publish ended: the edge shut its tunnel down");
             }
             RelayEnd::TakenOver => {
                 tracing::info!(edge = %peer.node_id, %client, %stream,
@@ -196,19 +202,19 @@ impl TunnelService for TunnelSide {
                     })
                     .await;
             }
-            RelayEnd::Failed(e) => {
+            RelayEnd::Failed { kind, error } => {
                 self.state
                     .metrics
                     .connections
                     .session_errors
-                    .with_label_values(&["tunnel"])
+                    .with_label_values(&[kind])
                     .inc();
-                tracing::warn!(edge = %peer.node_id, %client, %stream, error = %e,
+                tracing::warn!(edge = %peer.node_id, %client, %stream, kind, %error,
                     "tunnel publish failed");
                 ender
                     .end(StreamEnd {
                         code: publish::CODE_REJECTED.into(),
-                        description: format!("the origin ended the stream: {e}"),
+                        description: format!("the origin ended the stream: {error}"),
                     })
                     .await;
             }
@@ -217,32 +223,160 @@ impl TunnelService for TunnelSide {
 }
 
 enum RelayEnd {
+    /// The edge finished the stream: the encoder unpublished.
     Finished,
+    /// The edge closed its whole tunnel on purpose (shutting down after draining).
+    EdgeShutdown,
     TakenOver,
-    Failed(longhaul_tunnel::TunnelError),
+    /// The `kind` label of `session_errors_total`, and what happened.
+    Failed {
+        kind: &'static str,
+        error: String,
+    },
 }
 
-/// Moves media from the tunnel into the hub until the edge finishes or someone takes
-/// the stream over.
-async fn relay(media: &mut longhaul_tunnel::MediaReceiver, publication: &Publication) -> RelayEnd {
+/// Moves media from the tunnel into the hub until the edge finishes, someone takes the
+/// stream over, or the stream breaks a rule a direct publish is held to as well: only
+/// audio, video, data and aggregate messages (an aggregate is split, as the RTMP session
+/// does), data messages within the chunk decoder's cap, and media at least every
+/// `media_timeout`.
+async fn relay(
+    media: &mut longhaul_tunnel::MediaReceiver,
+    publication: &Publication,
+    media_timeout: Duration,
+) -> RelayEnd {
     loop {
-        tokio::select! {
-            frame = media.next() => match frame {
-                Ok(Some(f)) => {
-                    let message = RtmpMessage {
-                        timestamp: f.timestamp,
-                        type_id: f.kind,
-                        stream_id: TUNNEL_STREAM_ID,
-                        payload: f.payload,
-                    };
-                    if publication.push(message).is_err() {
-                        return RelayEnd::TakenOver;
-                    }
-                }
-                Ok(None) => return RelayEnd::Finished,
-                Err(e) => return RelayEnd::Failed(e),
-            },
+        let frame = tokio::select! {
+            frame = tokio::time::timeout(media_timeout, media.next()) => frame,
             _ = publication.taken_over() => return RelayEnd::TakenOver,
+        };
+        let frame = match frame {
+            Ok(Ok(Some(f))) => f,
+            Ok(Ok(None)) => return RelayEnd::Finished,
+            Ok(Err(e)) if e.is_peer_shutdown() => return RelayEnd::EdgeShutdown,
+            Ok(Err(e)) => {
+                return RelayEnd::Failed {
+                    kind: "tunnel",
+                    error: e.to_string(),
+                }
+            }
+            Err(_) => {
+                return RelayEnd::Failed {
+                    kind: "timeout",
+                    error: format!("no media from the publisher within {media_timeout:?}"),
+                }
+            }
+        };
+        let message = RtmpMessage {
+            timestamp: frame.timestamp,
+            type_id: frame.kind,
+            stream_id: TUNNEL_STREAM_ID,
+            payload: frame.payload,
+        };
+        let parts = match check_media(message) {
+            Ok(parts) => parts,
+            Err(error) => {
+                return RelayEnd::Failed {
+                    kind: "protocol",
+                    error,
+                }
+            }
+        };
+        for part in parts {
+            if publication.push(part).is_err() {
+                return RelayEnd::TakenOver;
+            }
         }
+    }
+}
+
+/// The messages a tunnelled frame stands for, or why it may not enter the hub.
+fn check_media(message: RtmpMessage) -> Result<Vec<RtmpMessage>, String> {
+    match message.type_id {
+        type_id::AUDIO | type_id::VIDEO => Ok(vec![message]),
+        type_id::DATA_AMF0 | type_id::DATA_AMF3 => {
+            if message.payload.len() > DEFAULT_MAX_DATA_LEN as usize {
+                return Err(format!(
+                    "a data message of {} bytes, over the {DEFAULT_MAX_DATA_LEN}-byte limit",
+                    message.payload.len()
+                ));
+            }
+            Ok(vec![message])
+        }
+        type_id::AGGREGATE => {
+            let parts = split_aggregate(&message).map_err(|e| format!("bad aggregate: {e}"))?;
+            parts.into_iter().flat_map(|p| match p.type_id {
+                type_id::AGGREGATE => Some(Err("an aggregate inside an aggregate".to_string())),
+                _ => Some(check_media(p)),
+            })
+            .try_fold(Vec::new(), |mut all, part| {
+                all.extend(part?);
+                Ok(all)
+            })
+        }
+        other => Err(format!(
+            "an RTMP message of type {other}, which is not media (only audio, video, data and aggregates cross a tunnel)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn msg(type_id: u8, len: usize) -> RtmpMessage {
+        RtmpMessage {
+            timestamp: 0,
+            type_id,
+            stream_id: 1,
+            payload: Bytes::from(vec![0u8; len]),
+        }
+    }
+
+    #[test]
+    fn only_media_enters_the_hub() {
+        assert_eq!(check_media(msg(9, 10)).unwrap().len(), 1);
+        assert_eq!(check_media(msg(8, 10)).unwrap().len(), 1);
+        assert_eq!(check_media(msg(18, 10)).unwrap().len(), 1);
+        for control in [1u8, 4, 5, 6, 20, 17] {
+            let e = check_media(msg(control, 4)).unwrap_err();
+            assert!(e.contains("not media"), "{control}: {e}");
+        }
+        let e = check_media(msg(18, DEFAULT_MAX_DATA_LEN as usize + 1)).unwrap_err();
+        assert!(e.contains("limit"), "{e}");
+    }
+
+    #[test]
+    fn aggregates_are_split_and_their_parts_checked() {
+        // One aggregate holding a video tag (type 9, 3 bytes, timestamp 40) and a
+        // SetChunkSize (type 1) smuggled inside.
+        let mut body = Vec::new();
+        for (kind, payload) in [(9u8, &[1u8, 2, 3][..]), (1u8, &[0, 0, 16, 0][..])] {
+            body.push(kind);
+            body.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+            body.extend_from_slice(&[0, 0, 40, 0]);
+            body.extend_from_slice(&[0, 0, 0]);
+            body.extend_from_slice(payload);
+            body.extend_from_slice(&((payload.len() + 11) as u32).to_be_bytes());
+        }
+        let aggregate = RtmpMessage {
+            timestamp: 40,
+            type_id: type_id::AGGREGATE,
+            stream_id: 1,
+            payload: Bytes::from(body.clone()),
+        };
+        assert!(check_media(aggregate).unwrap_err().contains("not media"));
+        let only_video = body[..3 + 11 + 4].to_vec();
+        let aggregate = RtmpMessage {
+            timestamp: 40,
+            type_id: type_id::AGGREGATE,
+            stream_id: 1,
+            payload: Bytes::from(only_video),
+        };
+        let parts = check_media(aggregate).unwrap();
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].type_id, 9);
+        assert_eq!(&parts[0].payload[..], &[1, 2, 3]);
     }
 }
