@@ -300,7 +300,7 @@ impl Connection {
             }
         };
         tracing::warn!(client = %self.peer, stream = %r.stream, origin = %r.origin, %code,
-            "stream ended by the origin side: {description}");
+            "relayed stream stopped: {description}");
         session.send_status(r.stream_id, "error", &code, &description);
         End::Node(end)
     }
@@ -366,8 +366,12 @@ impl Connection {
                     %origin, transport = self.transport.as_str(), connection = self.id,
                     "publish accepted: relaying to the origin");
                 let config = &self.state.config;
-                let relay =
-                    Relay::start(sender, config.relay.limits(), config.ingest.write_timeout());
+                let relay = Relay::start(
+                    sender,
+                    config.relay.limits(),
+                    config.ingest.write_timeout(),
+                    &self.state.relay_writers,
+                );
                 self.relaying = Some(Relaying {
                     stream_id,
                     stream: stream_name,

@@ -79,6 +79,10 @@ pub enum StartError {
     Tunnel(#[from] TunnelError),
 }
 
+/// Time on top of the drain limit for connections to notice a shutdown and hand their
+/// relays over: one scheduler turn in practice; a second is generous.
+const DRAIN_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The handle of a running edge.
 pub struct Edge {
     pub state: Arc<EdgeState>,
@@ -113,6 +117,7 @@ impl Edge {
             upstreams,
             connections: limits.clone(),
             next_connection_id: std::sync::atomic::AtomicU64::new(1),
+            relay_writers: tokio_util::task::TaskTracker::new(),
             config,
         });
         let (rtmp_addr, rtmps_addr, http_addr) = (
@@ -159,10 +164,23 @@ impl Edge {
         self.tasks.shutdown_token()
     }
 
-    /// Stops accepting, closes every connection, then closes the tunnels (the origins
-    /// hear a normal close).
+    /// Stops accepting and ends every connection; lets each relayed stream send what it
+    /// has queued (within `ingest.write_timeout_secs`, the drain limit), then closes the
+    /// tunnels (the origins hear a normal close, after the streams' ends).
     pub async fn stop(self) {
         self.tasks.stop().await;
+        let writers = &self.state.relay_writers;
+        writers.close();
+        // Connections see the shutdown and finish their relays; each writer then drains
+        // within the drain limit. A margin on top covers the connections' own wake-up.
+        let limit = self.state.config.ingest.write_timeout() + DRAIN_MARGIN;
+        if tokio::time::timeout(limit, writers.wait()).await.is_err() {
+            tracing::warn!(
+                left = writers.len(),
+                ?limit,
+                "relayed streams still draining at shutdown; closing the tunnels under them"
+            );
+        }
         self.state.upstreams.close().await;
     }
 

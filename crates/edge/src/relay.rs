@@ -18,13 +18,14 @@
 
 use crate::relay_queue::{RelayLimits, RelayQueue, RelayStats};
 use longhaul_rtmp::RtmpMessage;
-use longhaul_tunnel::{EndSignal, MediaFrame, PublishSender, StreamEnd, TunnelError};
+use longhaul_tunnel::{EndSignal, MediaFrame, PublishEnd, PublishSender, StreamEnd, TunnelError};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
 /// After a failed send, how long to wait for the origin's reason (an `end` message sent
 /// just before it stopped reading). Both travel on the same connection and arrive within
@@ -37,6 +38,8 @@ pub enum RelayEnd {
     /// The origin ended the stream (taken over, grant unknown, tunnel lost): tell the
     /// encoder in these words.
     OriginEnded(StreamEnd),
+    /// The tunnel failed under the stream (connection lost, stream reset): why.
+    TunnelLost(String),
     /// A send failed and the origin said nothing.
     Failed(TunnelError),
     /// Everything queued went out and the stream was finished.
@@ -69,14 +72,21 @@ pub struct Relay {
 
 impl Relay {
     /// Starts the writer task on `sender`.
-    pub fn start(sender: PublishSender, limits: RelayLimits, drain_limit: Duration) -> Relay {
+    /// The writer runs on `writers`, so a node shutting down can wait for every stream's
+    /// tail to reach the origin before it closes the tunnels.
+    pub fn start(
+        sender: PublishSender,
+        limits: RelayLimits,
+        drain_limit: Duration,
+        writers: &TaskTracker,
+    ) -> Relay {
         let shared = Arc::new(Shared {
             queue: Mutex::new(RelayQueue::new(limits)),
             data: Notify::new(),
             room: Notify::new(),
             finishing: AtomicBool::new(false),
         });
-        let writer = tokio::spawn(write(shared.clone(), sender, drain_limit));
+        let writer = writers.spawn(write(shared.clone(), sender, drain_limit));
         Relay { shared, writer }
     }
 
@@ -164,7 +174,7 @@ async fn write(shared: Arc<Shared>, mut sender: PublishSender, drain_limit: Dura
             // Nothing to send: wait for a message, or for the origin to end the stream.
             tokio::select! {
                 _ = shared.data.notified() => continue,
-                e = end.wait() => return RelayEnd::OriginEnded(e),
+                e = end.wait() => return relay_end(e),
             }
         };
         shared.room.notify_one();
@@ -174,18 +184,35 @@ async fn write(shared: Arc<Shared>, mut sender: PublishSender, drain_limit: Dura
             payload: message.payload,
         };
         // A send may wait on QUIC flow control for as long as the origin does not read;
-        // the origin ending the stream meanwhile wins.
-        let deadline = drain_deadline.unwrap_or_else(far_future);
-        let sent = tokio::select! {
-            biased;
-            e = end.wait() => return RelayEnd::OriginEnded(e),
-            sent = tokio::time::timeout_at(deadline, sender.send(&frame)) => sent,
+        // the origin ending the stream meanwhile wins, and finishing (which starts the
+        // drain deadline) may begin while it waits.
+        let send = sender.send(&frame);
+        tokio::pin!(send);
+        let sent = loop {
+            let deadline = drain_deadline.unwrap_or_else(far_future);
+            tokio::select! {
+                biased;
+                e = end.wait() => return relay_end(e),
+                sent = tokio::time::timeout_at(deadline, &mut send) => break sent,
+                _ = shared.data.notified(), if drain_deadline.is_none() => {
+                    if shared.finishing.load(Ordering::Acquire) {
+                        drain_deadline = Some(tokio::time::Instant::now() + drain_limit);
+                    }
+                }
+            }
         };
         match sent {
             Ok(Ok(())) => {}
             Ok(Err(error)) => return failed(&mut end, error).await,
             Err(_) => return RelayEnd::DrainTimedOut,
         }
+    }
+}
+
+fn relay_end(end: PublishEnd) -> RelayEnd {
+    match end {
+        PublishEnd::ByOrigin(e) => RelayEnd::OriginEnded(e),
+        PublishEnd::TunnelLost(why) => RelayEnd::TunnelLost(why),
     }
 }
 
@@ -197,7 +224,7 @@ fn far_future() -> tokio::time::Instant {
 /// A send failed: the origin's reason if it gives one within the grace, else the error.
 async fn failed(end: &mut EndSignal, error: TunnelError) -> RelayEnd {
     match tokio::time::timeout(END_REASON_GRACE, end.wait()).await {
-        Ok(e) => RelayEnd::OriginEnded(e),
+        Ok(e) => relay_end(e),
         Err(_) => RelayEnd::Failed(error),
     }
 }

@@ -14,4 +14,6 @@ pub struct EdgeState {
     pub connections: ConnectionLimits,
     /// Source of connection ids, for the logs.
     pub next_connection_id: AtomicU64,
+    /// The relays' writer tasks: shutting down waits for them to drain.
+    pub relay_writers: tokio_util::task::TaskTracker,
 }
