@@ -279,8 +279,20 @@ async fn until_metrics(node: &Node, what: &str, check: impl Fn(&str) -> bool) ->
     }
 }
 
+/// The value of a series that must exist (so a 0 means 0, not a renamed series).
+fn present(m: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let found = m.lines().any(|l| {
+        l.starts_with(&format!("{name}{{"))
+            && labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+    });
+    assert!(found, "no series {name} {labels:?} in:\n{m}");
+    metric(m, name, labels)
+}
+
 fn connected(m: &str, peer: &str) -> bool {
-    metric(
+    present(
         m,
         "longhaul_tunnel_state",
         &[("peer", peer), ("state", "connected")],
@@ -398,7 +410,7 @@ async fn each_edge_relays_to_the_origin_its_leg_is_routed_to() {
         "{m}"
     );
     assert_eq!(
-        metric(&m, "longhaul_tunnel_streams_total", &[("peer", NYC.id)]),
+        present(&m, "longhaul_tunnel_streams_total", &[("peer", NYC.id)]),
         0.0,
         "{m}"
     );
@@ -458,7 +470,7 @@ async fn each_edge_relays_to_the_origin_its_leg_is_routed_to() {
         watch
     );
     assert_eq!(
-        metric(&m, "longhaul_tunnel_reconnects_total", &[("peer", NYC.id)]),
+        present(&m, "longhaul_tunnel_reconnects_total", &[("peer", NYC.id)]),
         0.0,
         "{m}"
     );
@@ -528,7 +540,7 @@ async fn the_edge_reconnects_after_its_origin_restarts() {
     let nyc = cluster.origin(&NYC, Some(ports));
     let m = until_metrics(&fra, "tunnel back", |m| connected(m, NYC.id)).await;
     assert!(
-        metric(&m, "longhaul_tunnel_reconnects_total", &[("peer", NYC.id)]) >= 1.0,
+        present(&m, "longhaul_tunnel_reconnects_total", &[("peer", NYC.id)]) >= 1.0,
         "{m}"
     );
     let entry = cluster.registry().create_entry(None).unwrap();

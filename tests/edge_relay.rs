@@ -365,3 +365,49 @@ async fn ffmpeg_through_the_edge() {
     assert!(size > 10_000, "recorded {size} bytes");
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_shutting_down_ends_its_streams_cleanly_at_the_origin() {
+    let cluster = start_cluster("").await;
+    let entry = cluster.origin.create_entry();
+    let name = format!("{}_1", entry.id);
+    let mut publisher = publish(&cluster.edge_publish_url(&entry.token, &name))
+        .await
+        .expect("publish accepted through the edge");
+    for m in [avc_header(), aac_header(), keyframe(0, 1)] {
+        publisher.send(&m).await.expect("send");
+    }
+    cluster.origin.wait_live(&name).await;
+    let mut player = play_from_origin(&cluster, &name).await;
+    let last = inter(4000, 7);
+    for i in 1..100u32 {
+        publisher.send(&inter(i * 40, 2)).await.expect("send");
+    }
+    publisher.send(&last).await.expect("send");
+    loop {
+        if next_of(&mut player, type_id::VIDEO).await.payload == last.payload {
+            break;
+        }
+    }
+    // The edge stops with the encoder still connected: its stream is finished, not cut.
+    let TestCluster { origin, edge, pki } = cluster;
+    edge.stop().await;
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(_)) = player.recv().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the player saw the stream end");
+    let m = origin.metrics();
+    assert_eq!(
+        series(&m, "longhaul_session_errors_total", &["kind=\"tunnel\""]),
+        None,
+        "no tunnel error at the origin: {m}"
+    );
+    assert_eq!(
+        series(&m, "longhaul_publishers_active", &[]),
+        Some(0.0),
+        "{m}"
+    );
+    drop(pki);
+    origin.origin.stop().await;
+}
