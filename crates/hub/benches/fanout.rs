@@ -95,6 +95,7 @@ fn run(players: usize, messages: &[RtmpMessage], chunking: bool) -> Run {
         let publisher = PublisherInfo {
             addr: "192.0.2.1:50000".into(),
             connection_id: 1,
+            ..Default::default()
         };
         let (publication, _) = hub.publish(key, publisher);
         let delivered_messages = Arc::new(AtomicU64::new(0));

@@ -8,17 +8,25 @@ use longhaul_rtmp::media::Codec;
 use crate::key::StreamKey;
 
 /// Who is publishing a stream, as the connection layer describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PublisherInfo {
-    /// The encoder's address (`ip:port`).
+    /// The encoder's address (`ip:port`), as the node it connected to saw it.
     pub addr: String,
     /// The connection layer's id for the publishing connection.
     pub connection_id: u64,
+    /// The region the encoder published in: the origin's own, or the edge's.
+    pub region: String,
+    /// The edge node the stream came through, `None` for a direct publish.
+    pub via: Option<String>,
 }
 
 impl fmt::Display for PublisherInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "connection {} from {}", self.connection_id, self.addr)
+        write!(f, "connection {} from {}", self.connection_id, self.addr)?;
+        if let Some(edge) = &self.via {
+            write!(f, " via edge {edge}")?;
+        }
+        Ok(())
     }
 }
 

@@ -23,6 +23,7 @@ fn encoder(connection_id: u64) -> PublisherInfo {
     PublisherInfo {
         addr: format!("192.0.2.{connection_id}:50000"),
         connection_id,
+        ..Default::default()
     }
 }
 

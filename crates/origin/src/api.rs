@@ -14,15 +14,18 @@
 //! without one, only loopback clients are served. The registry is SQLite, so its calls run
 //! on the blocking pool, never on the reactor threads.
 
-use crate::http::{error, json, Body, MAX_REQUEST_BODY};
 use crate::state::OriginState;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
+use longhaul_node::http::{error, json, Body};
 use longhaul_registry::{Entry, RegistryError};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
+
+/// Largest request body the API reads. Entry requests are a few hundred bytes.
+pub const MAX_REQUEST_BODY: usize = 64 * 1024;
 
 pub async fn handle(
     req: Request<Incoming>,
@@ -99,7 +102,7 @@ pub async fn handle(
                     tracing::info!(entry = %id, client = %peer, "entry deleted");
                     Response::builder()
                         .status(StatusCode::NO_CONTENT)
-                        .body(crate::http::full(""))
+                        .body(longhaul_node::http::full(""))
                         .expect("static response parts are valid")
                 }
                 Ok(false) => not_found(id),
@@ -124,7 +127,7 @@ pub async fn handle(
                             "content-disposition",
                             format!("attachment; filename=\"{}.xml\"", entry.id),
                         )
-                        .body(crate::http::full(xml))
+                        .body(longhaul_node::http::full(xml))
                         .expect("static response parts are valid")
                 }
                 Err(e) => registry_error(e),
@@ -241,6 +244,8 @@ fn stream_json(s: &longhaul_hub::StreamSummary) -> serde_json::Value {
         "name": s.key.name,
         "leg": s.key.leg.as_str(),
         "publisher": s.publisher.addr,
+        "publisher_region": s.publisher.region,
+        "via_edge": s.publisher.via,
         "publisher_since": secs(s.publisher_since),
         "started_at": secs(s.started_at),
         "players": s.players,

@@ -2,13 +2,17 @@
 //!
 //! Every section has defaults that make sense for a local node, so a site file holds only
 //! what differs. Unknown keys are refused: a typo in a config file is an error that names
-//! the key, not a setting silently ignored.
+//! the key, not a setting silently ignored. The sections every node has (`[node]`,
+//! `[rtmp]`, `[rtmps]`, `[ingest]`, most of `[http]`) are `longhaul_node`'s; the origin
+//! adds the registry, the endpoints it hands out, and the API token.
 
-use longhaul_endpoint::Leg;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+
+pub use longhaul_node::config::{
+    IngestSection, InvalidSetting, NodeSection, RtmpSection, RtmpsSection,
+};
 
 /// Everything an origin node needs to run.
 #[derive(Debug, Clone, Deserialize)]
@@ -26,73 +30,62 @@ pub struct OriginConfig {
     pub ingest: IngestSection,
     #[serde(default)]
     pub endpoints: EndpointsSection,
+    /// Where edges connect their QUIC tunnels; off when absent.
+    #[serde(default)]
+    pub tunnel: Option<longhaul_tunnel::TunnelListenSection>,
 }
 
-/// Who this node is.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NodeSection {
-    /// Unique node id, e.g. `nyc-1`.
-    pub id: String,
-    /// Region code, e.g. `nyc`.
-    pub region: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RtmpSection {
-    /// Plain RTMP listener.
-    pub listen: SocketAddr,
-}
-
-impl Default for RtmpSection {
-    fn default() -> Self {
-        Self {
-            listen: ([127, 0, 0, 1], 1935).into(),
-        }
-    }
-}
-
+/// The origin's `[http]`: the listener and limits every node has, and the API's token.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RtmpsSection {
-    /// RTMP over TLS listener; off when `None`.
-    pub listen: Option<SocketAddr>,
-    /// PEM certificate chain.
-    pub cert: Option<PathBuf>,
-    /// PEM private key.
-    pub key: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(from = "HttpKeys")]
 pub struct HttpSection {
     /// API, `/metrics`, `/healthz` and HTTP-FLV playback.
-    pub listen: SocketAddr,
+    pub server: longhaul_node::HttpSection,
     /// Bearer token the entries API requires. Without one, the API answers only
     /// requests from loopback addresses (playback, metrics and health stay open).
     /// At least [`MIN_API_TOKEN_LEN`] characters: an empty or short secret is refused.
     pub api_token: Option<String>,
-    /// HTTP connections open at once; more are closed at accept.
-    pub max_connections: usize,
-    /// Seconds a client may take to send a request's headers (slowloris guard).
-    pub header_timeout_secs: f64,
 }
 
-impl Default for HttpSection {
+/// `[http]` as written: the shared keys and the origin's own in one table, read as one
+/// plain struct so that a bad value is named by its full key (`http.listen`).
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct HttpKeys {
+    listen: SocketAddr,
+    max_connections: usize,
+    header_timeout_secs: f64,
+    api_token: Option<String>,
+}
+
+impl Default for HttpKeys {
     fn default() -> Self {
+        HttpSection::default().into()
+    }
+}
+
+impl From<HttpKeys> for HttpSection {
+    fn from(k: HttpKeys) -> Self {
+        let server = longhaul_node::HttpSection {
+            listen: k.listen,
+            max_connections: k.max_connections,
+            header_timeout_secs: k.header_timeout_secs,
+        };
         Self {
-            listen: ([127, 0, 0, 1], 8081).into(),
-            api_token: None,
-            max_connections: 10_000,
-            header_timeout_secs: 10.0,
+            server,
+            api_token: k.api_token,
         }
     }
 }
 
-impl HttpSection {
-    pub fn header_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.header_timeout_secs)
+impl From<HttpSection> for HttpKeys {
+    fn from(s: HttpSection) -> Self {
+        Self {
+            listen: s.server.listen,
+            max_connections: s.server.max_connections,
+            header_timeout_secs: s.server.header_timeout_secs,
+            api_token: s.api_token,
+        }
     }
 }
 
@@ -101,55 +94,6 @@ impl HttpSection {
 pub struct RegistrySection {
     /// SQLite database file of entries and tokens.
     pub path: PathBuf,
-}
-
-/// Limits and timeouts of RTMP ingest.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct IngestSection {
-    /// The leg (primary/backup) of a publish whose URL names none.
-    pub default_leg: Leg,
-    /// Seconds a connection may take to finish the handshake and ask to publish or play.
-    /// 10 s: a TLS and RTMP handshake over a 300 ms path needs about 6 round trips.
-    pub handshake_timeout_secs: f64,
-    /// Seconds a publisher may send no media before it is closed. 15 s: encoders send
-    /// audio every ~23 ms and video every frame; OBS reconnects after 10-20 s of silence.
-    pub media_timeout_secs: f64,
-    /// Seconds a write to a peer may make no progress before the connection is closed.
-    /// A player that stops reading is thus let go even while the hub's bounded queue
-    /// already shields the publisher from it. 15 s: longer than a TCP retransmission
-    /// burst on a 300 ms path (RTO backs off 0.3, 0.6, 1.2, 2.4, 4.8 s).
-    pub write_timeout_secs: f64,
-    /// Outgoing chunk size. 4096: large enough that a 10 KB frame is 3 chunks, and what
-    /// OBS and ffmpeg use themselves.
-    pub chunk_size: u32,
-    /// Connections open at once, all listeners together; more are refused at accept.
-    pub max_connections: usize,
-}
-
-impl Default for IngestSection {
-    fn default() -> Self {
-        Self {
-            default_leg: Leg::Primary,
-            handshake_timeout_secs: 10.0,
-            media_timeout_secs: 15.0,
-            write_timeout_secs: 15.0,
-            chunk_size: 4096,
-            max_connections: 10_000,
-        }
-    }
-}
-
-impl IngestSection {
-    pub fn handshake_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.handshake_timeout_secs)
-    }
-    pub fn write_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.write_timeout_secs)
-    }
-    pub fn media_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.media_timeout_secs)
-    }
 }
 
 /// How this node names its endpoints in the entries it hands out.
@@ -182,64 +126,24 @@ impl Default for EndpointsSection {
 /// Shortest `http.api_token` accepted: 16 characters of a random secret are 80+ bits.
 pub const MIN_API_TOKEN_LEN: usize = 16;
 
-/// Longest timeout accepted, in seconds. An hour is far past any sensible handshake,
-/// media gap or write stall; a larger value is a typo (or `inf`).
-pub const MAX_TIMEOUT_SECS: f64 = 3600.0;
-
-/// Most connections a listener may hold: tokio's semaphore caps permits near 2^61, and
-/// a node's descriptor limit is far below this anyway.
-pub const MAX_CONNECTIONS: usize = 1_000_000;
-
-/// A setting outside what the node can run with, named by its key.
-#[derive(Debug, thiserror::Error)]
-#[error("config key {key}: {reason}")]
-pub struct InvalidSetting {
-    pub key: &'static str,
-    pub reason: String,
-}
-
 impl OriginConfig {
     /// Checks what serde's types cannot: ranges, finiteness, secrets' length.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
-        let timeouts = [
-            (
-                "ingest.handshake_timeout_secs",
-                self.ingest.handshake_timeout_secs,
-            ),
-            ("ingest.media_timeout_secs", self.ingest.media_timeout_secs),
-            ("ingest.write_timeout_secs", self.ingest.write_timeout_secs),
-            ("http.header_timeout_secs", self.http.header_timeout_secs),
-        ];
-        for (key, secs) in timeouts {
-            if !(secs.is_finite() && secs > 0.0 && secs <= MAX_TIMEOUT_SECS) {
+        self.node.validate()?;
+        if let Some(t) = &self.tunnel {
+            t.transport.validate().map_err(|e| InvalidSetting {
+                key: e.key,
+                reason: e.reason,
+            })?;
+            if t.tls.cert.is_none() || t.tls.key.is_none() {
                 return Err(InvalidSetting {
-                    key,
-                    reason: format!("{secs} is not a number of seconds in (0, {MAX_TIMEOUT_SECS}]"),
+                    key: "tunnel.tls",
+                    reason: "an origin's tunnel needs its certificate: set tunnel.tls.cert and tunnel.tls.key".into(),
                 });
             }
         }
-        let counts = [
-            ("ingest.max_connections", self.ingest.max_connections),
-            ("http.max_connections", self.http.max_connections),
-        ];
-        for (key, n) in counts {
-            if n == 0 || n > MAX_CONNECTIONS {
-                return Err(InvalidSetting {
-                    key,
-                    reason: format!("{n} is not in 1..={MAX_CONNECTIONS}"),
-                });
-            }
-        }
-        let chunk = self.ingest.chunk_size;
-        if !(128..=longhaul_rtmp::chunk::MAX_CHUNK_SIZE).contains(&chunk) {
-            return Err(InvalidSetting {
-                key: "ingest.chunk_size",
-                reason: format!(
-                    "{chunk} is not in 128..={}",
-                    longhaul_rtmp::chunk::MAX_CHUNK_SIZE
-                ),
-            });
-        }
+        self.http.server.validate()?;
+        self.ingest.validate()?;
         if let Some(token) = &self.http.api_token {
             if token.chars().count() < MIN_API_TOKEN_LEN {
                 return Err(InvalidSetting {
@@ -284,21 +188,14 @@ mod tests {
 
     #[test]
     fn bad_values_are_named_by_key() {
+        // The shared sections' own checks are longhaul_node's tests; here, that the
+        // origin runs them and its own.
         for (extra, key) in [
             (
                 "[ingest]\nmedia_timeout_secs = inf",
                 "ingest.media_timeout_secs",
             ),
-            (
-                "[ingest]\nhandshake_timeout_secs = 0.0",
-                "ingest.handshake_timeout_secs",
-            ),
-            (
-                "[ingest]\nwrite_timeout_secs = 1e300",
-                "ingest.write_timeout_secs",
-            ),
-            ("[ingest]\nmax_connections = 0", "ingest.max_connections"),
-            ("[ingest]\nchunk_size = 1", "ingest.chunk_size"),
+            ("[http]\nmax_connections = 0", "http.max_connections"),
             ("[http]\napi_token = \"\"", "http.api_token"),
             ("[http]\napi_token = \"short\"", "http.api_token"),
             ("[endpoints]\nrenditions = 0", "endpoints.renditions"),
@@ -306,5 +203,18 @@ mod tests {
             let err = config(extra).validate().expect_err(extra);
             assert_eq!(err.key, key, "{extra}: {err}");
         }
+    }
+
+    #[test]
+    fn http_section_keeps_its_keys_in_one_table() {
+        let c = config(
+            "[http]\nlisten = \"0.0.0.0:8081\"\napi_token = \"0123456789abcdef\"\nheader_timeout_secs = 5",
+        );
+        assert_eq!(c.http.server.listen.port(), 8081);
+        assert_eq!(c.http.server.header_timeout_secs, 5.0);
+        assert_eq!(c.http.api_token.as_deref(), Some("0123456789abcdef"));
+        let doc = "[node]\nid = \"t\"\nregion = \"nyc\"\n[registry]\npath = \"r.db\"\n[http]\napi_tokn = \"x\"";
+        let err = toml::from_str::<OriginConfig>(doc).expect_err("typo refused");
+        assert!(err.to_string().contains("api_tokn"), "{err}");
     }
 }

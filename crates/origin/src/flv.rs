@@ -10,14 +10,15 @@
 //! `ingest.write_timeout_secs`: the task cancels the HTTP connection, which closes the
 //! socket, and counts the drop.
 
-use crate::http::{error, Body};
-use crate::metrics::{protocol, GaugeGuard};
+use crate::metrics::protocol;
 use crate::state::OriginState;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Frame;
 use hyper::{Method, Response, StatusCode};
 use longhaul_hub::{LegChoice, PlayerEvent, StreamKey, Subscription};
+use longhaul_node::http::{error, Body};
+use longhaul_node::GaugeGuard;
 use longhaul_rtmp::flv::FlvWriter;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -56,7 +57,7 @@ pub async fn play(
             .into_iter()
             .any(|leg| state.hub.is_live(&StreamKey::new(stream, leg)));
         return if live {
-            flv_response(crate::http::full(""))
+            flv_response(longhaul_node::http::full(""))
         } else {
             not_live(stream)
         };

@@ -1,4 +1,4 @@
-//! RTMP and RTMPS listeners, and the driver of one RTMP connection.
+//! The driver of one RTMP connection (the listeners are `longhaul_node::accept`'s).
 //!
 //! The driver is thin: it moves bytes between the socket and a
 //! [`longhaul_rtmp::server::ServerSession`], hands publish requests to [`crate::publish`],
@@ -9,108 +9,33 @@
 //! player we know of opens a connection per stream, and it keeps takeover and timeout
 //! handling simple.
 
-use crate::metrics::{protocol, GaugeGuard};
+use crate::metrics::protocol;
 use crate::publish::{self, PublishDecision};
 use crate::state::OriginState;
 use longhaul_hub::{LegChoice, PlayerEvent, Publication, Subscription};
-use longhaul_rtmp::server::{ServerConfig, ServerEvent, ServerSession, SessionError};
+use longhaul_node::{ConnectionHandler, GaugeGuard, Transport};
+use longhaul_rtmp::server::{ServerEvent, ServerSession, SessionError};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Read buffer per connection. 64 KiB: one read takes several 4 KiB chunks of a
 /// high-bitrate stream, and 10,000 connections stay under 700 MB.
 const READ_BUFFER: usize = 64 * 1024;
 
-/// How a connection reached us, as the `transport` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    Rtmp,
-    Rtmps,
-}
-
-impl Transport {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Rtmp => "rtmp",
-            Transport::Rtmps => "rtmps",
-        }
-    }
-}
-
-/// Accepts connections on `listener` (TLS-wrapped when `tls` is set) until `shutdown`.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    state: Arc<OriginState>,
-    shutdown: CancellationToken,
-) {
-    let transport = if tls.is_some() {
-        Transport::Rtmps
-    } else {
-        Transport::Rtmp
-    };
-    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(transport = transport.as_str(), error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.cancelled() => return,
-        };
-        let Ok(permit) = state.connection_slots.clone().try_acquire_owned() else {
-            state
-                .metrics
-                .connections_refused
-                .with_label_values(&[transport.as_str(), "too_many_connections"])
-                .inc();
-            tracing::warn!(client = %peer, transport = transport.as_str(),
-                limit = state.config.ingest.max_connections, "connection refused: too many connections");
-            continue; // dropping the stream closes it
-        };
-        let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        let shutdown = shutdown.clone();
-        let acceptor = acceptor.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            match acceptor {
-                None => run(stream, peer, Transport::Rtmp, state, shutdown).await,
-                Some(acceptor) => {
-                    let timeout = state.config.ingest.handshake_timeout();
-                    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => {
-                            run(tls_stream, peer, Transport::Rtmps, state, shutdown).await
-                        }
-                        Ok(Err(e)) => {
-                            state
-                                .metrics
-                                .connections_refused
-                                .with_label_values(&["rtmps", "tls_handshake"])
-                                .inc();
-                            tracing::warn!(client = %peer, error = %e, "RTMPS TLS handshake failed");
-                        }
-                        Err(_) => {
-                            state
-                                .metrics
-                                .connections_refused
-                                .with_label_values(&["rtmps", "tls_timeout"])
-                                .inc();
-                            tracing::warn!(client = %peer, ?timeout, "RTMPS TLS handshake timed out");
-                        }
-                    }
-                }
-            }
-        });
+impl ConnectionHandler for OriginState {
+    async fn serve_connection<S>(
+        self: Arc<Self>,
+        io: S,
+        peer: SocketAddr,
+        transport: Transport,
+        shutdown: CancellationToken,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        run(io, peer, transport, self, shutdown).await
     }
 }
 
@@ -239,14 +164,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let ingest = &conn.state.config.ingest;
-    let config = ServerConfig {
-        chunk_size: ingest.chunk_size,
-        handshake_timeout: ingest.handshake_timeout(),
-        media_timeout: ingest.media_timeout(),
-        ..ServerConfig::default()
-    };
     let write_timeout = ingest.write_timeout();
-    let mut session = ServerSession::new(config, Instant::now());
+    let mut session = ServerSession::new(ingest.server_config(), Instant::now());
     let (mut reader, mut writer) = tokio::io::split(io);
     let mut buf = vec![0u8; READ_BUFFER];
     let m = &conn.state.metrics;

@@ -6,9 +6,9 @@
 //! RTMP and HTTP-FLV.
 //!
 //! ```text
-//!  encoder ──RTMP/RTMPS──▶ ingest ──▶ hub (GOP cache, fan-out) ──▶ RTMP players
-//!                            │                               └──▶ HTTP-FLV players
-//!                            └─ token check ─▶ registry (SQLite)
+//!  encoder ──RTMP/RTMPS──▶ ingest ─┬──▶ hub (GOP cache, fan-out) ──▶ RTMP players
+//!  edge ═══QUIC tunnel══▶ tunnel ─┤                              └──▶ HTTP-FLV players
+//!                                 └─ publish: URL rules, token check ─▶ registry (SQLite)
 //!  operator ──HTTP──▶ api (entries, tokens, FMLE export), /metrics, /healthz
 //! ```
 //!
@@ -19,7 +19,10 @@
 //! | [`publish`] | the publish decision: URL rules, token check, takeover |
 //! | [`http`], [`api`], [`flv`] | the HTTP port: routing, entries API, HTTP-FLV playback |
 //! | [`metrics`] | Prometheus series |
-//! | [`tls`] | RTMPS certificate loading |
+//! | [`tunnel`] | publishes arriving from edges over QUIC tunnels |
+//!
+//! Listeners, the accept loops, TLS and the shared settings sections are
+//! `longhaul_node`'s, which the edge uses too.
 //!
 //! Start a node with [`Origin::start`]; it binds every listener before returning, so the
 //! caller learns the real addresses (port 0 in tests) and bind errors at once.
@@ -32,17 +35,16 @@ pub mod ingest;
 pub mod metrics;
 pub mod publish;
 pub mod state;
-pub mod tls;
+pub mod tunnel;
 
 use crate::config::OriginConfig;
 use crate::metrics::Metrics;
 use crate::state::OriginState;
 use longhaul_hub::Hub;
+use longhaul_node::{accept, ConnectionLimits, ListenError, Listeners, NodeTasks};
 use longhaul_registry::Registry;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 pub use config::OriginConfig as Config;
@@ -52,18 +54,12 @@ pub use config::OriginConfig as Config;
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] config::InvalidSetting),
-    #[error("cannot listen for {what} on {addr}: {source}")]
-    Bind {
-        what: &'static str,
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] ListenError),
     #[error("opening the entries registry {path}: {reason}")]
     Registry { path: String, reason: String },
-    #[error("RTMPS is configured to listen on {0} but rtmps.cert and rtmps.key are not both set")]
-    RtmpsWithoutCertificate(SocketAddr),
-    #[error(transparent)]
-    Tls(#[from] tls::TlsError),
+    #[error("cannot start the tunnel listener: {0}")]
+    Tunnel(#[from] longhaul_tunnel::TunnelError),
 }
 
 /// The handle of a running origin.
@@ -72,8 +68,11 @@ pub struct Origin {
     pub rtmp_addr: SocketAddr,
     pub rtmps_addr: Option<SocketAddr>,
     pub http_addr: SocketAddr,
-    shutdown: CancellationToken,
-    tasks: JoinSet<()>,
+    /// The QUIC (UDP) address edges connect to, when the tunnel is on.
+    pub tunnel_addr: Option<SocketAddr>,
+    /// The origin's tunnels, one per connected edge.
+    pub tunnels: Arc<longhaul_tunnel::TunnelSet>,
+    tasks: NodeTasks,
 }
 
 impl Origin {
@@ -84,47 +83,54 @@ impl Origin {
             path: config.registry.path.display().to_string(),
             reason: e.to_string(),
         })?;
-        let tls = match (&config.rtmps.listen, &config.rtmps.cert, &config.rtmps.key) {
-            (None, _, _) => None,
-            (Some(_), Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
-            (Some(addr), _, _) => return Err(StartError::RtmpsWithoutCertificate(*addr)),
-        };
-        let rtmp = bind("RTMP", config.rtmp.listen).await?;
-        let rtmps = match config.rtmps.listen {
-            Some(addr) => Some(bind("RTMPS", addr).await?),
+        let listeners = Listeners::bind(&config.rtmp, &config.rtmps, &config.http.server).await?;
+        let (rtmp_addr, rtmps_addr, http_addr) = (
+            listeners.rtmp_addr,
+            listeners.rtmps_addr,
+            listeners.http_addr,
+        );
+        let tunnel_endpoint = match &config.tunnel {
+            Some(section) => Some(longhaul_tunnel::server_endpoint(section)?),
             None => None,
         };
-        let http = bind("HTTP", config.http.listen).await?;
-        let rtmp_addr = local_addr(&rtmp, config.rtmp.listen);
-        let rtmps_addr = rtmps.as_ref().map(|l| local_addr(l, config.rtmp.listen));
-        let http_addr = local_addr(&http, config.http.listen);
-
+        let tunnel_addr = tunnel_endpoint.as_ref().and_then(|e| e.local_addr().ok());
+        let tunnels = longhaul_tunnel::TunnelSet::new();
+        let metrics = Metrics::new(&config.node.id, &config.node.region);
+        metrics.register(Box::new(longhaul_tunnel::TunnelCollector::new(
+            tunnels.clone(),
+        )));
+        let limits = ConnectionLimits::new(&config.ingest, metrics.connections_refused.clone());
         let state = Arc::new(OriginState {
-            metrics: Metrics::new(&config.node.id, &config.node.region),
+            metrics,
             registry: Arc::new(registry),
             hub: Hub::new(),
-            connection_slots: Arc::new(tokio::sync::Semaphore::new(config.ingest.max_connections)),
             next_connection_id: std::sync::atomic::AtomicU64::new(1),
             config,
         });
-        let shutdown = CancellationToken::new();
-        let mut tasks = JoinSet::new();
-        tasks.spawn(ingest::serve(rtmp, None, state.clone(), shutdown.clone()));
-        if let (Some(listener), Some(tls)) = (rtmps, tls) {
-            tasks.spawn(ingest::serve(
-                listener,
-                Some(tls),
-                state.clone(),
-                shutdown.clone(),
+        let mut tasks = NodeTasks::new();
+        let (rtmp, rtmps) = (listeners.rtmp, listeners.rtmps);
+        accept::spawn_listeners(&mut tasks, rtmp, rtmps, limits, state.clone());
+        tasks.spawn(http::serve(
+            listeners.http,
+            state.clone(),
+            tasks.shutdown_token(),
+        ));
+        if let (Some(endpoint), Some(section)) = (tunnel_endpoint, &state.config.tunnel) {
+            tasks.spawn(longhaul_tunnel::server::serve(
+                endpoint,
+                Arc::new(tunnel::TunnelSide::new(state.clone())),
+                section.transport.clone(),
+                tunnels.clone(),
+                tasks.shutdown_token(),
             ));
         }
-        tasks.spawn(http::serve(http, state.clone(), shutdown.clone()));
         tracing::info!(
             node = %state.config.node.id,
             region = %state.config.node.region,
             rtmp = %rtmp_addr,
             rtmps = %rtmps_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
             http = %http_addr,
+            tunnel = %tunnel_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
             "origin ready"
         );
         Ok(Origin {
@@ -132,37 +138,24 @@ impl Origin {
             rtmp_addr,
             rtmps_addr,
             http_addr,
-            shutdown,
+            tunnel_addr,
+            tunnels,
             tasks,
         })
     }
 
     /// A token that stops the node when cancelled.
     pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
+        self.tasks.shutdown_token()
     }
 
     /// Stops accepting, closes every connection and waits for the listeners to end.
-    pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        while self.tasks.join_next().await.is_some() {}
+    pub async fn stop(self) {
+        self.tasks.stop().await
     }
 
     /// Runs until the shutdown token is cancelled or a listener task ends.
     pub async fn wait(&mut self) {
-        tokio::select! {
-            _ = self.shutdown.cancelled() => {}
-            _ = self.tasks.join_next() => {}
-        }
+        self.tasks.wait().await
     }
-}
-
-async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { what, addr, source })
-}
-
-fn local_addr(listener: &TcpListener, fallback: SocketAddr) -> SocketAddr {
-    listener.local_addr().unwrap_or(fallback)
 }

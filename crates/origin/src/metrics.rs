@@ -1,13 +1,11 @@
 //! The origin's Prometheus metrics, all prefixed `longhaul_`.
 //!
-//! Each node owns its own [`prometheus::Registry`] (not the process-global one), so the
-//! two origins `longhaul dev` runs in one process each export only their own figures.
-//! Labels are kept to small fixed sets (transport, outcome, reason): per-stream series
-//! come with the operations work, behind a cardinality limit.
+//! Built on `longhaul_node::metrics`: the node's own registry, `node` and `region` as
+//! constant labels. Labels are kept to small fixed sets (transport, outcome, reason):
+//! per-stream series come with the operations work, behind a cardinality limit.
 
-use prometheus::{
-    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use longhaul_node::metrics::{counter, counter_vec, gauge, gauge_vec, node_registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
 /// Why a publish was refused or how it ended, as the `reason` label.
 pub mod reason {
@@ -44,39 +42,16 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
 }
 
-fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
-    r.register(Box::new(c.clone()))
-        .expect("metric registered once");
-    c
-}
-
-fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
-    r.register(Box::new(g.clone()))
-        .expect("metric registered once");
-    g
-}
-
 impl Metrics {
     /// Metrics of one node; `node` and `region` become constant labels of every series.
     pub fn new(node: &str, region: &str) -> Self {
-        let mut labels = std::collections::HashMap::new();
-        labels.insert("node".to_string(), node.to_string());
-        labels.insert("region".to_string(), region.to_string());
-        let r = Registry::new_custom(Some("longhaul".into()), Some(labels))
-            .expect("valid registry prefix");
-        let publish_takeovers = IntCounter::new(
+        let r = node_registry(node, region);
+        let publish_takeovers = counter(
+            &r,
             "publish_takeovers_total",
             "Publishes that took over a stream from an older connection of the same entry, leg and rendition",
-        )
-        .expect("valid metric definition");
-        r.register(Box::new(publish_takeovers.clone()))
-            .expect("metric registered once");
-        let publishers_active =
-            IntGauge::new("publishers_active", "Streams being published now").expect("valid");
-        r.register(Box::new(publishers_active.clone()))
-            .expect("metric registered once");
+        );
+        let publishers_active = gauge(&r, "publishers_active", "Streams being published now");
         Self {
             connections_total: counter_vec(
                 &r,
@@ -99,8 +74,8 @@ impl Metrics {
             publishes: counter_vec(
                 &r,
                 "publishes_total",
-                "Publish requests by outcome (accepted, rejected) and reason",
-                &["outcome", "reason"],
+                "Publish requests by outcome (accepted, rejected), reason, transport (rtmp, rtmps, tunnel) and the region the encoder published in",
+                &["outcome", "reason", "transport", "encoder_region"],
             ),
             publish_takeovers,
             publishers_active,
@@ -151,31 +126,16 @@ impl Metrics {
         }
     }
 
+    /// Adds a collector (the tunnels') to this node's registry, under its prefix and labels.
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) {
+        if let Err(e) = self.registry.register(collector) {
+            tracing::error!(error = %e, "registering a metrics collector failed");
+        }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        // Encoding into a Vec cannot fail on I/O; a failure would be a bug in a metric.
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
-            tracing::error!(error = %e, "encoding metrics failed");
-        }
-        String::from_utf8(out).unwrap_or_default()
-    }
-}
-
-/// Holds a gauge up by one for as long as it lives: a connection, player or publisher
-/// counted this way is uncounted on every path out, early returns and panics included.
-pub struct GaugeGuard(IntGauge);
-
-impl GaugeGuard {
-    pub fn new(gauge: IntGauge) -> Self {
-        gauge.inc();
-        Self(gauge)
-    }
-}
-
-impl Drop for GaugeGuard {
-    fn drop(&mut self) {
-        self.0.dec();
+        longhaul_node::metrics::render(&self.registry)
     }
 }
 
@@ -187,7 +147,7 @@ mod tests {
     fn renders_prefixed_series_with_node_labels() {
         let m = Metrics::new("nyc-1", "nyc");
         m.publishes
-            .with_label_values(&["rejected", reason::WRONG_TOKEN])
+            .with_label_values(&["rejected", reason::WRONG_TOKEN, "tunnel", "fra"])
             .inc();
         let text = m.render();
         // Label order is the registry's business; check the set.
@@ -200,6 +160,8 @@ mod tests {
             "region=\"nyc\"",
             "outcome=\"rejected\"",
             "reason=\"wrong_token\"",
+            "transport=\"tunnel\"",
+            "encoder_region=\"fra\"",
         ] {
             assert!(line.contains(label), "{label} missing in {line}");
         }

@@ -9,13 +9,16 @@
 //!
 //! Every refusal tells the encoder why (the `description` of the RTMP `onStatus`, which
 //! ffmpeg prints and OBS logs), is logged with the client address, and is counted in
-//! `longhaul_publishes_total{outcome="rejected",reason}`.
+//! `longhaul_publishes_total{outcome="rejected",reason,transport,encoder_region}`.
+//!
+//! A publish an edge forwards through a tunnel meets the same two checks
+//! ([`authorise`]) when the edge asks, and is opened ([`accept`]) when its stream arrives.
 
-use crate::ingest::Transport;
 use crate::metrics::reason;
 use crate::state::OriginState;
-use longhaul_endpoint::{resolve_publish, EndpointError, PublishTarget};
+use longhaul_endpoint::{resolve_publish, EndpointError, Leg, PublishTarget};
 use longhaul_hub::{Publication, PublishOutcome, PublisherInfo, StreamKey};
+use longhaul_node::Transport;
 use longhaul_registry::TokenCheck;
 use longhaul_rtmp::server::ConnectRequest;
 use std::net::SocketAddr;
@@ -34,7 +37,33 @@ pub enum PublishDecision {
     },
 }
 
-/// Decides on a publish of `name` by the connection from `peer`.
+/// Why a publish may not go on: what the encoder hears, and the metric label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// RTMP status code.
+    pub code: &'static str,
+    /// The `reason` label of `longhaul_publishes_total`.
+    pub reason: &'static str,
+    /// The status description the encoder prints.
+    pub description: String,
+}
+
+/// Who asks to publish, for the logs, the metrics and the hub's publisher info.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    /// The encoder's address, as the node it connected to saw it.
+    pub client: String,
+    /// How the encoder reached us: `rtmp`, `rtmps`, or `tunnel` through an edge.
+    pub transport: &'static str,
+    /// The region the encoder published in: ours, or the edge's.
+    pub region: String,
+    /// The edge the publish came through.
+    pub via: Option<String>,
+    /// The connection (direct) or stream (tunnel) id, unique in this process.
+    pub connection_id: u64,
+}
+
+/// Decides on a direct publish of `name` by the connection from `peer`.
 pub async fn decide(
     state: &Arc<OriginState>,
     connect: Option<&ConnectRequest>,
@@ -47,21 +76,49 @@ pub async fn decide(
         Some(c) => (c.app.as_str(), c.tc_url.as_deref()),
         None => ("", None),
     };
-    let target = match resolve_publish(app, tc_url, name, state.config.ingest.default_leg) {
+    let publisher = Publisher {
+        client: peer.to_string(),
+        transport: transport.as_str(),
+        region: state.config.node.region.clone(),
+        via: None,
+        connection_id,
+    };
+    let default_leg = state.config.ingest.default_leg;
+    match authorise(state, app, tc_url, name, default_leg, &publisher).await {
+        Ok(target) => PublishDecision::Accept(accept(state, &target, &publisher)),
+        Err(r) => PublishDecision::Reject {
+            code: r.code,
+            description: r.description,
+        },
+    }
+}
+
+/// Checks a publish: URL rules, then the token. Refusals are logged and counted here.
+/// Shared by direct publishes and those an edge asks about over a tunnel, so both meet
+/// exactly the same rules and words.
+pub async fn authorise(
+    state: &Arc<OriginState>,
+    app: &str,
+    tc_url: Option<&str>,
+    name: &str,
+    default_leg: Leg,
+    publisher: &Publisher,
+) -> Result<PublishTarget, Refusal> {
+    let target = match resolve_publish(app, tc_url, name, default_leg) {
         Ok(t) => t,
         Err(e) => {
             let why = match e {
                 EndpointError::UnknownApplication { .. } => reason::UNKNOWN_APP,
                 _ => reason::BAD_STREAM_NAME,
             };
-            return reject(
+            return Err(refuse(
                 state,
-                peer,
+                publisher,
                 name,
                 CODE_BAD_NAME,
                 why,
                 format!("publish refused: {e}"),
-            );
+            ));
         }
     };
     let registry = state.registry.clone();
@@ -98,54 +155,74 @@ pub async fn decide(
             format!("publish refused: the registry task failed: {e}"),
         )),
     };
-    if let Some((why, description)) = refusal {
-        let code = CODE_REJECTED;
-        return reject(state, peer, &target.stream_name, code, why, description);
+    match refusal {
+        Some((why, description)) => Err(refuse(
+            state,
+            publisher,
+            &target.stream_name,
+            CODE_REJECTED,
+            why,
+            description,
+        )),
+        None => Ok(target),
     }
-    accept(state, &target, peer, transport, connection_id)
 }
 
-fn accept(
+/// Opens (or takes over) the stream of an authorised publish.
+pub fn accept(
     state: &Arc<OriginState>,
     target: &PublishTarget,
-    peer: SocketAddr,
-    transport: Transport,
-    connection_id: u64,
-) -> PublishDecision {
+    publisher: &Publisher,
+) -> Publication {
     let key = StreamKey::new(&target.stream_name, target.leg);
     let info = PublisherInfo {
-        addr: peer.to_string(),
-        connection_id,
+        addr: publisher.client.clone(),
+        connection_id: publisher.connection_id,
+        region: publisher.region.clone(),
+        via: publisher.via.clone(),
     };
     let (publication, outcome) = state.hub.publish(key, info);
     let m = &state.metrics;
     m.publishes
-        .with_label_values(&["accepted", reason::OK])
+        .with_label_values(&[
+            "accepted",
+            reason::OK,
+            publisher.transport,
+            &publisher.region,
+        ])
         .inc();
+    let client = &publisher.client;
     if let PublishOutcome::TookOver { previous } = outcome {
         m.publish_takeovers.inc();
-        tracing::info!(client = %peer, stream = %target.stream_name, leg = %target.leg, %previous,
+        tracing::info!(%client, stream = %target.stream_name, leg = %target.leg, %previous,
             "publish took over the stream from an older connection");
     }
-    tracing::info!(client = %peer, stream = %target.stream_name, entry = %target.entry_id,
+    tracing::info!(%client, stream = %target.stream_name, entry = %target.entry_id,
         rendition = target.rendition, leg = %target.leg, leg_source = ?target.leg_source,
-        transport = transport.as_str(), "publish accepted");
-    PublishDecision::Accept(publication)
+        transport = publisher.transport, encoder_region = %publisher.region,
+        via = publisher.via.as_deref().unwrap_or("direct"), "publish accepted");
+    publication
 }
 
-fn reject(
+fn refuse(
     state: &OriginState,
-    peer: SocketAddr,
+    publisher: &Publisher,
     stream: &str,
     code: &'static str,
     why: &'static str,
     description: String,
-) -> PublishDecision {
+) -> Refusal {
     state
         .metrics
         .publishes
-        .with_label_values(&["rejected", why])
+        .with_label_values(&["rejected", why, publisher.transport, &publisher.region])
         .inc();
-    tracing::warn!(client = %peer, %stream, reason = why, "{description}");
-    PublishDecision::Reject { code, description }
+    tracing::warn!(client = %publisher.client, %stream, reason = why, transport = publisher.transport,
+        encoder_region = %publisher.region, via = publisher.via.as_deref().unwrap_or("direct"),
+        "{description}");
+    Refusal {
+        code,
+        reason: why,
+        description,
+    }
 }

@@ -12,8 +12,6 @@ pub struct OriginState {
     pub metrics: Metrics,
     pub registry: Arc<Registry>,
     pub hub: Hub,
-    /// One permit per open RTMP connection (`ingest.max_connections`).
-    pub connection_slots: Arc<tokio::sync::Semaphore>,
     /// Source of connection ids.
     pub next_connection_id: std::sync::atomic::AtomicU64,
 }

@@ -318,6 +318,9 @@ async fn run(
                     }
                 };
                 *lock(&inner.live) = None;
+                // A broken control stream ends the connection, publish streams and all:
+                // they reopen on the next connection. (A no-op if it is already closed.)
+                connection.close(codes::PROTOCOL_ERROR.into(), b"control stream failed");
                 // Waiting verdicts fail now (their senders drop), not at their timeout.
                 lock(&live.pending).clear();
                 writer.abort();
@@ -351,8 +354,18 @@ async fn connect(
         peer: format!("{} ({})", peer.id, peer.addr),
         reason,
     };
+    // An IPv4 socket cannot reach an IPv6 address and vice versa: pick one of our family.
+    let ipv6 = endpoint.local_addr().is_ok_and(|a| a.is_ipv6());
+    let addr = tokio::net::lookup_host(&peer.addr)
+        .await
+        .map_err(|e| connect_error(format!("resolving {}: {e}", peer.addr)))?
+        .find(|a| a.is_ipv6() == ipv6)
+        .ok_or_else(|| {
+            let family = if ipv6 { "IPv6" } else { "IPv4" };
+            connect_error(format!("{} has no {family} address", peer.addr))
+        })?;
     let connecting = endpoint
-        .connect_with(config.clone(), peer.addr, &peer.server_name)
+        .connect_with(config.clone(), addr, &peer.server_name)
         .map_err(|e| connect_error(e.to_string()))?;
     let connection = connecting.await.map_err(|e| connect_error(e.to_string()))?;
     let (mut send, recv) = connection

@@ -70,6 +70,7 @@ pub struct Link {
     transitions: [AtomicU64; 4],
     reconnects: AtomicU64,
     open_streams: AtomicI64,
+    streams_total: AtomicU64,
     connection: Mutex<Option<quinn::Connection>>,
     retired: Mutex<Totals>,
     peer_load: Mutex<Option<LoadReport>>,
@@ -85,6 +86,8 @@ pub struct LinkSnapshot {
     pub transitions: [u64; 4],
     pub reconnects: u64,
     pub open_streams: i64,
+    /// Publish streams ever opened on the link.
+    pub streams_total: u64,
     /// Smoothed RTT of the live connection.
     pub srtt: Option<Duration>,
     /// Congestion window of the live connection, in bytes.
@@ -106,6 +109,7 @@ impl Link {
             transitions: Default::default(),
             reconnects: AtomicU64::new(0),
             open_streams: AtomicI64::new(0),
+            streams_total: AtomicU64::new(0),
             connection: Mutex::new(None),
             retired: Mutex::new(Totals::default()),
             peer_load: Mutex::new(None),
@@ -170,6 +174,7 @@ impl Link {
 
     pub(crate) fn stream_opened(self: &Arc<Self>) -> StreamGuard {
         self.open_streams.fetch_add(1, Ordering::Relaxed);
+        self.streams_total.fetch_add(1, Ordering::Relaxed);
         StreamGuard(self.clone())
     }
 
@@ -196,6 +201,7 @@ impl Link {
             transitions: std::array::from_fn(|i| self.transitions[i].load(Ordering::Relaxed)),
             reconnects: self.reconnects.load(Ordering::Relaxed),
             open_streams: self.open_streams.load(Ordering::Relaxed),
+            streams_total: self.streams_total.load(Ordering::Relaxed),
             srtt,
             cwnd,
             sent_bytes: sent,

@@ -23,6 +23,7 @@ struct Families {
     sent: IntCounterVec,
     received: IntCounterVec,
     open_streams: IntGaugeVec,
+    streams: IntCounterVec,
     reconnects: IntCounterVec,
     refusals: IntCounterVec,
 }
@@ -80,6 +81,11 @@ impl Families {
                 "Publish streams open on each tunnel",
                 PEER,
             ),
+            streams: counter(
+                "tunnel_streams_total",
+                "Publish streams opened on each tunnel",
+                PEER,
+            ),
             reconnects: counter(
                 "tunnel_reconnects_total",
                 "Reconnection attempts of each tunnel",
@@ -93,7 +99,7 @@ impl Families {
         }
     }
 
-    fn collectors(&self) -> [&dyn Collector; 10] {
+    fn collectors(&self) -> [&dyn Collector; 11] {
         [
             &self.state,
             &self.state_changes,
@@ -103,6 +109,7 @@ impl Families {
             &self.sent,
             &self.received,
             &self.open_streams,
+            &self.streams,
             &self.reconnects,
             &self.refusals,
         ]
@@ -154,6 +161,7 @@ impl Collector for TunnelCollector {
             f.sent.with_label_values(&peer).inc_by(s.sent_bytes);
             f.received.with_label_values(&peer).inc_by(s.received_bytes);
             f.open_streams.with_label_values(&peer).set(s.open_streams);
+            f.streams.with_label_values(&peer).inc_by(s.streams_total);
             f.reconnects.with_label_values(&peer).inc_by(s.reconnects);
         }
         for (reason, n) in self.set.refusals() {

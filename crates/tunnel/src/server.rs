@@ -181,6 +181,8 @@ async fn handle<S: TunnelService>(
         }
     };
     writer.abort();
+    // Whatever ended the control stream or the accept loop ends the connection.
+    connection.close(codes::PROTOCOL_ERROR.into(), b"control stream failed");
     link.set_state(TunnelState::Closed, &why);
     link.detach();
     set.remove(&link);

@@ -53,6 +53,16 @@ impl TunnelSection {
             return Err(invalid("tunnel.origins", "at least one origin is needed"));
         }
         for (i, o) in self.origins.iter().enumerate() {
+            if !o
+                .addr
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+            {
+                return Err(invalid(
+                    "tunnel.origins",
+                    format!("origin {}: addr {:?} is not host:port", o.id, o.addr),
+                ));
+            }
             if o.id.is_empty() || o.server_name.is_empty() {
                 return Err(invalid(
                     "tunnel.origins",
@@ -87,8 +97,9 @@ pub struct OriginPeer {
     pub id: String,
     /// Region code, e.g. `nyc`.
     pub region: String,
-    /// The origin's QUIC (UDP) address.
-    pub addr: SocketAddr,
+    /// The origin's QUIC (UDP) address, `host:port`. A host name is resolved again on
+    /// every reconnect, so moving an origin is a DNS change, not an edge restart.
+    pub addr: String,
     /// The name its certificate is checked against.
     pub server_name: String,
 }
@@ -315,7 +326,7 @@ mod tests {
                 .map(|(i, (id, region))| OriginPeer {
                     id: id.to_string(),
                     region: region.to_string(),
-                    addr: ([127, 0, 0, 1], 4433 + i as u16).into(),
+                    addr: format!("127.0.0.1:{}", 4433 + i),
                     server_name: format!("{id}.longhaul.internal"),
                 })
                 .collect(),
@@ -370,6 +381,11 @@ mod tests {
             "tunnel.transport.stream_window"
         );
         assert!(section(&[("nyc-1", "nyc")], "nyc-1").validate().is_ok());
+        let mut s = section(&[("nyc-1", "nyc")], "nyc-1");
+        s.origins[0].addr = "nyc-1.longhaul.internal".into();
+        assert_eq!(s.validate().unwrap_err().key, "tunnel.origins");
+        s.origins[0].addr = "nyc-1.longhaul.internal:4433".into();
+        assert!(s.validate().is_ok());
     }
 
     #[test]

@@ -144,7 +144,7 @@ fn edge_section(tls: ClusterTlsPaths, origin: SocketAddr) -> TunnelSection {
         origins: vec![OriginPeer {
             id: "nyc-1".into(),
             region: "nyc".into(),
-            addr: origin,
+            addr: origin.to_string(),
             server_name: "nyc-1.longhaul.internal".into(),
         }],
         primary: "nyc-1".into(),
@@ -273,6 +273,7 @@ async fn authorise_publish_and_end_over_one_connection() {
     assert!(text
         .contains(r#"longhaul_tunnel_state{peer="nyc-1",peer_region="nyc",state="connected"} 1"#));
     assert!(text.contains("longhaul_tunnel_srtt_seconds{"));
+    assert!(text.contains(r#"longhaul_tunnel_streams_total{peer="nyc-1",peer_region="nyc"} 3"#));
     for s in senders {
         s.finish().await;
     }

@@ -51,3 +51,38 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
         })?;
     Ok(Arc::new(config))
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A self-signed certificate and key for 127.0.0.1 written into `dir`.
+    pub(crate) fn self_signed(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()])
+            .expect("generate certificate");
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, certified.cert.pem()).expect("write cert");
+        std::fs::write(&key, certified.key_pair.serialize_pem()).expect("write key");
+        (cert, key)
+    }
+
+    #[test]
+    fn loads_a_pem_certificate_and_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = self_signed(dir.path());
+        server_config(&cert, &key).expect("valid configuration");
+    }
+
+    #[test]
+    fn errors_name_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = self_signed(dir.path());
+        let missing = dir.path().join("missing.pem");
+        let err = server_config(&missing, &key).expect_err("no cert");
+        assert!(matches!(err, TlsError::Certificate { .. }), "{err}");
+        assert!(err.to_string().contains("missing.pem"), "{err}");
+        // A certificate file where the key should be: no PRIVATE KEY block.
+        let err = server_config(&cert, &cert).expect_err("no key");
+        assert!(matches!(err, TlsError::Key { .. }), "{err}");
+    }
+}

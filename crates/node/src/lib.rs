@@ -1,0 +1,59 @@
+//! # longhaul-node: what every longhaul node shares
+//!
+//! longhaul runs two kinds of node. An **origin** takes encoders and players and keeps
+//! the streams; an **edge** takes encoders near them and forwards each stream over a QUIC
+//! tunnel to an origin. Both listen for RTMP and RTMPS the same way, read the same
+//! settings sections, serve `/metrics` and `/healthz` over HTTP, and count what they do in
+//! Prometheus series labelled with the node. That common part lives here, once; what a
+//! node does with a connection stays in its own crate.
+//!
+//! ```text
+//!             ┌────────────────────── longhaul-node ──────────────────────┐
+//!  encoder ──▶│ listeners ─▶ accept::serve: cap, TLS ─▶ ConnectionHandler ├─▶ origin: hub
+//!             │                                          (the node's)     ├─▶ edge: tunnel
+//!  scraper ──▶│ listeners ─▶ http::serve: cap, header timeout ─▶ route    │
+//!             │ config: [node] [rtmp] [rtmps] [http] [ingest]; tls; metrics│
+//!             └───────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`config`] | the shared settings sections, their defaults and validation ([`InvalidSetting`] names the key) |
+//! | [`listeners`] | binding RTMP, RTMPS (with its certificate) and HTTP before a node reports ready |
+//! | [`accept`] | the RTMP/RTMPS accept loop: connection cap, TLS handshake, [`ConnectionHandler`] |
+//! | [`http`] | the HTTP/1.1 accept loop (cap, header timeout) and JSON/metrics responses |
+//! | [`tls`] | the RTMPS server configuration from PEM files |
+//! | [`metrics`] | a per-node Prometheus registry, metric builders, [`GaugeGuard`] |
+//! | [`tasks`] | [`NodeTasks`]: a node's tasks and the token that stops them |
+//!
+//! A node starts like this (the origin and the edge both do):
+//!
+//! ```ignore
+//! let listeners = Listeners::bind(&config.rtmp, &config.rtmps, &config.http).await?;
+//! let limits = ConnectionLimits::new(&config.ingest, metrics.connections_refused.clone());
+//! let mut tasks = NodeTasks::new();
+//! accept::spawn_listeners(&mut tasks, listeners.rtmp, listeners.rtmps, limits, handler);
+//! tasks.spawn(http::serve(listeners.http, config.http.clone(), refused, tasks.shutdown_token(), route));
+//! // the node's handle keeps `tasks`: stop(), wait(), shutdown_token()
+//! ```
+//!
+//! This crate knows nothing of hubs, registries or tunnels: dependencies point from the
+//! nodes to it, and from it only to the protocol crates (`longhaul-rtmp` for session
+//! settings, `longhaul-endpoint` for the leg type).
+
+pub mod accept;
+pub mod config;
+pub mod http;
+pub mod listeners;
+pub mod metrics;
+pub mod tasks;
+pub mod tls;
+
+pub use accept::{ConnectionHandler, ConnectionLimits, Transport};
+pub use config::{
+    HttpSection, IngestSection, InvalidSetting, NodeSection, RtmpSection, RtmpsSection,
+};
+pub use listeners::{ListenError, Listeners, TlsListener};
+pub use metrics::GaugeGuard;
+pub use tasks::NodeTasks;
+pub use tls::TlsError;

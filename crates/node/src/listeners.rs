@@ -1,0 +1,146 @@
+//! Binding a node's TCP listeners (RTMP, RTMPS with its certificate, HTTP) before it
+//! reports ready.
+//!
+//! A node binds everything up front so a taken port or an unreadable certificate stops it
+//! at start with the address or file named, and so its caller learns the real addresses
+//! (port 0 in tests) before anything connects.
+
+use crate::config::{HttpSection, RtmpSection, RtmpsSection};
+use crate::tls::{self, TlsError};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Why a node's listeners could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("RTMPS is configured to listen on {0} but rtmps.cert and rtmps.key are not both set")]
+    RtmpsWithoutCertificate(SocketAddr),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// The RTMPS listener and the TLS configuration its connections are wrapped in.
+pub struct TlsListener {
+    pub listener: TcpListener,
+    pub tls: Arc<rustls::ServerConfig>,
+}
+
+/// A node's bound listeners and their real addresses.
+pub struct Listeners {
+    pub rtmp: TcpListener,
+    pub rtmps: Option<TlsListener>,
+    pub http: TcpListener,
+    pub rtmp_addr: SocketAddr,
+    pub rtmps_addr: Option<SocketAddr>,
+    pub http_addr: SocketAddr,
+}
+
+impl Listeners {
+    /// Loads the RTMPS certificate (if RTMPS is on) and binds all three listeners.
+    pub async fn bind(
+        rtmp: &RtmpSection,
+        rtmps: &RtmpsSection,
+        http: &HttpSection,
+    ) -> Result<Listeners, ListenError> {
+        let tls = match (&rtmps.listen, &rtmps.cert, &rtmps.key) {
+            (None, _, _) => None,
+            (Some(_), Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
+            (Some(addr), _, _) => return Err(ListenError::RtmpsWithoutCertificate(*addr)),
+        };
+        let (rtmp, rtmp_addr) = bind("RTMP", rtmp.listen).await?;
+        let (rtmps, rtmps_addr) = match (rtmps.listen, tls) {
+            (Some(addr), Some(tls)) => {
+                let (listener, addr) = bind("RTMPS", addr).await?;
+                (Some(TlsListener { listener, tls }), Some(addr))
+            }
+            _ => (None, None),
+        };
+        let (http, http_addr) = bind("HTTP", http.listen).await?;
+        Ok(Listeners {
+            rtmp,
+            rtmps,
+            http,
+            rtmp_addr,
+            rtmps_addr,
+            http_addr,
+        })
+    }
+}
+
+/// Binds `addr`, returning the listener and its real address.
+async fn bind(
+    what: &'static str,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), ListenError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ListenError::Bind { what, addr, source })?;
+    // local_addr of a bound socket only fails on a closed descriptor; the asked address
+    // is then the best answer left.
+    let real = listener.local_addr().unwrap_or(addr);
+    Ok((listener, real))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn any_port() -> SocketAddr {
+        ([127, 0, 0, 1], 0).into()
+    }
+
+    #[tokio::test]
+    async fn binds_port_zero_and_reports_real_addresses() {
+        let rtmp = RtmpSection { listen: any_port() };
+        let http = HttpSection {
+            listen: any_port(),
+            ..HttpSection::default()
+        };
+        let l = Listeners::bind(&rtmp, &RtmpsSection::default(), &http)
+            .await
+            .expect("binds");
+        assert_ne!(l.rtmp_addr.port(), 0);
+        assert_ne!(l.http_addr.port(), 0);
+        assert!(l.rtmps.is_none() && l.rtmps_addr.is_none());
+    }
+
+    #[tokio::test]
+    async fn rtmps_without_certificate_is_refused() {
+        let rtmps = RtmpsSection {
+            listen: Some(any_port()),
+            ..RtmpsSection::default()
+        };
+        let err = Listeners::bind(
+            &RtmpSection { listen: any_port() },
+            &rtmps,
+            &HttpSection::default(),
+        )
+        .await
+        .err()
+        .expect("refused");
+        assert!(
+            matches!(err, ListenError::RtmpsWithoutCertificate(_)),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_taken_port_names_the_listener() {
+        let taken = TcpListener::bind(any_port()).await.expect("bind");
+        let rtmp = RtmpSection {
+            listen: taken.local_addr().expect("addr"),
+        };
+        let err = Listeners::bind(&rtmp, &RtmpsSection::default(), &HttpSection::default())
+            .await
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("RTMP"), "{err}");
+    }
+}
