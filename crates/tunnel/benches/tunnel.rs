@@ -330,7 +330,7 @@ async fn start_tunnel(settings: &TransportSettings, path: Option<PathModel>) -> 
         origins: vec![OriginPeer {
             id: "nyc-1".into(),
             region: "nyc".into(),
-            addr: proxy.as_ref().map_or(origin_addr, |p| p.addr),
+            addr: proxy.as_ref().map_or(origin_addr, |p| p.addr).to_string(),
             server_name: "nyc-1.longhaul.internal".into(),
         }],
         primary: "nyc-1".into(),
