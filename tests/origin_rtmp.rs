@@ -53,15 +53,6 @@ async fn player_with_receive_buffer(
         .expect("play accepted")
 }
 
-fn msg(type_id: u8, timestamp: u32, payload: Vec<u8>) -> RtmpMessage {
-    RtmpMessage {
-        timestamp,
-        type_id,
-        stream_id: 1,
-        payload: Bytes::from(payload),
-    }
-}
-
 /// `@setDataFrame` + `onMetaData` with fields no fixed struct knows of.
 fn metadata() -> (RtmpMessage, Bytes) {
     let mut body = BytesMut::new();

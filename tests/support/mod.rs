@@ -3,10 +3,22 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use longhaul_origin::{Config, Origin};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+/// An RTMP message on stream 1, as an encoder sends it.
+pub fn msg(type_id: u8, timestamp: u32, payload: Vec<u8>) -> longhaul_rtmp::RtmpMessage {
+    longhaul_rtmp::RtmpMessage {
+        timestamp,
+        type_id,
+        stream_id: 1,
+        payload: bytes::Bytes::from(payload),
+    }
+}
 
 /// Every ffmpeg run is bounded: no test waits on a hung process for longer than this.
 pub const PROCESS_LIMIT: Duration = Duration::from_secs(60);

@@ -56,19 +56,27 @@ pub mod reason {
 /// spinning: 50 ms lets a few connections close while costing a burst of new ones little.
 pub const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
+/// A connection's byte stream: plain TCP or TLS.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for S {}
+
+/// An accepted connection, handed to the node.
+pub struct Accepted<S> {
+    pub io: S,
+    pub peer: SocketAddr,
+    pub transport: Transport,
+    /// Cancelled when the node stops.
+    pub shutdown: CancellationToken,
+}
+
 /// Runs one accepted connection to its end.
 pub trait ConnectionHandler: Send + Sync + 'static {
-    /// Drives the connection on `io` (plain TCP or TLS) from `peer` until it ends or
-    /// `shutdown` is cancelled.
-    fn serve_connection<S>(
+    /// Drives the connection until it ends or its `shutdown` is cancelled.
+    fn serve_connection<S: Io>(
         self: Arc<Self>,
-        io: S,
-        peer: SocketAddr,
-        transport: Transport,
-        shutdown: CancellationToken,
-    ) -> impl Future<Output = ()> + Send
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+        accepted: Accepted<S>,
+    ) -> impl Future<Output = ()> + Send;
 }
 
 /// What every listener of a node shares: the connection cap and how refusals are counted.
@@ -93,6 +101,11 @@ impl ConnectionLimits {
             tls_handshake_timeout: ingest.handshake_timeout(),
             refused,
         }
+    }
+
+    /// Connections open now, all listeners together (for load reports).
+    pub fn open_connections(&self) -> usize {
+        self.max_connections - self.slots.available_permits()
     }
 
     fn refuse(&self, transport: Transport, reason: &str) {
@@ -166,17 +179,26 @@ pub async fn serve<H: ConnectionHandler>(
         let limits = limits.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let accepted = Accepted {
+                io: stream,
+                peer,
+                transport,
+                shutdown,
+            };
             let Some(acceptor) = acceptor else {
-                return handler
-                    .serve_connection(stream, peer, transport, shutdown)
-                    .await;
+                return handler.serve_connection(accepted).await;
             };
             let timeout = limits.tls_handshake_timeout;
-            match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+            match tokio::time::timeout(timeout, acceptor.accept(accepted.io)).await {
                 Ok(Ok(tls_stream)) => {
-                    handler
-                        .serve_connection(tls_stream, peer, transport, shutdown)
-                        .await
+                    let shutdown = accepted.shutdown;
+                    let accepted = Accepted {
+                        io: tls_stream,
+                        peer,
+                        transport,
+                        shutdown,
+                    };
+                    handler.serve_connection(accepted).await
                 }
                 Ok(Err(e)) => {
                     limits.refuse(transport, reason::TLS_HANDSHAKE);
@@ -200,15 +222,8 @@ mod tests {
     struct Echo;
 
     impl ConnectionHandler for Echo {
-        async fn serve_connection<S>(
-            self: Arc<Self>,
-            mut io: S,
-            _peer: SocketAddr,
-            transport: Transport,
-            _shutdown: CancellationToken,
-        ) where
-            S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        {
+        async fn serve_connection<S: Io>(self: Arc<Self>, accepted: Accepted<S>) {
+            let (mut io, transport) = (accepted.io, accepted.transport);
             let mut buf = [0u8; 16];
             if let Ok(n) = io.read(&mut buf).await {
                 let _ = io.write_all(transport.as_str().as_bytes()).await;
@@ -220,6 +235,7 @@ mod tests {
     /// An accept loop on a port-0 listener, under `max` connections.
     struct Served {
         addr: SocketAddr,
+        limits: ConnectionLimits,
         refused: IntCounterVec,
         shutdown: CancellationToken,
         task: tokio::task::JoinHandle<()>,
@@ -240,9 +256,16 @@ mod tests {
         let addr = listener.local_addr().expect("addr");
         let shutdown = CancellationToken::new();
         let handler = Arc::new(Echo);
-        let task = tokio::spawn(serve(listener, tls, limits, handler, shutdown.clone()));
+        let task = tokio::spawn(serve(
+            listener,
+            tls,
+            limits.clone(),
+            handler,
+            shutdown.clone(),
+        ));
         Served {
             addr,
+            limits,
             refused,
             shutdown,
             task,
@@ -276,6 +299,7 @@ mod tests {
             .refused
             .with_label_values(&["rtmp", reason::TOO_MANY_CONNECTIONS]);
         assert_eq!(refused.get(), 1);
+        assert_eq!(served.limits.open_connections(), 1);
         first.write_all(b"hi").await.expect("write");
         let mut reply = Vec::new();
         first.read_to_end(&mut reply).await.expect("read");

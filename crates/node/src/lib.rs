@@ -24,6 +24,8 @@
 //! | [`http`] | the HTTP/1.1 accept loop (cap, header timeout) and JSON/metrics responses |
 //! | [`tls`] | the RTMPS server configuration from PEM files |
 //! | [`metrics`] | a per-node Prometheus registry, metric builders, [`GaugeGuard`] |
+//! | [`connection`] | the loop every node runs per RTMP connection; the node's part is a [`connection::Connection`] |
+//! | [`session_io`] | an RTMP session's writes with a time limit, and its deadline timer |
 //! | [`tasks`] | [`NodeTasks`]: a node's tasks and the token that stops them |
 //!
 //! A node starts like this (the origin and the edge both do):
@@ -43,13 +45,15 @@
 
 pub mod accept;
 pub mod config;
+pub mod connection;
 pub mod http;
 pub mod listeners;
 pub mod metrics;
+pub mod session_io;
 pub mod tasks;
 pub mod tls;
 
-pub use accept::{ConnectionHandler, ConnectionLimits, Transport};
+pub use accept::{Accepted, ConnectionHandler, ConnectionLimits, Io, Transport};
 pub use config::{
     HttpSection, IngestSection, InvalidSetting, NodeSection, RtmpSection, RtmpsSection,
 };

@@ -62,6 +62,70 @@ pub fn render(registry: &Registry) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// The connection series every node that takes RTMP has, defined once so that origins
+/// and edges export them under the same names and labels.
+pub struct ConnectionSeries {
+    /// `connections_total{transport}`
+    pub connections_total: IntCounterVec,
+    /// `connections_active{transport}`
+    pub connections_active: IntGaugeVec,
+    /// `connections_refused_total{transport, reason}`: the accept loops' refusals.
+    pub connections_refused: IntCounterVec,
+    /// `session_errors_total{kind}`
+    pub session_errors: IntCounterVec,
+    /// `bytes_received_total{transport}`
+    pub bytes_received: IntCounterVec,
+    /// `bytes_sent_total{transport}`
+    pub bytes_sent: IntCounterVec,
+}
+
+impl ConnectionSeries {
+    pub fn new(r: &Registry) -> Self {
+        Self {
+            connections_total: counter_vec(
+                r,
+                "connections_total",
+                "RTMP connections accepted",
+                &["transport"],
+            ),
+            connections_active: gauge_vec(
+                r,
+                "connections_active",
+                "RTMP connections open now",
+                &["transport"],
+            ),
+            connections_refused: counter_vec(
+                r,
+                "connections_refused_total",
+                "Connections refused before the RTMP handshake",
+                &["transport", "reason"],
+            ),
+            session_errors: counter_vec(
+                r,
+                "session_errors_total",
+                "RTMP sessions ended by an error, by kind",
+                &["kind"],
+            ),
+            bytes_received: counter_vec(
+                r,
+                "bytes_received_total",
+                "Bytes received from peers",
+                &["transport"],
+            ),
+            bytes_sent: counter_vec(r, "bytes_sent_total", "Bytes sent to peers", &["transport"]),
+        }
+    }
+}
+
+impl ConnectionSeries {
+    /// Counts a connection accepted on `transport` (`rtmp`, `rtmps`); it stays in
+    /// `connections_active` for as long as the guard lives.
+    pub fn opened(&self, transport: &str) -> GaugeGuard {
+        self.connections_total.with_label_values(&[transport]).inc();
+        GaugeGuard::new(self.connections_active.with_label_values(&[transport]))
+    }
+}
+
 /// Holds a gauge up by one for as long as it lives: a connection, player or publisher
 /// counted this way is uncounted on every path out, early returns and panics included.
 pub struct GaugeGuard(IntGauge);

@@ -107,7 +107,10 @@ async fn feed(
 ) {
     let m = &state.metrics;
     let _active = GaugeGuard::new(m.players_active.with_label_values(&[protocol::HTTP_FLV]));
-    let sent = m.bytes_sent.with_label_values(&[protocol::HTTP_FLV]);
+    let sent = m
+        .connections
+        .bytes_sent
+        .with_label_values(&[protocol::HTTP_FLV]);
     let stream = subscription.key().name.clone();
     let mut writer = FlvWriter::new();
     let mut open = body.send(writer.header()).await;

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 /// Serves the origin's routes on `listener` until `shutdown` fires.
 pub async fn serve(listener: TcpListener, state: Arc<OriginState>, shutdown: CancellationToken) {
     let settings = state.config.http.server.clone();
-    let refused = state.metrics.connections_refused.clone();
+    let refused = state.metrics.connections.connections_refused.clone();
     longhaul_node::http::serve(
         listener,
         settings,

@@ -9,33 +9,19 @@
 //! player we know of opens a connection per stream, and it keeps takeover and timeout
 //! handling simple.
 
-use crate::metrics::protocol;
+use crate::metrics::{protocol, GaugeGuard};
 use crate::publish::{self, PublishDecision};
 use crate::state::OriginState;
 use longhaul_hub::{LegChoice, PlayerEvent, Publication, Subscription};
-use longhaul_node::{ConnectionHandler, GaugeGuard, Transport};
-use longhaul_rtmp::server::{ServerEvent, ServerSession, SessionError};
+use longhaul_node::connection::{self, DriverSettings, NodeEnd};
+use longhaul_node::{Accepted, ConnectionHandler, Io, Transport};
+use longhaul_rtmp::server::{ServerEvent, ServerSession};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
-
-/// Read buffer per connection. 64 KiB: one read takes several 4 KiB chunks of a
-/// high-bitrate stream, and 10,000 connections stay under 700 MB.
-const READ_BUFFER: usize = 64 * 1024;
 
 impl ConnectionHandler for OriginState {
-    async fn serve_connection<S>(
-        self: Arc<Self>,
-        io: S,
-        peer: SocketAddr,
-        transport: Transport,
-        shutdown: CancellationToken,
-    ) where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        run(io, peer, transport, self, shutdown).await
+    async fn serve_connection<S: Io>(self: Arc<Self>, accepted: Accepted<S>) {
+        run(accepted, self).await
     }
 }
 
@@ -66,34 +52,29 @@ struct Playing {
     _active: GaugeGuard,
 }
 
-/// Why a connection ended, for the log and `session_errors_total{kind}`.
-enum End {
-    PeerClosed,
-    Shutdown,
-    Rejected,
+/// Why the origin ends a connection, beside the reasons every node has.
+#[derive(Debug)]
+enum OriginEnd {
     TakenOver,
     StreamEnded,
     PlayerTooSlow,
-    WriteStalled,
-    Io(std::io::Error),
-    Session(SessionError),
 }
 
-impl End {
-    /// The `kind` label of `session_errors_total`, for the ends that are errors.
+impl NodeEnd for OriginEnd {
     fn error_kind(&self) -> Option<&'static str> {
         match self {
-            End::PeerClosed | End::Shutdown | End::Rejected | End::TakenOver | End::StreamEnded => {
-                None
-            }
-            End::PlayerTooSlow => Some("player_too_slow"),
-            End::WriteStalled => Some("write_stalled"),
-            End::Io(_) => Some("io"),
-            End::Session(SessionError::Timeout(_)) => Some("timeout"),
-            End::Session(SessionError::Handshake(_)) => Some("handshake"),
-            End::Session(_) => Some("protocol"),
+            OriginEnd::TakenOver | OriginEnd::StreamEnded => None,
+            OriginEnd::PlayerTooSlow => Some("player_too_slow"),
         }
     }
+}
+
+type End = connection::End<OriginEnd>;
+
+/// What the origin waits on beside a connection's socket.
+enum Wake {
+    TakenOver,
+    Player(PlayerEvent),
 }
 
 /// Player messages written in one go: draining a burst (a GOP for a new player, a
@@ -103,23 +84,15 @@ const PLAYER_BATCH_MESSAGES: usize = 64;
 /// ...or this many bytes queued, whichever comes first.
 const PLAYER_BATCH_BYTES: usize = 256 * 1024;
 
-async fn run<S>(
-    io: S,
-    peer: SocketAddr,
-    transport: Transport,
-    state: Arc<OriginState>,
-    shutdown: CancellationToken,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+async fn run<S: Io>(accepted: Accepted<S>, state: Arc<OriginState>) {
+    let Accepted {
+        io,
+        peer,
+        transport,
+        shutdown,
+    } = accepted;
     let m = &state.metrics;
-    m.connections_total
-        .with_label_values(&[transport.as_str()])
-        .inc();
-    let _active = GaugeGuard::new(
-        m.connections_active
-            .with_label_values(&[transport.as_str()]),
-    );
+    let _active = m.connections.opened(transport.as_str());
     let id = state
         .next_connection_id
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -131,7 +104,8 @@ async fn run<S>(
         publishing: None,
         playing: None,
     };
-    let end = drive(io, &mut conn, &shutdown).await;
+    let settings = DriverSettings::new(&state.config.ingest, &m.connections, transport, peer);
+    let end = connection::drive(io, &mut conn, settings, &shutdown).await;
     let role = match (&conn.publishing, &conn.playing) {
         (Some(p), _) => Some(("publisher", p.stream.clone())),
         (None, Some(p)) => Some(("player", p.stream.clone())),
@@ -141,112 +115,16 @@ async fn run<S>(
     conn.finish_publishing();
     conn.finish_playing();
     if let Some(kind) = end.error_kind() {
-        m.session_errors.with_label_values(&[kind]).inc();
+        m.connections
+            .session_errors
+            .with_label_values(&[kind])
+            .inc();
     }
     if matches!(end, End::WriteStalled) && was_playing {
         m.player_drops.with_label_values(&[protocol::RTMP]).inc();
     }
     let (role, stream) = role.unwrap_or(("connection", String::new()));
-    let transport = transport.as_str();
-    match end {
-        End::WriteStalled => tracing::warn!(client = %peer, transport, role, %stream,
-            "connection closed: the peer stopped reading"),
-        End::Io(e) => tracing::info!(client = %peer, transport, role, %stream, error = %e,
-            "connection ended: socket error"),
-        End::Session(e) => tracing::warn!(client = %peer, transport, role, %stream, error = %e,
-            "connection closed: {e}"),
-        _ => tracing::debug!(client = %peer, transport, role, %stream, "connection closed"),
-    }
-}
-
-async fn drive<S>(io: S, conn: &mut Connection, shutdown: &CancellationToken) -> End
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let ingest = &conn.state.config.ingest;
-    let write_timeout = ingest.write_timeout();
-    let mut session = ServerSession::new(ingest.server_config(), Instant::now());
-    let (mut reader, mut writer) = tokio::io::split(io);
-    let mut buf = vec![0u8; READ_BUFFER];
-    let m = &conn.state.metrics;
-    let bytes_in = m
-        .bytes_received
-        .with_label_values(&[conn.transport.as_str()]);
-    let bytes_out = m.bytes_sent.with_label_values(&[conn.transport.as_str()]);
-    // One timer for the session's deadline, moved rather than re-created on every read.
-    let timer = tokio::time::sleep(std::time::Duration::ZERO);
-    tokio::pin!(timer);
-    loop {
-        // Write whatever the session queued before waiting for anything else.
-        let queued = session.output().len();
-        if queued > 0 {
-            match tokio::time::timeout(write_timeout, writer.write_all_buf(session.output())).await
-            {
-                Ok(Ok(())) => bytes_out.inc_by(queued as u64),
-                Ok(Err(e)) => return End::Io(e),
-                Err(_) => return End::WriteStalled,
-            }
-        }
-        if session.should_close() {
-            let _ = tokio::time::timeout(write_timeout, writer.shutdown()).await;
-            return End::Rejected;
-        }
-        let deadline = session.poll_timeout().map(tokio::time::Instant::from_std);
-        if let Some(deadline) = deadline {
-            if timer.deadline() != deadline {
-                timer.as_mut().reset(deadline);
-            }
-        }
-        let result: Result<(), End> = tokio::select! {
-            read = reader.read(&mut buf) => match read {
-                Ok(0) => Err(End::PeerClosed),
-                Ok(n) => {
-                    bytes_in.inc_by(n as u64);
-                    match session.handle_input(Instant::now(), &buf[..n]) {
-                        Ok(events) => conn.on_events(&mut session, events).await,
-                        Err(e) => Err(End::Session(e)),
-                    }
-                }
-                Err(e) => Err(End::Io(e)),
-            },
-            _ = &mut timer, if deadline.is_some() => {
-                session.handle_timeout(Instant::now()).map_err(End::Session)
-            }
-            _ = taken_over(&conn.publishing) => {
-                if let Some(p) = &conn.publishing {
-                    session.send_status(p.stream_id, "error", "NetStream.Publish.Rejected",
-                        "another connection published this stream with the current token and took it over");
-                }
-                Err(End::TakenOver)
-            }
-            event = next_player_event(&mut conn.playing) => conn.on_player_events(&mut session, event),
-            _ = shutdown.cancelled() => Err(End::Shutdown),
-        };
-        if let Err(end) = result {
-            if let End::Session(e) = &end {
-                // Tell the peer why, in RTMP, before closing.
-                session.fail(e);
-            }
-            if !matches!(end, End::PeerClosed | End::Io(_) | End::Shutdown) {
-                close(&mut writer, &mut session, write_timeout).await;
-            }
-            return end;
-        }
-    }
-}
-
-/// Writes what the session queued (its last words: a refusal, a status) and closes,
-/// giving up after `limit` on a peer that does not read.
-async fn close<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    session: &mut ServerSession,
-    limit: std::time::Duration,
-) {
-    let _ = tokio::time::timeout(limit, async {
-        let _ = writer.write_all_buf(session.output()).await;
-        let _ = writer.shutdown().await;
-    })
-    .await;
+    end.log(peer, transport, role, &stream);
 }
 
 async fn taken_over(publishing: &Option<Publishing>) {
@@ -263,34 +141,47 @@ async fn next_player_event(playing: &mut Option<Playing>) -> PlayerEvent {
     }
 }
 
-impl Connection {
-    /// Handles a batch of session events. Answering a request can release more events
-    /// (media the session held while a publish awaited its decision): drain until none.
-    async fn on_events(
-        &mut self,
-        session: &mut ServerSession,
-        mut events: Vec<ServerEvent>,
-    ) -> Result<(), End> {
-        while !events.is_empty() {
-            for event in events {
-                self.on_event(session, event).await?;
-            }
-            events = session.take_events();
-        }
-        Ok(())
-    }
+impl connection::Connection for Connection {
+    type End = OriginEnd;
+    type Wake = Wake;
 
     async fn on_event(
         &mut self,
         session: &mut ServerSession,
         event: ServerEvent,
     ) -> Result<(), End> {
-        match event {
-            ServerEvent::ConnectRequested { request } => {
-                tracing::debug!(client = %self.peer, app = %request.app, tc_url = ?request.tc_url,
-                    flash_ver = ?request.flash_ver, "connect");
-                session.accept_connect();
+        self.on_request(session, event).await
+    }
+
+    async fn wake(&mut self) -> Wake {
+        tokio::select! {
+            _ = taken_over(&self.publishing) => Wake::TakenOver,
+            event = next_player_event(&mut self.playing) => Wake::Player(event),
+        }
+    }
+
+    fn on_wake(&mut self, session: &mut ServerSession, wake: Wake) -> Result<(), End> {
+        match wake {
+            Wake::TakenOver => {
+                if let Some(p) = &self.publishing {
+                    session.send_status(p.stream_id, "error", "NetStream.Publish.Rejected",
+                        "another connection published this stream with the current token and took it over");
+                }
+                Err(End::Node(OriginEnd::TakenOver))
             }
+            Wake::Player(event) => self.on_player_events(session, event),
+        }
+    }
+}
+
+impl Connection {
+    async fn on_request(
+        &mut self,
+        session: &mut ServerSession,
+        event: ServerEvent,
+    ) -> Result<(), End> {
+        match event {
+            ServerEvent::ConnectRequested { .. } => session.accept_connect(),
             ServerEvent::PublishRequested {
                 stream_id,
                 name,
@@ -459,7 +350,7 @@ impl Connection {
                     "NetStream.Play.Failed",
                     &format!("dropped: {reason}"),
                 );
-                return Err(End::PlayerTooSlow);
+                return Err(End::Node(OriginEnd::PlayerTooSlow));
             }
             PlayerEvent::Ended => {
                 // Close, so a player (ffmpeg recording, a restreamer) ends cleanly instead of
@@ -477,7 +368,7 @@ impl Connection {
                     "NetStream.Play.Stop",
                     "the stream ended",
                 );
-                return Err(End::StreamEnded);
+                return Err(End::Node(OriginEnd::StreamEnded));
             }
         }
         Ok(())

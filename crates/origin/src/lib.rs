@@ -99,11 +99,15 @@ impl Origin {
         metrics.register(Box::new(longhaul_tunnel::TunnelCollector::new(
             tunnels.clone(),
         )));
-        let limits = ConnectionLimits::new(&config.ingest, metrics.connections_refused.clone());
+        let limits = ConnectionLimits::new(
+            &config.ingest,
+            metrics.connections.connections_refused.clone(),
+        );
         let state = Arc::new(OriginState {
             metrics,
             registry: Arc::new(registry),
             hub: Hub::new(),
+            connections: limits.clone(),
             next_connection_id: std::sync::atomic::AtomicU64::new(1),
             config,
         });

@@ -4,8 +4,13 @@
 //! constant labels. Labels are kept to small fixed sets (transport, outcome, reason):
 //! per-stream series come with the operations work, behind a cardinality limit.
 
-use longhaul_node::metrics::{counter, counter_vec, gauge, gauge_vec, node_registry};
+use longhaul_node::metrics::{
+    counter, counter_vec, gauge, gauge_vec, node_registry, ConnectionSeries,
+};
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
+
+/// Re-exported: the origin's modules count connections, players and publishers with it.
+pub use longhaul_node::GaugeGuard;
 
 /// Why a publish was refused or how it ended, as the `reason` label.
 pub mod reason {
@@ -26,15 +31,11 @@ pub mod protocol {
 
 pub struct Metrics {
     registry: Registry,
-    pub connections_total: IntCounterVec,
-    pub connections_active: IntGaugeVec,
-    pub connections_refused: IntCounterVec,
+    /// The RTMP connection series every node has.
+    pub connections: ConnectionSeries,
     pub publishes: IntCounterVec,
     pub publish_takeovers: IntCounter,
     pub publishers_active: IntGauge,
-    pub session_errors: IntCounterVec,
-    pub bytes_received: IntCounterVec,
-    pub bytes_sent: IntCounterVec,
     pub players_active: IntGaugeVec,
     pub plays: IntCounterVec,
     pub player_skips: IntCounterVec,
@@ -53,24 +54,7 @@ impl Metrics {
         );
         let publishers_active = gauge(&r, "publishers_active", "Streams being published now");
         Self {
-            connections_total: counter_vec(
-                &r,
-                "connections_total",
-                "RTMP connections accepted",
-                &["transport"],
-            ),
-            connections_active: gauge_vec(
-                &r,
-                "connections_active",
-                "RTMP connections open now",
-                &["transport"],
-            ),
-            connections_refused: counter_vec(
-                &r,
-                "connections_refused_total",
-                "Connections refused before the RTMP handshake",
-                &["transport", "reason"],
-            ),
+            connections: ConnectionSeries::new(&r),
             publishes: counter_vec(
                 &r,
                 "publishes_total",
@@ -79,24 +63,6 @@ impl Metrics {
             ),
             publish_takeovers,
             publishers_active,
-            session_errors: counter_vec(
-                &r,
-                "session_errors_total",
-                "RTMP sessions ended by an error, by kind",
-                &["kind"],
-            ),
-            bytes_received: counter_vec(
-                &r,
-                "bytes_received_total",
-                "Bytes received from peers",
-                &["transport"],
-            ),
-            bytes_sent: counter_vec(
-                &r,
-                "bytes_sent_total",
-                "Bytes sent to peers",
-                &["transport"],
-            ),
             players_active: gauge_vec(&r, "players_active", "Players attached now", &["protocol"]),
             plays: counter_vec(
                 &r,

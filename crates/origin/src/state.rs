@@ -4,6 +4,7 @@ use crate::config::OriginConfig;
 use crate::metrics::Metrics;
 use longhaul_endpoint::{EndpointHosts, Endpoints};
 use longhaul_hub::Hub;
+use longhaul_node::ConnectionLimits;
 use longhaul_registry::{Entry, Registry};
 use std::sync::Arc;
 
@@ -12,6 +13,8 @@ pub struct OriginState {
     pub metrics: Metrics,
     pub registry: Arc<Registry>,
     pub hub: Hub,
+    /// The RTMP connection cap, shared by the RTMP and RTMPS listeners.
+    pub connections: ConnectionLimits,
     /// Source of connection ids.
     pub next_connection_id: std::sync::atomic::AtomicU64,
 }

@@ -118,7 +118,13 @@ impl TunnelService for TunnelSide {
             publishers: m.publishers_active.get().max(0) as u64,
             connections: ["rtmp", "rtmps"]
                 .iter()
-                .map(|t| m.connections_active.with_label_values(&[t]).get().max(0) as u64)
+                .map(|t| {
+                    m.connections
+                        .connections_active
+                        .with_label_values(&[t])
+                        .get()
+                        .max(0) as u64
+                })
                 .sum(),
         }
     }
@@ -193,6 +199,7 @@ impl TunnelService for TunnelSide {
             RelayEnd::Failed(e) => {
                 self.state
                     .metrics
+                    .connections
                     .session_errors
                     .with_label_values(&["tunnel"])
                     .inc();

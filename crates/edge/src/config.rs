@@ -1,0 +1,215 @@
+//! The edge's settings, as read from `config/*.toml` and `LONGHAUL_*` variables.
+//!
+//! The sections every node has (`[node]`, `[rtmp]`, `[rtmps]`, `[http]`, `[ingest]`) are
+//! `longhaul_node`'s; `[tunnel]` is `longhaul_tunnel`'s (the origins to keep tunnels to,
+//! which one takes the primary leg, the cluster's TLS files, QUIC tunables); `[relay]` is
+//! the edge's own: how much of a stream it holds while its tunnel is slow. Everything but
+//! `[node]` and `[tunnel]` has defaults, so a site file holds only what differs, and
+//! unknown keys are refused.
+//!
+//! ```toml
+//! [node]
+//! id = "fra-1"
+//! region = "fra"
+//! [rtmp]
+//! listen = "0.0.0.0:1935"
+//! [http]
+//! listen = "0.0.0.0:8083"          # /metrics and /healthz
+//! [relay]
+//! pause_bytes = 1048576            # stop reading an encoder at 1 MiB queued
+//! max_delay_ms = 2000              # then drop whole GOPs older than this
+//! [tunnel]
+//! primary = "nyc-1"                # leg p goes here, leg b to the other origin
+//! origins = [
+//!   { id = "nyc-1", region = "nyc", addr = "nyc-1.longhaul.internal:4433", server_name = "nyc-1.longhaul.internal" },
+//!   { id = "pao-1", region = "pao", addr = "pao-1.longhaul.internal:4433", server_name = "pao-1.longhaul.internal" },
+//! ]
+//! [tunnel.tls]
+//! ca = "/etc/longhaul/cluster/ca.pem"
+//! cert = "/etc/longhaul/cluster/fra-1.pem"
+//! key = "/etc/longhaul/cluster/fra-1-key.pem"
+//! [tunnel.transport]
+//! initial_rtt_ms = 90
+//! ```
+
+use crate::relay_queue::{RelayLimits, DEFAULT_MAX_DELAY, DEFAULT_PAUSE_BYTES};
+use longhaul_node::config::{
+    HttpSection, IngestSection, InvalidSetting, NodeSection, RtmpSection, RtmpsSection,
+};
+use longhaul_tunnel::TunnelSection;
+use serde::Deserialize;
+use std::time::Duration;
+
+/// Everything an edge node needs to run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeConfig {
+    pub node: NodeSection,
+    #[serde(default)]
+    pub rtmp: RtmpSection,
+    #[serde(default)]
+    pub rtmps: RtmpsSection,
+    /// `/metrics` and `/healthz` only: an edge serves no API and no playback.
+    #[serde(default)]
+    pub http: HttpSection,
+    #[serde(default)]
+    pub ingest: IngestSection,
+    #[serde(default)]
+    pub relay: RelaySection,
+    pub tunnel: TunnelSection,
+}
+
+/// How much of each stream the edge holds while its tunnel is slower than its encoder
+/// (see [`crate::relay_queue`] for the rules).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelaySection {
+    /// Queued bytes per stream at which the edge stops reading the encoder.
+    /// Default [`DEFAULT_PAUSE_BYTES`] (1 MiB); the reason is there.
+    pub pause_bytes: usize,
+    /// Milliseconds the oldest queued message of a full queue may wait before whole GOPs
+    /// are dropped. Default [`DEFAULT_MAX_DELAY`] (2 s); the reason is there.
+    pub max_delay_ms: u64,
+}
+
+impl Default for RelaySection {
+    fn default() -> Self {
+        Self {
+            pause_bytes: DEFAULT_PAUSE_BYTES,
+            max_delay_ms: DEFAULT_MAX_DELAY.as_millis() as u64,
+        }
+    }
+}
+
+/// Smallest `relay.pause_bytes`: 64 KiB, one socket read. Below it the edge would pause
+/// on every keyframe of an ordinary stream.
+pub const MIN_PAUSE_BYTES: usize = 64 * 1024;
+/// Largest `relay.pause_bytes`: 256 MiB, minutes of any stream; more is a typo, and a
+/// few such streams would exhaust an edge.
+pub const MAX_PAUSE_BYTES: usize = 256 * 1024 * 1024;
+/// Largest `relay.max_delay_ms`: one minute. Beyond it a stream is not live any more;
+/// the edge would be a recorder.
+pub const MAX_DELAY_MS: u64 = 60_000;
+
+impl RelaySection {
+    pub fn limits(&self) -> RelayLimits {
+        RelayLimits {
+            pause_bytes: self.pause_bytes,
+            max_delay: Duration::from_millis(self.max_delay_ms),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        if !(MIN_PAUSE_BYTES..=MAX_PAUSE_BYTES).contains(&self.pause_bytes) {
+            return Err(InvalidSetting {
+                key: "relay.pause_bytes",
+                reason: format!(
+                    "{} is not in {MIN_PAUSE_BYTES}..={MAX_PAUSE_BYTES}",
+                    self.pause_bytes
+                ),
+            });
+        }
+        if !(1..=MAX_DELAY_MS).contains(&self.max_delay_ms) {
+            return Err(InvalidSetting {
+                key: "relay.max_delay_ms",
+                reason: format!("{} is not in 1..={MAX_DELAY_MS}", self.max_delay_ms),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl EdgeConfig {
+    /// Checks what serde's types cannot; a bad value is named by its key.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        self.node.validate()?;
+        self.http.validate()?;
+        self.ingest.validate()?;
+        self.relay.validate()?;
+        self.tunnel.validate().map_err(|e| InvalidSetting {
+            key: e.key,
+            reason: e.reason,
+        })?;
+        if self.tunnel.tls.cert.is_none() || self.tunnel.tls.key.is_none() {
+            return Err(InvalidSetting {
+                key: "tunnel.tls",
+                reason: "an edge needs its cluster certificate to be let in by the origins: \
+                         set tunnel.tls.cert and tunnel.tls.key"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+        [node]
+        id = "fra-1"
+        region = "fra"
+        [tunnel]
+        primary = "nyc-1"
+        origins = [
+          { id = "nyc-1", region = "nyc", addr = "127.0.0.1:4433", server_name = "nyc-1.longhaul.internal" },
+          { id = "pao-1", region = "pao", addr = "127.0.0.1:4434", server_name = "pao-1.longhaul.internal" },
+        ]
+        [tunnel.tls]
+        ca = "ca.pem"
+        cert = "fra-1.pem"
+        key = "fra-1-key.pem"
+    "#;
+
+    fn config(extra: &str) -> EdgeConfig {
+        toml::from_str(&format!("{BASE}\n{extra}")).expect("parses")
+    }
+
+    #[test]
+    fn a_site_file_needs_only_node_and_tunnel() {
+        let c = config("");
+        c.validate().expect("valid");
+        assert_eq!(c.relay.limits(), RelayLimits::default());
+        assert_eq!(c.tunnel.origins.len(), 2);
+        assert_eq!(
+            c.tunnel
+                .origin_for(longhaul_endpoint::Leg::Backup)
+                .map(|o| o.id.as_str()),
+            Some("pao-1")
+        );
+    }
+
+    #[test]
+    fn bad_values_are_named_by_key() {
+        for (extra, key) in [
+            ("[relay]\npause_bytes = 10", "relay.pause_bytes"),
+            ("[relay]\nmax_delay_ms = 0", "relay.max_delay_ms"),
+            ("[relay]\nmax_delay_ms = 3600000", "relay.max_delay_ms"),
+            ("[ingest]\nchunk_size = 1", "ingest.chunk_size"),
+            ("[http]\nmax_connections = 0", "http.max_connections"),
+            (
+                "[tunnel.transport]\nkeep_alive_ms = 20000",
+                "tunnel.transport.keep_alive_ms",
+            ),
+        ] {
+            let err = config(extra).validate().expect_err(extra);
+            assert_eq!(err.key, key, "{extra}: {err}");
+        }
+        let mut c = config("");
+        c.tunnel.primary = "sin-1".into();
+        assert_eq!(c.validate().expect_err("primary").key, "tunnel.primary");
+        c = config("");
+        c.tunnel.tls.key = None;
+        assert_eq!(c.validate().expect_err("no key").key, "tunnel.tls");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        for extra in ["[relay]\npause = 1", "[http]\napi_token = \"x\""] {
+            let err =
+                toml::from_str::<EdgeConfig>(&format!("{BASE}\n{extra}")).expect_err("unknown key");
+            assert!(err.to_string().contains("unknown field"), "{extra}: {err}");
+        }
+    }
+}

@@ -1,0 +1,467 @@
+//! The driver of one encoder connection at an edge.
+//!
+//! Thin, like the origin's: it moves bytes between the socket and a
+//! [`longhaul_rtmp::ServerSession`], which decides everything RTMP (handshake, chunks,
+//! commands, timeouts). What differs is the publish decision and where media goes:
+//!
+//! 1. `publish`: the URL rules (`longhaul_endpoint::resolve_publish`) give the leg; the
+//!    leg's origin is asked over its tunnel ([`crate::upstream`]). Its refusal reaches
+//!    the encoder in its own words (ffmpeg prints them); an origin out of reach is
+//!    refused as such. Allowed, the publish stream is opened and the publish accepted.
+//! 2. Media goes into the stream's [`Relay`]. The driver reads the socket only while the
+//!    relay queue is under its bound: a slow tunnel closes the encoder's TCP window.
+//! 3. The origin may end the stream (a takeover, a lost tunnel): the encoder is told with
+//!    the origin's status and the connection closed. The encoder unpublishing or going
+//!    away finishes the tunnel stream after what was queued.
+//!
+//! An edge serves no players: `play` is refused with a status saying where to play from.
+//! Every refusal is logged with the client address and stream, and counted.
+
+use crate::metrics::{end, outcome};
+use crate::relay::{Relay, RelayEnd};
+use crate::relay_queue::RelayStats;
+use crate::state::EdgeState;
+use crate::upstream::Decision;
+use longhaul_node::connection::{self, DriverSettings, NodeEnd};
+use longhaul_node::{Accepted, ConnectionHandler, GaugeGuard, Io, Transport};
+use longhaul_rtmp::server::{ServerEvent, ServerSession};
+use longhaul_tunnel::AuthoriseRequest;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// RTMP status for a publish refused for its name or application (as the origin sends).
+pub const CODE_BAD_NAME: &str = "NetStream.Publish.BadName";
+/// RTMP status for a publish refused or stopped for any other reason.
+pub const CODE_REJECTED: &str = "NetStream.Publish.Rejected";
+/// RTMP status for a refused play.
+pub const CODE_PLAY_FAILED: &str = "NetStream.Play.Failed";
+
+impl ConnectionHandler for EdgeState {
+    async fn serve_connection<S: Io>(self: Arc<Self>, accepted: Accepted<S>) {
+        run(accepted, self).await
+    }
+}
+
+/// What one connection is doing, beside its session.
+struct Connection {
+    id: u64,
+    peer: SocketAddr,
+    transport: Transport,
+    state: Arc<EdgeState>,
+    relaying: Option<Relaying>,
+    /// The last answer of `may_read`.
+    reading: bool,
+    /// False from the moment reading pauses until a read completes: the session's media
+    /// clock stood still meanwhile (the encoder was sending, the edge not reading), so
+    /// its media timeout is not armed until fresh input has reached it.
+    session_clock_current: bool,
+}
+
+/// The stream this connection publishes, and where it goes.
+struct Relaying {
+    stream_id: u32,
+    stream: String,
+    origin: String,
+    relay: Relay,
+    _active: GaugeGuard,
+}
+
+/// Why the edge ends a connection, beside the reasons every node has.
+#[derive(Debug)]
+enum EdgeEnd {
+    /// The origin ended the stream; the encoder was told its reason.
+    OriginEnded,
+    /// The tunnel failed under the stream, or took nothing for the write timeout.
+    TunnelLost,
+}
+
+impl NodeEnd for EdgeEnd {
+    fn error_kind(&self) -> Option<&'static str> {
+        match self {
+            EdgeEnd::OriginEnded => None,
+            EdgeEnd::TunnelLost => Some("tunnel_lost"),
+        }
+    }
+}
+
+type End = connection::End<EdgeEnd>;
+
+/// The `reason` label of `edge_publish_ends_total` when a relayed stream ends with its
+/// connection.
+fn publish_end(how: &End) -> &'static str {
+    match how {
+        End::Shutdown => end::SHUTDOWN,
+        End::Node(EdgeEnd::OriginEnded) => end::ORIGIN_ENDED,
+        End::Node(EdgeEnd::TunnelLost) => end::TUNNEL_LOST,
+        _ => end::ENCODER_GONE,
+    }
+}
+
+/// What the edge waits on beside a connection's socket.
+enum Wake {
+    /// The relay's writer took a message: the queue may be under its bound again.
+    Room,
+    /// The relay's writer stopped while the encoder still publishes.
+    RelayEnded(RelayEnd),
+}
+
+async fn run<S: Io>(accepted: Accepted<S>, state: Arc<EdgeState>) {
+    let Accepted {
+        io,
+        peer,
+        transport,
+        shutdown,
+    } = accepted;
+    let series = &state.metrics.connections;
+    let _active = series.opened(transport.as_str());
+    let id = state
+        .next_connection_id
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut conn = Connection {
+        id,
+        peer,
+        transport,
+        state: state.clone(),
+        relaying: None,
+        reading: true,
+        session_clock_current: true,
+    };
+    let settings = DriverSettings::new(&state.config.ingest, series, transport, peer);
+    let end = connection::drive(io, &mut conn, settings, &shutdown).await;
+    if let Some(kind) = end.error_kind() {
+        series.session_errors.with_label_values(&[kind]).inc();
+    }
+    let stream = conn.relaying.as_ref().map(|r| r.stream.clone());
+    conn.finish_relaying(publish_end(&end));
+    let role = if stream.is_some() {
+        "publisher"
+    } else {
+        "connection"
+    };
+    end.log(peer, transport, role, &stream.unwrap_or_default());
+}
+
+impl connection::Connection for Connection {
+    type End = EdgeEnd;
+    type Wake = Wake;
+
+    async fn on_event(
+        &mut self,
+        session: &mut ServerSession,
+        event: ServerEvent,
+    ) -> Result<(), End> {
+        match event {
+            ServerEvent::ConnectRequested { .. } => session.accept_connect(),
+            ServerEvent::PublishRequested {
+                stream_id, name, ..
+            } => self.on_publish(session, stream_id, name).await?,
+            ServerEvent::Media { message, .. } => {
+                if let Some(r) = &self.relaying {
+                    r.relay.push(message, Instant::now());
+                }
+            }
+            ServerEvent::PublishFinished { stream_id } => {
+                if self
+                    .relaying
+                    .as_ref()
+                    .is_some_and(|r| r.stream_id == stream_id)
+                {
+                    self.finish_relaying(end::UNPUBLISHED);
+                }
+            }
+            ServerEvent::PlayRequested { stream_id, name } => {
+                self.state.metrics.plays_refused.inc();
+                let stream = name.split('?').next().unwrap_or_default();
+                tracing::info!(client = %self.peer, %stream, "play refused: this is an edge");
+                session.reject_play(
+                    stream_id,
+                    CODE_PLAY_FAILED,
+                    "this is an edge: play from the origin",
+                );
+                return Err(End::Rejected);
+            }
+            ServerEvent::PlayFinished { .. } => {}
+            ServerEvent::UnhandledCommand { name } => {
+                tracing::debug!(client = %self.peer, command = %name, "command ignored");
+            }
+        }
+        Ok(())
+    }
+
+    /// The relay's writer ending, and while reading is paused, the writer making room.
+    async fn wake(&mut self) -> Wake {
+        let Some(r) = self.relaying.as_mut() else {
+            return std::future::pending().await;
+        };
+        let room = r.relay.room();
+        if self.reading {
+            Wake::RelayEnded(r.relay.ended().await)
+        } else {
+            tokio::select! {
+                () = room => Wake::Room,
+                ended = r.relay.ended() => Wake::RelayEnded(ended),
+            }
+        }
+    }
+
+    fn on_wake(&mut self, session: &mut ServerSession, wake: Wake) -> Result<(), End> {
+        match wake {
+            Wake::Room => Ok(()),
+            Wake::RelayEnded(ended) => Err(self.on_relay_end(session, ended)),
+        }
+    }
+
+    /// Always, except while the relay queue is full. Also brings the relay's counts into
+    /// the metrics.
+    fn may_read(&mut self, now: Instant) -> bool {
+        self.reading = match &self.relaying {
+            None => true,
+            Some(r) => {
+                let reading = r.relay.should_read(now);
+                self.record(r.relay.take_stats(now));
+                reading
+            }
+        };
+        if !self.reading {
+            self.session_clock_current = false;
+        }
+        self.reading
+    }
+
+    fn on_input(&mut self, _bytes: usize) {
+        self.session_clock_current = true;
+    }
+
+    /// The session's deadline (while its clock is current), the relay's drop or stall
+    /// deadline.
+    fn deadline(&self, session: &ServerSession, reading: bool) -> Option<Instant> {
+        let own = session
+            .poll_timeout()
+            .filter(|_| reading && self.session_clock_current);
+        let relay = self
+            .relaying
+            .as_ref()
+            .and_then(|r| r.relay.poll_timeout(self.stall_limit()));
+        match (own, relay) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn on_timer(&mut self, session: &mut ServerSession, now: Instant) -> Result<(), End> {
+        let stall_limit = self.stall_limit();
+        if let Some(r) = &self.relaying {
+            if r.relay.is_stalled(now, stall_limit) {
+                let description = format!(
+                    "publish stopped: the tunnel to origin {} took no media for {} s",
+                    r.origin,
+                    stall_limit.as_secs_f64()
+                );
+                tracing::warn!(client = %self.peer, stream = %r.stream, origin = %r.origin,
+                    "{description}");
+                session.send_status(r.stream_id, "error", CODE_REJECTED, &description);
+                return Err(End::Node(EdgeEnd::TunnelLost));
+            }
+        }
+        if self.session_clock_current {
+            session.handle_timeout(now).map_err(End::Session)?;
+        }
+        // Otherwise a relay drop deadline: the next `may_read` applies the drop rule.
+        Ok(())
+    }
+}
+
+impl Connection {
+    /// How long the relay's writer may take no message while messages wait
+    /// (`ingest.write_timeout_secs`, the limit every write to a peer has).
+    fn stall_limit(&self) -> std::time::Duration {
+        self.state.config.ingest.write_timeout()
+    }
+
+    /// The relay's writer stopped while the encoder was still publishing: tell it why.
+    fn on_relay_end(&mut self, session: &mut ServerSession, ended: RelayEnd) -> End {
+        let Some(r) = &self.relaying else {
+            return End::Shutdown;
+        };
+        let node = &self.state.config.node.id;
+        let (code, description, end) = match ended {
+            RelayEnd::OriginEnded(e) => (e.code, e.description, EdgeEnd::OriginEnded),
+            // `Finished` and `DrainTimedOut` come only after `finish`, which takes the relay
+            // away first; were they to come here, the stream is gone all the same.
+            other => {
+                tracing::warn!(client = %self.peer, stream = %r.stream, origin = %r.origin,
+                    outcome = ?other, "the tunnel stream failed");
+                let description = format!(
+                    "publish stopped: the origin {} is unreachable from edge {node}",
+                    r.origin
+                );
+                (CODE_REJECTED.to_string(), description, EdgeEnd::TunnelLost)
+            }
+        };
+        tracing::warn!(client = %self.peer, stream = %r.stream, origin = %r.origin, %code,
+            "stream ended by the origin side: {description}");
+        session.send_status(r.stream_id, "error", &code, &description);
+        End::Node(end)
+    }
+
+    async fn on_publish(
+        &mut self,
+        session: &mut ServerSession,
+        stream_id: u32,
+        name: String,
+    ) -> Result<(), End> {
+        if self.relaying.is_some() {
+            let description =
+                "this connection already publishes a stream; open one connection per stream";
+            return Err(self.refuse(
+                session,
+                stream_id,
+                &name,
+                CODE_BAD_NAME,
+                outcome::BAD_REQUEST,
+                description,
+            ));
+        }
+        let (app, tc_url) = match session.connect_request() {
+            Some(c) => (c.app.clone(), c.tc_url.clone()),
+            None => (String::new(), None),
+        };
+        let default_leg = self.state.config.ingest.default_leg;
+        let target =
+            match longhaul_endpoint::resolve_publish(&app, tc_url.as_deref(), &name, default_leg) {
+                Ok(t) => t,
+                Err(e) => {
+                    let description = format!("publish refused: {e}");
+                    let why = outcome::BAD_REQUEST;
+                    return Err(self.refuse(
+                        session,
+                        stream_id,
+                        &name,
+                        CODE_BAD_NAME,
+                        why,
+                        &description,
+                    ));
+                }
+            };
+        let request = AuthoriseRequest {
+            app,
+            tc_url,
+            name,
+            leg: target.leg,
+            client_addr: self.peer.to_string(),
+            transport: self.transport.as_str().into(),
+        };
+        let stream = target.stream_name;
+        match self.state.upstreams.open_publish(request).await {
+            Decision::Allowed {
+                sender,
+                stream_name,
+                origin,
+            } => {
+                session.accept_publish(stream_id);
+                let m = &self.state.metrics;
+                m.count_publish(outcome::ACCEPTED, outcome::OK);
+                tracing::info!(client = %self.peer, stream = %stream_name, leg = %target.leg,
+                    %origin, transport = self.transport.as_str(), connection = self.id,
+                    "publish accepted: relaying to the origin");
+                let config = &self.state.config;
+                let relay =
+                    Relay::start(sender, config.relay.limits(), config.ingest.write_timeout());
+                self.relaying = Some(Relaying {
+                    stream_id,
+                    stream: stream_name,
+                    origin,
+                    relay,
+                    _active: GaugeGuard::new(m.publishers_active.clone()),
+                });
+                Ok(())
+            }
+            Decision::Refused {
+                code,
+                reason,
+                description,
+                origin,
+            } => {
+                tracing::debug!(client = %self.peer, %stream, %origin, "the origin refused the publish");
+                Err(self.refuse(session, stream_id, &stream, &code, &reason, &description))
+            }
+            Decision::Unavailable { origin, error } => {
+                let node = &self.state.config.node.id;
+                tracing::warn!(client = %self.peer, %stream, %origin, %error,
+                    "no verdict from the origin");
+                let description =
+                    format!("publish refused: the origin {origin} is unreachable from edge {node}");
+                let why = outcome::TUNNEL_UNAVAILABLE;
+                Err(self.refuse(
+                    session,
+                    stream_id,
+                    &stream,
+                    CODE_REJECTED,
+                    why,
+                    &description,
+                ))
+            }
+        }
+    }
+
+    /// Refuses a publish: tells the encoder, counts, logs.
+    fn refuse(
+        &self,
+        session: &mut ServerSession,
+        stream_id: u32,
+        stream: &str,
+        code: &str,
+        reason: &str,
+        description: &str,
+    ) -> End {
+        session.reject_publish(stream_id, code, description);
+        self.state.metrics.count_publish(outcome::REFUSED, reason);
+        tracing::warn!(client = %self.peer, %stream, reason, "{description}");
+        End::Rejected
+    }
+
+    /// Adds a relay's counts to the metrics; logs drops.
+    fn record(&self, stats: RelayStats) {
+        let m = &self.state.metrics;
+        if stats.dropped_messages > 0 {
+            m.relay_drops
+                .with_label_values(&["gops"])
+                .inc_by(stats.dropped_gops);
+            m.relay_drops
+                .with_label_values(&["messages"])
+                .inc_by(stats.dropped_messages);
+            m.relay_drops
+                .with_label_values(&["bytes"])
+                .inc_by(stats.dropped_bytes);
+            if let Some(r) = &self.relaying {
+                tracing::warn!(client = %self.peer, stream = %r.stream, origin = %r.origin,
+                    gops = stats.dropped_gops, messages = stats.dropped_messages,
+                    bytes = stats.dropped_bytes, "the tunnel cannot keep up: media dropped");
+            }
+        }
+        m.relay_pauses.inc_by(stats.pauses);
+        if !stats.paused.is_zero() {
+            m.relay_paused_seconds.inc_by(stats.paused.as_secs_f64());
+        }
+    }
+
+    /// Ends the relayed stream, if any: the writer sends what is queued and finishes.
+    fn finish_relaying(&mut self, why: &'static str) {
+        let Some(r) = self.relaying.take() else {
+            return;
+        };
+        self.record(r.relay.take_stats(Instant::now()));
+        self.state
+            .metrics
+            .publish_ends
+            .with_label_values(&[why])
+            .inc();
+        tracing::info!(client = %self.peer, stream = %r.stream, origin = %r.origin, reason = why,
+            "relayed stream ended");
+        match why {
+            end::ORIGIN_ENDED | end::TUNNEL_LOST => r.relay.abort(),
+            _ => r.relay.finish(),
+        }
+    }
+}

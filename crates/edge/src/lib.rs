@@ -1,0 +1,173 @@
+//! # longhaul-edge: the edge node
+//!
+//! An edge (Frankfurt, São Paulo, Singapore) sits near encoders that are far from the
+//! origins. It takes their RTMP and RTMPS publishes over a short, clean path and carries
+//! each stream to an origin over a QUIC tunnel that is already open, past its handshake
+//! and slow start, and runs a congestion controller made for long lossy paths. The
+//! encoder never speaks TCP across the ocean.
+//!
+//! ```text
+//!                 ┌──────────────────────────── edge ───────────────────────────────┐
+//!  encoder ─RTMP─▶│ ingest: ServerSession ─ publish? ─▶ upstream ═══ control ═══════╪═▶ origin (leg p)
+//!  encoder ─RTMPS▶│    │ media                 ◀─ verdict (the origin's own words)   │
+//!                 │    ▼                                                            │
+//!                 │ relay_queue (sans IO): pause reading at pause_bytes,            │
+//!                 │    │          drop whole GOPs older than max_delay             │
+//!                 │    ▼                                                            │
+//!                 │ relay: writer task ════ one QUIC stream per published stream ═══╪═▶ origin hub
+//!                 │ http: /metrics, /healthz (tunnel states)                        │
+//!                 └─────────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! - **One tunnel per origin, from start-up.** `[tunnel] origins` lists them; leg `p`
+//!   goes to `primary`, leg `b` to the other one. A tunnel that drops reconnects with
+//!   jittered backoff; `/healthz` and the `longhaul_tunnel_*` series show each one.
+//! - **The origin decides.** The edge resolves the leg from the URL, then asks the
+//!   origin, which checks the token as for a direct publish. A refusal reaches the encoder
+//!   in the origin's words; an origin out of reach is refused as such.
+//! - **A slow tunnel slows the encoder, then costs whole GOPs.** The relay queue stops
+//!   reading the encoder's socket at `relay.pause_bytes`, so its TCP window closes; if the
+//!   queue stays full past `relay.max_delay_ms`, whole GOPs are dropped from its front,
+//!   never sequence headers or metadata, and every drop is counted.
+//! - **The origin can end a stream** (a takeover by the backup encoder's reconnect, say):
+//!   the encoder hears the origin's status.
+//! - **Publishes only.** A play is refused: players play from the origins.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`config`] | [`EdgeConfig`]: the shared sections, `[relay]` and `[tunnel]` |
+//! | [`ingest`] | the per-connection driver of `longhaul_rtmp::ServerSession` |
+//! | [`upstream`] | the tunnels to the origins: which takes a leg, verdicts, publish streams |
+//! | [`relay_queue`] | the bounded queue between encoder and tunnel, sans IO |
+//! | [`relay`] | the writer task that feeds a tunnel stream from the queue |
+//! | [`http`] | `/metrics` and `/healthz` |
+//! | [`metrics`] | Prometheus series |
+//! | [`state`] | what the node's tasks share |
+//!
+//! Start a node with [`Edge::start`]; it binds every listener and opens the tunnels'
+//! UDP socket before returning, so the caller learns the real addresses (port 0 in tests)
+//! and bind errors at once.
+
+pub mod config;
+pub mod http;
+pub mod ingest;
+pub mod metrics;
+pub mod relay;
+pub mod relay_queue;
+pub mod state;
+pub mod upstream;
+
+pub use config::EdgeConfig;
+
+use crate::metrics::Metrics;
+use crate::state::EdgeState;
+use crate::upstream::Upstreams;
+use longhaul_node::{accept, ConnectionLimits, InvalidSetting, ListenError, Listeners, NodeTasks};
+use longhaul_tunnel::{LoadFn, LoadReport, TunnelError};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Why an edge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] InvalidSetting),
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+    #[error("cannot start the tunnels: {0}")]
+    Tunnel(#[from] TunnelError),
+}
+
+/// The handle of a running edge.
+pub struct Edge {
+    pub state: Arc<EdgeState>,
+    pub rtmp_addr: SocketAddr,
+    pub rtmps_addr: Option<SocketAddr>,
+    pub http_addr: SocketAddr,
+    tasks: NodeTasks,
+}
+
+impl Edge {
+    /// Binds every listener, starts a tunnel to every configured origin, and serves.
+    pub async fn start(config: EdgeConfig) -> Result<Edge, StartError> {
+        config.validate()?;
+        let listeners = Listeners::bind(&config.rtmp, &config.rtmps, &config.http).await?;
+        let metrics = Metrics::new(&config.node.id, &config.node.region);
+        let refused = metrics.connections.connections_refused.clone();
+        let limits = ConnectionLimits::new(&config.ingest, refused);
+        let load: LoadFn = {
+            let (publishers, limits) = (metrics.publishers_active.clone(), limits.clone());
+            Arc::new(move || LoadReport {
+                healthy: true,
+                publishers: publishers.get().max(0) as u64,
+                connections: limits.open_connections() as u64,
+            })
+        };
+        let upstreams = Upstreams::start(&config.tunnel, &config.node, load)?;
+        metrics.register(Box::new(longhaul_tunnel::TunnelCollector::new(
+            upstreams.set().clone(),
+        )));
+        let state = Arc::new(EdgeState {
+            metrics,
+            upstreams,
+            connections: limits.clone(),
+            next_connection_id: std::sync::atomic::AtomicU64::new(1),
+            config,
+        });
+        let (rtmp_addr, rtmps_addr, http_addr) = (
+            listeners.rtmp_addr,
+            listeners.rtmps_addr,
+            listeners.http_addr,
+        );
+        let mut tasks = NodeTasks::new();
+        let (rtmp, rtmps) = (listeners.rtmp, listeners.rtmps);
+        accept::spawn_listeners(&mut tasks, rtmp, rtmps, limits, state.clone());
+        tasks.spawn(http::serve(
+            listeners.http,
+            state.clone(),
+            tasks.shutdown_token(),
+        ));
+        let origins: Vec<&str> = state
+            .config
+            .tunnel
+            .origins
+            .iter()
+            .map(|o| o.id.as_str())
+            .collect();
+        tracing::info!(
+            node = %state.config.node.id,
+            region = %state.config.node.region,
+            rtmp = %rtmp_addr,
+            rtmps = %rtmps_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
+            http = %http_addr,
+            origins = %origins.join(","),
+            primary = %state.config.tunnel.primary,
+            "edge ready"
+        );
+        Ok(Edge {
+            state,
+            rtmp_addr,
+            rtmps_addr,
+            http_addr,
+            tasks,
+        })
+    }
+
+    /// A token that stops the node when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.tasks.shutdown_token()
+    }
+
+    /// Stops accepting, closes every connection, then closes the tunnels (the origins
+    /// hear a normal close).
+    pub async fn stop(self) {
+        self.tasks.stop().await;
+        self.state.upstreams.close().await;
+    }
+
+    /// Runs until the shutdown token is cancelled or a listener task ends.
+    pub async fn wait(&mut self) {
+        self.tasks.wait().await
+    }
+}

@@ -1,0 +1,179 @@
+//! The edge's Prometheus metrics, all prefixed `longhaul_`, labelled with `node` and
+//! `region`.
+//!
+//! The RTMP connection series are the ones every node has (`longhaul_node`'s
+//! [`ConnectionSeries`]). Publish series are prefixed `edge_` because the origin counts
+//! the same publishes again when they arrive through a tunnel: a sum over the cluster
+//! must not count them twice. Labels come from small fixed sets; the one label an origin
+//! supplies (its refusal reason) is checked to be a short snake_case word first. The
+//! tunnels' own series (state, RTT, congestion window, loss, bytes) come from
+//! `longhaul_tunnel`'s collector, registered here by [`Metrics::register`].
+
+use longhaul_node::metrics::{counter, counter_vec, gauge, node_registry, ConnectionSeries};
+use prometheus::{Counter, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+/// The `outcome` and `reason` labels of `edge_publishes_total`.
+pub mod outcome {
+    pub const ACCEPTED: &str = "accepted";
+    pub const REFUSED: &str = "refused";
+    /// `reason` of an accepted publish.
+    pub const OK: &str = "ok";
+    /// `reason` when no tunnel to the leg's origin is up, or it did not answer in time.
+    pub const TUNNEL_UNAVAILABLE: &str = "tunnel_unavailable";
+    /// `reason` when the URL rules refuse the publish here, before any origin is asked.
+    pub const BAD_REQUEST: &str = "bad_request";
+    /// `reason` standing in for an origin's reason that is not a short snake_case word.
+    pub const OTHER: &str = "other";
+}
+
+/// How a relayed stream ended, as the `reason` label of `edge_publish_ends_total`.
+pub mod end {
+    pub const UNPUBLISHED: &str = "unpublished";
+    pub const ENCODER_GONE: &str = "encoder_gone";
+    pub const ORIGIN_ENDED: &str = "origin_ended";
+    pub const TUNNEL_LOST: &str = "tunnel_lost";
+    pub const SHUTDOWN: &str = "shutdown";
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub connections: ConnectionSeries,
+    /// `edge_publishes_total{outcome, reason}`
+    pub publishes: IntCounterVec,
+    /// `edge_publish_ends_total{reason}`
+    pub publish_ends: IntCounterVec,
+    /// `edge_publishers_active`
+    pub publishers_active: IntGauge,
+    /// `edge_plays_refused_total`: an edge serves no players.
+    pub plays_refused: IntCounter,
+    /// `relay_drops_total{unit="gops"|"messages"|"bytes"}`
+    pub relay_drops: IntCounterVec,
+    /// `relay_pauses_total`
+    pub relay_pauses: IntCounter,
+    /// `relay_paused_seconds_total`
+    pub relay_paused_seconds: Counter,
+    /// `http_requests_total{route, status}`
+    pub http_requests: IntCounterVec,
+}
+
+impl Metrics {
+    /// Metrics of one edge; `node` and `region` become constant labels of every series.
+    pub fn new(node: &str, region: &str) -> Self {
+        let r = node_registry(node, region);
+        let relay_paused_seconds = longhaul_node::metrics::register(
+            &r,
+            Counter::with_opts(Opts::new(
+                "relay_paused_seconds_total",
+                "Time the edge did not read encoders because their tunnel streams were full, all streams together",
+            ))
+            .expect("valid metric definition"),
+        );
+        Self {
+            connections: ConnectionSeries::new(&r),
+            publishes: counter_vec(
+                &r,
+                "edge_publishes_total",
+                "Publish requests at this edge by outcome (accepted, refused) and reason (the origin's, tunnel_unavailable, bad_request)",
+                &["outcome", "reason"],
+            ),
+            publish_ends: counter_vec(
+                &r,
+                "edge_publish_ends_total",
+                "Relayed streams that ended, by why",
+                &["reason"],
+            ),
+            publishers_active: gauge(
+                &r,
+                "edge_publishers_active",
+                "Streams this edge relays now",
+            ),
+            plays_refused: counter(
+                &r,
+                "edge_plays_refused_total",
+                "Play requests refused (an edge takes publishes only)",
+            ),
+            relay_drops: counter_vec(
+                &r,
+                "relay_drops_total",
+                "Media dropped because a tunnel could not keep up: GOP runs, messages and payload bytes",
+                &["unit"],
+            ),
+            relay_pauses: counter(
+                &r,
+                "relay_pauses_total",
+                "Times the edge stopped reading an encoder because its tunnel stream was full",
+            ),
+            relay_paused_seconds,
+            http_requests: counter_vec(
+                &r,
+                "http_requests_total",
+                "HTTP requests by route and status",
+                &["route", "status"],
+            ),
+            registry: r,
+        }
+    }
+
+    /// Adds a collector (the tunnels') to this node's registry, under its prefix and labels.
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) {
+        if let Err(e) = self.registry.register(collector) {
+            tracing::error!(error = %e, "registering a metrics collector failed");
+        }
+    }
+
+    /// Counts a publish outcome; `reason` from an origin is checked first.
+    pub fn count_publish(&self, outcome: &str, reason: &str) {
+        self.publishes
+            .with_label_values(&[outcome, label(reason)])
+            .inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        longhaul_node::metrics::render(&self.registry)
+    }
+}
+
+/// Longest label value taken from an origin.
+const MAX_LABEL_LEN: usize = 32;
+
+/// `reason` if it is a short snake_case word, else [`outcome::OTHER`]: a label value an
+/// origin sends cannot grow the series without bound or break the exposition.
+fn label(reason: &str) -> &str {
+    let word = !reason.is_empty()
+        && reason.len() <= MAX_LABEL_LEN
+        && reason
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if word {
+        reason
+    } else {
+        outcome::OTHER
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_reasons_from_an_origin_are_checked() {
+        let m = Metrics::new("fra-1", "fra");
+        m.count_publish(outcome::REFUSED, "wrong_token");
+        m.count_publish(outcome::REFUSED, "Bad Reason\n{}");
+        m.count_publish(outcome::REFUSED, &"x".repeat(100));
+        let text = m.render();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("longhaul_edge_publishes_total{"))
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines.iter().any(|l| l.contains("reason=\"wrong_token\"")));
+        let other = lines
+            .iter()
+            .find(|l| l.contains("reason=\"other\""))
+            .expect("other");
+        assert!(other.ends_with(" 2"), "{other}");
+        assert!(other.contains("node=\"fra-1\"") && other.contains("region=\"fra\""));
+    }
+}

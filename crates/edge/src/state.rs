@@ -1,0 +1,17 @@
+//! What every task of an edge shares: its settings, tunnels, connection cap and metrics.
+
+use crate::config::EdgeConfig;
+use crate::metrics::Metrics;
+use crate::upstream::Upstreams;
+use longhaul_node::ConnectionLimits;
+use std::sync::atomic::AtomicU64;
+
+pub struct EdgeState {
+    pub config: EdgeConfig,
+    pub metrics: Metrics,
+    pub upstreams: Upstreams,
+    /// The RTMP connection cap, shared by the RTMP and RTMPS listeners.
+    pub connections: ConnectionLimits,
+    /// Source of connection ids, for the logs.
+    pub next_connection_id: AtomicU64,
+}

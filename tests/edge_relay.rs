@@ -1,0 +1,367 @@
+//! An edge and an origin in one process, tunnelled over loopback QUIC: encoders publish at
+//! the edge (longhaul's own RTMP client, where exact bytes matter; ffmpeg for the real
+//! thing), players play from the origin.
+
+mod support;
+
+use longhaul_rtmp::connection::{ClientError, Player, Publisher, RtmpUrl};
+use longhaul_rtmp::message::type_id;
+use longhaul_rtmp::RtmpMessage;
+use std::time::{Duration, Instant};
+use support::cluster::*;
+use support::*;
+use tokio::net::TcpStream;
+
+fn avc_header() -> RtmpMessage {
+    msg(
+        type_id::VIDEO,
+        0,
+        vec![0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff],
+    )
+}
+fn aac_header() -> RtmpMessage {
+    msg(type_id::AUDIO, 0, vec![0xaf, 0x00, 0x12, 0x10])
+}
+fn keyframe(ts: u32, fill: u8) -> RtmpMessage {
+    msg(
+        type_id::VIDEO,
+        ts,
+        [vec![0x17, 1, 0, 0, 0], vec![fill; 3000]].concat(),
+    )
+}
+fn inter(ts: u32, fill: u8) -> RtmpMessage {
+    msg(
+        type_id::VIDEO,
+        ts,
+        [vec![0x27, 1, 0, 0, 0], vec![fill; 800]].concat(),
+    )
+}
+fn audio(ts: u32) -> RtmpMessage {
+    msg(type_id::AUDIO, ts, [vec![0xaf, 1], vec![7; 200]].concat())
+}
+
+async fn publish(url: &str) -> Result<Publisher<TcpStream>, ClientError> {
+    let url = RtmpUrl::parse(url).expect("url");
+    let io = TcpStream::connect(url.address()).await.expect("connect");
+    Publisher::start(io, url.client_config(), &url.name).await
+}
+
+async fn play_from_origin(cluster: &TestCluster, name: &str) -> Player<TcpStream> {
+    let url = RtmpUrl::parse(&format!("{}/kLive/{name}", cluster.origin.rtmp())).expect("url");
+    let io = TcpStream::connect(url.address()).await.expect("connect");
+    Player::start(io, url.client_config(), &url.name)
+        .await
+        .expect("play accepted at the origin")
+}
+
+/// The next message the player gets of `type_id`, within 10 s.
+async fn next_of(player: &mut Player<TcpStream>, type_id: u8) -> RtmpMessage {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let m = tokio::time::timeout(left, player.recv())
+            .await
+            .expect("a message within 10 s")
+            .expect("play goes on")
+            .expect("stream still live");
+        if m.type_id == type_id {
+            return m;
+        }
+    }
+}
+
+/// The value of the first series in `text` whose line contains every one of `labels`.
+fn series(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_at_the_edge_plays_from_the_origin_byte_for_byte() {
+    let cluster = start_cluster("").await;
+    let entry = cluster.origin.create_entry();
+    let name = format!("{}_1", entry.id);
+    let mut publisher = publish(&cluster.edge_publish_url(&entry.token, &name))
+        .await
+        .expect("publish accepted through the edge");
+
+    for m in [avc_header(), aac_header(), keyframe(0, 1), audio(10)] {
+        publisher.send(&m).await.expect("send");
+    }
+    for i in 1..10u32 {
+        publisher.send(&inter(i * 40, 2)).await.expect("send");
+    }
+    cluster.origin.wait_live(&name).await;
+
+    // A player at the origin starts on the cached GOP: headers, then the keyframe.
+    let mut player = play_from_origin(&cluster, &name).await;
+    assert_eq!(
+        next_of(&mut player, type_id::VIDEO).await.payload,
+        avc_header().payload
+    );
+    let first = next_of(&mut player, type_id::VIDEO).await;
+    assert_eq!(
+        first.payload,
+        keyframe(0, 1).payload,
+        "the keyframe, untouched"
+    );
+
+    // Live media after the player attached goes through too.
+    let live = keyframe(1000, 9);
+    publisher.send(&live).await.expect("send");
+    loop {
+        let m = next_of(&mut player, type_id::VIDEO).await;
+        if m.payload == live.payload {
+            break;
+        }
+    }
+
+    let (status, _, body) = http(
+        "GET",
+        &format!("http://{}/healthz", cluster.edge.http_addr),
+        "",
+        None,
+    )
+    .await;
+    let health: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["publishers"], 1, "{health}");
+    assert_eq!(health["tunnels"][0]["state"], "connected", "{health}");
+    assert_eq!(health["tunnels"][0]["open_streams"], 1, "{health}");
+
+    let edge = cluster.edge_metrics();
+    assert_eq!(
+        series(
+            &edge,
+            "longhaul_edge_publishes_total",
+            &["outcome=\"accepted\""]
+        ),
+        Some(1.0),
+        "{edge}"
+    );
+    assert_eq!(
+        series(&edge, "longhaul_edge_publishers_active", &[]),
+        Some(1.0)
+    );
+    assert!(
+        edge.contains("longhaul_tunnel_state{"),
+        "tunnel series: {edge}"
+    );
+    let origin = cluster.origin.metrics();
+    assert_eq!(
+        series(
+            &origin,
+            "longhaul_publishes_total",
+            &["outcome=\"accepted\"", "transport=\"tunnel\""]
+        ),
+        Some(1.0),
+        "{origin}"
+    );
+
+    // The encoder unpublishes: the edge finishes the tunnel stream, the player hears the end.
+    publisher.finish().await.expect("finish");
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(_)) = player.recv().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the player saw the stream end");
+    let edge = cluster.edge_metrics();
+    assert_eq!(
+        series(
+            &edge,
+            "longhaul_edge_publish_ends_total",
+            &["reason=\"unpublished\""]
+        ),
+        Some(1.0),
+        "{edge}"
+    );
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_origins_refusal_reaches_the_encoder_in_its_words() {
+    let cluster = start_cluster("").await;
+    let entry = cluster.origin.create_entry();
+    let name = format!("{}_1", entry.id);
+    let refused = publish(&cluster.edge_publish_url("not-the-token", &name)).await;
+    let Err(ClientError::Rejected { code, description }) = refused else {
+        panic!("expected a refusal, got {:?}", refused.map(|_| ()));
+    };
+    assert_eq!(code, "NetStream.Publish.Rejected");
+    assert!(description.contains("wrong token"), "{description}");
+    let edge = cluster.edge_metrics();
+    assert_eq!(
+        series(
+            &edge,
+            "longhaul_edge_publishes_total",
+            &["outcome=\"refused\"", "reason=\"wrong_token\""]
+        ),
+        Some(1.0),
+        "{edge}"
+    );
+
+    // A name the URL rules refuse never leaves the edge.
+    let refused = publish(&format!(
+        "rtmp://{}/kLive/not-an-entry",
+        cluster.edge.rtmp_addr
+    ))
+    .await;
+    let Err(ClientError::Rejected { code, description }) = refused else {
+        panic!("expected a refusal");
+    };
+    assert_eq!(code, "NetStream.Publish.BadName");
+    assert!(
+        description.starts_with("publish refused: "),
+        "{description}"
+    );
+    assert_eq!(
+        series(
+            &cluster.edge_metrics(),
+            "longhaul_edge_publishes_total",
+            &["reason=\"bad_request\""]
+        ),
+        Some(1.0)
+    );
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_origin_is_refused_as_such() {
+    let pki = tempfile::tempdir().expect("tempdir");
+    let ca = longhaul_tunnel::pki::ClusterCa::generate("test").expect("CA");
+    let files = ca.issue("test-edge", pki.path()).expect("cert");
+    // Nothing listens on this UDP port.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = silent.local_addr().expect("addr");
+    drop(silent);
+    let edge = start_edge(addr, &files, "").await;
+
+    let url = format!("rtmp://{}/kLive/?t=abc/1_abcd1234_1", edge.rtmp_addr);
+    let refused = publish(&url).await;
+    let Err(ClientError::Rejected { code, description }) = refused else {
+        panic!("expected a refusal");
+    };
+    assert_eq!(code, "NetStream.Publish.Rejected");
+    assert_eq!(
+        description,
+        "publish refused: the origin test-origin is unreachable from edge test-edge"
+    );
+    let metrics = edge.state.metrics.render();
+    assert_eq!(
+        series(
+            &metrics,
+            "longhaul_edge_publishes_total",
+            &["reason=\"tunnel_unavailable\""]
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    let health = longhaul_edge::http::health(&edge.state);
+    assert_eq!(health.status(), 503);
+    edge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn play_at_an_edge_is_refused_with_where_to_go() {
+    let cluster = start_cluster("").await;
+    let url = RtmpUrl::parse(&format!(
+        "rtmp://{}/kLive/1_abcd1234_1",
+        cluster.edge.rtmp_addr
+    ))
+    .expect("url");
+    let io = TcpStream::connect(url.address()).await.expect("connect");
+    let refused = Player::start(io, url.client_config(), &url.name).await;
+    let Err(ClientError::Rejected { code, description }) = refused else {
+        panic!("expected a refusal");
+    };
+    assert_eq!(code, "NetStream.Play.Failed");
+    assert_eq!(description, "this is an edge: play from the origin");
+    assert_eq!(
+        series(
+            &cluster.edge_metrics(),
+            "longhaul_edge_plays_refused_total",
+            &[]
+        ),
+        Some(1.0)
+    );
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_at_the_origin_reaches_the_encoder_at_the_edge() {
+    let cluster = start_cluster("").await;
+    let entry = cluster.origin.create_entry();
+    let name = format!("{}_1", entry.id);
+    let mut at_edge = publish(&cluster.edge_publish_url(&entry.token, &name))
+        .await
+        .expect("publish through the edge");
+    at_edge.send(&avc_header()).await.expect("send");
+    at_edge.send(&keyframe(0, 1)).await.expect("send");
+    cluster.origin.wait_live(&name).await;
+
+    // The same encoder reconnects straight to the origin, same leg: it takes over.
+    let direct = format!("{}/kLive/?t={}/{name}", cluster.origin.rtmp(), entry.token);
+    let _direct = publish(&direct).await.expect("direct publish takes over");
+
+    // The edge's encoder hears the origin's reason the next time it sends.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (code, description) = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the takeover never reached the edge's encoder"
+        );
+        match at_edge.send(&inter(40, 2)).await {
+            Ok(()) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(ClientError::Rejected { code, description }) => break (code, description),
+            Err(e) => panic!("expected the origin's status, got {e}"),
+        }
+    };
+    assert_eq!(code, "NetStream.Publish.Rejected");
+    assert!(description.contains("took it over"), "{description}");
+    let edge = cluster.edge_metrics();
+    assert_eq!(
+        series(
+            &edge,
+            "longhaul_edge_publish_ends_total",
+            &["reason=\"origin_ended\""]
+        ),
+        Some(1.0),
+        "{edge}"
+    );
+    cluster.stop().await;
+}
+
+/// ffmpeg publishes at the edge; ffprobe reads the stream back from the origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_through_the_edge() {
+    require_ffmpeg();
+    let cluster = start_cluster("").await;
+    let entry = cluster.origin.create_entry();
+    let name = format!("{}_1", entry.id);
+    let encoder = ffmpeg_publish(
+        &cluster.edge_publish_url(&entry.token, &name),
+        "320x240",
+        6,
+        25,
+    );
+    cluster.origin.wait_live(&name).await;
+    let file = cluster.pki.path().join("played.flv");
+    let player = ffmpeg_record(&format!("{}/kLive/{name}", cluster.origin.rtmp()), &file);
+    let out = wait_child(encoder).await;
+    assert!(
+        out.status.success(),
+        "ffmpeg publish through the edge failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = wait_child(player).await;
+    assert!(
+        out.status.success(),
+        "recording from the origin failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    assert!(size > 10_000, "recorded {size} bytes");
+    cluster.stop().await;
+}
