@@ -964,10 +964,12 @@ async fn loopback(filters: &[String]) {
     );
     let tunnel = start_tunnel(&settings, None).await;
     println!();
-    println!("| mode | streams | messages/run | latency p50 ms | latency p99 ms | payload Mbit/s | CPU cores | cores per Gbit/s |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| mode | streams | messages/run | latency p50 ms | latency p99 ms | payload Mbit/s | CPU cores | cores per Gbit/s | lost packets (5 runs) | kernel UDP drops (5 runs) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for (mode, n) in cases {
         let mut runs = Vec::new();
+        let lost0 = path_figures(&tunnel).lost_packets;
+        let udp0 = udp_rcvbuf_errors();
         for _ in 0..RUNS {
             let (warmup, length) = match mode {
                 Mode::Paced => (Duration::ZERO, LOOPBACK_PACED),
@@ -990,8 +992,13 @@ async fn loopback(filters: &[String]) {
                 "n/d".into()
             }
         };
+        let lost = path_figures(&tunnel).lost_packets - lost0;
+        let udp = match (udp0, udp_rcvbuf_errors()) {
+            (Some(a), Some(b)) => (b - a).to_string(),
+            _ => "?".into(),
+        };
         println!(
-            "| {} | {n} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {n} | {} | {} | {} | {} | {} | {} | {lost} | {udp} |",
             mode_name(mode),
             median(runs.clone(), |f| f.due as f64).1.due,
             spread(&runs, |f| lat(f.p50), msf),
