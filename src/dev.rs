@@ -6,7 +6,9 @@
 //! start and prints commands to publish and play that work when pasted.
 
 use anyhow::Context;
+use longhaul_edge::{Edge, EdgeConfig};
 use longhaul_origin::{Config as OriginConfig, Origin};
+use longhaul_tunnel::pki::{ClusterCa, NodeFiles};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,20 +20,40 @@ const DEV_CLUSTER: &str = include_str!("../config/dev.toml");
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DevCluster {
-    origins: BTreeMap<String, DevNode>,
+    origins: BTreeMap<String, DevOrigin>,
+    edges: BTreeMap<String, DevEdge>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DevNode {
+struct DevOrigin {
     id: String,
     region: String,
     rtmp: SocketAddr,
     rtmps: SocketAddr,
     http: SocketAddr,
-    /// UDP port of the QUIC tunnel endpoint (used once edges exist).
-    #[allow(dead_code)]
+    /// UDP address of the QUIC endpoint the edges connect to.
     tunnel: SocketAddr,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DevEdge {
+    id: String,
+    region: String,
+    rtmp: SocketAddr,
+    rtmps: SocketAddr,
+    http: SocketAddr,
+    /// Key of the origin in `origins` that takes leg p; leg b goes to the other.
+    primary: String,
+}
+
+/// The TLS files of the dev cluster: one RTMPS certificate, a cluster CA and a
+/// certificate per node.
+struct DevTls {
+    rtmps_cert: PathBuf,
+    rtmps_key: PathBuf,
+    nodes: BTreeMap<String, NodeFiles>,
 }
 
 pub async fn run(data_dir: PathBuf) -> anyhow::Result<()> {
@@ -40,12 +62,17 @@ pub async fn run(data_dir: PathBuf) -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize().unwrap_or(data_dir);
-    let (cert, key) = dev_certificate(&data_dir)?;
+    let (rtmps_cert, rtmps_key) = dev_certificate(&data_dir)?;
+    let tls = DevTls {
+        rtmps_cert,
+        rtmps_key,
+        nodes: cluster_certificates(&data_dir, &cluster)?,
+    };
     let registry_path = data_dir.join("registry.db");
 
     let mut origins = Vec::new();
     for node in cluster.origins.values() {
-        let config = origin_config(node, &registry_path, &cert, &key)?;
+        let config = origin_config(node, &registry_path, &tls)?;
         let origin = Origin::start(config).await.with_context(|| {
             format!(
                 "starting dev origin {} (is another `longhaul dev` running?)",
@@ -54,18 +81,35 @@ pub async fn run(data_dir: PathBuf) -> anyhow::Result<()> {
         })?;
         origins.push((node, origin));
     }
+    let mut edges = Vec::new();
+    for node in cluster.edges.values() {
+        let config = edge_config(node, &cluster, &tls)?;
+        let edge = Edge::start(config).await.with_context(|| {
+            format!(
+                "starting dev edge {} (is another `longhaul dev` running?)",
+                node.id
+            )
+        })?;
+        edges.push((node, edge));
+    }
     let first = &origins
         .first()
         .context("config/dev.toml names no origin")?
         .1;
     let entry = demo_entry(first).await?;
-    print_banner(&data_dir, &origins, &entry);
+    print_banner(&data_dir, &cluster, &origins, &edges, &entry);
 
     tokio::select! {
         _ = crate::shutdown_signal() => tracing::info!("shutting down the dev cluster"),
         _ = async { for (_, o) in origins.iter_mut() { o.wait().await; } } => {
-            tracing::error!("a dev node stopped unexpectedly");
+            tracing::error!("a dev origin stopped unexpectedly");
         }
+        _ = async { for (_, e) in edges.iter_mut() { e.wait().await; } } => {
+            tracing::error!("a dev edge stopped unexpectedly");
+        }
+    }
+    for (_, edge) in edges {
+        edge.stop().await;
     }
     for (_, origin) in origins {
         origin.stop().await;
@@ -73,12 +117,53 @@ pub async fn run(data_dir: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn origin_config(
-    node: &DevNode,
-    registry: &Path,
-    cert: &Path,
-    key: &Path,
-) -> anyhow::Result<OriginConfig> {
+/// Tunnel settings for loopback: 2 MiB UDP buffers, within a stock kernel's cap, carry a
+/// dev cluster's few streams; the 8 MiB production default would only log that the
+/// kernel granted less.
+const DEV_TRANSPORT: &str = r#"
+        [tunnel.transport]
+        udp_recv_buffer = 2097152
+        udp_send_buffer = 2097152
+"#;
+
+/// The name a node's tunnel certificate is issued for.
+fn tunnel_name(id: &str) -> String {
+    format!("{id}.tunnel.longhaul.dev")
+}
+
+/// A fresh cluster CA and node certificates, made on every start (all dev nodes start
+/// together, so nothing outlives them) in `data_dir/cluster`.
+fn cluster_certificates(
+    data_dir: &Path,
+    cluster: &DevCluster,
+) -> anyhow::Result<BTreeMap<String, NodeFiles>> {
+    let dir = data_dir.join("cluster");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let ca = ClusterCa::generate("longhaul dev cluster CA").context("making the dev cluster CA")?;
+    let ids = cluster
+        .origins
+        .values()
+        .map(|o| &o.id)
+        .chain(cluster.edges.values().map(|e| &e.id));
+    let mut nodes = BTreeMap::new();
+    for id in ids {
+        let files = ca
+            .issue(&tunnel_name(id), &dir)
+            .with_context(|| format!("making the tunnel certificate of {id}"))?;
+        nodes.insert(id.clone(), files);
+    }
+    tracing::info!(dir = %dir.display(), "made the dev cluster CA and node certificates");
+    Ok(nodes)
+}
+
+fn node_tls<'a>(tls: &'a DevTls, id: &str) -> anyhow::Result<&'a NodeFiles> {
+    tls.nodes
+        .get(id)
+        .with_context(|| format!("no tunnel certificate for {id}"))
+}
+
+fn origin_config(node: &DevOrigin, registry: &Path, tls: &DevTls) -> anyhow::Result<OriginConfig> {
+    let files = node_tls(tls, &node.id)?;
     // Built as a TOML document so dev nodes take exactly the path production configs take.
     let doc = format!(
         r#"
@@ -101,18 +186,91 @@ fn origin_config(
         rtmps_port = {rtmps_port}
         leg_subdomains = false
         renditions = 3
+        [tunnel]
+        listen = "{tunnel}"
+        [tunnel.tls]
+        ca = {ca:?}
+        cert = {node_cert:?}
+        key = {node_key:?}
+        {transport}
         "#,
         id = node.id,
         region = node.region,
         rtmp = node.rtmp,
         rtmps = node.rtmps,
         http = node.http,
-        cert = cert.display().to_string(),
-        key = key.display().to_string(),
+        cert = tls.rtmps_cert.display().to_string(),
+        key = tls.rtmps_key.display().to_string(),
         registry = registry.display().to_string(),
         host = node.rtmp.ip(),
         rtmp_port = node.rtmp.port(),
         rtmps_port = node.rtmps.port(),
+        tunnel = node.tunnel,
+        ca = files.ca.display().to_string(),
+        node_cert = files.cert.display().to_string(),
+        node_key = files.key.display().to_string(),
+        transport = DEV_TRANSPORT,
+    );
+    toml::from_str(&doc).with_context(|| format!("dev config of {}", node.id))
+}
+
+fn edge_config(node: &DevEdge, cluster: &DevCluster, tls: &DevTls) -> anyhow::Result<EdgeConfig> {
+    let files = node_tls(tls, &node.id)?;
+    let primary = cluster.origins.get(&node.primary).with_context(|| {
+        format!(
+            "edge {}: primary {:?} is not an origin",
+            node.id, node.primary
+        )
+    })?;
+    let origins: Vec<String> = cluster
+        .origins
+        .values()
+        .map(|o| {
+            format!(
+                "{{ id = {id:?}, region = {region:?}, addr = \"{addr}\", server_name = {name:?} }}",
+                id = o.id,
+                region = o.region,
+                addr = o.tunnel,
+                name = tunnel_name(&o.id),
+            )
+        })
+        .collect();
+    let doc = format!(
+        r#"
+        [node]
+        id = "{id}"
+        region = "{region}"
+        [rtmp]
+        listen = "{rtmp}"
+        [rtmps]
+        listen = "{rtmps}"
+        cert = {cert:?}
+        key = {key:?}
+        [http]
+        listen = "{http}"
+        [tunnel]
+        primary = "{primary}"
+        bind = "127.0.0.1:0"
+        origins = [{origins}]
+        [tunnel.tls]
+        ca = {ca:?}
+        cert = {node_cert:?}
+        key = {node_key:?}
+        {transport}
+        "#,
+        id = node.id,
+        region = node.region,
+        rtmp = node.rtmp,
+        rtmps = node.rtmps,
+        http = node.http,
+        cert = tls.rtmps_cert.display().to_string(),
+        key = tls.rtmps_key.display().to_string(),
+        primary = primary.id,
+        origins = origins.join(", "),
+        ca = files.ca.display().to_string(),
+        node_cert = files.cert.display().to_string(),
+        node_key = files.key.display().to_string(),
+        transport = DEV_TRANSPORT,
     );
     toml::from_str(&doc).with_context(|| format!("dev config of {}", node.id))
 }
@@ -160,7 +318,13 @@ async fn demo_entry(origin: &Origin) -> anyhow::Result<longhaul_registry::Entry>
     .await?
 }
 
-fn print_banner(data_dir: &Path, origins: &[(&DevNode, Origin)], entry: &longhaul_registry::Entry) {
+fn print_banner(
+    data_dir: &Path,
+    cluster: &DevCluster,
+    origins: &[(&DevOrigin, Origin)],
+    edges: &[(&DevEdge, Edge)],
+    entry: &longhaul_registry::Entry,
+) {
     let mut out = String::new();
     out.push_str(&format!(
         "\nlonghaul dev cluster is up (data in {})\n\n",
@@ -168,33 +332,72 @@ fn print_banner(data_dir: &Path, origins: &[(&DevNode, Origin)], entry: &longhau
     ));
     for (node, o) in origins {
         out.push_str(&format!(
-            "  origin {:<4} rtmp://{}  rtmps://{}  http://{}\n",
+            "  origin {:<4} rtmp://{}  rtmps://{}  http://{}  tunnel udp/{}\n",
             node.region,
             o.rtmp_addr,
             o.rtmps_addr
                 .map(|a| a.to_string())
                 .unwrap_or_else(|| "-".into()),
-            o.http_addr
+            o.http_addr,
+            o.tunnel_addr
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "-".into()),
         ));
     }
-    let id = &entry.id;
-    let token = &entry.token;
-    out.push_str(&format!("\nDemo entry {id} (token {token}).\n"));
-    // The primary leg to the first origin, the backup leg to the second, as encoders
-    // configured for redundancy do.
-    for ((node, origin), leg) in origins.iter().zip([0, 1]) {
-        let (rtmp, http) = (origin.rtmp_addr, origin.http_addr);
-        let which = if leg == 0 { "primary" } else { "backup" };
+    for (node, e) in edges {
         out.push_str(&format!(
-            "\nPublish a test pattern, {which} leg, to origin {region}:\n\n  \
-             ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=440 \
-             -c:v libx264 -preset veryfast -tune zerolatency -g 60 -b:v 2500k -c:a aac -f flv \
-             \"rtmp://{rtmp}/kLive/?t={token}&i={leg}/{id}_1\"\n\n\
-             Play it:\n\n  ffplay rtmp://{rtmp}/kLive/{id}_1\n  ffplay http://{http}/live/{id}_1.flv\n",
-            region = node.region,
+            "  edge   {:<4} rtmp://{}  rtmps://{}  http://{}\n",
+            node.region,
+            e.rtmp_addr,
+            e.rtmps_addr
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "-".into()),
+            e.http_addr,
         ));
     }
-    let api = origins[0].1.http_addr;
+    let (id, token) = (&entry.id, &entry.token);
+    out.push_str(&format!("\nDemo entry {id} (token {token}).\n"));
+    let test_pattern =
+        "ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=440 \
+         -c:v libx264 -preset veryfast -tune zerolatency -g 60 -b:v 2500k -c:a aac -f flv";
+    // Each region's encoder publishes to its edge: the primary leg (i=0) goes through the
+    // tunnel to the edge's primary origin, the backup leg (i=1) to the other origin.
+    for (node, edge) in edges {
+        let primary = cluster.origins.get(&node.primary);
+        let backup = cluster.origins.iter().find(|(k, _)| **k != node.primary);
+        let play = |o: Option<&DevOrigin>| {
+            o.map(|o| {
+                format!(
+                    "ffplay rtmp://{}/kLive/{id}_1   (origin {})",
+                    o.rtmp, o.region
+                )
+            })
+            .unwrap_or_default()
+        };
+        out.push_str(&format!(
+            "\nFrom {region}: publish through edge {region}, primary leg:\n\n  \
+             {test_pattern} \"rtmp://{rtmp}/kLive/?t={token}&i=0/{id}_1\"\n\
+             \n  play: {play_p}\n\
+             \n  backup leg: same command with i=1; play: {play_b}\n",
+            region = node.region,
+            rtmp = edge.rtmp_addr,
+            play_p = play(primary),
+            play_b = play(backup.map(|(_, o)| o)),
+        ));
+    }
+    if let Some((node, origin)) = origins.first() {
+        out.push_str(&format!(
+            "\nOr publish straight to origin {region}:\n\n  {test_pattern} \"rtmp://{rtmp}/kLive/?t={token}/{id}_1\"\n\
+             \n  play: ffplay http://{http}/live/{id}_1.flv\n",
+            region = node.region,
+            rtmp = origin.rtmp_addr,
+            http = origin.http_addr,
+        ));
+    }
+    let api = origins
+        .first()
+        .map(|(_, o)| o.http_addr.to_string())
+        .unwrap_or_default();
     out.push_str(&format!(
         "\nMore entries: longhaul entry create --name NAME   (API at http://{api})\n"
     ));

@@ -3,7 +3,8 @@
 //! | command | does |
 //! |---|---|
 //! | `longhaul origin --config FILE...` | run an origin node |
-//! | `longhaul dev [--data-dir DIR]` | run the whole local cluster on 127.0.0.1 |
+//! | `longhaul edge --config FILE...` | run an edge node |
+//! | `longhaul dev [--data-dir DIR]` | run the whole local cluster (2 origins, 3 edges) on 127.0.0.1 |
 //! | `longhaul entry ...` | create, list, show, regenerate or delete entries over the API |
 //!
 //! The CLI knows the nodes; the nodes know nothing of the CLI: each node crate takes a
@@ -44,7 +45,15 @@ enum Command {
         #[arg(long = "config", short = 'c', required = true, num_args = 1..)]
         configs: Vec<PathBuf>,
     },
-    /// Run the local cluster (two origins for now) on 127.0.0.1 with nothing to configure.
+    /// Run an edge node: RTMP/RTMPS from nearby encoders, forwarded over QUIC tunnels
+    /// to the origins. Files and variables as for `origin`.
+    Edge {
+        /// TOML config files, merged in order (e.g. config/base.toml config/edge.toml config/fra.toml).
+        #[arg(long = "config", short = 'c', required = true, num_args = 1..)]
+        configs: Vec<PathBuf>,
+    },
+    /// Run the local cluster (origins nyc and pao, edges fra, gru and sin) on 127.0.0.1
+    /// with nothing to configure.
     Dev {
         /// Where the registry database and the dev certificates live.
         #[arg(long, default_value = ".longhaul")]
@@ -73,6 +82,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Origin { configs } => run_origin(configs).await,
+            Command::Edge { configs } => run_edge(configs).await,
             Command::Dev { data_dir } => dev::run(data_dir).await,
             Command::Entry(args) => entry::run(args).await,
         }
@@ -94,6 +104,17 @@ async fn run_origin(configs: Vec<PathBuf>) -> anyhow::Result<()> {
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
     origin.stop().await;
+    Ok(())
+}
+
+async fn run_edge(configs: Vec<PathBuf>) -> anyhow::Result<()> {
+    let config: longhaul_edge::EdgeConfig = config_file::load(&configs)?;
+    let mut edge = longhaul_edge::Edge::start(config).await?;
+    tokio::select! {
+        _ = edge.wait() => anyhow::bail!("a listener of the edge stopped unexpectedly"),
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+    }
+    edge.stop().await;
     Ok(())
 }
 

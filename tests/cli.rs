@@ -159,29 +159,46 @@ fn dev_cluster_prints_commands_that_work_when_pasted() {
         }
     }
     let text = banner.join("\n");
-    let publish = banner
-        .iter()
-        .find(|l| l.trim_start().starts_with("ffmpeg "))
-        .unwrap_or_else(|| panic!("no ffmpeg line in:\n{text}"));
-    let play = banner
-        .iter()
-        .find(|l| l.contains("ffplay http://"))
-        .unwrap_or_else(|| panic!("no play line in:\n{text}"));
+    for port in ["1935", "2935", "3935", "4935", "5935"] {
+        assert!(
+            text.contains(&format!("127.0.0.1:{port}")),
+            "{port} missing:\n{text}"
+        );
+    }
+    // Each publish command is followed by the play command for the origin it reaches.
+    let mut pairs = Vec::new();
+    for (i, line) in banner.iter().enumerate() {
+        if !line.trim_start().starts_with("ffmpeg ") {
+            continue;
+        }
+        let play = banner[i + 1..]
+            .iter()
+            .find_map(|l| l.split("ffplay ").nth(1))
+            .unwrap_or_else(|| panic!("no play command after {line} in:\n{text}"));
+        let url = play.split_whitespace().next().unwrap().to_string();
+        pairs.push((line.trim().to_string(), url));
+    }
+    assert_eq!(pairs.len(), 4, "three edges and one origin:\n{text}");
     assert!(
-        text.contains("127.0.0.1:1935") && text.contains("127.0.0.1:2935"),
-        "{text}"
+        pairs[0].0.contains("127.0.0.1:3935"),
+        "fra first: {}",
+        pairs[0].0
     );
+    for (publish, url) in pairs {
+        paste_and_probe(&publish, &url);
+    }
+}
 
-    // Paste the publish command (bounded), then probe what the play command names.
+/// Pastes a publish command (bounded), then probes what the play command names.
+fn paste_and_probe(publish: &str, url: &str) {
     let publisher = Command::new("sh")
         .arg("-c")
-        .arg(format!("exec timeout 8 {} -loglevel error", publish.trim()))
+        .arg(format!("exec timeout 8 {publish} -loglevel error"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(2));
-    let url = play.trim().trim_start_matches("ffplay ").to_string();
     let probe = Command::new("ffprobe")
         .args([
             "-v",
@@ -192,7 +209,7 @@ fn dev_cluster_prints_commands_that_work_when_pasted() {
             "stream=codec_name",
             "-of",
             "csv=p=0",
-            &url,
+            url,
         ])
         .output()
         .unwrap();
@@ -200,7 +217,7 @@ fn dev_cluster_prints_commands_that_work_when_pasted() {
     let codecs = String::from_utf8_lossy(&probe.stdout);
     assert!(
         codecs.contains("h264") && codecs.contains("aac"),
-        "ffprobe {url}: {codecs} {}",
+        "published with {publish}\nffprobe {url}: {codecs} {}",
         String::from_utf8_lossy(&probe.stderr)
     );
 }
@@ -215,29 +232,48 @@ impl Drop for KillOnDrop {
 }
 
 /// The shipped production files load and run (with paths and ports moved by
-/// `LONGHAUL_*` variables, as a container or systemd drop-in would), logging JSON.
+/// `LONGHAUL_*` variables, as a container or systemd drop-in would), logging JSON:
+/// base + role + site, for both origins and the three edges.
 #[test]
-fn shipped_configs_run_an_origin_with_json_logs() {
+fn shipped_configs_run_every_site_with_json_logs() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = self_signed(dir.path());
-    for site in ["nyc", "pao"] {
+    let ca = longhaul_tunnel::pki::ClusterCa::generate("test CA").unwrap();
+    let files = ca.issue("node.tunnel.test", dir.path()).unwrap();
+    let sites = [
+        ("origin", "nyc"),
+        ("origin", "pao"),
+        ("edge", "fra"),
+        ("edge", "gru"),
+        ("edge", "sin"),
+    ];
+    for (role, site) in sites {
+        // Each role has its own keys: variables for the other role's would be refused.
+        let role_env: Vec<(&str, std::ffi::OsString)> = if role == "origin" {
+            vec![
+                ("LONGHAUL_TUNNEL__LISTEN", "127.0.0.1:0".into()),
+                (
+                    "LONGHAUL_REGISTRY__PATH",
+                    dir.path().join(format!("{site}.db")).into(),
+                ),
+            ]
+        } else {
+            vec![("LONGHAUL_TUNNEL__BIND", "127.0.0.1:0".into())]
+        };
         let mut node = Command::new(BIN)
-            .args(["--log-format", "json", "origin"])
-            .args([
-                "-c",
-                "config/base.toml",
-                "-c",
-                &format!("config/{site}.toml"),
-            ])
+            .args(["--log-format", "json", role])
+            .args(["-c", "config/base.toml", "-c"])
+            .arg(format!("config/{role}.toml"))
+            .args(["-c", &format!("config/{site}.toml")])
             .env("LONGHAUL_RTMP__LISTEN", "127.0.0.1:0")
             .env("LONGHAUL_RTMPS__LISTEN", "127.0.0.1:0")
             .env("LONGHAUL_RTMPS__CERT", &cert)
             .env("LONGHAUL_RTMPS__KEY", &key)
             .env("LONGHAUL_HTTP__LISTEN", "127.0.0.1:0")
-            .env(
-                "LONGHAUL_REGISTRY__PATH",
-                dir.path().join(format!("{site}.db")),
-            )
+            .envs(role_env)
+            .env("LONGHAUL_TUNNEL__TLS__CA", &files.ca)
+            .env("LONGHAUL_TUNNEL__TLS__CERT", &files.cert)
+            .env("LONGHAUL_TUNNEL__TLS__KEY", &files.key)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stderr(Stdio::piped())
             .spawn()
@@ -250,14 +286,20 @@ fn shipped_configs_run_an_origin_with_json_logs() {
                 let _ = tx.send(line);
             }
         });
-        let line = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the origin logs when it is ready");
-        let v: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        assert_eq!(v["message"], "origin ready", "{line}");
-        assert_eq!(v["region"], site, "{line}");
-        assert_eq!(v["level"], "INFO", "{line}");
+        let want = format!("{role} ready");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let ready = loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("{role} {site} never logged {want:?}"));
+            let v: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            if v["message"] == want.as_str() {
+                break v;
+            }
+        };
+        assert_eq!(ready["region"], site, "{ready}");
+        assert_eq!(ready["level"], "INFO", "{ready}");
     }
 }
 

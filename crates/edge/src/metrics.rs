@@ -68,36 +68,39 @@ impl Metrics {
             ))
             .expect("valid metric definition"),
         );
+        let relay_drops = counter_vec(
+            &r,
+            "relay_drops_total",
+            "Media dropped because a tunnel could not keep up: GOP runs, messages and payload bytes",
+            &["unit"],
+        );
+        // Present at 0 from the start, so rate() and alerts work before the first drop.
+        for unit in ["gops", "messages", "bytes"] {
+            relay_drops.with_label_values(&[unit]);
+        }
+        let publishes = counter_vec(
+            &r,
+            "edge_publishes_total",
+            "Publish requests at this edge by outcome (accepted, refused) and reason (the origin's, tunnel_unavailable, bad_request)",
+            &["outcome", "reason"],
+        );
+        publishes.with_label_values(&[outcome::ACCEPTED, outcome::OK]);
         Self {
             connections: ConnectionSeries::new(&r),
-            publishes: counter_vec(
-                &r,
-                "edge_publishes_total",
-                "Publish requests at this edge by outcome (accepted, refused) and reason (the origin's, tunnel_unavailable, bad_request)",
-                &["outcome", "reason"],
-            ),
+            publishes,
             publish_ends: counter_vec(
                 &r,
                 "edge_publish_ends_total",
                 "Relayed streams that ended, by why",
                 &["reason"],
             ),
-            publishers_active: gauge(
-                &r,
-                "edge_publishers_active",
-                "Streams this edge relays now",
-            ),
+            publishers_active: gauge(&r, "edge_publishers_active", "Streams this edge relays now"),
             plays_refused: counter(
                 &r,
                 "edge_plays_refused_total",
                 "Play requests refused (an edge takes publishes only)",
             ),
-            relay_drops: counter_vec(
-                &r,
-                "relay_drops_total",
-                "Media dropped because a tunnel could not keep up: GOP runs, messages and payload bytes",
-                &["unit"],
-            ),
+            relay_drops,
             relay_pauses: counter(
                 &r,
                 "relay_pauses_total",
@@ -165,7 +168,7 @@ mod tests {
         let text = m.render();
         let lines: Vec<&str> = text
             .lines()
-            .filter(|l| l.starts_with("longhaul_edge_publishes_total{"))
+            .filter(|l| l.starts_with("longhaul_edge_publishes_total{outcome=\"refused\""))
             .collect();
         assert_eq!(lines.len(), 2, "{text}");
         assert!(lines.iter().any(|l| l.contains("reason=\"wrong_token\"")));

@@ -31,9 +31,6 @@ use tokio::task::JoinHandle;
 /// a round trip of each other: 500 ms is twice the longest path's (230 ms).
 const END_REASON_GRACE: Duration = Duration::from_millis(500);
 
-/// How often to look for the origin's reason during [`END_REASON_GRACE`].
-const END_REASON_POLL: Duration = Duration::from_millis(10);
-
 /// Why a relay's writer stopped.
 #[derive(Debug)]
 pub enum RelayEnd {
@@ -155,10 +152,6 @@ async fn write(shared: Arc<Shared>, mut sender: PublishSender, drain_limit: Dura
     let mut end = sender.end_signal();
     let mut drain_deadline: Option<tokio::time::Instant> = None;
     loop {
-        // The origin may have ended the stream while nothing was being sent.
-        if let Some(e) = origin_end_now(&mut end) {
-            return RelayEnd::OriginEnded(e);
-        }
         if drain_deadline.is_none() && shared.finishing.load(Ordering::Acquire) {
             drain_deadline = Some(tokio::time::Instant::now() + drain_limit);
         }
@@ -168,8 +161,11 @@ async fn write(shared: Arc<Shared>, mut sender: PublishSender, drain_limit: Dura
                 sender.finish().await;
                 return RelayEnd::Finished;
             }
-            shared.data.notified().await;
-            continue;
+            // Nothing to send: wait for a message, or for the origin to end the stream.
+            tokio::select! {
+                _ = shared.data.notified() => continue,
+                e = end.wait() => return RelayEnd::OriginEnded(e),
+            }
         };
         shared.room.notify_one();
         let frame = MediaFrame {
@@ -177,44 +173,31 @@ async fn write(shared: Arc<Shared>, mut sender: PublishSender, drain_limit: Dura
             timestamp: message.timestamp,
             payload: message.payload,
         };
-        let sent = match drain_deadline {
-            None => sender.send(&frame).await,
-            Some(deadline) => match tokio::time::timeout_at(deadline, sender.send(&frame)).await {
-                Ok(sent) => sent,
-                Err(_) => return RelayEnd::DrainTimedOut,
-            },
+        // A send may wait on QUIC flow control for as long as the origin does not read;
+        // the origin ending the stream meanwhile wins.
+        let deadline = drain_deadline.unwrap_or_else(far_future);
+        let sent = tokio::select! {
+            biased;
+            e = end.wait() => return RelayEnd::OriginEnded(e),
+            sent = tokio::time::timeout_at(deadline, sender.send(&frame)) => sent,
         };
-        if let Err(error) = sent {
-            return failed(&mut end, error).await;
+        match sent {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return failed(&mut end, error).await,
+            Err(_) => return RelayEnd::DrainTimedOut,
         }
     }
+}
+
+/// A deadline no send reaches (a year away).
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600)
 }
 
 /// A send failed: the origin's reason if it gives one within the grace, else the error.
 async fn failed(end: &mut EndSignal, error: TunnelError) -> RelayEnd {
-    let deadline = tokio::time::Instant::now() + END_REASON_GRACE;
-    loop {
-        if let Some(e) = origin_end_now(end) {
-            return RelayEnd::OriginEnded(e);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return RelayEnd::Failed(error);
-        }
-        tokio::time::sleep(END_REASON_POLL).await;
-    }
-}
-
-/// The origin's end of the stream, if it has come.
-///
-/// `EndSignal::wait`'s future is not `Send` (its `match` keeps a watch guard's type alive
-/// across an await), so a task that must be `Send` cannot await it. It is polled once
-/// here, synchronously, and dropped before any await. Once `wait` is `Send`, the writer
-/// can select on it instead of looking after each failed send.
-fn origin_end_now(end: &mut EndSignal) -> Option<StreamEnd> {
-    let mut wait = std::pin::pin!(end.wait());
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match wait.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(e) => Some(e),
-        std::task::Poll::Pending => None,
+    match tokio::time::timeout(END_REASON_GRACE, end.wait()).await {
+        Ok(e) => RelayEnd::OriginEnded(e),
+        Err(_) => RelayEnd::Failed(error),
     }
 }

@@ -222,9 +222,13 @@ impl PublishSender {
 pub struct EndSignal(watch::Receiver<Option<StreamEnd>>);
 
 impl EndSignal {
+    /// Resolves with the origin's reason; pending forever if the stream ends without one.
+    /// Cancel-safe, and `Send` so spawned tasks can select on it.
     pub async fn wait(&mut self) -> StreamEnd {
-        match self.0.wait_for(|e| e.is_some()).await {
-            Ok(end) => end.clone().unwrap_or_else(lost),
+        // Clone out of the watch guard before any other await: the guard is not `Send`.
+        let end = self.0.wait_for(|e| e.is_some()).await.map(|e| e.clone());
+        match end {
+            Ok(end) => end.unwrap_or_else(lost),
             Err(_) => std::future::pending().await,
         }
     }
