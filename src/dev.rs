@@ -162,10 +162,14 @@ fn node_tls<'a>(tls: &'a DevTls, id: &str) -> anyhow::Result<&'a NodeFiles> {
         .with_context(|| format!("no tunnel certificate for {id}"))
 }
 
-fn origin_config(node: &DevOrigin, registry: &Path, tls: &DevTls) -> anyhow::Result<OriginConfig> {
-    let files = node_tls(tls, &node.id)?;
-    // Built as a TOML document so dev nodes take exactly the path production configs take.
-    let doc = format!(
+/// What every dev node's config starts with: who it is and where it listens.
+fn node_sections(
+    id: &str,
+    region: &str,
+    (rtmp, rtmps, http): (SocketAddr, SocketAddr, SocketAddr),
+    tls: &DevTls,
+) -> String {
+    format!(
         r#"
         [node]
         id = "{id}"
@@ -178,6 +182,34 @@ fn origin_config(node: &DevOrigin, registry: &Path, tls: &DevTls) -> anyhow::Res
         key = {key:?}
         [http]
         listen = "{http}"
+        "#,
+        cert = tls.rtmps_cert.display().to_string(),
+        key = tls.rtmps_key.display().to_string(),
+    )
+}
+
+/// A dev node's `[tunnel.tls]` and `[tunnel.transport]`.
+fn tunnel_tls_sections(files: &NodeFiles) -> String {
+    format!(
+        r#"
+        [tunnel.tls]
+        ca = {ca:?}
+        cert = {cert:?}
+        key = {key:?}
+        {DEV_TRANSPORT}
+        "#,
+        ca = files.ca.display().to_string(),
+        cert = files.cert.display().to_string(),
+        key = files.key.display().to_string(),
+    )
+}
+
+// Configs are built as TOML documents so dev nodes take exactly the path production
+// configs take.
+fn origin_config(node: &DevOrigin, registry: &Path, tls: &DevTls) -> anyhow::Result<OriginConfig> {
+    let doc = format!(
+        r#"
+        {common}
         [registry]
         path = {registry:?}
         [endpoints]
@@ -188,34 +220,25 @@ fn origin_config(node: &DevOrigin, registry: &Path, tls: &DevTls) -> anyhow::Res
         renditions = 3
         [tunnel]
         listen = "{tunnel}"
-        [tunnel.tls]
-        ca = {ca:?}
-        cert = {node_cert:?}
-        key = {node_key:?}
-        {transport}
+        {tunnel_tls}
         "#,
-        id = node.id,
-        region = node.region,
-        rtmp = node.rtmp,
-        rtmps = node.rtmps,
-        http = node.http,
-        cert = tls.rtmps_cert.display().to_string(),
-        key = tls.rtmps_key.display().to_string(),
+        common = node_sections(
+            &node.id,
+            &node.region,
+            (node.rtmp, node.rtmps, node.http),
+            tls
+        ),
         registry = registry.display().to_string(),
         host = node.rtmp.ip(),
         rtmp_port = node.rtmp.port(),
         rtmps_port = node.rtmps.port(),
         tunnel = node.tunnel,
-        ca = files.ca.display().to_string(),
-        node_cert = files.cert.display().to_string(),
-        node_key = files.key.display().to_string(),
-        transport = DEV_TRANSPORT,
+        tunnel_tls = tunnel_tls_sections(node_tls(tls, &node.id)?),
     );
     toml::from_str(&doc).with_context(|| format!("dev config of {}", node.id))
 }
 
 fn edge_config(node: &DevEdge, cluster: &DevCluster, tls: &DevTls) -> anyhow::Result<EdgeConfig> {
-    let files = node_tls(tls, &node.id)?;
     let primary = cluster.origins.get(&node.primary).with_context(|| {
         format!(
             "edge {}: primary {:?} is not an origin",
@@ -237,40 +260,22 @@ fn edge_config(node: &DevEdge, cluster: &DevCluster, tls: &DevTls) -> anyhow::Re
         .collect();
     let doc = format!(
         r#"
-        [node]
-        id = "{id}"
-        region = "{region}"
-        [rtmp]
-        listen = "{rtmp}"
-        [rtmps]
-        listen = "{rtmps}"
-        cert = {cert:?}
-        key = {key:?}
-        [http]
-        listen = "{http}"
+        {common}
         [tunnel]
         primary = "{primary}"
         bind = "127.0.0.1:0"
         origins = [{origins}]
-        [tunnel.tls]
-        ca = {ca:?}
-        cert = {node_cert:?}
-        key = {node_key:?}
-        {transport}
+        {tunnel_tls}
         "#,
-        id = node.id,
-        region = node.region,
-        rtmp = node.rtmp,
-        rtmps = node.rtmps,
-        http = node.http,
-        cert = tls.rtmps_cert.display().to_string(),
-        key = tls.rtmps_key.display().to_string(),
+        common = node_sections(
+            &node.id,
+            &node.region,
+            (node.rtmp, node.rtmps, node.http),
+            tls
+        ),
         primary = primary.id,
         origins = origins.join(", "),
-        ca = files.ca.display().to_string(),
-        node_cert = files.cert.display().to_string(),
-        node_key = files.key.display().to_string(),
-        transport = DEV_TRANSPORT,
+        tunnel_tls = tunnel_tls_sections(node_tls(tls, &node.id)?),
     );
     toml::from_str(&doc).with_context(|| format!("dev config of {}", node.id))
 }
