@@ -46,6 +46,29 @@ async fn publish(url: &str) -> Result<Publisher<TcpStream>, ClientError> {
     Publisher::start(io, url.client_config(), &url.name).await
 }
 
+/// Waits (bounded) until the origin's hub has taken `n` messages of `name`'s primary leg.
+async fn wait_messages(cluster: &TestCluster, name: &str, n: u64) {
+    let key = longhaul_hub::StreamKey::new(name, longhaul_endpoint::Leg::Primary);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = cluster
+            .origin
+            .origin
+            .state
+            .hub
+            .stream(&key)
+            .map_or(0, |s| s.messages_in);
+        if got >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}: {got} of {n} messages at the origin"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn play_from_origin(cluster: &TestCluster, name: &str) -> Player<TcpStream> {
     let url = RtmpUrl::parse(&format!("{}/kLive/{name}", cluster.origin.rtmp())).expect("url");
     let io = TcpStream::connect(url.address()).await.expect("connect");
@@ -93,6 +116,9 @@ async fn a_publish_at_the_edge_plays_from_the_origin_byte_for_byte() {
         publisher.send(&inter(i * 40, 2)).await.expect("send");
     }
     cluster.origin.wait_live(&name).await;
+    // A tunnelled stream is live at the origin from its header on; let its first GOP
+    // arrive so the player below joins on the cache, not on live media.
+    wait_messages(&cluster, &name, 13).await;
 
     // A player at the origin starts on the cached GOP: headers, then the keyframe.
     let mut player = play_from_origin(&cluster, &name).await;
@@ -410,4 +436,132 @@ async fn an_edge_shutting_down_ends_its_streams_cleanly_at_the_origin() {
     );
     drop(pki);
     origin.origin.stop().await;
+}
+
+/// A tunnel client of our own, with the test edge's certificate but its own node id:
+/// what a buggy or hostile cluster member could send.
+async fn raw_tunnel(cluster: &TestCluster, node_id: &str) -> longhaul_tunnel::TunnelClient {
+    use longhaul_tunnel::*;
+    let dir = cluster.pki.path();
+    let section = TunnelSection {
+        origins: vec![OriginPeer {
+            id: "test-origin".into(),
+            region: "nyc".into(),
+            addr: cluster.origin.origin.tunnel_addr.unwrap().to_string(),
+            server_name: ORIGIN_NAME.into(),
+        }],
+        primary: "test-origin".into(),
+        tls: ClusterTlsPaths {
+            ca: dir.join("ca.pem"),
+            cert: Some(dir.join("test-edge_longhaul_internal.pem")),
+            key: Some(dir.join("test-edge_longhaul_internal.key")),
+        },
+        bind: "127.0.0.1:0".parse().unwrap(),
+        transport: TransportSettings {
+            udp_recv_buffer: 262_144,
+            udp_send_buffer: 262_144,
+            ..TransportSettings::default()
+        },
+    };
+    let client = TunnelClient::spawn(
+        client_endpoint(&section).unwrap(),
+        Hello {
+            node_id: node_id.into(),
+            region: "gru".into(),
+            role: "edge".into(),
+            version: VERSION.into(),
+        },
+        section.origins[0].clone(),
+        &section,
+        std::sync::Arc::new(LoadReport::default),
+        &TunnelSet::new(),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.state() != TunnelState::Connected {
+        assert!(Instant::now() < deadline, "raw tunnel did not connect");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    client
+}
+
+async fn origin_end(sender: &longhaul_tunnel::PublishSender) -> String {
+    let mut end = sender.end_signal();
+    match tokio::time::timeout(Duration::from_secs(10), end.wait()).await {
+        Ok(longhaul_tunnel::PublishEnd::ByOrigin(e)) => e.description,
+        other => panic!("expected the origin to end the stream, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_origin_holds_tunnel_streams_to_the_rules_of_a_direct_publish() {
+    use longhaul_tunnel::{AuthoriseRequest, MediaFrame, PublishHeader, Verdict};
+    let cluster = start_cluster("").await;
+    let entry = cluster.origin.create_entry();
+    let raw = raw_tunnel(&cluster, "raw-edge").await;
+    let header = |grant, n: u32| PublishHeader {
+        grant,
+        stream_name: format!("{}_{n}", entry.id),
+        client_addr: "192.0.2.1:1".into(),
+    };
+    let authorise = |n: u32| AuthoriseRequest {
+        app: format!("kLive/?t={}", entry.token),
+        tc_url: None,
+        name: format!("{}_{n}", entry.id),
+        leg: longhaul_endpoint::Leg::Primary,
+        client_addr: "192.0.2.1:1".into(),
+        transport: "rtmp".into(),
+    };
+
+    // A grant nobody was given.
+    let sender = raw.open_publish(header(12345, 1)).await.unwrap();
+    assert!(origin_end(&sender).await.contains("no authorisation"));
+
+    // A real grant works once, and only for the edge it was given to.
+    let Verdict::Allowed { grant, .. } = raw.authorise(authorise(1)).await.unwrap() else {
+        panic!("refused")
+    };
+    let other = raw_tunnel(&cluster, "other-edge").await;
+    let stolen = other.open_publish(header(grant, 1)).await.unwrap();
+    assert!(origin_end(&stolen).await.contains("no authorisation"));
+    let mut sender = raw.open_publish(header(grant, 1)).await.unwrap();
+    for m in [avc_header(), keyframe(0, 1)] {
+        let frame = MediaFrame {
+            kind: m.type_id,
+            timestamp: m.timestamp,
+            payload: m.payload,
+        };
+        sender.send(&frame).await.unwrap();
+    }
+    cluster.origin.wait_live(&format!("{}_1", entry.id)).await;
+    let again = raw.open_publish(header(grant, 1)).await.unwrap();
+    assert!(origin_end(&again).await.contains("no authorisation"));
+
+    // Only media crosses: a SetChunkSize in the stream ends it before any player sees it.
+    let bad = MediaFrame {
+        kind: 1,
+        timestamp: 40,
+        payload: bytes::Bytes::from_static(&[0, 0, 0x10, 0]),
+    };
+    let _ = sender.send(&bad).await;
+    let why = origin_end(&sender).await;
+    assert!(why.contains("not media"), "{why}");
+    let m = cluster.origin.metrics();
+    assert_eq!(
+        series(
+            &m,
+            "longhaul_publishes_total",
+            &["reason=\"unknown_grant\""]
+        ),
+        Some(3.0),
+        "{m}"
+    );
+    assert_eq!(
+        series(&m, "longhaul_session_errors_total", &["kind=\"protocol\""]),
+        Some(1.0),
+        "{m}"
+    );
+    raw.close();
+    other.close();
+    cluster.stop().await;
 }

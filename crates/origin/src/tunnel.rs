@@ -83,8 +83,17 @@ impl TunnelSide {
         id
     }
 
-    fn redeem(&self, id: u64) -> Option<Grant> {
-        self.grants()
+    /// Takes the grant `id` if `peer` was given it and it has not expired. A grant is
+    /// redeemed once: a second stream with it is refused.
+    fn redeem(&self, id: u64, peer: &PeerInfo) -> Option<Grant> {
+        let mut grants = self.grants();
+        let mine = grants
+            .get(&id)
+            .is_some_and(|g| g.publisher.via.as_deref() == Some(peer.node_id.as_str()));
+        if !mine {
+            return None;
+        }
+        grants
             .remove(&id)
             .filter(|g| g.issued.elapsed() < GRANT_TTL)
     }
@@ -161,7 +170,7 @@ impl TunnelService for TunnelSide {
 
     async fn publish(&self, peer: &PeerInfo, header: PublishHeader, stream: IncomingPublish) {
         let (mut media, ender) = stream.split();
-        let Some(grant) = self.redeem(header.grant) else {
+        let Some(grant) = self.redeem(header.grant, peer) else {
             tracing::warn!(edge = %peer.node_id, client = %header.client_addr,
                 stream = %header.stream_name, "tunnel publish refused: unknown or expired grant");
             self.state
