@@ -435,6 +435,9 @@ async fn connect(
         .open_bi()
         .await
         .map_err(|e| connect_error(e.to_string()))?;
+    // Verdicts and reports go out before queued media: a new publish's authorisation
+    // must not wait behind megabytes of other streams' video.
+    let _ = send.set_priority(crate::CONTROL_PRIORITY);
     write_message(&mut send, &Message::Hello(local.clone()), &peer.id).await?;
     let mut reader = FrameReader::new(recv, &peer.id);
     // The origin answers at once; a TLS refusal of our certificate also surfaces here,

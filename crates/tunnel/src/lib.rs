@@ -105,5 +105,10 @@ pub mod codes {
     pub const CANCELLED: u32 = 2;
 }
 
+/// quinn send priority of the control stream; publish streams keep the default 0. quinn
+/// sends the highest-priority stream's pending data first, so verdicts and reports are
+/// never queued behind media.
+pub const CONTROL_PRIORITY: i32 = 1;
+
 /// This build's version, sent in hellos.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

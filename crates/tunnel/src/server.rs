@@ -120,6 +120,8 @@ async fn handle<S: TunnelService>(
                     peer: address.clone(),
                     source,
                 })?;
+        // Control messages go out before queued media (see CONTROL_PRIORITY).
+        let _ = send.set_priority(crate::CONTROL_PRIORITY);
         let mut reader = FrameReader::new(recv, &address);
         match reader.next_message().await? {
             Some(Message::Hello(h)) => Ok((send, reader, h)),
