@@ -52,7 +52,9 @@ use std::time::{Duration, Instant};
 /// Default `relay.pause_bytes`: 1 MiB. About one second of an 8 Mbit/s rendition and
 /// several keyframes of a 6 Mbit/s one (100-300 KB each), enough to ride out a tunnel
 /// hiccup without pausing the encoder. The long path's bandwidth-delay product does not
-/// live here but in the QUIC stream's own send window (8 MiB, `tunnel.transport`). At
+/// live here but in the QUIC stream's window (1 MiB, `tunnel.transport.stream_window`):
+/// a stream the path cannot carry queues at most that inside QUIC before it queues here,
+/// where old GOPs are dropped. At
 /// 2,000 publishers (SRS's published one-core figure) a full stall of every stream would
 /// hold 2 GiB, which an edge host has.
 pub const DEFAULT_PAUSE_BYTES: usize = 1024 * 1024;
