@@ -7,7 +7,7 @@
 //! `cargo bench -p longhaul --bench relay_path` (filters: substrings of the case names
 //! `{paced,bulk}/{1,10}`, e.g. `-- paced`).
 //!
-//! The stream is the tunnel bench's: 25 fps video, a 100 KB keyframe every 2 s, 20-36 KB
+//! The stream is the tunnel bench's (`benches/support/stream_plan.rs`): 25 fps video, a 100 KB keyframe every 2 s, 20-36 KB
 //! P-frames, 300 B AAC frames every 21.3 ms: about 6.0 Mbit/s. Every media payload
 //! carries, after its FLV tag header (so the hub still sees keyframes), its send time in
 //! nanoseconds since the bench's epoch and a sequence number; the player records when
@@ -31,9 +31,23 @@ use longhaul_rtmp::message::type_id;
 use longhaul_rtmp::RtmpMessage;
 use longhaul_tunnel::pki::{ClusterCa, NodeFiles};
 use longhaul_tunnel::{TransportSettings, TunnelState};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
+
+#[path = "support/measure.rs"]
+mod measure;
+#[path = "support/stream_plan.rs"]
+mod stream_plan;
+
+use measure::{
+    bench_main, fail, fmt_ms, latency_ms, nanos_at, percentile, process_cpu, selected, spread,
+    stats, Window,
+};
+use stream_plan::{template, Mode, Planned, KEYFRAME};
+
+// The shared plan's message types are RTMP's.
+const _: () = assert!(stream_plan::AUDIO_TYPE == type_id::AUDIO);
+const _: () = assert!(stream_plan::VIDEO_TYPE == type_id::VIDEO);
 
 const RUNS: usize = 5;
 /// Paced streams run this long per run (3 s: 216 messages per stream).
@@ -50,111 +64,21 @@ const BULK_DEADLINE: Duration = Duration::from_secs(1);
 const BULK_MAX_MESSAGES: usize = 2_000_000;
 /// Every wait on a connection, a publish or a live stream gives up after this.
 const STEP_LIMIT: Duration = Duration::from_secs(20);
-
-const FPS: u32 = 25;
-const GOP: u32 = 50;
-const KEYFRAME: usize = 100_000;
-const P_FRAME_MIN: usize = 20_000;
-const P_FRAME_MAX: usize = 36_000;
-const AUDIO: usize = 300;
-/// AAC at 48 kHz: 1,024 samples per frame.
-const AUDIO_PERIOD_US: f64 = 1024.0 / 48_000.0 * 1e6;
 /// The origin's certificate name, which the edge checks.
 const ORIGIN_NAME: &str = "nyc-1.longhaul.internal";
 
 // ---------------------------------------------------------------------------------------
-// Time and CPU
-
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-fn nanos_at(t: Instant) -> u64 {
-    t.saturating_duration_since(epoch()).as_nanos() as u64
-}
-
-/// CPU time (user + system) of the whole process.
-fn process_cpu() -> Duration {
-    // SAFETY: getrusage writes the struct it is given and nothing else.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1_000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
-
-fn fail(what: &str, e: impl std::fmt::Display) -> ! {
-    eprintln!("{what}: {e}");
-    std::process::exit(1)
-}
-
-// ---------------------------------------------------------------------------------------
 // The stream
 
-#[derive(Debug, Clone, Copy)]
-struct Planned {
-    at: Duration,
-    type_id: u8,
-    timestamp: u32,
-    len: usize,
-    key: bool,
-}
-
-/// The messages of one stream due before `length`; `phase` (0..1) staggers streams in
-/// frame time and keyframes, as independent encoders are. The first video frame is a
-/// keyframe whatever the phase, so a player starts at once.
-fn plan(length: Duration, seed: u32, phase: f64) -> Vec<Planned> {
-    let mut out = Vec::new();
-    let mut rng = seed | 1;
-    let frame_us = 1e6 / f64::from(FPS);
-    let offset_us = phase * frame_us;
-    let key_offset = (phase * f64::from(GOP)) as u32;
-    let mut audio_us = offset_us;
-    for frame in 0u32.. {
-        let video_us = offset_us + f64::from(frame) * frame_us;
-        while audio_us < video_us {
-            let at = Duration::from_micros(audio_us as u64);
-            if at >= length {
-                return out;
-            }
-            out.push(Planned {
-                at,
-                type_id: type_id::AUDIO,
-                timestamp: (audio_us / 1e3) as u32,
-                len: AUDIO,
-                key: false,
-            });
-            audio_us += AUDIO_PERIOD_US;
-        }
-        let at = Duration::from_micros(video_us as u64);
-        if at >= length {
-            return out;
-        }
-        rng ^= rng << 13;
-        rng ^= rng >> 17;
-        rng ^= rng << 5;
-        let key = frame == 0 || (frame + key_offset) % GOP == 0;
-        out.push(Planned {
-            at,
-            type_id: type_id::VIDEO,
-            timestamp: (video_us / 1e3) as u32,
-            len: if key {
-                KEYFRAME
-            } else {
-                P_FRAME_MIN + rng as usize % (P_FRAME_MAX - P_FRAME_MIN + 1)
-            },
-            key,
-        });
+/// Stream `i` of `streams` (see [`stream_plan::plan_stream`]), but the first video frame
+/// is a keyframe whatever the phase, so a player starts at once.
+fn plan(length: Duration, i: usize, streams: usize) -> Vec<Planned> {
+    let mut out = stream_plan::plan_stream(length, i, streams);
+    if let Some(first) = out.iter_mut().find(|p| p.type_id == type_id::VIDEO) {
+        first.key = true;
+        first.len = KEYFRAME;
     }
     out
-}
-
-fn template() -> &'static [u8] {
-    static T: OnceLock<Vec<u8>> = OnceLock::new();
-    T.get_or_init(|| (0..KEYFRAME).map(|i| (i * 7 + 3) as u8).collect())
 }
 
 /// FLV tag header bytes before the stamp: AVC NALU (keyframe 0x17 / inter 0x27, packet
@@ -323,19 +247,6 @@ enum Path {
     Edge,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Paced,
-    Bulk,
-}
-
-fn mode_name(m: Mode) -> &'static str {
-    match m {
-        Mode::Paced => "paced",
-        Mode::Bulk => "bulk",
-    }
-}
-
 /// Waits (bounded) until `name` is live in the origin's hub.
 async fn wait_live(origin: &Origin, name: &str) {
     let deadline = Instant::now() + STEP_LIMIT;
@@ -414,14 +325,6 @@ async fn prepare(cluster: &Cluster, path: Path) -> Ready {
         Err(_) => fail("play", "timed out"),
     };
     Ready { publisher, player }
-}
-
-/// The window of a run.
-#[derive(Clone, Copy)]
-struct Window {
-    start: Instant,
-    open: Instant,
-    close: Instant,
 }
 
 /// What a publisher sent: per message (video?, send stamp), in sequence order.
@@ -530,12 +433,7 @@ async fn run(cluster: &Cluster, path: Path, mode: Mode, streams: usize) -> Figur
         Mode::Paced => (Duration::ZERO, PACED),
         Mode::Bulk => (WARMUP, BULK),
     };
-    let start = Instant::now() + Duration::from_millis(50);
-    let w = Window {
-        start,
-        open: start + warmup,
-        close: start + warmup + length,
-    };
+    let w = Window::new(warmup, length);
     let plan_length = match mode {
         Mode::Paced => length,
         Mode::Bulk => Duration::from_secs(2),
@@ -543,11 +441,7 @@ async fn run(cluster: &Cluster, path: Path, mode: Mode, streams: usize) -> Figur
     let bytes = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for (i, r) in ready.into_iter().enumerate() {
-        let plan = plan(
-            plan_length,
-            0x9e37_79b9 ^ (i as u32 * 7_919 + 1),
-            i as f64 / streams as f64,
-        );
+        let plan = plan(plan_length, i, streams);
         tasks.push((
             tokio::spawn(publish(r.publisher, plan, mode, w)),
             tokio::spawn(play(r.player, w.close + DRAIN, bytes.clone())),
@@ -600,16 +494,9 @@ async fn run(cluster: &Cluster, path: Path, mode: Mode, streams: usize) -> Figur
         }
     }
     latencies.sort_unstable();
-    let pct = |q: f64| -> Option<Duration> {
-        let i = ((q * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len().max(1)) - 1;
-        latencies
-            .get(i)
-            .filter(|&&l| l != u64::MAX)
-            .map(|&l| Duration::from_nanos(l))
-    };
     f.due = latencies.len();
-    f.p50 = pct(0.5);
-    f.p99 = pct(0.99);
+    f.p50 = percentile(&latencies, 0.5);
+    f.p99 = percentile(&latencies, 0.99);
     // Let the unpublished streams leave the hub before the next run.
     tokio::time::sleep(Duration::from_millis(100)).await;
     f
@@ -617,37 +504,6 @@ async fn run(cluster: &Cluster, path: Path, mode: Mode, streams: usize) -> Figur
 
 // ---------------------------------------------------------------------------------------
 // Output
-
-fn ms(d: Option<Duration>) -> String {
-    match d {
-        Some(d) if d < Duration::from_millis(10) => format!("{:.2}", d.as_secs_f64() * 1e3),
-        Some(d) => format!("{:.0}", d.as_secs_f64() * 1e3),
-        None => "n/d".into(),
-    }
-}
-
-/// (min, median, max) of `key` over runs.
-fn stats(runs: &[Figures], key: impl Fn(&Figures) -> f64) -> (f64, f64, f64) {
-    let mut v: Vec<f64> = runs.iter().map(key).collect();
-    v.sort_by(f64::total_cmp);
-    (v[0], v[v.len() / 2], v[v.len() - 1])
-}
-
-fn spread(s: (f64, f64, f64), fmt: impl Fn(f64) -> String) -> String {
-    format!("{} ({}-{})", fmt(s.1), fmt(s.0), fmt(s.2))
-}
-
-fn latency_ms(d: Option<Duration>) -> f64 {
-    d.map_or(f64::INFINITY, |d| d.as_secs_f64() * 1e3)
-}
-
-fn fmt_ms(v: f64) -> String {
-    if v.is_finite() {
-        ms(Some(Duration::from_secs_f64(v / 1e3)))
-    } else {
-        "n/d".into()
-    }
-}
 
 fn ratio(edge: f64, direct: f64) -> String {
     if edge.is_finite() && direct.is_finite() && direct > 0.0 {
@@ -658,19 +514,7 @@ fn ratio(edge: f64, direct: f64) -> String {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; every other word filters cases.
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    epoch();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| fail("runtime", e));
-    let started = Instant::now();
-    runtime.block_on(async {
+    bench_main(|filters| async move {
         let cluster = start_cluster().await;
         let s = &cluster.settings;
         println!("# relay path: RTMP publisher -> [edge -> QUIC tunnel ->] origin -> RTMP player, loopback, one process");
@@ -694,9 +538,13 @@ fn main() {
         println!();
         println!("| mode | streams | path | messages/run | missing | latency p50 ms | latency p99 ms | payload Mbit/s | CPU cores | cores per Gbit/s |");
         println!("|---|---|---|---|---|---|---|---|---|---|");
-        for (mode, n) in [(Mode::Paced, 1), (Mode::Paced, 10), (Mode::Bulk, 1), (Mode::Bulk, 10)] {
-            let name = format!("{}/{n}", mode_name(mode));
-            if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
+        for (mode, n) in [
+            (Mode::Paced, 1),
+            (Mode::Paced, 10),
+            (Mode::Bulk, 1),
+            (Mode::Bulk, 10),
+        ] {
+            if !selected(&filters, &format!("{}/{n}", mode.name())) {
                 continue;
             }
             let (mut direct, mut edge) = (Vec::new(), Vec::new());
@@ -713,7 +561,7 @@ fn main() {
                 let per_gbps = stats(runs, |f| f.cores_per_gbps());
                 println!(
                     "| {} | {n} | {path} | {:.0} | {:.0} | {} | {} | {} | {} | {} |",
-                    mode_name(mode),
+                    mode.name(),
                     stats(runs, |f| f.due as f64).1,
                     stats(runs, |f| f.missing as f64).1,
                     spread(p50, fmt_ms),
@@ -727,7 +575,7 @@ fn main() {
             let (d, e) = (medians[0], medians[1]);
             println!(
                 "| {} | {n} | edge / direct | | | {} | {} | {} | | {} |",
-                mode_name(mode),
+                mode.name(),
                 ratio(e.0, d.0),
                 ratio(e.1, d.1),
                 ratio(e.2, d.2),
@@ -738,5 +586,4 @@ fn main() {
         edge.stop().await;
         origin.stop().await;
     });
-    println!("\ntotal {:.0} s", started.elapsed().as_secs_f64());
 }

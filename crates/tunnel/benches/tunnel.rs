@@ -18,9 +18,10 @@
 //!   `-- load`): ten paced streams on one tunnel over the same path, 60 Mbit/s offered to
 //!   the 100 Mbit/s bottleneck: a loaded edge's tunnel rather than one stream.
 //!
-//! The stream: 25 fps video with a 100 KB keyframe every 2 s and P-frames of 20-36 KB
-//! (28 KB on average), plus 48 kHz AAC frames of 300 B every 21.3 ms: about 6.0 Mbit/s of
-//! payload. Every payload starts with its send time (nanoseconds since the bench's epoch,
+//! The stream (`benches/support/stream_plan.rs` at the workspace root, shared with the
+//! relay-path bench): 25 fps video with a 100 KB keyframe every 2 s and P-frames of
+//! 20-36 KB (28 KB on average), plus 48 kHz AAC frames of 300 B every 21.3 ms: about
+//! 6.0 Mbit/s of payload. Every payload starts with its send time (nanoseconds since the bench's epoch,
 //! big endian); the toy origin records when each message arrives. A paced message's send
 //! time is its scheduled (capture) time, so a sender held back by the tunnel shows as
 //! latency; a bulk message's is the moment its send starts.
@@ -43,11 +44,24 @@ use longhaul_tunnel::{
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+#[path = "../../../benches/support/measure.rs"]
+mod measure;
+// The toy origin does not look at keyframes: `Planned::key` is not read here.
+#[allow(dead_code)]
+#[path = "../../../benches/support/stream_plan.rs"]
+mod stream_plan;
+
+use measure::{
+    bench_main, fail, fmt_ms, latency_ms, ms, nanos_at, percentile, process_cpu, selected, spread,
+    stats, Window,
+};
+use stream_plan::{plan, plan_stream, template, Mode, Planned, VIDEO_TYPE};
 
 /// Runs per loopback figure; the median is printed.
 const RUNS: usize = 5;
@@ -84,42 +98,11 @@ const QUEUE_BYTES: f64 = 1_500_000.0;
 /// Datagrams the proxy holds in its delay line per direction: 230 ms at 100 Mbit/s is
 /// about 2,000 packets of 1,452 B; the rest is headroom for a sender above the cap.
 const DELAY_LINE: usize = 65_536;
-
-/// The stream model (see the module docs).
-const FPS: u32 = 25;
-const GOP: u32 = 50;
-const KEYFRAME: usize = 100_000;
-const P_FRAME_MIN: usize = 20_000;
-const P_FRAME_MAX: usize = 36_000;
-const AUDIO: usize = 300;
-/// AAC at 48 kHz: 1,024 samples per frame.
-const AUDIO_PERIOD_US: f64 = 1024.0 / 48_000.0 * 1e6;
 /// Bulk senders stop after this many messages even if time is left (about 40 GB).
 const BULK_MAX_MESSAGES: usize = 2_000_000;
 
 // ---------------------------------------------------------------------------------------
-// Time and CPU
-
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-fn nanos_at(t: Instant) -> u64 {
-    t.saturating_duration_since(epoch()).as_nanos() as u64
-}
-
-/// CPU time (user + system) of the whole process.
-fn process_cpu() -> Duration {
-    // SAFETY: getrusage writes the struct it is given and nothing else.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1_000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
+// Kernel counters
 
 /// The kernel's count of UDP datagrams dropped for a full receive buffer, machine-wide.
 fn udp_rcvbuf_errors() -> Option<u64> {
@@ -135,69 +118,6 @@ fn udp_rcvbuf_errors() -> Option<u64> {
 
 // ---------------------------------------------------------------------------------------
 // The stream
-
-#[derive(Debug, Clone, Copy)]
-struct Planned {
-    /// Offset from the stream's start.
-    at: Duration,
-    kind: u8,
-    timestamp: u32,
-    len: usize,
-}
-
-const VIDEO: u8 = 9;
-const AUDIO_KIND: u8 = 8;
-
-/// The messages of one stream due before `length`. `phase` (0..1) staggers streams:
-/// encoders are not in step, neither in frame time nor in keyframes.
-fn plan(length: Duration, seed: u32, phase: f64) -> Vec<Planned> {
-    let mut out = Vec::new();
-    let mut rng = seed | 1;
-    let frame_us = 1e6 / f64::from(FPS);
-    let offset_us = phase * frame_us;
-    let key_offset = (phase * f64::from(GOP)) as u32;
-    let mut audio_us = offset_us;
-    for frame in 0u32.. {
-        let video_us = offset_us + f64::from(frame) * frame_us;
-        while audio_us < video_us {
-            let at = Duration::from_micros(audio_us as u64);
-            if at >= length {
-                return out;
-            }
-            out.push(Planned {
-                at,
-                kind: AUDIO_KIND,
-                timestamp: (audio_us / 1e3) as u32,
-                len: AUDIO,
-            });
-            audio_us += AUDIO_PERIOD_US;
-        }
-        let at = Duration::from_micros(video_us as u64);
-        if at >= length {
-            return out;
-        }
-        rng ^= rng << 13;
-        rng ^= rng >> 17;
-        rng ^= rng << 5;
-        let len = if (frame + key_offset) % GOP == 0 {
-            KEYFRAME
-        } else {
-            P_FRAME_MIN + rng as usize % (P_FRAME_MAX - P_FRAME_MIN + 1)
-        };
-        out.push(Planned {
-            at,
-            kind: VIDEO,
-            timestamp: (video_us / 1e3) as u32,
-            len,
-        });
-    }
-    out
-}
-
-fn template() -> &'static [u8] {
-    static T: OnceLock<Vec<u8>> = OnceLock::new();
-    T.get_or_init(|| (0..KEYFRAME).map(|i| (i * 7 + 3) as u8).collect())
-}
 
 /// A fresh payload, as the edge's RTMP decoder hands over one fresh buffer per message:
 /// send time first, the rest copied from a template.
@@ -286,11 +206,6 @@ impl Drop for Tunnel {
         self.client.close();
         self.origin_shutdown.cancel();
     }
-}
-
-fn fail(what: &str, e: impl std::fmt::Display) -> ! {
-    eprintln!("{what}: {e}");
-    std::process::exit(1)
 }
 
 /// Starts an origin and an edge with `settings`, the edge dialling through a proxy with
@@ -400,30 +315,11 @@ async fn open(tunnel: &Tunnel, name: &str) -> PublishSender {
 // ---------------------------------------------------------------------------------------
 // A case: N streams, paced or bulk, then the figures
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// Each message at its capture time.
-    Paced,
-    /// Messages back to back, as fast as the tunnel takes them.
-    Bulk,
-}
-
 /// One stream's messages as the sender saw them: kind, send stamp, and whether it was
 /// handed to the tunnel before the window closed.
 struct Sent {
     name: String,
     messages: Vec<(u8, u64)>,
-}
-
-/// The window of a case.
-#[derive(Clone, Copy)]
-struct Window {
-    /// Senders start.
-    start: Instant,
-    /// Figures count from here (bulk: after the warm-up).
-    open: Instant,
-    /// Senders stop.
-    close: Instant,
 }
 
 async fn send_paced(
@@ -440,13 +336,13 @@ async fn send_paced(
         }
         let stamp = nanos_at(due);
         // Due but never handed over (the sender was held back): counted, not delivered.
-        messages.push((p.kind, stamp));
+        messages.push((p.type_id, stamp));
         if Instant::now() >= w.close {
             continue;
         }
         tokio::time::sleep_until(due.into()).await;
         let frame = MediaFrame {
-            kind: p.kind,
+            kind: p.type_id,
             timestamp: p.timestamp,
             payload: payload(p.len, stamp),
         };
@@ -469,9 +365,9 @@ async fn send_bulk(mut sender: PublishSender, name: String, plan: Vec<Planned>, 
             break;
         }
         let stamp = nanos_at(now);
-        messages.push((p.kind, stamp));
+        messages.push((p.type_id, stamp));
         let frame = MediaFrame {
-            kind: p.kind,
+            kind: p.type_id,
             timestamp: p.timestamp,
             payload: payload(p.len, stamp),
         };
@@ -543,12 +439,7 @@ async fn run_case(
         senders.push((open(tunnel, &name).await, name));
     }
     // Every sender starts on the same instant, a little ahead so all are waiting.
-    let start = Instant::now() + Duration::from_millis(50);
-    let w = Window {
-        start,
-        open: start + warmup,
-        close: start + warmup + length,
-    };
+    let w = Window::new(warmup, length);
     let plan_length = match mode {
         Mode::Paced => warmup + length,
         Mode::Bulk => Duration::from_secs(2), // one GOP, cycled
@@ -557,11 +448,7 @@ async fn run_case(
         .into_iter()
         .enumerate()
         .map(|(i, (sender, name))| {
-            let plan = plan(
-                plan_length,
-                0x9e37_79b9 ^ (i as u32 * 7_919 + 1),
-                i as f64 / streams as f64,
-            );
+            let plan = plan_stream(plan_length, i, streams);
             match mode {
                 Mode::Paced => tokio::spawn(send_paced(sender, name, plan, w)),
                 Mode::Bulk => tokio::spawn(send_bulk(sender, name, plan, w)),
@@ -630,7 +517,7 @@ async fn run_case(
                 continue;
             }
             latencies.push(arrived.unwrap_or(u64::MAX));
-            if kind == VIDEO {
+            if kind == VIDEO_TYPE {
                 let in_time = arrived.is_some_and(|l| l <= deadline_ns);
                 video += 1;
                 video_in_time += usize::from(in_time);
@@ -642,16 +529,9 @@ async fn run_case(
         }
     }
     latencies.sort_unstable();
-    let pct = |q: f64| -> Option<Duration> {
-        let i = ((q * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len().max(1)) - 1;
-        latencies
-            .get(i)
-            .filter(|&&l| l != u64::MAX)
-            .map(|&l| Duration::from_nanos(l))
-    };
     figures.due = latencies.len();
-    figures.p50 = pct(0.50);
-    figures.p99 = pct(0.99);
+    figures.p50 = percentile(&latencies, 0.50);
+    figures.p99 = percentile(&latencies, 0.99);
     figures.within = video_in_time as f64 / video.max(1) as f64;
     figures.within_steady = steady_in_time as f64 / steady.max(1) as f64;
     // Records of this case are no longer needed.
@@ -858,25 +738,6 @@ async fn deliver(
 // ---------------------------------------------------------------------------------------
 // Output
 
-fn ms(d: Option<Duration>) -> String {
-    match d {
-        Some(d) if d < Duration::from_millis(10) => format!("{:.2}", d.as_secs_f64() * 1e3),
-        Some(d) => format!("{:.0}", d.as_secs_f64() * 1e3),
-        None => "n/d".into(),
-    }
-}
-
-fn median<T: Copy>(mut v: Vec<T>, key: impl Fn(&T) -> f64) -> (T, T, T) {
-    v.sort_by(|a, b| key(a).total_cmp(&key(b)));
-    (v[0], v[v.len() / 2], v[v.len() - 1])
-}
-
-/// Median (min-max) of one figure over runs.
-fn spread(runs: &[Figures], key: impl Fn(&Figures) -> f64, fmt: impl Fn(f64) -> String) -> String {
-    let (lo, mid, hi) = median(runs.to_vec(), &key);
-    format!("{} ({}-{})", fmt(key(&mid)), fmt(key(&lo)), fmt(key(&hi)))
-}
-
 fn settings_line(s: &TransportSettings) -> String {
     format!(
         "congestion {}, stream window {} MiB, connection window {} MiB, send window {} MiB, \
@@ -944,7 +805,7 @@ async fn loopback(filters: &[String]) {
         (Mode::Bulk, 10),
     ]
     .into_iter()
-    .filter(|(mode, n)| selected(filters, &format!("loopback/{}/{n}", mode_name(*mode))))
+    .filter(|(mode, n)| selected(filters, &format!("loopback/{}/{n}", mode.name())))
     .collect();
     if cases.is_empty() {
         return;
@@ -984,36 +845,21 @@ async fn loopback(filters: &[String]) {
             }
             runs.push(f);
         }
-        let lat = |f: Option<Duration>| f.map_or(f64::INFINITY, |d| d.as_secs_f64() * 1e3);
-        let msf = |v: f64| {
-            if v.is_finite() {
-                ms(Some(Duration::from_secs_f64(v / 1e3)))
-            } else {
-                "n/d".into()
-            }
-        };
         let lost = path_figures(&tunnel).lost_packets - lost0;
         let udp = match (udp0, udp_rcvbuf_errors()) {
             (Some(a), Some(b)) => (b - a).to_string(),
             _ => "?".into(),
         };
         println!(
-            "| {} | {n} | {} | {} | {} | {} | {} | {} | {lost} | {udp} |",
-            mode_name(mode),
-            median(runs.clone(), |f| f.due as f64).1.due,
-            spread(&runs, |f| lat(f.p50), msf),
-            spread(&runs, |f| lat(f.p99), msf),
-            spread(&runs, |f| f.payload_mbps, |v| format!("{v:.0}")),
-            spread(&runs, |f| f.cores, |v| format!("{v:.2}")),
-            spread(&runs, |f| f.cores_per_gbps(), |v| format!("{v:.2}")),
+            "| {} | {n} | {:.0} | {} | {} | {} | {} | {} | {lost} | {udp} |",
+            mode.name(),
+            stats(&runs, |f| f.due as f64).1,
+            spread(stats(&runs, |f| latency_ms(f.p50)), fmt_ms),
+            spread(stats(&runs, |f| latency_ms(f.p99)), fmt_ms),
+            spread(stats(&runs, |f| f.payload_mbps), |v| format!("{v:.0}")),
+            spread(stats(&runs, |f| f.cores), |v| format!("{v:.2}")),
+            spread(stats(&runs, |f| f.cores_per_gbps()), |v| format!("{v:.2}")),
         );
-    }
-}
-
-fn mode_name(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Paced => "paced",
-        Mode::Bulk => "bulk",
     }
 }
 
@@ -1053,7 +899,7 @@ fn case_name(part: &LossyPart, congestion: Congestion, loss: f64, mode: Mode, n:
         part.name,
         congestion.as_str(),
         (loss * 100.0).round(),
-        mode_name(mode)
+        mode.name()
     )
 }
 
@@ -1160,7 +1006,7 @@ async fn lossy_part(part: &LossyPart, filters: &[String]) {
                     "| {} | {:.0} % | {}{n} | {:.2} | {within} | {} | {} | {} | {} | {} | {} / {} |",
                     congestion.as_str(),
                     loss * 100.0,
-                    mode_name(mode),
+                    mode.name(),
                     f.payload_mbps,
                     ms(f.p50),
                     ms(f.p99),
@@ -1188,29 +1034,12 @@ async fn lossy_part(part: &LossyPart, filters: &[String]) {
     }
 }
 
-fn selected(filters: &[String], case: &str) -> bool {
-    filters.is_empty() || filters.iter().any(|f| case.contains(f.as_str()))
-}
-
 fn main() {
-    // `cargo bench` passes `--bench`; every other word filters cases.
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    epoch();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| fail("runtime", e));
-    let started = Instant::now();
-    runtime.block_on(async {
+    bench_main(|filters| async move {
         let defaults = TransportSettings::default();
         println!("# longhaul-tunnel bench (filters: {filters:?})");
         environment(&defaults);
         loopback(&filters).await;
         lossy(&filters).await;
     });
-    println!("\ntotal {:.0} s", started.elapsed().as_secs_f64());
 }
