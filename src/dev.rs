@@ -126,9 +126,12 @@ const DEV_TRANSPORT: &str = r#"
         udp_send_buffer = 2097152
 "#;
 
+/// Dev nodes' tunnel certificates are issued for `{id}.` this; origins check it.
+const TUNNEL_NAME_SUFFIX: &str = "tunnel.longhaul.dev";
+
 /// The name a node's tunnel certificate is issued for.
 fn tunnel_name(id: &str) -> String {
-    format!("{id}.tunnel.longhaul.dev")
+    format!("{id}.{TUNNEL_NAME_SUFFIX}")
 }
 
 /// A fresh cluster CA and node certificates, made on every start (all dev nodes start
@@ -220,6 +223,7 @@ fn origin_config(node: &DevOrigin, registry: &Path, tls: &DevTls) -> anyhow::Res
         renditions = 3
         [tunnel]
         listen = "{tunnel}"
+        edge_name_suffix = "{suffix}"
         {tunnel_tls}
         "#,
         common = node_sections(
@@ -233,6 +237,7 @@ fn origin_config(node: &DevOrigin, registry: &Path, tls: &DevTls) -> anyhow::Res
         rtmp_port = node.rtmp.port(),
         rtmps_port = node.rtmps.port(),
         tunnel = node.tunnel,
+        suffix = TUNNEL_NAME_SUFFIX,
         tunnel_tls = tunnel_tls_sections(node_tls(tls, &node.id)?),
     );
     toml::from_str(&doc).with_context(|| format!("dev config of {}", node.id))

@@ -157,6 +157,7 @@ impl Cluster {
             path = {registry:?}
             [tunnel]
             listen = "{tunnel}"
+            edge_name_suffix = "tunnel.test"
             [tunnel.tls]
             ca = {ca:?}
             cert = {cert:?}

@@ -416,7 +416,9 @@ async fn an_edge_shutting_down_ends_its_streams_cleanly_at_the_origin() {
         }
     }
     // The edge stops with the encoder still connected: its stream is finished, not cut.
-    let TestCluster { origin, edge, pki } = cluster;
+    let TestCluster {
+        origin, edge, pki, ..
+    } = cluster;
     edge.stop().await;
     let ended = tokio::time::timeout(Duration::from_secs(10), async {
         while let Ok(Some(_)) = player.recv().await {}
@@ -438,11 +440,15 @@ async fn an_edge_shutting_down_ends_its_streams_cleanly_at_the_origin() {
     origin.origin.stop().await;
 }
 
-/// A tunnel client of our own, with the test edge's certificate but its own node id:
-/// what a buggy or hostile cluster member could send.
+/// A tunnel client of our own, a cluster member with a certificate for `node_id`: what
+/// a buggy or hostile edge could send.
 async fn raw_tunnel(cluster: &TestCluster, node_id: &str) -> longhaul_tunnel::TunnelClient {
     use longhaul_tunnel::*;
     let dir = cluster.pki.path();
+    let files = cluster
+        .ca
+        .issue(&format!("{node_id}.longhaul.internal"), dir)
+        .unwrap();
     let section = TunnelSection {
         origins: vec![OriginPeer {
             id: "test-origin".into(),
@@ -451,11 +457,7 @@ async fn raw_tunnel(cluster: &TestCluster, node_id: &str) -> longhaul_tunnel::Tu
             server_name: ORIGIN_NAME.into(),
         }],
         primary: "test-origin".into(),
-        tls: ClusterTlsPaths {
-            ca: dir.join("ca.pem"),
-            cert: Some(dir.join("test-edge_longhaul_internal.pem")),
-            key: Some(dir.join("test-edge_longhaul_internal.key")),
-        },
+        tls: files.tls_paths(),
         bind: "127.0.0.1:0".parse().unwrap(),
         transport: TransportSettings {
             udp_recv_buffer: 262_144,

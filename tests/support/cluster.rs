@@ -24,6 +24,8 @@ pub struct TestCluster {
     pub origin: TestOrigin,
     pub edge: Edge,
     pub pki: tempfile::TempDir,
+    /// The cluster CA, to issue more node certificates.
+    pub ca: ClusterCa,
 }
 
 impl TestCluster {
@@ -55,6 +57,7 @@ pub async fn start_cluster(edge_extra: &str) -> TestCluster {
         r#"
         [tunnel]
         listen = "127.0.0.1:0"
+        edge_name_suffix = "longhaul.internal"
         {tunnel}
         "#,
         tunnel = tunnel_tls_and_transport(&origin_files),
@@ -66,7 +69,12 @@ pub async fn start_cluster(edge_extra: &str) -> TestCluster {
         .expect("the origin's tunnel is on");
     let edge = start_edge(tunnel, &edge_files, edge_extra).await;
     wait_connected(&edge).await;
-    TestCluster { origin, edge, pki }
+    TestCluster {
+        origin,
+        edge,
+        pki,
+        ca,
+    }
 }
 
 /// An edge on ephemeral ports whose one origin is at `tunnel` (nothing need listen there).

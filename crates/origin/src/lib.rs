@@ -123,7 +123,7 @@ impl Origin {
             tasks.spawn(longhaul_tunnel::server::serve(
                 endpoint,
                 Arc::new(tunnel::TunnelSide::new(state.clone())),
-                section.transport.clone(),
+                section.clone(),
                 tunnels.clone(),
                 tasks.shutdown_token(),
             ));

@@ -222,6 +222,7 @@ async fn start_tunnel(settings: &TransportSettings, path: Option<PathModel>) -> 
     let listen = TunnelListenSection {
         listen: ([127, 0, 0, 1], 0).into(),
         tls: origin_files.tls_paths(),
+        edge_name_suffix: None,
         transport: settings.clone(),
     };
     let endpoint = server_endpoint(&listen).unwrap_or_else(|e| fail("origin endpoint", e));
@@ -233,7 +234,7 @@ async fn start_tunnel(settings: &TransportSettings, path: Option<PathModel>) -> 
     tokio::spawn(server::serve(
         endpoint,
         origin.clone(),
-        settings.clone(),
+        listen.clone(),
         TunnelSet::new(),
         origin_shutdown.clone(),
     ));

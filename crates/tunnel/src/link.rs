@@ -246,8 +246,8 @@ pub mod refusal {
     pub const BAD_CERTIFICATE: &str = "bad_certificate";
     pub const WRONG_PROTOCOL: &str = "wrong_protocol";
     pub const NO_HELLO: &str = "no_hello";
-    /// A hello with a role other than `edge`, or a node id or region that is not a
-    /// short lowercase name.
+    /// A hello with a role other than `edge`, a node id or region that is not a short
+    /// lowercase name, or a node id the certificate is not valid for.
     pub const BAD_HELLO: &str = "bad_hello";
     pub const OTHER: &str = "other";
     pub const ALL: [&str; 6] = [

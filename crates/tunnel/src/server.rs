@@ -8,12 +8,13 @@
 use crate::client::{close_reason, send_reports, HELLO_TIMEOUT};
 use crate::codes;
 use crate::link::{protocol_error, refusal, Link, StreamGuard, TunnelSet, TunnelState};
-use crate::settings::TransportSettings;
+use crate::settings::TunnelListenSection;
 use crate::stream::{control_writer, write_message, FrameReader, TunnelError, CONTROL_QUEUE};
 use crate::wire::{
     AuthoriseRequest, Frame, Hello, LoadReport, MediaFrame, Message, PublishHeader, StreamEnd,
     Verdict,
 };
+use rustls_pki_types::{CertificateDer, ServerName};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,10 +55,11 @@ pub trait TunnelService: Send + Sync + 'static {
 pub async fn serve<S: TunnelService>(
     endpoint: quinn::Endpoint,
     service: Arc<S>,
-    settings: TransportSettings,
+    section: TunnelListenSection,
     set: Arc<TunnelSet>,
     shutdown: CancellationToken,
 ) {
+    let section = Arc::new(section);
     loop {
         let incoming = tokio::select! {
             i = endpoint.accept() => match i {
@@ -67,7 +69,7 @@ pub async fn serve<S: TunnelService>(
             _ = shutdown.cancelled() => break,
         };
         let (service, set, shutdown) = (service.clone(), set.clone(), shutdown.clone());
-        let settings = settings.clone();
+        let section = section.clone();
         tokio::spawn(async move {
             let addr = incoming.remote_address();
             let connection = match incoming.await {
@@ -79,7 +81,7 @@ pub async fn serve<S: TunnelService>(
                     return;
                 }
             };
-            handle(connection, addr, service, settings, set, shutdown).await;
+            handle(connection, addr, service, &section, set, shutdown).await;
         });
     }
     endpoint.close(codes::NORMAL.into(), b"origin shutting down");
@@ -106,10 +108,11 @@ async fn handle<S: TunnelService>(
     connection: quinn::Connection,
     addr: SocketAddr,
     service: Arc<S>,
-    settings: TransportSettings,
+    section: &TunnelListenSection,
     set: Arc<TunnelSet>,
     shutdown: CancellationToken,
 ) {
+    let settings = &section.transport;
     let address = addr.to_string();
     let hello = tokio::time::timeout(HELLO_TIMEOUT, async {
         let (send, recv) =
@@ -147,7 +150,11 @@ async fn handle<S: TunnelService>(
             return;
         }
     };
-    if let Err(why) = check_hello(&hello) {
+    let checked = check_hello(&hello).and_then(|()| match &section.edge_name_suffix {
+        Some(suffix) => check_identity(&connection, &format!("{}.{suffix}", hello.node_id)),
+        None => Ok(()),
+    });
+    if let Err(why) = checked {
         set.count_refusal(refusal::BAD_HELLO);
         tracing::warn!(client = %addr, node = %hello.node_id, region = %hello.region,
             role = %hello.role, "tunnel refused: {why}");
@@ -250,6 +257,26 @@ fn check_hello(hello: &Hello) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The peer's certificate must be valid for `name`: the id in its hello is its own.
+fn check_identity(connection: &quinn::Connection, name: &str) -> Result<(), String> {
+    let certificates = connection
+        .peer_identity()
+        .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .ok_or("the peer presented no certificate")?;
+    let leaf = certificates
+        .first()
+        .ok_or("the peer presented no certificate")?;
+    let server_name = ServerName::try_from(name.to_string())
+        .map_err(|_| format!("{name:?} is not a DNS name"))?;
+    webpki::EndEntityCert::try_from(leaf)
+        .and_then(|cert| cert.verify_is_valid_for_subject_name(&server_name))
+        .map_err(|e| {
+            format!(
+                "its certificate is not valid for {name} ({e:?}): it may not speak as that edge"
+            )
+        })
 }
 
 /// Authorisations one connection may have in flight. An edge re-authorising every

@@ -111,6 +111,12 @@ pub struct TunnelListenSection {
     /// UDP address for QUIC.
     pub listen: SocketAddr,
     pub tls: ClusterTlsPaths,
+    /// When set, an edge saying hello as `fra-1` must hold a certificate valid for
+    /// `fra-1.<edge_name_suffix>`: a cluster member cannot speak as another edge (its
+    /// node id names it in logs, metrics and the streams API). Without it, any cluster
+    /// certificate may claim any edge id.
+    #[serde(default)]
+    pub edge_name_suffix: Option<String>,
     #[serde(default)]
     pub transport: TransportSettings,
 }

@@ -116,6 +116,7 @@ fn start_origin(tls: &ClusterTlsPaths, listen: SocketAddr) -> RunningOrigin {
     let section = TunnelListenSection {
         listen,
         tls: tls.clone(),
+        edge_name_suffix: Some("longhaul.internal".into()),
         transport: fast(),
     };
     let endpoint = server_endpoint(&section).unwrap();
@@ -126,7 +127,7 @@ fn start_origin(tls: &ClusterTlsPaths, listen: SocketAddr) -> RunningOrigin {
     let task = tokio::spawn(server::serve(
         endpoint,
         service.clone(),
-        fast(),
+        section,
         set.clone(),
         shutdown.clone(),
     ));
@@ -481,6 +482,13 @@ async fn an_origin_keeps_one_link_per_edge_across_reconnects() {
 
 #[tokio::test]
 async fn a_hello_that_is_not_an_edge_s_is_refused() {
+    for node_id in ["Not A Name {}", "sin-1"] {
+        hello_refused(node_id).await;
+    }
+}
+
+/// An edge with fra-1's certificate saying hello as `node_id` is refused.
+async fn hello_refused(node_id: &str) {
     let c = cluster();
     let origin = start_origin(&c.origin_tls, ([127, 0, 0, 1], 0).into());
     let section = edge_section(c.edge_tls.clone(), origin.addr);
@@ -489,7 +497,7 @@ async fn a_hello_that_is_not_an_edge_s_is_refused() {
     let client = TunnelClient::spawn(
         endpoint,
         Hello {
-            node_id: "Not A Name {}".into(),
+            node_id: node_id.into(),
             region: "fra".into(),
             role: "edge".into(),
             version: VERSION.into(),
