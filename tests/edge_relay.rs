@@ -69,6 +69,18 @@ async fn wait_messages(cluster: &TestCluster, name: &str, n: u64) {
     }
 }
 
+/// A new entry's first rendition, published through the edge by longhaul's client.
+async fn publishing_at_the_edge(
+    cluster: &TestCluster,
+) -> (longhaul_registry::Entry, String, Publisher<TcpStream>) {
+    let entry = cluster.origin.create_entry();
+    let name = format!("{}_1", entry.id);
+    let publisher = publish(&cluster.edge_publish_url(&entry.token, &name))
+        .await
+        .expect("publish accepted through the edge");
+    (entry, name, publisher)
+}
+
 async fn play_from_origin(cluster: &TestCluster, name: &str) -> Player<TcpStream> {
     let url = RtmpUrl::parse(&format!("{}/kLive/{name}", cluster.origin.rtmp())).expect("url");
     let io = TcpStream::connect(url.address()).await.expect("connect");
@@ -103,11 +115,7 @@ fn series(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_at_the_edge_plays_from_the_origin_byte_for_byte() {
     let cluster = start_cluster("").await;
-    let entry = cluster.origin.create_entry();
-    let name = format!("{}_1", entry.id);
-    let mut publisher = publish(&cluster.edge_publish_url(&entry.token, &name))
-        .await
-        .expect("publish accepted through the edge");
+    let (_, name, mut publisher) = publishing_at_the_edge(&cluster).await;
 
     for m in [avc_header(), aac_header(), keyframe(0, 1), audio(10)] {
         publisher.send(&m).await.expect("send");
@@ -318,11 +326,7 @@ async fn play_at_an_edge_is_refused_with_where_to_go() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_takeover_at_the_origin_reaches_the_encoder_at_the_edge() {
     let cluster = start_cluster("").await;
-    let entry = cluster.origin.create_entry();
-    let name = format!("{}_1", entry.id);
-    let mut at_edge = publish(&cluster.edge_publish_url(&entry.token, &name))
-        .await
-        .expect("publish through the edge");
+    let (entry, name, mut at_edge) = publishing_at_the_edge(&cluster).await;
     at_edge.send(&avc_header()).await.expect("send");
     at_edge.send(&keyframe(0, 1)).await.expect("send");
     cluster.origin.wait_live(&name).await;
@@ -395,11 +399,7 @@ async fn ffmpeg_through_the_edge() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edge_shutting_down_ends_its_streams_cleanly_at_the_origin() {
     let cluster = start_cluster("").await;
-    let entry = cluster.origin.create_entry();
-    let name = format!("{}_1", entry.id);
-    let mut publisher = publish(&cluster.edge_publish_url(&entry.token, &name))
-        .await
-        .expect("publish accepted through the edge");
+    let (_, name, mut publisher) = publishing_at_the_edge(&cluster).await;
     for m in [avc_header(), aac_header(), keyframe(0, 1)] {
         publisher.send(&m).await.expect("send");
     }
