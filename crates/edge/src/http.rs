@@ -4,19 +4,21 @@
 //!
 //! ```json
 //! {"status": "ok", "node": "fra-1", "region": "fra", "role": "edge", "version": "0.1.0",
-//!  "publishers": 3, "connections": 4,
+//!  "publishers": 3, "connections": 4, "legs": {"primary": true, "backup": true},
 //!  "tunnels": [{"origin": "nyc-1", "region": "nyc", "primary": true, "state": "connected",
 //!               "srtt_ms": 92.4, "open_streams": 3, "reconnects": 0}, ...]}
 //! ```
 //!
-//! `status` is `ok` (HTTP 200) with every tunnel connected, `degraded` (200) with some,
-//! `unavailable` (503) with none: a load balancer should send encoders elsewhere then,
-//! as every publish here would be refused. The accept loop (connection cap, header
-//! timeout) is `longhaul_node::http`'s.
+//! `legs` says which legs can be published now (their origin's tunnel is connected).
+//! `status` is `ok` (HTTP 200) with both, `degraded` (200) with only leg p, `unavailable`
+//! (503) without leg p: every encoder's default leg would be refused, so a load balancer
+//! should send encoders elsewhere. The accept loop (connection cap, header timeout) is
+//! `longhaul_node::http`'s.
 
 use crate::state::EdgeState;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
+use longhaul_endpoint::Leg;
 use longhaul_node::http::{json, metrics, not_found, Body};
 use longhaul_tunnel::TunnelState;
 use std::net::SocketAddr;
@@ -63,16 +65,24 @@ fn route(req: &Request<Incoming>, peer: SocketAddr, state: &EdgeState) -> Respon
 
 /// The health document; see the module documentation.
 pub fn health(state: &EdgeState) -> Response<Body> {
-    let primary = &state.config.tunnel.primary;
+    let tunnel = &state.config.tunnel;
+    let primary = &tunnel.primary;
     let snapshots = state.upstreams.set().snapshots();
-    let connected = snapshots
-        .iter()
-        .filter(|s| s.state == TunnelState::Connected)
-        .count();
-    let (status, code) = match connected {
-        0 => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
-        n if n == snapshots.len() => ("ok", StatusCode::OK),
-        _ => ("degraded", StatusCode::OK),
+    let up = |leg: Leg| {
+        tunnel.origin_for(leg).is_some_and(|o| {
+            snapshots
+                .iter()
+                .any(|s| s.peer == o.id && s.state == TunnelState::Connected)
+        })
+    };
+    let (primary_up, backup_up) = (up(Leg::Primary), up(Leg::Backup));
+    // Until the router moves legs between origins, a leg whose origin is unreachable is
+    // refused; with leg p (every encoder's default) refused, the edge must leave a load
+    // balancer's pool.
+    let (status, code) = match (primary_up, backup_up) {
+        (true, true) => ("ok", StatusCode::OK),
+        (true, false) => ("degraded", StatusCode::OK),
+        (false, _) => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
     };
     let tunnels: Vec<_> = snapshots
         .iter()
@@ -98,6 +108,7 @@ pub fn health(state: &EdgeState) -> Response<Body> {
             "version": env!("CARGO_PKG_VERSION"),
             "publishers": state.metrics.publishers_active.get(),
             "connections": state.connections.open_connections(),
+            "legs": { "primary": primary_up, "backup": backup_up },
             "tunnels": tunnels,
         }),
     )

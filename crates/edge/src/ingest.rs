@@ -52,10 +52,6 @@ struct Connection {
     relaying: Option<Relaying>,
     /// The last answer of `may_read`.
     reading: bool,
-    /// False from the moment reading pauses until a read completes: the session's media
-    /// clock stood still meanwhile (the encoder was sending, the edge not reading), so
-    /// its media timeout is not armed until fresh input has reached it.
-    session_clock_current: bool,
 }
 
 /// The stream this connection publishes, and where it goes.
@@ -125,7 +121,6 @@ async fn run<S: Io>(accepted: Accepted<S>, state: Arc<EdgeState>) {
         state: state.clone(),
         relaying: None,
         reading: true,
-        session_clock_current: true,
     };
     let settings = DriverSettings::new(&state.config.ingest, series, transport, peer);
     let end = connection::drive(io, &mut conn, settings, &shutdown).await;
@@ -213,8 +208,10 @@ impl connection::Connection for Connection {
     }
 
     /// Always, except while the relay queue is full. Also brings the relay's counts into
-    /// the metrics.
-    fn may_read(&mut self, now: Instant) -> bool {
+    /// the metrics. On resuming, the session's media clock restarts: the encoder was not
+    /// silent, the edge was not reading.
+    fn may_read(&mut self, session: &mut ServerSession, now: Instant) -> bool {
+        let was_reading = self.reading;
         self.reading = match &self.relaying {
             None => true,
             Some(r) => {
@@ -223,22 +220,15 @@ impl connection::Connection for Connection {
                 reading
             }
         };
-        if !self.reading {
-            self.session_clock_current = false;
+        if self.reading && !was_reading {
+            session.resume_media_clock(now);
         }
         self.reading
     }
 
-    fn on_input(&mut self, _bytes: usize) {
-        self.session_clock_current = true;
-    }
-
-    /// The session's deadline (while its clock is current), the relay's drop or stall
-    /// deadline.
+    /// The session's deadline (while reading), the relay's drop or stall deadline.
     fn deadline(&self, session: &ServerSession, reading: bool) -> Option<Instant> {
-        let own = session
-            .poll_timeout()
-            .filter(|_| reading && self.session_clock_current);
+        let own = session.poll_timeout().filter(|_| reading);
         let relay = self
             .relaying
             .as_ref()
@@ -264,7 +254,7 @@ impl connection::Connection for Connection {
                 return Err(End::Node(EdgeEnd::TunnelLost));
             }
         }
-        if self.session_clock_current {
+        if self.reading {
             session.handle_timeout(now).map_err(End::Session)?;
         }
         // Otherwise a relay drop deadline: the next `may_read` applies the drop rule.
@@ -360,6 +350,9 @@ impl Connection {
                 origin,
             } => {
                 session.accept_publish(stream_id);
+                // Asking the origin took a round trip or more, and the encoder sends
+                // nothing before Publish.Start: its media clock starts now.
+                session.resume_media_clock(Instant::now());
                 let m = &self.state.metrics;
                 m.count_publish(outcome::ACCEPTED, outcome::OK);
                 tracing::info!(client = %self.peer, stream = %stream_name, leg = %target.leg,
@@ -421,6 +414,8 @@ impl Connection {
     ) -> End {
         session.reject_publish(stream_id, code, description);
         self.state.metrics.count_publish(outcome::REFUSED, reason);
+        // A publish name may carry the token (`name?t=...`): never into the logs.
+        let stream = stream.split('?').next().unwrap_or_default();
         tracing::warn!(client = %self.peer, %stream, reason, "{description}");
         End::Rejected
     }

@@ -79,9 +79,10 @@ pub enum StartError {
     Tunnel(#[from] TunnelError),
 }
 
-/// Time on top of the drain limit for connections to notice a shutdown and hand their
-/// relays over: one scheduler turn in practice; a second is generous.
-const DRAIN_MARGIN: std::time::Duration = std::time::Duration::from_secs(1);
+/// Time on top of the drain limit: connections notice a shutdown in one scheduler turn,
+/// and a writer that drained then waits up to 2 s for the origin to take the stream's
+/// end (`PublishSender::finish`); 3 s covers both.
+const DRAIN_MARGIN: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The handle of a running edge.
 pub struct Edge {

@@ -185,15 +185,29 @@ impl RelayQueue {
         self.last_pop = Some(now);
         self.queued_bytes -= item.message.payload.len();
         self.blocked = false;
-        self.update_pause(now);
         Some(item.message)
     }
 
     /// Applies the drop rule at `now`, then says whether the driver may read the
     /// encoder's socket.
+    ///
+    /// Pauses are counted here, where the driver decides, not on every push and pop: a
+    /// queue hovering at its bound while the driver reads on is not a pause.
     pub fn should_read(&mut self, now: Instant) -> bool {
         self.enforce(now);
-        !self.over_bound()
+        let reading = !self.over_bound();
+        match (reading, self.paused_since) {
+            (false, None) => {
+                self.paused_since = Some(now);
+                self.stats.pauses += 1;
+            }
+            (true, Some(since)) => {
+                self.stats.paused += now.saturating_duration_since(since);
+                self.paused_since = None;
+            }
+            _ => {}
+        }
+        reading
     }
 
     /// When the drop rule may next drop something, if nothing is pushed or popped before:
@@ -255,7 +269,7 @@ impl RelayQueue {
             .find(|(_, item)| item.class != Class::Kept)
     }
 
-    /// The drop rule, then the pause bookkeeping.
+    /// The drop rule.
     fn enforce(&mut self, now: Instant) {
         while self.over_bound() {
             let Some((front, item)) = self.oldest_droppable() else {
@@ -274,7 +288,6 @@ impl RelayQueue {
                 break;
             }
         }
-        self.update_pause(now);
     }
 
     /// Drops the droppable messages from the front up to the first keyframe after
@@ -324,21 +337,6 @@ impl RelayQueue {
         self.queued_bytes -= bytes;
         self.stats.dropped_messages += 1;
         self.stats.dropped_bytes += bytes as u64;
-    }
-
-    /// Starts or ends a pause as the queue crosses the bound.
-    fn update_pause(&mut self, now: Instant) {
-        match (self.over_bound(), self.paused_since) {
-            (true, None) => {
-                self.paused_since = Some(now);
-                self.stats.pauses += 1;
-            }
-            (false, Some(since)) => {
-                self.stats.paused += now.saturating_duration_since(since);
-                self.paused_since = None;
-            }
-            _ => {}
-        }
     }
 }
 
@@ -456,8 +454,10 @@ mod tests {
         let t0 = Instant::now();
         let mut q = RelayQueue::new(limits(100, 10_000));
         q.push(keyframe(0, 100), t0);
+        assert!(!q.should_read(t0));
         assert_eq!(q.take_stats(t0 + 30 * MS).paused, 30 * MS);
         q.pop(t0 + 50 * MS);
+        assert!(q.should_read(t0 + 50 * MS));
         let stats = q.take_stats(t0 + 90 * MS);
         assert_eq!(stats.paused, 20 * MS, "only the part since the last call");
         assert_eq!(stats.pauses, 0, "the pause was counted when it started");

@@ -119,8 +119,9 @@ pub trait Connection: Send {
         wake: Self::Wake,
     ) -> Result<(), End<Self::End>>;
 
-    /// Whether to read the socket now (an edge pauses while its relay queue is full).
-    fn may_read(&mut self, _now: Instant) -> bool {
+    /// Whether to read the socket now (an edge pauses while its relay queue is full; on
+    /// resuming it restarts the session's media clock).
+    fn may_read(&mut self, _session: &mut ServerSession, _now: Instant) -> bool {
         true
     }
 
@@ -199,7 +200,7 @@ where
             out.shutdown().await;
             return End::Rejected;
         }
-        let reading = conn.may_read(Instant::now());
+        let reading = conn.may_read(&mut session, Instant::now());
         timer.set(conn.deadline(&session, reading));
         let result: Result<(), End<C::End>> = tokio::select! {
             read = reader.read(&mut buf), if reading => match read {

@@ -206,6 +206,9 @@ impl Connection {
                     PublishDecision::Accept(publication) => {
                         tracing::debug!(client = %self.peer, %name, %publish_type, "publish accepted");
                         session.accept_publish(stream_id);
+                        // The token check may have waited on the registry: media
+                        // silence counts from the accept.
+                        session.resume_media_clock(std::time::Instant::now());
                         self.publishing = Some(Publishing {
                             stream_id,
                             stream: publication.key().name.clone(),

@@ -217,6 +217,8 @@ fn refuse(
         .publishes
         .with_label_values(&["rejected", why, publisher.transport, &publisher.region])
         .inc();
+    // A publish name may carry the token (`name?t=...`): never into the logs.
+    let stream = stream.split('?').next().unwrap_or_default();
     tracing::warn!(client = %publisher.client, %stream, reason = why, transport = publisher.transport,
         encoder_region = %publisher.region, via = publisher.via.as_deref().unwrap_or("direct"),
         "{description}");

@@ -685,6 +685,14 @@ impl ServerSession {
         self.last_activity = now;
     }
 
+    /// Restarts the media clock at `now`: the driver did not read the peer for a while
+    /// (it was waiting for a publish decision, or holding back a stream its upstream
+    /// could not carry), so silence until now is not the peer's. A publisher gets a whole
+    /// `media_timeout` from here.
+    pub fn resume_media_clock(&mut self, now: Instant) {
+        self.last_activity = self.last_activity.max(now);
+    }
+
     /// When the driver must call [`ServerSession::handle_timeout`] next, if ever.
     ///
     /// Before any publish or play request (a stalled handshake, or a peer that connects

@@ -569,6 +569,25 @@ fn media_timeout_with_a_fake_clock() {
 }
 
 #[test]
+fn a_slow_publish_decision_does_not_eat_the_media_timeout() {
+    let mut pair = Pair::new(publish("x", "live"));
+    pair.connect();
+    let _ = pair.take_server_events();
+    let media_timeout = ServerConfig::default().media_timeout;
+    // The node asks its origin for longer than media_timeout; the encoder waits for
+    // Publish.Start and sends nothing meanwhile.
+    pair.now += media_timeout + Duration::from_secs(1);
+    pair.server.accept_publish(1);
+    pair.server.resume_media_clock(pair.now);
+    assert_eq!(pair.server.poll_timeout(), Some(pair.now + media_timeout));
+    pair.server.handle_timeout(pair.now).unwrap();
+    // An earlier instant never moves the clock back.
+    pair.server
+        .resume_media_clock(pair.now - Duration::from_secs(3));
+    assert_eq!(pair.server.poll_timeout(), Some(pair.now + media_timeout));
+}
+
+#[test]
 fn playing_session_has_no_deadline() {
     let mut pair = Pair::new(ClientGoal::Play { name: "x".into() });
     pair.connect();

@@ -63,6 +63,18 @@ impl TunnelSection {
                     format!("origin {}: addr {:?} is not host:port", o.id, o.addr),
                 ));
             }
+            // One UDP socket serves every origin: an IPv6 origin needs an IPv6 `bind`.
+            if let Ok(a) = o.addr.parse::<SocketAddr>() {
+                if a.is_ipv6() != self.bind.is_ipv6() {
+                    return Err(invalid(
+                        "tunnel.bind",
+                        format!(
+                            "{} cannot reach origin {} at {} (set tunnel.bind to an address of its family)",
+                            self.bind, o.id, o.addr
+                        ),
+                    ));
+                }
+            }
             if o.id.is_empty() || o.server_name.is_empty() {
                 return Err(invalid(
                     "tunnel.origins",
@@ -245,6 +257,11 @@ fn invalid(key: &'static str, reason: impl Into<String>) -> InvalidTunnelSetting
     }
 }
 
+/// Longest wait for a verdict and for opening a publish stream: 10 s. An origin keeps a
+/// grant 30 s, so an edge never opens a stream with one that has expired meanwhile; and
+/// an encoder waiting for Publish.Start longer than that has long given up.
+pub const MAX_AUTHORISE_TIMEOUT_MS: u64 = 10_000;
+
 /// Largest value a QUIC variable-length integer holds (2^62 - 1).
 const VARINT_MAX: u64 = (1 << 62) - 1;
 
@@ -288,10 +305,16 @@ impl TransportSettings {
                 "reconnect_initial_ms must be above 0 and at most reconnect_max_ms",
             ));
         }
-        if self.report_interval_ms < 100 || self.authorise_timeout_ms == 0 {
+        if self.report_interval_ms < 100 {
             return Err(invalid(
                 "tunnel.transport.report_interval_ms",
-                "reports at most every 100 ms, and a non-zero authorise_timeout_ms",
+                "at least 100 ms between reports",
+            ));
+        }
+        if !(1..=MAX_AUTHORISE_TIMEOUT_MS).contains(&self.authorise_timeout_ms) {
+            return Err(invalid(
+                "tunnel.transport.authorise_timeout_ms",
+                format!("must be between 1 and {MAX_AUTHORISE_TIMEOUT_MS}"),
             ));
         }
         Ok(())
@@ -404,6 +427,10 @@ mod tests {
         s.origins[0].addr = "nyc-1.longhaul.internal".into();
         assert_eq!(s.validate().unwrap_err().key, "tunnel.origins");
         s.origins[0].addr = "nyc-1.longhaul.internal:4433".into();
+        assert!(s.validate().is_ok());
+        s.origins[0].addr = "[2001:db8::1]:4433".into();
+        assert_eq!(s.validate().unwrap_err().key, "tunnel.bind");
+        s.bind = "[::]:0".parse().unwrap();
         assert!(s.validate().is_ok());
     }
 
