@@ -12,7 +12,8 @@ use longhaul_endpoint::PublishTarget;
 use longhaul_hub::Publication;
 use longhaul_node::GaugeGuard;
 use longhaul_rtmp::chunk::DEFAULT_MAX_DATA_LEN;
-use longhaul_rtmp::message::{split_aggregate, type_id, RtmpMessage};
+use longhaul_rtmp::message::{type_id, RtmpMessage};
+use longhaul_rtmp::{media_parts, MediaParts};
 use longhaul_tunnel::{
     AuthoriseRequest, Hello, IncomingPublish, LoadReport, PeerInfo, PublishHeader, StreamEnd,
     TunnelService, Verdict,
@@ -299,10 +300,14 @@ async fn relay(
     }
 }
 
-/// The messages a tunnelled frame stands for, or why it may not enter the hub.
-fn check_media(message: RtmpMessage) -> Result<Vec<RtmpMessage>, String> {
+/// The media a tunnelled frame stands for, or why it may not enter the hub. The same
+/// rules as a direct publish: audio, video and data pass, an aggregate gives its media
+/// parts ([`media_parts`], shared with the RTMP session; other parts are dropped), data
+/// within the chunk decoder's cap. Anything else is not media and ends the stream: an
+/// edge never sends it, so it is a broken or hostile peer.
+fn check_media(message: RtmpMessage) -> Result<MediaParts, String> {
     match message.type_id {
-        type_id::AUDIO | type_id::VIDEO => Ok(vec![message]),
+        type_id::AUDIO | type_id::VIDEO | type_id::AGGREGATE => {}
         type_id::DATA_AMF0 | type_id::DATA_AMF3 => {
             if message.payload.len() > DEFAULT_MAX_DATA_LEN as usize {
                 return Err(format!(
@@ -310,23 +315,14 @@ fn check_media(message: RtmpMessage) -> Result<Vec<RtmpMessage>, String> {
                     message.payload.len()
                 ));
             }
-            Ok(vec![message])
         }
-        type_id::AGGREGATE => {
-            let parts = split_aggregate(&message).map_err(|e| format!("bad aggregate: {e}"))?;
-            parts.into_iter().flat_map(|p| match p.type_id {
-                type_id::AGGREGATE => Some(Err("an aggregate inside an aggregate".to_string())),
-                _ => Some(check_media(p)),
-            })
-            .try_fold(Vec::new(), |mut all, part| {
-                all.extend(part?);
-                Ok(all)
-            })
+        other => {
+            return Err(format!(
+                "an RTMP message of type {other}, which is not media (only audio, video, data and aggregates cross a tunnel)"
+            ))
         }
-        other => Err(format!(
-            "an RTMP message of type {other}, which is not media (only audio, video, data and aggregates cross a tunnel)"
-        )),
     }
+    media_parts(message).map_err(|e| format!("bad aggregate: {e}"))
 }
 
 #[cfg(test)]
@@ -345,9 +341,9 @@ mod tests {
 
     #[test]
     fn only_media_enters_the_hub() {
-        assert_eq!(check_media(msg(9, 10)).unwrap().len(), 1);
-        assert_eq!(check_media(msg(8, 10)).unwrap().len(), 1);
-        assert_eq!(check_media(msg(18, 10)).unwrap().len(), 1);
+        assert_eq!(check_media(msg(9, 10)).unwrap().count(), 1);
+        assert_eq!(check_media(msg(8, 10)).unwrap().count(), 1);
+        assert_eq!(check_media(msg(18, 10)).unwrap().count(), 1);
         for control in [1u8, 4, 5, 6, 20, 17] {
             let e = check_media(msg(control, 4)).unwrap_err();
             assert!(e.contains("not media"), "{control}: {e}");
@@ -357,7 +353,7 @@ mod tests {
     }
 
     #[test]
-    fn aggregates_are_split_and_their_parts_checked() {
+    fn aggregates_are_split_and_only_their_media_enters_the_hub() {
         // One aggregate holding a video tag (type 9, 3 bytes, timestamp 40) and a
         // SetChunkSize (type 1) smuggled inside.
         let mut body = Vec::new();
@@ -369,23 +365,25 @@ mod tests {
             body.extend_from_slice(payload);
             body.extend_from_slice(&((payload.len() + 11) as u32).to_be_bytes());
         }
-        let aggregate = RtmpMessage {
+        // As on a direct publish, the non-media part is dropped: no player gets it.
+        for payload in [body.clone(), body[..3 + 11 + 4].to_vec()] {
+            let aggregate = RtmpMessage {
+                timestamp: 40,
+                type_id: type_id::AGGREGATE,
+                stream_id: 1,
+                payload: Bytes::from(payload),
+            };
+            let parts: Vec<_> = check_media(aggregate).unwrap().collect();
+            assert_eq!(parts.len(), 1);
+            assert_eq!(parts[0].type_id, 9);
+            assert_eq!(&parts[0].payload[..], &[1, 2, 3]);
+        }
+        let broken = RtmpMessage {
             timestamp: 40,
             type_id: type_id::AGGREGATE,
             stream_id: 1,
-            payload: Bytes::from(body.clone()),
+            payload: Bytes::from(body[..7].to_vec()),
         };
-        assert!(check_media(aggregate).unwrap_err().contains("not media"));
-        let only_video = body[..3 + 11 + 4].to_vec();
-        let aggregate = RtmpMessage {
-            timestamp: 40,
-            type_id: type_id::AGGREGATE,
-            stream_id: 1,
-            payload: Bytes::from(only_video),
-        };
-        let parts = check_media(aggregate).unwrap();
-        assert_eq!(parts.len(), 1);
-        assert_eq!(parts[0].type_id, 9);
-        assert_eq!(&parts[0].payload[..], &[1, 2, 3]);
+        assert!(check_media(broken).unwrap_err().contains("bad aggregate"));
     }
 }

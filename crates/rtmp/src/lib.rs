@@ -43,3 +43,4 @@ pub use connection::{ClientError, Player, Publisher, RtmpUrl};
 pub use message::RtmpMessage;
 pub use output::OutputQueue;
 pub use server::{ConnectRequest, ServerConfig, ServerEvent, ServerSession, SessionError};
+pub use session_common::{media_parts, MediaParts};

@@ -78,7 +78,7 @@ pub(crate) fn is_media_type(type_id: u8) -> bool {
 
 /// The media messages a message carries: itself for audio, video and data; the media
 /// parts of an aggregate (other parts are dropped, and logged); nothing otherwise.
-pub(crate) fn media_parts(message: RtmpMessage) -> Result<MediaParts, MessageError> {
+pub fn media_parts(message: RtmpMessage) -> Result<MediaParts, MessageError> {
     if message.type_id == type_id::AGGREGATE {
         let mut parts = message::split_aggregate(&message)?;
         parts.retain(|part| {
@@ -99,7 +99,8 @@ pub(crate) fn media_parts(message: RtmpMessage) -> Result<MediaParts, MessageErr
 }
 
 /// Iterator over [`media_parts`]: no allocation for a plain media message.
-pub(crate) enum MediaParts {
+#[derive(Debug)]
+pub enum MediaParts {
     One(Option<RtmpMessage>),
     Many(std::vec::IntoIter<RtmpMessage>),
 }
