@@ -6,6 +6,7 @@
 //! | `longhaul edge --config FILE...` | run an edge node |
 //! | `longhaul dev [--data-dir DIR]` | run the whole local cluster (2 origins, 3 edges) on 127.0.0.1 |
 //! | `longhaul entry ...` | create, list, show, regenerate or delete entries over the API |
+//! | `longhaul pki --dir DIR NAME...` | a throwaway cluster CA and node certificates (test clusters, benchmarks) |
 //!
 //! The CLI knows the nodes; the nodes know nothing of the CLI: each node crate takes a
 //! plain config struct, and this binary only loads it, sets up logging and waits.
@@ -14,6 +15,7 @@ mod config_file;
 mod dev;
 mod entry;
 mod logging;
+mod pki;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -61,6 +63,9 @@ enum Command {
     },
     /// Manage entries through an origin's API.
     Entry(entry::EntryArgs),
+    /// Make a fresh cluster CA and node certificates for the tunnels (test clusters,
+    /// staging, the benchmarks); production keeps its CA offline.
+    Pki(pki::PkiArgs),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +90,7 @@ fn main() -> ExitCode {
             Command::Edge { configs } => run_edge(configs).await,
             Command::Dev { data_dir } => dev::run(data_dir).await,
             Command::Entry(args) => entry::run(args).await,
+            Command::Pki(args) => pki::run(args),
         }
     });
     match result {

@@ -235,11 +235,24 @@ impl Drop for KillOnDrop {
 /// `LONGHAUL_*` variables, as a container or systemd drop-in would), logging JSON:
 /// base + role + site, for both origins and the three edges.
 #[test]
-fn shipped_configs_run_every_site_with_json_logs() {
+fn shipped_configs_run_every_site_with_json_logs_and_pki_files() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = self_signed(dir.path());
-    let ca = longhaul_tunnel::pki::ClusterCa::generate("test CA").unwrap();
-    let files = ca.issue("node.tunnel.test", dir.path()).unwrap();
+    // The tunnel files come from `longhaul pki`, as an operator's test cluster gets them.
+    let pki = dir.path().join("pki");
+    let out = Command::new(BIN)
+        .args(["pki", "--dir"])
+        .arg(&pki)
+        .arg("node.tunnel.test")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let files = longhaul_tunnel::pki::NodeFiles {
+        ca: pki.join("ca.pem"),
+        cert: pki.join("node_tunnel_test.pem"),
+        key: pki.join("node_tunnel_test.key"),
+    };
+    assert!(String::from_utf8_lossy(&out.stdout).contains("node_tunnel_test.pem"));
     let sites = [
         ("origin", "nyc"),
         ("origin", "pao"),
