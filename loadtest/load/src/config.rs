@@ -342,7 +342,7 @@ pub fn parse_bitrate(s: &str) -> Result<u64, String> {
         .parse()
         .map_err(|_| format!("{s:?} is not a bitrate like 6000k, 6M or 600000"))?;
     let bps = v * mul;
-    if !bps.is_finite() || bps < 0.0 || bps > 10e9 {
+    if !bps.is_finite() || !(0.0..=10e9).contains(&bps) {
         return Err(format!("{s:?} is not a bitrate between 0 and 10G"));
     }
     Ok(bps.round() as u64)

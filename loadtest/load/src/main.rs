@@ -60,11 +60,8 @@ fn main() -> ExitCode {
         eprintln!("... and {} more stream errors", errors.len() - ERRORS_SHOWN);
     }
     if let Some(path) = &cli.json {
-        let written = serde_json::to_vec_pretty(&report)
-            .map_err(|e| e.to_string())
-            .and_then(|json| std::fs::write(path, json).map_err(|e| e.to_string()));
-        if let Err(e) = written {
-            eprintln!("longhaul-load: writing {}: {e}", path.display());
+        if let Err(e) = report.write_json(path) {
+            eprintln!("longhaul-load: {e}");
             return ExitCode::FAILURE;
         }
     }

@@ -289,6 +289,13 @@ impl Report {
         out
     }
 
+    /// Writes the report as pretty JSON to `path`.
+    pub fn write_json(&self, path: &std::path::Path) -> Result<(), String> {
+        let json =
+            serde_json::to_vec_pretty(self).map_err(|e| format!("encoding the report: {e}"))?;
+        std::fs::write(path, json).map_err(|e| format!("writing {}: {e}", path.display()))
+    }
+
     /// The streams that ended with an error, `region name: error`, one a line.
     pub fn errors(&self) -> Vec<String> {
         self.streams
