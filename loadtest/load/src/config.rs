@@ -40,6 +40,10 @@ pub struct Cli {
     /// Default entries API base URL, `http://ORIGIN:PORT`.
     #[arg(long, value_name = "URL", env = "LONGHAUL_API")]
     pub api: Option<String>,
+    /// Entries made beforehand instead of creating them through the API: a file of lines
+    /// `REGION ID TOKEN` (blank-separated; `#` comments), at least --publishers per region.
+    #[arg(long, value_name = "FILE")]
+    pub entries: Option<PathBuf>,
     /// Bearer token for the entries API (the origin's `http.api_token`).
     #[arg(long, value_name = "TOKEN", env = "LONGHAUL_API_TOKEN")]
     pub api_token: Option<String>,
@@ -100,6 +104,7 @@ pub struct Region {
     /// `rtmp://HOST:PORT/APP`, no trailing slash.
     pub publish: String,
     pub play: String,
+    /// Empty when no API was given (then `--entries` must list the entries).
     pub api: String,
 }
 
@@ -125,6 +130,8 @@ pub struct Settings {
     pub publishers_per_region: u32,
     #[serde(skip)]
     pub api_token: Option<String>,
+    /// Entries made beforehand (`--entries`), instead of the API.
+    pub entries_file: Option<PathBuf>,
     pub video_bps: u64,
     pub fps: u32,
     #[serde(serialize_with = "secs")]
@@ -179,6 +186,17 @@ impl Cli {
             }
             regions.push(r);
         }
+        if self.entries.is_none() {
+            if let Some(r) = regions.iter().find(|r| r.api.is_empty()) {
+                return Err(bad(
+                    "--api",
+                    format!(
+                        "region {} has no API URL: give --api, ,api= in --region, or --entries",
+                        r.name
+                    ),
+                ));
+            }
+        }
         if self.publishers == 0 || self.publishers > MAX_PUBLISHERS {
             return Err(bad(
                 "--publishers",
@@ -208,6 +226,7 @@ impl Cli {
             regions,
             publishers_per_region: self.publishers,
             api_token: self.api_token.clone(),
+            entries_file: self.entries.clone(),
             video_bps: self.bitrate,
             fps: self.fps,
             gop: self.gop,
@@ -291,14 +310,8 @@ pub fn parse_region(
         )
     })?;
     let play = rtmp_base(&play).map_err(|r| bad("--play", format!("{name}: {r}")))?;
-    let api = api.ok_or_else(|| {
-        bad(
-            "--api",
-            format!("region {name} has no API URL: give --api or ,api= in --region"),
-        )
-    })?;
-    let api = api.trim_end_matches('/').to_string();
-    if !api.starts_with("http://") {
+    let api = api.unwrap_or_default().trim_end_matches('/').to_string();
+    if !api.is_empty() && !api.starts_with("http://") {
         return Err(bad(
             "--api",
             format!("{api:?} is not an http:// URL (HTTPS is not supported here)"),

@@ -1,5 +1,6 @@
 //! The entries API client: one `POST /api/v1/entries` per publisher before the run, with
 //! the optional bearer token; the answer's `id` and `token` are all a publisher needs.
+//! Or, with `--entries FILE`, entries made beforehand: see [`parse_entries_file`].
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -113,6 +114,49 @@ impl EntriesClient {
     }
 }
 
+/// Entries listed in a file, one per line: `REGION ID TOKEN` separated by blanks; empty
+/// lines and lines starting with `#` are skipped. Returns, per region of `regions` in
+/// order, its first `per_region` entries; a region with fewer is an error. Lines of
+/// other regions are skipped, so one file serves runs over a subset of its regions.
+pub fn parse_entries_file(
+    text: &str,
+    regions: &[&str],
+    per_region: usize,
+) -> Result<Vec<Vec<Entry>>, String> {
+    let mut out: Vec<Vec<Entry>> = vec![Vec::new(); regions.len()];
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let [region, id, token] = words[..] else {
+            return Err(format!(
+                "line {}: expected REGION ID TOKEN, got {line:?}",
+                n + 1
+            ));
+        };
+        let Some(i) = regions.iter().position(|r| *r == region) else {
+            continue;
+        };
+        if out[i].len() < per_region {
+            out[i].push(Entry {
+                id: id.to_string(),
+                token: token.to_string(),
+            });
+        }
+    }
+    for (entries, region) in out.iter().zip(regions) {
+        if entries.len() < per_region {
+            return Err(format!(
+                "region {region} has {} entries, --publishers asks for {per_region}",
+                entries.len()
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// An error and its sources, `a: b: c` (hyper's top-level message alone says little).
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -123,4 +167,30 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_files() {
+        let text = "# made by hand\nsin 1_a ta\n\nfra 1_b tb\nsin 1_c tc\nsin 1_d td\n";
+        let e = parse_entries_file(text, &["sin", "fra"], 1).unwrap();
+        assert_eq!(
+            e[0],
+            vec![Entry {
+                id: "1_a".into(),
+                token: "ta".into()
+            }]
+        );
+        assert_eq!(e[1][0].id, "1_b");
+        assert_eq!(parse_entries_file(text, &["sin"], 3).unwrap()[0].len(), 3);
+        let err = parse_entries_file(text, &["sin", "fra"], 2).unwrap_err();
+        assert!(err.contains("region fra has 1 entries"), "{err}");
+        let err = parse_entries_file("gru 1_x t\n", &["sin"], 1).unwrap_err();
+        assert!(err.contains("region sin has 0 entries"), "{err}");
+        let err = parse_entries_file("sin 1_x t\nsin 1_x\n", &["sin"], 1).unwrap_err();
+        assert!(err.contains("line 2: expected REGION ID TOKEN"), "{err}");
+    }
 }

@@ -15,7 +15,7 @@
 //!    player stops when it has them all or `drain` after the last one was due.
 
 use crate::config::Settings;
-use crate::entries::{EntriesClient, EntriesError, Entry};
+use crate::entries::{parse_entries_file, EntriesClient, EntriesError, Entry};
 use crate::measure::{Figures, Meter};
 use crate::plan::{self, Frames, Shape};
 use crate::player::{self, unix_us, Done};
@@ -50,6 +50,8 @@ pub enum LoadError {
         region: String,
         source: EntriesError,
     },
+    #[error("--entries {path}: {reason}")]
+    EntriesFile { path: String, reason: String },
 }
 
 /// What every stream task shares.
@@ -160,6 +162,31 @@ fn failed(region: usize, name: String, error: String) -> Outcome {
 /// One entry per publisher, streams interleaved by region: `(region, entry)` in ramp
 /// order.
 async fn create_entries(settings: &Settings) -> Result<Vec<(usize, Entry)>, LoadError> {
+    let per_region = match &settings.entries_file {
+        Some(path) => {
+            let file_error = |reason: String| LoadError::EntriesFile {
+                path: path.display().to_string(),
+                reason,
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+            let names: Vec<&str> = settings.regions.iter().map(|r| r.name.as_str()).collect();
+            parse_entries_file(&text, &names, settings.publishers_per_region as usize)
+                .map_err(file_error)?
+        }
+        None => entries_from_api(settings).await?,
+    };
+    let mut per_region: Vec<_> = per_region.into_iter().map(Vec::into_iter).collect();
+    let mut out = Vec::with_capacity(settings.total_publishers());
+    for _ in 0..settings.publishers_per_region {
+        for (region, entries) in per_region.iter_mut().enumerate() {
+            out.extend(entries.next().map(|e| (region, e)));
+        }
+    }
+    Ok(out)
+}
+
+/// `--publishers` entries per region from each region's API.
+async fn entries_from_api(settings: &Settings) -> Result<Vec<Vec<Entry>>, LoadError> {
     let client = EntriesClient::new(settings.api_token.clone());
     let mut per_region = Vec::with_capacity(settings.regions.len());
     for region in &settings.regions {
@@ -176,15 +203,9 @@ async fn create_entries(settings: &Settings) -> Result<Vec<(usize, Entry)>, Load
                     })?;
             entries.push(entry);
         }
-        per_region.push(entries.into_iter());
+        per_region.push(entries);
     }
-    let mut out = Vec::with_capacity(settings.total_publishers());
-    for _ in 0..settings.publishers_per_region {
-        for (region, entries) in per_region.iter_mut().enumerate() {
-            out.extend(entries.next().map(|e| (region, e)));
-        }
-    }
-    Ok(out)
+    Ok(per_region)
 }
 
 async fn stream_task(
