@@ -104,6 +104,58 @@ async fn load_generator_accounts_for_every_frame() {
     for key in ["settings", "total", "regions", "streams"] {
         assert!(v.get(key).is_some(), "no {key}");
     }
+    const AGG: [&str; 17] = [
+        "publishers",
+        "publishers_failed",
+        "publish_setup_ms",
+        "offered_kbps",
+        "delivered_kbps",
+        "delivered_share",
+        "frames_sent",
+        "frames_received",
+        "frames_lost",
+        "frames_duplicated",
+        "frames_within_1s",
+        "frames_within_3s",
+        "within_1s_share",
+        "within_3s_share",
+        "latency_ms",
+        "stalls",
+        "stall_ms",
+    ];
+    const STREAM: [&str; 16] = [
+        "region",
+        "name",
+        "publish_setup_ms",
+        "offered_kbps",
+        "delivered_kbps",
+        "delivered_share",
+        "frames_sent",
+        "frames_received",
+        "frames_lost",
+        "frames_duplicated",
+        "frames_within_1s",
+        "frames_within_3s",
+        "latency_ms",
+        "stalls",
+        "stall_ms",
+        "error",
+    ];
+    for key in AGG {
+        assert!(v["total"].get(key).is_some(), "total has no {key}");
+        for r in v["regions"].as_array().expect("regions") {
+            assert!(r.get(key).is_some(), "a region has no {key}");
+        }
+    }
+    for s in v["streams"].as_array().expect("streams") {
+        for key in STREAM {
+            assert!(s.get(key).is_some(), "a stream has no {key}");
+        }
+        for p in ["p50", "p90", "p99", "max"] {
+            assert!(s["latency_ms"][p].is_number(), "latency {p}: {s}");
+        }
+    }
+    assert!(v["total"]["publish_setup_ms"]["p99"].is_number());
     assert_eq!(v["regions"][0]["region"], "fra");
     assert_eq!(v["total"]["frames_sent"], frames);
     assert_eq!(v["streams"][0]["frames_lost"], 0);

@@ -23,7 +23,7 @@
 //! `--ramp` per second; each publishes (timing the setup), sends its headers, attaches
 //! its player (retrying while the stream is not live), and only then sends `--duration`
 //! of paced media; then it unpublishes, and the player reads until it has every frame or
-//! `--drain` after the last one was due. Every wait is bounded, and the whole run has a
+//! `--drain` after the last one left. Every wait is bounded, and the whole run has a
 //! hard limit ([`run::hard_limit`]).
 //!
 //! ## What is measured ([`measure`], [`report`])

@@ -74,7 +74,7 @@ pub async fn attach(url: &str, deadline: Instant) -> Result<Viewer, String> {
 pub struct Done {
     /// Frames sent: with all of them in, the player stops.
     pub frames: u64,
-    /// The last frame's due time + the drain: the player stops then at the latest.
+    /// When the last frame left + the drain: the player stops then at the latest.
     pub until: Instant,
 }
 

@@ -11,8 +11,9 @@
 //!    ([`STEP_LIMIT`]);
 //! 5. wait the stream's phase (a fraction of a GOP, so encoders are not in step), then
 //!    send `duration` of paced media while the player task reads;
-//! 6. tell the player how many frames went and when the last was due, unpublish; the
-//!    player stops when it has them all or `drain` after the last one was due.
+//! 6. tell the player how many frames went and when the last left, unpublish; the
+//!    player stops when it has them all or `drain` after the last one left (its due
+//!    time, unless the path held the publisher back).
 
 use crate::config::Settings;
 use crate::entries::{parse_entries_file, EntriesClient, EntriesError, Entry};
@@ -121,7 +122,6 @@ pub async fn run(settings: Settings) -> Result<Report, LoadError> {
         hard_limit: started + total,
         settings,
     });
-    let regions = ctx.settings.regions.len();
     let mut tasks = Vec::with_capacity(ctx.settings.total_publishers());
     for (k, (region, entry)) in entries.into_iter().enumerate() {
         let start_at = started + Duration::from_secs_f64(k as f64 / ctx.settings.ramp_per_sec);
@@ -129,7 +129,6 @@ pub async fn run(settings: Settings) -> Result<Report, LoadError> {
         let handle = tokio::spawn(stream_task(ctx.clone(), k, region, entry, start_at));
         tasks.push((region, name, handle));
     }
-    debug_assert!(regions == 0 || tasks.len() % regions == 0);
     let mut outcomes = Vec::with_capacity(tasks.len());
     for (region, name, handle) in tasks {
         let outcome =
@@ -285,7 +284,9 @@ async fn stream(ctx: &Ctx, k: usize, region_index: usize, entry: &Entry) -> Outc
         pacing,
     )
     .await;
-    let until = sending.last_due.unwrap_or(start) + s.drain;
+    // Drain from when the last frame left: its due time, or later when the path held
+    // the publisher back (its frames in flight get the drain all the same).
+    let until = Instant::now().max(sending.last_due.unwrap_or(start)) + s.drain;
     let _ = done_tx.send(Some(Done {
         frames: sending.sent.frames,
         until,
