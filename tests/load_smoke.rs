@@ -163,3 +163,46 @@ async fn load_generator_accounts_for_every_frame() {
     assert!(v["streams"][0]["error"].is_null());
     cluster.stop().await;
 }
+
+/// A refused publish is the stream's error, with the origin's status and words; the run
+/// still completes and reports it (through `--entries`, so no API is involved).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_publish_is_the_streams_error() {
+    let cluster = start_cluster("").await;
+    let entry = cluster.origin.create_entry();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let entries = dir.path().join("entries.txt");
+    std::fs::write(&entries, format!("fra {} not-the-token\n", entry.id)).expect("write");
+    let origin = cluster.origin.origin.rtmp_addr;
+    let settings = longhaul_load::Settings::from_args([
+        "longhaul-load".to_string(),
+        "--region".into(),
+        format!("fra=rtmp://{}/kLive", cluster.edge.rtmp_addr),
+        "--play".into(),
+        format!("rtmp://{origin}/kLive"),
+        "--entries".into(),
+        entries.display().to_string(),
+        "--publishers".into(),
+        "1".into(),
+        "--duration".into(),
+        "1s".into(),
+        "--quiet".into(),
+    ])
+    .expect("settings");
+    let report = tokio::time::timeout(Duration::from_secs(30), longhaul_load::run(settings))
+        .await
+        .expect("the run ends")
+        .expect("the run completes");
+    let s = &report.streams[0];
+    let error = s.error.as_deref().unwrap_or_default();
+    assert!(
+        error.starts_with("publish refused: NetStream.Publish."),
+        "{s:?}"
+    );
+    assert_eq!((s.publish_setup_ms, s.frames_sent), (None, 0), "{s:?}");
+    assert_eq!(
+        (report.total.publishers, report.total.publishers_failed),
+        (1, 1)
+    );
+    cluster.stop().await;
+}

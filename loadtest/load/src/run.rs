@@ -215,22 +215,26 @@ async fn stream_task(
     start_at: Instant,
 ) -> Outcome {
     tokio::time::sleep_until(start_at.into()).await;
-    let name = format!("{}_1", entry.id);
-    let mut outcome = stream(&ctx, k, region_index, &entry).await;
-    outcome.name = name;
+    let mut outcome = Outcome {
+        region: region_index,
+        name: format!("{}_1", entry.id),
+        setup: None,
+        figures: Figures::default(),
+        error: None,
+    };
+    stream(&ctx, k, &entry, &mut outcome).await;
     if outcome.error.is_some() {
         ctx.live.failed.fetch_add(1, Ordering::Relaxed);
     }
     outcome
 }
 
-async fn stream(ctx: &Ctx, k: usize, region_index: usize, entry: &Entry) -> Outcome {
+/// Stream `k`, filling `outcome` as it goes (see the module docs for the steps).
+async fn stream(ctx: &Ctx, k: usize, entry: &Entry, outcome: &mut Outcome) {
     let s = &ctx.settings;
-    let mut outcome = failed(region_index, String::new(), String::new());
-    outcome.error = None;
-    let Some(region) = s.regions.get(region_index) else {
-        outcome.error = Some(format!("no region {region_index}"));
-        return outcome;
+    let Some(region) = s.regions.get(outcome.region) else {
+        outcome.error = Some(format!("no region {}", outcome.region));
+        return;
     };
     let step = |now: Instant| (now + STEP_LIMIT).min(ctx.hard_limit);
     let url = region.publish_url(s.token_in, &entry.id, &entry.token);
@@ -241,21 +245,21 @@ async fn stream(ctx: &Ctx, k: usize, region_index: usize, entry: &Entry) -> Outc
         }
         Err(e) => {
             outcome.error = Some(e);
-            return outcome;
+            return;
         }
     };
     ctx.live.up.fetch_add(1, Ordering::Relaxed);
     if let Err(e) = publisher::send_preamble(&mut encoder, &ctx.shape, step(Instant::now())).await {
         outcome.error = Some(e);
         publisher::finish(encoder, FINISH_LIMIT).await;
-        return outcome;
+        return;
     }
     let viewer = match player::attach(&region.play_url(&entry.id), step(Instant::now())).await {
         Ok(v) => v,
         Err(e) => {
             outcome.error = Some(e);
             publisher::finish(encoder, FINISH_LIMIT).await;
-            return outcome;
+            return;
         }
     };
     tokio::time::sleep(ctx.phase(k)).await;
@@ -306,5 +310,4 @@ async fn stream(ctx: &Ctx, k: usize, region_index: usize, entry: &Entry) -> Outc
         };
     outcome.figures = meter.finish(sending.sent);
     outcome.error = sending.error.or(play_error);
-    outcome
 }
