@@ -65,7 +65,8 @@ pub struct Cli {
     /// Publishers started per second, all regions together (e.g. 20/s).
     #[arg(long, default_value = "20/s", value_parser = parse_rate, value_name = "N/s")]
     pub ramp: f64,
-    /// After a stream's last frame was due, its player waits this long for stragglers.
+    /// After a stream's last frame left (its due time, or later if the path held the
+    /// publisher back), its player waits this long for stragglers.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub drain: Duration,
     /// Frames arriving later than this after their send time count as late.
