@@ -1,1 +1,70 @@
-fn main() {}
+//! `longhaul-load`: parses the command line, runs the load, prints the summary table on
+//! stdout and writes `--json`. Exit code 0 when the run completed (whatever the streams
+//! lost: it is a measurement), 1 when it could not be made (entries API unreachable or
+//! refusing, the JSON not writable), 2 for bad arguments.
+
+use clap::Parser;
+use longhaul_load::Cli;
+use std::process::ExitCode;
+
+/// Stream errors listed on stderr after the table; the JSON has them all.
+const ERRORS_SHOWN: usize = 20;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let settings = match cli.settings() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("longhaul-load: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("longhaul-load: cannot start the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "longhaul-load: {} region(s) x {} publishers, {} kbit/s video + {} kbit/s audio, {} fps, GOP {} s, {} s of media, ramp {}/s",
+        settings.regions.len(),
+        settings.publishers_per_region,
+        settings.video_bps / 1000,
+        settings.audio_bps / 1000,
+        settings.fps,
+        settings.gop.as_secs_f64(),
+        settings.duration.as_secs_f64(),
+        settings.ramp_per_sec,
+    );
+    let report = match runtime.block_on(longhaul_load::run(settings)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("longhaul-load: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", report.table());
+    let errors = report.errors();
+    for e in errors.iter().take(ERRORS_SHOWN) {
+        eprintln!("error: {e}");
+    }
+    if errors.len() > ERRORS_SHOWN {
+        eprintln!("... and {} more stream errors", errors.len() - ERRORS_SHOWN);
+    }
+    if let Some(path) = &cli.json {
+        if let Err(e) = report.write_json(path) {
+            eprintln!("longhaul-load: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    ExitCode::SUCCESS
+}

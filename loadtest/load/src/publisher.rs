@@ -1,0 +1,146 @@
+//! One simulated encoder: connect and publish (timing the setup), send the metadata and
+//! sequence headers, then the paced media, then unpublish.
+//!
+//! Pacing is by capture time, as `ffmpeg -re` does: each frame waits for its scheduled
+//! time on a tokio timer and is stamped with that time, not with the moment it left. A
+//! publisher held back by TCP (the path is slower than the stream) sends its frames
+//! late, one after another, never skipping one; the delay shows as latency at the
+//! player. Only at the stop time (the run's end for this stream) do frames still unsent
+//! stay unsent, and that is the stream's error.
+
+use crate::measure::Sent;
+use crate::plan::{self, Frames, Shape};
+use crate::progress::Live;
+use crate::stamp::Stamp;
+use bytes::Bytes;
+use longhaul_rtmp::connection::{ClientError, Publisher, RtmpUrl};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+/// A publishing encoder.
+pub type Encoder = Publisher<TcpStream>;
+
+/// TCP connect, then the RTMP handshake, `connect`, `createStream` and `publish` until
+/// `NetStream.Publish.Start`, all before `deadline`. Returns the publisher and the
+/// setup time (from the connect's start). A refusal is the server's status and words.
+pub async fn publish(url: &str, deadline: Instant) -> Result<(Encoder, Duration), String> {
+    let url = RtmpUrl::parse(url).map_err(|e| format!("publish URL: {e}"))?;
+    let started = Instant::now();
+    let steps = async {
+        let io = TcpStream::connect(url.address())
+            .await
+            .map_err(|e| format!("connecting to {}: {e}", url.address()))?;
+        let _ = io.set_nodelay(true);
+        Publisher::start(io, url.client_config(), &url.name)
+            .await
+            .map_err(|e| match e {
+                ClientError::Rejected { code, description } => {
+                    format!("publish refused: {code}: {description}")
+                }
+                other => format!("publishing at {}: {other}", url.address()),
+            })
+    };
+    match tokio::time::timeout_at(deadline.into(), steps).await {
+        Ok(Ok(p)) => Ok((p, started.elapsed())),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(format!(
+            "publish at {} did not start within {:.1} s",
+            url.address(),
+            deadline.saturating_duration_since(started).as_secs_f64()
+        )),
+    }
+}
+
+/// `@setDataFrame onMetaData` and the AVC and AAC sequence headers, before `deadline`.
+pub async fn send_preamble(
+    p: &mut Encoder,
+    shape: &Shape,
+    deadline: Instant,
+) -> Result<(), String> {
+    let [video, audio] = plan::sequence_headers();
+    let steps = async {
+        for m in [plan::metadata(shape), video, audio] {
+            p.send(&m).await?;
+        }
+        Ok::<(), ClientError>(())
+    };
+    match tokio::time::timeout_at(deadline.into(), steps).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("sending the sequence headers: {e}")),
+        Err(_) => Err("sending the sequence headers timed out".into()),
+    }
+}
+
+/// Where the paced media goes and when.
+pub struct Pacing<'a> {
+    /// The stream's index, in every stamp.
+    pub stream: u32,
+    /// When frame 0 is captured.
+    pub start: Instant,
+    /// The same moment, unix microseconds (stamps are wall-clock times).
+    pub start_unix_us: u64,
+    /// Frames not sent by then stay unsent.
+    pub stop: Instant,
+    pub template: &'a Bytes,
+    pub live: &'a Live,
+}
+
+/// What the paced sending did.
+#[derive(Debug, Default)]
+pub struct Sending {
+    pub sent: Sent,
+    /// When the last sent frame was due.
+    pub last_due: Option<Instant>,
+    pub error: Option<String>,
+}
+
+/// Sends `frames` paced at their capture times (see the module docs).
+pub async fn send_paced(p: &mut Encoder, mut frames: Frames, pacing: Pacing<'_>) -> Sending {
+    let mut out = Sending::default();
+    let mut seq: u32 = 0;
+    while let Some(frame) = frames.next() {
+        let due = pacing.start + frame.at;
+        if due > Instant::now() {
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let stamp = Stamp {
+            stream: pacing.stream,
+            seq,
+            sent_us: pacing.start_unix_us + frame.at.as_micros() as u64,
+        };
+        let m = plan::media(&frame, stamp, pacing.template);
+        match tokio::time::timeout_at(pacing.stop.into(), p.send(&m)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                out.error = Some(format!("publisher: sending frame {seq}: {e}"));
+                break;
+            }
+            Err(_) => {
+                let unsent = 1 + frames.count();
+                out.error = Some(format!(
+                    "publisher held back: {unsent} frames were still unsent at the stream's stop time"
+                ));
+                break;
+            }
+        }
+        out.sent.frames += 1;
+        out.sent.bytes += frame.len as u64;
+        out.last_due = Some(due);
+        pacing
+            .live
+            .offered_bytes
+            .fetch_add(frame.len as u64, Ordering::Relaxed);
+        seq = seq.wrapping_add(1);
+    }
+    out
+}
+
+/// Unpublishes (`FCUnpublish`, `deleteStream`, then a closed write side), bounded.
+pub async fn finish(p: Encoder, limit: Duration) {
+    match tokio::time::timeout(limit, p.finish()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(error = %e, "unpublish failed"),
+        Err(_) => tracing::debug!("unpublish timed out"),
+    }
+}
