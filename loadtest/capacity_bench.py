@@ -162,7 +162,8 @@ def run_step(procs, work, tls, relay, n, duration_s, ramp):
         procs.stop(p)
     report = json.loads(out.read_text())
     t = report["total"]
-    received_bits = (t.get("delivered_kbps") or 0) * 1000 * duration_s * max(t.get("publishers", 0) - t.get("publishers_failed", 0), 0)
+    # The total's delivered_kbps is the sum over streams, each over its own duration.
+    received_bits = (t.get("delivered_kbps") or 0) * 1000 * duration_s
     peak_rss = max((s[2] for s in sampler.samples), default=idle_rss)
     return {
         "relay": relay,
@@ -197,7 +198,7 @@ def table(rows):
         if r["load_core_peak"] >= SATURATED:
             ok += " (core 0 saturated)"
         per_stream = (r["peak_rss"] - r["idle_rss"]) / max(r["publishers"], 1) / 1024
-        mbps = (t.get("delivered_kbps") or 0) * max(t.get("publishers", 0) - t.get("publishers_failed", 0), 0) / 1000
+        mbps = (t.get("delivered_kbps") or 0) / 1000
         cpg = f"{r['cpu_per_gbps']:.2f} cores" if r["cpu_per_gbps"] else "n/d"
         out += (f"| {r['relay']} | {r['publishers']} | {ok} | {mbps:,.0f} | {100 * r['relay_core_peak']:.0f} % "
                 f"| {100 * r['load_core_peak']:.0f} % | {per_stream:,.0f} KiB | {cpg} | {t.get('frames_lost', 0)} "
