@@ -168,7 +168,9 @@ impl Direction {
 
         self.held_bytes += len;
         self.held.push_back(Held { departs, packet });
-        self.stats.max_queue_bytes = self.stats.max_queue_bytes.max(backlog + len);
+        if self.config.rate_bps.is_some() {
+            self.stats.max_queue_bytes = self.stats.max_queue_bytes.max(backlog + len);
+        }
         self.stats.max_held_packets = self.stats.max_held_packets.max(self.held.len() as u64);
         Offered::Queued
     }

@@ -67,9 +67,11 @@
 //! in `loadtest/wan-check.sh`.
 
 pub mod direction;
+pub mod link;
 pub mod loss;
 pub mod spec;
 pub mod stats;
+pub mod tun;
 
 pub use direction::{Direction, Offered};
 pub use spec::{DirectionConfig, Spec, SpecError};
