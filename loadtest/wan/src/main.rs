@@ -160,8 +160,19 @@ fn report_of(name: &str, finished: &Finished, elapsed: Duration) -> DirectionRep
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` prints the whole chain on one line, without a backtrace.
+            let _ = writeln!(std::io::stderr(), "longhaul-wan: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let both = Spec::parse(&cli.both).context("in --both")?;
     let a_to_b = config(&both, &cli.a_to_b, "--a-to-b")?;
     let b_to_a = config(&both, &cli.b_to_a, "--b-to-a")?;
@@ -176,6 +187,12 @@ fn main() -> anyhow::Result<()> {
             "--mtu {} is outside 68..=65535 (the IPv4 minimum and the largest IP packet)",
             cli.mtu
         );
+    }
+
+    if let Some(path) = &cli.stats_json {
+        // Fail now rather than after a long run; the file is rewritten at exit.
+        std::fs::write(path, "")
+            .with_context(|| format!("cannot write --stats-json {}", path.display()))?;
     }
 
     let signals = stop_signals();

@@ -30,22 +30,22 @@ pub enum TunError {
     BadDeviceName(String),
     #[error("namespace name `{0}` must be non-empty, without '/', and not '.' or '..'")]
     BadNetnsName(String),
-    #[error("cannot open namespace `{netns}` at /var/run/netns/{netns} (create it with `ip netns add {netns}`): {source}")]
-    OpenNetns { netns: String, source: io::Error },
-    #[error("cannot enter namespace `{netns}` with setns (needs CAP_SYS_ADMIN): {source}")]
-    Setns { netns: String, source: io::Error },
-    #[error("cannot open /dev/net/tun (is the tun module loaded?): {source}")]
-    OpenTun { source: io::Error },
-    #[error("cannot create TUN device `{dev}` in namespace `{netns}` (TUNSETIFF; does it exist already?): {source}")]
+    #[error("cannot open namespace `{netns}` at /var/run/netns/{netns} (create it with `ip netns add {netns}`): {error}")]
+    OpenNetns { netns: String, error: io::Error },
+    #[error("cannot enter namespace `{netns}` with setns (needs CAP_SYS_ADMIN): {error}")]
+    Setns { netns: String, error: io::Error },
+    #[error("cannot open /dev/net/tun (is the tun module loaded?): {error}")]
+    OpenTun { error: io::Error },
+    #[error("cannot create TUN device `{dev}` in namespace `{netns}` (TUNSETIFF; does it exist already?): {error}")]
     Create {
         dev: String,
         netns: String,
-        source: io::Error,
+        error: io::Error,
     },
     #[error("the thread creating `{dev}` in namespace `{netns}` died")]
     ThreadDied { dev: String, netns: String },
-    #[error("cannot run `{command}` (is iproute2 installed?): {source}")]
-    Spawn { command: String, source: io::Error },
+    #[error("cannot run `{command}` (is iproute2 installed?): {error}")]
+    Spawn { command: String, error: io::Error },
     #[error("`{command}` failed ({status}): {stderr}")]
     Command {
         command: String,
@@ -94,15 +94,15 @@ fn check_names(netns: &str, dev: &str) -> Result<(), TunError> {
 /// On the calling thread: enter `netns` and create the device there.
 fn create_here(netns: &str, dev: &str) -> Result<OwnedFd, TunError> {
     let ns =
-        File::open(format!("/var/run/netns/{netns}")).map_err(|source| TunError::OpenNetns {
+        File::open(format!("/var/run/netns/{netns}")).map_err(|error| TunError::OpenNetns {
             netns: netns.to_owned(),
-            source,
+            error,
         })?;
     // SAFETY: `ns` is an open namespace file; setns only changes this thread.
     if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
         return Err(TunError::Setns {
             netns: netns.to_owned(),
-            source: io::Error::last_os_error(),
+            error: io::Error::last_os_error(),
         });
     }
     // SAFETY: a plain open(2) of a NUL-terminated path.
@@ -114,7 +114,7 @@ fn create_here(netns: &str, dev: &str) -> Result<OwnedFd, TunError> {
     };
     if raw < 0 {
         return Err(TunError::OpenTun {
-            source: io::Error::last_os_error(),
+            error: io::Error::last_os_error(),
         });
     }
     // SAFETY: `raw` was just opened and is owned by nothing else.
@@ -130,7 +130,7 @@ fn create_here(netns: &str, dev: &str) -> Result<OwnedFd, TunError> {
         return Err(TunError::Create {
             dev: dev.to_owned(),
             netns: netns.to_owned(),
-            source: io::Error::last_os_error(),
+            error: io::Error::last_os_error(),
         });
     }
     Ok(fd)
@@ -141,9 +141,9 @@ fn ip(args: &[&str]) -> Result<(), TunError> {
     let output = Command::new("ip")
         .args(args)
         .output()
-        .map_err(|source| TunError::Spawn {
+        .map_err(|error| TunError::Spawn {
             command: command.clone(),
-            source,
+            error,
         })?;
     if !output.status.success() {
         return Err(TunError::Command {
