@@ -149,7 +149,7 @@ def run_step(procs, work, tls, relay, n, duration_s, ramp):
         "taskset", "-c", LOAD_CORE, lb.RELEASE / "longhaul-load",
         "--region", f"cap=rtmp://127.0.0.1:{EDGE_RTMP}/kLive",
         "--play", f"rtmp://127.0.0.1:{ORIGIN_RTMP}/kLive",
-        "--api", f"http://127.0.0.1:{lb.ORIGIN_HTTP}",
+        "--api", f"http://127.0.0.1:{lb.ORIGIN_HTTP}", "--api-token", lb.API_TOKEN,
         "--publishers", n, "--bitrate", VIDEO_BITRATE, "--audio-bitrate", AUDIO_BITRATE,
         "--duration", f"{duration_s}s", "--ramp", f"{ramp}/s", "--drain", "5s",
         "--token-in", token_in, "--json", out, "--quiet",

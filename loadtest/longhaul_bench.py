@@ -73,6 +73,8 @@ EDGE_HTTP = 8083
 TUNNEL_PORT = 4433
 HOOK_PORT = 18090
 TUNNEL_SUFFIX = "tunnel.bench"
+# The API serves only loopback clients without a token; the generator reaches it over the veth.
+API_TOKEN = "longhaul-bench-api-token"
 
 # The short link: an encoder in the same metro as its edge (1-5 ms asked; 4 ms RTT).
 SHORT_LINK = "delay=2ms,jitter=0.5ms,rate=200mbit,queue=50ms"
@@ -236,6 +238,7 @@ region = "nyc"
 listen = "0.0.0.0:{RTMP_PORT}"
 [http]
 listen = "0.0.0.0:{ORIGIN_HTTP}"
+api_token = "{API_TOKEN}"
 [registry]
 path = "{work / 'registry.db'}"
 [tunnel]
@@ -343,7 +346,7 @@ def load_cmd(path, out: Path, duration_s, seed):
         RELEASE / "longhaul-load",
         "--region", f"sin={target}",
         "--play", f"rtmp://{MEASURE[1]}:{RTMP_PORT}/kLive",
-        "--api", f"http://{MEASURE[1]}:{ORIGIN_HTTP}",
+        "--api", f"http://{MEASURE[1]}:{ORIGIN_HTTP}", "--api-token", API_TOKEN,
         "--publishers", "1",
         "--bitrate", STREAM["bitrate"], "--fps", STREAM["fps"], "--gop", STREAM["gop"],
         "--audio-bitrate", STREAM["audio_bitrate"],
@@ -368,7 +371,13 @@ def measure(procs, work, tls, path, rtt, loss, duration_s, seed):
         wait_http(EDGE, f"http://127.0.0.1:{EDGE_HTTP}/healthz", 30)
     out = work / f"load-{rtt}-{loss:g}-{path['name']}.json"
     try:
-        run(in_ns(ENC, load_cmd(path, out, duration_s, seed)), timeout=duration_s + 120, quiet=True)
+        r = run(in_ns(ENC, load_cmd(path, out, duration_s, seed)), timeout=duration_s + 120, quiet=True,
+                check=False)
+        if r.returncode != 0:
+            # A cell that could not run is reported as such; the matrix goes on.
+            msg = (r.stderr.strip().splitlines() or ["no output"])[-1]
+            log(f"    {path['name']}: longhaul-load failed: {msg}")
+            return {"total": {}, "error": msg}
         return json.loads(out.read_text())
     finally:
         if edge is not None:
@@ -572,7 +581,7 @@ def main():
                 for path in paths:
                     report_json = measure(procs, work, tls, path, rtt, loss, args.duration, i + 1)
                     row = {"rtt_ms": rtt, "loss_pct": loss, "path": path["name"], "total": report_json["total"],
-                           "streams": report_json.get("streams", [])}
+                           "streams": report_json.get("streams", []), "error": report_json.get("error")}
                     rows.append(row)
                     t = row["total"]
                     log(f"    {path['name']:<17} delivered {100 * (t.get('delivered_share') or 0):5.1f} %  "

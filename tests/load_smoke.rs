@@ -58,7 +58,7 @@ async fn load_generator_accounts_for_every_frame() {
         // 5 s at 25 fps + 48 kHz AAC: 125 video and 235 audio frames.
         assert_eq!(s.frames_sent, 125 + 235, "{s:?}");
         assert_eq!(s.frames_received, s.frames_sent, "{s:?}");
-        assert_eq!((s.frames_lost, s.frames_duplicated), (0, 0), "{s:?}");
+        assert_eq!((s.frames_lost, s.frames_duplicated, s.frames_unsent), (0, 0, 0), "{s:?}");
         assert!((s.delivered_share - 1.0).abs() < 1e-9, "{s:?}");
         assert!(
             s.latency_ms.p50.is_some() && s.latency_ms.max.is_some(),
@@ -104,7 +104,7 @@ async fn load_generator_accounts_for_every_frame() {
     for key in ["settings", "total", "regions", "streams"] {
         assert!(v.get(key).is_some(), "no {key}");
     }
-    const AGG: [&str; 17] = [
+    const AGG: &[&str] = &[
         "publishers",
         "publishers_failed",
         "publish_setup_ms",
@@ -112,6 +112,7 @@ async fn load_generator_accounts_for_every_frame() {
         "delivered_kbps",
         "delivered_share",
         "frames_sent",
+        "frames_unsent",
         "frames_received",
         "frames_lost",
         "frames_duplicated",
@@ -123,7 +124,7 @@ async fn load_generator_accounts_for_every_frame() {
         "stalls",
         "stall_ms",
     ];
-    const STREAM: [&str; 16] = [
+    const STREAM: &[&str] = &[
         "region",
         "name",
         "publish_setup_ms",
@@ -131,6 +132,7 @@ async fn load_generator_accounts_for_every_frame() {
         "delivered_kbps",
         "delivered_share",
         "frames_sent",
+        "frames_unsent",
         "frames_received",
         "frames_lost",
         "frames_duplicated",

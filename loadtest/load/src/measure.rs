@@ -25,12 +25,17 @@ pub const STALL_GAP: Duration = Duration::from_millis(500);
 pub const WITHIN_1S_US: u64 = 1_000_000;
 pub const WITHIN_3S_US: u64 = 3_000_000;
 
-/// What the publisher sent, handed to [`Meter::finish`].
+/// What the encoder produced, handed to [`Meter::finish`]: every frame due within the
+/// stream's duration, whether or not the path let the publisher write it. A frame still
+/// held back in the publisher at the stream's stop time is *unsent*, and counts as lost:
+/// a real encoder behind a slow TCP path drops or stalls on it all the same.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Sent {
     pub frames: u64,
-    /// Payload bytes of the sent frames.
+    /// Payload bytes of those frames.
     pub bytes: u64,
+    /// Of `frames`, those never written to the socket by the stop time.
+    pub unsent: u64,
 }
 
 /// Accumulates one player's arrivals.
@@ -205,6 +210,7 @@ mod tests {
         let f = m.finish(Sent {
             frames: 100,
             bytes: 100_000,
+            unsent: 0,
         });
         assert_eq!(
             (f.received, f.lost, f.duplicated, f.out_of_order),
@@ -224,6 +230,7 @@ mod tests {
         let f = m.finish(Sent {
             frames: 10,
             bytes: 10_000,
+            unsent: 0,
         });
         // Distinct: 0 1 2 3 4 5 9; lost: 6 7 8.
         assert_eq!(f.received, 7);
@@ -251,6 +258,7 @@ mod tests {
         let f = m.finish(Sent {
             frames: 6,
             bytes: 0,
+            unsent: 0,
         });
         assert_eq!(f.within_1s, 3);
         assert_eq!(f.within_3s, 5);

@@ -55,9 +55,12 @@ pub struct StreamReport {
     pub publish_setup_ms: Option<f64>,
     pub offered_kbps: f64,
     pub delivered_kbps: f64,
-    /// Payload bytes received / sent (0 when nothing was sent).
+    /// Payload bytes received / offered (0 when nothing was offered).
     pub delivered_share: f64,
+    /// Frames the encoder produced within the duration (offered).
     pub frames_sent: u64,
+    /// Of those, frames the path held back in the publisher past the stop time.
+    pub frames_unsent: u64,
     pub frames_received: u64,
     pub frames_lost: u64,
     pub frames_duplicated: u64,
@@ -84,6 +87,7 @@ pub struct Aggregate {
     pub delivered_kbps: f64,
     pub delivered_share: f64,
     pub frames_sent: u64,
+    pub frames_unsent: u64,
     pub frames_received: u64,
     pub frames_lost: u64,
     pub frames_duplicated: u64,
@@ -142,6 +146,7 @@ fn stream_report(o: &Outcome, region: &str, media: Duration) -> StreamReport {
         delivered_kbps: kbps(f.received_bytes, media),
         delivered_share: share(f.received_bytes, f.sent.bytes),
         frames_sent: f.sent.frames,
+        frames_unsent: f.sent.unsent,
         frames_received: f.received,
         frames_lost: f.lost,
         frames_duplicated: f.duplicated,
@@ -169,6 +174,7 @@ fn aggregate<'a>(outcomes: impl Iterator<Item = &'a Outcome>, media: Duration) -
         sent_bytes += f.sent.bytes;
         received_bytes += f.received_bytes;
         a.frames_sent += f.sent.frames;
+        a.frames_unsent += f.sent.unsent;
         a.frames_received += f.received;
         a.frames_lost += f.lost;
         a.frames_duplicated += f.duplicated;
@@ -351,9 +357,39 @@ mod tests {
             figures: m.finish(Sent {
                 frames,
                 bytes: frames * 1000,
+                unsent: 0,
             }),
             error: None,
         }
+    }
+
+    #[test]
+    fn frames_held_back_in_the_publisher_are_offered_and_lost_not_an_error() {
+        let mut o = outcome(0, "x", 6, &[10, 20]);
+        o.figures = {
+            let mut m = Meter::new(Duration::from_secs(1));
+            for seq in 0..2u32 {
+                let s = Stamp {
+                    stream: 0,
+                    seq,
+                    sent_us: 1_000_000,
+                };
+                m.arrival(s, true, 1000, s.sent_us + 10_000);
+            }
+            // Six frames due; the path let two out, four never left the publisher.
+            m.finish(Sent {
+                frames: 6,
+                bytes: 6_000,
+                unsent: 4,
+            })
+        };
+        let r = Report::new(settings(), vec![o]);
+        let t = &r.total;
+        assert_eq!((t.frames_sent, t.frames_unsent, t.frames_lost), (6, 4, 4));
+        assert_eq!(t.delivered_share, 2.0 / 6.0);
+        assert_eq!(t.within_1s_share, 2.0 / 6.0);
+        assert_eq!(t.publishers_failed, 0);
+        assert!((t.offered_kbps - 4.8).abs() < 1e-9, "{}", t.offered_kbps);
     }
 
     #[test]
@@ -409,6 +445,7 @@ mod tests {
             "delivered_kbps",
             "delivered_share",
             "frames_sent",
+            "frames_unsent",
             "frames_received",
             "frames_lost",
             "frames_duplicated",
@@ -432,6 +469,7 @@ mod tests {
             "delivered_kbps",
             "delivered_share",
             "frames_sent",
+            "frames_unsent",
             "within_1s_share",
             "within_3s_share",
             "latency_ms",
