@@ -251,7 +251,7 @@ key = "{tls / 'nyc-1_tunnel_bench.key'}"
 """
 
 
-def edge_config(tls: Path, cc: str, rtt_ms: int):
+def edge_config(tls: Path, cc: str, rtt_ms: int, transport=()):
     return f"""
 [node]
 id = "sin-1"
@@ -272,7 +272,7 @@ key = "{tls / 'sin-1_tunnel_bench.key'}"
 congestion = "{cc}"
 # As a site file sets it: the path's RTT.
 initial_rtt_ms = {rtt_ms}
-"""
+""" + "".join(f"{kv}\n" for kv in transport)
 
 
 NGINX_CONF = """
@@ -358,7 +358,7 @@ def load_cmd(path, out: Path, duration_s, seed):
     return cmd
 
 
-def measure(procs, work, tls, path, rtt, loss, duration_s, seed):
+def measure(procs, work, tls, path, rtt, loss, duration_s, seed, transport=()):
     edge = None
     # The encoder runs CUBIC, as in the field, unless the direct path's variant says
     # otherwise; nginx's namespace runs the TCP its path names.
@@ -366,7 +366,7 @@ def measure(procs, work, tls, path, rtt, loss, duration_s, seed):
     set_tcp(EDGE, path.get("tcp", "bbr"))
     if path["kind"] == "longhaul":
         conf = work / f"edge-{path['quic']}.toml"
-        conf.write_text(edge_config(tls, path["quic"], rtt))
+        conf.write_text(edge_config(tls, path["quic"], rtt, transport))
         edge = procs.start(f"edge-{path['name']}", in_ns(EDGE, [RELEASE / "longhaul", "edge", "-c", conf]))
         wait_http(EDGE, f"http://127.0.0.1:{EDGE_HTTP}/healthz", 30)
     out = work / f"load-{rtt}-{loss:g}-{path['name']}.json"
@@ -401,19 +401,20 @@ def goal_met(row):
 
 
 def table(rows):
-    head = ("| RTT | loss | path | delivered | ≤1 s | ≤3 s | p50 ms | p99 ms | setup ms | stalls (s) | goal |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|\n")
+    head = ("| RTT | loss | path | delivered | ≤1 s | ≤3 s | p50 ms | p99 ms | video p99 ms | setup ms "
+            "| stalls (s) | goal |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in rows:
         t = r["total"]
         lat = t.get("latency_ms") or {}
         setup = (t.get("publish_setup_ms") or {}).get("p50")
         failed = t.get("publishers_failed", 0)
-        path = r["path"] + (" (publish failed)" if failed else "")
+        path = r["path"] + (" (publish failed)" if failed or r.get("error") else "")
+        video_p99 = (t.get("video_latency_ms") or {}).get("p99")
         lines.append(
             f"| {r['rtt_ms']} ms | {r['loss_pct']:g} % | {path} | {100 * (t.get('delivered_share') or 0):.1f} % "
             f"| {100 * (t.get('within_1s_share') or 0):.2f} % | {100 * (t.get('within_3s_share') or 0):.2f} % "
-            f"| {fmt_ms(lat.get('p50'))} | {fmt_ms(lat.get('p99'))} | {fmt_ms(setup)} "
+            f"| {fmt_ms(lat.get('p50'))} | {fmt_ms(lat.get('p99'))} | {fmt_ms(video_p99)} | {fmt_ms(setup)} "
             f"| {t.get('stalls', 0)} ({(t.get('stall_ms') or 0) / 1000:.1f}) | {'met' if goal_met(r) else 'missed'} |"
         )
     return head + "\n".join(lines) + "\n"
@@ -516,6 +517,10 @@ def main():
     ap.add_argument("--paths", default=",".join(p["name"] for p in PATHS), help="paths to measure")
     ap.add_argument("--duration", type=int, default=20, help="seconds of stream per cell")
     ap.add_argument("--quick", action="store_true", help="230 ms at 1 and 2 % loss only")
+    ap.add_argument("--transport", action="append", default=[], metavar="KEY=VALUE",
+                    help="a [tunnel.transport] setting for the edge, for tuning runs (repeatable)")
+    ap.add_argument("--scratch", action="store_true",
+                    help="print the table only; leave BENCHMARKS.md and loadtest/results alone (tuning runs)")
     ap.add_argument("--plot-only", action="store_true", help="table and plot from the saved results")
     ap.add_argument("--plot-to", help=argparse.SUPPRESS)
     ap.add_argument("--results", help=argparse.SUPPRESS)
@@ -546,7 +551,8 @@ def main():
 
     ensure_tools()
     allow_cubic()
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    if not args.scratch:
+        RESULTS.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="longhaul-bench-"))
     log(f"work directory (logs, configs): {work}")
     procs = Processes(work)
@@ -579,7 +585,7 @@ def main():
             ]
             try:
                 for path in paths:
-                    report_json = measure(procs, work, tls, path, rtt, loss, args.duration, i + 1)
+                    report_json = measure(procs, work, tls, path, rtt, loss, args.duration, i + 1, args.transport)
                     row = {"rtt_ms": rtt, "loss_pct": loss, "path": path["name"], "total": report_json["total"],
                            "streams": report_json.get("streams", []), "error": report_json.get("error")}
                     rows.append(row)
@@ -612,6 +618,11 @@ def main():
         },
         "rows": rows,
     }
+    if args.scratch:
+        (work / "results.json").write_text(json.dumps(results, indent=1))
+        print(table(rows))
+        log(f"scratch run: results in {work / 'results.json'}")
+        return
     RESULTS_JSON.write_text(json.dumps(results, indent=1))
     report(results)
 

@@ -58,7 +58,11 @@ async fn load_generator_accounts_for_every_frame() {
         // 5 s at 25 fps + 48 kHz AAC: 125 video and 235 audio frames.
         assert_eq!(s.frames_sent, 125 + 235, "{s:?}");
         assert_eq!(s.frames_received, s.frames_sent, "{s:?}");
-        assert_eq!((s.frames_lost, s.frames_duplicated, s.frames_unsent), (0, 0, 0), "{s:?}");
+        assert_eq!(
+            (s.frames_lost, s.frames_duplicated, s.frames_unsent),
+            (0, 0, 0),
+            "{s:?}"
+        );
         assert!((s.delivered_share - 1.0).abs() < 1e-9, "{s:?}");
         assert!(
             s.latency_ms.p50.is_some() && s.latency_ms.max.is_some(),
@@ -121,6 +125,7 @@ async fn load_generator_accounts_for_every_frame() {
         "within_1s_share",
         "within_3s_share",
         "latency_ms",
+        "video_latency_ms",
         "stalls",
         "stall_ms",
     ];
@@ -139,6 +144,7 @@ async fn load_generator_accounts_for_every_frame() {
         "frames_within_1s",
         "frames_within_3s",
         "latency_ms",
+        "video_latency_ms",
         "stalls",
         "stall_ms",
         "error",

@@ -70,6 +70,8 @@ pub struct StreamReport {
     /// Received later than `--late`.
     pub frames_late: u64,
     pub latency_ms: Latency,
+    /// Video frames only.
+    pub video_latency_ms: Latency,
     pub stalls: u64,
     pub stall_ms: f64,
     pub error: Option<String>,
@@ -99,6 +101,8 @@ pub struct Aggregate {
     pub within_1s_share: f64,
     pub within_3s_share: f64,
     pub latency_ms: Latency,
+    /// Video frames only.
+    pub video_latency_ms: Latency,
     pub stalls: u64,
     pub stall_ms: f64,
 }
@@ -155,6 +159,7 @@ fn stream_report(o: &Outcome, region: &str, media: Duration) -> StreamReport {
         frames_within_3s: f.within_3s,
         frames_late: f.late,
         latency_ms: Latency::of(&f.latencies_us),
+        video_latency_ms: Latency::of(&f.video_latencies_us),
         stalls: f.stalls,
         stall_ms: f.stall_us as f64 / 1e3,
         error: o.error.clone(),
@@ -166,6 +171,7 @@ fn aggregate<'a>(outcomes: impl Iterator<Item = &'a Outcome>, media: Duration) -
     let (mut sent_bytes, mut received_bytes, mut stall_us) = (0u64, 0u64, 0u64);
     let mut setups = Vec::new();
     let mut latencies = Vec::new();
+    let mut video_latencies = Vec::new();
     for o in outcomes {
         let f = &o.figures;
         a.publishers += 1;
@@ -185,6 +191,7 @@ fn aggregate<'a>(outcomes: impl Iterator<Item = &'a Outcome>, media: Duration) -
         a.stalls += f.stalls;
         stall_us += f.stall_us;
         latencies.extend_from_slice(&f.latencies_us);
+        video_latencies.extend_from_slice(&f.video_latencies_us);
     }
     setups.sort_by(f64::total_cmp);
     latencies.sort_unstable();
@@ -198,6 +205,8 @@ fn aggregate<'a>(outcomes: impl Iterator<Item = &'a Outcome>, media: Duration) -
     a.within_1s_share = share(a.frames_within_1s, a.frames_sent);
     a.within_3s_share = share(a.frames_within_3s, a.frames_sent);
     a.latency_ms = Latency::of(&latencies);
+    video_latencies.sort_unstable();
+    a.video_latency_ms = Latency::of(&video_latencies);
     a.stall_ms = stall_us as f64 / 1e3;
     a
 }
@@ -452,6 +461,7 @@ mod tests {
             "frames_within_1s",
             "frames_within_3s",
             "latency_ms",
+            "video_latency_ms",
             "stalls",
             "stall_ms",
             "error",
@@ -473,6 +483,7 @@ mod tests {
             "within_1s_share",
             "within_3s_share",
             "latency_ms",
+            "video_latency_ms",
             "stalls",
             "stall_ms",
         ] {
