@@ -25,6 +25,7 @@ results (loadtest/results/longhaul-bench.json) and the plot (loadtest/results/lo
 
     sudo python3 loadtest/longhaul_bench.py               # the whole matrix (about 50 min)
     sudo python3 loadtest/longhaul_bench.py --quick       # 230 ms only, 1 % and 2 % loss
+    sudo python3 loadtest/longhaul_bench.py --goal        # the goal cell (230 ms, 1 %), 3 runs of 60 s
     python3 loadtest/longhaul_bench.py --plot-only        # table and plot from saved results
 
 It needs root (namespaces, TUN devices, sysctl), builds the release binaries, installs
@@ -52,11 +53,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RELEASE = ROOT / "target" / "release"
 RESULTS = ROOT / "loadtest" / "results"
-RESULTS_JSON = RESULTS / "longhaul-bench.json"
-PLOT = RESULTS / "longhaul-bench.png"
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
-BEGIN_MARK = "<!-- longhaul-bench:begin -->"
-END_MARK = "<!-- longhaul-bench:end -->"
+# A run's tag names its results (loadtest/results/{tag}.json, .png) and its section of
+# BENCHMARKS.md (between <!-- {tag}:begin --> and <!-- {tag}:end -->): the matrix is
+# "longhaul-bench", the goal check (--goal) "longhaul-goal".
+MATRIX_TAG = "longhaul-bench"
+GOAL_TAG = "longhaul-goal"
 
 ENC, EDGE, ORIGIN = "lhb-enc", "lhb-edge", "lhb-origin"
 # Addresses: 10.77.{link}.{1,2} on the emulated point-to-point links, 10.99.0.0/24 on the
@@ -229,13 +231,15 @@ def long_spec(rtt_ms, loss_pct):
 # Nodes
 
 
-def origin_config(work: Path, tls: Path):
+def origin_config(work: Path, tls: Path, rtmp_listen=f"0.0.0.0:{RTMP_PORT}", max_connections=10_000):
     return f"""
 [node]
 id = "nyc-1"
 region = "nyc"
 [rtmp]
-listen = "0.0.0.0:{RTMP_PORT}"
+listen = "{rtmp_listen}"
+[ingest]
+max_connections = {max_connections}
 [http]
 listen = "0.0.0.0:{ORIGIN_HTTP}"
 api_token = "{API_TOKEN}"
@@ -251,19 +255,22 @@ key = "{tls / 'nyc-1_tunnel_bench.key'}"
 """
 
 
-def edge_config(tls: Path, cc: str, rtt_ms: int, transport=()):
+def edge_config(tls: Path, cc: str, rtt_ms: int, transport=(), rtmp_listen=f"0.0.0.0:{RTMP_PORT}",
+                origin_addr=EDGE_ORIGIN[1], max_connections=10_000):
     return f"""
 [node]
 id = "sin-1"
 region = "sin"
 [rtmp]
-listen = "0.0.0.0:{RTMP_PORT}"
+listen = "{rtmp_listen}"
+[ingest]
+max_connections = {max_connections}
 [http]
 listen = "0.0.0.0:{EDGE_HTTP}"
 [tunnel]
 primary = "nyc-1"
 bind = "0.0.0.0:0"
-origins = [{{ id = "nyc-1", region = "nyc", addr = "{EDGE_ORIGIN[1]}:{TUNNEL_PORT}", server_name = "nyc-1.{TUNNEL_SUFFIX}" }}]
+origins = [{{ id = "nyc-1", region = "nyc", addr = "{origin_addr}:{TUNNEL_PORT}", server_name = "nyc-1.{TUNNEL_SUFFIX}" }}]
 [tunnel.tls]
 ca = "{tls / 'ca.pem'}"
 cert = "{tls / 'sin-1_tunnel_bench.pem'}"
@@ -280,7 +287,7 @@ load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;
 daemon off;
 master_process off;
 worker_processes 1;
-error_log {work}/nginx-error.log info;
+error_log {work}/nginx-error.log warn;
 pid {work}/nginx.pid;
 events {{ worker_connections 8192; }}
 rtmp {{
@@ -395,24 +402,28 @@ def fmt_ms(v):
 
 
 def goal_met(row):
+    """The goal, on every frame the encoder produced: a stream that failed, or frames lost
+    (p99 "n/d"), miss it."""
     t = row["total"]
     p99 = (t.get("latency_ms") or {}).get("p99")
-    return (t.get("within_1s_share") or 0) >= GOAL_WITHIN_1S and p99 is not None and p99 <= GOAL_P99_RTTS * row["rtt_ms"]
+    return (not row.get("error") and t.get("publishers_failed", 1) == 0
+            and (t.get("within_1s_share") or 0) >= GOAL_WITHIN_1S
+            and p99 is not None and p99 <= GOAL_P99_RTTS * row["rtt_ms"])
 
 
 def table(rows):
-    head = ("| RTT | loss | path | delivered | ≤1 s | ≤3 s | p50 ms | p99 ms | video p99 ms | setup ms "
-            "| stalls (s) | goal |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    head = ("| RTT | loss | path | run | delivered | ≤1 s | ≤3 s | p50 ms | p99 ms | video p99 ms "
+            "| to Publish.Start ms | stalls (s) | goal |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for r in rows:
         t = r["total"]
         lat = t.get("latency_ms") or {}
         setup = (t.get("publish_setup_ms") or {}).get("p50")
         failed = t.get("publishers_failed", 0)
-        path = r["path"] + (" (publish failed)" if failed or r.get("error") else "")
+        path = r["path"] + (" (stream failed)" if failed or r.get("error") else "")
         video_p99 = (t.get("video_latency_ms") or {}).get("p99")
         lines.append(
-            f"| {r['rtt_ms']} ms | {r['loss_pct']:g} % | {path} | {100 * (t.get('delivered_share') or 0):.1f} % "
+            f"| {r['rtt_ms']} ms | {r['loss_pct']:g} % | {path} | {r.get('run', 1)} | {100 * (t.get('delivered_share') or 0):.1f} % "
             f"| {100 * (t.get('within_1s_share') or 0):.2f} % | {100 * (t.get('within_3s_share') or 0):.2f} % "
             f"| {fmt_ms(lat.get('p50'))} | {fmt_ms(lat.get('p99'))} | {fmt_ms(video_p99)} | {fmt_ms(setup)} "
             f"| {t.get('stalls', 0)} ({(t.get('stall_ms') or 0) / 1000:.1f}) | {'met' if goal_met(r) else 'missed'} |"
@@ -422,26 +433,32 @@ def table(rows):
 
 def write_benchmarks_md(results):
     meta = results["meta"]
+    tag = meta["tag"]
+    begin, end = f"<!-- {tag}:begin -->", f"<!-- {tag}:end -->"
+    picture = (f"\n![delivered share and p99 latency against loss](loadtest/results/{tag}.png)\n"
+               if has_plot(results) else "")
     body = (
-        f"{BEGIN_MARK}\n"
+        f"{begin}\n"
         f"Run on {meta['date']} on {meta['host']} ({meta['cores']} cores), `{meta['command']}`, "
         f"{meta['duration_s']} s of stream per cell. Stream: {STREAM['bitrate']}bit/s video at "
         f"{STREAM['fps']} fps, a keyframe every {STREAM['gop']}, {STREAM['audio_bitrate']}bit/s AAC. "
         f"Long links: half the RTT each way, {LONG_JITTER} jitter, the loss in both directions, "
         f"{LONG_RATE}it/s cap with a {LONG_QUEUE} queue. Short link: `{SHORT_LINK}`. "
-        f"Goal: ≥ {100 * GOAL_WITHIN_1S:g} % of frames within 1 s and p99 ≤ {GOAL_P99_RTTS:g} × RTT.\n\n"
-        + table(results["rows"])
-        + f"\n![delivered share and p99 latency against loss](loadtest/results/{PLOT.name})\n"
-        f"{END_MARK}"
+        f"Goal: ≥ {100 * GOAL_WITHIN_1S:g} % of frames within 1 s and p99 ≤ {GOAL_P99_RTTS:g} × RTT, "
+        f"over every frame the encoder produced (a lost frame is infinitely late: p99 \"n/d\").\n\n"
+        + table(results["rows"]) + picture + end
     )
     text = BENCHMARKS_MD.read_text()
-    if BEGIN_MARK in text and END_MARK in text:
-        before = text.split(BEGIN_MARK)[0]
-        after = text.split(END_MARK, 1)[1]
-        text = before + body + after
+    if begin in text and end in text:
+        text = text.split(begin)[0] + body + text.split(end, 1)[1]
     else:
-        text = text.rstrip() + "\n\n## Long haul (loadtest/longhaul_bench.py)\n\n" + body + "\n"
+        text = text.rstrip() + f"\n\n## {tag} (loadtest/longhaul_bench.py)\n\n" + body + "\n"
     BENCHMARKS_MD.write_text(text)
+
+
+def has_plot(results):
+    """A plot against loss needs more than one loss setting."""
+    return len({r["loss_pct"] for r in results["rows"]}) > 1
 
 
 def plot(results, out: Path):
@@ -456,7 +473,8 @@ def plot(results, out: Path):
     fig, axes = plt.subplots(2, len(rtts), figsize=(4 * len(rtts), 7), squeeze=False, sharex=True)
     for col, rtt in enumerate(rtts):
         for path in paths:
-            cells = sorted((r for r in rows if r["rtt_ms"] == rtt and r["path"] == path), key=lambda r: r["loss_pct"])
+            cells = sorted((r for r in rows if r["rtt_ms"] == rtt and r["path"] == path and r.get("run", 1) == 1),
+                           key=lambda r: r["loss_pct"])
             if not cells:
                 continue
             x = [r["loss_pct"] for r in cells]
@@ -490,11 +508,13 @@ def venv_python():
 
 
 def report(results):
+    tag = results["meta"]["tag"]
     print(table(results["rows"]))
     write_benchmarks_md(results)
-    py = venv_python()
-    run([py, __file__, "--plot-to", PLOT, "--results", RESULTS_JSON], timeout=300)
-    log(f"wrote {RESULTS_JSON}, {PLOT} and the table in {BENCHMARKS_MD}")
+    if has_plot(results):
+        py = venv_python()
+        run([py, __file__, "--plot-to", RESULTS / f"{tag}.png", "--results", RESULTS / f"{tag}.json"], timeout=300)
+    log(f"wrote loadtest/results/{tag}.* and the table in {BENCHMARKS_MD}")
 
 
 # --------------------------------------------------------------------------------------
@@ -513,10 +533,14 @@ def ensure_tools():
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rtts", default="80,160,230,300", help="RTTs of the long links, ms")
-    ap.add_argument("--losses", default="0,0.5,1,2", help="random loss on the long links, % each way")
+    ap.add_argument("--losses", default="0,0.5,1,2", help="random loss on the long links, %% each way")
     ap.add_argument("--paths", default=",".join(p["name"] for p in PATHS), help="paths to measure")
     ap.add_argument("--duration", type=int, default=20, help="seconds of stream per cell")
-    ap.add_argument("--quick", action="store_true", help="230 ms at 1 and 2 % loss only")
+    ap.add_argument("--quick", action="store_true", help="230 ms at 1 and 2 %% loss only")
+    ap.add_argument("--goal", action="store_true",
+                    help="the goal check: 230 ms, 1 %% loss, longhaul-bbr beside the direct and nginx paths, "
+                         "3 runs of 60 s each (its own section of BENCHMARKS.md)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per path and cell")
     ap.add_argument("--transport", action="append", default=[], metavar="KEY=VALUE",
                     help="a [tunnel.transport] setting for the edge, for tuning runs (repeatable)")
     ap.add_argument("--scratch", action="store_true",
@@ -534,8 +558,9 @@ def main():
     if args.plot_to:  # internal: the plot, run with the venv's Python
         plot(json.loads(Path(args.results).read_text()), Path(args.plot_to))
         return
+    tag = GOAL_TAG if args.goal else MATRIX_TAG
     if args.plot_only:
-        report(json.loads(RESULTS_JSON.read_text()))
+        report(json.loads((RESULTS / f"{tag}.json").read_text()))
         return
     if os.geteuid() != 0:
         sys.exit("longhaul_bench: needs root (network namespaces, TUN devices, sysctl)")
@@ -545,6 +570,10 @@ def main():
     if args.quick:
         rtts, losses = [230], [1.0, 2.0]
     wanted = args.paths.split(",")
+    if args.goal:
+        rtts, losses = [230], [1.0]
+        wanted = ["direct-cubic", "direct-bbr", "nginx-bbr", "longhaul-bbr"]
+        args.repeat, args.duration = 3, 60
     paths = [p for p in PATHS if p["name"] in wanted]
     if len(paths) != len(wanted):
         sys.exit(f"longhaul_bench: unknown path in {wanted}; known: {[p['name'] for p in PATHS]}")
@@ -560,6 +589,27 @@ def main():
     run([RELEASE / "longhaul", "pki", "--dir", tls, f"nyc-1.{TUNNEL_SUFFIX}", f"sin-1.{TUNNEL_SUFFIX}"], quiet=True)
     started = time.monotonic()
     rows = []
+    command = " ".join(["sudo python3 loadtest/longhaul_bench.py"] + sys.argv[1:])
+
+    def results():
+        return {
+            "meta": {
+                "tag": tag,
+                "date": datetime.date.today().isoformat(),
+                "host": platform.node(),
+                "cores": os.cpu_count(),
+                "command": command,
+                "duration_s": args.duration,
+                "elapsed_s": round(time.monotonic() - started),
+                "stream": STREAM,
+                "short_link": SHORT_LINK,
+                "long_link": long_spec(0, 0),
+                "transport": args.transport,
+            },
+            "rows": rows,
+        }
+
+    out = (work if args.scratch else RESULTS) / f"{tag}.json"
 
     def on_signal(signum, frame):
         raise KeyboardInterrupt
@@ -585,14 +635,24 @@ def main():
             ]
             try:
                 for path in paths:
-                    report_json = measure(procs, work, tls, path, rtt, loss, args.duration, i + 1, args.transport)
-                    row = {"rtt_ms": rtt, "loss_pct": loss, "path": path["name"], "total": report_json["total"],
-                           "streams": report_json.get("streams", []), "error": report_json.get("error")}
-                    rows.append(row)
-                    t = row["total"]
-                    log(f"    {path['name']:<17} delivered {100 * (t.get('delivered_share') or 0):5.1f} %  "
-                        f"<=1s {100 * (t.get('within_1s_share') or 0):6.2f} %  "
-                        f"p99 {fmt_ms((t.get('latency_ms') or {}).get('p99'))} ms")
+                    for n in range(1, args.repeat + 1):
+                        try:
+                            report_json = measure(procs, work, tls, path, rtt, loss, args.duration,
+                                                  100 * (i + 1) + n, args.transport)
+                        except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as e:
+                            # One cell that could not run is a row saying so; the matrix goes on.
+                            log(f"    {path['name']}: {e}")
+                            report_json = {"total": {}, "error": str(e)}
+                        row = {"rtt_ms": rtt, "loss_pct": loss, "path": path["name"], "run": n,
+                               "total": report_json["total"], "streams": report_json.get("streams", []),
+                               "error": report_json.get("error")}
+                        rows.append(row)
+                        # Written after every cell: an interrupted run keeps what it measured.
+                        out.write_text(json.dumps(results(), indent=1))
+                        t = row["total"]
+                        log(f"    {path['name']:<17} run {n} delivered {100 * (t.get('delivered_share') or 0):5.1f} %  "
+                            f"<=1s {100 * (t.get('within_1s_share') or 0):6.2f} %  "
+                            f"p99 {fmt_ms((t.get('latency_ms') or {}).get('p99'))} ms")
             finally:
                 for link in links:
                     procs.stop(link)
@@ -603,28 +663,12 @@ def main():
         delete_namespaces()
     if not rows:
         sys.exit("longhaul_bench: nothing was measured")
-    command = " ".join(["sudo python3 loadtest/longhaul_bench.py"] + sys.argv[1:])
-    results = {
-        "meta": {
-            "date": datetime.date.today().isoformat(),
-            "host": platform.node(),
-            "cores": os.cpu_count(),
-            "command": command,
-            "duration_s": args.duration,
-            "elapsed_s": round(time.monotonic() - started),
-            "stream": STREAM,
-            "short_link": SHORT_LINK,
-            "long_link": long_spec(0, 0),
-        },
-        "rows": rows,
-    }
+    out.write_text(json.dumps(results(), indent=1))
     if args.scratch:
-        (work / "results.json").write_text(json.dumps(results, indent=1))
         print(table(rows))
-        log(f"scratch run: results in {work / 'results.json'}")
+        log(f"scratch run: results in {out}")
         return
-    RESULTS_JSON.write_text(json.dumps(results, indent=1))
-    report(results)
+    report(results())
 
 
 if __name__ == "__main__":

@@ -177,6 +177,11 @@ fn bad(option: &'static str, reason: impl Into<String>) -> ConfigError {
 const MAX_PUBLISHERS: u32 = 100_000;
 
 impl Cli {
+    /// Publishers the run will start, before the regions are checked.
+    fn total_publishers_hint(&self) -> usize {
+        self.regions.len() * self.publishers as usize
+    }
+
     /// Checks every option and resolves each region's play and API URLs.
     pub fn settings(&self) -> Result<Settings, ConfigError> {
         let mut regions: Vec<Region> = Vec::new();
@@ -222,6 +227,18 @@ impl Cli {
         }
         if !(self.ramp.is_finite() && self.ramp > 0.0) {
             return Err(bad("--ramp", "must be a positive rate"));
+        }
+        // Every wait of the run is bounded by a sum of these: keep each to a day so the
+        // sum is a time, and the ramp to one publisher a day at the slowest.
+        const DAY: Duration = Duration::from_secs(24 * 3600);
+        if self.gop > Duration::from_secs(60) {
+            return Err(bad("--gop", "at most 60s"));
+        }
+        if self.drain > DAY || self.late > DAY {
+            return Err(bad("--drain/--late", "at most 24h"));
+        }
+        if self.total_publishers_hint() as f64 / self.ramp > DAY.as_secs_f64() {
+            return Err(bad("--ramp", "the ramp would take over a day"));
         }
         Ok(Settings {
             regions,

@@ -26,6 +26,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    raise_file_limit(settings.total_publishers());
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -67,4 +68,28 @@ fn main() -> ExitCode {
     }
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     ExitCode::SUCCESS
+}
+
+/// Two sockets per stream (publisher and player): a thousand streams pass the usual soft
+/// limit of 1,024 descriptors. Raise it to the hard limit, and say so when even that is
+/// too low (the run goes on: streams past it fail with "too many open files").
+fn raise_file_limit(streams: usize) {
+    let needed = (2 * streams + 64) as u64;
+    // SAFETY: getrlimit and setrlimit read and write the struct they are given.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        if limit.rlim_cur < needed && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+        if (limit.rlim_cur as u64) < needed {
+            eprintln!(
+                "longhaul-load: {streams} streams need about {needed} file descriptors; the limit is {} (ulimit -n)",
+                limit.rlim_cur
+            );
+        }
+    }
 }

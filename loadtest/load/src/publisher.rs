@@ -5,8 +5,9 @@
 //! time on a tokio timer and is stamped with that time, not with the moment it left. A
 //! publisher held back by TCP (the path is slower than the stream) sends its frames
 //! late, one after another, never skipping one; the delay shows as latency at the
-//! player. Only at the stop time (the run's end for this stream) do frames still unsent
-//! stay unsent, and that is the stream's error.
+//! player. Frames still unsent at the stop time (the run's end for this stream), or when
+//! the connection broke, count as produced and lost (`Sent::unsent`); only a broken
+//! connection is the stream's error.
 
 use crate::measure::Sent;
 use crate::plan::{self, Frames, Shape};
@@ -110,27 +111,25 @@ pub async fn send_paced(p: &mut Encoder, mut frames: Frames, pacing: Pacing<'_>)
             sent_us: pacing.start_unix_us + frame.at.as_micros() as u64,
         };
         let m = plan::media(&frame, stamp, pacing.template);
-        match tokio::time::timeout_at(pacing.stop.into(), p.send(&m)).await {
-            Ok(Ok(())) => {}
+        let written = match tokio::time::timeout_at(pacing.stop.into(), p.send(&m)).await {
+            Ok(Ok(())) => true,
             Ok(Err(e)) => {
                 out.error = Some(format!("publisher: sending frame {seq}: {e}"));
-                break;
+                false
             }
-            Err(_) => {
-                // Held back by the path: this frame and the rest were produced all the
-                // same and never arrive, which the figures count as lost (not an error:
-                // the publish itself worked).
-                let rest = std::iter::once(frame).chain(frames.by_ref());
-                for f in rest {
-                    out.sent.frames += 1;
-                    out.sent.bytes += f.len as u64;
-                    out.sent.unsent += 1;
-                }
-                break;
+            // Held back by the path: not an error, the publish itself worked.
+            Err(_) => false,
+        };
+        if !written {
+            // This frame and the rest were produced all the same and never arrive:
+            // offered, unsent, lost.
+            for f in std::iter::once(frame).chain(frames.by_ref()) {
+                out.sent.count(&f, pacing.start_unix_us);
+                out.sent.unsent += 1;
             }
+            break;
         }
-        out.sent.frames += 1;
-        out.sent.bytes += frame.len as u64;
+        out.sent.count(&frame, pacing.start_unix_us);
         out.last_due = Some(due);
         pacing
             .live

@@ -2,12 +2,13 @@
 //! summary table for stdout and the JSON for `--json`.
 //!
 //! Aggregates sum the counts and rates of their streams; latency percentiles are over
-//! all frames of all their streams (not an average of per-stream percentiles), setup
+//! all frames of all their streams, lost ones counted as infinitely late ("n/d" when a
+//! percentile lands on one), not an average of per-stream percentiles; setup
 //! percentiles over the publishers that published. Shares are of bytes (delivered) or
 //! frames sent (within 1 s / 3 s).
 
 use crate::config::Settings;
-use crate::measure::{percentile_ms, percentile_of, Figures};
+use crate::measure::{percentile, percentile_ms, Figures};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -31,12 +32,14 @@ pub struct Latency {
 }
 
 impl Latency {
-    fn of(sorted_us: &[u32]) -> Self {
+    /// Over the received frames' latencies and `lost` frames that never arrived
+    /// (infinitely late: a percentile landing on one is `None`, shown "n/d").
+    fn of(sorted_us: &[u32], lost: u64) -> Self {
         Self {
-            p50: percentile_ms(sorted_us, 0.5),
-            p90: percentile_ms(sorted_us, 0.9),
-            p99: percentile_ms(sorted_us, 0.99),
-            max: percentile_ms(sorted_us, 1.0),
+            p50: percentile_ms(sorted_us, lost, 0.5),
+            p90: percentile_ms(sorted_us, lost, 0.9),
+            p99: percentile_ms(sorted_us, lost, 0.99),
+            max: percentile_ms(sorted_us, lost, 1.0),
         }
     }
 }
@@ -158,8 +161,8 @@ fn stream_report(o: &Outcome, region: &str, media: Duration) -> StreamReport {
         frames_within_1s: f.within_1s,
         frames_within_3s: f.within_3s,
         frames_late: f.late,
-        latency_ms: Latency::of(&f.latencies_us),
-        video_latency_ms: Latency::of(&f.video_latencies_us),
+        latency_ms: Latency::of(&f.latencies_us, f.lost),
+        video_latency_ms: Latency::of(&f.video_latencies_us, f.video_lost()),
         stalls: f.stalls,
         stall_ms: f.stall_us as f64 / 1e3,
         error: o.error.clone(),
@@ -172,6 +175,7 @@ fn aggregate<'a>(outcomes: impl Iterator<Item = &'a Outcome>, media: Duration) -
     let mut setups = Vec::new();
     let mut latencies = Vec::new();
     let mut video_latencies = Vec::new();
+    let mut video_lost = 0u64;
     for o in outcomes {
         let f = &o.figures;
         a.publishers += 1;
@@ -192,21 +196,22 @@ fn aggregate<'a>(outcomes: impl Iterator<Item = &'a Outcome>, media: Duration) -
         stall_us += f.stall_us;
         latencies.extend_from_slice(&f.latencies_us);
         video_latencies.extend_from_slice(&f.video_latencies_us);
+        video_lost += f.video_lost();
     }
     setups.sort_by(f64::total_cmp);
     latencies.sort_unstable();
     a.publish_setup_ms = Setup {
-        p50: percentile_of(&setups, 0.5),
-        p99: percentile_of(&setups, 0.99),
+        p50: percentile(&setups, 0, 0.5),
+        p99: percentile(&setups, 0, 0.99),
     };
     a.offered_kbps = kbps(sent_bytes, media);
     a.delivered_kbps = kbps(received_bytes, media);
     a.delivered_share = share(received_bytes, sent_bytes);
     a.within_1s_share = share(a.frames_within_1s, a.frames_sent);
     a.within_3s_share = share(a.frames_within_3s, a.frames_sent);
-    a.latency_ms = Latency::of(&latencies);
+    a.latency_ms = Latency::of(&latencies, a.frames_lost);
     video_latencies.sort_unstable();
-    a.video_latency_ms = Latency::of(&video_latencies);
+    a.video_latency_ms = Latency::of(&video_latencies, video_lost);
     a.stall_ms = stall_us as f64 / 1e3;
     a
 }
@@ -367,6 +372,7 @@ mod tests {
                 frames,
                 bytes: frames * 1000,
                 unsent: 0,
+                ..Sent::default()
             }),
             error: None,
         }
@@ -390,6 +396,7 @@ mod tests {
                 frames: 6,
                 bytes: 6_000,
                 unsent: 4,
+                ..Sent::default()
             })
         };
         let r = Report::new(settings(), vec![o]);
@@ -422,8 +429,11 @@ mod tests {
         assert_eq!(a.delivered_share, 6.0 / 8.0);
         // 8,000 bytes over 10 s: 6.4 kbit/s offered.
         assert!((a.offered_kbps - 6.4).abs() < 1e-9);
-        assert_eq!(a.latency_ms.max, Some(2000.0));
-        assert_eq!(a.latency_ms.p50, Some(30.0));
+        // Latencies 10 20 30 40 50 2000 and two lost (infinitely late): the median is
+        // the 4th of 8, the max was never delivered.
+        assert_eq!(a.latency_ms.p50, Some(40.0));
+        assert_eq!(a.latency_ms.p90, None);
+        assert_eq!(a.latency_ms.max, None);
         assert_eq!(t.frames_sent, a.frames_sent + b.frames_sent);
         assert_eq!(t.publishers, 4);
         assert_eq!(t.publish_setup_ms.p99, Some(11.0));

@@ -17,7 +17,7 @@
 
 use crate::config::Settings;
 use crate::entries::{parse_entries_file, EntriesClient, EntriesError, Entry};
-use crate::measure::{Figures, Meter};
+use crate::measure::{Figures, Meter, Sent};
 use crate::plan::{self, Frames, Shape};
 use crate::player::{self, unix_us, Done};
 use crate::progress::{Live, Progress};
@@ -67,6 +67,12 @@ struct Ctx {
 impl Ctx {
     fn phase(&self, k: usize) -> Duration {
         self.settings.gop.mul_f64((k as f64 * PHASE_STEP).fract())
+    }
+
+    /// Stream `k`'s whole plan, offered and never sent (see [`Sent::unsent_plan`]).
+    fn unsent_plan(&self, k: usize) -> Figures {
+        let frames = Frames::new(self.shape, self.settings.duration, self.seed(k));
+        Meter::new(self.settings.late).finish(Sent::unsent_plan(frames))
     }
 
     fn seed(&self, k: usize) -> u64 {
@@ -130,12 +136,20 @@ pub async fn run(settings: Settings) -> Result<Report, LoadError> {
         tasks.push((region, name, handle));
     }
     let mut outcomes = Vec::with_capacity(tasks.len());
-    for (region, name, handle) in tasks {
+    for (k, (region, name, handle)) in tasks.into_iter().enumerate() {
         let outcome =
             match tokio::time::timeout_at((ctx.hard_limit + FINISH_LIMIT).into(), handle).await {
                 Ok(Ok(o)) => o,
-                Ok(Err(e)) => failed(region, name, format!("the stream's task failed: {e}")),
+                Ok(Err(e)) => failed(
+                    &ctx,
+                    k,
+                    region,
+                    name,
+                    format!("the stream's task failed: {e}"),
+                ),
                 Err(_) => failed(
+                    &ctx,
+                    k,
                     region,
                     name,
                     "the stream did not finish within the run's hard limit".into(),
@@ -148,12 +162,12 @@ pub async fn run(settings: Settings) -> Result<Report, LoadError> {
     Ok(Report::new(settings, outcomes))
 }
 
-fn failed(region: usize, name: String, error: String) -> Outcome {
+fn failed(ctx: &Ctx, k: usize, region: usize, name: String, error: String) -> Outcome {
     Outcome {
         region,
         name,
         setup: None,
-        figures: Figures::default(),
+        figures: ctx.unsent_plan(k),
         error: Some(error),
     }
 }
@@ -225,6 +239,9 @@ async fn stream_task(
     stream(&ctx, k, &entry, &mut outcome).await;
     if outcome.error.is_some() {
         ctx.live.failed.fetch_add(1, Ordering::Relaxed);
+    }
+    if outcome.figures.sent.frames == 0 {
+        outcome.figures = ctx.unsent_plan(k);
     }
     outcome
 }
