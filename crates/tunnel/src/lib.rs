@@ -108,6 +108,17 @@ pub mod codes {
 /// quinn send priority of the control stream; publish streams keep the default 0. quinn
 /// sends the highest-priority stream's pending data first, so verdicts and reports are
 /// never queued behind media.
+///
+/// Audio is not given a stream of its own ahead of video, on purpose. A publish is one
+/// ordered QUIC stream carrying the encoder's messages as it interleaved them, so the
+/// origin's players get audio and video in the order a direct publish gives them, and
+/// the hub's GOP cache, takeover and timestamp rules see one timeline. Audio is 2 % of
+/// a 6 Mbit/s stream's bytes: under congestion it is not what waits; under loss what
+/// waits is everything behind a lost packet until it is repaired (head-of-line), which
+/// a separate audio stream would spare audio alone while the video tail stays (in the
+/// long-haul benchmark the p99 of video frames and of all frames differ by under 5 %).
+/// Priority among publishes of one tunnel is equal: one encoder's stream is not more
+/// urgent than another's.
 pub const CONTROL_PRIORITY: i32 = 1;
 
 /// This build's version, sent in hellos.

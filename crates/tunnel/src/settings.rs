@@ -168,14 +168,20 @@ impl Congestion {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TransportSettings {
-    /// BBR by default. Measured (`cargo bench -p longhaul-tunnel --bench tunnel --
-    /// lossy`, 230 ms RTT, 100 Mbit/s bottleneck): a 6 Mbit/s stream at 1% and 2% random
-    /// loss arrives whole with BBR (every frame within 1 s, p99 463-527 ms), while Cubic
-    /// and NewReno fall to 0.6-1.1 Mbit/s with under 1% of frames on time, the Mathis
-    /// limit of loss-based control. The caveat: quinn 0.11's BBRv1 overshoots a
-    /// bottleneck when offered more than it carries (15-70 MB windows, 64-71 Mbit/s of
-    /// 100 delivered in bulk runs, where Cubic gets 91 without loss), so a tunnel should
-    /// not be offered more than its path carries.
+    /// BBR by default, chosen from the long-haul benchmark (`loadtest/longhaul_bench.py`,
+    /// BENCHMARKS.md): one 6 Mbit/s stream through the edge over emulated paths of
+    /// 80-300 ms RTT and 0-2 % loss each way. With BBR every frame of every setting
+    /// arrived, all within 1 s (p99 491 ms at 230 ms and 1 %). With Cubic and NewReno
+    /// the tunnel carries 8-71 % of the bitrate as soon as there is any loss (25 % and
+    /// 16 % at 230 ms and 1 %) and the edge's relay queue drops the rest a GOP at a
+    /// time: loss-based control sits at the Mathis limit, as a direct TCP/CUBIC publish
+    /// does (17 %). The caveat: quinn 0.11's BBRv1 overshoots a bottleneck when offered
+    /// more than it carries (`cargo bench -p longhaul-tunnel --bench tunnel -- lossy`:
+    /// 64-71 Mbit/s of 100 in bulk runs, with many bottleneck drops, where Cubic gets
+    /// 91), so a tunnel should not be offered more than its path carries; and it enters
+    /// ProbeRTT every 10 s whatever its RTT samples say (`is_min_rtt_expired` in
+    /// quinn-proto), which is the likeliest cause of the one-RTT tail at 0 % loss (p99
+    /// 351 ms at 230 ms).
     pub congestion: Congestion,
     /// Per-stream receive window: what one publish may have in flight or queued inside
     /// QUIC. It is also how much media can sit in the tunnel when the path is slower
