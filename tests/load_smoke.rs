@@ -108,47 +108,7 @@ async fn load_generator_accounts_for_every_frame() {
     for key in ["settings", "total", "regions", "streams"] {
         assert!(v.get(key).is_some(), "no {key}");
     }
-    const AGG: &[&str] = &[
-        "publishers",
-        "publishers_failed",
-        "publish_setup_ms",
-        "offered_kbps",
-        "delivered_kbps",
-        "delivered_share",
-        "frames_sent",
-        "frames_unsent",
-        "frames_received",
-        "frames_lost",
-        "frames_duplicated",
-        "frames_within_1s",
-        "frames_within_3s",
-        "within_1s_share",
-        "within_3s_share",
-        "latency_ms",
-        "video_latency_ms",
-        "stalls",
-        "stall_ms",
-    ];
-    const STREAM: &[&str] = &[
-        "region",
-        "name",
-        "publish_setup_ms",
-        "offered_kbps",
-        "delivered_kbps",
-        "delivered_share",
-        "frames_sent",
-        "frames_unsent",
-        "frames_received",
-        "frames_lost",
-        "frames_duplicated",
-        "frames_within_1s",
-        "frames_within_3s",
-        "latency_ms",
-        "video_latency_ms",
-        "stalls",
-        "stall_ms",
-        "error",
-    ];
+    use longhaul_load::report::{AGGREGATE_KEYS as AGG, STREAM_KEYS as STREAM};
     for key in AGG {
         assert!(v["total"].get(key).is_some(), "total has no {key}");
         for r in v["regions"].as_array().expect("regions") {

@@ -28,11 +28,15 @@
 //!
 //! ## What is measured ([`measure`], [`report`])
 //!
-//! Per stream: publish setup time; offered and delivered kbit/s; frames sent, received,
-//! lost, duplicated, out of order; received within 1 s and 3 s (and later than
-//! `--late`); latency p50/p90/p99/max; stalls (gaps over 500 ms between video frames at
-//! the player) and their length. Per region and in total: sums, and percentiles over all
-//! frames. The summary table goes to stdout, the full report to `--json` (its shape is
+//! Per stream: publish setup time; offered and delivered kbit/s; frames offered,
+//! received, lost, duplicated, out of order; received within 1 s and 3 s (and later than
+//! `--late`); latency p50/p90/p99/max, of all frames and of video alone; stalls (gaps
+//! over 500 ms between video frames at the player, and the missing tail of a stream that
+//! stopped arriving) and their length. *Offered* is everything the encoder produced in
+//! `--duration`, written or not: frames a slow path held back in the publisher, and a
+//! failed stream's whole plan, are offered and lost, and a lost frame counts as
+//! infinitely late in the percentiles. Per region and in total: sums, and percentiles
+//! over all frames. The summary table goes to stdout, the full report to `--json` (its shape is
 //! [`Report`]'s, documented in `loadtest/README.md`).
 //!
 //! ## Scale

@@ -13,6 +13,56 @@ use serde::Serialize;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+/// The keys every stream object of `--json` carries: what scripts may rely on
+/// (`loadtest/*.py` read them). The tests check the JSON against this list.
+pub const STREAM_KEYS: &[&str] = &[
+    "region",
+    "name",
+    "publish_setup_ms",
+    "offered_kbps",
+    "delivered_kbps",
+    "delivered_share",
+    "frames_sent",
+    "frames_unsent",
+    "frames_received",
+    "frames_lost",
+    "frames_duplicated",
+    "frames_out_of_order",
+    "frames_within_1s",
+    "frames_within_3s",
+    "frames_late",
+    "latency_ms",
+    "video_latency_ms",
+    "stalls",
+    "stall_ms",
+    "error",
+];
+
+/// The keys of `total` and of every region object of `--json`.
+pub const AGGREGATE_KEYS: &[&str] = &[
+    "publishers",
+    "publishers_failed",
+    "publish_setup_ms",
+    "offered_kbps",
+    "delivered_kbps",
+    "delivered_share",
+    "frames_sent",
+    "frames_unsent",
+    "frames_received",
+    "frames_lost",
+    "frames_duplicated",
+    "frames_out_of_order",
+    "frames_within_1s",
+    "frames_within_3s",
+    "frames_late",
+    "within_1s_share",
+    "within_3s_share",
+    "latency_ms",
+    "video_latency_ms",
+    "stalls",
+    "stall_ms",
+];
+
 /// One stream's outcome, as the run hands it over.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -456,47 +506,13 @@ mod tests {
             assert!(v.get(key).is_some(), "{key}");
         }
         let s = &v["streams"][0];
-        for key in [
-            "region",
-            "name",
-            "publish_setup_ms",
-            "offered_kbps",
-            "delivered_kbps",
-            "delivered_share",
-            "frames_sent",
-            "frames_unsent",
-            "frames_received",
-            "frames_lost",
-            "frames_duplicated",
-            "frames_within_1s",
-            "frames_within_3s",
-            "latency_ms",
-            "video_latency_ms",
-            "stalls",
-            "stall_ms",
-            "error",
-        ] {
+        for key in STREAM_KEYS {
             assert!(s.get(key).is_some(), "stream {key}");
         }
         assert!(s["latency_ms"]["p90"].is_number());
         let region = &v["regions"][0];
         assert_eq!(region["region"], "a");
-        for key in [
-            "publishers",
-            "publishers_failed",
-            "publish_setup_ms",
-            "offered_kbps",
-            "delivered_kbps",
-            "delivered_share",
-            "frames_sent",
-            "frames_unsent",
-            "within_1s_share",
-            "within_3s_share",
-            "latency_ms",
-            "video_latency_ms",
-            "stalls",
-            "stall_ms",
-        ] {
+        for key in AGGREGATE_KEYS {
             assert!(region.get(key).is_some(), "region {key}");
             assert!(v["total"].get(key).is_some(), "total {key}");
         }
