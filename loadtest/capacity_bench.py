@@ -111,7 +111,7 @@ class Sampler:
         """Highest use of a core over `window` consecutive seconds (column 1: relay, 3: core 0)."""
         best = 0.0
         s = self.samples
-        for i in range(len(s) - window + 1):
+        for i in range(len(s) - window):
             dt = s[i + window][0] - s[i][0]
             if dt > 0:
                 best = max(best, (s[i + window][col] - s[i][col]) / dt)
