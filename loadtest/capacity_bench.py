@@ -225,13 +225,18 @@ def summary(rows):
         best = max(ok, key=lambda r: r["publishers"])
         share = best["relay_core_peak"]
         per_core = best["publishers"] / share if share > 0 else float("nan")
-        last = max((r for r in rows if r["relay"] == relay), key=lambda r: r["publishers"])
-        if all_delivered(last):
+        failed = sorted((r for r in rows if r["relay"] == relay and not all_delivered(r)),
+                        key=lambda r: r["publishers"])
+        if not failed:
             why = "the largest step tried"
-        elif load_limited(last):
-            why = f"at {last['publishers']} core 0 (origin and generator) gave out first"
         else:
-            why = f"at {last['publishers']} the relay lost frames"
+            first = failed[0]
+            if first["relay_core_peak"] >= SATURATED:
+                why = f"at {first['publishers']} the relay's core was saturated ({100 * first['relay_core_peak']:.0f} %)"
+            elif load_limited(first):
+                why = f"at {first['publishers']} core 0 (origin and generator) gave out first"
+            else:
+                why = f"at {first['publishers']} frames were late or lost"
         lines.append(
             f"- {relay}: {best['publishers']} publishers with every frame delivered within 1 s ({why}); the relay "
             f"core peaked at {100 * share:.0f} %, so one core would carry about {per_core:,.0f} at that cost per "

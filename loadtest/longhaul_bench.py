@@ -342,7 +342,7 @@ def wait_http(ns, url, timeout, want_status=200):
 # One measurement
 
 
-def load_cmd(path, out: Path, duration_s, seed):
+def load_cmd(path, out: Path, duration_s, seed, extra=()):
     if path["kind"] == "direct":
         target = f"rtmp://{ENC_ORIGIN[1]}:{RTMP_PORT}/kLive"
     elif path["kind"] == "nginx":
@@ -362,10 +362,22 @@ def load_cmd(path, out: Path, duration_s, seed):
     ]
     if path["kind"] == "nginx":
         cmd += ["--token-in", "name"]
-    return cmd
+    # An experiment's options replace the defaults of the same name (clap takes each once).
+    extra = list(extra)
+    given = {a for a in extra if a.startswith("--")}
+    kept, skip = [], False
+    for a in cmd:
+        if skip:
+            skip = False
+            continue
+        if isinstance(a, str) and a in given:
+            skip = a not in ("--quiet",)
+            continue
+        kept.append(a)
+    return kept + extra
 
 
-def measure(procs, work, tls, path, rtt, loss, duration_s, seed, transport=()):
+def measure(procs, work, tls, path, rtt, loss, duration_s, seed, transport=(), load_args=()):
     edge = None
     # The encoder runs CUBIC, as in the field, unless the direct path's variant says
     # otherwise; nginx's namespace runs the TCP its path names.
@@ -378,7 +390,7 @@ def measure(procs, work, tls, path, rtt, loss, duration_s, seed, transport=()):
         wait_http(EDGE, f"http://127.0.0.1:{EDGE_HTTP}/healthz", 30)
     out = work / f"load-{rtt}-{loss:g}-{path['name']}.json"
     try:
-        r = run(in_ns(ENC, load_cmd(path, out, duration_s, seed)), timeout=duration_s + 120, quiet=True,
+        r = run(in_ns(ENC, load_cmd(path, out, duration_s, seed, load_args)), timeout=duration_s + 120, quiet=True,
                 check=False)
         if r.returncode != 0:
             # A cell that could not run is reported as such; the matrix goes on.
@@ -556,6 +568,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=1, help="runs per path and cell")
     ap.add_argument("--transport", action="append", default=[], metavar="KEY=VALUE",
                     help="a [tunnel.transport] setting for the edge, for tuning runs (repeatable)")
+    ap.add_argument("--load-args", default="", metavar="ARGS",
+                    help="extra longhaul-load options for experiments, e.g. \"--publishers 2 --ramp 0.2/s\"")
     ap.add_argument("--scratch", action="store_true",
                     help="print the table only; leave BENCHMARKS.md and loadtest/results alone (tuning runs)")
     ap.add_argument("--plot-only", action="store_true", help="table and plot from the saved results")
@@ -651,7 +665,8 @@ def main():
                     for n in range(1, args.repeat + 1):
                         try:
                             report_json = measure(procs, work, tls, path, rtt, loss, args.duration,
-                                                  100 * (i + 1) + n, args.transport)
+                                                  100 * (i + 1) + n, args.transport,
+                                                  args.load_args.split())
                         except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as e:
                             # One cell that could not run is a row saying so; the matrix goes on.
                             log(f"    {path['name']}: {e}")
