@@ -171,7 +171,10 @@ async fn a_refused_publish_is_the_streams_error() {
     // against the shares, not only the streams that got through.
     assert_eq!(s.publish_setup_ms, None, "{s:?}");
     assert!(s.frames_sent > 0, "{s:?}");
-    assert_eq!((s.frames_unsent, s.frames_lost), (s.frames_sent, s.frames_sent));
+    assert_eq!(
+        (s.frames_unsent, s.frames_lost),
+        (s.frames_sent, s.frames_sent)
+    );
     assert_eq!(report.total.delivered_share, 0.0);
     assert_eq!(
         (report.total.publishers, report.total.publishers_failed),
