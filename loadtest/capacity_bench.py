@@ -133,7 +133,11 @@ def run_step(procs, work, tls, relay, n, duration_s, ramp):
         (work / "edge.toml").write_text(edge_conf(tls))
         p = procs.start(f"edge-{n}", lb.in_ns(NS, ["taskset", "-c", RELAY_CORE, lb.RELEASE / "longhaul", "--log", "warn",
                                                   "edge", "-c", work / "edge.toml"]))
-        lb.wait_http(NS, f"http://127.0.0.1:{lb.EDGE_HTTP}/healthz", 30)
+        try:
+            lb.wait_http(NS, f"http://127.0.0.1:{lb.EDGE_HTTP}/healthz", 30)
+        except RuntimeError:
+            procs.stop(p)
+            raise
         token_in = "app"
     else:
         (work / "nginx.conf").write_text(nginx_conf(work))
@@ -225,8 +229,8 @@ def summary(rows):
         best = max(ok, key=lambda r: r["publishers"])
         share = best["relay_core_peak"]
         per_core = best["publishers"] / share if share > 0 else float("nan")
-        failed = sorted((r for r in rows if r["relay"] == relay and not all_delivered(r)),
-                        key=lambda r: r["publishers"])
+        failed = sorted((r for r in rows if r["relay"] == relay and not all_delivered(r)
+                         and r["publishers"] > best["publishers"]), key=lambda r: r["publishers"])
         if not failed:
             why = "the largest step tried"
         else:
@@ -240,7 +244,8 @@ def summary(rows):
         lines.append(
             f"- {relay}: {best['publishers']} publishers with every frame delivered within 1 s ({why}); the relay "
             f"core peaked at {100 * share:.0f} %, so one core would carry about {per_core:,.0f} at that cost per "
-            f"stream (extrapolated, not measured at saturation).")
+            f"stream (extrapolated, not measured at saturation"
+            + ("; core 0 was saturated at that step, so this is a bound" if load_limited(best) else "") + ").")
     return "\n".join(lines) + "\n"
 
 

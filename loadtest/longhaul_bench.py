@@ -23,7 +23,7 @@ and the generator's figures are kept: share of the offered bitrate delivered, fr
 table, writes it into BENCHMARKS.md (between the longhaul-bench markers), and writes the raw
 results (loadtest/results/longhaul-bench.json) and the plot (loadtest/results/longhaul-bench.png).
 
-    sudo python3 loadtest/longhaul_bench.py               # the whole matrix (about 50 min)
+    sudo python3 loadtest/longhaul_bench.py               # the whole matrix (about 40 min)
     sudo python3 loadtest/longhaul_bench.py --quick       # 230 ms only, 1 % and 2 % loss
     sudo python3 loadtest/longhaul_bench.py --goal        # the goal cell (230 ms, 1 %), 3 runs of 60 s
     python3 loadtest/longhaul_bench.py --plot-only        # table and plot from saved results
@@ -41,6 +41,7 @@ import json
 import os
 import platform
 import shutil
+import shlex
 import signal
 import subprocess
 import sys
@@ -364,7 +365,7 @@ def load_cmd(path, out: Path, duration_s, seed, extra=()):
         cmd += ["--token-in", "name"]
     # An experiment's options replace the defaults of the same name (clap takes each once).
     extra = list(extra)
-    given = {a for a in extra if a.startswith("--")}
+    given = {a.split("=", 1)[0] for a in extra if a.startswith("--")}
     kept, skip = [], False
     for a in cmd:
         if skip:
@@ -387,7 +388,12 @@ def measure(procs, work, tls, path, rtt, loss, duration_s, seed, transport=(), l
         conf = work / f"edge-{path['quic']}.toml"
         conf.write_text(edge_config(tls, path["quic"], rtt, transport))
         edge = procs.start(f"edge-{path['name']}", in_ns(EDGE, [RELEASE / "longhaul", "edge", "-c", conf]))
-        wait_http(EDGE, f"http://127.0.0.1:{EDGE_HTTP}/healthz", 30)
+        try:
+            wait_http(EDGE, f"http://127.0.0.1:{EDGE_HTTP}/healthz", 30)
+        except RuntimeError:
+            # Never leave it holding the ports for the next path's edge.
+            procs.stop(edge)
+            raise
     out = work / f"load-{rtt}-{loss:g}-{path['name']}.json"
     try:
         r = run(in_ns(ENC, load_cmd(path, out, duration_s, seed, load_args)), timeout=duration_s + 120, quiet=True,
@@ -498,7 +504,7 @@ def plot(results, out: Path):
             share = [100 * (r["total"].get("delivered_share") or 0) for r in cells]
             p99 = [(r["total"].get("latency_ms") or {}).get("p99") for r in cells]
             axes[0][col].plot(x, share, style, color=color, label=path, markersize=4)
-            axes[1][col].plot(x, [v if v is not None else ceiling_ms for v in p99], style, color=color,
+            axes[1][col].plot(x, [v if v is not None else float("nan") for v in p99], style, color=color,
                               markersize=4)
             lost = [(xi, ceiling_ms) for xi, v in zip(x, p99) if v is None]
             if lost:
@@ -586,6 +592,11 @@ def main():
         plot(json.loads(Path(args.results).read_text()), Path(args.plot_to))
         return
     tag = GOAL_TAG if args.goal else MATRIX_TAG
+    full_matrix = (args.rtts, args.losses, args.paths) == (ap.get_default("rtts"), ap.get_default("losses"),
+                                                           ap.get_default("paths"))
+    if not args.goal and not args.plot_only and (args.quick or not full_matrix or args.transport or args.load_args):
+        # Only the whole matrix, as shipped, replaces its section and results.
+        args.scratch = True
     if args.plot_only:
         report(json.loads((RESULTS / f"{tag}.json").read_text()))
         return
@@ -632,11 +643,13 @@ def main():
                 "short_link": SHORT_LINK,
                 "long_link": long_spec(0, 0),
                 "transport": args.transport,
+                "load_args": args.load_args,
             },
             "rows": rows,
         }
 
-    out = (work if args.scratch else RESULTS) / f"{tag}.json"
+    # Written as a partial file while the run goes on; renamed when it completes.
+    out = (work if args.scratch else RESULTS) / f"{tag}.partial.json"
 
     def on_signal(signum, frame):
         raise KeyboardInterrupt
@@ -666,7 +679,7 @@ def main():
                         try:
                             report_json = measure(procs, work, tls, path, rtt, loss, args.duration,
                                                   100 * (i + 1) + n, args.transport,
-                                                  args.load_args.split())
+                                                  shlex.split(args.load_args))
                         except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as e:
                             # One cell that could not run is a row saying so; the matrix goes on.
                             log(f"    {path['name']}: {e}")
@@ -685,7 +698,8 @@ def main():
                 for link in links:
                     procs.stop(link)
     except KeyboardInterrupt:
-        log("interrupted: reporting what was measured")
+        log("interrupted: what was measured stays in the JSON; BENCHMARKS.md is left alone")
+        args.scratch = True
     finally:
         procs.stop_all()
         delete_namespaces()
@@ -694,8 +708,9 @@ def main():
     out.write_text(json.dumps(results(), indent=1))
     if args.scratch:
         print(table(rows))
-        log(f"scratch run: results in {out}")
+        log(f"scratch or interrupted run: results in {out}")
         return
+    out.rename(RESULTS / f"{tag}.json")
     report(results())
 
 

@@ -181,9 +181,9 @@ pub struct TransportSettings {
     /// 91), so a tunnel should not be offered more than its path carries. And a publish
     /// on an idle tunnel meets BBR's first ProbeRTT with no bandwidth sample yet: the
     /// window falls to 4 packets for 200 ms and a round trip (seen 0.7 s into a stream:
-    /// 246 KB to 5.7 KB), which is most of the one-RTT tail at 0 % loss (p99 351 ms at
-    /// 230 ms) and why the goal of p99 within 2 x RTT at 1 % loss is missed by 5-20 %
-    /// (BENCHMARKS.md, "The goal check").
+    /// 246 KB to 5.7 KB), which likely contributes to the one-RTT tail at 0 % loss (p99
+    /// 351 ms at 230 ms) and to missing the goal of p99 within 2 x RTT at 1 % loss by
+    /// 5-20 % (BENCHMARKS.md, "The goal check").
     pub congestion: Congestion,
     /// Per-stream receive window: what one publish may have in flight or queued inside
     /// QUIC. It is also how much media can sit in the tunnel when the path is slower

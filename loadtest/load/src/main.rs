@@ -82,8 +82,13 @@ fn raise_file_limit(streams: usize) {
             return;
         }
         if limit.rlim_cur < needed && limit.rlim_cur < limit.rlim_max {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
         }
         if (limit.rlim_cur as u64) < needed {
             eprintln!(

@@ -12,7 +12,8 @@
 //! - a *stall*: a gap longer than [`STALL_GAP`] between consecutive video-frame
 //!   arrivals (first arrivals), or, when frames are missing at the end, from the last
 //!   video frame received to the last frame due (media time); its whole length counts
-//!   in `stall_ms`;
+//!   in `stall_ms`. Stalls are those of streams that played: a stream that never got a
+//!   video frame shows as lost frames, not as a stall;
 //! - *sent* is what the encoder produced within the duration, written or not: frames
 //!   held back in the publisher, and a failed stream's whole plan, are offered and lost;
 //! - latency percentiles count lost frames as infinitely late (see [`percentile`]);

@@ -121,9 +121,11 @@ pub async fn send_paced(p: &mut Encoder, mut frames: Frames, pacing: Pacing<'_>)
             Err(_) => false,
         };
         if !written {
-            // This frame and the rest were produced all the same and never arrive:
+            // This frame may be partly in the socket (the player may still get it): it
+            // counts as sent. The rest were produced all the same and never left:
             // offered, unsent, lost.
-            for f in std::iter::once(frame).chain(frames.by_ref()) {
+            out.sent.count(&frame, pacing.start_unix_us);
+            for f in frames.by_ref() {
                 out.sent.count(&f, pacing.start_unix_us);
                 out.sent.unsent += 1;
             }

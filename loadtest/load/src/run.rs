@@ -309,7 +309,8 @@ async fn stream(ctx: &Ctx, k: usize, entry: &Entry, outcome: &mut Outcome) {
     // the publisher back (its frames in flight get the drain all the same).
     let until = Instant::now().max(sending.last_due.unwrap_or(start)) + s.drain;
     let _ = done_tx.send(Some(Done {
-        frames: sending.sent.frames,
+        // What can arrive: frames held back in the publisher never will.
+        frames: sending.sent.frames - sending.sent.unsent,
         until,
     }));
     publisher::finish(encoder, FINISH_LIMIT).await;
