@@ -30,12 +30,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// RTMP status for a publish refused for its name or application (as the origin sends).
-pub const CODE_BAD_NAME: &str = "NetStream.Publish.BadName";
-/// RTMP status for a publish refused or stopped for any other reason.
-pub const CODE_REJECTED: &str = "NetStream.Publish.Rejected";
-/// RTMP status for a refused play.
-pub const CODE_PLAY_FAILED: &str = "NetStream.Play.Failed";
+// The status codes the origin sends too (`longhaul_rtmp::status`).
+use longhaul_rtmp::status::{
+    PLAY_FAILED as CODE_PLAY_FAILED, PUBLISH_BAD_NAME as CODE_BAD_NAME,
+    PUBLISH_REJECTED as CODE_REJECTED,
+};
 
 impl ConnectionHandler for EdgeState {
     async fn serve_connection<S: Io>(self: Arc<Self>, accepted: Accepted<S>) {

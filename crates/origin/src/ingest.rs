@@ -16,6 +16,7 @@ use longhaul_hub::{LegChoice, PlayerEvent, Publication, Subscription};
 use longhaul_node::connection::{self, DriverSettings, NodeEnd};
 use longhaul_node::{Accepted, ConnectionHandler, Io, Transport};
 use longhaul_rtmp::server::{ServerEvent, ServerSession};
+use longhaul_rtmp::status;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -164,7 +165,7 @@ impl connection::Connection for Connection {
         match wake {
             Wake::TakenOver => {
                 if let Some(p) = &self.publishing {
-                    session.send_status(p.stream_id, "error", "NetStream.Publish.Rejected",
+                    session.send_status(p.stream_id, "error", status::PUBLISH_REJECTED,
                         "another connection published this stream with the current token and took it over");
                 }
                 Err(End::Node(OriginEnd::TakenOver))
@@ -188,7 +189,7 @@ impl Connection {
                 publish_type,
             } => {
                 if self.publishing.is_some() {
-                    session.reject_publish(stream_id, "NetStream.Publish.BadName",
+                    session.reject_publish(stream_id, status::PUBLISH_BAD_NAME,
                         "this connection already publishes a stream; open one connection per stream");
                     return Err(End::Rejected);
                 }
@@ -242,7 +243,7 @@ impl Connection {
                 if self.playing.is_some() {
                     session.reject_play(
                         stream_id,
-                        "NetStream.Play.Failed",
+                        status::PLAY_FAILED,
                         "this connection already plays a stream; open one connection per stream",
                     );
                     return Err(End::Rejected);
@@ -273,7 +274,7 @@ impl Connection {
                         tracing::info!(client = %self.peer, %stream, "play refused: stream not live");
                         session.reject_play(
                             stream_id,
-                            "NetStream.Play.StreamNotFound",
+                            status::PLAY_STREAM_NOT_FOUND,
                             &format!("stream {stream} is not live on this node"),
                         );
                         return Err(End::Rejected);
@@ -350,7 +351,7 @@ impl Connection {
                 session.send_status(
                     stream_id,
                     "error",
-                    "NetStream.Play.Failed",
+                    status::PLAY_FAILED,
                     &format!("dropped: {reason}"),
                 );
                 return Err(End::Node(OriginEnd::PlayerTooSlow));
@@ -362,15 +363,10 @@ impl Connection {
                 session.send_status(
                     stream_id,
                     "status",
-                    "NetStream.Play.UnpublishNotify",
+                    status::PLAY_UNPUBLISH_NOTIFY,
                     "the stream was unpublished",
                 );
-                session.send_status(
-                    stream_id,
-                    "status",
-                    "NetStream.Play.Stop",
-                    "the stream ended",
-                );
+                session.send_status(stream_id, "status", status::PLAY_STOP, "the stream ended");
                 return Err(End::Node(OriginEnd::StreamEnded));
             }
         }

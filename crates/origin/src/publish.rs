@@ -24,10 +24,9 @@ use longhaul_rtmp::server::ConnectRequest;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// RTMP status code for a publish refused for its name or application.
-pub const CODE_BAD_NAME: &str = "NetStream.Publish.BadName";
-/// RTMP status code for a publish refused for its token.
-pub const CODE_REJECTED: &str = "NetStream.Publish.Rejected";
+pub use longhaul_rtmp::status::{
+    PUBLISH_BAD_NAME as CODE_BAD_NAME, PUBLISH_REJECTED as CODE_REJECTED,
+};
 
 pub enum PublishDecision {
     Accept(Publication),

@@ -37,6 +37,7 @@ pub mod server;
 mod session_common;
 #[cfg(test)]
 mod session_tests;
+pub mod status;
 
 pub use client::{ClientConfig, ClientEvent, ClientGoal, ClientSession, ClientSessionError};
 pub use connection::{ClientError, Player, Publisher, RtmpUrl};

@@ -824,7 +824,7 @@ impl ServerSession {
             .find(|s| matches!(s.state, StreamState::Playing | StreamState::PlayRequested));
         let (stream_id, code) = match (publishing, playing) {
             (Some(s), _) => (s.id, "NetStream.Failed"),
-            (None, Some(s)) => (s.id, "NetStream.Play.Failed"),
+            (None, Some(s)) => (s.id, crate::status::PLAY_FAILED),
             (None, None) if matches!(error, SessionError::Timeout(_)) => {
                 (0, "NetConnection.Connect.IdleTimeout")
             }
