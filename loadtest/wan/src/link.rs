@@ -62,6 +62,7 @@ pub fn spawn(
                 direction,
                 write_errors: 0,
                 read_errors: 0,
+                failing: 0,
             };
             let error = pump.run(&stop).err().map(|e| e.to_string());
             if error.is_some() {
@@ -82,6 +83,8 @@ struct Pump {
     direction: Direction,
     write_errors: u64,
     read_errors: u64,
+    /// Read errors since the last good read.
+    failing: u32,
 }
 
 impl Pump {
@@ -145,6 +148,7 @@ impl Pump {
         for _ in 0..READ_BATCH {
             match self.src.recv(buf) {
                 Ok(n) => {
+                    self.failing = 0;
                     let packet = buf[..n.min(buf.len())].to_vec();
                     self.direction.offer(packet, Instant::now());
                 }
@@ -152,8 +156,10 @@ impl Pump {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     self.read_errors += 1;
-                    // A device that keeps failing would spin this loop: give up.
-                    if self.read_errors > 1000 {
+                    self.failing += 1;
+                    // A device that keeps failing would spin this loop: give up after
+                    // this many errors in a row (scattered ones are only counted).
+                    if self.failing > 1000 {
                         return Err(io::Error::new(
                             e.kind(),
                             format!(
