@@ -4,48 +4,50 @@
 //! The loop caps open connections (`http.max_connections`; more are closed at accept
 //! and counted in `connections_refused_total{transport="http"}`) and bounds the time a
 //! client may take to send its headers (`http.header_timeout_secs`, the slowloris
-//! guard). Routing is the node's: it passes a function from request to response. Errors
-//! are JSON bodies `{"error": {"code": ..., "message": ...}}` with a fitting status.
+//! guard). Routing is the node's: an `axum::Router`, which finds the client's address
+//! and the connection's token in each request's extensions ([`Client`],
+//! [`ConnectionToken`]). Errors are JSON bodies
+//! `{"error": {"code": ..., "message": ...}}` with a fitting status.
 
 use crate::accept::{reason, ACCEPT_ERROR_BACKOFF};
 use crate::config::HttpSection;
 use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus::IntCounterVec;
-use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 /// Response body: either a whole buffer or a stream (HTTP-FLV).
-pub type Body = BoxBody<Bytes, Infallible>;
+pub type Body = axum::body::Body;
+
+/// The client's address, in every request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct Client(pub SocketAddr);
+
+/// The connection's cancellation token, in every request's extensions. A route that
+/// streams a body (HTTP-FLV) cancels it when its client stops reading, which drops the
+/// connection and closes the socket (hyper would otherwise wait on the stalled write
+/// for as long as TCP keeps the window shut).
+#[derive(Debug, Clone)]
+pub struct ConnectionToken(pub CancellationToken);
 
 /// The `transport` label of HTTP connections in `connections_refused_total`.
 pub const TRANSPORT: &str = "http";
 
 /// Serves HTTP on `listener` until `shutdown` fires, answering each request with
-/// `route(request, client address, connection token)`.
-///
-/// Each connection gets a child cancellation token: a route that streams a body (HTTP-FLV)
-/// cancels it when its client stops reading, which drops the connection and closes the
-/// socket (hyper would otherwise wait on the stalled write for as long as TCP keeps the
-/// window shut).
-pub async fn serve<R, F>(
+/// `router`. Each connection gets a child of `shutdown` as its [`ConnectionToken`].
+pub async fn serve(
     listener: TcpListener,
     settings: HttpSection,
     refused: IntCounterVec,
     shutdown: CancellationToken,
-    route: R,
-) where
-    R: Fn(Request<Incoming>, SocketAddr, CancellationToken) -> F + Send + Sync + 'static,
-    F: Future<Output = Response<Body>> + Send + 'static,
-{
-    let route = Arc::new(route);
+    router: axum::Router,
+) {
     let slots = Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
     let header_timeout = settings.header_timeout();
     loop {
@@ -68,14 +70,15 @@ pub async fn serve<R, F>(
                 "HTTP connection refused: too many connections");
             continue;
         };
-        let route = route.clone();
+        let router = router.clone();
         let connection = shutdown.child_token();
         tokio::spawn(async move {
             let _permit = permit;
-            let token = connection.clone();
-            let service = hyper::service::service_fn(move |req| {
-                let response = route(req, peer, token.clone());
-                async move { Ok::<_, Infallible>(response.await) }
+            let token = ConnectionToken(connection.clone());
+            let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(Client(peer));
+                req.extensions_mut().insert(token.clone());
+                router.clone().oneshot(req.map(Body::new))
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -93,7 +96,7 @@ pub async fn serve<R, F>(
 
 /// A whole-buffer body.
 pub fn full(body: impl Into<Bytes>) -> Body {
-    Full::new(body.into()).boxed()
+    Body::from(body.into())
 }
 
 /// A JSON response.

@@ -24,6 +24,7 @@
 //! | [`http`] | the HTTP/1.1 accept loop (cap, header timeout) and JSON/metrics responses |
 //! | [`tls`] | the RTMPS server configuration from PEM files |
 //! | [`metrics`] | a per-node Prometheus registry, metric builders, [`GaugeGuard`] |
+//! | [`revocation`] | live publishes by entry, so a revoked token or a deleted entry cuts them all ([`LivePublishes`]) |
 //! | [`connection`] | the loop every node runs per RTMP connection; the node's part is a [`connection::Connection`] |
 //! | [`session_io`] | an RTMP session's writes with a time limit, and its deadline timer |
 //! | [`tasks`] | [`NodeTasks`]: a node's tasks and the token that stops them |
@@ -49,6 +50,7 @@ pub mod connection;
 pub mod http;
 pub mod listeners;
 pub mod metrics;
+pub mod revocation;
 pub mod session_io;
 pub mod tasks;
 pub mod tls;
@@ -59,5 +61,6 @@ pub use config::{
 };
 pub use listeners::{ListenError, Listeners, TlsListener};
 pub use metrics::GaugeGuard;
+pub use revocation::{Cut, LivePublish, LivePublishes, Revoked};
 pub use tasks::NodeTasks;
 pub use tls::TlsError;

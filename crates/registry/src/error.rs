@@ -1,5 +1,6 @@
-//! What went wrong in the registry: SQL and file errors name the database file and the
-//! operation, so a log line alone says where to look.
+//! What went wrong in the registry. Every error names the store (the SQLite file, or the
+//! PostgreSQL host and database, never a password) and the operation, so a log line alone
+//! says where to look; [`RegistryError::is_unavailable`] tells the API to answer 503.
 
 use thiserror::Error;
 
@@ -15,7 +16,25 @@ pub enum RegistryError {
         source: rusqlite::Error,
     },
 
-    /// The file was written by a newer longhaul with a schema this build does not know.
+    /// PostgreSQL refused or failed a statement (the server answered: not a lost
+    /// connection, which is [`RegistryError::Unavailable`]).
+    #[error("registry {location}: {operation} failed: {reason}")]
+    Postgres {
+        location: String,
+        operation: &'static str,
+        reason: String,
+    },
+
+    /// The database cannot be reached now (connection refused or lost, no answer in
+    /// time). Entries are still served from memory; changes wait until it is back.
+    #[error("registry {location} is unreachable: {operation} failed: {reason}")]
+    Unavailable {
+        location: String,
+        operation: &'static str,
+        reason: String,
+    },
+
+    /// The database was written by a newer longhaul with a schema this build does not know.
     #[error(
         "registry {path}: database schema version {found} is newer than this build \
          understands (up to {supported}); upgrade longhaul"
@@ -30,6 +49,16 @@ pub enum RegistryError {
     #[error("no live entry with id '{0}'")]
     NotFound(String),
 
+    /// A change asked for the state it expected (a token generation) and found another.
+    #[error(
+        "entry {id} is at token generation {found}, not {expected}: someone else changed it first"
+    )]
+    Conflict {
+        id: String,
+        expected: u32,
+        found: u32,
+    },
+
     /// An entry name that is too long or has control characters.
     #[error("invalid entry name: {0}")]
     InvalidName(&'static str),
@@ -42,4 +71,34 @@ pub enum RegistryError {
     /// [`crate::generate::ENTRY_ID_ATTEMPTS`]).
     #[error("registry {path}: no free entry id found after {attempts} attempts")]
     IdsExhausted { path: String, attempts: u32 },
+
+    /// The store's settings cannot work (a password in the URL, an unreadable password
+    /// file, a URL that does not parse).
+    #[error("registry settings: {0}")]
+    Settings(String),
+
+    /// The registry's background task is gone (the node is shutting down).
+    #[error("the registry is shutting down")]
+    Closed,
+}
+
+impl RegistryError {
+    /// True when the database is out of reach, rather than the request being wrong: the
+    /// API answers 503 and the caller may retry.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            RegistryError::Unavailable { .. } | RegistryError::Closed => true,
+            RegistryError::Sql { source, .. } => matches!(
+                source.sqlite_error_code(),
+                Some(
+                    rusqlite::ErrorCode::DatabaseBusy
+                        | rusqlite::ErrorCode::DatabaseLocked
+                        | rusqlite::ErrorCode::CannotOpen
+                        | rusqlite::ErrorCode::SystemIoFailure
+                        | rusqlite::ErrorCode::DiskFull
+                )
+            ),
+            _ => false,
+        }
+    }
 }

@@ -3,53 +3,71 @@
 //! Every stream published to longhaul belongs to a live *entry*: an id like `1_gdrt137u`
 //! that appears in its endpoint URLs and stream names, a human name, and a secret publish
 //! *token* (`?t=...` in the URL) without which a publish is refused. The token can be
-//! regenerated at any time; from then on the old one is refused, so a leaked URL can be
-//! revoked.
+//! regenerated at any time; from then on the old one is refused, and live publishes that
+//! used it are cut, at every origin.
 //!
-//! This crate keeps entries in an embedded SQLite file (WAL mode, with a busy timeout so
-//! two processes, such as both origins of a region, can share one file), versioned with
-//! `PRAGMA user_version` for future migrations.
+//! ```text
+//!               ┌──────────────── Registry (one per origin) ───────────────┐
+//!  API ─write─▶ │ store ─────────────────────────┐                         │
+//!               │  (EntryStore: SQLite file, or  │ change feed             │
+//!               │   PostgreSQL shared by every   ▼ (data_version / NOTIFY)  │
+//!               │   origin)                 sync task ──▶ replica (memory) │──▶ check_token
+//!               │                                 └──▶ RegistryChange ─────│──▶ listeners
+//!               └──────────────────────────────────────────────────────────┘    (revocation)
+//! ```
 //!
-//! - [`Registry`]: open a file ([`Registry::open`]) or memory ([`Registry::open_in_memory`]);
-//!   create, get, list, rename and delete [`Entry`]s; [`Registry::regenerate_token`].
-//! - [`Registry::check_token`] answers a publish attempt with a [`TokenCheck`], comparing
-//!   tokens in constant time (see [`token_check`]).
-//! - [`Registry::on_change`] registers a listener for [`RegistryChange`]s (token
-//!   regenerated, entry deleted), so live sessions can be cut.
+//! - [`store`]: the [`EntryStore`] interface, one async API over two back ends that pass
+//!   the same test suite: [`sqlite::SqliteStore`] (one host, `longhaul dev`) and
+//!   [`postgres::PostgresStore`] (origins in different data centres, versioned
+//!   migrations, changes pushed with `LISTEN/NOTIFY`). Each has a change feed that says
+//!   when anything changed, whoever changed it.
+//! - [`Registry`]: the node's view. Publishes are checked against an in-memory
+//!   [`replica`], kept in step by one sync task, so they keep being decided when the
+//!   database is down (fail static; [`Registry::status`] says so) and never wait on it.
+//!   Writes go to the store. Every difference the copy takes is told to the listeners
+//!   ([`Registry::on_change`]) as a [`RegistryChange`]: the origin cuts live publishes
+//!   on a regenerated token or a deleted entry, however the change reached it.
+//! - [`TokenCheck`]: a publish attempt's answer; tokens are compared in constant time
+//!   ([`token_check`]).
 //! - Ids and tokens come from the OS CSPRNG without bias ([`generate`]): ids are `1_` and 8
 //!   of `[a-z0-9]`; tokens are 16 of `[a-z2-7]` (80 bits), URL-safe as they are.
-//!
-//! `Registry` is `Send + Sync` and every call is a short blocking SQLite statement: from
-//! async code, call it inside `spawn_blocking`.
+//! - [`testing`] (feature `testing`): a private PostgreSQL server for tests.
 //!
 //! ```
-//! use longhaul_registry::{Registry, TokenCheck};
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use longhaul_registry::{sqlite::SqliteStore, Registry, TokenCheck};
+//! use std::sync::Arc;
 //!
-//! let registry = Registry::open_in_memory()?;
-//! let entry = registry.create_entry(Some("Morning show"))?;
+//! let registry = Registry::open(Arc::new(SqliteStore::open_in_memory()?)).await?;
+//! let entry = registry.create_entry(Some("Morning show")).await?;
 //! assert_eq!(
-//!     registry.check_token(&entry.id, Some(&entry.token))?,
+//!     registry.check_token(&entry.id, Some(&entry.token)).await,
 //!     TokenCheck::Valid { generation: 1 }
 //! );
 //!
-//! let renewed = registry.regenerate_token(&entry.id)?;
-//! assert_eq!(registry.check_token(&entry.id, Some(&entry.token))?, TokenCheck::Wrong);
-//! assert!(registry.check_token(&entry.id, Some(&renewed.token))?.is_valid());
-//! assert_eq!(registry.check_token(&entry.id, None)?, TokenCheck::Missing);
-//! assert_eq!(registry.check_token("1_nosuchid", None)?, TokenCheck::UnknownEntry);
+//! let renewed = registry.regenerate_token(&entry.id, None).await?;
+//! assert_eq!(registry.check_token(&entry.id, Some(&entry.token)).await, TokenCheck::Wrong);
+//! assert!(registry.check_token(&entry.id, Some(&renewed.token)).await.is_valid());
+//! assert_eq!(registry.check_token(&entry.id, None).await, TokenCheck::Missing);
+//! assert_eq!(registry.check_token("1_nosuchid", None).await, TokenCheck::UnknownEntry);
 //! # Ok::<(), longhaul_registry::RegistryError>(())
+//! # }).unwrap();
 //! ```
 
 pub mod change;
 pub mod entry;
 pub mod error;
 pub mod generate;
+pub mod postgres;
 pub mod registry;
-pub mod schema;
+pub mod replica;
+pub mod sqlite;
+pub mod store;
 pub mod token_check;
 
 pub use change::RegistryChange;
 pub use entry::{Entry, MAX_NAME_CHARS};
 pub use error::RegistryError;
-pub use registry::Registry;
+pub use registry::{Registry, RegistryStatus, StoreState};
+pub use store::{open_store, EntryStore, StoreConfig, StoreEvent, StoreInfo};
 pub use token_check::TokenCheck;

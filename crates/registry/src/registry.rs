@@ -1,288 +1,463 @@
-//! [`Registry`]: live entries and their publish tokens in an SQLite file.
+//! [`Registry`]: a node's view of the entries, an in-memory copy kept in step with the
+//! store, and the one place the node changes entries through.
+//!
+//! ```text
+//!  API write ──▶ store (SQLite / PostgreSQL) ──commit──▶ change feed ─┐
+//!     │                                                               ▼
+//!     └── refresh(id) ──────────────────────────────────────▶ sync task ──▶ replica
+//!  publish ──▶ check_token (replica; a miss asks the store once)        └──▶ listeners
+//! ```
+//!
+//! - **Reads come from memory.** `check_token`, `get` and `list` never wait on the
+//!   database, so publishes keep being decided, and nothing valid is refused, while the
+//!   database is unreachable (fail static). [`Registry::status`] says so.
+//! - **One writer of the copy.** A single task applies everything the copy learns, in
+//!   order: the feed's resyncs and changes, and a refresh after each of this node's own
+//!   writes. Each update is a read of the store made after the event it answers, so the
+//!   copy only moves forward in time, and every difference it finds is told to the
+//!   listeners as a [`RegistryChange`], however the change came (this node's API,
+//!   another origin, a resync after an outage). Revocation hangs off those.
+//! - **Writes go to the store**, then wait (briefly) for the copy to take them, so a
+//!   read right after a write through this node sees it. When the store is
+//!   unreachable a write fails with [`RegistryError::Unavailable`] (the API's 503).
+//! - **A miss asks the store.** A token the copy does not know (an entry created or a
+//!   token regenerated a moment ago at another origin, before its notification came) is
+//!   looked up once in the store before being refused; at most [`READ_THROUGH_LIMIT`]
+//!   lookups at a time, so a flood of bad tokens cannot flood the database.
 
-use std::path::Path;
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::time::{Duration, SystemTime};
 
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use crate::change::{Listeners, RegistryChange};
-use crate::entry::{validate_name, Entry};
+use crate::entry::Entry;
 use crate::error::RegistryError;
-use crate::generate::{new_entry_id, new_token, ENTRY_ID_ATTEMPTS};
-use crate::schema;
-use crate::token_check::{tokens_equal, TokenCheck};
+use crate::replica::Replica;
+use crate::store::{EntryStore, StoreEvent, StoreInfo};
+use crate::token_check::TokenCheck;
 
-/// What `path` says in errors of an in-memory registry.
-const IN_MEMORY: &str = ":memory:";
+/// Store lookups for unknown tokens in flight at once; beyond that a miss is answered
+/// from memory. Four keeps a bad-token flood from costing the database more than a few
+/// single-row reads at a time, while an ordinary burst of new publishes is never refused
+/// for want of a slot (each lookup takes about a millisecond).
+pub const READ_THROUGH_LIMIT: usize = 4;
 
-/// The columns of [`Entry`], in the order [`entry_from_row`] reads them.
-const ENTRY_COLUMNS: &str = "id, name, token, created_at, token_generation";
+/// How long a write waits for the copy to take it, and a miss for its lookup. A
+/// single-row read: milliseconds, unless the store is going away, in which case the
+/// answer stands without it (the feed catches up later).
+pub const REFRESH_WAIT: Duration = Duration::from_secs(2);
 
-/// The entries registry. Cheap to share (`Arc<Registry>`); every method is a short
-/// blocking SQLite call, so async callers should use `spawn_blocking`.
+/// Requests waiting for the sync task. Each API write and each unknown-token lookup
+/// is one; past 256 waiting (the database is slow, and the node busy) a lookup is
+/// skipped and a write answers without waiting for the copy.
+const REQUEST_QUEUE: usize = 256;
+
+/// After a failed resync, how long before trying again (the feed also asks for one as
+/// soon as it reconnects).
+pub const RESYNC_RETRY: Duration = Duration::from_secs(1);
+
+/// Whether the store can be reached, as far as this node knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreState {
+    /// The change feed is up and the last read succeeded.
+    Connected,
+    /// The store cannot be reached: entries are served from memory, writes are refused.
+    Unreachable,
+}
+
+impl StoreState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreState::Connected => "connected",
+            StoreState::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// A snapshot of the registry's health, for `/healthz` and the metrics.
+#[derive(Debug, Clone)]
+pub struct RegistryStatus {
+    pub store: StoreInfo,
+    pub state: StoreState,
+    /// Since when it is in this state.
+    pub since: SystemTime,
+    /// The last error seen reaching the store.
+    pub last_error: Option<String>,
+    /// Entries in the copy.
+    pub entries: usize,
+    /// Whole-table reads done to catch up (one at start, one per reconnect).
+    pub resyncs: u64,
+    /// Changes applied to the copy, by [`RegistryChange::kind`].
+    pub changes: Vec<(&'static str, u64)>,
+    /// Times the store became unreachable.
+    pub outages: u64,
+}
+
+struct Health {
+    state: StoreState,
+    since: SystemTime,
+    last_error: Option<String>,
+    resyncs: u64,
+    changes: [u64; 4],
+    outages: u64,
+}
+
+const CHANGE_KINDS: [&str; 4] = ["created", "renamed", "token_regenerated", "deleted"];
+
+/// What the sync task is asked to do besides following the feed.
+enum Request {
+    /// Read this entry again and say when the copy has it.
+    Refresh {
+        entry_id: String,
+        done: oneshot::Sender<()>,
+    },
+    /// A write found the store unreachable: catch up once it is back.
+    Resync,
+}
+
+/// A node's entries: the store, the copy, the listeners. Share it as `Arc<Registry>`;
+/// dropping the last handle stops its sync task.
 pub struct Registry {
-    conn: Mutex<Connection>,
-    path: String,
+    store: Arc<dyn EntryStore>,
+    replica: RwLock<Replica>,
     listeners: Listeners,
+    health: Mutex<Health>,
+    requests: mpsc::Sender<Request>,
+    read_through: Semaphore,
+    stop: CancellationToken,
 }
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registry")
-            .field("path", &self.path)
+            .field("store", &self.store.info())
             .finish()
     }
 }
 
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
 impl Registry {
-    /// Opens the registry file at `path`, creating it and its schema if missing. The
-    /// directory must exist. Several processes may open the same file.
-    pub fn open(path: &Path) -> Result<Registry, RegistryError> {
-        let shown = path.display().to_string();
-        let conn = Connection::open(path).map_err(|source| RegistryError::Sql {
-            path: shown.clone(),
-            operation: "opening the database file",
-            source,
-        })?;
-        Registry::with_connection(conn, shown)
-    }
-
-    /// A registry in memory, gone when dropped: for tests.
-    pub fn open_in_memory() -> Result<Registry, RegistryError> {
-        let conn = Connection::open_in_memory().map_err(|source| RegistryError::Sql {
-            path: IN_MEMORY.to_owned(),
-            operation: "opening an in-memory database",
-            source,
-        })?;
-        Registry::with_connection(conn, IN_MEMORY.to_owned())
-    }
-
-    fn with_connection(mut conn: Connection, path: String) -> Result<Registry, RegistryError> {
-        schema::prepare(&mut conn, &path)?;
-        Ok(Registry {
-            conn: Mutex::new(conn),
-            path,
+    /// Loads every entry from `store` and starts following its changes. Fails if the
+    /// store cannot be read now: a node must have its entries before it serves.
+    pub async fn open(store: Arc<dyn EntryStore>) -> Result<Arc<Registry>, RegistryError> {
+        let feed = store.watch();
+        let snapshot = store.list().await?;
+        let mut replica = Replica::new();
+        replica.apply_snapshot(snapshot);
+        let (requests_tx, requests) = mpsc::channel(REQUEST_QUEUE);
+        let registry = Arc::new(Registry {
+            store,
+            replica: RwLock::new(replica),
             listeners: Listeners::default(),
-        })
-    }
-
-    /// The database file's path as shown in errors (`:memory:` for in-memory ones).
-    pub fn path(&self) -> &str {
-        &self.path
-    }
-
-    /// Creates an entry with a fresh id and token (generation 1). `name` defaults to
-    /// the id.
-    pub fn create_entry(&self, name: Option<&str>) -> Result<Entry, RegistryError> {
-        if let Some(name) = name {
-            validate_name(name)?;
-        }
-        let token = new_token()?;
-        let created_at = unix_now();
-        let conn = self.conn();
-        for _ in 0..ENTRY_ID_ATTEMPTS {
-            let id = new_entry_id()?;
-            let entry = Entry {
-                name: name.map_or_else(|| id.clone(), str::to_owned),
-                id,
-                token: token.clone(),
-                created_at,
-                token_generation: 1,
-            };
-            let inserted = conn.execute(
-                "INSERT INTO entries (id, name, token, created_at, token_generation)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![
-                    entry.id,
-                    entry.name,
-                    entry.token,
-                    entry.created_at,
-                    entry.token_generation
-                ],
-            );
-            match inserted {
-                Ok(_) => return Ok(entry),
-                Err(e) if is_constraint_violation(&e) => continue,
-                Err(source) => return Err(self.sql_error("creating an entry", source)),
-            }
-        }
-        Err(RegistryError::IdsExhausted {
-            path: self.path.clone(),
-            attempts: ENTRY_ID_ATTEMPTS,
-        })
-    }
-
-    /// The entry with this id, if any.
-    pub fn get(&self, id: &str) -> Result<Option<Entry>, RegistryError> {
-        self.conn()
-            .query_row(
-                &format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE id = ?1"),
-                [id],
-                entry_from_row,
-            )
-            .optional()
-            .map_err(|source| self.sql_error("reading an entry", source))
-    }
-
-    /// Every entry, oldest first.
-    pub fn list(&self) -> Result<Vec<Entry>, RegistryError> {
-        let conn = self.conn();
-        let list = || -> rusqlite::Result<Vec<Entry>> {
-            let mut statement = conn.prepare(&format!(
-                "SELECT {ENTRY_COLUMNS} FROM entries ORDER BY created_at, rowid"
-            ))?;
-            let rows = statement.query_map([], entry_from_row)?;
-            rows.collect()
-        };
-        list().map_err(|source| self.sql_error("listing entries", source))
-    }
-
-    /// Renames an entry and returns it as it now is.
-    pub fn rename(&self, id: &str, name: &str) -> Result<Entry, RegistryError> {
-        validate_name(name)?;
-        self.conn()
-            .query_row(
-                &format!("UPDATE entries SET name = ?2 WHERE id = ?1 RETURNING {ENTRY_COLUMNS}"),
-                params![id, name],
-                entry_from_row,
-            )
-            .optional()
-            .map_err(|source| self.sql_error("renaming an entry", source))?
-            .ok_or_else(|| RegistryError::NotFound(id.to_owned()))
-    }
-
-    /// Deletes an entry; `false` if there was none. Listeners hear
-    /// [`RegistryChange::Deleted`].
-    pub fn delete(&self, id: &str) -> Result<bool, RegistryError> {
-        let deleted = self
-            .conn()
-            .execute("DELETE FROM entries WHERE id = ?1", [id])
-            .map_err(|source| self.sql_error("deleting an entry", source))?
-            > 0;
-        if deleted {
-            self.listeners.notify(&RegistryChange::Deleted {
-                entry_id: id.to_owned(),
-            });
-        }
-        Ok(deleted)
-    }
-
-    /// Gives an entry a fresh token of the next generation; the old token is refused
-    /// from then on. Listeners hear [`RegistryChange::TokenRegenerated`].
-    pub fn regenerate_token(&self, id: &str) -> Result<Entry, RegistryError> {
-        let token = new_token()?;
-        let entry = self
-            .conn()
-            .query_row(
-                &format!(
-                    "UPDATE entries SET token = ?2, token_generation = token_generation + 1
-                     WHERE id = ?1 RETURNING {ENTRY_COLUMNS}"
-                ),
-                params![id, token],
-                entry_from_row,
-            )
-            .optional()
-            .map_err(|source| self.sql_error("regenerating a token", source))?
-            .ok_or_else(|| RegistryError::NotFound(id.to_owned()))?;
-        self.listeners.notify(&RegistryChange::TokenRegenerated {
-            entry_id: entry.id.clone(),
-            generation: entry.token_generation,
+            health: Mutex::new(Health {
+                state: StoreState::Connected,
+                since: SystemTime::now(),
+                last_error: None,
+                resyncs: 1,
+                changes: [0; 4],
+                outages: 0,
+            }),
+            requests: requests_tx,
+            read_through: Semaphore::new(READ_THROUGH_LIMIT),
+            stop: CancellationToken::new(),
         });
+        tokio::spawn(sync(
+            Arc::downgrade(&registry),
+            registry.stop.clone(),
+            feed,
+            requests,
+        ));
+        Ok(registry)
+    }
+
+    /// Which store this is.
+    pub fn info(&self) -> StoreInfo {
+        self.store.info()
+    }
+
+    /// Creates an entry with a fresh id and token.
+    pub async fn create_entry(&self, name: Option<&str>) -> Result<Entry, RegistryError> {
+        let entry = self.written(self.store.create(name).await)?;
+        self.caught_up(&entry.id).await;
         Ok(entry)
     }
 
-    /// Checks a presented publish token against the entry's current one, in constant
-    /// time over the token's content (see [`crate::token_check`]). An empty token counts
-    /// as missing.
-    pub fn check_token(
+    /// Renames an entry.
+    pub async fn rename(&self, id: &str, name: &str) -> Result<Entry, RegistryError> {
+        let entry = self.written(self.store.rename(id, name).await)?;
+        self.caught_up(id).await;
+        Ok(entry)
+    }
+
+    /// Deletes an entry; `false` if there was none. Its live publishes are cut (by the
+    /// listeners of [`RegistryChange::Deleted`]).
+    pub async fn delete(&self, id: &str) -> Result<bool, RegistryError> {
+        let deleted = self.written(self.store.delete(id).await)?;
+        self.caught_up(id).await;
+        Ok(deleted)
+    }
+
+    /// Gives an entry a fresh token; the old one is refused from then on, and live
+    /// publishes that used it are cut. With `expected`, only if the entry is at that
+    /// generation ([`RegistryError::Conflict`] otherwise).
+    pub async fn regenerate_token(
         &self,
-        entry_id: &str,
-        presented: Option<&str>,
-    ) -> Result<TokenCheck, RegistryError> {
-        let stored: Option<(String, u32)> = self
-            .conn()
-            .query_row(
-                "SELECT token, token_generation FROM entries WHERE id = ?1",
-                [entry_id],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()
-            .map_err(|source| self.sql_error("checking a token", source))?;
-        let Some((stored, generation)) = stored else {
-            return Ok(TokenCheck::UnknownEntry);
-        };
-        Ok(match presented {
-            None | Some("") => TokenCheck::Missing,
-            Some(presented) if tokens_equal(stored.as_bytes(), presented.as_bytes()) => {
-                TokenCheck::Valid { generation }
+        id: &str,
+        expected: Option<u32>,
+    ) -> Result<Entry, RegistryError> {
+        let entry = self.written(self.store.regenerate_token(id, expected).await)?;
+        self.caught_up(id).await;
+        Ok(entry)
+    }
+
+    /// A write's result: an unreachable store is news for the status, and the copy
+    /// must catch up once it is back.
+    fn written<T>(&self, result: Result<T, RegistryError>) -> Result<T, RegistryError> {
+        if let Err(e) = &result {
+            if e.is_unavailable() {
+                self.set_state(StoreState::Unreachable, Some(e.to_string()));
+                let _ = self.requests.try_send(Request::Resync);
             }
-            Some(_) => TokenCheck::Wrong,
-        })
+        }
+        result
     }
 
-    /// Calls `listener` after every committed token regeneration or deletion made
-    /// through this handle (see [`crate::change`]).
+    /// The entry with this id, from memory.
+    pub fn get(&self, id: &str) -> Option<Entry> {
+        self.replica().get(id).cloned()
+    }
+
+    /// Every entry, oldest first, from memory.
+    pub fn list(&self) -> Vec<Entry> {
+        self.replica().list()
+    }
+
+    /// The entry's current token generation, from memory; `None` if there is no entry.
+    pub fn current_generation(&self, id: &str) -> Option<u32> {
+        self.replica().get(id).map(|e| e.token_generation)
+    }
+
+    /// Checks a publish token. Answered from memory; a token the copy does not take is
+    /// looked up in the store once (while it is reachable) before being refused.
+    pub async fn check_token(&self, entry_id: &str, presented: Option<&str>) -> TokenCheck {
+        let check = self.replica().check_token(entry_id, presented);
+        let worth_asking = matches!(check, TokenCheck::Wrong | TokenCheck::UnknownEntry)
+            && presented.is_some_and(|t| !t.is_empty())
+            && self.state() == StoreState::Connected;
+        if !worth_asking {
+            return check;
+        }
+        let Ok(_slot) = self.read_through.try_acquire() else {
+            return check;
+        };
+        self.caught_up(entry_id).await;
+        self.replica().check_token(entry_id, presented)
+    }
+
+    /// Calls `listener` after every change the copy takes, from this node or any other
+    /// (see [`crate::change`]).
     pub fn on_change(&self, listener: impl Fn(&RegistryChange) + Send + Sync + 'static) {
-        self.listeners.add(std::sync::Arc::new(listener));
+        self.listeners.add(Arc::new(listener));
     }
 
-    /// The connection. A panic elsewhere while holding the lock cannot leave it half
-    /// used (every method is one statement, and rusqlite rolls back dropped
-    /// transactions), so a poisoned lock is taken over rather than failing forever.
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Health and counters, for `/healthz` and the metrics.
+    pub fn status(&self) -> RegistryStatus {
+        let h = lock(&self.health);
+        RegistryStatus {
+            store: self.store.info(),
+            state: h.state,
+            since: h.since,
+            last_error: h.last_error.clone(),
+            entries: self.replica().len(),
+            resyncs: h.resyncs,
+            changes: CHANGE_KINDS.iter().copied().zip(h.changes).collect(),
+            outages: h.outages,
+        }
     }
 
-    fn sql_error(&self, operation: &'static str, source: rusqlite::Error) -> RegistryError {
-        RegistryError::Sql {
-            path: self.path.clone(),
-            operation,
-            source,
+    fn state(&self) -> StoreState {
+        lock(&self.health).state
+    }
+
+    fn replica(&self) -> std::sync::RwLockReadGuard<'_, Replica> {
+        self.replica.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Asks the sync task to read `entry_id` again and waits (at most [`REFRESH_WAIT`])
+    /// until the copy has it.
+    async fn caught_up(&self, entry_id: &str) {
+        let (done, finished) = oneshot::channel();
+        let request = Request::Refresh {
+            entry_id: entry_id.to_owned(),
+            done,
+        };
+        if self.requests.try_send(request).is_err() {
+            return;
+        }
+        let _ = tokio::time::timeout(REFRESH_WAIT, finished).await;
+    }
+
+    /// Applies what the store says of `entry_id` now, and tells the listeners.
+    fn apply(&self, entry_id: &str, now: Option<Entry>) {
+        let changes = self
+            .replica
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .apply(entry_id, now);
+        self.announce(changes);
+    }
+
+    fn apply_snapshot(&self, snapshot: Vec<Entry>) {
+        let changes = self
+            .replica
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .apply_snapshot(snapshot);
+        lock(&self.health).resyncs += 1;
+        self.announce(changes);
+    }
+
+    fn announce(&self, changes: Vec<RegistryChange>) {
+        for change in changes {
+            {
+                let mut h = lock(&self.health);
+                if let Some(i) = CHANGE_KINDS.iter().position(|k| *k == change.kind()) {
+                    h.changes[i] += 1;
+                }
+            }
+            tracing::info!(entry = %change.entry_id(), change = change.kind(),
+                registry = %self.store.info().location, "registry change");
+            self.listeners.notify(&change);
+        }
+    }
+
+    fn set_state(&self, state: StoreState, error: Option<String>) {
+        let mut h = lock(&self.health);
+        if h.state != state {
+            let location = self.store.info().location;
+            match state {
+                StoreState::Unreachable => {
+                    h.outages += 1;
+                    tracing::warn!(registry = %location, error = error.as_deref().unwrap_or(""),
+                        entries = self.replica().len(),
+                        "registry unreachable: publishes are decided from memory, entry changes are refused");
+                }
+                StoreState::Connected => {
+                    tracing::info!(registry = %location, "registry reachable again")
+                }
+            }
+            h.state = state;
+            h.since = SystemTime::now();
+        }
+        if error.is_some() {
+            h.last_error = error;
         }
     }
 }
 
-fn entry_from_row(row: &Row<'_>) -> rusqlite::Result<Entry> {
-    Ok(Entry {
-        id: row.get(0)?,
-        name: row.get(1)?,
-        token: row.get(2)?,
-        created_at: row.get(3)?,
-        token_generation: row.get(4)?,
-    })
-}
-
-fn is_constraint_violation(error: &rusqlite::Error) -> bool {
-    matches!(
-        error,
-        rusqlite::Error::SqliteFailure(e, _) if e.code == ErrorCode::ConstraintViolation
-    )
-}
-
-/// Now in Unix seconds; 0 if the clock is before 1970.
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Arc;
-
-    #[test]
-    fn registry_is_send_and_sync() {
-        fn assert_send_sync<T: Send + Sync>() {}
-        assert_send_sync::<Registry>();
-        assert_send_sync::<Arc<Registry>>();
+/// The sync task: the only writer of the copy. Ends when the registry is dropped.
+async fn sync(
+    registry: Weak<Registry>,
+    stop: CancellationToken,
+    mut feed: mpsc::Receiver<StoreEvent>,
+    mut requests: mpsc::Receiver<Request>,
+) {
+    let mut feed_open = true;
+    // A resync is owed: the feed asked for one, or the last one failed.
+    let mut resync_owed = false;
+    let mut feed_up = true;
+    let retry = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(retry);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            event = feed.recv(), if feed_open => {
+                let Some(registry) = registry.upgrade() else { return };
+                match event {
+                    None => feed_open = false,
+                    Some(StoreEvent::Resync) => {
+                        feed_up = true;
+                        resync_owed = !resync(&registry).await;
+                        retry.as_mut().reset(tokio::time::Instant::now() + RESYNC_RETRY);
+                    }
+                    Some(StoreEvent::Changed { entry_id }) => {
+                        if !refresh(&registry, &entry_id).await {
+                            resync_owed = true;
+                            retry.as_mut().reset(tokio::time::Instant::now() + RESYNC_RETRY);
+                        }
+                    }
+                    Some(StoreEvent::Lost { reason }) => {
+                        feed_up = false;
+                        registry.set_state(StoreState::Unreachable, Some(reason));
+                    }
+                }
+            }
+            request = requests.recv() => {
+                let Some(request) = request else { return };
+                let Some(registry) = registry.upgrade() else { return };
+                match request {
+                    Request::Refresh { entry_id, done } => {
+                        if !refresh(&registry, &entry_id).await {
+                            resync_owed = true;
+                            retry.as_mut().reset(tokio::time::Instant::now() + RESYNC_RETRY);
+                        }
+                        let _ = done.send(());
+                    }
+                    Request::Resync => {
+                        resync_owed = true;
+                        retry.as_mut().reset(tokio::time::Instant::now() + RESYNC_RETRY);
+                    }
+                }
+            }
+            () = &mut retry, if resync_owed && feed_up => {
+                let Some(registry) = registry.upgrade() else { return };
+                resync_owed = !resync(&registry).await;
+                retry.as_mut().reset(tokio::time::Instant::now() + RESYNC_RETRY);
+            }
+        }
     }
+}
 
-    #[test]
-    fn debug_does_not_show_tokens() {
-        let registry = Registry::open_in_memory().unwrap();
-        registry.create_entry(None).unwrap();
-        assert_eq!(format!("{registry:?}"), "Registry { path: \":memory:\" }");
+/// Reads the whole table into the copy. False if the store could not be read.
+async fn resync(registry: &Registry) -> bool {
+    match registry.store.list().await {
+        Ok(snapshot) => {
+            registry.apply_snapshot(snapshot);
+            registry.set_state(StoreState::Connected, None);
+            true
+        }
+        Err(e) => {
+            registry.set_state(StoreState::Unreachable, Some(e.to_string()));
+            false
+        }
     }
+}
+
+/// Reads one entry into the copy. False if the store could not be read.
+async fn refresh(registry: &Registry, entry_id: &str) -> bool {
+    match registry.store.get(entry_id).await {
+        Ok(now) => {
+            registry.apply(entry_id, now);
+            true
+        }
+        Err(e) if e.is_unavailable() => {
+            registry.set_state(StoreState::Unreachable, Some(e.to_string()));
+            false
+        }
+        Err(e) => {
+            tracing::warn!(entry = %entry_id, error = %e, "reading an entry for the in-memory copy failed");
+            false
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }

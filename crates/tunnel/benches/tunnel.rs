@@ -163,6 +163,7 @@ impl TunnelService for BenchOrigin {
         Verdict::Allowed {
             grant: self.grants.fetch_add(1, Ordering::Relaxed),
             stream_name: request.name,
+            generation: None,
         }
     }
     async fn publish(&self, _peer: &PeerInfo, header: PublishHeader, stream: IncomingPublish) {
@@ -265,7 +266,7 @@ async fn start_tunnel(settings: &TransportSettings, path: Option<PathModel>) -> 
         },
         section.origins[0].clone(),
         &section,
-        Arc::new(LoadReport::default),
+        longhaul_tunnel::EdgeHooks::load_only(Arc::new(LoadReport::default)),
         &TunnelSet::new(),
     )
     .unwrap_or_else(|e| fail("edge tunnel", e));
@@ -299,7 +300,10 @@ async fn open(tunnel: &Tunnel, name: &str) -> PublishSender {
         .authorise(request)
         .await
         .unwrap_or_else(|e| fail("authorise", e));
-    let Verdict::Allowed { grant, stream_name } = verdict else {
+    let Verdict::Allowed {
+        grant, stream_name, ..
+    } = verdict
+    else {
         fail("authorise", "refused")
     };
     tunnel

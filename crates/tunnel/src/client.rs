@@ -14,8 +14,8 @@ use crate::stream::{
     control_writer, write_media, write_message, FrameReader, TunnelError, CONTROL_QUEUE,
 };
 use crate::wire::{
-    AuthoriseRequest, Frame, Hello, LoadReport, MediaFrame, Message, PublishHeader, StreamEnd,
-    Verdict,
+    AuthoriseRequest, Frame, Hello, LoadReport, MediaFrame, Message, PublishHeader, Revocation,
+    StreamEnd, Verdict,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +26,28 @@ use tokio_util::sync::CancellationToken;
 
 /// Reports this node's health and load when asked.
 pub type LoadFn = Arc<dyn Fn() -> LoadReport + Send + Sync>;
+
+/// Takes an origin's [`Revocation`]: the edge cuts the publishes it covers.
+pub type RevokeFn = Arc<dyn Fn(Revocation) + Send + Sync>;
+
+/// What the edge node answers and does for its tunnels.
+#[derive(Clone)]
+pub struct EdgeHooks {
+    /// This node's health and load, for the reports.
+    pub load: LoadFn,
+    /// An origin asked to cut live publishes of an entry.
+    pub revoke: RevokeFn,
+}
+
+impl EdgeHooks {
+    /// Hooks that report `load` and ignore revocations (tests, benchmarks).
+    pub fn load_only(load: LoadFn) -> EdgeHooks {
+        EdgeHooks {
+            load,
+            revoke: Arc::new(|_| {}),
+        }
+    }
+}
 
 /// A handle on the tunnel to one origin. Cheap to clone.
 #[derive(Clone)]
@@ -69,7 +91,7 @@ impl TunnelClient {
         local: Hello,
         peer: OriginPeer,
         section: &TunnelSection,
-        load: LoadFn,
+        hooks: EdgeHooks,
         set: &Arc<TunnelSet>,
     ) -> Result<TunnelClient, TunnelError> {
         let (crypto, identity) = crate::tls::client_crypto(&section.tls)?;
@@ -96,7 +118,7 @@ impl TunnelClient {
             endpoint,
             client_config,
             local,
-            load,
+            hooks,
             Backoff::new(
                 Duration::from_millis(settings.reconnect_initial_ms),
                 Duration::from_millis(settings.reconnect_max_ms),
@@ -322,7 +344,7 @@ async fn run(
     endpoint: quinn::Endpoint,
     client_config: quinn::ClientConfig,
     local: Hello,
-    load: LoadFn,
+    hooks: EdgeHooks,
     mut backoff: Backoff,
 ) {
     let (set, report_every) = (inner.set.clone(), inner.report_every);
@@ -361,8 +383,8 @@ async fn run(
                 );
                 let writer = tokio::spawn(control_writer(control_send, rx, peer.id.clone()));
                 let (why, broken) = tokio::select! {
-                    r = serve_control(reader, &live, &link) => r,
-                    _ = send_reports(&tx, &load, report_every) => ("report sender stopped".to_string(), false),
+                    r = serve_control(reader, &live, &link, &hooks.revoke) => r,
+                    _ = send_reports(&tx, &hooks.load, report_every) => ("report sender stopped".to_string(), false),
                     _ = inner.shutdown.cancelled() => ("edge shutting down".to_string(), false),
                 };
                 *lock(&inner.live) = None;
@@ -471,7 +493,12 @@ pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves the origin's side of the control stream until it ends; returns why, and
 /// whether the origin broke the protocol.
-async fn serve_control(mut reader: FrameReader, live: &Live, link: &Link) -> (String, bool) {
+async fn serve_control(
+    mut reader: FrameReader,
+    live: &Live,
+    link: &Link,
+    revoke: &RevokeFn,
+) -> (String, bool) {
     loop {
         match reader.next_message().await {
             Ok(Some(Message::Verdict { id, verdict })) => {
@@ -480,6 +507,7 @@ async fn serve_control(mut reader: FrameReader, live: &Live, link: &Link) -> (St
                 }
             }
             Ok(Some(Message::Report(report))) => link.set_peer_load(report),
+            Ok(Some(Message::Revoke(revocation))) => revoke(revocation),
             Ok(Some(Message::Unknown)) => {}
             Ok(Some(other)) => {
                 let what = format!("unexpected control message from the origin: {other:?}");

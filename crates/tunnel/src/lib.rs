@@ -37,11 +37,16 @@
 //!    "connections"}`.
 //! 3. edge → origin `{"type":"authorise","id","app","tc_url","name","leg","client_addr",
 //!    "transport"}`, answered by `{"type":"verdict","id","verdict":"allowed","grant",
-//!    "stream_name"}` or `{"type":"verdict","id","verdict":"refused","code","reason",
-//!    "description"}`. Requests may overlap; `id` pairs them.
+//!    "stream_name","generation"}` or `{"type":"verdict","id","verdict":"refused","code",
+//!    "reason","description"}`. Requests may overlap; `id` pairs them. `generation` (the
+//!    token generation the publish was authorised with) may be absent.
+//! 4. origin → edge `{"type":"revoke","entry_id","before_generation","code","reason",
+//!    "description"}`: cut the live publishes of `entry_id` authorised with a generation
+//!    before `before_generation` (absent: all of them), telling each encoder
+//!    `description`. Sent when an entry's token is regenerated or the entry deleted,
+//!    wherever that happened; an edge cuts the streams it relays to any origin.
 //!
-//! Later issues add messages here (drain, token revocation, failover), skippable by
-//! older peers.
+//! Later issues add messages here (drain, failover), skippable by older peers.
 //!
 //! **Publish stream**: one bidirectional stream per published stream, opened by the edge
 //! after an `allowed` verdict. Edge → origin: `{"type":"publish","grant","stream_name",
@@ -79,7 +84,7 @@ mod stream;
 pub mod tls;
 pub mod wire;
 
-pub use client::{EndSignal, LoadFn, PublishEnd, PublishSender, TunnelClient};
+pub use client::{EdgeHooks, EndSignal, LoadFn, PublishEnd, PublishSender, RevokeFn, TunnelClient};
 pub use endpoint::{client_endpoint, server_endpoint};
 pub use link::{LinkSnapshot, TunnelSet, TunnelState};
 pub use metrics::TunnelCollector;
@@ -89,7 +94,7 @@ pub use settings::{
 };
 pub use stream::TunnelError;
 pub use wire::{
-    AuthoriseRequest, Hello, LoadReport, MediaFrame, PublishHeader, StreamEnd, Verdict,
+    AuthoriseRequest, Hello, LoadReport, MediaFrame, PublishHeader, Revocation, StreamEnd, Verdict,
 };
 
 /// The ALPN of this wire format's version.

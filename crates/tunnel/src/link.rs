@@ -5,7 +5,7 @@
 //! keep counting across reconnects (each closed connection's totals are added on).
 //! [`TunnelSet`] holds a node's links for the metrics and health endpoints.
 
-use crate::wire::LoadReport;
+use crate::wire::{LoadReport, Message, Revocation};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -74,6 +74,9 @@ pub struct Link {
     connection: Mutex<Option<quinn::Connection>>,
     retired: Mutex<Totals>,
     peer_load: Mutex<Option<LoadReport>>,
+    /// The live connection's control stream writer (origin side), to send messages the
+    /// node initiates (revocations).
+    control: Mutex<Option<tokio::sync::mpsc::Sender<Message>>>,
 }
 
 /// A point-in-time copy of a [`Link`].
@@ -113,6 +116,7 @@ impl Link {
             connection: Mutex::new(None),
             retired: Mutex::new(Totals::default()),
             peer_load: Mutex::new(None),
+            control: Mutex::new(None),
         };
         link.transitions[state.index()].fetch_add(1, Ordering::Relaxed);
         Arc::new(link)
@@ -182,6 +186,36 @@ impl Link {
         true
     }
 
+    /// Sets (or, with `None`, clears) the live connection's control writer.
+    pub(crate) fn set_control(&self, control: Option<tokio::sync::mpsc::Sender<Message>>) {
+        *lock(&self.control) = control;
+    }
+
+    /// Queues `message` on the live control stream. False when there is none. A full
+    /// queue (the peer has not read 1,024 messages) is waited on in the background, for
+    /// at most [`CONTROL_SEND_LIMIT`], rather than dropped.
+    pub(crate) fn send_control(&self, message: Message) -> bool {
+        let Some(control) = lock(&self.control).clone() else {
+            return false;
+        };
+        match control.try_send(message) {
+            Ok(()) => true,
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
+            Err(tokio::sync::mpsc::error::TrySendError::Full(message)) => {
+                let peer = self.peer.clone();
+                tokio::spawn(async move {
+                    if tokio::time::timeout(CONTROL_SEND_LIMIT, control.send(message))
+                        .await
+                        .is_err()
+                    {
+                        tracing::warn!(%peer, "control message not sent: the peer's control stream is stuck");
+                    }
+                });
+                true
+            }
+        }
+    }
+
     pub(crate) fn connection(&self) -> Option<quinn::Connection> {
         lock(&self.connection).clone()
     }
@@ -234,6 +268,9 @@ impl Drop for StreamGuard {
         self.0.open_streams.fetch_sub(1, Ordering::Relaxed);
     }
 }
+
+/// How long a control message may wait for room on a stuck control stream.
+const CONTROL_SEND_LIMIT: Duration = Duration::from_secs(5);
 
 /// A poisoned lock here only means a panic elsewhere mid-update of plain counters.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -300,6 +337,16 @@ impl TunnelSet {
 
     pub fn links(&self) -> Vec<Arc<Link>> {
         lock(&self.links).clone()
+    }
+
+    /// Tells every connected peer to cut live publishes of an entry (see
+    /// [`Revocation`]). Returns how many peers it was sent to.
+    pub fn revoke(&self, revocation: &Revocation) -> usize {
+        self.links()
+            .iter()
+            .filter(|l| l.state() == TunnelState::Connected)
+            .filter(|l| l.send_control(Message::Revoke(revocation.clone())))
+            .count()
     }
 
     pub fn snapshots(&self) -> Vec<LinkSnapshot> {

@@ -196,6 +196,7 @@ async fn handle<S: TunnelService>(
     }
     let (tx, rx) = mpsc::channel(CONTROL_QUEUE);
     let writer = tokio::spawn(control_writer(control_send, rx, peer.node_id.clone()));
+    link.set_control(Some(tx.clone()));
     let load: crate::client::LoadFn = {
         let service = service.clone();
         Arc::new(move || service.load())
@@ -231,6 +232,7 @@ async fn handle<S: TunnelService>(
         }
     };
     if link.detach_if_current(&connection) {
+        link.set_control(None);
         link.set_state(TunnelState::Closed, &why);
     }
 }

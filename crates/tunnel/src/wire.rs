@@ -75,7 +75,15 @@ pub struct AuthoriseRequest {
 #[serde(tag = "verdict", rename_all = "snake_case")]
 pub enum Verdict {
     /// Go on: open a publish stream with this grant.
-    Allowed { grant: u64, stream_name: String },
+    Allowed {
+        grant: u64,
+        stream_name: String,
+        /// The token generation the publish was authorised with, so the edge can tell
+        /// which of its streams a later [`Revocation`] cuts. Absent from older origins
+        /// and from authorities without generations (an HTTP callback).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        generation: Option<u32>,
+    },
     /// Refused: tell the encoder `description` with RTMP status `code`.
     Refused {
         code: String,
@@ -103,6 +111,26 @@ pub struct StreamEnd {
     pub description: String,
 }
 
+/// An origin tells its edges to cut live publishes of an entry: its token was
+/// regenerated, it was deleted, or an operator kicked it. Sent on the control stream to
+/// every connected edge; an edge cuts the streams it relays for the entry (to any
+/// origin) whose authorised generation the revocation covers, telling each encoder
+/// `description` with RTMP status `code`, and closing it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    pub entry_id: String,
+    /// Cut publishes authorised with a token generation older than this; absent: cut
+    /// every publish of the entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_generation: Option<u32>,
+    /// RTMP status code for the encoder (`NetStream.Publish.Rejected`).
+    pub code: String,
+    /// Short machine-readable reason, a metric label (`token_revoked`, `entry_deleted`,
+    /// `kicked`).
+    pub reason: String,
+    pub description: String,
+}
+
 /// Every JSON message, on the control stream or a publish stream.
 ///
 /// Tagged by `type`. A message of a type this version does not know decodes to
@@ -124,6 +152,7 @@ pub enum Message {
     },
     Publish(PublishHeader),
     End(StreamEnd),
+    Revoke(Revocation),
     #[serde(other)]
     Unknown,
 }
@@ -392,5 +421,47 @@ mod tests {
         };
         let back: Message = serde_json::from_slice(&serde_json::to_vec(&a).unwrap()).unwrap();
         assert_eq!(back, a);
+    }
+
+    #[test]
+    fn revocations_round_trip_and_older_verdicts_parse() {
+        let r = Message::Revoke(Revocation {
+            entry_id: "1_abcdefgh".into(),
+            before_generation: Some(3),
+            code: "NetStream.Publish.Rejected".into(),
+            reason: "token_revoked".into(),
+            description: "publish stopped: the token was regenerated".into(),
+        });
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["type"], "revoke");
+        assert_eq!(json["before_generation"], 3);
+        let back: Message = serde_json::from_value(json).unwrap();
+        assert_eq!(back, r);
+        // A deletion cuts every generation: the field is left out.
+        let all: Message = serde_json::from_value(serde_json::json!({"type": "revoke",
+            "entry_id": "1_abcdefgh", "code": "c", "reason": "entry_deleted",
+            "description": "d"}))
+        .unwrap();
+        assert!(matches!(
+            all,
+            Message::Revoke(Revocation {
+                before_generation: None,
+                ..
+            })
+        ));
+        // A verdict from an origin that predates generations.
+        let old: Message = serde_json::from_value(serde_json::json!({"type": "verdict",
+            "id": 1, "verdict": "allowed", "grant": 9, "stream_name": "1_abcdefgh_1"}))
+        .unwrap();
+        assert!(matches!(
+            old,
+            Message::Verdict {
+                verdict: Verdict::Allowed {
+                    generation: None,
+                    ..
+                },
+                ..
+            }
+        ));
     }
 }

@@ -41,6 +41,7 @@ impl TunnelService for ToyOrigin {
             Verdict::Allowed {
                 grant: 42,
                 stream_name: request.name,
+                generation: None,
             }
         } else {
             Verdict::Refused {
@@ -168,7 +169,7 @@ fn start_edge(section: &TunnelSection) -> (TunnelClient, Arc<TunnelSet>) {
         },
         section.origins[0].clone(),
         section,
-        Arc::new(LoadReport::default),
+        longhaul_tunnel::EdgeHooks::load_only(Arc::new(LoadReport::default)),
         &set,
     )
     .unwrap();
@@ -234,8 +235,9 @@ async fn authorise_publish_and_end_over_one_connection() {
     let mut senders = Vec::new();
     for i in 0..3 {
         let name = format!("ok-{i}");
-        let Verdict::Allowed { grant, stream_name } =
-            client.authorise(request(&name)).await.unwrap()
+        let Verdict::Allowed {
+            grant, stream_name, ..
+        } = client.authorise(request(&name)).await.unwrap()
         else {
             panic!("refused")
         };
@@ -305,8 +307,9 @@ async fn authorise_publish_and_end_over_one_connection() {
     assert_eq!(origin.set.snapshots()[0].peer, "fra-1");
 
     // The origin ends a stream: the edge hears why.
-    let Verdict::Allowed { grant, stream_name } =
-        client.authorise(request("end-me")).await.unwrap()
+    let Verdict::Allowed {
+        grant, stream_name, ..
+    } = client.authorise(request("end-me")).await.unwrap()
     else {
         panic!("refused")
     };
@@ -433,7 +436,9 @@ async fn a_stream_cut_by_the_tunnel_is_told_apart_from_an_origin_end() {
     let origin = start_origin(&c.origin_tls, ([127, 0, 0, 1], 0).into());
     let (client, _) = start_edge(&edge_section(c.edge_tls.clone(), origin.addr));
     until("connected", || client.state() == TunnelState::Connected).await;
-    let Verdict::Allowed { grant, stream_name } = client.authorise(request("ok")).await.unwrap()
+    let Verdict::Allowed {
+        grant, stream_name, ..
+    } = client.authorise(request("ok")).await.unwrap()
     else {
         panic!("refused")
     };
@@ -504,7 +509,7 @@ async fn hello_refused(node_id: &str) {
         },
         section.origins[0].clone(),
         &section,
-        Arc::new(LoadReport::default),
+        longhaul_tunnel::EdgeHooks::load_only(Arc::new(LoadReport::default)),
         &set,
     )
     .unwrap();

@@ -8,7 +8,7 @@ use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 use crate::error::RegistryError;
 
 /// The schema version this build writes and understands. Version 0 is an empty file.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long a statement waits for another connection's write lock before failing. Two
 /// origins (two processes) share one file; registry writes are single short statements,
@@ -27,6 +27,18 @@ const SCHEMA_V1: &str = "
         created_at       INTEGER NOT NULL,
         token_generation INTEGER NOT NULL
     ) STRICT;
+";
+
+/// Version 2: a token changed without a new generation (an operator's hand-written
+/// `UPDATE`) gets one, so the change revokes live publishes of the old token like a
+/// regeneration through the API does: revocation goes by generation. The trigger only
+/// writes `token_generation`, so it does not fire itself again.
+const SCHEMA_V2: &str = "
+    CREATE TRIGGER entries_token_changed AFTER UPDATE OF token ON entries
+    WHEN NEW.token IS NOT OLD.token AND NEW.token_generation <= OLD.token_generation
+    BEGIN
+        UPDATE entries SET token_generation = OLD.token_generation + 1 WHERE id = NEW.id;
+    END;
 ";
 
 /// Sets up a freshly opened connection (busy timeout, WAL) and brings the schema to
@@ -67,7 +79,11 @@ pub(crate) fn prepare(conn: &mut Connection, path: &str) -> Result<(), RegistryE
         tx.execute_batch(SCHEMA_V1)
             .map_err(sql("creating the schema"))?;
     }
-    // Future migrations: `if version < 2 { ... }`, each in this transaction.
+    if version < 2 {
+        tx.execute_batch(SCHEMA_V2)
+            .map_err(sql("adding the token generation trigger"))?;
+    }
+    // Future migrations: `if version < 3 { ... }`, each in this transaction.
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(sql("writing the schema version"))?;
     tx.commit().map_err(sql("committing the schema"))?;
