@@ -287,7 +287,10 @@ async fn prepare(cluster: &Cluster, path: Path) -> Ready {
         .origin
         .state
         .registry
+        .as_ref()
+        .unwrap_or_else(|| fail("entry", "the bench origin has no registry"))
         .create_entry(Some("bench"))
+        .await
         .unwrap_or_else(|e| fail("entry", e));
     let name = format!("{}_1", entry.id);
     let host = match path {

@@ -318,14 +318,15 @@ fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
 
 /// The first entry of the registry, created as "demo" when there is none.
 async fn demo_entry(origin: &Origin) -> anyhow::Result<longhaul_registry::Entry> {
-    let registry = origin.state.registry.clone();
-    tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        if let Some(entry) = registry.list()?.into_iter().next() {
-            return Ok(entry);
-        }
-        Ok(registry.create_entry(Some("demo"))?)
-    })
-    .await?
+    let registry = origin
+        .state
+        .registry
+        .as_ref()
+        .context("the dev origin has no registry")?;
+    if let Some(entry) = registry.list().into_iter().next() {
+        return Ok(entry);
+    }
+    Ok(registry.create_entry(Some("demo")).await?)
 }
 
 fn print_banner(

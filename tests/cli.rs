@@ -59,13 +59,7 @@ async fn entry_create_prints_the_new_entry_as_json() {
     let primary = v["endpoints"]["primary_rtmp"].as_str().expect("endpoints");
     assert!(primary.contains(token), "{primary}");
     // The registry really holds it.
-    let stored = origin
-        .origin
-        .state
-        .registry
-        .get(id)
-        .expect("registry")
-        .expect("stored");
+    let stored = origin.registry().get(id).expect("stored");
     assert_eq!(stored.token, token);
 
     // The human form too, and an error from the API reaches the user.

@@ -127,8 +127,13 @@ impl Cluster {
         self.dir.path().join(name)
     }
 
-    fn registry(&self) -> longhaul_registry::Registry {
-        longhaul_registry::Registry::open(&self.path("registry.db")).unwrap()
+    /// The cluster's registry file, opened as one more origin would.
+    async fn registry(&self) -> std::sync::Arc<longhaul_registry::Registry> {
+        let store =
+            longhaul_registry::sqlite::SqliteStore::open(&self.path("registry.db")).unwrap();
+        longhaul_registry::Registry::open(std::sync::Arc::new(store))
+            .await
+            .unwrap()
     }
 
     fn files(&self, id: &str) -> NodeFiles {
@@ -384,7 +389,12 @@ async fn each_edge_relays_to_the_origin_its_leg_is_routed_to() {
         })
         .await;
     }
-    let entry = cluster.registry().create_entry(Some("relay")).unwrap();
+    let entry = cluster
+        .registry()
+        .await
+        .create_entry(Some("relay"))
+        .await
+        .unwrap();
     let (id, token) = (&entry.id, &entry.token);
 
     // A wrong token is refused at the edge with the origin's words, and nothing is
@@ -516,7 +526,7 @@ async fn an_edge_without_a_cluster_certificate_is_refused_by_the_origin() {
     let m = metrics_of(&edge).await;
     assert!(!connected(&m, NYC.id), "{m}");
     // An encoder on that edge hears why it cannot publish.
-    let entry = cluster.registry().create_entry(None).unwrap();
+    let entry = cluster.registry().await.create_entry(None).await.unwrap();
     let url = format!(
         "rtmp://{}/kLive/?t={}/{}_1",
         edge.addr("rtmp"),
@@ -544,7 +554,7 @@ async fn the_edge_reconnects_after_its_origin_restarts() {
         present(&m, "longhaul_tunnel_reconnects_total", &[("peer", NYC.id)]) >= 1.0,
         "{m}"
     );
-    let entry = cluster.registry().create_entry(None).unwrap();
+    let entry = cluster.registry().await.create_entry(None).await.unwrap();
     let name = format!("{}_1", entry.id);
     let url = format!(
         "rtmp://{}/kLive/?t={}/{name}",

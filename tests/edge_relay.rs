@@ -73,7 +73,7 @@ async fn wait_messages(cluster: &TestCluster, name: &str, n: u64) {
 async fn publishing_at_the_edge(
     cluster: &TestCluster,
 ) -> (longhaul_registry::Entry, String, Publisher<TcpStream>) {
-    let entry = cluster.origin.create_entry();
+    let entry = cluster.origin.create_entry().await;
     let name = format!("{}_1", entry.id);
     let publisher = publish(&cluster.edge_publish_url(&entry.token, &name))
         .await
@@ -217,7 +217,7 @@ async fn a_publish_at_the_edge_plays_from_the_origin_byte_for_byte() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_origins_refusal_reaches_the_encoder_in_its_words() {
     let cluster = start_cluster("").await;
-    let entry = cluster.origin.create_entry();
+    let entry = cluster.origin.create_entry().await;
     let name = format!("{}_1", entry.id);
     let refused = publish(&cluster.edge_publish_url("not-the-token", &name)).await;
     let Err(ClientError::Rejected { code, description }) = refused else {
@@ -368,7 +368,7 @@ async fn a_takeover_at_the_origin_reaches_the_encoder_at_the_edge() {
 async fn ffmpeg_through_the_edge() {
     require_ffmpeg();
     let cluster = start_cluster("").await;
-    let entry = cluster.origin.create_entry();
+    let entry = cluster.origin.create_entry().await;
     let name = format!("{}_1", entry.id);
     let encoder = ffmpeg_publish(
         &cluster.edge_publish_url(&entry.token, &name),
@@ -475,7 +475,7 @@ async fn raw_tunnel(cluster: &TestCluster, node_id: &str) -> longhaul_tunnel::Tu
         },
         section.origins[0].clone(),
         &section,
-        std::sync::Arc::new(LoadReport::default),
+        longhaul_tunnel::EdgeHooks::load_only(std::sync::Arc::new(LoadReport::default)),
         &TunnelSet::new(),
     )
     .unwrap();
@@ -499,7 +499,7 @@ async fn origin_end(sender: &longhaul_tunnel::PublishSender) -> String {
 async fn the_origin_holds_tunnel_streams_to_the_rules_of_a_direct_publish() {
     use longhaul_tunnel::{AuthoriseRequest, MediaFrame, PublishHeader, Verdict};
     let cluster = start_cluster("").await;
-    let entry = cluster.origin.create_entry();
+    let entry = cluster.origin.create_entry().await;
     let raw = raw_tunnel(&cluster, "raw-edge").await;
     let header = |grant, n: u32| PublishHeader {
         grant,

@@ -95,7 +95,48 @@ async fn entries_lifecycle_and_errors() {
     );
     let big = format!(r#"{{"name":"{}"}}"#, "x".repeat(100_000));
     let (status, _, body) = http("POST", &format!("{api}/entries"), &big, None).await;
-    assert_eq!((status, error_code(&body).as_str()), (413, "bad_body"));
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (413, "body_too_large")
+    );
+    let (status, _, body) = http_typed(
+        "POST",
+        &format!("{api}/entries"),
+        "text/plain",
+        r#"{"name":"x"}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (415, "unsupported_media_type")
+    );
+    let (status, _, body) = http("POST", &format!("{api}/entries"), r#"{"nmae":"x"}"#, None).await;
+    assert_eq!((status, error_code(&body).as_str()), (400, "bad_request"));
+    assert!(String::from_utf8_lossy(&body).contains("nmae"));
+
+    // Rename, and a regeneration that insists on a generation no longer current.
+    let (status, _, body) = http(
+        "PATCH",
+        &format!("{api}/entries/{id}"),
+        r#"{"name":"renamed"}"#,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let renamed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(renamed["name"], "renamed");
+    let (status, _, body) = http(
+        "POST",
+        &format!("{api}/entries/{id}/regenerate-token"),
+        r#"{"generation":1}"#,
+        None,
+    )
+    .await;
+    assert_eq!((status, error_code(&body).as_str()), (409, "conflict"));
+    let (status, _, body) = http("PATCH", &format!("{api}/entries/{id}"), "", None).await;
+    assert_eq!((status, error_code(&body).as_str()), (400, "bad_request"));
+    let (status, _, body) = http("PUT", &format!("{api}/entries/{id}"), "", None).await;
+    assert_eq!(status, 405, "{}", String::from_utf8_lossy(&body));
 
     let (status, _, _) = http("DELETE", &format!("{api}/entries/{id}"), "", None).await;
     assert_eq!(status, 204);

@@ -137,7 +137,7 @@ async fn load_generator_accounts_for_every_frame() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_publish_is_the_streams_error() {
     let cluster = start_cluster("").await;
-    let entry = cluster.origin.create_entry();
+    let entry = cluster.origin.create_entry().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let entries = dir.path().join("entries.txt");
     std::fs::write(&entries, format!("fra {} not-the-token\n", entry.id)).expect("write");

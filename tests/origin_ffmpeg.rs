@@ -55,7 +55,7 @@ async fn publish_and_play(origin: &TestOrigin, publish_url: &str, name: &str) {
 async fn token_in_app_query_publishes_and_plays_over_rtmp_and_http_flv() {
     require_ffmpeg();
     let origin = start_origin("").await;
-    let entry = origin.create_entry();
+    let entry = origin.create_entry().await;
     let name = format!("{}_1", entry.id);
     let url = format!("{}/kLive/?t={}/{name}", origin.rtmp(), entry.token);
     publish_and_play(&origin, &url, &name).await;
@@ -89,7 +89,7 @@ async fn token_in_app_query_publishes_and_plays_over_rtmp_and_http_flv() {
 async fn token_in_stream_name_query_obs_style() {
     require_ffmpeg();
     let origin = start_origin("").await;
-    let entry = origin.create_entry();
+    let entry = origin.create_entry().await;
     let name = format!("{}_1", entry.id);
     let url = format!("{}/kLive/{name}?t={}", origin.rtmp(), entry.token);
     publish_and_play(&origin, &url, &name).await;
@@ -99,7 +99,7 @@ async fn token_in_stream_name_query_obs_style() {
 async fn rtmps_publish() {
     require_ffmpeg();
     let origin = start_origin("").await;
-    let entry = origin.create_entry();
+    let entry = origin.create_entry().await;
     let name = format!("{}_1", entry.id);
     // ffmpeg does not verify certificates unless asked (tls_verify=0), as encoders in the field.
     let url = format!("{}/kLive/?t={}/{name}", origin.rtmps(), entry.token);
@@ -119,7 +119,7 @@ async fn rtmps_publish() {
 async fn three_renditions_at_once() {
     require_ffmpeg();
     let origin = start_origin("").await;
-    let entry = origin.create_entry();
+    let entry = origin.create_entry().await;
     let sizes = ["640x360", "480x270", "320x180"];
     let mut publishers = Vec::new();
     for (i, size) in sizes.iter().enumerate() {
@@ -167,7 +167,7 @@ async fn try_publish(url: &str) -> (bool, String) {
 async fn wrong_missing_stale_and_unknown_tokens_are_refused_with_the_reason() {
     require_ffmpeg();
     let origin = start_origin("").await;
-    let entry = origin.create_entry();
+    let entry = origin.create_entry().await;
     let name = format!("{}_1", entry.id);
     let base = origin.rtmp();
 
@@ -215,7 +215,7 @@ async fn wrong_missing_stale_and_unknown_tokens_are_refused_with_the_reason() {
 async fn a_second_publisher_takes_over_and_the_first_is_closed() {
     require_ffmpeg();
     let origin = start_origin("").await;
-    let entry = origin.create_entry();
+    let entry = origin.create_entry().await;
     let name = format!("{}_1", entry.id);
     let url = format!("{}/kLive/?t={}/{name}", origin.rtmp(), entry.token);
     let first = ffmpeg_publish(&url, "160x120", 30, 25);
@@ -270,7 +270,7 @@ async fn reqwest_like_post(url: &str) -> serde_json::Value {
 async fn a_player_joining_mid_stream_starts_on_a_keyframe() {
     require_ffmpeg();
     let origin = start_origin("").await;
-    let entry = origin.create_entry();
+    let entry = origin.create_entry().await;
     let name = format!("{}_1", entry.id);
     let url = format!("{}/kLive/?t={}/{name}", origin.rtmp(), entry.token);
     let publisher = ffmpeg_publish(&url, "320x240", 5, 25);

@@ -101,7 +101,7 @@ fn ex_audio(packet_type: u8, fourcc: &[u8; 4], body: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enhanced_rtmp_and_metadata_pass_through_byte_for_byte() {
     let origin = start_origin("").await;
-    let entry = origin.create_entry();
+    let entry = origin.create_entry().await;
     let name = format!("{}_1", entry.id);
     let mut publisher = publisher(&origin, &entry, &name).await;
 
@@ -186,7 +186,7 @@ async fn a_stalled_handshake_is_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publisher_that_sends_no_media_is_closed() {
     let origin = start_origin("[ingest]\nmedia_timeout_secs = 0.5\n").await;
-    let entry = origin.create_entry();
+    let entry = origin.create_entry().await;
     let name = format!("{}_2", entry.id);
     let publisher = publisher(&origin, &entry, &name).await;
     let mut socket = publisher.into_inner();
@@ -225,7 +225,7 @@ async fn a_slow_player_cannot_slow_the_publisher() {
     // A stuck player is let go after 10 s of write stall: a publisher it held back would
     // take at least that long, so finishing well inside it shows it was never held.
     let origin = start_origin("[ingest]\nwrite_timeout_secs = 10.0\n").await;
-    let entry = origin.create_entry();
+    let entry = origin.create_entry().await;
     let name = format!("{}_1", entry.id);
     let mut publisher = publisher(&origin, &entry, &name).await;
     // Legacy AVC: sequence header, then 25 fps with a keyframe every 50 frames, 20 KB each.
@@ -307,7 +307,7 @@ async fn a_slow_player_cannot_slow_the_publisher() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn players_attached_across_a_takeover_see_monotonic_timestamps() {
     let origin = start_origin("").await;
-    let entry = origin.create_entry();
+    let entry = origin.create_entry().await;
     let name = format!("{}_1", entry.id);
     let keyframe = |ts: u32| {
         msg(

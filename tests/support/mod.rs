@@ -41,11 +41,17 @@ impl TestOrigin {
     pub fn http(&self) -> String {
         format!("http://{}", self.origin.http_addr)
     }
-    pub fn create_entry(&self) -> longhaul_registry::Entry {
+    pub fn registry(&self) -> &std::sync::Arc<longhaul_registry::Registry> {
         self.origin
             .state
             .registry
+            .as_ref()
+            .expect("the test origin keeps a registry")
+    }
+    pub async fn create_entry(&self) -> longhaul_registry::Entry {
+        self.registry()
             .create_entry(Some("test"))
+            .await
             .expect("create entry")
     }
     /// Waits until `name` is being published (bounded).
@@ -290,10 +296,41 @@ pub async fn http(
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http();
     let mut req = hyper::Request::builder().method(method).uri(url);
+    if !body.is_empty() {
+        req = req.header("content-type", "application/json");
+    }
     if let Some(token) = bearer {
         req = req.header("authorization", format!("Bearer {token}"));
     }
     let req = req
+        .body(Full::new(bytes::Bytes::from(body.to_string())))
+        .unwrap();
+    let resp = client.request(req).await.expect("API reachable");
+    let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, content_type, body)
+}
+
+/// One HTTP request with a body of the given content type.
+pub async fn http_typed(
+    method: &str,
+    url: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, String, bytes::Bytes) {
+    use http_body_util::{BodyExt, Full};
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("content-type", content_type)
         .body(Full::new(bytes::Bytes::from(body.to_string())))
         .unwrap();
     let resp = client.request(req).await.expect("API reachable");

@@ -16,12 +16,13 @@
 //! `longhaul_node::http`'s.
 
 use crate::state::EdgeState;
-use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::routing::get;
+use hyper::{Response, StatusCode};
 use longhaul_endpoint::Leg;
-use longhaul_node::http::{json, metrics, not_found, Body};
+use longhaul_node::http::{json, metrics, not_found, Body, Client};
 use longhaul_tunnel::TunnelState;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -30,35 +31,42 @@ use tokio_util::sync::CancellationToken;
 pub async fn serve(listener: TcpListener, state: Arc<EdgeState>, shutdown: CancellationToken) {
     let settings = state.config.http.clone();
     let refused = state.metrics.connections.connections_refused.clone();
-    longhaul_node::http::serve(
-        listener,
-        settings,
-        refused,
-        shutdown,
-        move |req, peer, _| {
-            let state = state.clone();
-            async move { route(&req, peer, &state) }
-        },
-    )
-    .await
+    longhaul_node::http::serve(listener, settings, refused, shutdown, router(state)).await
 }
 
-fn route(req: &Request<Incoming>, peer: SocketAddr, state: &EdgeState) -> Response<Body> {
-    let path = req.uri().path();
-    let method = req.method();
-    let read = method == Method::GET || method == Method::HEAD;
-    let (route, response) = match path.trim_matches('/') {
-        "healthz" if read => ("healthz", health(state)),
-        "metrics" if read => ("metrics", metrics(state.metrics.render())),
-        _ => ("unknown", not_found(method, path)),
+/// `/healthz` and `/metrics` (GET and HEAD); anything else is a JSON 404.
+pub fn router(state: Arc<EdgeState>) -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/healthz",
+            get(|State(s): State<Arc<EdgeState>>| async move { health(&s) }),
+        )
+        .route(
+            "/metrics",
+            get(|State(s): State<Arc<EdgeState>>| async move { metrics(s.metrics.render()) }),
+        )
+        .fallback(|req: Request| async move { not_found(req.method(), req.uri().path()) })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), count))
+        .with_state(state)
+}
+
+/// Counts each request in `http_requests_total{route, status}`.
+async fn count(State(state): State<Arc<EdgeState>>, req: Request, next: Next) -> Response<Body> {
+    let route = match req.uri().path().trim_matches('/') {
+        "healthz" => "healthz",
+        "metrics" => "metrics",
+        _ => "unknown",
     };
+    let client = req.extensions().get::<Client>().map(|c| c.0);
+    let path = req.uri().path().to_owned();
+    let response = next.run(req).await;
     state
         .metrics
         .http_requests
         .with_label_values(&[route, response.status().as_str()])
         .inc();
     if route == "unknown" {
-        tracing::debug!(client = %peer, %path, "http request for an unknown route");
+        tracing::debug!(client = ?client, %path, "http request for an unknown route");
     }
     response
 }

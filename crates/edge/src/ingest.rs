@@ -13,6 +13,10 @@
 //! 3. The origin may end the stream (a takeover, a lost tunnel): the encoder is told with
 //!    the origin's status and the connection closed. The encoder unpublishing or going
 //!    away finishes the tunnel stream after what was queued.
+//! 4. Any origin may revoke the entry's token (regenerated, deleted, kicked): the relayed
+//!    stream is registered as live under its entry with the generation its origin
+//!    allowed, and a revocation that covers it cuts it at once, whichever origin it goes
+//!    to; the encoder hears why, the queued media is dropped, the connection closed.
 //!
 //! An edge serves no players: `play` is refused with a status saying where to play from.
 //! Every refusal is logged with the client address and stream, and counted.
@@ -59,6 +63,8 @@ struct Relaying {
     stream: String,
     origin: String,
     relay: Relay,
+    /// Its registration as live: resolves when an origin revokes its token.
+    live: longhaul_node::LivePublish,
     _active: GaugeGuard,
 }
 
@@ -69,12 +75,14 @@ enum EdgeEnd {
     OriginEnded,
     /// The tunnel failed under the stream, or took nothing for the write timeout.
     TunnelLost,
+    /// An origin revoked the publish's token; the encoder was told.
+    Revoked,
 }
 
 impl NodeEnd for EdgeEnd {
     fn error_kind(&self) -> Option<&'static str> {
         match self {
-            EdgeEnd::OriginEnded => None,
+            EdgeEnd::OriginEnded | EdgeEnd::Revoked => None,
             EdgeEnd::TunnelLost => Some("tunnel_lost"),
         }
     }
@@ -89,6 +97,7 @@ fn publish_end(how: &End) -> &'static str {
         End::Shutdown => end::SHUTDOWN,
         End::Node(EdgeEnd::OriginEnded) => end::ORIGIN_ENDED,
         End::Node(EdgeEnd::TunnelLost) => end::TUNNEL_LOST,
+        End::Node(EdgeEnd::Revoked) => end::REVOKED,
         _ => end::ENCODER_GONE,
     }
 }
@@ -99,6 +108,8 @@ enum Wake {
     Room,
     /// The relay's writer stopped while the encoder still publishes.
     RelayEnded(RelayEnd),
+    /// An origin revoked the stream's token.
+    Revoked(longhaul_node::Revoked),
 }
 
 async fn run<S: Io>(accepted: Accepted<S>, state: Arc<EdgeState>) {
@@ -189,13 +200,11 @@ impl connection::Connection for Connection {
             return std::future::pending().await;
         };
         let room = r.relay.room();
-        if self.reading {
-            Wake::RelayEnded(r.relay.ended().await)
-        } else {
-            tokio::select! {
-                () = room => Wake::Room,
-                ended = r.relay.ended() => Wake::RelayEnded(ended),
-            }
+        let reading = self.reading;
+        tokio::select! {
+            () = room, if !reading => Wake::Room,
+            ended = r.relay.ended() => Wake::RelayEnded(ended),
+            why = r.live.revoked() => Wake::Revoked(why),
         }
     }
 
@@ -203,6 +212,14 @@ impl connection::Connection for Connection {
         match wake {
             Wake::Room => Ok(()),
             Wake::RelayEnded(ended) => Err(self.on_relay_end(session, ended)),
+            Wake::Revoked(why) => {
+                if let Some(r) = &self.relaying {
+                    tracing::warn!(client = %self.peer, stream = %r.stream, origin = %r.origin,
+                        reason = %why.reason, "relayed stream cut: {}", why.description);
+                    session.send_status(r.stream_id, "error", &why.code, &why.description);
+                }
+                Err(End::Node(EdgeEnd::Revoked))
+            }
         }
     }
 
@@ -341,13 +358,33 @@ impl Connection {
             client_addr: self.peer.to_string(),
             transport: self.transport.as_str().into(),
         };
-        let stream = target.stream_name;
+        let stream = target.stream_name.clone();
+        let epoch = self.state.live.epoch(&target.entry_id);
         match self.state.upstreams.open_publish(request).await {
             Decision::Allowed {
                 sender,
                 stream_name,
                 origin,
+                generation,
             } => {
+                // Register, then look: a revocation that came while the stream was being
+                // opened has already been told to the relays, not to this one.
+                let live = self.state.live.register(&target.entry_id, generation);
+                if let Some(why) =
+                    self.state
+                        .live
+                        .revoked_since(&target.entry_id, epoch, generation)
+                {
+                    drop(sender);
+                    return Err(self.refuse(
+                        session,
+                        stream_id,
+                        &stream_name,
+                        &why.code,
+                        &why.reason,
+                        &why.description,
+                    ));
+                }
                 session.accept_publish(stream_id);
                 // Asking the origin took a round trip or more, and the encoder sends
                 // nothing before Publish.Start: its media clock starts now.
@@ -369,6 +406,7 @@ impl Connection {
                     stream: stream_name,
                     origin,
                     relay,
+                    live,
                     _active: GaugeGuard::new(m.publishers_active.clone()),
                 });
                 Ok(())
@@ -458,7 +496,7 @@ impl Connection {
         tracing::info!(client = %self.peer, stream = %r.stream, origin = %r.origin, reason = why,
             "relayed stream ended");
         match why {
-            end::ORIGIN_ENDED | end::TUNNEL_LOST => r.relay.abort(),
+            end::ORIGIN_ENDED | end::TUNNEL_LOST | end::REVOKED => r.relay.abort(),
             _ => r.relay.finish(),
         }
     }

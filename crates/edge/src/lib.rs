@@ -63,7 +63,8 @@ use crate::metrics::Metrics;
 use crate::state::EdgeState;
 use crate::upstream::Upstreams;
 use longhaul_node::{accept, ConnectionLimits, InvalidSetting, ListenError, Listeners, NodeTasks};
-use longhaul_tunnel::{LoadFn, LoadReport, TunnelError};
+use longhaul_node::{Cut, LivePublishes, Revoked};
+use longhaul_tunnel::{EdgeHooks, LoadFn, LoadReport, Revocation, RevokeFn, TunnelError};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -83,6 +84,29 @@ pub enum StartError {
 /// and a writer that drained then waits up to 2 s for the origin to take the stream's
 /// end (`PublishSender::finish`); 3 s covers both.
 const DRAIN_MARGIN: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// What the edge does with an origin's revocation: cut the relayed streams of the entry
+/// it covers, whichever origin they go to. Each stream's connection tells its encoder
+/// and counts the end (`edge_publish_ends_total{reason="revoked"}`).
+fn revoke_hook(live: LivePublishes, counter: prometheus::IntCounterVec) -> RevokeFn {
+    std::sync::Arc::new(move |r: Revocation| {
+        let cut = match r.before_generation {
+            Some(g) => Cut::Before(g),
+            None => Cut::All,
+        };
+        let why = Revoked {
+            code: r.code,
+            reason: r.reason,
+            description: r.description,
+        };
+        let n = live.revoke(&r.entry_id, cut, &why);
+        counter
+            .with_label_values(&[crate::metrics::label(&why.reason)])
+            .inc();
+        tracing::info!(entry = %r.entry_id, reason = %why.reason, ?cut, cut_here = n,
+            "revocation from an origin: {}", why.description);
+    })
+}
 
 /// The handle of a running edge.
 pub struct Edge {
@@ -109,7 +133,9 @@ impl Edge {
                 connections: limits.open_connections() as u64,
             })
         };
-        let upstreams = Upstreams::start(&config.tunnel, &config.node, load)?;
+        let live = LivePublishes::new();
+        let revoke = revoke_hook(live.clone(), metrics.revocations.clone());
+        let upstreams = Upstreams::start(&config.tunnel, &config.node, EdgeHooks { load, revoke })?;
         metrics.register(Box::new(longhaul_tunnel::TunnelCollector::new(
             upstreams.set().clone(),
         )));
@@ -119,6 +145,7 @@ impl Edge {
             connections: limits.clone(),
             next_connection_id: std::sync::atomic::AtomicU64::new(1),
             relay_writers: tokio_util::task::TaskTracker::new(),
+            live,
             config,
         });
         let (rtmp_addr, rtmps_addr, http_addr) = (

@@ -33,6 +33,8 @@ pub mod end {
     pub const ORIGIN_ENDED: &str = "origin_ended";
     pub const TUNNEL_LOST: &str = "tunnel_lost";
     pub const SHUTDOWN: &str = "shutdown";
+    /// An origin revoked the stream's token (regenerated, entry deleted, kicked).
+    pub const REVOKED: &str = "revoked";
 }
 
 pub struct Metrics {
@@ -54,6 +56,8 @@ pub struct Metrics {
     pub relay_paused_seconds: Counter,
     /// `http_requests_total{route, status}`
     pub http_requests: IntCounterVec,
+    /// `edge_revocations_total{reason}`: revocations origins sent this edge.
+    pub revocations: IntCounterVec,
 }
 
 impl Metrics {
@@ -113,6 +117,12 @@ impl Metrics {
                 "HTTP requests by route and status",
                 &["route", "status"],
             ),
+            revocations: counter_vec(
+                &r,
+                "edge_revocations_total",
+                "Revocations origins sent this edge (a token regenerated, an entry deleted, a kick), by reason; the streams they cut are edge_publish_ends_total{reason=\"revoked\"}",
+                &["reason"],
+            ),
             registry: r,
         }
     }
@@ -142,7 +152,7 @@ const MAX_LABEL_LEN: usize = 32;
 
 /// `reason` if it is a short snake_case word, else [`outcome::OTHER`]: a label value an
 /// origin sends cannot grow the series without bound or break the exposition.
-fn label(reason: &str) -> &str {
+pub(crate) fn label(reason: &str) -> &str {
     let word = !reason.is_empty()
         && reason.len() <= MAX_LABEL_LEN
         && reason

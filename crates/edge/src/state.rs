@@ -3,7 +3,7 @@
 use crate::config::EdgeConfig;
 use crate::metrics::Metrics;
 use crate::upstream::Upstreams;
-use longhaul_node::ConnectionLimits;
+use longhaul_node::{ConnectionLimits, LivePublishes};
 use std::sync::atomic::AtomicU64;
 
 pub struct EdgeState {
@@ -16,4 +16,6 @@ pub struct EdgeState {
     pub next_connection_id: AtomicU64,
     /// The relays' writer tasks: shutting down waits for them to drain.
     pub relay_writers: tokio_util::task::TaskTracker,
+    /// Relayed publishes by entry, for the origins' revocations.
+    pub live: LivePublishes,
 }

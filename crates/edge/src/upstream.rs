@@ -12,7 +12,7 @@
 use longhaul_endpoint::Leg;
 use longhaul_node::NodeSection;
 use longhaul_tunnel::{
-    AuthoriseRequest, Hello, LoadFn, PublishHeader, PublishSender, TunnelClient, TunnelError,
+    AuthoriseRequest, EdgeHooks, Hello, PublishHeader, PublishSender, TunnelClient, TunnelError,
     TunnelSection, TunnelSet, Verdict,
 };
 use std::sync::Arc;
@@ -33,6 +33,8 @@ pub enum Decision {
         /// The stream's name as the origin files it (`{entryId}_{n}`).
         stream_name: String,
         origin: String,
+        /// The token generation the origin allowed it with, if it says.
+        generation: Option<u32>,
     },
     /// Refused by the origin, in its words: pass them to the encoder.
     Refused {
@@ -51,7 +53,7 @@ impl Upstreams {
     pub fn start(
         section: &TunnelSection,
         node: &NodeSection,
-        load: LoadFn,
+        hooks: EdgeHooks,
     ) -> Result<Upstreams, TunnelError> {
         let endpoint = longhaul_tunnel::client_endpoint(section)?;
         let set = TunnelSet::new();
@@ -70,7 +72,7 @@ impl Upstreams {
                     hello.clone(),
                     peer.clone(),
                     section,
-                    load.clone(),
+                    hooks.clone(),
                     &set,
                 )
             })
@@ -123,7 +125,11 @@ impl Upstreams {
                 description,
                 origin,
             },
-            Ok(Verdict::Allowed { grant, stream_name }) => {
+            Ok(Verdict::Allowed {
+                grant,
+                stream_name,
+                generation,
+            }) => {
                 let header = PublishHeader {
                     grant,
                     stream_name: stream_name.clone(),
@@ -134,6 +140,7 @@ impl Upstreams {
                         sender,
                         stream_name,
                         origin,
+                        generation,
                     },
                     Err(error) => Decision::Unavailable { origin, error },
                 }

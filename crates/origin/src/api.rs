@@ -1,157 +1,237 @@
-//! The entries API: `/api/v1/entries` and `/api/v1/streams`, JSON over HTTP.
+//! The entries API: `/api/v1/...`, JSON over HTTP, described route by route in
+//! `crates/origin/openapi.json` (served at `GET /api/v1/openapi.json`; a test checks the
+//! server against it).
 //!
 //! | method | path | does |
 //! |---|---|---|
-//! | POST | `/api/v1/entries` `{"name": ...}` | create an entry (201, the entry with its token and endpoints) |
+//! | POST | `/api/v1/entries` `{"name"}` | create an entry (201, the entry with its token and endpoints) |
 //! | GET | `/api/v1/entries` | list entries |
 //! | GET | `/api/v1/entries/{id}` | one entry |
-//! | POST | `/api/v1/entries/{id}/regenerate-token` | new token; the old one is refused from now on |
-//! | DELETE | `/api/v1/entries/{id}` | delete an entry (204) |
+//! | PATCH | `/api/v1/entries/{id}` `{"name"}` | rename an entry |
+//! | POST | `/api/v1/entries/{id}/regenerate-token` `{"generation"}` | new token; the old one is refused from now on and its live publishes are cut, at every origin and edge |
+//! | DELETE | `/api/v1/entries/{id}` | delete an entry (204); its live publishes are cut |
+//! | POST | `/api/v1/entries/{id}/revoke` | cut the entry's live publishes now (a kick; with the callback, forget its cached answers) |
 //! | GET | `/api/v1/entries/{id}/fmle.xml` | Adobe FMLE profile for encoders that import one |
 //! | GET | `/api/v1/streams` | streams live on this node |
+//! | GET | `/api/v1/openapi.json` | this API's OpenAPI document |
 //!
-//! Access: with `http.api_token` set, requests need `Authorization: Bearer <token>`;
-//! without one, only loopback clients are served. The registry is SQLite, so its calls run
-//! on the blocking pool, never on the reactor threads.
+//! - **Access**: with `http.api_token` set, requests need `Authorization: Bearer <token>`;
+//!   without one, only loopback clients are served. The OpenAPI document is open.
+//! - **Errors** are `{"error": {"code", "message"}}`: 400 for a body or value that is
+//!   wrong, 404 for an unknown entry, 409 when a regeneration names a generation that
+//!   is no longer current, 413 for a body over [`MAX_REQUEST_BODY`], 415 for a body that
+//!   is not JSON, 408 for a body not sent within [`BODY_TIMEOUT`], 503 (with
+//!   `retry-after`) while the entries database is unreachable.
+//! - **Writes are logged** with the caller (client address and how it was let in).
+//! - Reads (`GET`) come from the node's in-memory copy of the entries, so they answer
+//!   while the database is down; writes go to the database.
 
+use crate::revoke;
 use crate::state::OriginState;
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
-use longhaul_node::http::{error, json, Body};
-use longhaul_registry::{Entry, RegistryError};
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use bytes::Bytes;
+use hyper::StatusCode;
+use longhaul_node::http::{error, json, Body, Client};
+use longhaul_node::Cut;
+use longhaul_registry::{Entry, Registry, RegistryError};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use subtle::ConstantTimeEq;
 
 /// Largest request body the API reads. Entry requests are a few hundred bytes.
 pub const MAX_REQUEST_BODY: usize = 64 * 1024;
 
-pub async fn handle(
-    req: Request<Incoming>,
-    peer: SocketAddr,
-    rest: &[String],
-    state: &Arc<OriginState>,
-) -> Response<Body> {
-    if let Some(refusal) = authorize(&req, peer, state) {
-        return refusal;
-    }
-    let method = req.method().clone();
-    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
-    match (&method, rest.as_slice()) {
-        (&Method::POST, ["entries"]) => {
-            let body = match read_json(req).await {
-                Ok(v) => v,
-                Err(resp) => return resp,
-            };
-            let name = match body.get("name") {
-                None | Some(serde_json::Value::Null) => None,
-                Some(serde_json::Value::String(s)) => Some(s.clone()),
-                Some(_) => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        "bad_request",
-                        "\"name\" must be a string",
-                    )
-                }
-            };
-            let registry = state.registry.clone();
-            match blocking(move || registry.create_entry(name.as_deref())).await {
-                Ok(entry) => {
-                    tracing::info!(entry = %entry.id, client = %peer, "entry created");
-                    json(StatusCode::CREATED, &entry_json(&entry, state))
-                }
-                Err(e) => registry_error(e),
-            }
-        }
-        (&Method::GET, ["entries"]) => {
-            let registry = state.registry.clone();
-            match blocking(move || registry.list()).await {
-                Ok(entries) => {
-                    let list: Vec<_> = entries.iter().map(|e| entry_json(e, state)).collect();
-                    json(StatusCode::OK, &serde_json::json!({ "entries": list }))
-                }
-                Err(e) => registry_error(e),
-            }
-        }
-        (&Method::GET, ["entries", id]) => {
-            let registry = state.registry.clone();
-            let id = id.to_string();
-            match blocking(move || registry.get(&id)).await {
-                Ok(Some(entry)) => json(StatusCode::OK, &entry_json(&entry, state)),
-                Ok(None) => not_found(&rest[1..].join("/")),
-                Err(e) => registry_error(e),
-            }
-        }
-        (&Method::POST, ["entries", id, "regenerate-token"]) => {
-            let registry = state.registry.clone();
-            let id = id.to_string();
-            match blocking(move || registry.regenerate_token(&id)).await {
-                Ok(entry) => {
-                    tracing::info!(entry = %entry.id, client = %peer, generation = entry.token_generation, "entry token regenerated");
-                    json(StatusCode::OK, &entry_json(&entry, state))
-                }
-                Err(e) => registry_error(e),
-            }
-        }
-        (&Method::DELETE, ["entries", id]) => {
-            let registry = state.registry.clone();
-            let id_owned = id.to_string();
-            match blocking(move || registry.delete(&id_owned)).await {
-                Ok(true) => {
-                    tracing::info!(entry = %id, client = %peer, "entry deleted");
-                    Response::builder()
-                        .status(StatusCode::NO_CONTENT)
-                        .body(longhaul_node::http::full(""))
-                        .expect("static response parts are valid")
-                }
-                Ok(false) => not_found(id),
-                Err(e) => registry_error(e),
-            }
-        }
-        (&Method::GET, ["entries", id, "fmle.xml"]) => {
-            let registry = state.registry.clone();
-            let id = id.to_string();
-            match blocking(move || registry.get(&id)).await {
-                Ok(None) => not_found(rest[1]),
-                Ok(Some(entry)) => {
-                    let endpoints = state.endpoints_of(&entry);
-                    let xml = longhaul_endpoint::fmle_profile_xml(
-                        &entry.id,
-                        &endpoints,
-                        &longhaul_endpoint::DEFAULT_LADDER,
-                    );
-                    Response::builder()
-                        .header("content-type", "application/xml")
-                        .header(
-                            "content-disposition",
-                            format!("attachment; filename=\"{}.xml\"", entry.id),
-                        )
-                        .body(longhaul_node::http::full(xml))
-                        .expect("static response parts are valid")
-                }
-                Err(e) => registry_error(e),
-            }
-        }
-        (&Method::GET, ["streams"]) => {
-            let streams: Vec<_> = state.hub.streams().iter().map(stream_json).collect();
-            json(StatusCode::OK, &serde_json::json!({ "streams": streams }))
-        }
-        _ => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            &format!("no API route for {} /api/v1/{}", method, rest.join("/")),
-        ),
+/// Longest a client may take to send a request's body (its headers have their own
+/// limit, `http.header_timeout_secs`): a 64 KiB body takes milliseconds on any link a
+/// control-plane client has, and a client trickling one must not hold a connection.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Seconds a client is told to wait (`retry-after`) when the database is unreachable:
+/// the registry's change feed retries within 5 s.
+const RETRY_AFTER_SECS: u64 = 5;
+
+/// The OpenAPI document, kept beside this crate and served as it is.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// Who made a request, for the logs of every write.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub client: SocketAddr,
+    /// How it was let in: `bearer token` or `loopback`.
+    pub by: &'static str,
+}
+
+impl std::fmt::Display for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.client, self.by)
     }
 }
 
-/// `None` when the request may proceed, else the refusal to send.
-fn authorize(
-    req: &Request<Incoming>,
-    peer: SocketAddr,
-    state: &OriginState,
-) -> Option<Response<Body>> {
-    match &state.config.http.api_token {
+/// The API's routes, to be nested under `/api/v1`.
+pub fn router(state: Arc<OriginState>) -> Router<Arc<OriginState>> {
+    let guarded = Router::new()
+        .route("/entries", post(create).get(list))
+        .route("/entries/{id}", get(show).patch(rename).delete(delete))
+        .route("/entries/{id}/regenerate-token", post(regenerate))
+        .route("/entries/{id}/revoke", post(kick))
+        .route("/entries/{id}/fmle.xml", get(fmle))
+        .route("/streams", get(streams))
+        .layer(axum::middleware::from_fn_with_state(state, authorize));
+    Router::new()
+        .route("/openapi.json", get(openapi))
+        .merge(guarded)
+        .fallback(no_route)
+        .layer(axum::middleware::from_fn(body_deadline))
+}
+
+/// An API error: a status and the JSON body `{"error": {"code", "message"}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = error(self.status, self.code, &self.message);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                hyper::header::RETRY_AFTER,
+                hyper::header::HeaderValue::from(RETRY_AFTER_SECS),
+            );
+        }
+        response
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::NotFound(id) => not_found(&id),
+            RegistryError::InvalidName(why) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_name",
+                format!("invalid entry name: {why}"),
+            ),
+            RegistryError::Conflict { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
+            e if e.is_unavailable() => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "registry_unavailable",
+                format!(
+                    "{e}; entries are still served from memory and publishes go on, \
+                     but changes are refused until the database is back: retry shortly"
+                ),
+            ),
+            e => {
+                tracing::error!(error = %e, "registry operation failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "registry_error",
+                    e.to_string(),
+                )
+            }
+        }
+    }
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "entry_not_found",
+        format!("entry {id} does not exist"),
+    )
+}
+
+/// A JSON request body. An empty body reads as `{}`, so requests whose fields are all
+/// optional need none; anything else must be `application/json` (415), at most
+/// [`MAX_REQUEST_BODY`] bytes (413), valid JSON (400 `bad_json`) of the right shape
+/// (400 `bad_request`, naming the field).
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let json_type = req
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|t| {
+                let t = t.trim().to_ascii_lowercase();
+                t == "application/json" || (t.starts_with("application/") && t.ends_with("+json"))
+            });
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!("the request body is over {MAX_REQUEST_BODY} bytes"),
+                )
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_body",
+                    format!("reading the request body failed: {rejection}"),
+                )
+            }
+        })?;
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else if json_type != Some(true) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON, with Content-Type: application/json",
+            ));
+        } else {
+            &bytes
+        };
+        serde_json::from_slice(bytes).map(JsonBody).map_err(|e| {
+            let code = if e.is_data() {
+                "bad_request"
+            } else {
+                "bad_json"
+            };
+            let what = if e.is_data() {
+                "the request body does not fit this route"
+            } else {
+                "the request body is not valid JSON"
+            };
+            ApiError::new(StatusCode::BAD_REQUEST, code, format!("{what}: {e}"))
+        })
+    }
+}
+
+/// Lets a request through when it carries the API token (or, without one configured,
+/// comes from loopback), and notes the [`Caller`].
+async fn authorize(
+    State(state): State<Arc<OriginState>>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let client = client_of(&req);
+    let by = match &state.config.http.api_token {
         Some(expected) => {
             let presented = req
                 .headers()
@@ -159,27 +239,220 @@ fn authorize(
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .unwrap_or("");
-            if bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
-                None
-            } else {
-                tracing::warn!(client = %peer, "API request without a valid bearer token refused");
-                Some(error(
+            if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+                tracing::warn!(%client, path = %req.uri().path(),
+                    "API request without a valid bearer token refused");
+                return Err(ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     "unauthorized",
                     "this API needs \"Authorization: Bearer <http.api_token>\"",
-                ))
+                ));
             }
+            "bearer token"
         }
-        None if peer.ip().is_loopback() => None,
+        None if client.ip().is_loopback() => "loopback",
         None => {
-            tracing::warn!(client = %peer, "API request from a non-loopback address refused (no http.api_token set)");
-            Some(error(
+            tracing::warn!(%client, path = %req.uri().path(),
+                "API request from a non-loopback address refused (no http.api_token set)");
+            return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 "the API serves only loopback clients unless http.api_token is set",
+            ));
+        }
+    };
+    req.extensions_mut().insert(Caller { client, by });
+    Ok(next.run(req).await)
+}
+
+/// Bounds the time a handler (reading the body included) may take: 408 past
+/// [`BODY_TIMEOUT`].
+async fn body_deadline(req: Request, next: Next) -> Response {
+    match tokio::time::timeout(BODY_TIMEOUT, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!("the request was not received within {BODY_TIMEOUT:?}"),
+        )
+        .into_response(),
+    }
+}
+
+fn client_of(req: &Request) -> SocketAddr {
+    req.extensions()
+        .get::<Client>()
+        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0)
+}
+
+/// The registry, or why this origin has none.
+fn registry(state: &OriginState) -> Result<&Arc<Registry>, ApiError> {
+    state.registry.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_registry",
+            "this origin keeps no entries: publishes are authorised by the platform's callback",
+        )
+    })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CreateEntry {
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenameEntry {
+    name: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RegenerateToken {
+    /// Only if the entry is at this generation now (else 409).
+    generation: Option<u32>,
+}
+
+async fn create(
+    State(state): State<Arc<OriginState>>,
+    Extension(caller): Extension<Caller>,
+    JsonBody(body): JsonBody<CreateEntry>,
+) -> Result<Response, ApiError> {
+    let entry = registry(&state)?.create_entry(body.name.as_deref()).await?;
+    tracing::info!(entry = %entry.id, %caller, "entry created");
+    Ok(json(StatusCode::CREATED, &entry_json(&entry, &state)))
+}
+
+async fn list(State(state): State<Arc<OriginState>>) -> Result<Response, ApiError> {
+    let entries: Vec<_> = registry(&state)?
+        .list()
+        .iter()
+        .map(|e| entry_json(e, &state))
+        .collect();
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "entries": entries }),
+    ))
+}
+
+async fn show(
+    State(state): State<Arc<OriginState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let entry = registry(&state)?.get(&id).ok_or_else(|| not_found(&id))?;
+    Ok(json(StatusCode::OK, &entry_json(&entry, &state)))
+}
+
+async fn rename(
+    State(state): State<Arc<OriginState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<RenameEntry>,
+) -> Result<Response, ApiError> {
+    let entry = registry(&state)?.rename(&id, &body.name).await?;
+    tracing::info!(entry = %entry.id, %caller, "entry renamed");
+    Ok(json(StatusCode::OK, &entry_json(&entry, &state)))
+}
+
+async fn delete(
+    State(state): State<Arc<OriginState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if !registry(&state)?.delete(&id).await? {
+        return Err(not_found(&id));
+    }
+    tracing::info!(entry = %id, %caller, "entry deleted");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn regenerate(
+    State(state): State<Arc<OriginState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<RegenerateToken>,
+) -> Result<Response, ApiError> {
+    let entry = registry(&state)?
+        .regenerate_token(&id, body.generation)
+        .await?;
+    tracing::info!(entry = %entry.id, %caller, generation = entry.token_generation,
+        "entry token regenerated");
+    Ok(json(StatusCode::OK, &entry_json(&entry, &state)))
+}
+
+/// Cuts the entry's live publishes now: here, and at every edge this origin reaches.
+async fn kick(
+    State(state): State<Arc<OriginState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    match &state.registry {
+        Some(registry) if registry.get(&id).is_none() => return Err(not_found(&id)),
+        None if !longhaul_endpoint::is_entry_id(&id) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_entry_id",
+                format!("{id:?} is not an entry id (like 1_gdrt137u)"),
             ))
         }
+        _ => {}
     }
+    let (here, edges) = revoke::revoke(
+        &state,
+        &id,
+        Cut::All,
+        revoke::reason::KICKED,
+        format!("publish stopped: an operator revoked the live publishes of entry {id}"),
+    );
+    tracing::info!(entry = %id, %caller, cut_here = here, edges_told = edges,
+        "entry's live publishes revoked");
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({ "entry_id": id, "cut": here, "edges": edges }),
+    ))
+}
+
+async fn fmle(
+    State(state): State<Arc<OriginState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let entry = registry(&state)?.get(&id).ok_or_else(|| not_found(&id))?;
+    let endpoints = state.endpoints_of(&entry);
+    let xml = longhaul_endpoint::fmle_profile_xml(
+        &entry.id,
+        &endpoints,
+        &longhaul_endpoint::DEFAULT_LADDER,
+    );
+    Ok(Response::builder()
+        .header("content-type", "application/xml")
+        .header(
+            "content-disposition",
+            format!("attachment; filename=\"{}.xml\"", entry.id),
+        )
+        .body(Body::from(xml))
+        .expect("static response parts are valid"))
+}
+
+async fn streams(State(state): State<Arc<OriginState>>) -> Response {
+    let streams: Vec<_> = state.hub.streams().iter().map(stream_json).collect();
+    json(StatusCode::OK, &serde_json::json!({ "streams": streams }))
+}
+
+async fn openapi() -> Response {
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(Body::from(OPENAPI))
+        .expect("static response parts are valid")
+}
+
+async fn no_route(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no API route for {} {}", req.method(), req.uri().path()),
+    )
 }
 
 /// The JSON form of an entry: its fields, token and endpoints.
@@ -192,45 +465,6 @@ pub fn entry_json(entry: &Entry, state: &OriginState) -> serde_json::Value {
         );
     }
     v
-}
-
-async fn read_json(req: Request<Incoming>) -> Result<serde_json::Value, Response<Body>> {
-    let bytes = Limited::new(req.into_body(), MAX_REQUEST_BODY)
-        .collect()
-        .await
-        .map_err(|e| {
-            error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "bad_body",
-                &format!("reading the request body failed (at most {MAX_REQUEST_BODY} bytes): {e}"),
-            )
-        })?
-        .to_bytes();
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(serde_json::json!({}));
-    }
-    serde_json::from_slice(&bytes).map_err(|e| {
-        error(
-            StatusCode::BAD_REQUEST,
-            "bad_json",
-            &format!("request body is not valid JSON: {e}"),
-        )
-    })
-}
-
-/// A registry call on the blocking pool. A panic there is a bug; it becomes a 500.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, RegistryError> + Send + 'static,
-) -> Result<T, ApiFailure> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(ApiFailure::Registry),
-        Err(e) => Err(ApiFailure::Task(e.to_string())),
-    }
-}
-
-enum ApiFailure {
-    Registry(RegistryError),
-    Task(String),
 }
 
 /// The JSON form of a live stream.
@@ -268,40 +502,5 @@ fn codec_name(codec: &longhaul_rtmp::media::Codec) -> String {
     match codec {
         longhaul_rtmp::media::Codec::FourCc(f) => String::from_utf8_lossy(f).into_owned(),
         longhaul_rtmp::media::Codec::Legacy(id) => format!("flv:{id}"),
-    }
-}
-
-fn not_found(id: &str) -> Response<Body> {
-    error(
-        StatusCode::NOT_FOUND,
-        "entry_not_found",
-        &format!("entry {id} does not exist"),
-    )
-}
-
-fn registry_error(e: ApiFailure) -> Response<Body> {
-    match e {
-        ApiFailure::Registry(RegistryError::NotFound(id)) => not_found(&id),
-        ApiFailure::Registry(RegistryError::InvalidName(why)) => error(
-            StatusCode::BAD_REQUEST,
-            "bad_name",
-            &format!("invalid entry name: {why}"),
-        ),
-        ApiFailure::Registry(other) => {
-            tracing::error!(error = %other, "registry operation failed");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "registry_error",
-                &other.to_string(),
-            )
-        }
-        ApiFailure::Task(e) => {
-            tracing::error!(error = %e, "registry task failed");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the registry task failed",
-            )
-        }
     }
 }

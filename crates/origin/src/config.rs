@@ -4,8 +4,12 @@
 //! what differs. Unknown keys are refused: a typo in a config file is an error that names
 //! the key, not a setting silently ignored. The sections every node has (`[node]`,
 //! `[rtmp]`, `[rtmps]`, `[ingest]`, most of `[http]`) are `longhaul_node`'s; the origin
-//! adds the registry, the endpoints it hands out, and the API token.
+//! adds the registry (an SQLite file, or a PostgreSQL database every origin shares),
+//! how publishes are authorised (`[auth]`: by the registry, or by an HTTP callback to
+//! the platform's own service), the endpoints it hands out, and the API token.
 
+use longhaul_registry::postgres::PostgresSettings;
+use longhaul_registry::StoreConfig;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,7 +29,12 @@ pub struct OriginConfig {
     pub rtmps: RtmpsSection,
     #[serde(default)]
     pub http: HttpSection,
-    pub registry: RegistrySection,
+    /// Where entries and tokens are kept. Required unless `[auth]` sends every publish
+    /// to a callback.
+    #[serde(default)]
+    pub registry: Option<RegistrySection>,
+    #[serde(default)]
+    pub auth: AuthSection,
     #[serde(default)]
     pub ingest: IngestSection,
     #[serde(default)]
@@ -89,11 +98,169 @@ impl From<HttpSection> for HttpKeys {
     }
 }
 
+/// Where entries and tokens are kept: an SQLite file (`path`: one host, `longhaul dev`)
+/// or a PostgreSQL database (`url`: origins in different data centres share it).
+///
+/// ```toml
+/// [registry]
+/// url = "postgres://longhaul@db.internal:5432/longhaul"
+/// password_file = "/etc/longhaul/registry-password"   # or password_env = "PGPASSWORD"
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrySection {
+    /// SQLite database file of entries and tokens (created if missing; its directory
+    /// must exist).
+    pub path: Option<PathBuf>,
+    /// PostgreSQL URL, `postgres://user@host:port/database`, without a password.
+    pub url: Option<String>,
+    /// File holding the PostgreSQL password (one line; trailing whitespace ignored).
+    /// Keep it readable by the node's user only.
+    pub password_file: Option<PathBuf>,
+    /// Environment variable holding the PostgreSQL password.
+    pub password_env: Option<String>,
+}
+
+impl RegistrySection {
+    /// Checks that exactly one store is named and the password comes from one place.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        let invalid = |key, reason: &str| InvalidSetting {
+            key,
+            reason: reason.into(),
+        };
+        match (&self.path, &self.url) {
+            (None, None) => Err(invalid(
+                "registry",
+                "names no store: set registry.path (an SQLite file) or registry.url (PostgreSQL)",
+            )),
+            (Some(_), Some(_)) => Err(invalid(
+                "registry",
+                "names two stores: set registry.path (SQLite) or registry.url (PostgreSQL), not both",
+            )),
+            (Some(_), None) if self.password_file.is_some() || self.password_env.is_some() => {
+                Err(invalid(
+                    "registry.password_file",
+                    "a password is for registry.url (PostgreSQL); an SQLite file has none",
+                ))
+            }
+            (None, Some(_)) if self.password_file.is_some() && self.password_env.is_some() => {
+                Err(invalid(
+                    "registry.password_env",
+                    "set registry.password_file or registry.password_env, not both",
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The store to open, with the password read from its file or variable.
+    /// `node` names the connections in PostgreSQL's `pg_stat_activity`.
+    pub fn store_config(&self, node: &str) -> Result<StoreConfig, InvalidSetting> {
+        self.validate()?;
+        if let Some(path) = &self.path {
+            return Ok(StoreConfig::Sqlite(path.clone()));
+        }
+        let url = self.url.clone().unwrap_or_default();
+        let password = match (&self.password_file, &self.password_env) {
+            (Some(file), _) => Some(
+                std::fs::read_to_string(file)
+                    .map(|p| p.trim_end().to_string())
+                    .map_err(|e| InvalidSetting {
+                        key: "registry.password_file",
+                        reason: format!("cannot read {}: {e}", file.display()),
+                    })?,
+            ),
+            (None, Some(var)) => Some(std::env::var(var).map_err(|_| InvalidSetting {
+                key: "registry.password_env",
+                reason: format!("the environment variable {var} is not set (or not UTF-8)"),
+            })?),
+            (None, None) => None,
+        };
+        let settings = PostgresSettings {
+            url,
+            password,
+            application_name: format!("longhaul {node}"),
+        };
+        // Refuses a password written into the URL, and a URL that does not parse.
+        settings.config().map_err(|e| InvalidSetting {
+            key: "registry.url",
+            reason: e.to_string(),
+        })?;
+        Ok(StoreConfig::Postgres(settings))
+    }
+}
+
+/// How publishes are authorised.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSection {
+    pub mode: AuthMode,
+    /// The callback, for `mode = "callback"`.
+    pub callback: Option<CallbackSection>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// The token is checked against the entries registry.
+    #[default]
+    Registry,
+    /// The origin asks the platform's own service over HTTP (see [`crate::callback`]).
+    Callback,
+}
+
+/// The HTTP authorisation callback (see [`crate::callback`] for the request and reply).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RegistrySection {
-    /// SQLite database file of entries and tokens.
-    pub path: PathBuf,
+pub struct CallbackSection {
+    /// Where to POST each publish, `http://host:port/path`.
+    pub url: String,
+    /// Milliseconds one call may take before it counts as failed.
+    #[serde(default = "CallbackSection::default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Further attempts after a call that failed (no answer, or a 5xx); a refusal (4xx)
+    /// is never retried.
+    #[serde(default = "CallbackSection::default_retries")]
+    pub retries: u32,
+    /// Seconds an allowed answer is reused for the same entry, rendition, leg, token
+    /// and client address; 0 asks every time.
+    #[serde(default = "CallbackSection::default_cache_secs")]
+    pub cache_secs: u64,
+    /// Seconds a refusal is reused (short: a token just created on the platform should
+    /// soon work; long enough that a reconnect loop does not call for every attempt).
+    #[serde(default = "CallbackSection::default_refusal_cache_secs")]
+    pub refusal_cache_secs: u64,
+    /// Environment variable holding a bearer token sent with each call, so the service
+    /// can tell the callback is ours.
+    pub bearer_env: Option<String>,
+}
+
+impl CallbackSection {
+    /// 2 s: the platform's service answers in milliseconds; a publish must not hang on
+    /// one that does not (encoders give up on a publish after about 10 s).
+    fn default_timeout_ms() -> u64 {
+        2000
+    }
+    /// One retry rides out a dropped connection or a restarting instance; more would
+    /// keep an encoder waiting past its own timeout.
+    fn default_retries() -> u32 {
+        1
+    }
+    /// 30 s: an encoder reconnecting in a loop costs one call per half-minute, and a
+    /// revoked entry is cut at once anyway by the revoke API, which clears the cache.
+    fn default_cache_secs() -> u64 {
+        30
+    }
+    fn default_refusal_cache_secs() -> u64 {
+        5
+    }
+
+    /// Longest `timeout_ms`: beyond 10 s the encoder has given up waiting.
+    pub const MAX_TIMEOUT_MS: u64 = 10_000;
+    /// Most `retries`: (retries + 1) x timeout must stay within an encoder's patience.
+    pub const MAX_RETRIES: u32 = 3;
+    /// Longest cache: a day. Beyond that an answer is stale by any measure.
+    pub const MAX_CACHE_SECS: u64 = 86_400;
 }
 
 /// How this node names its endpoints in the entries it hands out.
@@ -130,6 +297,19 @@ impl OriginConfig {
     /// Checks what serde's types cannot: ranges, finiteness, secrets' length.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         self.node.validate()?;
+        match (&self.registry, self.auth.mode) {
+            (Some(r), _) => r.validate()?,
+            (None, AuthMode::Registry) => {
+                return Err(InvalidSetting {
+                    key: "registry",
+                    reason: "is missing: set registry.path (an SQLite file) or registry.url \
+                             (PostgreSQL), or authorise publishes by callback ([auth] mode = \"callback\")"
+                        .into(),
+                })
+            }
+            (None, AuthMode::Callback) => {}
+        }
+        self.validate_auth()?;
         if let Some(t) = &self.tunnel {
             t.transport.validate().map_err(|e| InvalidSetting {
                 key: e.key,
@@ -166,6 +346,74 @@ impl OriginConfig {
                     longhaul_endpoint::MAX_RENDITION
                 ),
             });
+        }
+        Ok(())
+    }
+}
+
+impl OriginConfig {
+    fn validate_auth(&self) -> Result<(), InvalidSetting> {
+        let callback = match (self.auth.mode, &self.auth.callback) {
+            (AuthMode::Registry, _) => return Ok(()),
+            (AuthMode::Callback, None) => {
+                return Err(InvalidSetting {
+                    key: "auth.callback",
+                    reason: "mode = \"callback\" needs [auth.callback] with its url".into(),
+                })
+            }
+            (AuthMode::Callback, Some(c)) => c,
+        };
+        let url: hyper::Uri = callback.url.parse().map_err(|e| InvalidSetting {
+            key: "auth.callback.url",
+            reason: format!("{:?} is not a URL: {e}", callback.url),
+        })?;
+        if url.scheme_str() != Some("http") || url.host().is_none() {
+            return Err(InvalidSetting {
+                key: "auth.callback.url",
+                reason: format!(
+                    "{:?} is not an http://host[:port]/path URL (for https, put a local proxy in front)",
+                    callback.url
+                ),
+            });
+        }
+        let checks: [(&'static str, u64, u64); 4] = [
+            (
+                "auth.callback.timeout_ms",
+                callback.timeout_ms,
+                CallbackSection::MAX_TIMEOUT_MS,
+            ),
+            (
+                "auth.callback.retries",
+                u64::from(callback.retries),
+                u64::from(CallbackSection::MAX_RETRIES),
+            ),
+            (
+                "auth.callback.cache_secs",
+                callback.cache_secs,
+                CallbackSection::MAX_CACHE_SECS,
+            ),
+            (
+                "auth.callback.refusal_cache_secs",
+                callback.refusal_cache_secs,
+                CallbackSection::MAX_CACHE_SECS,
+            ),
+        ];
+        for (key, value, max) in checks {
+            let min = u64::from(key == "auth.callback.timeout_ms");
+            if !(min..=max).contains(&value) {
+                return Err(InvalidSetting {
+                    key,
+                    reason: format!("{value} is not in {min}..={max}"),
+                });
+            }
+        }
+        if let Some(var) = &callback.bearer_env {
+            if std::env::var(var).is_err() {
+                return Err(InvalidSetting {
+                    key: "auth.callback.bearer_env",
+                    reason: format!("the environment variable {var} is not set (or not UTF-8)"),
+                });
+            }
         }
         Ok(())
     }

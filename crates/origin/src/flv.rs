@@ -13,7 +13,6 @@
 use crate::metrics::protocol;
 use crate::state::OriginState;
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper::body::Frame;
 use hyper::{Method, Response, StatusCode};
 use longhaul_hub::{LegChoice, PlayerEvent, StreamKey, Subscription};
@@ -78,7 +77,7 @@ pub async fn play(
         limit: state.config.ingest.write_timeout(),
     };
     tokio::spawn(feed(subscription, sender, peer, state.clone(), connection));
-    flv_response(ChannelBody { rx }.boxed())
+    flv_response(Body::new(ChannelBody { rx }))
 }
 
 fn flv_response(body: Body) -> Response<Body> {

@@ -1,18 +1,20 @@
 //! The origin's HTTP port: entries API, HTTP-FLV playback, `/metrics` and `/healthz`.
 //!
 //! The accept loop (connection cap, header timeout) is `longhaul_node::http`'s; routing
-//! is a `match` on method and path segments, small enough that a router crate would add
-//! more than it saves. Every error is a JSON body
+//! is an `axum::Router` ([`router`]), the API's part in [`crate::api`]. Every error is a
+//! JSON body
 //! `{"error": {"code": ..., "message": ...}}` with a fitting status, and is counted in
 //! `longhaul_http_requests_total{route,status}`.
 
 use crate::api;
 use crate::flv;
 use crate::state::OriginState;
-use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
-use longhaul_node::http::{full, json, metrics, not_found, Body};
-use std::net::SocketAddr;
+use axum::extract::{MatchedPath, Path, Request, State};
+use axum::middleware::Next;
+use axum::routing::get;
+use axum::{Extension, Router};
+use hyper::{Method, Response, StatusCode};
+use longhaul_node::http::{full, json, metrics, not_found, Body, Client, ConnectionToken};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -21,50 +23,66 @@ use tokio_util::sync::CancellationToken;
 pub async fn serve(listener: TcpListener, state: Arc<OriginState>, shutdown: CancellationToken) {
     let settings = state.config.http.server.clone();
     let refused = state.metrics.connections.connections_refused.clone();
-    longhaul_node::http::serve(
-        listener,
-        settings,
-        refused,
-        shutdown,
-        move |req, peer, connection| {
-            let state = state.clone();
-            async move { route(req, peer, &state, connection).await }
-        },
-    )
-    .await
+    longhaul_node::http::serve(listener, settings, refused, shutdown, router(state)).await
 }
 
-async fn route(
-    req: Request<Incoming>,
-    peer: SocketAddr,
-    state: &Arc<OriginState>,
-    connection: CancellationToken,
+/// Every route of the origin's HTTP port.
+pub fn router(state: Arc<OriginState>) -> Router {
+    Router::new()
+        .route(
+            "/healthz",
+            get(|State(s): State<Arc<OriginState>>| async move { health(&s) }),
+        )
+        .route(
+            "/metrics",
+            get(|State(s): State<Arc<OriginState>>| async move { metrics(s.metrics.render()) }),
+        )
+        .route(
+            "/live/{file}",
+            get(play).options(|| async { with_cors(preflight()) }),
+        )
+        .nest("/api/v1", api::router(state.clone()))
+        .fallback(|req: Request| async move { not_found(req.method(), req.uri().path()) })
+        .layer(axum::extract::DefaultBodyLimit::max(api::MAX_REQUEST_BODY))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), count))
+        .with_state(state)
+}
+
+/// `GET`/`HEAD /live/{entryId}_{n}.flv`.
+async fn play(
+    State(state): State<Arc<OriginState>>,
+    Path(file): Path<String>,
+    method: Method,
+    Extension(Client(peer)): Extension<Client>,
+    Extension(ConnectionToken(connection)): Extension<ConnectionToken>,
 ) -> Response<Body> {
-    let path = req.uri().path().to_string();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let method = req.method().clone();
-    let read = method == Method::GET || method == Method::HEAD;
-    let (route_label, response) = match segments.as_slice() {
-        ["healthz"] if read => ("healthz", health(state)),
-        ["metrics"] if read => ("metrics", metrics(state.metrics.render())),
-        ["live", file] if read => {
-            let response = flv::play(file, &method, peer, state, connection).await;
-            ("live", with_cors(response))
-        }
-        ["live", _] if method == Method::OPTIONS => ("live", with_cors(preflight())),
-        ["api", "v1", rest @ ..] => {
-            let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
-            ("api", api::handle(req, peer, &rest, state).await)
-        }
-        _ => ("unknown", not_found(&method, &path)),
+    with_cors(flv::play(&file, &method, peer, &state, connection).await)
+}
+
+/// Counts each request in `http_requests_total{route, status}` (route: `healthz`,
+/// `metrics`, `live`, `api`, `unknown`) and logs server errors.
+async fn count(State(state): State<Arc<OriginState>>, req: Request, next: Next) -> Response<Body> {
+    let matched = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let route = match matched.as_deref().unwrap_or(req.uri().path()) {
+        "/healthz" => "healthz",
+        "/metrics" => "metrics",
+        p if p.starts_with("/live/") => "live",
+        p if p.starts_with("/api/") => "api",
+        _ => "unknown",
     };
+    let client = req.extensions().get::<Client>().map(|c| c.0);
+    let path = req.uri().path().to_owned();
+    let response = next.run(req).await;
     state
         .metrics
         .http_requests
-        .with_label_values(&[route_label, response.status().as_str()])
+        .with_label_values(&[route, response.status().as_str()])
         .inc();
     if response.status().is_server_error() {
-        tracing::warn!(client = %peer, %path, status = %response.status(), "http request failed");
+        tracing::warn!(client = ?client, %path, status = %response.status(), "http request failed");
     }
     response
 }
@@ -90,16 +108,35 @@ fn preflight() -> Response<Body> {
         .expect("static response parts are valid")
 }
 
+/// `/healthz`: 200 with `status` `ok`, or `degraded` while the entries database is
+/// unreachable (publishes are still decided, from memory: the node should stay in its
+/// load balancer's pool, but an operator should know).
 fn health(state: &OriginState) -> Response<Body> {
+    let registry = state.registry.as_ref().map(|r| {
+        let s = r.status();
+        serde_json::json!({
+            "backend": s.store.backend,
+            "location": s.store.location,
+            "state": s.state.as_str(),
+            "since": s.since.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            "entries": s.entries,
+            "last_error": s.last_error,
+        })
+    });
+    let degraded = registry
+        .as_ref()
+        .is_some_and(|r| r["state"] != longhaul_registry::StoreState::Connected.as_str());
     json(
         StatusCode::OK,
         &serde_json::json!({
-            "status": "ok",
+            "status": if degraded { "degraded" } else { "ok" },
             "node": state.config.node.id,
             "region": state.config.node.region,
             "role": "origin",
             "version": env!("CARGO_PKG_VERSION"),
             "streams": state.hub.streams().len(),
+            "registry": registry,
+            "auth": if state.callback.is_some() { "callback" } else { "registry" },
         }),
     )
 }

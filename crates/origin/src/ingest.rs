@@ -42,6 +42,8 @@ struct Publishing {
     stream_id: u32,
     stream: String,
     publication: Publication,
+    /// Its registration as live: resolves when its token is revoked.
+    live: longhaul_node::LivePublish,
     _active: GaugeGuard,
 }
 
@@ -59,12 +61,14 @@ enum OriginEnd {
     TakenOver,
     StreamEnded,
     PlayerTooSlow,
+    /// The publish's token was revoked (regenerated, entry deleted, kicked).
+    Revoked,
 }
 
 impl NodeEnd for OriginEnd {
     fn error_kind(&self) -> Option<&'static str> {
         match self {
-            OriginEnd::TakenOver | OriginEnd::StreamEnded => None,
+            OriginEnd::TakenOver | OriginEnd::StreamEnded | OriginEnd::Revoked => None,
             OriginEnd::PlayerTooSlow => Some("player_too_slow"),
         }
     }
@@ -75,6 +79,7 @@ type End = connection::End<OriginEnd>;
 /// What the origin waits on beside a connection's socket.
 enum Wake {
     TakenOver,
+    Revoked(longhaul_node::Revoked),
     Player(PlayerEvent),
 }
 
@@ -128,9 +133,13 @@ async fn run<S: Io>(accepted: Accepted<S>, state: Arc<OriginState>) {
     end.log(peer, transport, role, &stream);
 }
 
-async fn taken_over(publishing: &Option<Publishing>) {
+/// The publish being taken over by another connection, or revoked.
+async fn publisher_event(publishing: &mut Option<Publishing>) -> Wake {
     match publishing {
-        Some(p) => p.publication.taken_over().await,
+        Some(p) => tokio::select! {
+            _ = p.publication.taken_over() => Wake::TakenOver,
+            why = p.live.revoked() => Wake::Revoked(why),
+        },
         None => std::future::pending().await,
     }
 }
@@ -155,9 +164,14 @@ impl connection::Connection for Connection {
     }
 
     async fn wake(&mut self) -> Wake {
+        let Connection {
+            publishing,
+            playing,
+            ..
+        } = self;
         tokio::select! {
-            _ = taken_over(&self.publishing) => Wake::TakenOver,
-            event = next_player_event(&mut self.playing) => Wake::Player(event),
+            wake = publisher_event(publishing) => wake,
+            event = next_player_event(playing) => Wake::Player(event),
         }
     }
 
@@ -169,6 +183,14 @@ impl connection::Connection for Connection {
                         "another connection published this stream with the current token and took it over");
                 }
                 Err(End::Node(OriginEnd::TakenOver))
+            }
+            Wake::Revoked(why) => {
+                if let Some(p) = &self.publishing {
+                    tracing::warn!(client = %self.peer, stream = %p.stream, reason = %why.reason,
+                        "publish cut: {}", why.description);
+                    session.send_status(p.stream_id, "error", &why.code, &why.description);
+                }
+                Err(End::Node(OriginEnd::Revoked))
             }
             Wake::Player(event) => self.on_player_events(session, event),
         }
@@ -204,7 +226,7 @@ impl Connection {
                 )
                 .await;
                 match decision {
-                    PublishDecision::Accept(publication) => {
+                    PublishDecision::Accept(publish::Accepted { publication, live }) => {
                         tracing::debug!(client = %self.peer, %name, %publish_type, "publish accepted");
                         session.accept_publish(stream_id);
                         // The token check may have waited on the registry: media
@@ -214,6 +236,7 @@ impl Connection {
                             stream_id,
                             stream: publication.key().name.clone(),
                             publication,
+                            live,
                             _active: GaugeGuard::new(self.state.metrics.publishers_active.clone()),
                         });
                     }

@@ -8,15 +8,19 @@
 //! ```text
 //!  encoder ──RTMP/RTMPS──▶ ingest ─┬──▶ hub (GOP cache, fan-out) ──▶ RTMP players
 //!  edge ═══QUIC tunnel══▶ tunnel ─┤                              └──▶ HTTP-FLV players
-//!                                 └─ publish: URL rules, token check ─▶ registry (SQLite)
-//!  operator ──HTTP──▶ api (entries, tokens, FMLE export), /metrics, /healthz
+//!                                 └─ publish: URL rules, token check ─▶ registry (memory copy
+//!                                                        or HTTP callback)   of SQLite/PostgreSQL)
+//!  operator ──HTTP──▶ api (entries, tokens, revoke, FMLE export), /metrics, /healthz
+//!  registry change (any origin) ──▶ revoke: cut live publishes here, tell every edge
 //! ```
 //!
 //! | module | what it holds |
 //! |---|---|
 //! | [`config`] | the node's settings (TOML + environment, loaded by the CLI) |
 //! | [`ingest`] | RTMP/RTMPS listeners and the per-connection driver of `longhaul_rtmp::server` |
-//! | [`publish`] | the publish decision: URL rules, token check, takeover |
+//! | [`publish`] | the publish decision: URL rules, token check (or callback), takeover |
+//! | [`callback`] | the HTTP authorisation callback, for platforms that keep their own entries |
+//! | [`revoke`] | cutting an entry's live publishes here and at every edge |
 //! | [`http`], [`api`], [`flv`] | the HTTP port: routing, entries API, HTTP-FLV playback |
 //! | [`metrics`] | Prometheus series |
 //! | [`tunnel`] | publishes arriving from edges over QUIC tunnels |
@@ -28,12 +32,14 @@
 //! caller learns the real addresses (port 0 in tests) and bind errors at once.
 
 pub mod api;
+pub mod callback;
 pub mod config;
 pub mod flv;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod publish;
+pub mod revoke;
 pub mod state;
 pub mod tunnel;
 
@@ -43,6 +49,7 @@ use crate::state::OriginState;
 use longhaul_hub::Hub;
 use longhaul_node::{accept, ConnectionLimits, ListenError, Listeners, NodeTasks};
 use longhaul_registry::Registry;
+use longhaul_tunnel::TunnelSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -56,8 +63,10 @@ pub enum StartError {
     Config(#[from] config::InvalidSetting),
     #[error(transparent)]
     Listen(#[from] ListenError),
-    #[error("opening the entries registry {path}: {reason}")]
-    Registry { path: String, reason: String },
+    #[error("opening the entries registry: {0}")]
+    Registry(#[from] longhaul_registry::RegistryError),
+    #[error("the authorisation callback: {0}")]
+    Callback(String),
     #[error("cannot start the tunnel listener: {0}")]
     Tunnel(#[from] longhaul_tunnel::TunnelError),
 }
@@ -79,10 +88,20 @@ impl Origin {
     /// Opens the registry, binds every listener and starts serving.
     pub async fn start(config: OriginConfig) -> Result<Origin, StartError> {
         config.validate()?;
-        let registry = Registry::open(&config.registry.path).map_err(|e| StartError::Registry {
-            path: config.registry.path.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let registry = match &config.registry {
+            Some(section) => {
+                let store_config = section.store_config(&config.node.id)?;
+                let store = longhaul_registry::open_store(&store_config).await?;
+                Some(Registry::open(store).await?)
+            }
+            None => None,
+        };
+        let callback = match (&config.auth.mode, &config.auth.callback) {
+            (config::AuthMode::Callback, Some(section)) => {
+                Some(callback::CallbackAuthority::new(section).map_err(StartError::Callback)?)
+            }
+            _ => None,
+        };
         let listeners = Listeners::bind(&config.rtmp, &config.rtmps, &config.http.server).await?;
         let (rtmp_addr, rtmps_addr, http_addr) = (
             listeners.rtmp_addr,
@@ -94,7 +113,7 @@ impl Origin {
             None => None,
         };
         let tunnel_addr = tunnel_endpoint.as_ref().and_then(|e| e.local_addr().ok());
-        let tunnels = longhaul_tunnel::TunnelSet::new();
+        let tunnels = TunnelSet::new();
         let metrics = Metrics::new(&config.node.id, &config.node.region);
         metrics.register(Box::new(longhaul_tunnel::TunnelCollector::new(
             tunnels.clone(),
@@ -103,14 +122,21 @@ impl Origin {
             &config.ingest,
             metrics.connections.connections_refused.clone(),
         );
+        if let Some(registry) = &registry {
+            metrics.register(Box::new(metrics::RegistryCollector::new(registry)));
+        }
         let state = Arc::new(OriginState {
             metrics,
-            registry: Arc::new(registry),
+            registry,
+            callback,
             hub: Hub::new(),
             connections: limits.clone(),
             next_connection_id: std::sync::atomic::AtomicU64::new(1),
+            live: longhaul_node::LivePublishes::new(),
+            tunnels: tunnels.clone(),
             config,
         });
+        revoke::watch_registry(&state);
         let mut tasks = NodeTasks::new();
         let (rtmp, rtmps) = (listeners.rtmp, listeners.rtmps);
         accept::spawn_listeners(&mut tasks, rtmp, rtmps, limits, state.clone());
@@ -135,6 +161,8 @@ impl Origin {
             rtmps = %rtmps_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
             http = %http_addr,
             tunnel = %tunnel_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
+            registry = %state.registry.as_ref().map_or_else(|| "none".to_string(), |r| r.info().location),
+            auth = %state.callback.as_ref().map_or_else(|| "registry".to_string(), |c| format!("callback {}", c.url())),
             "origin ready"
         );
         Ok(Origin {

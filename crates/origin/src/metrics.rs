@@ -21,6 +21,14 @@ pub mod reason {
     pub const BAD_STREAM_NAME: &str = "bad_stream_name";
     pub const UNKNOWN_APP: &str = "unknown_app";
     pub const INTERNAL: &str = "internal_error";
+    /// The authorisation callback refused the publish.
+    pub const CALLBACK_REFUSED: &str = "callback_refused";
+    /// The authorisation callback did not answer.
+    pub const CALLBACK_UNAVAILABLE: &str = "callback_unavailable";
+    /// The entry was revoked between the check and the stream's start.
+    pub const REVOKED: &str = "revoked";
+    /// A tunnelled publish whose grant is unknown or expired.
+    pub const UNKNOWN_GRANT: &str = "unknown_grant";
 }
 
 /// The `protocol` label of player series.
@@ -41,6 +49,12 @@ pub struct Metrics {
     pub player_skips: IntCounterVec,
     pub player_drops: IntCounterVec,
     pub http_requests: IntCounterVec,
+    /// `revocations_total{reason}`: revocations this origin carried out.
+    pub revocations: IntCounterVec,
+    /// `publishes_cut_total{reason}`: live publishes cut here by revocations.
+    pub publishes_cut: IntCounterVec,
+    /// `auth_callbacks_total{outcome}`: publish checks by the HTTP callback.
+    pub callbacks: IntCounterVec,
 }
 
 impl Metrics {
@@ -88,6 +102,24 @@ impl Metrics {
                 "HTTP requests by route and status",
                 &["route", "status"],
             ),
+            revocations: counter_vec(
+                &r,
+                "revocations_total",
+                "Revocations carried out (a token regenerated, an entry deleted, an operator's kick), by reason",
+                &["reason"],
+            ),
+            publishes_cut: counter_vec(
+                &r,
+                "publishes_cut_total",
+                "Live publishes at this origin cut by a revocation, by reason (edges count their own)",
+                &["reason"],
+            ),
+            callbacks: counter_vec(
+                &r,
+                "auth_callbacks_total",
+                "Publishes checked by the HTTP authorisation callback, by outcome (allowed, refused, their _cached forms, unavailable)",
+                &["outcome"],
+            ),
             registry: r,
         }
     }
@@ -102,6 +134,123 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         longhaul_node::metrics::render(&self.registry)
+    }
+}
+
+/// The registry's health and counters, read at scrape time from
+/// [`longhaul_registry::Registry::status`]:
+/// `registry_up{backend}` (0 while the store is unreachable and publishes are decided
+/// from memory), `registry_entries`, `registry_state_since_seconds` (Unix time of the
+/// last change between reachable and not), `registry_resyncs_total`,
+/// `registry_outages_total`, `registry_changes_total{kind}`.
+pub struct RegistryCollector {
+    registry: std::sync::Weak<longhaul_registry::Registry>,
+    templates: RegistryFamilies,
+}
+
+struct RegistryFamilies {
+    up: IntGaugeVec,
+    entries: IntGauge,
+    since: prometheus::Gauge,
+    resyncs: IntCounter,
+    outages: IntCounter,
+    changes: IntCounterVec,
+}
+
+impl RegistryFamilies {
+    fn new() -> Self {
+        // Constant names and labels: building them cannot fail.
+        let opts = prometheus::Opts::new;
+        RegistryFamilies {
+            up: IntGaugeVec::new(
+                opts("registry_up", "1 while the entries store is reachable; 0 while publishes are decided from the in-memory copy"),
+                &["backend"],
+            )
+            .expect("valid metric"),
+            entries: IntGauge::with_opts(opts("registry_entries", "Entries in the in-memory copy"))
+                .expect("valid metric"),
+            since: prometheus::Gauge::with_opts(opts(
+                "registry_state_since_seconds",
+                "Unix time the store last became reachable or unreachable",
+            ))
+            .expect("valid metric"),
+            resyncs: IntCounter::with_opts(opts(
+                "registry_resyncs_total",
+                "Whole-table reads to catch up with the store (start, reconnects)",
+            ))
+            .expect("valid metric"),
+            outages: IntCounter::with_opts(opts(
+                "registry_outages_total",
+                "Times the entries store became unreachable",
+            ))
+            .expect("valid metric"),
+            changes: IntCounterVec::new(
+                opts(
+                    "registry_changes_total",
+                    "Changes the in-memory copy took, from any origin, by kind",
+                ),
+                &["kind"],
+            )
+            .expect("valid metric"),
+        }
+    }
+
+    fn collectors(&self) -> [&dyn prometheus::core::Collector; 6] {
+        [
+            &self.up,
+            &self.entries,
+            &self.since,
+            &self.resyncs,
+            &self.outages,
+            &self.changes,
+        ]
+    }
+}
+
+impl RegistryCollector {
+    pub fn new(registry: &std::sync::Arc<longhaul_registry::Registry>) -> Self {
+        Self {
+            registry: std::sync::Arc::downgrade(registry),
+            templates: RegistryFamilies::new(),
+        }
+    }
+}
+
+impl prometheus::core::Collector for RegistryCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.templates
+            .collectors()
+            .into_iter()
+            .flat_map(|c| c.desc())
+            .collect()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let Some(registry) = self.registry.upgrade() else {
+            return Vec::new();
+        };
+        let status = registry.status();
+        let f = RegistryFamilies::new();
+        f.up.with_label_values(&[status.store.backend])
+            .set(i64::from(
+                status.state == longhaul_registry::StoreState::Connected,
+            ));
+        f.entries.set(status.entries as i64);
+        f.since.set(
+            status
+                .since
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
+        f.resyncs.inc_by(status.resyncs);
+        f.outages.inc_by(status.outages);
+        for (kind, n) in status.changes {
+            f.changes.with_label_values(&[kind]).inc_by(n);
+        }
+        f.collectors()
+            .into_iter()
+            .flat_map(|c| c.collect())
+            .collect()
     }
 }
 

@@ -2,8 +2,13 @@
 //!
 //! 1. The URL rules (`longhaul_endpoint::resolve_publish`) find entry, rendition, leg and
 //!    token in the connect `app`, the `tcUrl` and the publish name.
-//! 2. The registry checks the token against the entry's current one.
-//! 3. The hub opens the stream; an older connection publishing the same entry, leg and
+//! 2. The authority decides: the registry checks the token against the entry's current
+//!    one (from memory, so this goes on while the database is down), or the platform's
+//!    HTTP callback answers ([`crate::callback`]).
+//! 3. The publish is registered as live under its entry, with the token generation it
+//!    was allowed with, so a revocation can cut it ([`crate::revoke`]); one that was
+//!    revoked between the check and now is refused here.
+//! 4. The hub opens the stream; an older connection publishing the same entry, leg and
 //!    rendition is taken over (it is told, and closes at once), so an encoder reconnecting
 //!    after a network blip never waits for its dead TCP connection to time out.
 //!
@@ -14,11 +19,12 @@
 //! A publish an edge forwards through a tunnel meets the same two checks
 //! ([`authorise`]) when the edge asks, and is opened ([`accept`]) when its stream arrives.
 
+use crate::callback::{CallbackRequest, CallbackVerdict};
 use crate::metrics::reason;
 use crate::state::OriginState;
 use longhaul_endpoint::{resolve_publish, EndpointError, Leg, PublishTarget};
 use longhaul_hub::{Publication, PublishOutcome, PublisherInfo, StreamKey};
-use longhaul_node::Transport;
+use longhaul_node::{LivePublish, Transport};
 use longhaul_registry::TokenCheck;
 use longhaul_rtmp::server::ConnectRequest;
 use std::net::SocketAddr;
@@ -29,7 +35,7 @@ pub use longhaul_rtmp::status::{
 };
 
 pub enum PublishDecision {
-    Accept(Publication),
+    Accept(Accepted),
     Reject {
         code: &'static str,
         description: String,
@@ -45,6 +51,22 @@ pub struct Refusal {
     pub reason: &'static str,
     /// The status description the encoder prints.
     pub description: String,
+}
+
+/// A publish the authority allowed: where it goes, and what a revocation checks it by.
+#[derive(Debug, Clone)]
+pub struct Authorised {
+    pub target: PublishTarget,
+    /// The token generation it was allowed with (`None` from a callback).
+    pub generation: Option<u32>,
+    /// The entry's revocation epoch before the check (see `longhaul_node::revocation`).
+    pub epoch: u64,
+}
+
+/// An accepted publish: its stream in the hub, and its registration as live.
+pub struct Accepted {
+    pub publication: Publication,
+    pub live: LivePublish,
 }
 
 /// Who asks to publish, for the logs, the metrics and the hub's publisher info.
@@ -83,8 +105,12 @@ pub async fn decide(
         connection_id,
     };
     let default_leg = state.config.ingest.default_leg;
-    match authorise(state, app, tc_url, name, default_leg, &publisher).await {
-        Ok(target) => PublishDecision::Accept(accept(state, &target, &publisher)),
+    let accepted = match authorise(state, app, tc_url, name, default_leg, &publisher).await {
+        Ok(authorised) => accept(state, &authorised, &publisher),
+        Err(r) => Err(r),
+    };
+    match accepted {
+        Ok(accepted) => PublishDecision::Accept(accepted),
         Err(r) => PublishDecision::Reject {
             code: r.code,
             description: r.description,
@@ -102,7 +128,7 @@ pub async fn authorise(
     name: &str,
     default_leg: Leg,
     publisher: &Publisher,
-) -> Result<PublishTarget, Refusal> {
+) -> Result<Authorised, Refusal> {
     let target = match resolve_publish(app, tc_url, name, default_leg) {
         Ok(t) => t,
         Err(e) => {
@@ -120,42 +146,81 @@ pub async fn authorise(
             ));
         }
     };
-    let registry = state.registry.clone();
-    let (entry_id, token) = (target.entry_id.clone(), target.token.clone());
-    let check =
-        tokio::task::spawn_blocking(move || registry.check_token(&entry_id, token.as_deref()))
-            .await;
-    let refusal = match check {
-        Ok(Ok(TokenCheck::Valid { .. })) => None,
-        Ok(Ok(TokenCheck::Missing)) => Some((
-            reason::MISSING_TOKEN,
-            format!(
-                "publish refused: no token for entry {}; add ?t=<token> to the URL",
-                target.entry_id
-            ),
-        )),
-        Ok(Ok(TokenCheck::Wrong)) => Some((
-            reason::WRONG_TOKEN,
-            format!(
-                "publish refused: wrong token for entry {} (it may have been regenerated)",
-                target.entry_id
-            ),
-        )),
-        Ok(Ok(TokenCheck::UnknownEntry)) => Some((
-            reason::UNKNOWN_ENTRY,
-            format!("publish refused: entry {} does not exist", target.entry_id),
-        )),
-        Ok(Err(e)) => Some((
+    let epoch = state.live.epoch(&target.entry_id);
+    let decided = match (&state.callback, &state.registry) {
+        (Some(callback), _) => {
+            let request = CallbackRequest {
+                entry_id: target.entry_id.clone(),
+                rendition: target.rendition,
+                leg: target.leg.as_str(),
+                stream_name: target.stream_name.clone(),
+                token: target.token.clone(),
+                client_addr: publisher.client.clone(),
+                transport: publisher.transport,
+                encoder_region: publisher.region.clone(),
+                edge: publisher.via.clone(),
+                origin: state.config.node.id.clone(),
+            };
+            let (verdict, cached) = callback.check(&request).await;
+            let outcome = match (&verdict, cached) {
+                (CallbackVerdict::Allowed, false) => "allowed",
+                (CallbackVerdict::Allowed, true) => "allowed_cached",
+                (CallbackVerdict::Refused { .. }, false) => "refused",
+                (CallbackVerdict::Refused { .. }, true) => "refused_cached",
+                (CallbackVerdict::Unavailable { .. }, _) => "unavailable",
+            };
+            state.metrics.callbacks.with_label_values(&[outcome]).inc();
+            match verdict {
+                CallbackVerdict::Allowed => Ok(None),
+                CallbackVerdict::Refused { reason: why } => {
+                    Err((reason::CALLBACK_REFUSED, format!("publish refused: {why}")))
+                }
+                CallbackVerdict::Unavailable { .. } => Err((
+                    reason::CALLBACK_UNAVAILABLE,
+                    "publish refused: the authorisation service is unavailable; try again shortly"
+                        .to_string(),
+                )),
+            }
+        }
+        (None, Some(registry)) => {
+            match registry
+                .check_token(&target.entry_id, target.token.as_deref())
+                .await
+            {
+                TokenCheck::Valid { generation } => Ok(Some(generation)),
+                TokenCheck::Missing => Err((
+                    reason::MISSING_TOKEN,
+                    format!(
+                        "publish refused: no token for entry {}; add ?t=<token> to the URL",
+                        target.entry_id
+                    ),
+                )),
+                TokenCheck::Wrong => Err((
+                    reason::WRONG_TOKEN,
+                    format!(
+                        "publish refused: wrong token for entry {} (it may have been regenerated)",
+                        target.entry_id
+                    ),
+                )),
+                TokenCheck::UnknownEntry => Err((
+                    reason::UNKNOWN_ENTRY,
+                    format!("publish refused: entry {} does not exist", target.entry_id),
+                )),
+            }
+        }
+        // Validation requires one or the other.
+        (None, None) => Err((
             reason::INTERNAL,
-            format!("publish refused: the registry failed: {e}"),
-        )),
-        Err(e) => Some((
-            reason::INTERNAL,
-            format!("publish refused: the registry task failed: {e}"),
+            "publish refused: this origin has no way to check tokens".to_string(),
         )),
     };
-    match refusal {
-        Some((why, description)) => Err(refuse(
+    match decided {
+        Ok(generation) => Ok(Authorised {
+            target,
+            generation,
+            epoch,
+        }),
+        Err((why, description)) => Err(refuse(
             state,
             publisher,
             &target.stream_name,
@@ -163,16 +228,30 @@ pub async fn authorise(
             why,
             description,
         )),
-        None => Ok(target),
     }
 }
 
-/// Opens (or takes over) the stream of an authorised publish.
+/// Registers an authorised publish as live and opens (or takes over) its stream. A
+/// publish whose token was revoked since it was authorised is refused instead.
 pub fn accept(
     state: &Arc<OriginState>,
-    target: &PublishTarget,
+    authorised: &Authorised,
     publisher: &Publisher,
-) -> Publication {
+) -> Result<Accepted, Refusal> {
+    let target = &authorised.target;
+    // Register first, then look: a revocation either sees this publish or has already
+    // moved on what is current (see longhaul_node::revocation).
+    let live = state.live.register(&target.entry_id, authorised.generation);
+    if let Some((why, description)) = stale(state, authorised) {
+        return Err(refuse(
+            state,
+            publisher,
+            &target.stream_name,
+            CODE_REJECTED,
+            why,
+            description,
+        ));
+    }
     let key = StreamKey::new(&target.stream_name, target.leg);
     let info = PublisherInfo {
         addr: publisher.client.clone(),
@@ -200,7 +279,35 @@ pub fn accept(
         rendition = target.rendition, leg = %target.leg, leg_source = ?target.leg_source,
         transport = publisher.transport, encoder_region = %publisher.region,
         via = publisher.via.as_deref().unwrap_or("direct"), "publish accepted");
-    publication
+    Ok(Accepted { publication, live })
+}
+
+/// Why an authorised publish may no longer go on: its entry was revoked, deleted, or
+/// given a new token since it was checked.
+fn stale(state: &OriginState, authorised: &Authorised) -> Option<(&'static str, String)> {
+    let entry_id = &authorised.target.entry_id;
+    if let Some(why) = state
+        .live
+        .revoked_since(entry_id, authorised.epoch, authorised.generation)
+    {
+        return Some((reason::REVOKED, why.description));
+    }
+    match (&state.registry, authorised.generation) {
+        (Some(registry), Some(generation)) => match registry.current_generation(entry_id) {
+            Some(current) if current == generation => None,
+            Some(_) => Some((
+                reason::WRONG_TOKEN,
+                format!(
+                    "publish refused: the token of entry {entry_id} was regenerated a moment ago"
+                ),
+            )),
+            None => Some((
+                reason::UNKNOWN_ENTRY,
+                format!("publish refused: entry {entry_id} was deleted a moment ago"),
+            )),
+        },
+        _ => None,
+    }
 }
 
 fn refuse(

@@ -1,22 +1,31 @@
-//! What every task of an origin shares: its settings, registry, streams and metrics.
+//! What every task of an origin shares: its settings, entries, streams and metrics.
 
+use crate::callback::CallbackAuthority;
 use crate::config::OriginConfig;
 use crate::metrics::Metrics;
 use longhaul_endpoint::{EndpointHosts, Endpoints};
 use longhaul_hub::Hub;
-use longhaul_node::ConnectionLimits;
+use longhaul_node::{ConnectionLimits, LivePublishes};
 use longhaul_registry::{Entry, Registry};
 use std::sync::Arc;
 
 pub struct OriginState {
     pub config: OriginConfig,
     pub metrics: Metrics,
-    pub registry: Arc<Registry>,
+    /// The entries: their API, and the token check unless a callback decides.
+    /// `None` when publishes are authorised by a callback and no registry is set.
+    pub registry: Option<Arc<Registry>>,
+    /// The platform's authorisation callback, with `[auth] mode = "callback"`.
+    pub callback: Option<CallbackAuthority>,
     pub hub: Hub,
     /// The RTMP connection cap, shared by the RTMP and RTMPS listeners.
     pub connections: ConnectionLimits,
     /// Source of connection ids.
     pub next_connection_id: std::sync::atomic::AtomicU64,
+    /// Live publishes by entry, direct and tunnelled, for revocation.
+    pub live: LivePublishes,
+    /// The tunnels from edges: revocations are sent down them.
+    pub tunnels: Arc<longhaul_tunnel::TunnelSet>,
 }
 
 impl OriginState {

@@ -6,11 +6,11 @@
 //! the hub exactly as a direct one would, with the encoder's address and region (the
 //! edge's) kept for the logs, the metrics and the streams API.
 
-use crate::publish::{self, Publisher};
+use crate::metrics::reason;
+use crate::publish::{self, Authorised, Publisher};
 use crate::state::OriginState;
-use longhaul_endpoint::PublishTarget;
 use longhaul_hub::Publication;
-use longhaul_node::GaugeGuard;
+use longhaul_node::{GaugeGuard, LivePublish};
 use longhaul_rtmp::chunk::DEFAULT_MAX_DATA_LEN;
 use longhaul_rtmp::message::{type_id, RtmpMessage};
 use longhaul_rtmp::{media_parts, MediaParts};
@@ -38,7 +38,7 @@ const TUNNEL_STREAM_ID: u32 = 1;
 
 /// An allowed publish waiting for its stream.
 struct Grant {
-    target: PublishTarget,
+    authorised: Authorised,
     publisher: Publisher,
     issued: Instant,
 }
@@ -152,14 +152,19 @@ impl TunnelService for TunnelSide {
         )
         .await
         {
-            Ok(target) => {
-                let stream_name = target.stream_name.clone();
+            Ok(authorised) => {
+                let stream_name = authorised.target.stream_name.clone();
+                let generation = authorised.generation;
                 let grant = self.store(Grant {
-                    target,
+                    authorised,
                     publisher: who,
                     issued: Instant::now(),
                 });
-                Verdict::Allowed { grant, stream_name }
+                Verdict::Allowed {
+                    grant,
+                    stream_name,
+                    generation,
+                }
             }
             Err(r) => Verdict::Refused {
                 code: r.code.into(),
@@ -177,7 +182,7 @@ impl TunnelService for TunnelSide {
             self.state
                 .metrics
                 .publishes
-                .with_label_values(&["rejected", "unknown_grant", "tunnel", &peer.region])
+                .with_label_values(&["rejected", reason::UNKNOWN_GRANT, "tunnel", &peer.region])
                 .inc();
             ender
                 .end(StreamEnd {
@@ -187,11 +192,30 @@ impl TunnelService for TunnelSide {
                 .await;
             return;
         };
-        let publication = publish::accept(&self.state, &grant.target, &grant.publisher);
+        // A grant of a token revoked since it was given is refused here, in the
+        // revocation's words.
+        let publish::Accepted {
+            publication,
+            mut live,
+        } = match publish::accept(&self.state, &grant.authorised, &grant.publisher) {
+            Ok(accepted) => accepted,
+            Err(refusal) => {
+                ender
+                    .end(StreamEnd {
+                        code: refusal.code.into(),
+                        description: refusal.description,
+                    })
+                    .await;
+                return;
+            }
+        };
         let _active = GaugeGuard::new(self.state.metrics.publishers_active.clone());
-        let (stream, client) = (&grant.target.stream_name, &grant.publisher.client);
+        let (stream, client) = (
+            &grant.authorised.target.stream_name,
+            &grant.publisher.client,
+        );
         let media_timeout = self.state.config.ingest.media_timeout();
-        let end = relay(&mut media, &publication, media_timeout).await;
+        let end = relay(&mut media, &publication, &mut live, media_timeout).await;
         publication.finish();
         match end {
             RelayEnd::Finished => {
@@ -201,6 +225,16 @@ impl TunnelService for TunnelSide {
             RelayEnd::EdgeShutdown => {
                 tracing::info!(edge = %peer.node_id, %client, %stream,
                     "tunnel publish ended: the edge shut its tunnel down");
+            }
+            RelayEnd::Revoked(why) => {
+                tracing::warn!(edge = %peer.node_id, %client, %stream, reason = %why.reason,
+                    "tunnel publish cut: {}", why.description);
+                ender
+                    .end(StreamEnd {
+                        code: why.code,
+                        description: why.description,
+                    })
+                    .await;
             }
             RelayEnd::TakenOver => {
                 tracing::info!(edge = %peer.node_id, %client, %stream,
@@ -238,6 +272,8 @@ enum RelayEnd {
     /// The edge closed its whole tunnel on purpose (shutting down after draining).
     EdgeShutdown,
     TakenOver,
+    /// The entry's token was revoked: tell the encoder why.
+    Revoked(longhaul_node::Revoked),
     /// The `kind` label of `session_errors_total`, and what happened.
     Failed {
         kind: &'static str,
@@ -253,12 +289,14 @@ enum RelayEnd {
 async fn relay(
     media: &mut longhaul_tunnel::MediaReceiver,
     publication: &Publication,
+    live: &mut LivePublish,
     media_timeout: Duration,
 ) -> RelayEnd {
     loop {
         let frame = tokio::select! {
             frame = tokio::time::timeout(media_timeout, media.next()) => frame,
             _ = publication.taken_over() => return RelayEnd::TakenOver,
+            why = live.revoked() => return RelayEnd::Revoked(why),
         };
         let frame = match frame {
             Ok(Ok(Some(f))) => f,
