@@ -18,6 +18,7 @@
 //!   regenerated, entry deleted), so live sessions can be cut.
 //! - Ids and tokens come from the OS CSPRNG without bias ([`generate`]): ids are `1_` and 8
 //!   of `[a-z0-9]`; tokens are 16 of `[a-z2-7]` (80 bits), URL-safe as they are.
+//! - `testing` (cargo feature `testing`): real PostgreSQL servers for tests.
 //!
 //! `Registry` is `Send + Sync` and every call is a short blocking SQLite statement: from
 //! async code, call it inside `spawn_blocking`.
@@ -46,6 +47,8 @@ pub mod error;
 pub mod generate;
 pub mod registry;
 pub mod schema;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod token_check;
 
 pub use change::RegistryChange;
