@@ -78,7 +78,9 @@ pub const SUPERUSER: &str = "longhaul";
 
 /// Environment variable naming the server [`shared_server`] uses, as a URL **without**
 /// password, e.g. `postgres://longhaul@127.0.0.1:5433/postgres` (the database is the one
-/// `CREATE DATABASE` runs in). `.ci/run` sets it, with [`PASSWORD_ENV`].
+/// `CREATE DATABASE` runs in). `.ci/run` sets it, with [`PASSWORD_ENV`]. (The harness's
+/// variables share the `LONGHAUL_` prefix of the binary's config overrides; the binary
+/// knows to ignore them, in `src/config_file.rs`.)
 pub const URL_ENV: &str = "LONGHAUL_TEST_POSTGRES_URL";
 
 /// Environment variable with the password for [`URL_ENV`]'s user.
