@@ -101,9 +101,9 @@ const SERVER_USER_WHEN_ROOT: &str = "postgres";
 /// to accept connections once `postgres` is launched.
 ///
 /// Measured on the 2-core development machine (PostgreSQL 15, Debian 12, other builds
-/// running), 20 runs: `start()` takes 1.2-2.2 s, nearly all of it `initdb` (1.1-2.1 s;
+/// running), 20 servers: `start()` takes 1.2-2.2 s, nearly all of it `initdb` (1.1-2.2 s;
 /// the server is ready 0.03-0.08 s after launch); `restart()` 0.03-0.08 s; `stop()`
-/// 0.04-0.09 s; drop 0.04-0.16 s; `create_database()` 0.14-0.5 s. 30 s is far beyond
+/// 0.04-0.09 s; drop 0.04-0.16 s; `create_database()` 0.27-0.51 s. 30 s is far beyond
 /// that, for a loaded CI machine, and still ends a broken start.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -202,7 +202,7 @@ pub enum HarnessError {
     ServerExited {
         /// Its exit status.
         status: String,
-        /// The server log's path.
+        /// The server log's path (gone with the server's directory if `start` failed).
         log: String,
         /// The tail of the server log.
         tail: String,
@@ -218,7 +218,7 @@ pub enum HarnessError {
     PortInUse {
         /// The port.
         port: u16,
-        /// The server log's path.
+        /// The server log's path (gone with the server's directory if `start` failed).
         log: String,
         /// The tail of the server log.
         tail: String,
@@ -234,7 +234,7 @@ pub enum HarnessError {
     ShutdownTimedOut {
         /// How long we waited.
         after: Duration,
-        /// The server log's path.
+        /// The server log's path (gone with the server's directory if `start` failed).
         log: String,
         /// The tail of the server log.
         tail: String,
@@ -911,7 +911,8 @@ impl PostgresServer {
                 "-c",
                 "max_connections=200",
                 // WAL for crash recovery only: CREATE DATABASE, once per test, writes
-                // less (10 in a row here: 0.13-0.26 s each, against 0.21-0.28 s).
+                // less (10 in a row with psql, twice: 0.26 and 0.13 s each on average,
+                // against 0.28 and 0.21 s with the default wal_level).
                 "-c",
                 "wal_level=minimal",
                 "-c",
