@@ -31,7 +31,7 @@
 //!   ([`token_check`]).
 //! - Ids and tokens come from the OS CSPRNG without bias ([`generate`]): ids are `1_` and 8
 //!   of `[a-z0-9]`; tokens are 16 of `[a-z2-7]` (80 bits), URL-safe as they are.
-//! - [`testing`] (feature `testing`): a private PostgreSQL server for tests.
+//! - `testing` (cargo feature `testing`): real PostgreSQL servers for tests.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -63,6 +63,8 @@ pub mod registry;
 pub mod replica;
 pub mod sqlite;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod token_check;
 
 pub use change::RegistryChange;

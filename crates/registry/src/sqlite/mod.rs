@@ -203,14 +203,16 @@ impl EntryStore for SqliteStore {
 
     fn watch(&self) -> mpsc::Receiver<StoreEvent> {
         let (tx, rx) = mpsc::channel(FEED_CAPACITY);
-        let _ = tx.try_send(StoreEvent::Resync);
-        if let Some(file) = self.file.clone() {
-            let spawned = std::thread::Builder::new()
-                .name("registry-watch".into())
-                .spawn(move || watch_file(&file, tx));
-            if let Err(e) = spawned {
-                tracing::error!(error = %e, "cannot start the registry watcher thread; changes by other processes will not be seen");
-            }
+        let Some(file) = self.file.clone() else {
+            // In memory: nothing else can change it.
+            let _ = tx.try_send(StoreEvent::Resync);
+            return rx;
+        };
+        let spawned = std::thread::Builder::new()
+            .name("registry-watch".into())
+            .spawn(move || watch_file(&file, tx));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the registry watcher thread; changes by other processes will not be seen");
         }
         rx
     }
@@ -219,33 +221,35 @@ impl EntryStore for SqliteStore {
 /// The watcher: reports a `Resync` whenever another connection committed, until the
 /// receiver is dropped. A failing file (unreadable, removed disk) is reported as `Lost`
 /// and retried every interval; the next success is a `Resync`.
+///
+/// The first `Resync` goes out only once the first `data_version` is read: a commit
+/// made before it is in what that resync reads, one made after it bumps the version. A
+/// first `Resync` sent before the read could miss a commit made in between.
 fn watch_file(file: &Path, tx: mpsc::Sender<StoreEvent>) {
     let mut conn: Option<Connection> = None;
+    // The version last read; `None` at the start and after the file was lost, so the
+    // next good read says Resync.
     let mut last: Option<i64> = None;
-    let mut lost = false;
+    let mut reported_lost = false;
+    let mut first = true;
     while !tx.is_closed() {
-        std::thread::sleep(WATCH_INTERVAL);
-        let read = (|| {
-            if conn.is_none() {
-                let c = Connection::open(file)?;
-                c.busy_timeout(BUSY_TIMEOUT)?;
-                conn = Some(c);
-            }
-            let c = conn.as_ref().expect("opened above");
-            c.query_row("PRAGMA data_version", [], |row| row.get::<_, i64>(0))
-        })();
-        let event = match read {
+        if !first {
+            std::thread::sleep(WATCH_INTERVAL);
+        }
+        first = false;
+        let event = match read_version(&mut conn, file) {
             Ok(version) => {
-                let changed = lost || last.is_some_and(|l| l != version);
-                lost = false;
+                let changed = last != Some(version);
                 last = Some(version);
+                reported_lost = false;
                 changed.then_some(StoreEvent::Resync)
             }
             Err(e) => {
                 conn = None;
-                let first = !lost;
-                lost = true;
-                first.then(|| StoreEvent::Lost {
+                last = None;
+                let news = !reported_lost;
+                reported_lost = true;
+                news.then(|| StoreEvent::Lost {
                     reason: format!("reading {}: {e}", file.display()),
                 })
             }
@@ -255,6 +259,19 @@ fn watch_file(file: &Path, tx: mpsc::Sender<StoreEvent>) {
                 return;
             }
         }
+    }
+}
+
+/// `PRAGMA data_version` on the watcher's own connection, opened if need be.
+fn read_version(conn: &mut Option<Connection>, file: &Path) -> rusqlite::Result<i64> {
+    if conn.is_none() {
+        let c = Connection::open(file)?;
+        c.busy_timeout(BUSY_TIMEOUT)?;
+        *conn = Some(c);
+    }
+    match conn {
+        Some(c) => c.query_row("PRAGMA data_version", [], |row| row.get(0)),
+        None => Err(rusqlite::Error::InvalidQuery),
     }
 }
 
