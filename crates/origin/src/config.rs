@@ -3,7 +3,7 @@
 //! Every section has defaults that make sense for a local node, so a site file holds only
 //! what differs. Unknown keys are refused: a typo in a config file is an error that names
 //! the key, not a setting silently ignored. The sections every node has (`[node]`,
-//! `[rtmp]`, `[rtmps]`, `[ingest]`, most of `[http]`) are `longhaul_node`'s; the origin
+//! `[rtmp]`, `[rtmps]`, `[ingest]`, `[abuse]`, most of `[http]`) are `longhaul_node`'s; the origin
 //! adds the registry, the endpoints it hands out, and the API token.
 
 use serde::Deserialize;
@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub use longhaul_node::config::{
-    IngestSection, InvalidSetting, NodeSection, RtmpSection, RtmpsSection,
+    AbuseSection, IngestSection, InvalidSetting, NodeSection, RtmpSection, RtmpsSection,
 };
 
 /// Everything an origin node needs to run.
@@ -30,6 +30,10 @@ pub struct OriginConfig {
     pub ingest: IngestSection,
     #[serde(default)]
     pub endpoints: EndpointsSection,
+    /// Addresses that keep failing to publish directly here are slowed, then refused.
+    /// (A publish through an edge is the edge's to guard: it knows the encoder.)
+    #[serde(default)]
+    pub abuse: AbuseSection,
     /// Where edges connect their QUIC tunnels; off when absent.
     #[serde(default)]
     pub tunnel: Option<longhaul_tunnel::TunnelListenSection>,
@@ -144,6 +148,7 @@ impl OriginConfig {
         }
         self.http.server.validate()?;
         self.ingest.validate()?;
+        self.abuse.validate()?;
         if let Some(token) = &self.http.api_token {
             if token.chars().count() < MIN_API_TOKEN_LEN {
                 return Err(InvalidSetting {
@@ -199,6 +204,7 @@ mod tests {
             ("[http]\napi_token = \"\"", "http.api_token"),
             ("[http]\napi_token = \"short\"", "http.api_token"),
             ("[endpoints]\nrenditions = 0", "endpoints.renditions"),
+            ("[abuse]\nban_secs = 0", "abuse.ban_secs"),
         ] {
             let err = config(extra).validate().expect_err(extra);
             assert_eq!(err.key, key, "{extra}: {err}");

@@ -16,7 +16,7 @@
 //! |---|---|
 //! | [`config`] | the node's settings (TOML + environment, loaded by the CLI) |
 //! | [`ingest`] | RTMP/RTMPS listeners and the per-connection driver of `longhaul_rtmp::server` |
-//! | [`publish`] | the publish decision: URL rules, token check, takeover |
+//! | [`publish`] | the publish decision: abuse guard (direct publishes), URL rules, token check, takeover |
 //! | [`http`], [`api`], [`flv`] | the HTTP port: routing, entries API, HTTP-FLV playback |
 //! | [`metrics`] | Prometheus series |
 //! | [`tunnel`] | publishes arriving from edges over QUIC tunnels |
@@ -41,7 +41,7 @@ use crate::config::OriginConfig;
 use crate::metrics::Metrics;
 use crate::state::OriginState;
 use longhaul_hub::Hub;
-use longhaul_node::{accept, ConnectionLimits, ListenError, Listeners, NodeTasks};
+use longhaul_node::{accept, AbuseGate, ConnectionLimits, ListenError, Listeners, NodeTasks};
 use longhaul_registry::Registry;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -103,8 +103,11 @@ impl Origin {
             &config.ingest,
             metrics.connections.connections_refused.clone(),
         );
+        let abuse = AbuseGate::new(&config.abuse, metrics.abuse.clone())?;
+        metrics.register(abuse.collector());
         let state = Arc::new(OriginState {
             metrics,
+            abuse,
             registry: Arc::new(registry),
             hub: Hub::new(),
             connections: limits.clone(),

@@ -5,7 +5,7 @@
 //! per-stream series come with the operations work, behind a cardinality limit.
 
 use longhaul_node::metrics::{
-    counter, counter_vec, gauge, gauge_vec, node_registry, ConnectionSeries,
+    counter, counter_vec, gauge, gauge_vec, node_registry, AbuseSeries, ConnectionSeries,
 };
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
@@ -21,6 +21,9 @@ pub mod reason {
     pub const BAD_STREAM_NAME: &str = "bad_stream_name";
     pub const UNKNOWN_APP: &str = "unknown_app";
     pub const INTERNAL: &str = "internal_error";
+    /// The client's address is banned for too many failed publishes
+    /// (`longhaul_node::abuse`); refused before any check.
+    pub const TOO_MANY_FAILURES: &str = longhaul_node::abuse_gate::REFUSED_REASON;
 }
 
 /// The `protocol` label of player series.
@@ -33,6 +36,8 @@ pub struct Metrics {
     registry: Registry,
     /// The RTMP connection series every node has.
     pub connections: ConnectionSeries,
+    /// `publish_abuse_total{action}`, `publish_abuse_bans_total`: the abuse guard's.
+    pub abuse: AbuseSeries,
     pub publishes: IntCounterVec,
     pub publish_takeovers: IntCounter,
     pub publishers_active: IntGauge,
@@ -55,6 +60,7 @@ impl Metrics {
         let publishers_active = gauge(&r, "publishers_active", "Streams being published now");
         Self {
             connections: ConnectionSeries::new(&r),
+            abuse: AbuseSeries::new(&r),
             publishes: counter_vec(
                 &r,
                 "publishes_total",
@@ -132,5 +138,28 @@ mod tests {
             assert!(line.contains(label), "{label} missing in {line}");
         }
         assert!(line.ends_with(" 1"), "{line}");
+    }
+
+    /// The refusals the abuse guard counts are the ones this node calls credential
+    /// failures; a renamed reason would silently stop counting.
+    #[test]
+    fn the_abuse_guard_counts_the_credential_reasons() {
+        use longhaul_node::abuse_gate::is_credential_failure;
+        for r in [
+            reason::MISSING_TOKEN,
+            reason::WRONG_TOKEN,
+            reason::UNKNOWN_ENTRY,
+        ] {
+            assert!(is_credential_failure(r), "{r}");
+        }
+        for r in [
+            reason::OK,
+            reason::BAD_STREAM_NAME,
+            reason::UNKNOWN_APP,
+            reason::INTERNAL,
+            reason::TOO_MANY_FAILURES,
+        ] {
+            assert!(!is_credential_failure(r), "{r}");
+        }
     }
 }
