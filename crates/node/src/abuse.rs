@@ -340,7 +340,7 @@ impl AbuseGuard {
         }
         let limits = &self.limits;
         let Some(record) = self.records.get_mut(&source) else {
-            return None; // just inserted
+            return None; // not reached: the record was there or was just inserted
         };
         while let Some(&t) = record.failures.front() {
             if now.saturating_duration_since(t) < limits.window {
