@@ -1,7 +1,7 @@
 //! The edge's settings, as read from `config/*.toml` and `LONGHAUL_*` variables.
 //!
-//! The sections every node has (`[node]`, `[rtmp]`, `[rtmps]`, `[http]`, `[ingest]`) are
-//! `longhaul_node`'s; `[tunnel]` is `longhaul_tunnel`'s (the origins to keep tunnels to,
+//! The sections every node has (`[node]`, `[rtmp]`, `[rtmps]`, `[http]`, `[ingest]`,
+//! `[abuse]`) are `longhaul_node`'s; `[tunnel]` is `longhaul_tunnel`'s (the origins to keep tunnels to,
 //! which one takes the primary leg, the cluster's TLS files, QUIC tunables); `[relay]` is
 //! the edge's own: how much of a stream it holds while its tunnel is slow. Everything but
 //! `[node]` and `[tunnel]` has defaults, so a site file holds only what differs, and
@@ -18,6 +18,8 @@
 //! [relay]
 //! pause_bytes = 1048576            # stop reading an encoder at 1 MiB queued
 //! max_delay_ms = 2000              # then drop whole GOPs older than this
+//! [abuse]
+//! ignore = ["198.51.100.0/24"]     # a studio's encoders behind one NAT: never banned
 //! [tunnel]
 //! primary = "nyc-1"                # leg p goes here, leg b to the other origin
 //! origins = [
@@ -34,7 +36,8 @@
 
 use crate::relay_queue::{RelayLimits, DEFAULT_MAX_DELAY, DEFAULT_PAUSE_BYTES};
 use longhaul_node::config::{
-    HttpSection, IngestSection, InvalidSetting, NodeSection, RtmpSection, RtmpsSection,
+    AbuseSection, HttpSection, IngestSection, InvalidSetting, NodeSection, RtmpSection,
+    RtmpsSection,
 };
 use longhaul_tunnel::TunnelSection;
 use serde::Deserialize;
@@ -56,6 +59,10 @@ pub struct EdgeConfig {
     pub ingest: IngestSection,
     #[serde(default)]
     pub relay: RelaySection,
+    /// Addresses that keep failing to publish are slowed, then refused here, before
+    /// their publishes cost a tunnel round trip.
+    #[serde(default)]
+    pub abuse: AbuseSection,
     pub tunnel: TunnelSection,
 }
 
@@ -126,6 +133,7 @@ impl EdgeConfig {
         self.http.validate()?;
         self.ingest.validate()?;
         self.relay.validate()?;
+        self.abuse.validate()?;
         self.tunnel.validate().map_err(|e| InvalidSetting {
             key: e.key,
             reason: e.reason,
@@ -188,6 +196,8 @@ mod tests {
             ("[relay]\nmax_delay_ms = 3600000", "relay.max_delay_ms"),
             ("[ingest]\nchunk_size = 1", "ingest.chunk_size"),
             ("[http]\nmax_connections = 0", "http.max_connections"),
+            ("[abuse]\nslow_after = 0", "abuse.slow_after"),
+            ("[abuse]\nignore = [\"fra\"]", "abuse.ignore"),
             (
                 "[tunnel.transport]\nkeep_alive_ms = 20000",
                 "tunnel.transport.keep_alive_ms",
@@ -206,7 +216,11 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused() {
-        for extra in ["[relay]\npause = 1", "[http]\napi_token = \"x\""] {
+        for extra in [
+            "[relay]\npause = 1",
+            "[http]\napi_token = \"x\"",
+            "[abuse]\nfindtime = 600",
+        ] {
             let err =
                 toml::from_str::<EdgeConfig>(&format!("{BASE}\n{extra}")).expect_err("unknown key");
             assert!(err.to_string().contains("unknown field"), "{extra}: {err}");

@@ -4,10 +4,13 @@
 //! [`longhaul_rtmp::ServerSession`], which decides everything RTMP (handshake, chunks,
 //! commands, timeouts). What differs is the publish decision and where media goes:
 //!
-//! 1. `publish`: the URL rules (`longhaul_endpoint::resolve_publish`) give the leg; the
-//!    leg's origin is asked over its tunnel ([`crate::upstream`]). Its refusal reaches
-//!    the encoder in its own words (ffmpeg prints them); an origin out of reach is
-//!    refused as such. Allowed, the publish stream is opened and the publish accepted.
+//! 1. `publish`: an address banned for failing too often is refused at once, one that
+//!    failed often waits first (`longhaul_node::abuse_gate`). The URL rules
+//!    (`longhaul_endpoint::resolve_publish`) give the leg; the leg's origin is asked over
+//!    its tunnel ([`crate::upstream`]). Its refusal reaches the encoder in its own words
+//!    (ffmpeg prints them), and counts against the address if it was for credentials; an
+//!    origin out of reach is refused as such. Allowed, the publish stream is opened and
+//!    the publish accepted.
 //! 2. Media goes into the stream's [`Relay`]. The driver reads the socket only while the
 //!    relay queue is under its bound: a slow tunnel closes the encoder's TCP window.
 //! 3. The origin may end the stream (a takeover, a lost tunnel): the encoder is told with
@@ -329,6 +332,11 @@ impl Connection {
                 description,
             ));
         }
+        if let Err(banned) = self.state.abuse.admit(self.peer.ip()).await {
+            let (code, why) = (CODE_REJECTED, outcome::TOO_MANY_FAILURES);
+            let description = banned.to_string();
+            return Err(self.refuse(session, stream_id, &name, code, why, &description));
+        }
         let (app, tc_url) = match session.connect_request() {
             Some(c) => (c.app.clone(), c.tc_url.clone()),
             None => (String::new(), None),
@@ -418,6 +426,7 @@ impl Connection {
                 origin,
             } => {
                 tracing::debug!(client = %self.peer, %stream, %origin, "the origin refused the publish");
+                self.state.abuse.failed(self.peer.ip(), &reason);
                 Err(self.refuse(session, stream_id, &stream, &code, &reason, &description))
             }
             Decision::Unavailable { origin, error } => {

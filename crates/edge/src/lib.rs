@@ -31,6 +31,11 @@
 //!   never sequence headers or metadata, and every drop is counted.
 //! - **The origin can end a stream** (a takeover by the backup encoder's reconnect, say):
 //!   the encoder hears the origin's status.
+//! - **Who keeps failing is refused here.** An address (an IPv6 /64) whose publishes the
+//!   origin refused for their credentials `abuse.slow_after` times in `abuse.window_secs`
+//!   waits before each further attempt is passed on; after `abuse.ban_after`, its
+//!   publishes are refused at the edge for `abuse.ban_secs`, without a tunnel round trip
+//!   (`longhaul_node::abuse`, fail2ban's rule; `too_many_failures` in the metrics).
 //! - **Publishes only.** A play is refused: players play from the origins.
 //!
 //! | module | what it holds |
@@ -62,8 +67,10 @@ pub use config::EdgeConfig;
 use crate::metrics::Metrics;
 use crate::state::EdgeState;
 use crate::upstream::Upstreams;
-use longhaul_node::{accept, ConnectionLimits, InvalidSetting, ListenError, Listeners, NodeTasks};
-use longhaul_node::{Cut, LivePublishes, Revoked};
+use longhaul_node::{
+    accept, AbuseGate, ConnectionLimits, Cut, InvalidSetting, ListenError, Listeners,
+    LivePublishes, NodeTasks, Revoked,
+};
 use longhaul_tunnel::{EdgeHooks, LoadFn, LoadReport, Revocation, RevokeFn, TunnelError};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -139,10 +146,13 @@ impl Edge {
         metrics.register(Box::new(longhaul_tunnel::TunnelCollector::new(
             upstreams.set().clone(),
         )));
+        let abuse = AbuseGate::new(&config.abuse, metrics.abuse.clone())?;
+        metrics.register(abuse.collector());
         let state = Arc::new(EdgeState {
             metrics,
             upstreams,
             connections: limits.clone(),
+            abuse,
             next_connection_id: std::sync::atomic::AtomicU64::new(1),
             relay_writers: tokio_util::task::TaskTracker::new(),
             live,

@@ -9,7 +9,9 @@
 //! tunnels' own series (state, RTT, congestion window, loss, bytes) come from
 //! `longhaul_tunnel`'s collector, registered here by [`Metrics::register`].
 
-use longhaul_node::metrics::{counter, counter_vec, gauge, node_registry, ConnectionSeries};
+use longhaul_node::metrics::{
+    counter, counter_vec, gauge, node_registry, AbuseSeries, ConnectionSeries,
+};
 use prometheus::{Counter, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// The `outcome` and `reason` labels of `edge_publishes_total`.
@@ -22,6 +24,9 @@ pub mod outcome {
     pub const TUNNEL_UNAVAILABLE: &str = "tunnel_unavailable";
     /// `reason` when the URL rules refuse the publish here, before any origin is asked.
     pub const BAD_REQUEST: &str = "bad_request";
+    /// `reason` when the client's address is banned for too many failed publishes
+    /// (`longhaul_node::abuse`): refused here, before any origin is asked.
+    pub const TOO_MANY_FAILURES: &str = longhaul_node::abuse_gate::REFUSED_REASON;
     /// `reason` standing in for an origin's reason that is not a short snake_case word.
     pub const OTHER: &str = "other";
 }
@@ -40,6 +45,8 @@ pub mod end {
 pub struct Metrics {
     registry: Registry,
     pub connections: ConnectionSeries,
+    /// `publish_abuse_total{action}`, `publish_abuse_bans_total`: the abuse guard's.
+    pub abuse: AbuseSeries,
     /// `edge_publishes_total{outcome, reason}`
     pub publishes: IntCounterVec,
     /// `edge_publish_ends_total{reason}`
@@ -85,12 +92,14 @@ impl Metrics {
         let publishes = counter_vec(
             &r,
             "edge_publishes_total",
-            "Publish requests at this edge by outcome (accepted, refused) and reason (the origin's, tunnel_unavailable, bad_request)",
+            "Publish requests at this edge by outcome (accepted, refused) and reason (the origin's, tunnel_unavailable, bad_request, too_many_failures)",
             &["outcome", "reason"],
         );
         publishes.with_label_values(&[outcome::ACCEPTED, outcome::OK]);
+        publishes.with_label_values(&[outcome::REFUSED, outcome::TOO_MANY_FAILURES]);
         Self {
             connections: ConnectionSeries::new(&r),
+            abuse: AbuseSeries::new(&r),
             publishes,
             publish_ends: counter_vec(
                 &r,
@@ -179,6 +188,8 @@ mod tests {
         let lines: Vec<&str> = text
             .lines()
             .filter(|l| l.starts_with("longhaul_edge_publishes_total{outcome=\"refused\""))
+            // Present at 0 from the start.
+            .filter(|l| !l.contains("reason=\"too_many_failures\""))
             .collect();
         assert_eq!(lines.len(), 2, "{text}");
         assert!(lines.iter().any(|l| l.contains("reason=\"wrong_token\"")));

@@ -1,4 +1,5 @@
-//! The settings sections every node has: `[node]`, `[rtmp]`, `[rtmps]`, `[http]`, `[ingest]`.
+//! The settings sections every node has: `[node]`, `[rtmp]`, `[rtmps]`, `[http]`, `[ingest]`,
+//! `[abuse]`.
 //!
 //! Origins and edges take encoders the same way, so they read these sections the same
 //! way; each node's own config struct puts them beside its own sections. Every section
@@ -7,6 +8,7 @@
 //! silently ignored. What serde's types cannot check (ranges, finiteness) is checked by
 //! the `validate` methods, which name the key of a bad value in an [`InvalidSetting`].
 
+use crate::abuse::{self, AbuseLimits};
 use longhaul_endpoint::Leg;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -174,6 +176,148 @@ impl IngestSection {
     }
 }
 
+/// How a node treats sources that keep failing to publish (`longhaul_node::abuse`, where
+/// each default's reason is): after `slow_after` publishes refused for their credentials
+/// within `window_secs`, each further attempt from that address (an IPv6 /64) is delayed,
+/// 1 s doubling up to `max_delay_ms`; after `ban_after`, its publishes are refused at once
+/// for `ban_secs`. fail2ban's `findtime`, `maxretry`, `bantime` and `ignoreip`, with a
+/// tarpit between the first and the ban because encoders retry by themselves.
+///
+/// ```toml
+/// [abuse]
+/// enabled = true
+/// window_secs = 600        # failures count for 10 minutes (fail2ban's findtime)
+/// slow_after = 5           # then each attempt waits 1, 2, 4, 8 s...
+/// ban_after = 10           # then refused at once...
+/// ban_secs = 600           # ...for 10 minutes (fail2ban's bantime)
+/// max_delay_ms = 8000      # the longest wait
+/// max_tracked = 10000      # addresses remembered at once
+/// ignore = ["192.0.2.10", "198.51.100.0/24"]   # never slowed or refused
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AbuseSection {
+    /// Off: every publish is decided as it comes, however often its address failed.
+    pub enabled: bool,
+    /// Seconds a failure counts for. Default 600 ([`abuse::DEFAULT_WINDOW`]).
+    pub window_secs: u64,
+    /// Failures in the window after which attempts are delayed. Default 5
+    /// ([`abuse::DEFAULT_SLOW_AFTER`]); equal to `ban_after`: never delayed.
+    pub slow_after: u32,
+    /// Failures in the window after which the address is refused at once. Default 10
+    /// ([`abuse::DEFAULT_BAN_AFTER`]).
+    pub ban_after: u32,
+    /// Seconds a ban lasts. Default 600 ([`abuse::DEFAULT_BAN`]).
+    pub ban_secs: u64,
+    /// The longest delay, in milliseconds; 0: never delayed. Default 8000
+    /// ([`abuse::DEFAULT_MAX_DELAY`]).
+    pub max_delay_ms: u64,
+    /// Addresses (IPv6: /64s) tracked at once; when full, the quietest is forgotten.
+    /// Default 10,000 ([`abuse::DEFAULT_MAX_TRACKED`]).
+    pub max_tracked: usize,
+    /// Addresses and networks (CIDR) never slowed, refused or counted: the operator's
+    /// monitoring, a studio whose many encoders share one address.
+    pub ignore: Vec<String>,
+}
+
+impl Default for AbuseSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            window_secs: abuse::DEFAULT_WINDOW.as_secs(),
+            slow_after: abuse::DEFAULT_SLOW_AFTER,
+            ban_after: abuse::DEFAULT_BAN_AFTER,
+            ban_secs: abuse::DEFAULT_BAN.as_secs(),
+            max_delay_ms: abuse::DEFAULT_MAX_DELAY.as_millis() as u64,
+            max_tracked: abuse::DEFAULT_MAX_TRACKED,
+            ignore: Vec::new(),
+        }
+    }
+}
+
+impl AbuseSection {
+    /// The guard's limits; a value out of range, or an `ignore` entry that is not an
+    /// address or a network, is named by its key.
+    pub fn limits(&self) -> Result<AbuseLimits, InvalidSetting> {
+        let max_period = abuse::MAX_PERIOD.as_secs();
+        for (key, secs) in [
+            ("abuse.window_secs", self.window_secs),
+            ("abuse.ban_secs", self.ban_secs),
+        ] {
+            if !(1..=max_period).contains(&secs) {
+                return Err(InvalidSetting {
+                    key,
+                    reason: format!("{secs} is not a number of seconds in 1..={max_period}"),
+                });
+            }
+        }
+        let max_ban_after = abuse::MAX_BAN_AFTER;
+        if !(1..=max_ban_after).contains(&self.ban_after) {
+            return Err(InvalidSetting {
+                key: "abuse.ban_after",
+                reason: format!("{} is not in 1..={max_ban_after}", self.ban_after),
+            });
+        }
+        if !(1..=self.ban_after).contains(&self.slow_after) {
+            return Err(InvalidSetting {
+                key: "abuse.slow_after",
+                reason: format!(
+                    "{} is not in 1..={} (abuse.ban_after; equal: never delayed)",
+                    self.slow_after, self.ban_after
+                ),
+            });
+        }
+        let max_delay_ms = abuse::MAX_DELAY_CAP.as_millis() as u64;
+        if self.max_delay_ms > max_delay_ms {
+            return Err(InvalidSetting {
+                key: "abuse.max_delay_ms",
+                reason: format!(
+                    "{} is more than {max_delay_ms}: encoders give up before they hear why",
+                    self.max_delay_ms
+                ),
+            });
+        }
+        if !(1..=abuse::MAX_TRACKED).contains(&self.max_tracked) {
+            return Err(InvalidSetting {
+                key: "abuse.max_tracked",
+                reason: format!("{} is not in 1..={}", self.max_tracked, abuse::MAX_TRACKED),
+            });
+        }
+        let ignore = self
+            .ignore
+            .iter()
+            .map(|s| parse_net(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(AbuseLimits {
+            window: Duration::from_secs(self.window_secs),
+            slow_after: self.slow_after,
+            ban_after: self.ban_after,
+            ban: Duration::from_secs(self.ban_secs),
+            max_delay: Duration::from_millis(self.max_delay_ms),
+            max_tracked: self.max_tracked,
+            ignore,
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        self.limits().map(drop)
+    }
+}
+
+/// An `abuse.ignore` entry: a network in CIDR notation, or one address.
+fn parse_net(s: &str) -> Result<ipnet::IpNet, InvalidSetting> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| InvalidSetting {
+            key: "abuse.ignore",
+            reason: format!(
+                "{s:?} is not an address or a network in CIDR notation \
+                 (e.g. \"192.0.2.10\", \"198.51.100.0/24\", \"2001:db8::/32\")"
+            ),
+        })
+}
+
 /// Smallest outgoing chunk size accepted: 128 is the RTMP default (spec 5.4.1) that every
 /// peer starts with; going below it only multiplies chunk headers.
 pub const MIN_CHUNK_SIZE: u32 = 128;
@@ -230,6 +374,8 @@ mod tests {
         http: HttpSection,
         #[serde(default)]
         ingest: IngestSection,
+        #[serde(default)]
+        abuse: AbuseSection,
     }
 
     fn sections(extra: &str) -> Sections {
@@ -240,7 +386,8 @@ mod tests {
     fn validate(s: &Sections) -> Result<(), InvalidSetting> {
         s.node.validate()?;
         s.http.validate()?;
-        s.ingest.validate()
+        s.ingest.validate()?;
+        s.abuse.validate()
     }
 
     #[test]
@@ -270,6 +417,16 @@ mod tests {
                 "http.header_timeout_secs",
             ),
             ("[http]\nmax_connections = 2000000", "http.max_connections"),
+            ("[abuse]\nwindow_secs = 0", "abuse.window_secs"),
+            ("[abuse]\nban_secs = 100000000", "abuse.ban_secs"),
+            ("[abuse]\nban_after = 0", "abuse.ban_after"),
+            ("[abuse]\nban_after = 1000", "abuse.ban_after"),
+            ("[abuse]\nslow_after = 0", "abuse.slow_after"),
+            ("[abuse]\nslow_after = 11", "abuse.slow_after"),
+            ("[abuse]\nmax_delay_ms = 60000", "abuse.max_delay_ms"),
+            ("[abuse]\nmax_tracked = 0", "abuse.max_tracked"),
+            ("[abuse]\nignore = [\"10.0.0/8\"]", "abuse.ignore"),
+            ("[abuse]\nignore = [\"10.0.0.0/33\"]", "abuse.ignore"),
         ] {
             let err = validate(&sections(extra)).expect_err(extra);
             assert_eq!(err.key, key, "{extra}: {err}");
@@ -280,9 +437,35 @@ mod tests {
     }
 
     #[test]
+    fn abuse_defaults_are_the_guards_and_ignore_takes_addresses_and_networks() {
+        let s = sections(
+            "[abuse]\nignore = [\"192.0.2.10\", \"198.51.100.0/24\", \" 2001:db8::/32 \"]",
+        );
+        let limits = s.abuse.limits().expect("valid");
+        assert_eq!(
+            AbuseLimits {
+                ignore: Vec::new(),
+                ..limits.clone()
+            },
+            AbuseLimits::default()
+        );
+        let nets: Vec<String> = limits.ignore.iter().map(|n| n.to_string()).collect();
+        assert_eq!(nets, ["192.0.2.10/32", "198.51.100.0/24", "2001:db8::/32"]);
+        assert!(sections("").abuse.enabled);
+        let err = validate(&sections("[abuse]\nignore = [\"nyc\"]")).expect_err("bad net");
+        assert!(
+            err.to_string().contains("\"nyc\" is not an address"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         let doc = "[node]\nid = \"t\"\nregion = \"nyc\"\n[http]\nlisten_addr = \"1.2.3.4:5\"";
         let err = toml::from_str::<Sections>(doc).expect_err("unknown key");
         assert!(err.to_string().contains("listen_addr"), "{err}");
+        let doc = "[node]\nid = \"t\"\nregion = \"nyc\"\n[abuse]\nbantime = 600";
+        let err = toml::from_str::<Sections>(doc).expect_err("unknown key");
+        assert!(err.to_string().contains("bantime"), "{err}");
     }
 }

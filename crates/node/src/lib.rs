@@ -12,13 +12,16 @@
 //!  encoder ──▶│ listeners ─▶ accept::serve: cap, TLS ─▶ ConnectionHandler ├─▶ origin: hub
 //!             │                                          (the node's)     ├─▶ edge: tunnel
 //!  scraper ──▶│ listeners ─▶ http::serve: cap, header timeout ─▶ route    │
-//!             │ config: [node] [rtmp] [rtmps] [http] [ingest]; tls; metrics│
+//!             │ config: [node] [rtmp] [rtmps] [http] [ingest] [abuse]     │
+//!             │ abuse: slow, then ban, who keeps failing; tls; metrics    │
 //!             └───────────────────────────────────────────────────────────┘
 //! ```
 //!
 //! | module | what it holds |
 //! |---|---|
 //! | [`config`] | the shared settings sections, their defaults and validation ([`InvalidSetting`] names the key) |
+//! | [`abuse`] | [`AbuseGuard`], sans IO: addresses that keep failing to publish are slowed, then banned (fail2ban's rule) |
+//! | [`abuse_gate`] | [`AbuseGate`]: the guard at a node's door, with its delay, logs and metrics |
 //! | [`listeners`] | binding RTMP, RTMPS (with its certificate) and HTTP before a node reports ready |
 //! | [`accept`] | the RTMP/RTMPS accept loop: connection cap, TLS handshake, [`ConnectionHandler`] |
 //! | [`http`] | the HTTP/1.1 accept loop (cap, header timeout) and JSON/metrics responses |
@@ -44,6 +47,8 @@
 //! nodes to it, and from it only to the protocol crates (`longhaul-rtmp` for session
 //! settings, `longhaul-endpoint` for the leg type).
 
+pub mod abuse;
+pub mod abuse_gate;
 pub mod accept;
 pub mod config;
 pub mod connection;
@@ -55,9 +60,12 @@ pub mod session_io;
 pub mod tasks;
 pub mod tls;
 
+pub use abuse::AbuseGuard;
+pub use abuse_gate::AbuseGate;
 pub use accept::{Accepted, ConnectionHandler, ConnectionLimits, Io, Transport};
 pub use config::{
-    HttpSection, IngestSection, InvalidSetting, NodeSection, RtmpSection, RtmpsSection,
+    AbuseSection, HttpSection, IngestSection, InvalidSetting, NodeSection, RtmpSection,
+    RtmpsSection,
 };
 pub use listeners::{ListenError, Listeners, TlsListener};
 pub use metrics::GaugeGuard;

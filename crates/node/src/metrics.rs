@@ -126,6 +126,49 @@ impl ConnectionSeries {
     }
 }
 
+/// The `action` label of `publish_abuse_total`.
+pub mod abuse_action {
+    /// The attempt was delayed, then decided as usual.
+    pub const SLOWED: &str = "slowed";
+    /// The attempt was refused at once: its address is banned.
+    pub const REFUSED: &str = "refused";
+}
+
+/// The counters of the publish abuse guard, the same on every node
+/// ([`crate::abuse_gate`]). Its gauges (`publish_abuse_banned`, `publish_abuse_tracked`)
+/// and `publish_abuse_evictions_total` are read from the guard at scrape time, by the
+/// collector [`crate::abuse_gate::AbuseGate::collector`] gives.
+#[derive(Clone)]
+pub struct AbuseSeries {
+    /// `publish_abuse_total{action="slowed"|"refused"}`: attempts the guard acted on.
+    pub actions: IntCounterVec,
+    /// `publish_abuse_bans_total`: addresses (IPv6: /64s) banned.
+    pub bans: IntCounter,
+}
+
+impl AbuseSeries {
+    pub fn new(r: &Registry) -> Self {
+        let actions = counter_vec(
+            r,
+            "publish_abuse_total",
+            "Publish attempts the abuse guard slowed (delayed, then decided) or refused (address banned)",
+            &["action"],
+        );
+        // Present at 0 from the start, so rate() and alerts work before the first one.
+        for action in [abuse_action::SLOWED, abuse_action::REFUSED] {
+            actions.with_label_values(&[action]);
+        }
+        Self {
+            actions,
+            bans: counter(
+                r,
+                "publish_abuse_bans_total",
+                "Addresses (IPv6: /64s) banned for too many publishes refused for their credentials",
+            ),
+        }
+    }
+}
+
 /// Holds a gauge up by one for as long as it lives: a connection, player or publisher
 /// counted this way is uncounted on every path out, early returns and panics included.
 pub struct GaugeGuard(IntGauge);

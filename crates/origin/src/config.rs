@@ -3,8 +3,8 @@
 //! Every section has defaults that make sense for a local node, so a site file holds only
 //! what differs. Unknown keys are refused: a typo in a config file is an error that names
 //! the key, not a setting silently ignored. The sections every node has (`[node]`,
-//! `[rtmp]`, `[rtmps]`, `[ingest]`, most of `[http]`) are `longhaul_node`'s; the origin
-//! adds the registry (an SQLite file, or a PostgreSQL database every origin shares),
+//! `[rtmp]`, `[rtmps]`, `[ingest]`, `[abuse]`, most of `[http]`) are `longhaul_node`'s; the
+//! origin adds the registry (an SQLite file, or a PostgreSQL database every origin shares),
 //! how publishes are authorised (`[auth]`: by the registry, or by an HTTP callback to
 //! the platform's own service), the endpoints it hands out, and the API token.
 
@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub use longhaul_node::config::{
-    IngestSection, InvalidSetting, NodeSection, RtmpSection, RtmpsSection,
+    AbuseSection, IngestSection, InvalidSetting, NodeSection, RtmpSection, RtmpsSection,
 };
 
 /// Everything an origin node needs to run.
@@ -39,6 +39,10 @@ pub struct OriginConfig {
     pub ingest: IngestSection,
     #[serde(default)]
     pub endpoints: EndpointsSection,
+    /// Addresses that keep failing to publish directly here are slowed, then refused.
+    /// (A publish through an edge is the edge's to guard: it knows the encoder.)
+    #[serde(default)]
+    pub abuse: AbuseSection,
     /// Where edges connect their QUIC tunnels; off when absent.
     #[serde(default)]
     pub tunnel: Option<longhaul_tunnel::TunnelListenSection>,
@@ -324,6 +328,7 @@ impl OriginConfig {
         }
         self.http.server.validate()?;
         self.ingest.validate()?;
+        self.abuse.validate()?;
         if let Some(token) = &self.http.api_token {
             if token.chars().count() < MIN_API_TOKEN_LEN {
                 return Err(InvalidSetting {
@@ -447,6 +452,7 @@ mod tests {
             ("[http]\napi_token = \"\"", "http.api_token"),
             ("[http]\napi_token = \"short\"", "http.api_token"),
             ("[endpoints]\nrenditions = 0", "endpoints.renditions"),
+            ("[abuse]\nban_secs = 0", "abuse.ban_secs"),
         ] {
             let err = config(extra).validate().expect_err(extra);
             assert_eq!(err.key, key, "{extra}: {err}");

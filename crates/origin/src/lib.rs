@@ -18,7 +18,7 @@
 //! |---|---|
 //! | [`config`] | the node's settings (TOML + environment, loaded by the CLI) |
 //! | [`ingest`] | RTMP/RTMPS listeners and the per-connection driver of `longhaul_rtmp::server` |
-//! | [`publish`] | the publish decision: URL rules, token check (or callback), takeover |
+//! | [`publish`] | the publish decision: abuse guard (direct publishes), URL rules, token check (or callback), takeover |
 //! | [`callback`] | the HTTP authorisation callback, for platforms that keep their own entries |
 //! | [`revoke`] | cutting an entry's live publishes here and at every edge |
 //! | [`http`], [`api`], [`flv`] | the HTTP port: routing, entries API, HTTP-FLV playback |
@@ -47,7 +47,7 @@ use crate::config::OriginConfig;
 use crate::metrics::Metrics;
 use crate::state::OriginState;
 use longhaul_hub::Hub;
-use longhaul_node::{accept, ConnectionLimits, ListenError, Listeners, NodeTasks};
+use longhaul_node::{accept, AbuseGate, ConnectionLimits, ListenError, Listeners, NodeTasks};
 use longhaul_registry::Registry;
 use longhaul_tunnel::TunnelSet;
 use std::net::SocketAddr;
@@ -125,8 +125,11 @@ impl Origin {
         if let Some(registry) = &registry {
             metrics.register(Box::new(metrics::RegistryCollector::new(registry)));
         }
+        let abuse = AbuseGate::new(&config.abuse, metrics.abuse.clone())?;
+        metrics.register(abuse.collector());
         let state = Arc::new(OriginState {
             metrics,
+            abuse,
             registry,
             callback,
             hub: Hub::new(),

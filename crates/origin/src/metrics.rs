@@ -5,7 +5,7 @@
 //! per-stream series come with the operations work, behind a cardinality limit.
 
 use longhaul_node::metrics::{
-    counter, counter_vec, gauge, gauge_vec, node_registry, ConnectionSeries,
+    counter, counter_vec, gauge, gauge_vec, node_registry, AbuseSeries, ConnectionSeries,
 };
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
@@ -29,6 +29,9 @@ pub mod reason {
     pub const REVOKED: &str = "revoked";
     /// A tunnelled publish whose grant is unknown or expired.
     pub const UNKNOWN_GRANT: &str = "unknown_grant";
+    /// The client's address is banned for too many failed publishes
+    /// (`longhaul_node::abuse`); refused before any check.
+    pub const TOO_MANY_FAILURES: &str = longhaul_node::abuse_gate::REFUSED_REASON;
 }
 
 /// The `protocol` label of player series.
@@ -41,6 +44,8 @@ pub struct Metrics {
     registry: Registry,
     /// The RTMP connection series every node has.
     pub connections: ConnectionSeries,
+    /// `publish_abuse_total{action}`, `publish_abuse_bans_total`: the abuse guard's.
+    pub abuse: AbuseSeries,
     pub publishes: IntCounterVec,
     pub publish_takeovers: IntCounter,
     pub publishers_active: IntGauge,
@@ -69,6 +74,7 @@ impl Metrics {
         let publishers_active = gauge(&r, "publishers_active", "Streams being published now");
         Self {
             connections: ConnectionSeries::new(&r),
+            abuse: AbuseSeries::new(&r),
             publishes: counter_vec(
                 &r,
                 "publishes_total",
@@ -281,5 +287,32 @@ mod tests {
             assert!(line.contains(label), "{label} missing in {line}");
         }
         assert!(line.ends_with(" 1"), "{line}");
+    }
+
+    /// The refusals the abuse guard counts are the ones this node calls credential
+    /// failures; a renamed reason would silently stop counting.
+    #[test]
+    fn the_abuse_guard_counts_the_credential_reasons() {
+        use longhaul_node::abuse_gate::is_credential_failure;
+        for r in [
+            reason::MISSING_TOKEN,
+            reason::WRONG_TOKEN,
+            reason::UNKNOWN_ENTRY,
+            reason::CALLBACK_REFUSED,
+        ] {
+            assert!(is_credential_failure(r), "{r}");
+        }
+        for r in [
+            reason::OK,
+            reason::BAD_STREAM_NAME,
+            reason::UNKNOWN_APP,
+            reason::INTERNAL,
+            reason::TOO_MANY_FAILURES,
+            reason::CALLBACK_UNAVAILABLE,
+            reason::REVOKED,
+            reason::UNKNOWN_GRANT,
+        ] {
+            assert!(!is_credential_failure(r), "{r}");
+        }
     }
 }

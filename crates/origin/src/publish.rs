@@ -12,6 +12,11 @@
 //!    rendition is taken over (it is told, and closes at once), so an encoder reconnecting
 //!    after a network blip never waits for its dead TCP connection to time out.
 //!
+//! Before them, an address that keeps failing the token check is slowed, then refused
+//! for a while (`longhaul_node::abuse_gate`), and every refusal of a direct publish for
+//! its credentials counts against its address. A tunnelled publish is guarded at its
+//! edge, which knows the encoder's address.
+//!
 //! Every refusal tells the encoder why (the `description` of the RTMP `onStatus`, which
 //! ffmpeg prints and OBS logs), is logged with the client address, and is counted in
 //! `longhaul_publishes_total{outcome="rejected",reason,transport,encoder_region}`.
@@ -104,6 +109,21 @@ pub async fn decide(
         via: None,
         connection_id,
     };
+    if let Err(banned) = state.abuse.admit(peer.ip()).await {
+        let why = reason::TOO_MANY_FAILURES;
+        let r = refuse(
+            state,
+            &publisher,
+            name,
+            CODE_REJECTED,
+            why,
+            banned.to_string(),
+        );
+        return PublishDecision::Reject {
+            code: r.code,
+            description: r.description,
+        };
+    }
     let default_leg = state.config.ingest.default_leg;
     let accepted = match authorise(state, app, tc_url, name, default_leg, &publisher).await {
         Ok(authorised) => accept(state, &authorised, &publisher),
@@ -111,10 +131,13 @@ pub async fn decide(
     };
     match accepted {
         Ok(accepted) => PublishDecision::Accept(accepted),
-        Err(r) => PublishDecision::Reject {
-            code: r.code,
-            description: r.description,
-        },
+        Err(r) => {
+            state.abuse.failed(peer.ip(), r.reason);
+            PublishDecision::Reject {
+                code: r.code,
+                description: r.description,
+            }
+        }
     }
 }
 

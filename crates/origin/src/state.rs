@@ -1,11 +1,12 @@
-//! What every task of an origin shares: its settings, entries, streams and metrics.
+//! What every task of an origin shares: its settings, entries, streams, abuse guard and
+//! metrics.
 
 use crate::callback::CallbackAuthority;
 use crate::config::OriginConfig;
 use crate::metrics::Metrics;
 use longhaul_endpoint::{EndpointHosts, Endpoints};
 use longhaul_hub::Hub;
-use longhaul_node::{ConnectionLimits, LivePublishes};
+use longhaul_node::{AbuseGate, ConnectionLimits, LivePublishes};
 use longhaul_registry::{Entry, Registry};
 use std::sync::Arc;
 
@@ -20,6 +21,9 @@ pub struct OriginState {
     pub hub: Hub,
     /// The RTMP connection cap, shared by the RTMP and RTMPS listeners.
     pub connections: ConnectionLimits,
+    /// Direct publish failures by client address: who keeps failing is slowed, then
+    /// refused.
+    pub abuse: AbuseGate,
     /// Source of connection ids.
     pub next_connection_id: std::sync::atomic::AtomicU64,
     /// Live publishes by entry, direct and tunnelled, for revocation.
