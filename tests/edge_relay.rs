@@ -567,3 +567,153 @@ async fn the_origin_holds_tunnel_streams_to_the_rules_of_a_direct_publish() {
     other.close();
     cluster.stop().await;
 }
+
+/// The status an encoder at the edge hears next, sending until it does (10 s at most).
+async fn next_refusal(publisher: &mut Publisher<TcpStream>) -> (String, String) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no status reached the edge's encoder"
+        );
+        match publisher.send(&inter(40, 2)).await {
+            Ok(()) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(ClientError::Rejected { code, description }) => return (code, description),
+            Err(e) => panic!("expected a status, got {e}"),
+        }
+    }
+}
+
+/// An origin's `revoke` on the control stream alone (the origin does not end its side of
+/// the stream here) makes the edge cut the streams it relays for the entry, when the
+/// revocation covers their token's generation, telling the encoder why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_on_the_control_stream_cuts_the_edge_s_relays() {
+    use longhaul_tunnel::Revocation;
+    let cluster = start_cluster("").await;
+    let (entry, name, mut at_edge) = publishing_at_the_edge(&cluster).await;
+    at_edge.send(&avc_header()).await.expect("send");
+    at_edge.send(&keyframe(0, 1)).await.expect("send");
+    cluster.origin.wait_live(&name).await;
+    let revocation = |before_generation, reason: &str| Revocation {
+        entry_id: entry.id.clone(),
+        before_generation,
+        code: "NetStream.Publish.Rejected".into(),
+        reason: reason.into(),
+        description: format!("publish stopped: {reason} (test)"),
+    };
+
+    // Generation 1 is current: a revocation of older tokens leaves it alone.
+    let told = cluster
+        .origin
+        .origin
+        .tunnels
+        .revoke(&revocation(Some(1), "token_revoked"));
+    assert_eq!(told, 1, "the one edge was told");
+    for i in 2..10u32 {
+        at_edge
+            .send(&inter(i * 40, 2))
+            .await
+            .expect("still relayed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Generation 2 is made current elsewhere: the stream of generation 1 is cut.
+    cluster
+        .origin
+        .origin
+        .tunnels
+        .revoke(&revocation(Some(2), "token_revoked"));
+    let (code, description) = next_refusal(&mut at_edge).await;
+    assert_eq!(code, "NetStream.Publish.Rejected");
+    assert!(
+        description.contains("token_revoked (test)"),
+        "{description}"
+    );
+    let m = cluster.edge_metrics();
+    for (series_name, label, value) in [
+        (
+            "longhaul_edge_revocations_total",
+            "reason=\"token_revoked\"",
+            2.0,
+        ),
+        (
+            "longhaul_edge_publish_ends_total",
+            "reason=\"revoked\"",
+            1.0,
+        ),
+    ] {
+        assert_eq!(series(&m, series_name, &[label]), Some(value), "{m}");
+    }
+    cluster.stop().await;
+}
+
+/// Regenerating a token through the API cuts the stream an edge relays (the origin ends
+/// it and tells the edge), and a grant given before the regeneration is refused when
+/// its stream arrives after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regeneration_cuts_relays_and_voids_outstanding_grants() {
+    use longhaul_tunnel::{AuthoriseRequest, PublishHeader, Verdict};
+    let cluster = start_cluster("").await;
+    let (entry, name, mut at_edge) = publishing_at_the_edge(&cluster).await;
+    at_edge.send(&avc_header()).await.expect("send");
+    at_edge.send(&keyframe(0, 1)).await.expect("send");
+    cluster.origin.wait_live(&name).await;
+
+    // A grant for rendition 2, not yet redeemed.
+    let raw = raw_tunnel(&cluster, "raw-edge").await;
+    let Verdict::Allowed {
+        grant, generation, ..
+    } = raw
+        .authorise(AuthoriseRequest {
+            app: format!("kLive/?t={}", entry.token),
+            tc_url: None,
+            name: format!("{}_2", entry.id),
+            leg: longhaul_endpoint::Leg::Primary,
+            client_addr: "192.0.2.1:1".into(),
+            transport: "rtmp".into(),
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("refused")
+    };
+    assert_eq!(generation, Some(1), "verdicts say the token's generation");
+
+    let (status, _, _) = http(
+        "POST",
+        &format!(
+            "{}/api/v1/entries/{}/regenerate-token",
+            cluster.origin.http(),
+            entry.id
+        ),
+        "",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, description) = next_refusal(&mut at_edge).await;
+    assert!(description.contains("was regenerated"), "{description}");
+
+    let late = raw
+        .open_publish(PublishHeader {
+            grant,
+            stream_name: format!("{}_2", entry.id),
+            client_addr: "192.0.2.1:1".into(),
+        })
+        .await
+        .unwrap();
+    let why = origin_end(&late).await;
+    assert!(why.contains("regenerated"), "{why}");
+    let m = cluster.origin.metrics();
+    assert_eq!(
+        series(
+            &m,
+            "longhaul_publishes_cut_total",
+            &["reason=\"token_revoked\""]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    raw.close();
+    cluster.stop().await;
+}

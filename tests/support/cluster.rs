@@ -47,6 +47,11 @@ impl TestCluster {
 /// An origin with `[tunnel]` and an edge whose primary (and only) origin it is, its
 /// tunnel connected. `edge_extra` is TOML merged over the edge's config.
 pub async fn start_cluster(edge_extra: &str) -> TestCluster {
+    start_cluster_with("", edge_extra).await
+}
+
+/// [`start_cluster`], with `origin_extra` added to the origin's config too.
+pub async fn start_cluster_with(origin_extra: &str, edge_extra: &str) -> TestCluster {
     let pki = tempfile::tempdir().expect("tempdir");
     let ca = ClusterCa::generate("longhaul test cluster").expect("CA");
     let origin_files = ca.issue(ORIGIN_NAME, pki.path()).expect("origin cert");
@@ -59,6 +64,7 @@ pub async fn start_cluster(edge_extra: &str) -> TestCluster {
         listen = "127.0.0.1:0"
         edge_name_suffix = "longhaul.internal"
         {tunnel}
+        {origin_extra}
         "#,
         tunnel = tunnel_tls_and_transport(&origin_files),
     ))

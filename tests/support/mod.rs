@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod processes;
 
 use longhaul_origin::{Config, Origin};
 use std::path::{Path, PathBuf};

@@ -56,6 +56,8 @@ struct Connection {
     transport: Transport,
     state: Arc<EdgeState>,
     relaying: Option<Relaying>,
+    /// The stream it published, for its last log line (kept after the relay ends).
+    published: Option<String>,
     /// The last answer of `may_read`.
     reading: bool,
 }
@@ -133,6 +135,7 @@ async fn run<S: Io>(accepted: Accepted<S>, state: Arc<EdgeState>) {
         transport,
         state: state.clone(),
         relaying: None,
+        published: None,
         reading: true,
     };
     let settings = DriverSettings::new(&state.config.ingest, series, transport, peer);
@@ -140,8 +143,8 @@ async fn run<S: Io>(accepted: Accepted<S>, state: Arc<EdgeState>) {
     if let Some(kind) = end.error_kind() {
         series.session_errors.with_label_values(&[kind]).inc();
     }
-    let stream = conn.relaying.as_ref().map(|r| r.stream.clone());
     conn.finish_relaying(publish_end(&end));
+    let stream = conn.published.take();
     let role = if stream.is_some() {
         "publisher"
     } else {
@@ -214,13 +217,20 @@ impl connection::Connection for Connection {
     fn on_wake(&mut self, session: &mut ServerSession, wake: Wake) -> Result<(), End> {
         match wake {
             Wake::Room => Ok(()),
-            Wake::RelayEnded(ended) => Err(self.on_relay_end(session, ended)),
+            Wake::RelayEnded(ended) => {
+                let end = self.on_relay_end(session, ended);
+                // Counted and let go now, not after the connection's last words.
+                self.finish_relaying(publish_end(&end));
+                Err(end)
+            }
             Wake::Revoked(why) => {
                 if let Some(r) = &self.relaying {
                     tracing::warn!(client = %self.peer, stream = %r.stream, origin = %r.origin,
                         reason = %why.reason, "relayed stream cut: {}", why.description);
                     session.send_status(r.stream_id, "error", &why.code, &why.description);
                 }
+                // Nothing more goes to the origin, not even what is queued.
+                self.finish_relaying(end::REVOKED);
                 Err(End::Node(EdgeEnd::Revoked))
             }
         }
@@ -270,6 +280,7 @@ impl connection::Connection for Connection {
                 tracing::warn!(client = %self.peer, stream = %r.stream, origin = %r.origin,
                     "{description}");
                 session.send_status(r.stream_id, "error", CODE_REJECTED, &description);
+                self.finish_relaying(end::TUNNEL_LOST);
                 return Err(End::Node(EdgeEnd::TunnelLost));
             }
         }
@@ -409,6 +420,7 @@ impl Connection {
                     config.ingest.write_timeout(),
                     &self.state.relay_writers,
                 );
+                self.published = Some(stream_name.clone());
                 self.relaying = Some(Relaying {
                     stream_id,
                     stream: stream_name,

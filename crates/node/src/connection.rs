@@ -227,9 +227,32 @@ where
             if !matches!(end, End::PeerClosed | End::Io(_) | End::Shutdown) {
                 out.close(&mut session).await;
             }
+            if matches!(end, End::Node(_)) {
+                linger(&mut reader, &mut buf).await;
+            }
             return end;
         }
     }
+}
+
+/// How long a connection the node ended mid-stream keeps reading (and discarding) after
+/// its last words, before the socket closes. An encoder checks for a server message
+/// only between its own writes (ffmpeg after each frame, 40 ms at 25 fps): closing at
+/// once makes its next write meet a reset, which throws away the status it had not
+/// read yet, and it reports "Broken pipe" instead of why. Reading on until it hangs up,
+/// for at most a second (a frame and a round trip on any path), lets it read the reason.
+pub const LINGER: Duration = Duration::from_secs(1);
+
+/// Reads and discards until the peer closes, an error, or [`LINGER`].
+async fn linger<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut [u8]) {
+    let _ = tokio::time::timeout(LINGER, async {
+        while let Ok(n) = reader.read(buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Handles a batch of session events. Answering a request can release more (the media

@@ -7,7 +7,7 @@
 //! `authorization: Bearer <token>` when `auth.callback.bearer_env` names one:
 //!
 //! ```json
-//! {"entry_id": "1_gdrt137u", "rendition": 1, "leg": "p", "stream_name": "1_gdrt137u_1",
+//! {"entry_id": "1_gdrt137u", "rendition": 1, "leg": "primary", "stream_name": "1_gdrt137u_1",
 //!  "token": "b9106yth4abcdefg", "client_addr": "203.0.113.7:50312", "transport": "rtmp",
 //!  "encoder_region": "fra", "edge": "fra-1", "origin": "nyc-1"}
 //! ```
@@ -54,7 +54,7 @@ const RETRY_PAUSE: Duration = Duration::from_millis(200);
 pub struct CallbackRequest {
     pub entry_id: String,
     pub rendition: u32,
-    /// `p` or `b`.
+    /// `primary` or `backup` (the URL's `p`/`b`, or `i=0`/`i=1`).
     pub leg: &'static str,
     pub stream_name: String,
     pub token: Option<String>,

@@ -35,6 +35,9 @@ struct Connection {
     state: Arc<OriginState>,
     publishing: Option<Publishing>,
     playing: Option<Playing>,
+    /// What the connection is (`publisher`, `player`) and its stream, for its last log
+    /// line, kept when the stream is let go before the connection ends.
+    role: Option<(&'static str, String)>,
 }
 
 /// The stream this connection publishes.
@@ -109,14 +112,11 @@ async fn run<S: Io>(accepted: Accepted<S>, state: Arc<OriginState>) {
         state: state.clone(),
         publishing: None,
         playing: None,
+        role: None,
     };
     let settings = DriverSettings::new(&state.config.ingest, &m.connections, transport, peer);
     let end = connection::drive(io, &mut conn, settings, &shutdown).await;
-    let role = match (&conn.publishing, &conn.playing) {
-        (Some(p), _) => Some(("publisher", p.stream.clone())),
-        (None, Some(p)) => Some(("player", p.stream.clone())),
-        (None, None) => None,
-    };
+    let role = conn.role.take();
     let was_playing = conn.playing.is_some();
     conn.finish_publishing();
     conn.finish_playing();
@@ -190,6 +190,8 @@ impl connection::Connection for Connection {
                         "publish cut: {}", why.description);
                     session.send_status(p.stream_id, "error", &why.code, &why.description);
                 }
+                // Players see the stream end now, not after the connection's last words.
+                self.finish_publishing();
                 Err(End::Node(OriginEnd::Revoked))
             }
             Wake::Player(event) => self.on_player_events(session, event),
@@ -232,6 +234,7 @@ impl Connection {
                         // The token check may have waited on the registry: media
                         // silence counts from the accept.
                         session.resume_media_clock(std::time::Instant::now());
+                        self.role = Some(("publisher", publication.key().name.clone()));
                         self.publishing = Some(Publishing {
                             stream_id,
                             stream: publication.key().name.clone(),
@@ -283,6 +286,7 @@ impl Connection {
                             .metrics
                             .players_active
                             .with_label_values(&[protocol::RTMP]);
+                        self.role = Some(("player", stream.clone()));
                         self.playing = Some(Playing {
                             stream_id,
                             stream,

@@ -1,0 +1,341 @@
+//! Nodes as separate processes: the real `longhaul` binary running origins and edges
+//! with configs written for the test, real QUIC tunnels with the cluster's mutual TLS.
+//! A test holds [`Node`]s (killed when dropped) and talks to them over their sockets.
+
+use super::*;
+use longhaul_tunnel::pki::{ClusterCa, NodeFiles};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_longhaul");
+
+/// A node process, killed when dropped, with the addresses from its "ready" log line.
+pub struct Node {
+    child: Child,
+    ready: serde_json::Value,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Node {
+    pub fn addr(&self, field: &str) -> SocketAddr {
+        self.ready[field]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} address in {}", self.ready))
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+}
+
+/// Runs `longhaul <role> -c <config>` and waits for its "<role> ready" line.
+pub fn spawn_node(role: &str, config: &Path) -> Node {
+    let mut child = Command::new(BIN)
+        .args(["--log-format", "json", "--log", "info", role, "-c"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn longhaul");
+    let stderr = child.stderr.take().unwrap();
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = logs.clone();
+    let want = format!("{role} ready");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                if v["message"] == want.as_str() {
+                    let _ = tx.send(v);
+                }
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let ready = match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(v) => v,
+        Err(_) => {
+            let _ = child.kill();
+            panic!(
+                "{role} {} did not get ready: {}",
+                config.display(),
+                logs.lock().unwrap().join("\n")
+            );
+        }
+    };
+    Node { child, ready, logs }
+}
+
+pub struct OriginSpec {
+    pub id: &'static str,
+    pub region: &'static str,
+}
+
+pub const NYC: OriginSpec = OriginSpec {
+    id: "nyc-test",
+    region: "nyc",
+};
+pub const PAO: OriginSpec = OriginSpec {
+    id: "pao-test",
+    region: "pao",
+};
+
+pub fn tunnel_name(id: &str) -> String {
+    format!("{id}.tunnel.test")
+}
+
+pub struct Cluster {
+    dir: tempfile::TempDir,
+    ca: ClusterCa,
+    rtmps: (PathBuf, PathBuf),
+}
+
+impl Cluster {
+    pub fn new() -> Cluster {
+        require_ffmpeg();
+        let dir = tempfile::tempdir().unwrap();
+        let rtmps = self_signed(dir.path());
+        Cluster {
+            ca: ClusterCa::generate("test cluster CA").unwrap(),
+            dir,
+            rtmps,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The cluster's registry file, opened as one more origin would.
+    pub async fn registry(&self) -> std::sync::Arc<longhaul_registry::Registry> {
+        let store =
+            longhaul_registry::sqlite::SqliteStore::open(&self.path("registry.db")).unwrap();
+        longhaul_registry::Registry::open(std::sync::Arc::new(store))
+            .await
+            .unwrap()
+    }
+
+    pub fn files(&self, id: &str) -> NodeFiles {
+        self.ca.issue(&tunnel_name(id), self.dir.path()).unwrap()
+    }
+
+    /// An origin on the cluster's SQLite file; `ports` pins (rtmp, http, tunnel) for a
+    /// restart on the same addresses.
+    pub fn origin(
+        &self,
+        spec: &OriginSpec,
+        ports: Option<(SocketAddr, SocketAddr, SocketAddr)>,
+    ) -> Node {
+        let registry = format!("[registry]\npath = {:?}", self.path("registry.db"));
+        self.origin_with(spec, ports, &registry)
+    }
+
+    /// `[registry]` for a PostgreSQL database, its password in a file only the test
+    /// user can read (the way production keeps it).
+    pub fn postgres_registry(&self, url: &str, password: &str) -> String {
+        let file = self.path("registry-password");
+        std::fs::write(&file, format!("{password}\n")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        format!("[registry]\nurl = {url:?}\npassword_file = {file:?}")
+    }
+
+    /// An origin whose config has `extra` (its `[registry]`, and anything else) added.
+    pub fn origin_with(
+        &self,
+        spec: &OriginSpec,
+        ports: Option<(SocketAddr, SocketAddr, SocketAddr)>,
+        extra: &str,
+    ) -> Node {
+        let files = self.files(spec.id);
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (rtmp, http, tunnel) = ports.unwrap_or((any, any, any));
+        let config = format!(
+            r#"
+            [node]
+            id = "{id}"
+            region = "{region}"
+            [rtmp]
+            listen = "{rtmp}"
+            [http]
+            listen = "{http}"
+            [tunnel]
+            listen = "{tunnel}"
+            edge_name_suffix = "tunnel.test"
+            [tunnel.tls]
+            ca = {ca:?}
+            cert = {cert:?}
+            key = {key:?}
+            [tunnel.transport]
+            keep_alive_ms = 300
+            idle_timeout_ms = 3000
+            {extra}
+            "#,
+            id = spec.id,
+            region = spec.region,
+            ca = files.ca,
+            cert = files.cert,
+            key = files.key,
+        );
+        let path = self.path(&format!("{}.toml", spec.id));
+        std::fs::write(&path, config).unwrap();
+        spawn_node("origin", &path)
+    }
+
+    /// An edge with tunnels to `origins`, the first taking leg p. Without `certificate`
+    /// it trusts the cluster CA but its own certificate comes from another CA.
+    pub fn edge(
+        &self,
+        id: &str,
+        region: &str,
+        origins: &[(&OriginSpec, &Node)],
+        certificate: bool,
+    ) -> Node {
+        let files = self.files(id);
+        let list: Vec<String> = origins
+            .iter()
+            .map(|(spec, node)| {
+                format!(
+                    "{{ id = {:?}, region = {:?}, addr = \"{}\", server_name = {:?} }}",
+                    spec.id,
+                    spec.region,
+                    node.addr("tunnel"),
+                    tunnel_name(spec.id)
+                )
+            })
+            .collect();
+        let identity = if certificate {
+            files
+        } else {
+            // A certificate the cluster CA never signed: what a host that is not part of
+            // the cluster has at best. (With none at all, the edge refuses to start.)
+            let dir = self.path("foreign");
+            std::fs::create_dir_all(&dir).unwrap();
+            let foreign = ClusterCa::generate("not the cluster CA").unwrap();
+            let mut files = foreign.issue(&tunnel_name(id), &dir).unwrap();
+            files.ca = self.ca.write_ca(self.dir.path()).unwrap();
+            files
+        };
+        let identity = format!("cert = {:?}\nkey = {:?}", identity.cert, identity.key);
+        let config = format!(
+            r#"
+            [node]
+            id = "{id}"
+            region = "{region}"
+            [rtmp]
+            listen = "127.0.0.1:0"
+            [rtmps]
+            listen = "127.0.0.1:0"
+            cert = {rtmps_cert:?}
+            key = {rtmps_key:?}
+            [http]
+            listen = "127.0.0.1:0"
+            [tunnel]
+            primary = "{primary}"
+            bind = "127.0.0.1:0"
+            origins = [{list}]
+            [tunnel.tls]
+            ca = {ca:?}
+            {identity}
+            [tunnel.transport]
+            keep_alive_ms = 300
+            idle_timeout_ms = 3000
+            reconnect_initial_ms = 100
+            reconnect_max_ms = 1000
+            "#,
+            primary = origins[0].0.id,
+            list = list.join(", "),
+            ca = self.path("ca.pem"),
+            rtmps_cert = self.rtmps.0,
+            rtmps_key = self.rtmps.1,
+        );
+        let path = self.path(&format!("{id}.toml"));
+        std::fs::write(&path, config).unwrap();
+        spawn_node("edge", &path)
+    }
+}
+
+pub async fn metrics_of(node: &Node) -> String {
+    let (status, _, body) = http(
+        "GET",
+        &format!("http://{}/metrics", node.addr("http")),
+        "",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+/// Polls `node`'s metrics until `check` holds (10 s at most).
+pub async fn until_metrics(node: &Node, what: &str, check: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let m = metrics_of(node).await;
+        if check(&m) {
+            return m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}:\n{m}\n{}",
+            node.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The value of a series that must exist (so a 0 means 0, not a renamed series).
+pub fn present(m: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let found = m.lines().any(|l| {
+        l.starts_with(&format!("{name}{{"))
+            && labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+    });
+    assert!(found, "no series {name} {labels:?} in:\n{m}");
+    metric(m, name, labels)
+}
+
+pub fn connected(m: &str, peer: &str) -> bool {
+    present(
+        m,
+        "longhaul_tunnel_state",
+        &[("peer", peer), ("state", "connected")],
+    ) == 1.0
+}
+
+/// Polls the origin's streams API until `name` is live.
+pub async fn wait_live(origin: &Node, name: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let url = format!("http://{}/api/v1/streams", origin.addr("http"));
+        let (status, _, body) = http("GET", &url, "", None).await;
+        if status == 200 {
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            if let Some(s) = v["streams"]
+                .as_array()
+                .and_then(|a| a.iter().find(|s| s["name"] == name))
+            {
+                return s.clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} never went live on the origin: {}",
+            origin.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
