@@ -104,7 +104,12 @@ pub async fn start_origin(extra: &str) -> TestOrigin {
         db = dir.path().join("registry.db").display().to_string(),
     );
     let mut table: toml::Table = doc.parse().expect("test config");
-    merge(&mut table, extra.parse().expect("extra test config"));
+    let extra: toml::Table = extra.parse().expect("extra test config");
+    // A `[registry]` of the test's own (PostgreSQL, say) replaces the SQLite file.
+    if extra.contains_key("registry") {
+        table.remove("registry");
+    }
+    merge(&mut table, extra);
     let config: Config = table.try_into().expect("test config");
     let origin = Origin::start(config).await.expect("origin starts");
     TestOrigin { origin, dir }

@@ -21,7 +21,7 @@ use axum::middleware::Next;
 use axum::routing::get;
 use hyper::{Response, StatusCode};
 use longhaul_endpoint::Leg;
-use longhaul_node::http::{json, metrics, not_found, Body, Client};
+use longhaul_node::http::{json, method_not_allowed, metrics, not_found, Body, Client};
 use longhaul_tunnel::TunnelState;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -46,6 +46,9 @@ pub fn router(state: Arc<EdgeState>) -> axum::Router {
             get(|State(s): State<Arc<EdgeState>>| async move { metrics(s.metrics.render()) }),
         )
         .fallback(|req: Request| async move { not_found(req.method(), req.uri().path()) })
+        .method_not_allowed_fallback(|req: Request| async move {
+            method_not_allowed(req.method(), req.uri().path())
+        })
         .layer(axum::middleware::from_fn_with_state(state.clone(), count))
         .with_state(state)
 }

@@ -124,6 +124,15 @@ pub fn metrics(exposition: String) -> Response<Body> {
         .expect("static response parts are valid")
 }
 
+/// The answer to a method a route does not take.
+pub fn method_not_allowed(method: &hyper::Method, path: &str) -> Response<Body> {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        &format!("{method} is not a method of {path}"),
+    )
+}
+
 /// The answer to a path no route knows.
 pub fn not_found(method: &hyper::Method, path: &str) -> Response<Body> {
     error(

@@ -88,6 +88,7 @@ pub fn router(state: Arc<OriginState>) -> Router<Arc<OriginState>> {
         .route("/openapi.json", get(openapi))
         .merge(guarded)
         .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
         .layer(axum::middleware::from_fn(body_deadline))
 }
 
@@ -446,6 +447,18 @@ async fn openapi() -> Response {
         .header("content-type", "application/json")
         .body(Body::from(OPENAPI))
         .expect("static response parts are valid")
+}
+
+async fn wrong_method(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} is not a method of {} (see /api/v1/openapi.json)",
+            req.method(),
+            req.uri().path()
+        ),
+    )
 }
 
 async fn no_route(req: Request) -> ApiError {

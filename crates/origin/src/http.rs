@@ -14,7 +14,9 @@ use axum::middleware::Next;
 use axum::routing::get;
 use axum::{Extension, Router};
 use hyper::{Method, Response, StatusCode};
-use longhaul_node::http::{full, json, metrics, not_found, Body, Client, ConnectionToken};
+use longhaul_node::http::{
+    full, json, method_not_allowed, metrics, not_found, Body, Client, ConnectionToken,
+};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +45,9 @@ pub fn router(state: Arc<OriginState>) -> Router {
         )
         .nest("/api/v1", api::router(state.clone()))
         .fallback(|req: Request| async move { not_found(req.method(), req.uri().path()) })
+        .method_not_allowed_fallback(|req: Request| async move {
+            method_not_allowed(req.method(), req.uri().path())
+        })
         .layer(axum::extract::DefaultBodyLimit::max(api::MAX_REQUEST_BODY))
         .layer(axum::middleware::from_fn_with_state(state.clone(), count))
         .with_state(state)
