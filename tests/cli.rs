@@ -247,6 +247,15 @@ fn shipped_configs_run_every_site_with_json_logs_and_pki_files() {
         key: pki.join("node_tunnel_test.key"),
     };
     assert!(String::from_utf8_lossy(&out.stdout).contains("node_tunnel_test.pem"));
+    // Both origins on one PostgreSQL database, as production has them.
+    let (registry_url, password) = {
+        let server = longhaul_registry::testing::shared_server()
+            .unwrap_or_else(|e| panic!("PostgreSQL for the tests: {e}"));
+        let db = server.create_database().expect("a database");
+        (server.url(&db), server.password().to_owned())
+    };
+    let password_file = dir.path().join("registry-password");
+    std::fs::write(&password_file, format!("{password}\n")).unwrap();
     let sites = [
         ("origin", "nyc"),
         ("origin", "pao"),
@@ -259,9 +268,10 @@ fn shipped_configs_run_every_site_with_json_logs_and_pki_files() {
         let role_env: Vec<(&str, std::ffi::OsString)> = if role == "origin" {
             vec![
                 ("LONGHAUL_TUNNEL__LISTEN", "127.0.0.1:0".into()),
+                ("LONGHAUL_REGISTRY__URL", registry_url.clone().into()),
                 (
-                    "LONGHAUL_REGISTRY__PATH",
-                    dir.path().join(format!("{site}.db")).into(),
+                    "LONGHAUL_REGISTRY__PASSWORD_FILE",
+                    password_file.clone().into(),
                 ),
             ]
         } else {

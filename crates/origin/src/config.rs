@@ -471,4 +471,110 @@ mod tests {
         let err = toml::from_str::<OriginConfig>(doc).expect_err("typo refused");
         assert!(err.to_string().contains("api_tokn"), "{err}");
     }
+
+    fn bare(doc: &str) -> OriginConfig {
+        toml::from_str(&format!("[node]\nid = \"t\"\nregion = \"nyc\"\n{doc}")).expect("parses")
+    }
+
+    #[test]
+    fn the_registry_names_one_store_and_one_password_source() {
+        for (doc, key) in [
+            ("", "registry"),
+            ("[registry]", "registry"),
+            (
+                "[registry]\npath = \"r.db\"\nurl = \"postgres://u@h/d\"",
+                "registry",
+            ),
+            (
+                "[registry]\npath = \"r.db\"\npassword_env = \"X\"",
+                "registry.password_file",
+            ),
+            (
+                "[registry]\nurl = \"postgres://u@h/d\"\npassword_env = \"X\"\npassword_file = \"f\"",
+                "registry.password_env",
+            ),
+        ] {
+            let err = bare(doc).validate().expect_err(doc);
+            assert_eq!(err.key, key, "{doc}: {err}");
+        }
+        // A password in the URL, an unreadable file, a missing variable: named, and the
+        // password never shown.
+        let section = |extra: &str| {
+            bare(&format!("[registry]\n{extra}"))
+                .registry
+                .expect("a registry")
+        };
+        for (extra, key) in [
+            ("url = \"postgres://u:hunter2@h/d\"", "registry.url"),
+            ("url = \"not a url at all\"", "registry.url"),
+            (
+                "url = \"postgres://u@h/d\"\npassword_file = \"/nonexistent/pw\"",
+                "registry.password_file",
+            ),
+            (
+                "url = \"postgres://u@h/d\"\npassword_env = \"LONGHAUL_TEST_SURELY_UNSET_VAR\"",
+                "registry.password_env",
+            ),
+        ] {
+            let err = section(extra).store_config("t").expect_err(extra);
+            assert_eq!(err.key, key, "{extra}: {err}");
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let config = section(&format!(
+            "url = \"postgres://longhaul@db.internal:5433/longhaul\"\npassword_file = {:?}",
+            file.display().to_string()
+        ))
+        .store_config("nyc-1")
+        .expect("valid");
+        let StoreConfig::Postgres(settings) = config else {
+            panic!("not PostgreSQL")
+        };
+        assert_eq!(
+            settings.password.as_deref(),
+            Some("s3cret"),
+            "one line, trimmed"
+        );
+        assert_eq!(settings.application_name, "longhaul nyc-1");
+        assert!(!format!("{settings:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn the_callback_is_checked() {
+        let valid =
+            "[auth]\nmode = \"callback\"\n[auth.callback]\nurl = \"http://auth.internal:8080/p\"";
+        bare(valid)
+            .validate()
+            .expect("a callback needs no registry");
+        for (doc, key) in [
+            ("[auth]\nmode = \"callback\"", "auth.callback"),
+            (
+                "[auth]\nmode = \"callback\"\n[auth.callback]\nurl = \"https://x/p\"",
+                "auth.callback.url",
+            ),
+            (
+                "[auth]\nmode = \"callback\"\n[auth.callback]\nurl = \"nope\"",
+                "auth.callback.url",
+            ),
+            (
+                &format!("{valid}\ntimeout_ms = 0"),
+                "auth.callback.timeout_ms",
+            ),
+            (&format!("{valid}\nretries = 9"), "auth.callback.retries"),
+            (
+                &format!("{valid}\nbearer_env = \"LONGHAUL_TEST_SURELY_UNSET_VAR\""),
+                "auth.callback.bearer_env",
+            ),
+        ] {
+            let err = bare(doc).validate().expect_err(doc);
+            assert_eq!(err.key, key, "{doc}: {err}");
+        }
+        let err = toml::from_str::<OriginConfig>(
+            "[node]\nid = \"t\"\nregion = \"nyc\"\n[auth]\nmode = \"ldap\"",
+        )
+        .expect_err("unknown mode");
+        assert!(err.to_string().contains("ldap"), "{err}");
+    }
 }
