@@ -39,8 +39,18 @@ enum EntryCommand {
     List,
     /// Show one entry.
     Show { id: String },
-    /// Give an entry a new token; publishes with the old one are refused from now on.
+    /// Rename an entry.
+    Rename {
+        id: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// Give an entry a new token; the old one is refused from now on, and live publishes
+    /// that used it are cut at every origin and edge.
     RegenerateToken { id: String },
+    /// Cut the entry's live publishes now, at this origin and every edge it reaches (the
+    /// token stays valid; regenerate it to refuse it).
+    Revoke { id: String },
     /// Delete an entry.
     Delete { id: String },
     /// Print the entry's Adobe FMLE profile XML (for FMLE, Wirecast and others).
@@ -57,9 +67,19 @@ pub async fn run(args: EntryArgs) -> anyhow::Result<()> {
         ),
         EntryCommand::List => (Method::GET, "/api/v1/entries".into(), String::new()),
         EntryCommand::Show { id } => (Method::GET, format!("/api/v1/entries/{id}"), String::new()),
+        EntryCommand::Rename { id, name } => (
+            Method::PATCH,
+            format!("/api/v1/entries/{id}"),
+            serde_json::json!({ "name": name }).to_string(),
+        ),
         EntryCommand::RegenerateToken { id } => (
             Method::POST,
             format!("/api/v1/entries/{id}/regenerate-token"),
+            String::new(),
+        ),
+        EntryCommand::Revoke { id } => (
+            Method::POST,
+            format!("/api/v1/entries/{id}/revoke"),
             String::new(),
         ),
         EntryCommand::Delete { id } => (
@@ -106,6 +126,13 @@ pub async fn run(args: EntryArgs) -> anyhow::Result<()> {
     match &args.command {
         EntryCommand::Fmle { .. } => print!("{text}"),
         EntryCommand::Delete { id } => println!("deleted entry {id}"),
+        EntryCommand::Revoke { id } if !args.json => {
+            let v: serde_json::Value = serde_json::from_slice(&bytes)?;
+            println!(
+                "revoked entry {id}: {} live publishes cut here, {} edges told",
+                v["cut"], v["edges"]
+            );
+        }
         _ if args.json => println!("{text}"),
         EntryCommand::List => {
             let v: serde_json::Value = serde_json::from_slice(&bytes)?;
