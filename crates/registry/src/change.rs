@@ -22,6 +22,10 @@ pub enum RegistryChange {
     Renamed { entry_id: String },
     /// The entry has a new token of this generation; older tokens are now refused.
     TokenRegenerated { entry_id: String, generation: u32 },
+    /// The entry's token changed while its generation did not go up (a database
+    /// restored from a backup, a trigger dropped by hand): no generation tells the old
+    /// token's publishes from the new one's, so every live publish must be cut.
+    TokenReset { entry_id: String },
     /// The entry is gone.
     Deleted { entry_id: String },
 }
@@ -33,25 +37,39 @@ impl RegistryChange {
             RegistryChange::Created { entry_id }
             | RegistryChange::Renamed { entry_id }
             | RegistryChange::TokenRegenerated { entry_id, .. }
+            | RegistryChange::TokenReset { entry_id }
             | RegistryChange::Deleted { entry_id } => entry_id,
         }
     }
 
-    /// The `kind` label of `registry_changes_total`.
+    /// Every [`RegistryChange::kind`], in a fixed order (the metrics' label values).
+    pub const KINDS: [&'static str; 5] = [
+        "created",
+        "renamed",
+        "token_regenerated",
+        "token_reset",
+        "deleted",
+    ];
+
+    /// The `kind` label of `registry_changes_total`; one of [`RegistryChange::KINDS`].
     pub fn kind(&self) -> &'static str {
-        match self {
-            RegistryChange::Created { .. } => "created",
-            RegistryChange::Renamed { .. } => "renamed",
-            RegistryChange::TokenRegenerated { .. } => "token_regenerated",
-            RegistryChange::Deleted { .. } => "deleted",
-        }
+        let i = match self {
+            RegistryChange::Created { .. } => 0,
+            RegistryChange::Renamed { .. } => 1,
+            RegistryChange::TokenRegenerated { .. } => 2,
+            RegistryChange::TokenReset { .. } => 3,
+            RegistryChange::Deleted { .. } => 4,
+        };
+        Self::KINDS[i]
     }
 
     /// Whether publishes authorised before this change must be cut.
     pub fn revokes(&self) -> bool {
         matches!(
             self,
-            RegistryChange::TokenRegenerated { .. } | RegistryChange::Deleted { .. }
+            RegistryChange::TokenRegenerated { .. }
+                | RegistryChange::TokenReset { .. }
+                | RegistryChange::Deleted { .. }
         )
     }
 }
@@ -73,7 +91,9 @@ impl Listeners {
     }
 
     /// Calls every listener with `change`, in registration order. The list is copied
-    /// first so a listener can register another without deadlocking.
+    /// first so a listener can register another without deadlocking. A listener that
+    /// panics is logged and the others still run: one bug must not leave the rest of
+    /// the node (and every later change) unheard.
     pub(crate) fn notify(&self, change: &RegistryChange) {
         let listeners = self
             .listeners
@@ -81,7 +101,11 @@ impl Listeners {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         for listener in listeners {
-            listener(change);
+            let heard = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| listener(change)));
+            if heard.is_err() {
+                tracing::error!(entry = %change.entry_id(), change = change.kind(),
+                    "a registry change listener panicked (a bug); the other listeners still ran");
+            }
         }
     }
 }

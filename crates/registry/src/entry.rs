@@ -48,3 +48,10 @@ pub(crate) fn validate_name(name: &str) -> Result<(), crate::RegistryError> {
     }
     Ok(())
 }
+
+/// Now in Unix seconds; 0 if the clock is before 1970.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

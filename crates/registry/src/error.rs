@@ -36,11 +36,12 @@ pub enum RegistryError {
 
     /// The database was written by a newer longhaul with a schema this build does not know.
     #[error(
-        "registry {path}: database schema version {found} is newer than this build \
+        "registry {location}: database schema version {found} is newer than this build \
          understands (up to {supported}); upgrade longhaul"
     )]
     SchemaTooNew {
-        path: String,
+        /// The SQLite file, or the PostgreSQL database.
+        location: String,
         found: i64,
         supported: i64,
     },
@@ -69,8 +70,8 @@ pub enum RegistryError {
 
     /// Every freshly drawn entry id was taken (astronomically unlikely; see
     /// [`crate::generate::ENTRY_ID_ATTEMPTS`]).
-    #[error("registry {path}: no free entry id found after {attempts} attempts")]
-    IdsExhausted { path: String, attempts: u32 },
+    #[error("registry {location}: no free entry id found after {attempts} attempts")]
+    IdsExhausted { location: String, attempts: u32 },
 
     /// The store's settings cannot work (a password in the URL, an unreadable password
     /// file, a URL that does not parse).

@@ -40,14 +40,24 @@ use crate::token_check::TokenCheck;
 
 /// Store lookups for unknown tokens in flight at once; beyond that a miss is answered
 /// from memory. Four keeps a bad-token flood from costing the database more than a few
-/// single-row reads at a time, while an ordinary burst of new publishes is never refused
-/// for want of a slot (each lookup takes about a millisecond).
+/// single-row reads at a time (the abuse guard at each node's door bounds it further),
+/// while an ordinary burst of new publishes finds a slot: a lookup is one round trip to
+/// the database, under a millisecond beside it and about 70 ms across the continent.
 pub const READ_THROUGH_LIMIT: usize = 4;
 
-/// How long a write waits for the copy to take it, and a miss for its lookup. A
-/// single-row read: milliseconds, unless the store is going away, in which case the
-/// answer stands without it (the feed catches up later).
+/// How long a write waits for the copy to take it, and a miss for its lookup. One
+/// round trip to the database (70 ms New York-Palo Alto) behind at most one batch of
+/// changes; if the store is slower than this the answer stands without it and the
+/// feed catches up later.
 pub const REFRESH_WAIT: Duration = Duration::from_secs(2);
+
+/// Changes read in one batch (`get_many`): a burst of notifications (a bulk token
+/// rotation after a leak) costs a round trip per batch, not per entry.
+pub const CHANGE_BATCH: usize = 256;
+
+/// Pause before the sync task starts again after a panic (a bug): long enough not to
+/// spin on a change that panics every time, short against a revocation's 2 s.
+const RESTART_PAUSE: Duration = Duration::from_millis(200);
 
 /// Requests waiting for the sync task. Each API write and each unknown-token lookup
 /// is one; past 256 waiting (the database is slow, and the node busy) a lookup is
@@ -100,11 +110,9 @@ struct Health {
     since: SystemTime,
     last_error: Option<String>,
     resyncs: u64,
-    changes: [u64; 4],
+    changes: [u64; RegistryChange::KINDS.len()],
     outages: u64,
 }
-
-const CHANGE_KINDS: [&str; 4] = ["created", "renamed", "token_regenerated", "deleted"];
 
 /// What the sync task is asked to do besides following the feed.
 enum Request {
@@ -161,14 +169,14 @@ impl Registry {
                 since: SystemTime::now(),
                 last_error: None,
                 resyncs: 1,
-                changes: [0; 4],
+                changes: [0; RegistryChange::KINDS.len()],
                 outages: 0,
             }),
             requests: requests_tx,
             read_through: Semaphore::new(READ_THROUGH_LIMIT),
             stop: CancellationToken::new(),
         });
-        tokio::spawn(sync(
+        tokio::spawn(supervise(
             Arc::downgrade(&registry),
             registry.stop.clone(),
             feed,
@@ -277,12 +285,17 @@ impl Registry {
             last_error: h.last_error.clone(),
             entries: self.replica().len(),
             resyncs: h.resyncs,
-            changes: CHANGE_KINDS.iter().copied().zip(h.changes).collect(),
+            changes: RegistryChange::KINDS
+                .iter()
+                .copied()
+                .zip(h.changes)
+                .collect(),
             outages: h.outages,
         }
     }
 
-    fn state(&self) -> StoreState {
+    /// Whether the store can be reached, as far as this node knows.
+    pub fn state(&self) -> StoreState {
         lock(&self.health).state
     }
 
@@ -304,13 +317,17 @@ impl Registry {
         let _ = tokio::time::timeout(REFRESH_WAIT, finished).await;
     }
 
-    /// Applies what the store says of `entry_id` now, and tells the listeners.
-    fn apply(&self, entry_id: &str, now: Option<Entry>) {
-        let changes = self
-            .replica
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .apply(entry_id, now);
+    /// Applies what the store says of `ids` now (`found`: those that exist), and tells
+    /// the listeners.
+    fn apply_many(&self, ids: &[String], found: Vec<Entry>) {
+        let mut found: std::collections::HashMap<String, Entry> =
+            found.into_iter().map(|e| (e.id.clone(), e)).collect();
+        let changes: Vec<RegistryChange> = {
+            let mut replica = self.replica.write().unwrap_or_else(PoisonError::into_inner);
+            ids.iter()
+                .flat_map(|id| replica.apply(id, found.remove(id)))
+                .collect()
+        };
         self.announce(changes);
     }
 
@@ -328,7 +345,10 @@ impl Registry {
         for change in changes {
             {
                 let mut h = lock(&self.health);
-                if let Some(i) = CHANGE_KINDS.iter().position(|k| *k == change.kind()) {
+                if let Some(i) = RegistryChange::KINDS
+                    .iter()
+                    .position(|k| *k == change.kind())
+                {
                     h.changes[i] += 1;
                 }
             }
@@ -362,49 +382,124 @@ impl Registry {
     }
 }
 
-/// The sync task: the only writer of the copy. Ends when the registry is dropped.
-async fn sync(
+/// Runs the sync task, and runs it again if it panics (a bug): the copy must not stop
+/// following the store while the node goes on deciding publishes from it. A restart
+/// reads the whole table again, so nothing missed meanwhile is lost. Ends when the
+/// registry is dropped.
+async fn supervise(
     registry: Weak<Registry>,
     stop: CancellationToken,
     mut feed: mpsc::Receiver<StoreEvent>,
     mut requests: mpsc::Receiver<Request>,
 ) {
-    let mut feed_open = true;
-    // A resync is owed: the feed asked for one, or the last one failed.
+    use futures_util::FutureExt;
     let mut resync_owed = false;
-    let mut feed_up = true;
+    loop {
+        let run = std::panic::AssertUnwindSafe(sync(
+            &registry,
+            &stop,
+            &mut feed,
+            &mut requests,
+            resync_owed,
+        ))
+        .catch_unwind()
+        .await;
+        let Err(panic) = run else {
+            return;
+        };
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let Some(r) = registry.upgrade() else {
+            return;
+        };
+        tracing::error!(registry = %r.store.info().location, panic = %what,
+            "the registry's sync task panicked (a bug); starting it again");
+        r.set_state(
+            StoreState::Unreachable,
+            Some(format!("the sync task panicked: {what}")),
+        );
+        drop(r);
+        resync_owed = true;
+        tokio::select! {
+            _ = tokio::time::sleep(RESTART_PAUSE) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// The sync task: the only writer of the copy. Returns when the registry is dropped.
+///
+/// The feed comes first (`biased`): a revocation must not wait behind lookups. Changes
+/// that arrived together are read in one batch; a feed that ended (its task died) counts
+/// as a lost database and is started again.
+async fn sync(
+    registry: &Weak<Registry>,
+    stop: &CancellationToken,
+    feed: &mut mpsc::Receiver<StoreEvent>,
+    requests: &mut mpsc::Receiver<Request>,
+    mut resync_owed: bool,
+) {
+    // The feed says the database is reachable (until it says Lost).
+    let mut feed_up = !resync_owed;
     let retry = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(retry);
+    if resync_owed {
+        retry
+            .as_mut()
+            .reset(tokio::time::Instant::now() + RESYNC_RETRY);
+        feed_up = true;
+    }
     loop {
         tokio::select! {
+            biased;
             _ = stop.cancelled() => return,
-            event = feed.recv(), if feed_open => {
+            event = feed.recv() => {
                 let Some(registry) = registry.upgrade() else { return };
-                match event {
-                    None => feed_open = false,
-                    Some(StoreEvent::Resync) => {
+                let Some(event) = event else {
+                    // The feed's task is gone: start another, which resyncs first.
+                    registry.set_state(
+                        StoreState::Unreachable,
+                        Some("the change feed ended".into()),
+                    );
+                    tracing::error!(registry = %registry.store.info().location,
+                        "the registry's change feed ended; starting it again");
+                    *feed = registry.store.watch();
+                    feed_up = false;
+                    continue;
+                };
+                match take_batch(event, feed) {
+                    Batch::Resync => {
                         feed_up = true;
                         resync_owed = !resync(&registry).await;
-                        retry.as_mut().reset(tokio::time::Instant::now() + RESYNC_RETRY);
                     }
-                    Some(StoreEvent::Changed { entry_id }) => {
-                        if !refresh(&registry, &entry_id).await {
+                    Batch::Changed(ids) => {
+                        if !refresh(&registry, &ids).await {
                             resync_owed = true;
-                            retry.as_mut().reset(tokio::time::Instant::now() + RESYNC_RETRY);
                         }
                     }
-                    Some(StoreEvent::Lost { reason }) => {
+                    Batch::Lost(reason) => {
                         feed_up = false;
                         registry.set_state(StoreState::Unreachable, Some(reason));
                     }
                 }
+                retry.as_mut().reset(tokio::time::Instant::now() + RESYNC_RETRY);
+            }
+            () = &mut retry, if resync_owed && feed_up => {
+                let Some(registry) = registry.upgrade() else { return };
+                resync_owed = !resync(&registry).await;
+                retry.as_mut().reset(tokio::time::Instant::now() + RESYNC_RETRY);
             }
             request = requests.recv() => {
                 let Some(request) = request else { return };
                 let Some(registry) = registry.upgrade() else { return };
                 match request {
+                    // Whoever asked has given up waiting: skip it.
+                    Request::Refresh { done, .. } if done.is_closed() => {}
                     Request::Refresh { entry_id, done } => {
-                        if !refresh(&registry, &entry_id).await {
+                        if !refresh(&registry, std::slice::from_ref(&entry_id)).await {
                             resync_owed = true;
                             retry.as_mut().reset(tokio::time::Instant::now() + RESYNC_RETRY);
                         }
@@ -416,12 +511,46 @@ async fn sync(
                     }
                 }
             }
-            () = &mut retry, if resync_owed && feed_up => {
-                let Some(registry) = registry.upgrade() else { return };
-                resync_owed = !resync(&registry).await;
-                retry.as_mut().reset(tokio::time::Instant::now() + RESYNC_RETRY);
-            }
         }
+    }
+}
+
+/// What the feed said, with whatever else it had ready folded in.
+enum Batch {
+    Resync,
+    Changed(Vec<String>),
+    Lost(String),
+}
+
+/// Folds `first` and the events already waiting behind it into one thing to do: a
+/// resync if any asks for one (or the changes are too many to read one by one), the
+/// changed ids otherwise. A loss ends the batch, to be told at once.
+fn take_batch(first: StoreEvent, feed: &mut mpsc::Receiver<StoreEvent>) -> Batch {
+    let mut ids: Vec<String> = Vec::new();
+    let mut resync = false;
+    let mut next = Some(first);
+    while let Some(event) = next.take() {
+        match event {
+            StoreEvent::Resync => resync = true,
+            StoreEvent::Changed { entry_id } => {
+                if !ids.contains(&entry_id) {
+                    ids.push(entry_id);
+                }
+            }
+            StoreEvent::Lost { reason } => return Batch::Lost(reason),
+        }
+        if ids.len() > CHANGE_BATCH {
+            resync = true;
+        }
+        if resync && ids.len() > CHANGE_BATCH * 4 {
+            break;
+        }
+        next = feed.try_recv().ok();
+    }
+    if resync {
+        Batch::Resync
+    } else {
+        Batch::Changed(ids)
     }
 }
 
@@ -440,11 +569,11 @@ async fn resync(registry: &Registry) -> bool {
     }
 }
 
-/// Reads one entry into the copy. False if the store could not be read.
-async fn refresh(registry: &Registry, entry_id: &str) -> bool {
-    match registry.store.get(entry_id).await {
-        Ok(now) => {
-            registry.apply(entry_id, now);
+/// Reads `ids` into the copy, in one query. False if the store could not be read.
+async fn refresh(registry: &Registry, ids: &[String]) -> bool {
+    match registry.store.get_many(ids).await {
+        Ok(found) => {
+            registry.apply_many(ids, found);
             true
         }
         Err(e) if e.is_unavailable() => {
@@ -452,7 +581,8 @@ async fn refresh(registry: &Registry, entry_id: &str) -> bool {
             false
         }
         Err(e) => {
-            tracing::warn!(entry = %entry_id, error = %e, "reading an entry for the in-memory copy failed");
+            tracing::warn!(entries = ids.len(), error = %e,
+                "reading entries for the in-memory copy failed");
             false
         }
     }

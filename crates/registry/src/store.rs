@@ -52,6 +52,10 @@ pub trait EntryStore: Send + Sync + 'static {
     /// The entry with this id, if any.
     async fn get(&self, id: &str) -> Result<Option<Entry>, RegistryError>;
 
+    /// The entries among `ids` that exist, in one round trip (a burst of changes is
+    /// read in batches).
+    async fn get_many(&self, ids: &[String]) -> Result<Vec<Entry>, RegistryError>;
+
     /// Every entry, oldest first.
     async fn list(&self) -> Result<Vec<Entry>, RegistryError>;
 
@@ -73,7 +77,8 @@ pub trait EntryStore: Send + Sync + 'static {
     /// Starts the change feed. It sends [`StoreEvent::Resync`] once connected, then a
     /// [`StoreEvent::Changed`] per committed change (by this process or any other), and
     /// on losing the database [`StoreEvent::Lost`] followed, once back, by another
-    /// `Resync`. It stops when the receiver is dropped.
+    /// `Resync`. It stays open until the receiver is dropped: a feed that ends by
+    /// itself has failed.
     fn watch(&self) -> mpsc::Receiver<StoreEvent>;
 }
 

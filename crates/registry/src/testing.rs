@@ -78,17 +78,17 @@ pub const SUPERUSER: &str = "longhaul";
 
 /// Environment variable naming the server [`shared_server`] uses, as a URL **without**
 /// password, e.g. `postgres://longhaul@127.0.0.1:5433/postgres` (the database is the one
-/// `CREATE DATABASE` runs in). `.ci/run` sets it, with [`PASSWORD_ENV`]. (The harness's
-/// variables share the `LONGHAUL_` prefix of the binary's config overrides; the binary
-/// knows to ignore them, in `src/config_file.rs`.)
-pub const URL_ENV: &str = "LONGHAUL_TEST_POSTGRES_URL";
+/// `CREATE DATABASE` runs in). `.ci/run` sets it, with [`PASSWORD_ENV`]. (Not
+/// `LONGHAUL_`: that prefix is the binary's config overrides, and tests run the binary
+/// with these set.)
+pub const URL_ENV: &str = "LH_TEST_POSTGRES_URL";
 
 /// Environment variable with the password for [`URL_ENV`]'s user.
-pub const PASSWORD_ENV: &str = "LONGHAUL_TEST_POSTGRES_PASSWORD";
+pub const PASSWORD_ENV: &str = "LH_TEST_POSTGRES_PASSWORD";
 
 /// Environment variable naming a directory with `initdb`, `postgres` and `psql`, to use
 /// instead of the newest `/usr/lib/postgresql/*/bin`.
-pub const BINDIR_ENV: &str = "LONGHAUL_PG_BINDIR";
+pub const BINDIR_ENV: &str = "LH_TEST_PG_BINDIR";
 
 /// Where Debian installs each PostgreSQL major version: `<this>/<version>/bin`.
 const DEBIAN_PG_LIB: &str = "/usr/lib/postgresql";

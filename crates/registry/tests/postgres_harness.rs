@@ -412,7 +412,7 @@ fn errors_say_what_to_do() {
                     "postgres://longhaul:secret@127.0.0.1:5433/postgres",
                 ),
                 (PASSWORD_ENV, "secret"),
-                ("CHILD_EXPECT", "move it to LONGHAUL_TEST_POSTGRES_PASSWORD"),
+                ("CHILD_EXPECT", "move it to LH_TEST_POSTGRES_PASSWORD"),
             ],
         ),
         // A URL without its password.
@@ -420,7 +420,7 @@ fn errors_say_what_to_do() {
             "shared",
             &[
                 (URL_ENV, "postgres://longhaul@127.0.0.1:5433/postgres"),
-                ("CHILD_EXPECT", "LONGHAUL_TEST_POSTGRES_PASSWORD: not set"),
+                ("CHILD_EXPECT", "LH_TEST_POSTGRES_PASSWORD: not set"),
             ],
         ),
         // A server that is not there (port 1 on loopback refuses).

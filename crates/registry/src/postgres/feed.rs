@@ -34,6 +34,17 @@ pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(3);
 pub const RECONNECT_INITIAL: Duration = Duration::from_millis(250);
 pub const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
+/// Notifications the connection's task may hold for the listening loop. The task never
+/// waits for room (while it waited it would not read the socket, and the heartbeat's
+/// answer queued behind the notifications would never come): past this many it drops
+/// them and asks for a resync instead, which reads everything anyway.
+const NOTES_QUEUE: usize = 4096;
+
+/// Longest a (re)connection may take, authentication and `LISTEN` included (the
+/// driver's own timeout covers the TCP connect only): a server that accepts and then
+/// hangs must not stall the feed for good.
+pub const CONNECT_LIMIT: Duration = Duration::from_secs(10);
+
 /// Runs the feed until `events`' receiver is dropped.
 pub async fn run(
     config: tokio_postgres::Config,
@@ -77,35 +88,49 @@ enum Listened {
 
 async fn listen(config: &tokio_postgres::Config, events: &mpsc::Sender<StoreEvent>) -> Listened {
     let lost = |reason: String, was_up| Listened::Lost { reason, was_up };
-    let (client, mut connection) = match config.connect(NoTls).await {
-        Ok(c) => c,
-        Err(e) => return lost(e.to_string(), false),
-    };
-    // The connection must be polled for the client's queries to progress, and its
-    // messages include the notifications: a task forwards them. It ends (closing
-    // `notes`) when the connection does.
-    let (notes_tx, mut notes) = mpsc::channel::<Result<String, String>>(64);
-    let driver = tokio::spawn(async move {
-        loop {
-            let message = std::future::poll_fn(|cx| connection.poll_message(cx)).await;
-            let forward = match message {
-                Some(Ok(AsyncMessage::Notification(n))) => Ok(n.payload().to_owned()),
-                Some(Ok(_)) => continue, // notices, parameter changes
-                Some(Err(e)) => Err(e.to_string()),
-                None => Err("the server closed the connection".to_owned()),
-            };
-            let end = forward.is_err();
-            // Waiting here when the node is slow holds the socket unread: PostgreSQL
-            // keeps the notifications queued meanwhile.
-            if notes_tx.send(forward).await.is_err() || end {
-                return;
+    let overflowed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (notes_tx, mut notes) = mpsc::channel::<Result<String, String>>(NOTES_QUEUE);
+    let connected = tokio::time::timeout(CONNECT_LIMIT, async {
+        let (client, mut connection) = config.connect(NoTls).await.map_err(|e| e.to_string())?;
+        // The connection must be polled for the client's queries to progress, and its
+        // messages include the notifications: a task forwards them, never waiting. It
+        // ends (closing `notes`) when the connection does.
+        let overflow = overflowed.clone();
+        let driver = tokio::spawn(async move {
+            loop {
+                let message = std::future::poll_fn(|cx| connection.poll_message(cx)).await;
+                let forward = match message {
+                    Some(Ok(AsyncMessage::Notification(n))) => Ok(n.payload().to_owned()),
+                    Some(Ok(_)) => continue, // notices, parameter changes
+                    Some(Err(e)) => Err(e.to_string()),
+                    None => Err("the server closed the connection".to_owned()),
+                };
+                let end = forward.is_err();
+                match notes_tx.try_send(forward) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        overflow.store(true, std::sync::atomic::Ordering::Release);
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                }
+                if end {
+                    return;
+                }
             }
-        }
-    });
-    let _abort = AbortOnDrop(driver);
-    if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
-        return lost(format!("LISTEN failed: {e}"), false);
-    }
+        });
+        let abort = AbortOnDrop(driver);
+        client
+            .batch_execute(&format!("LISTEN {CHANNEL}"))
+            .await
+            .map_err(|e| format!("LISTEN failed: {e}"))?;
+        Ok::<_, String>((client, abort))
+    })
+    .await;
+    let (client, _abort) = match connected {
+        Ok(Ok(c)) => c,
+        Ok(Err(reason)) => return lost(reason, false),
+        Err(_) => return lost(format!("no connection within {CONNECT_LIMIT:?}"), false),
+    };
     if events.send(StoreEvent::Resync).await.is_err() {
         return Listened::ReceiverGone;
     }
@@ -115,7 +140,11 @@ async fn listen(config: &tokio_postgres::Config, events: &mpsc::Sender<StoreEven
     loop {
         tokio::select! {
             note = notes.recv() => {
+                // Notifications were dropped for want of room: read everything again.
                 let event = match note {
+                    Some(Ok(_)) if overflowed.swap(false, std::sync::atomic::Ordering::AcqRel) => {
+                        StoreEvent::Resync
+                    }
                     Some(Ok(id)) if id == "*" => StoreEvent::Resync,
                     Some(Ok(entry_id)) => StoreEvent::Changed { entry_id },
                     Some(Err(reason)) => return lost(reason, true),
@@ -127,7 +156,13 @@ async fn listen(config: &tokio_postgres::Config, events: &mpsc::Sender<StoreEven
             }
             _ = heartbeat.tick() => {
                 match tokio::time::timeout(HEARTBEAT_TIMEOUT, client.simple_query("SELECT 1")).await {
-                    Ok(Ok(_)) => {}
+                    Ok(Ok(_)) => {
+                        if overflowed.swap(false, std::sync::atomic::Ordering::AcqRel)
+                            && events.send(StoreEvent::Resync).await.is_err()
+                        {
+                            return Listened::ReceiverGone;
+                        }
+                    }
                     Ok(Err(e)) => return lost(e.to_string(), true),
                     Err(_) => return lost(format!("no answer to a heartbeat within {HEARTBEAT_TIMEOUT:?}"), true),
                 }

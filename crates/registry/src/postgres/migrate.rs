@@ -69,7 +69,7 @@ pub async fn migrate(client: &mut Client, location: &str) -> Result<Vec<i32>, Re
     let newest = MIGRATIONS.last().map_or(0, |m| m.version);
     if current > newest {
         return Err(RegistryError::SchemaTooNew {
-            path: location.to_owned(),
+            location: location.to_owned(),
             found: i64::from(current),
             supported: i64::from(newest),
         });

@@ -96,6 +96,10 @@ impl PostgresSettings {
             .connect_timeout(CONNECT_TIMEOUT)
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_retries(3)
+            // Unacknowledged data for this long means the peer is gone (Linux).
+            .tcp_user_timeout(Duration::from_secs(20))
             .options(format!(
                 "-c statement_timeout={}",
                 STATEMENT_TIMEOUT.as_millis()
@@ -222,7 +226,7 @@ impl EntryStore for PostgresStore {
             validate_name(name)?;
         }
         let token = new_token()?;
-        let created_at = crate::sqlite::unix_now();
+        let created_at = crate::entry::unix_now();
         for _ in 0..ENTRY_ID_ATTEMPTS {
             let id = new_entry_id()?;
             let name = name.map_or_else(|| id.clone(), str::to_owned);
@@ -245,7 +249,7 @@ impl EntryStore for PostgresStore {
             }
         }
         Err(RegistryError::IdsExhausted {
-            path: self.location.clone(),
+            location: self.location.clone(),
             attempts: ENTRY_ID_ATTEMPTS,
         })
     }
@@ -256,6 +260,19 @@ impl EntryStore for PostgresStore {
         let select = format!("SELECT {ENTRY_COLUMNS} FROM longhaul_entries WHERE id = $1");
         let row = self.timed(OP, client.query_opt(&select, &[&id])).await?;
         row.map(|r| entry_from_row(&r, &self.location)).transpose()
+    }
+
+    async fn get_many(&self, ids: &[String]) -> Result<Vec<Entry>, RegistryError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        const OP: &str = "reading entries";
+        let client = self.client(OP).await?;
+        let select = format!("SELECT {ENTRY_COLUMNS} FROM longhaul_entries WHERE id = ANY($1)");
+        let rows = self.timed(OP, client.query(&select, &[&ids])).await?;
+        rows.iter()
+            .map(|r| entry_from_row(r, &self.location))
+            .collect()
     }
 
     async fn list(&self) -> Result<Vec<Entry>, RegistryError> {

@@ -12,7 +12,7 @@ mod schema;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
@@ -40,6 +40,9 @@ pub const WATCH_INTERVAL: Duration = Duration::from_millis(100);
 /// The entries store in an SQLite file. Cheap to share (`Arc`).
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    /// In memory, the feeds' senders, kept so the feeds stay open (nothing else can
+    /// change the database, so nothing is ever sent after the first `Resync`).
+    idle_feeds: Mutex<Vec<mpsc::Sender<StoreEvent>>>,
     /// Where the file is; `None` in memory (the watcher then has nothing to watch).
     file: Option<PathBuf>,
     path: String,
@@ -85,6 +88,7 @@ impl SqliteStore {
         schema::prepare(&mut conn, &path)?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            idle_feeds: Mutex::new(Vec::new()),
             file,
             path,
         })
@@ -132,6 +136,18 @@ impl EntryStore for SqliteStore {
     async fn get(&self, id: &str) -> Result<Option<Entry>, RegistryError> {
         let id = id.to_owned();
         self.with_conn(move |conn, path| get(conn, path, &id)).await
+    }
+
+    async fn get_many(&self, ids: &[String]) -> Result<Vec<Entry>, RegistryError> {
+        let ids = ids.to_vec();
+        self.with_conn(move |conn, path| {
+            let mut found = Vec::with_capacity(ids.len());
+            for id in &ids {
+                found.extend(get(conn, path, id)?);
+            }
+            Ok(found)
+        })
+        .await
     }
 
     async fn list(&self) -> Result<Vec<Entry>, RegistryError> {
@@ -206,6 +222,7 @@ impl EntryStore for SqliteStore {
         let Some(file) = self.file.clone() else {
             // In memory: nothing else can change it.
             let _ = tx.try_send(StoreEvent::Resync);
+            lock(&self.idle_feeds).push(tx);
             return rx;
         };
         let spawned = std::thread::Builder::new()
@@ -277,7 +294,7 @@ fn read_version(conn: &mut Option<Connection>, file: &Path) -> rusqlite::Result<
 
 fn create(conn: &Connection, path: &str, name: Option<&str>) -> Result<Entry, RegistryError> {
     let token = new_token()?;
-    let created_at = unix_now();
+    let created_at = crate::entry::unix_now();
     for _ in 0..ENTRY_ID_ATTEMPTS {
         let id = new_entry_id()?;
         let entry = Entry {
@@ -305,7 +322,7 @@ fn create(conn: &Connection, path: &str, name: Option<&str>) -> Result<Entry, Re
         }
     }
     Err(RegistryError::IdsExhausted {
-        path: path.to_owned(),
+        location: path.to_owned(),
         attempts: ENTRY_ID_ATTEMPTS,
     })
 }
@@ -334,8 +351,8 @@ fn list(conn: &Connection, path: &str) -> Result<Vec<Entry>, RegistryError> {
 /// The connection. A panic elsewhere while holding the lock cannot leave it half used
 /// (every call is one statement, and rusqlite rolls back dropped transactions), so a
 /// poisoned lock is taken over rather than failing forever.
-fn lock(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
-    conn.lock().unwrap_or_else(PoisonError::into_inner)
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn sql_error(path: &str, operation: &'static str, source: rusqlite::Error) -> RegistryError {
@@ -361,13 +378,6 @@ fn is_constraint_violation(error: &rusqlite::Error) -> bool {
         error,
         rusqlite::Error::SqliteFailure(e, _) if e.code == ErrorCode::ConstraintViolation
     )
-}
-
-/// Now in Unix seconds; 0 if the clock is before 1970.
-pub(crate) fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

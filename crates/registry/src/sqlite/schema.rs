@@ -70,7 +70,7 @@ pub(crate) fn prepare(conn: &mut Connection, path: &str) -> Result<(), RegistryE
         .map_err(sql("reading the schema version"))?;
     if version > SCHEMA_VERSION {
         return Err(RegistryError::SchemaTooNew {
-            path: path.to_owned(),
+            location: path.to_owned(),
             found: version,
             supported: SCHEMA_VERSION,
         });
