@@ -16,11 +16,6 @@ pub const ENV_PREFIX: &str = "LONGHAUL_";
 /// Environment variables of the CLI itself, not config keys.
 const CLI_VARIABLES: &[&str] = &["LOG", "LOG_FORMAT", "API", "API_TOKEN"];
 
-/// Environment variables of the PostgreSQL test harness (`longhaul_registry::testing`;
-/// `.ci/run` sets the first two for the whole test run), not config keys: tests run this
-/// binary with them set.
-const TEST_VARIABLES: &[&str] = &["TEST_POSTGRES_URL", "TEST_POSTGRES_PASSWORD", "PG_BINDIR"];
-
 pub fn load<T: DeserializeOwned>(files: &[PathBuf]) -> anyhow::Result<T> {
     let mut figment = Figment::new();
     for file in files {
@@ -37,8 +32,7 @@ pub fn load<T: DeserializeOwned>(files: &[PathBuf]) -> anyhow::Result<T> {
         })?;
         figment = figment.merge(Toml::file_exact(file));
     }
-    let not_config = [CLI_VARIABLES, TEST_VARIABLES].concat();
-    figment = figment.merge(Env::prefixed(ENV_PREFIX).ignore(&not_config).split("__"));
+    figment = figment.merge(Env::prefixed(ENV_PREFIX).ignore(CLI_VARIABLES).split("__"));
     figment.extract::<T>().map_err(|e| {
         let all: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
         anyhow::anyhow!("bad configuration: {}", all.join("; "))

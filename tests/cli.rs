@@ -320,8 +320,7 @@ fn shipped_configs_run_every_site_with_json_logs_and_pki_files() {
     }
 }
 
-/// The CLI's own variables (`LONGHAUL_LOG`, `LONGHAUL_API`, ...), and the test harness's
-/// (`.ci/run` sets `LONGHAUL_TEST_POSTGRES_*` for the whole run), are not config keys.
+/// The CLI's own variables (`LONGHAUL_LOG`, `LONGHAUL_API`, ...) are not config keys.
 #[test]
 fn cli_variables_are_not_config_keys() {
     let config =
@@ -331,12 +330,6 @@ fn cli_variables_are_not_config_keys() {
         ("LONGHAUL_API_TOKEN", "whatever-whatever"),
         ("LONGHAUL_LOG", "info"),
         ("LONGHAUL_LOG_FORMAT", "human"),
-        (
-            "LONGHAUL_TEST_POSTGRES_URL",
-            "postgres://longhaul@127.0.0.1:5433/postgres",
-        ),
-        ("LONGHAUL_TEST_POSTGRES_PASSWORD", "whatever"),
-        ("LONGHAUL_PG_BINDIR", "/usr/lib/postgresql/15/bin"),
     ];
     let out = origin_with("site.toml", config, &env);
     // It gets past configuration and fails on the registry path instead.

@@ -171,3 +171,36 @@ async fn an_api_token_is_required_when_set() {
     let (status, _, _) = http("GET", &format!("{}/healthz", origin.http()), "", None).await;
     assert_eq!(status, 200);
 }
+
+/// A client that sends headers and then trickles (here: stops sending) its body is
+/// answered 408, in JSON, after the body timeout, and the connection is not held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_never_comes_is_a_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let origin = start_origin("").await;
+    let mut socket = tokio::net::TcpStream::connect(origin.origin.http_addr)
+        .await
+        .unwrap();
+    socket
+        .write_all(
+            b"POST /api/v1/entries HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+              content-length: 100\r\n\r\n{\"name\"",
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        longhaul_origin::api::BODY_TIMEOUT + std::time::Duration::from_secs(5),
+        socket.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(read.is_ok(), "no answer in time");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"request_timeout\""), "{text}");
+    assert!(
+        started.elapsed()
+            >= longhaul_origin::api::BODY_TIMEOUT - std::time::Duration::from_millis(500)
+    );
+}

@@ -378,7 +378,7 @@ impl Connection {
             transport: self.transport.as_str().into(),
         };
         let stream = target.stream_name.clone();
-        let epoch = self.state.live.epoch(&target.entry_id);
+        let epoch = self.state.live.epoch();
         match self.state.upstreams.open_publish(request).await {
             Decision::Allowed {
                 sender,

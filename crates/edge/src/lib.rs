@@ -97,16 +97,13 @@ const DRAIN_MARGIN: std::time::Duration = std::time::Duration::from_secs(3);
 /// and counts the end (`edge_publish_ends_total{reason="revoked"}`).
 fn revoke_hook(live: LivePublishes, counter: prometheus::IntCounterVec) -> RevokeFn {
     std::sync::Arc::new(move |r: Revocation| {
-        let cut = match r.before_generation {
-            Some(g) => Cut::Before(g),
-            None => Cut::All,
-        };
+        let cut = Cut::from_floor(r.before_generation);
         let why = Revoked {
             code: r.code,
             reason: r.reason,
             description: r.description,
         };
-        let n = live.revoke(&r.entry_id, cut, &why);
+        let n = live.revoke(&r.entry_id, cut, &why, std::time::Instant::now());
         counter
             .with_label_values(&[crate::metrics::label(&why.reason)])
             .inc();

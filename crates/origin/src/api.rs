@@ -89,7 +89,6 @@ pub fn router(state: Arc<OriginState>) -> Router<Arc<OriginState>> {
         .merge(guarded)
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
-        .layer(axum::middleware::from_fn(body_deadline))
 }
 
 /// An API error: a status and the JSON body `{"error": {"code", "message"}}`.
@@ -182,7 +181,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 let t = t.trim().to_ascii_lowercase();
                 t == "application/json" || (t.starts_with("application/") && t.ends_with("+json"))
             });
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+        let read = tokio::time::timeout(BODY_TIMEOUT, Bytes::from_request(req, state))
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    format!("the request body was not received within {BODY_TIMEOUT:?}"),
+                )
+            })?;
+        let bytes = read.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -221,6 +229,29 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             };
             ApiError::new(StatusCode::BAD_REQUEST, code, format!("{what}: {e}"))
         })
+    }
+}
+
+/// The `{id}` of a route, or a JSON 400 (an id that is not valid UTF-8 once decoded).
+pub struct EntryId(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for EntryId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(id)| EntryId(id))
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_entry_id",
+                    format!("the entry id in the path is not readable: {e}"),
+                )
+            })
     }
 }
 
@@ -264,20 +295,6 @@ async fn authorize(
     };
     req.extensions_mut().insert(Caller { client, by });
     Ok(next.run(req).await)
-}
-
-/// Bounds the time a handler (reading the body included) may take: 408 past
-/// [`BODY_TIMEOUT`].
-async fn body_deadline(req: Request, next: Next) -> Response {
-    match tokio::time::timeout(BODY_TIMEOUT, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
-            format!("the request was not received within {BODY_TIMEOUT:?}"),
-        )
-        .into_response(),
-    }
 }
 
 fn client_of(req: &Request) -> SocketAddr {
@@ -340,7 +357,7 @@ async fn list(State(state): State<Arc<OriginState>>) -> Result<Response, ApiErro
 
 async fn show(
     State(state): State<Arc<OriginState>>,
-    Path(id): Path<String>,
+    EntryId(id): EntryId,
 ) -> Result<Response, ApiError> {
     let entry = registry(&state)?.get(&id).ok_or_else(|| not_found(&id))?;
     Ok(json(StatusCode::OK, &entry_json(&entry, &state)))
@@ -349,7 +366,7 @@ async fn show(
 async fn rename(
     State(state): State<Arc<OriginState>>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    EntryId(id): EntryId,
     JsonBody(body): JsonBody<RenameEntry>,
 ) -> Result<Response, ApiError> {
     let entry = registry(&state)?.rename(&id, &body.name).await?;
@@ -360,7 +377,7 @@ async fn rename(
 async fn delete(
     State(state): State<Arc<OriginState>>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    EntryId(id): EntryId,
 ) -> Result<Response, ApiError> {
     if !registry(&state)?.delete(&id).await? {
         return Err(not_found(&id));
@@ -372,7 +389,7 @@ async fn delete(
 async fn regenerate(
     State(state): State<Arc<OriginState>>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    EntryId(id): EntryId,
     JsonBody(body): JsonBody<RegenerateToken>,
 ) -> Result<Response, ApiError> {
     let entry = registry(&state)?
@@ -387,7 +404,7 @@ async fn regenerate(
 async fn kick(
     State(state): State<Arc<OriginState>>,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    EntryId(id): EntryId,
 ) -> Result<Response, ApiError> {
     // With a callback, the platform knows the entries: any id of the right shape.
     match (&state.callback, &state.registry) {
@@ -418,7 +435,7 @@ async fn kick(
 
 async fn fmle(
     State(state): State<Arc<OriginState>>,
-    Path(id): Path<String>,
+    EntryId(id): EntryId,
 ) -> Result<Response, ApiError> {
     let entry = registry(&state)?.get(&id).ok_or_else(|| not_found(&id))?;
     let endpoints = state.endpoints_of(&entry);

@@ -48,6 +48,10 @@ const MAX_CACHED: usize = 10_000;
 /// Pause before a retry: long enough for a restarting instance behind a load balancer
 /// to be replaced, short against the encoder's patience.
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
+/// Calls in flight at once. A burst of publishes (every encoder of an edge coming back
+/// after a restart) is spread over the service rather than all thrown at it; past this
+/// a publish waits for a slot within its timeout, then is refused as unavailable.
+const MAX_IN_FLIGHT: usize = 64;
 
 /// What the callback is told about a publish.
 #[derive(Debug, Clone, Serialize)]
@@ -105,6 +109,10 @@ pub struct CallbackAuthority {
     allow_for: Duration,
     refuse_for: Duration,
     cache: Mutex<HashMap<Key, Cached>>,
+    /// Moves on at every [`CallbackAuthority::forget`]: an answer asked for before a
+    /// revocation and arriving after it is not cached.
+    forgotten: std::sync::atomic::AtomicU64,
+    in_flight: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for CallbackAuthority {
@@ -138,6 +146,8 @@ impl CallbackAuthority {
             allow_for: Duration::from_secs(section.cache_secs),
             refuse_for: Duration::from_secs(section.refusal_cache_secs),
             cache: Mutex::new(HashMap::new()),
+            forgotten: std::sync::atomic::AtomicU64::new(0),
+            in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
         })
     }
 
@@ -156,36 +166,46 @@ impl CallbackAuthority {
             token: request.token.clone(),
             client_ip: client_ip(&request.client_addr),
         };
-        if let Some(verdict) = self.cached(&key) {
+        if let Some(verdict) = self.cached(&key, Instant::now()) {
             return (verdict, true);
         }
-        let verdict = self.ask(request).await;
+        let asked = self.forgotten.load(std::sync::atomic::Ordering::Acquire);
+        let verdict = match tokio::time::timeout(self.timeout, self.in_flight.acquire()).await {
+            Ok(Ok(_slot)) => self.ask(request).await,
+            _ => CallbackVerdict::Unavailable {
+                why: format!("{MAX_IN_FLIGHT} calls already in flight"),
+            },
+        };
         let keep_for = match verdict {
             CallbackVerdict::Allowed => self.allow_for,
             CallbackVerdict::Refused { .. } => self.refuse_for,
             CallbackVerdict::Unavailable { .. } => Duration::ZERO,
         };
-        if !keep_for.is_zero() {
-            self.remember(key, verdict.clone(), keep_for);
+        let unchanged = self.forgotten.load(std::sync::atomic::Ordering::Acquire) == asked;
+        if !keep_for.is_zero() && unchanged {
+            self.remember(key, verdict.clone(), keep_for, Instant::now());
         }
         (verdict, false)
     }
 
-    /// Forgets every answer about `entry_id` (it was revoked).
+    /// Forgets every answer about `entry_id` (it was revoked), and any answer still
+    /// on its way.
     pub fn forget(&self, entry_id: &str) {
-        self.lock().retain(|k, _| k.entry_id != entry_id);
+        let mut cache = self.lock();
+        self.forgotten
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        cache.retain(|k, _| k.entry_id != entry_id);
     }
 
-    fn cached(&self, key: &Key) -> Option<CallbackVerdict> {
+    fn cached(&self, key: &Key, now: Instant) -> Option<CallbackVerdict> {
         let cache = self.lock();
         cache
             .get(key)
-            .filter(|c| c.until > Instant::now())
+            .filter(|c| c.until > now)
             .map(|c| c.verdict.clone())
     }
 
-    fn remember(&self, key: Key, verdict: CallbackVerdict, keep_for: Duration) {
-        let now = Instant::now();
+    fn remember(&self, key: Key, verdict: CallbackVerdict, keep_for: Duration, now: Instant) {
         let mut cache = self.lock();
         if cache.len() >= MAX_CACHED {
             cache.retain(|_, c| c.until > now);
@@ -253,17 +273,18 @@ impl CallbackAuthority {
             .await
             .map_err(|e| format!("calling {}: {e}", self.url))?;
         let status = response.status();
+        // Read the (bounded) body in every case, so the connection can be reused.
+        let reply = Limited::new(response.into_body(), MAX_REPLY_BYTES)
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         if status.is_success() {
             return Ok(CallbackVerdict::Allowed);
         }
         if status.is_server_error() || status.is_informational() || status.is_redirection() {
             return Err(format!("{} answered {status}", self.url));
         }
-        let reply = Limited::new(response.into_body(), MAX_REPLY_BYTES)
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
         Ok(CallbackVerdict::Refused {
             reason: reason_from(&reply).unwrap_or_else(|| format!("refused ({status})")),
         })

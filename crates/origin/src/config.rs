@@ -372,6 +372,14 @@ impl OriginConfig {
             key: "auth.callback.url",
             reason: format!("{:?} is not a URL: {e}", callback.url),
         })?;
+        if url.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Err(InvalidSetting {
+                key: "auth.callback.url",
+                reason: "holds credentials (user@ or user:password@): they would reach the logs; \
+                         send a bearer token with auth.callback.bearer_env instead"
+                    .into(),
+            });
+        }
         if url.scheme_str() != Some("http") || url.host().is_none() {
             return Err(InvalidSetting {
                 key: "auth.callback.url",
@@ -563,6 +571,10 @@ mod tests {
                 "auth.callback.timeout_ms",
             ),
             (&format!("{valid}\nretries = 9"), "auth.callback.retries"),
+            (
+                "[auth]\nmode = \"callback\"\n[auth.callback]\nurl = \"http://u:pw@auth.internal/p\"",
+                "auth.callback.url",
+            ),
             (
                 &format!("{valid}\nbearer_env = \"LONGHAUL_TEST_SURELY_UNSET_VAR\""),
                 "auth.callback.bearer_env",

@@ -117,15 +117,15 @@ fn preflight() -> Response<Body> {
 /// unreachable (publishes are still decided, from memory: the node should stay in its
 /// load balancer's pool, but an operator should know).
 fn health(state: &OriginState) -> Response<Body> {
+    // Where the database is and its last error stay in the logs: this port is public
+    // (players fetch HTTP-FLV from it).
     let registry = state.registry.as_ref().map(|r| {
         let s = r.status();
         serde_json::json!({
             "backend": s.store.backend,
-            "location": s.store.location,
             "state": s.state.as_str(),
             "since": s.since.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
             "entries": s.entries,
-            "last_error": s.last_error,
         })
     });
     let degraded = registry

@@ -25,6 +25,9 @@ pub mod reason {
     pub const CALLBACK_REFUSED: &str = "callback_refused";
     /// The authorisation callback did not answer.
     pub const CALLBACK_UNAVAILABLE: &str = "callback_unavailable";
+    /// The token is not the one this origin knows, and it cannot reach its registry to
+    /// look for a newer one: not counted as a credential failure.
+    pub const UNVERIFIED_TOKEN: &str = "unverified_token";
     /// The entry was revoked between the check and the stream's start.
     pub const REVOKED: &str = "revoked";
     /// A tunnelled publish whose grant is unknown or expired.
@@ -309,6 +312,7 @@ mod tests {
             reason::INTERNAL,
             reason::TOO_MANY_FAILURES,
             reason::CALLBACK_UNAVAILABLE,
+            reason::UNVERIFIED_TOKEN,
             reason::REVOKED,
             reason::UNKNOWN_GRANT,
         ] {

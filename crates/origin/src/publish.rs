@@ -169,7 +169,7 @@ pub async fn authorise(
             ));
         }
     };
-    let epoch = state.live.epoch(&target.entry_id);
+    let epoch = state.live.epoch();
     let decided = match (&state.callback, &state.registry) {
         (Some(callback), _) => {
             let request = CallbackRequest {
@@ -206,10 +206,23 @@ pub async fn authorise(
             }
         }
         (None, Some(registry)) => {
-            match registry
+            let check = registry
                 .check_token(&target.entry_id, target.token.as_deref())
-                .await
-            {
+                .await;
+            // Fail static: while the registry is out of reach, a token or entry made a
+            // moment ago elsewhere cannot be looked up. Refused, but not counted against
+            // the address: the encoder may be right.
+            let unverified = matches!(check, TokenCheck::Wrong | TokenCheck::UnknownEntry)
+                && registry.state() != longhaul_registry::StoreState::Connected;
+            match check {
+                _ if unverified => Err((
+                    reason::UNVERIFIED_TOKEN,
+                    format!(
+                        "publish refused: entry {} or its token is not the one this origin \
+                         knows, and it cannot reach its registry to check; try again shortly",
+                        target.entry_id
+                    ),
+                )),
                 TokenCheck::Valid { generation } => Ok(Some(generation)),
                 TokenCheck::Missing => Err((
                     reason::MISSING_TOKEN,

@@ -46,13 +46,12 @@ pub fn revoke(
     if let Some(callback) = &state.callback {
         callback.forget(entry_id);
     }
-    let here = state.live.revoke(entry_id, cut, &revoked);
+    let here = state
+        .live
+        .revoke(entry_id, cut, &revoked, std::time::Instant::now());
     let edges = state.tunnels.revoke(&longhaul_tunnel::Revocation {
         entry_id: entry_id.to_owned(),
-        before_generation: match cut {
-            Cut::Before(g) => Some(g),
-            Cut::All => None,
-        },
+        before_generation: cut.floor(),
         code: revoked.code.clone(),
         reason: revoked.reason.clone(),
         description: revoked.description.clone(),
@@ -92,6 +91,18 @@ pub fn watch_registry(state: &Arc<OriginState>) {
                     format!(
                         "publish stopped: the token of entry {entry_id} was regenerated; \
                          update the encoder with the new token"
+                    ),
+                );
+            }
+            RegistryChange::TokenReset { entry_id } => {
+                revoke(
+                    &state,
+                    entry_id,
+                    Cut::All,
+                    reason::TOKEN_REVOKED,
+                    format!(
+                        "publish stopped: the token of entry {entry_id} was replaced; \
+                         update the encoder with the current token"
                     ),
                 );
             }
