@@ -247,15 +247,16 @@ fn shipped_configs_run_every_site_with_json_logs_and_pki_files() {
         key: pki.join("node_tunnel_test.key"),
     };
     assert!(String::from_utf8_lossy(&out.stdout).contains("node_tunnel_test.pem"));
-    // Both origins on one PostgreSQL database, as production has them.
-    let (registry_url, password) = {
-        let server = longhaul_registry::testing::shared_server()
-            .unwrap_or_else(|e| panic!("PostgreSQL for the tests: {e}"));
-        let db = server.create_database().expect("a database");
-        (server.url(&db), server.password().to_owned())
-    };
+    // Both origins on one PostgreSQL database over TLS, as production has them.
+    let mut server =
+        longhaul_registry::testing::PostgresServer::start().expect("a private PostgreSQL");
+    let ca = server.enable_tls_with_test_ca().expect("TLS on");
+    let db = server.create_database().expect("a database");
+    let registry_url = server.url(&db);
     let password_file = dir.path().join("registry-password");
-    std::fs::write(&password_file, format!("{password}\n")).unwrap();
+    std::fs::write(&password_file, format!("{}\n", server.password())).unwrap();
+    let registry_ca = dir.path().join("registry-ca.pem");
+    std::fs::write(&registry_ca, ca).unwrap();
     let sites = [
         ("origin", "nyc"),
         ("origin", "pao"),
@@ -273,6 +274,7 @@ fn shipped_configs_run_every_site_with_json_logs_and_pki_files() {
                     "LONGHAUL_REGISTRY__PASSWORD_FILE",
                     password_file.clone().into(),
                 ),
+                ("LONGHAUL_REGISTRY__TLS_CA", registry_ca.clone().into()),
             ]
         } else {
             vec![("LONGHAUL_TUNNEL__BIND", "127.0.0.1:0".into())]

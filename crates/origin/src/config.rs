@@ -123,6 +123,10 @@ pub struct RegistrySection {
     pub password_file: Option<PathBuf>,
     /// Environment variable holding the PostgreSQL password.
     pub password_env: Option<String>,
+    /// The CA (PEM) that signed the PostgreSQL server's certificate. With it,
+    /// connections use TLS and check the server; a database on another host needs it
+    /// (or `?sslmode=disable` in the URL, on a private network you trust).
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl RegistrySection {
@@ -140,6 +144,10 @@ impl RegistrySection {
             (Some(_), Some(_)) => Err(invalid(
                 "registry",
                 "names two stores: set registry.path (SQLite) or registry.url (PostgreSQL), not both",
+            )),
+            (Some(_), None) if self.tls_ca.is_some() => Err(invalid(
+                "registry.tls_ca",
+                "TLS is for registry.url (PostgreSQL); an SQLite file is local",
             )),
             (Some(_), None) if self.password_file.is_some() || self.password_env.is_some() => {
                 Err(invalid(
@@ -184,10 +192,16 @@ impl RegistrySection {
             url,
             password,
             application_name: format!("longhaul {node}"),
+            tls_ca: self.tls_ca.clone(),
         };
-        // Refuses a password written into the URL, and a URL that does not parse.
+        // Refuses a password written into the URL, a URL that does not parse, and a
+        // remote database without TLS.
         settings.config().map_err(|e| InvalidSetting {
-            key: "registry.url",
+            key: if e.to_string().contains("registry.tls_ca") && self.tls_ca.is_some() {
+                "registry.tls_ca"
+            } else {
+                "registry.url"
+            },
             reason: e.to_string(),
         })?;
         Ok(StoreConfig::Postgres(settings))
@@ -523,6 +537,12 @@ mod tests {
                 "url = \"postgres://u@h/d\"\npassword_env = \"LONGHAUL_TEST_SURELY_UNSET_VAR\"",
                 "registry.password_env",
             ),
+            // A database on another host, in the clear: refused unless said on purpose.
+            ("url = \"postgres://u@db.internal/d\"", "registry.url"),
+            (
+                "url = \"postgres://u@db.internal/d\"\ntls_ca = \"/nonexistent/ca.pem\"",
+                "registry.tls_ca",
+            ),
         ] {
             let err = section(extra).store_config("t").expect_err(extra);
             assert_eq!(err.key, key, "{extra}: {err}");
@@ -532,7 +552,7 @@ mod tests {
         let file = dir.path().join("pw");
         std::fs::write(&file, "s3cret\n").unwrap();
         let config = section(&format!(
-            "url = \"postgres://longhaul@db.internal:5433/longhaul\"\npassword_file = {:?}",
+            "url = \"postgres://longhaul@db.internal:5433/longhaul?sslmode=disable\"\npassword_file = {:?}",
             file.display().to_string()
         ))
         .store_config("nyc-1")

@@ -856,6 +856,60 @@ impl PostgresServer {
         self.launch()
     }
 
+    /// Turns TLS on with this certificate chain and key (PEM), and restarts: clients
+    /// may then connect with `sslmode=require` (plain connections still work, as
+    /// `pg_hba.conf`'s `host` lines allow both). The files go in the data directory,
+    /// owned by the server's user and readable by it alone, as PostgreSQL demands of a key.
+    pub fn enable_tls(&mut self, cert_pem: &str, key_pem: &str) -> Result<(), HarnessError> {
+        let cert = self.data_dir.join("server.crt");
+        let key = self.data_dir.join("server.key");
+        for (path, text) in [(&cert, cert_pem), (&key, key_pem)] {
+            fs::write(path, text)
+                .map_err(|e| HarnessError::io(format!("write {}", path.display()), e))?;
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+                .map_err(|e| HarnessError::io(format!("set the mode of {}", path.display()), e))?;
+            if let Some(user) = self.run_as {
+                chown(path, Some(user.uid), Some(user.gid)).map_err(|e| {
+                    HarnessError::io(format!("hand {} to the server's user", path.display()), e)
+                })?;
+            }
+        }
+        // One statement per call: ALTER SYSTEM refuses to run inside the transaction
+        // that psql puts several statements of one command in.
+        for setting in [
+            "ALTER SYSTEM SET ssl = on",
+            "ALTER SYSTEM SET ssl_cert_file = 'server.crt'",
+            "ALTER SYSTEM SET ssl_key_file = 'server.key'",
+        ] {
+            self.execute("postgres", setting)?;
+        }
+        self.restart()
+    }
+
+    /// Turns TLS on with a certificate for `localhost` and `127.0.0.1` from a CA made
+    /// on the spot, and returns that CA's certificate (PEM) for the clients to trust.
+    pub fn enable_tls_with_test_ca(&mut self) -> Result<String, HarnessError> {
+        let made = |e: rcgen::Error| HarnessError::io("make a test certificate", e);
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(made)?;
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "longhaul test database CA");
+        let ca_key = rcgen::KeyPair::generate().map_err(made)?;
+        let ca = ca_params.self_signed(&ca_key).map_err(made)?;
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+                .map_err(made)?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "localhost");
+        let key = rcgen::KeyPair::generate().map_err(made)?;
+        let cert = params.signed_by(&key, &ca, &ca_key).map_err(made)?;
+        self.enable_tls(&cert.pem(), &key.serialize_pem())?;
+        Ok(ca.pem())
+    }
+
     fn check_running(&self) -> Result<(), HarnessError> {
         if self.is_running() {
             Ok(())

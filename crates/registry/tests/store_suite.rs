@@ -599,6 +599,7 @@ async fn postgres_fail_static_while_down_then_resync_after_a_restart() {
         url: server.url(&database),
         password: Some(server.password().to_owned()),
         application_name: "longhaul-restart-test".into(),
+        tls_ca: None,
     };
     let open = || async {
         let store = PostgresStore::connect(&settings).await.expect("connect");
@@ -715,6 +716,7 @@ async fn postgres_an_unreachable_database_is_named_at_start() {
         url: format!("postgres://longhaul@127.0.0.1:{port}/longhaul"),
         password: Some("s3cret-password".into()),
         application_name: "t".into(),
+        tls_ca: None,
     };
     let err = PostgresStore::connect(&settings).await.unwrap_err();
     assert!(err.is_unavailable(), "{err}");
@@ -732,4 +734,83 @@ async fn postgres_an_unreachable_database_is_named_at_start() {
     let err = PostgresStore::connect(&inline).await.unwrap_err();
     assert!(err.to_string().contains("password_file"), "{err}");
     assert!(!err.to_string().contains("s3cret"), "{err}");
+}
+
+/// A database reached over TLS, checked against the CA that signed its certificate:
+/// the store's connections and its change feed are encrypted; a server whose
+/// certificate another CA signed is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_tls_checked_against_its_ca() {
+    use longhaul_registry::postgres::{PostgresSettings, PostgresStore};
+    use longhaul_registry::testing::PostgresServer;
+    let (server, database, ca) = tokio::task::spawn_blocking(|| {
+        let mut server = PostgresServer::start().expect("a private PostgreSQL");
+        let ca = server.enable_tls_with_test_ca().expect("TLS on");
+        let database = server.create_database().expect("a database");
+        (server, database, ca)
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+    let settings = PostgresSettings {
+        url: server.url(&database),
+        password: Some(server.password().to_owned()),
+        application_name: "longhaul-tls-test".into(),
+        tls_ca: Some(ca_file),
+    };
+    let open = || async {
+        let store = PostgresStore::connect(&settings)
+            .await
+            .expect("connect over TLS");
+        Registry::open(Arc::new(store)).await.expect("open")
+    };
+    let (nyc, pao) = (open().await, open().await);
+    let entry = nyc.create_entry(Some("secret")).await.unwrap();
+    eventually("the entry reaches pao over TLS", PUSH_LIMIT, || {
+        pao.get(&entry.id).is_some()
+    })
+    .await;
+    let (_server, encrypted) = tokio::task::spawn_blocking(move || {
+        let answer = server
+            .execute(
+                &database,
+                "SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_ssl s \
+                 JOIN pg_stat_activity a USING (pid) \
+                 WHERE a.application_name = 'longhaul-tls-test'",
+            )
+            .expect("query pg_stat_ssl");
+        (server, answer)
+    })
+    .await
+    .unwrap();
+    let counts: Vec<u32> = encrypted
+        .trim()
+        .split('|')
+        .map(|n| n.trim().parse().unwrap())
+        .collect();
+    assert!(
+        counts[1] >= 2,
+        "the pools and feeds are connected: {encrypted}"
+    );
+    assert_eq!(
+        counts[0], counts[1],
+        "every connection is encrypted: {encrypted}"
+    );
+
+    // A CA that did not sign the server's certificate: refused, and said so.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let wrong_ca = dir.path().join("wrong-ca.pem");
+    std::fs::write(&wrong_ca, other.cert.pem()).unwrap();
+    let impostor = PostgresSettings {
+        tls_ca: Some(wrong_ca),
+        ..settings.clone()
+    };
+    let err = PostgresStore::connect(&impostor).await.unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
 }

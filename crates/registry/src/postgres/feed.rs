@@ -11,7 +11,10 @@
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{AsyncMessage, NoTls, Socket};
+
+use super::tls::Transport;
 
 use crate::store::StoreEvent;
 
@@ -48,6 +51,7 @@ pub const CONNECT_LIMIT: Duration = Duration::from_secs(10);
 /// Runs the feed until `events`' receiver is dropped.
 pub async fn run(
     config: tokio_postgres::Config,
+    transport: Transport,
     location: String,
     events: mpsc::Sender<StoreEvent>,
 ) {
@@ -55,7 +59,11 @@ pub async fn run(
     // A loss was reported and no connection has been up since: say it once per outage.
     let mut down = false;
     loop {
-        let (reason, was_up) = match listen(&config, &events).await {
+        let listened = match &transport {
+            Transport::Plain => listen(&config, NoTls, &events).await,
+            Transport::Tls(connector) => listen(&config, connector.clone(), &events).await,
+        };
+        let (reason, was_up) = match listened {
             Listened::ReceiverGone => return,
             Listened::Lost { reason, was_up } => (reason, was_up),
         };
@@ -86,12 +94,25 @@ enum Listened {
     Lost { reason: String, was_up: bool },
 }
 
-async fn listen(config: &tokio_postgres::Config, events: &mpsc::Sender<StoreEvent>) -> Listened {
+async fn listen<T>(
+    config: &tokio_postgres::Config,
+    tls: T,
+    events: &mpsc::Sender<StoreEvent>,
+) -> Listened
+where
+    T: MakeTlsConnect<Socket>,
+    T::Stream: Send + 'static,
+    T::TlsConnect: Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
     let lost = |reason: String, was_up| Listened::Lost { reason, was_up };
     let overflowed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (notes_tx, mut notes) = mpsc::channel::<Result<String, String>>(NOTES_QUEUE);
     let connected = tokio::time::timeout(CONNECT_LIMIT, async {
-        let (client, mut connection) = config.connect(NoTls).await.map_err(|e| e.to_string())?;
+        let (client, mut connection) = config
+            .connect(tls)
+            .await
+            .map_err(|e| super::with_causes(&e))?;
         // The connection must be polled for the client's queries to progress, and its
         // messages include the notifications: a task forwards them, never waiting. It
         // ends (closing `notes`) when the connection does.

@@ -14,9 +14,12 @@
 //! - The password comes from the settings (read from a file or an environment variable
 //!   by the node), never from the URL, and is never logged: [`StoreInfo`] and every
 //!   error name the user, host, port and database only.
+//! - A database on another host is reached over TLS, checked against a configured CA
+//!   ([`tls`]), unless the operator says otherwise on purpose.
 
 mod feed;
 pub mod migrate;
+pub mod tls;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -55,6 +58,9 @@ pub struct PostgresSettings {
     pub password: Option<String>,
     /// Shown in `pg_stat_activity` (the node's id), so a DBA can tell origins apart.
     pub application_name: String,
+    /// The CA (PEM) that signed the database's certificate: connections then use TLS
+    /// and check the server (see [`tls`]).
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for PostgresSettings {
@@ -63,14 +69,16 @@ impl std::fmt::Debug for PostgresSettings {
             .field("url", &self.url)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("application_name", &self.application_name)
+            .field("tls_ca", &self.tls_ca)
             .finish()
     }
 }
 
 impl PostgresSettings {
-    /// The connection settings, or why they cannot work. A password written into the
-    /// URL is refused: URLs end up in logs, shell histories and process lists.
-    pub fn config(&self) -> Result<tokio_postgres::Config, RegistryError> {
+    /// The connection settings and how to secure them, or why they cannot work. A
+    /// password written into the URL is refused: URLs end up in logs, shell histories
+    /// and process lists.
+    pub fn config(&self) -> Result<(tokio_postgres::Config, tls::Transport), RegistryError> {
         let mut config = tokio_postgres::Config::from_str(&self.url).map_err(|e| {
             RegistryError::Settings(format!(
                 "registry.url is not a PostgreSQL URL (postgres://user@host:port/database): {e}"
@@ -104,7 +112,8 @@ impl PostgresSettings {
                 "-c statement_timeout={}",
                 STATEMENT_TIMEOUT.as_millis()
             ));
-        Ok(config)
+        let transport = tls::transport(&mut config, self.tls_ca.as_deref())?;
+        Ok((config, transport))
     }
 }
 
@@ -128,6 +137,7 @@ fn location(config: &tokio_postgres::Config) -> String {
 pub struct PostgresStore {
     pool: Pool,
     config: tokio_postgres::Config,
+    transport: tls::Transport,
     location: String,
 }
 
@@ -145,15 +155,17 @@ impl PostgresStore {
     /// Connects, brings the schema up to date and returns the store. Fails if the
     /// database cannot be reached now: a node must load its entries once before serving.
     pub async fn connect(settings: &PostgresSettings) -> Result<PostgresStore, RegistryError> {
-        let config = settings.config()?;
+        let (config, transport) = settings.config()?;
         let location = location(&config);
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &transport {
+            tls::Transport::Plain => Manager::from_config(config.clone(), NoTls, manager_config),
+            tls::Transport::Tls(connector) => {
+                Manager::from_config(config.clone(), connector.clone(), manager_config)
+            }
+        };
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)
@@ -165,6 +177,7 @@ impl PostgresStore {
         let store = PostgresStore {
             pool,
             config,
+            transport,
             location,
         };
         let mut client = store.client("connecting").await?;
@@ -348,7 +361,12 @@ impl EntryStore for PostgresStore {
 
     fn watch(&self) -> mpsc::Receiver<StoreEvent> {
         let (tx, rx) = mpsc::channel(FEED_CAPACITY);
-        tokio::spawn(feed::run(self.config.clone(), self.location.clone(), tx));
+        tokio::spawn(feed::run(
+            self.config.clone(),
+            self.transport.clone(),
+            self.location.clone(),
+            tx,
+        ));
         rx
     }
 }
@@ -388,7 +406,7 @@ pub(crate) fn classify(
     };
     let reason = match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+        None => with_causes(&e),
     };
     if unreachable {
         RegistryError::Unavailable {
@@ -409,11 +427,28 @@ fn pool_error(e: deadpool_postgres::PoolError) -> String {
     match e {
         deadpool_postgres::PoolError::Backend(e) => match e.as_db_error() {
             Some(db) => format!("{} ({})", db.message(), db.code().code()),
-            None => e.to_string(),
+            None => with_causes(&e),
         },
         deadpool_postgres::PoolError::Timeout(_) => {
             format!("no connection within {CONNECT_TIMEOUT:?}")
         }
         other => other.to_string(),
     }
+}
+
+/// An error with the errors that caused it: the driver's "error connecting to server"
+/// says nothing until its cause ("invalid peer certificate: UnknownIssuer", "Connection
+/// refused") is added.
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
