@@ -275,6 +275,10 @@ fn shipped_configs_run_every_site_with_json_logs_and_pki_files() {
                     password_file.clone().into(),
                 ),
                 ("LONGHAUL_REGISTRY__TLS_CA", registry_ca.clone().into()),
+                (
+                    "LONGHAUL_REGISTRY__CACHE",
+                    dir.path().join(format!("{site}-cache.json")).into(),
+                ),
             ]
         } else {
             vec![("LONGHAUL_TUNNEL__BIND", "127.0.0.1:0".into())]

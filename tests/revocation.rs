@@ -6,7 +6,8 @@
 //!   encoder publishing through the edge and one publishing straight to nyc; each
 //!   encoder's stderr says why; the new token then publishes.
 //! - An entry created through nyc's API is accepted at pao, and neither refuses it while
-//!   the database is briefly down (fail static); writes answer 503 meanwhile.
+//!   the database is briefly down (fail static); writes answer 503 meanwhile; an origin
+//!   restarted during the outage starts from its saved copy and takes it too.
 
 mod support;
 
@@ -204,8 +205,14 @@ async fn an_entry_made_at_nyc_publishes_at_pao_and_neither_refuses_it_while_the_
     .unwrap();
     let cluster = Cluster::new();
     let registry = cluster.postgres_registry(&server.url(&database), server.password());
-    let nyc = cluster.origin_with(&NYC, None, &registry);
-    let pao = cluster.origin_with(&PAO, None, &registry);
+    let with_cache = |site: &str| {
+        format!(
+            "{registry}\ncache = {:?}",
+            cluster.path(&format!("{site}-cache.json"))
+        )
+    };
+    let nyc = cluster.origin_with(&NYC, None, &with_cache("nyc"));
+    let mut pao = cluster.origin_with(&PAO, None, &with_cache("pao"));
 
     // Made through nyc, published at pao right away.
     let (id, token) = create_entry(&nyc, "shared").await;
@@ -213,6 +220,14 @@ async fn an_entry_made_at_nyc_publishes_at_pao_and_neither_refuses_it_while_the_
         |node: &Node, n: u32| format!("rtmp://{}/kLive/?t={token}/{id}_{n}", node.addr("rtmp"));
     let at_pao = ended(encoder(&url(&pao, 1)));
     wait_live(&pao, &format!("{id}_1")).await;
+
+    // pao has saved its copy with the entry (within `SAVE_INTERVAL`).
+    let pao_cache = cluster.path("pao-cache.json");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(&pao_cache).is_ok_and(|c| c.contains(&id)) {
+        assert!(Instant::now() < deadline, "pao never saved its copy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // The database goes down: both origins still take the entry's token.
     let server = tokio::task::spawn_blocking(move || {
@@ -251,6 +266,25 @@ async fn an_entry_made_at_nyc_publishes_at_pao_and_neither_refuses_it_while_the_
     );
     let at_nyc = ended(encoder(&url(&nyc, 2)));
     wait_live(&nyc, &format!("{id}_2")).await;
+    // pao restarts in the middle of the outage: it starts from its saved copy.
+    let pao_addresses = (pao.addr("rtmp"), pao.addr("http"), pao.addr("tunnel"));
+    drop(pao);
+    pao = cluster.origin_with(&PAO, Some(pao_addresses), &with_cache("pao"));
+    let (_, _, body) = http(
+        "GET",
+        &format!("http://{}/healthz", pao.addr("http")),
+        "",
+        None,
+    )
+    .await;
+    let health: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(health["registry"]["state"], "unreachable", "{health}");
+    assert!(
+        pao.logs()
+            .contains("starting from the entries saved on disk"),
+        "{}",
+        pao.logs()
+    );
     let again_at_pao = ended(encoder(&url(&pao, 3)));
     wait_live(&pao, &format!("{id}_3")).await;
     // Changes are refused, clearly, with a hint to retry.
@@ -285,8 +319,26 @@ async fn an_entry_made_at_nyc_publishes_at_pao_and_neither_refuses_it_while_the_
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // The encoders ran on throughout: none was cut.
-    let encoders = [at_pao, at_nyc, again_at_pao];
+    // pao, started from its copy, catches up with the database and says so.
+    let deadline = Instant::now() + Duration::from_secs(12);
+    loop {
+        let (_, _, body) = http(
+            "GET",
+            &format!("http://{}/healthz", pao.addr("http")),
+            "",
+            None,
+        )
+        .await;
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if v["status"] == "ok" && v["registry"]["entries"] == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "pao never caught up: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The encoders ran on throughout: none was cut (the first one at pao went with
+    // the process it published to).
+    let encoders = [at_nyc, again_at_pao];
     assert!(
         encoders.iter().all(|e| !e.is_finished()),
         "an encoder stopped while the database was down"
@@ -296,5 +348,6 @@ async fn an_entry_made_at_nyc_publishes_at_pao_and_neither_refuses_it_while_the_
     for encoder in encoders {
         encoder.await.unwrap();
     }
+    at_pao.await.unwrap();
     drop(cluster);
 }

@@ -127,6 +127,10 @@ pub struct RegistrySection {
     /// connections use TLS and check the server; a database on another host needs it
     /// (or `?sslmode=disable` in the URL, on a private network you trust).
     pub tls_ca: Option<PathBuf>,
+    /// A file where the origin keeps its last copy of the entries (mode 600: it holds
+    /// the tokens), so that it can start, deciding publishes from that copy, while the
+    /// database is unreachable. Without it, an origin needs the database to start.
+    pub cache: Option<PathBuf>,
 }
 
 impl RegistrySection {

@@ -92,7 +92,8 @@ impl Origin {
             Some(section) => {
                 let store_config = section.store_config(&config.node.id)?;
                 let store = longhaul_registry::open_store(&store_config).await?;
-                Some(Registry::open(store).await?)
+                let cache = section.cache.clone().map(longhaul_registry::CacheFile::new);
+                Some(Registry::open_with_cache(store, cache).await?)
             }
             None => None,
         };

@@ -54,6 +54,7 @@
 //! # }).unwrap();
 //! ```
 
+pub mod cache;
 pub mod change;
 pub mod entry;
 pub mod error;
@@ -67,6 +68,7 @@ pub mod store;
 pub mod testing;
 pub mod token_check;
 
+pub use cache::CacheFile;
 pub use change::RegistryChange;
 pub use entry::{Entry, MAX_NAME_CHARS};
 pub use error::RegistryError;

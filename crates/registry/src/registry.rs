@@ -31,6 +31,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::{CacheFile, SAVE_INTERVAL};
 use crate::change::{Listeners, RegistryChange};
 use crate::entry::Entry;
 use crate::error::RegistryError;
@@ -129,6 +130,10 @@ enum Request {
 /// dropping the last handle stops its sync task.
 pub struct Registry {
     store: Arc<dyn EntryStore>,
+    /// The last copy on disk, to start from when the store is unreachable at start.
+    cache: Option<CacheFile>,
+    /// The copy changed since it was last saved.
+    dirty: std::sync::atomic::AtomicBool,
     replica: RwLock<Replica>,
     listeners: Listeners,
     health: Mutex<Health>,
@@ -155,20 +160,59 @@ impl Registry {
     /// Loads every entry from `store` and starts following its changes. Fails if the
     /// store cannot be read now: a node must have its entries before it serves.
     pub async fn open(store: Arc<dyn EntryStore>) -> Result<Arc<Registry>, RegistryError> {
+        Registry::open_with_cache(store, None).await
+    }
+
+    /// [`Registry::open`], keeping the copy in `cache` too: when the store cannot be
+    /// read at start, the node starts from the last copy saved there (its state
+    /// `Unreachable` until the store is back) instead of failing.
+    pub async fn open_with_cache(
+        store: Arc<dyn EntryStore>,
+        cache: Option<CacheFile>,
+    ) -> Result<Arc<Registry>, RegistryError> {
         let feed = store.watch();
-        let snapshot = store.list().await?;
+        let location = store.info().location;
+        let (snapshot, fresh) = match store.list().await {
+            Ok(snapshot) => (snapshot, true),
+            Err(e) if e.is_unavailable() => {
+                let saved = match &cache {
+                    Some(c) => {
+                        let c = c.clone();
+                        let at = location.clone();
+                        tokio::task::spawn_blocking(move || c.load(&at))
+                            .await
+                            .map_err(|_| RegistryError::Closed)??
+                    }
+                    None => None,
+                };
+                let Some((entries, saved_at)) = saved else {
+                    return Err(e);
+                };
+                tracing::warn!(registry = %location, error = %e, entries = entries.len(),
+                    saved_at, cache = %cache.as_ref().map(|c| c.path().display().to_string()).unwrap_or_default(),
+                    "registry unreachable at start: starting from the entries saved on disk");
+                (entries, false)
+            }
+            Err(e) => return Err(e),
+        };
         let mut replica = Replica::new();
         replica.apply_snapshot(snapshot);
         let (requests_tx, requests) = mpsc::channel(REQUEST_QUEUE);
         let registry = Arc::new(Registry {
             store,
+            cache,
+            dirty: std::sync::atomic::AtomicBool::new(fresh),
             replica: RwLock::new(replica),
             listeners: Listeners::default(),
             health: Mutex::new(Health {
-                state: StoreState::Connected,
+                state: if fresh {
+                    StoreState::Connected
+                } else {
+                    StoreState::Unreachable
+                },
                 since: SystemTime::now(),
-                last_error: None,
-                resyncs: 1,
+                last_error: (!fresh).then(|| "unreachable at start".to_string()),
+                resyncs: u64::from(fresh),
                 changes: [0; RegistryChange::KINDS.len()],
                 outages: 0,
             }),
@@ -176,6 +220,9 @@ impl Registry {
             read_through: Semaphore::new(READ_THROUGH_LIMIT),
             stop: CancellationToken::new(),
         });
+        if fresh {
+            registry.save().await;
+        }
         tokio::spawn(supervise(
             Arc::downgrade(&registry),
             registry.stop.clone(),
@@ -341,7 +388,26 @@ impl Registry {
         self.announce(changes);
     }
 
+    /// Writes the copy to the cache file, if there is one and the copy changed.
+    async fn save(&self) {
+        let Some(cache) = &self.cache else {
+            return;
+        };
+        if !self.dirty.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        let (cache, entries, store) = (cache.clone(), self.list(), self.store.info().location);
+        let saved = tokio::task::spawn_blocking(move || cache.save(&store, entries)).await;
+        if let Ok(Err(e)) | Err(e) = saved.map_err(|e| RegistryError::Settings(e.to_string())) {
+            self.dirty.store(true, std::sync::atomic::Ordering::Release);
+            tracing::warn!(error = %e, "saving the registry's copy to disk failed");
+        }
+    }
+
     fn announce(&self, changes: Vec<RegistryChange>) {
+        if !changes.is_empty() {
+            self.dirty.store(true, std::sync::atomic::Ordering::Release);
+        }
         for change in changes {
             {
                 let mut h = lock(&self.health);
@@ -446,6 +512,8 @@ async fn sync(
     let mut feed_up = !resync_owed;
     let retry = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(retry);
+    let mut save_tick = tokio::time::interval(SAVE_INTERVAL);
+    save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     if resync_owed {
         retry
             .as_mut()
@@ -486,6 +554,10 @@ async fn sync(
                     }
                 }
                 retry.as_mut().reset(tokio::time::Instant::now() + RESYNC_RETRY);
+            }
+            _ = save_tick.tick() => {
+                let Some(registry) = registry.upgrade() else { return };
+                registry.save().await;
             }
             () = &mut retry, if resync_owed && feed_up => {
                 let Some(registry) = registry.upgrade() else { return };

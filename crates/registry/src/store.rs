@@ -96,8 +96,8 @@ pub enum StoreConfig {
     Postgres(crate::postgres::PostgresSettings),
 }
 
-/// Opens the store `config` names: the file (with its schema), or a connection to the
-/// database (with migrations applied).
+/// Opens the store `config` names: the file (with its schema), or the database (with
+/// migrations applied, or, if it cannot be reached now, applied once it can).
 pub async fn open_store(
     config: &StoreConfig,
 ) -> Result<std::sync::Arc<dyn EntryStore>, RegistryError> {
@@ -115,8 +115,15 @@ pub async fn open_store(
                     })??;
             Ok(std::sync::Arc::new(store))
         }
-        StoreConfig::Postgres(settings) => Ok(std::sync::Arc::new(
-            crate::postgres::PostgresStore::connect(settings).await?,
-        )),
+        StoreConfig::Postgres(settings) => {
+            let store = crate::postgres::PostgresStore::new(settings)?;
+            // A database down now is not an error yet: the registry may start from its
+            // cache; the schema is brought up to date on the first statement that works.
+            match store.migrate().await {
+                Err(e) if !e.is_unavailable() => return Err(e),
+                _ => {}
+            }
+            Ok(std::sync::Arc::new(store))
+        }
     }
 }

@@ -138,6 +138,8 @@ pub struct PostgresStore {
     pool: Pool,
     config: tokio_postgres::Config,
     transport: tls::Transport,
+    /// The schema is known to be up to date.
+    migrated: std::sync::atomic::AtomicBool,
     location: String,
 }
 
@@ -155,6 +157,15 @@ impl PostgresStore {
     /// Connects, brings the schema up to date and returns the store. Fails if the
     /// database cannot be reached now: a node must load its entries once before serving.
     pub async fn connect(settings: &PostgresSettings) -> Result<PostgresStore, RegistryError> {
+        let store = PostgresStore::new(settings)?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The store, without connecting yet: its first statement connects, and brings the
+    /// schema up to date first if [`PostgresStore::migrate`] has not. A node whose
+    /// database is down at start can thus start from its cache and catch up later.
+    pub fn new(settings: &PostgresSettings) -> Result<PostgresStore, RegistryError> {
         let (config, transport) = settings.config()?;
         let location = location(&config);
         let manager_config = ManagerConfig {
@@ -174,18 +185,28 @@ impl PostgresStore {
             .recycle_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(|e| RegistryError::Settings(format!("building the connection pool: {e}")))?;
-        let store = PostgresStore {
+        Ok(PostgresStore {
             pool,
             config,
             transport,
             location,
-        };
-        let mut client = store.client("connecting").await?;
-        let applied = migrate::migrate(&mut client, &store.location).await?;
-        if !applied.is_empty() {
-            tracing::info!(registry = %store.location, versions = ?applied, "registry schema migrated");
+            migrated: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Brings the schema up to date (once; later calls return at once).
+    pub async fn migrate(&self) -> Result<(), RegistryError> {
+        if self.migrated.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(());
         }
-        Ok(store)
+        let mut client = self.pooled("connecting").await?;
+        let applied = migrate::migrate(&mut client, &self.location).await?;
+        if !applied.is_empty() {
+            tracing::info!(registry = %self.location, versions = ?applied, "registry schema migrated");
+        }
+        self.migrated
+            .store(true, std::sync::atomic::Ordering::Release);
+        Ok(())
     }
 
     /// Where the store is: `postgres://user@host:port/database`.
@@ -193,7 +214,18 @@ impl PostgresStore {
         &self.location
     }
 
+    /// A pooled connection, the schema brought up to date first if need be.
     async fn client(
+        &self,
+        operation: &'static str,
+    ) -> Result<deadpool_postgres::Object, RegistryError> {
+        if !self.migrated.load(std::sync::atomic::Ordering::Acquire) {
+            self.migrate().await?;
+        }
+        self.pooled(operation).await
+    }
+
+    async fn pooled(
         &self,
         operation: &'static str,
     ) -> Result<deadpool_postgres::Object, RegistryError> {
