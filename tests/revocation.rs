@@ -60,6 +60,22 @@ fn ended(child: std::process::Child) -> tokio::task::JoinHandle<(Instant, Output
     })
 }
 
+/// Each encoder ended within [`CUT_LIMIT`] of `called`, its stderr saying `words`.
+async fn assert_cut(
+    called: Instant,
+    encoders: [(&str, tokio::task::JoinHandle<(Instant, Output)>); 2],
+    words: &str,
+) {
+    for (what, encoder) in encoders {
+        let (at, out) = encoder.await.unwrap();
+        let took = at.saturating_duration_since(called);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        eprintln!("the encoder {what} was cut {took:?} after the call: {stderr}");
+        assert!(took <= CUT_LIMIT, "{what}: cut after {took:?}");
+        assert!(stderr.contains(words), "{what}: ffmpeg said: {stderr}");
+    }
+}
+
 struct TwoSites {
     cluster: Cluster,
     nyc: Node,
@@ -119,17 +135,13 @@ async fn regeneration_and_deletion_at_the_other_origin_cut_live_publishes_within
     )
     .await;
     assert_eq!(status, 200, "{renewed}");
-    for (what, encoder) in [("through the edge", relayed), ("straight to nyc", straight)] {
-        let (at, out) = encoder.await.unwrap();
-        let took = at.saturating_duration_since(called);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        eprintln!("the encoder {what} was cut {took:?} after the regeneration: {stderr}");
-        assert!(took <= CUT_LIMIT, "{what}: cut after {took:?}");
-        assert!(
-            stderr.contains(&format!("the token of entry {id} was regenerated")),
-            "{what}: ffmpeg said: {stderr}"
-        );
-    }
+    let regenerated = format!("the token of entry {id} was regenerated");
+    assert_cut(
+        called,
+        [("through the edge", relayed), ("straight to nyc", straight)],
+        &regenerated,
+    )
+    .await;
 
     // The old token is refused from now on; the new one publishes, by either path.
     let new_token = renewed["token"].as_str().unwrap().to_owned();
@@ -146,17 +158,13 @@ async fn regeneration_and_deletion_at_the_other_origin_cut_live_publishes_within
     let called = Instant::now();
     let (status, _) = api(&sites.pao, "DELETE", &format!("/entries/{id}"), "").await;
     assert_eq!(status, 204);
-    for (what, encoder) in [("through the edge", relayed), ("straight to nyc", straight)] {
-        let (at, out) = encoder.await.unwrap();
-        let took = at.saturating_duration_since(called);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        eprintln!("the encoder {what} was cut {took:?} after the deletion");
-        assert!(took <= CUT_LIMIT, "{what}: cut after {took:?}");
-        assert!(
-            stderr.contains(&format!("entry {id} was deleted")),
-            "{what}: ffmpeg said: {stderr}"
-        );
-    }
+    let deleted = format!("entry {id} was deleted");
+    assert_cut(
+        called,
+        [("through the edge", relayed), ("straight to nyc", straight)],
+        &deleted,
+    )
+    .await;
 
     // Counted at nyc (where the publishes were) and at the edge (which both origins told).
     let m = metrics_of(&sites.nyc).await;

@@ -291,36 +291,16 @@ pub fn metric(text: &str, series_prefix: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
-/// One HTTP request with hyper; returns status, content type and body.
+/// One HTTP request with hyper; returns status, content type and body. A body is sent
+/// as JSON.
 pub async fn http(
     method: &str,
     url: &str,
     body: &str,
     bearer: Option<&str>,
 ) -> (u16, String, bytes::Bytes) {
-    use http_body_util::{BodyExt, Full};
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http();
-    let mut req = hyper::Request::builder().method(method).uri(url);
-    if !body.is_empty() {
-        req = req.header("content-type", "application/json");
-    }
-    if let Some(token) = bearer {
-        req = req.header("authorization", format!("Bearer {token}"));
-    }
-    let req = req
-        .body(Full::new(bytes::Bytes::from(body.to_string())))
-        .unwrap();
-    let resp = client.request(req).await.expect("API reachable");
-    let status = resp.status().as_u16();
-    let content_type = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, content_type, body)
+    let content_type = (!body.is_empty()).then_some("application/json");
+    request(method, url, content_type, body, bearer).await
 }
 
 /// One HTTP request with a body of the given content type.
@@ -330,13 +310,27 @@ pub async fn http_typed(
     content_type: &str,
     body: &str,
 ) -> (u16, String, bytes::Bytes) {
+    request(method, url, Some(content_type), body, None).await
+}
+
+async fn request(
+    method: &str,
+    url: &str,
+    content_type: Option<&str>,
+    body: &str,
+    bearer: Option<&str>,
+) -> (u16, String, bytes::Bytes) {
     use http_body_util::{BodyExt, Full};
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http();
-    let req = hyper::Request::builder()
-        .method(method)
-        .uri(url)
-        .header("content-type", content_type)
+    let mut req = hyper::Request::builder().method(method).uri(url);
+    if let Some(content_type) = content_type {
+        req = req.header("content-type", content_type);
+    }
+    if let Some(token) = bearer {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
+    let req = req
         .body(Full::new(bytes::Bytes::from(body.to_string())))
         .unwrap();
     let resp = client.request(req).await.expect("API reachable");
