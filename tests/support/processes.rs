@@ -35,6 +35,11 @@ impl Node {
             .unwrap_or_else(|| panic!("no {field} address in {}", self.ready))
     }
 
+    /// The process id, to read its memory from /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().join("\n")
     }

@@ -44,6 +44,11 @@ pub const MAX_CHUNK_SIZE: u32 = 16 * 1024 * 1024;
 pub struct DecoderLimits {
     /// Chunk streams with a partial message at once.
     pub max_partial_streams: usize,
+    /// Chunk streams with ids of 64 and above (the 2- and 3-byte header forms) one
+    /// connection may ever use; ids below 64 are always allowed. Each costs its state
+    /// for as long as the connection lives, so without a cap 65,536 of them pin
+    /// megabytes per connection. [`DEFAULT_MAX_HIGH_CHUNK_STREAMS`].
+    pub max_high_chunk_streams: usize,
     /// Bytes that partial messages may hold, all chunk streams together, counted by their
     /// declared lengths (plus the declared length of a message whose first chunk is still
     /// arriving): the memory a peer can pin with messages it never finishes.
@@ -61,6 +66,11 @@ pub struct DecoderLimits {
     /// maximum by default.
     pub max_media_len: u32,
 }
+
+/// Default [`DecoderLimits::max_high_chunk_streams`]: 64. Encoders stay below id 64:
+/// ffmpeg uses 2-8, OBS (librtmp) 2-6, and Flash-style clients 3 + 5 per stream, which
+/// reaches 64 only past a dozen streams on one connection. 64 more cost about 6 KB.
+pub const DEFAULT_MAX_HIGH_CHUNK_STREAMS: usize = 64;
 
 /// Default [`DecoderLimits::max_control_len`]: 64 bytes. The longest protocol control
 /// message a peer sends legitimately is 44 bytes (SWF verification response); 10 bytes
@@ -82,6 +92,7 @@ impl Default for DecoderLimits {
     fn default() -> Self {
         Self {
             max_partial_streams: 64,
+            max_high_chunk_streams: DEFAULT_MAX_HIGH_CHUNK_STREAMS,
             max_buffered_bytes: 64 * 1024 * 1024,
             max_control_len: DEFAULT_MAX_CONTROL_LEN,
             max_command_len: DEFAULT_MAX_COMMAND_LEN,
@@ -111,6 +122,8 @@ pub enum ChunkError {
     InvalidChunkSize(u32),
     #[error("more than {0} chunk streams with partial messages")]
     TooManyPartialStreams(usize),
+    #[error("more than {0} chunk streams with ids of 64 or above")]
+    TooManyChunkStreams(usize),
     #[error("partial messages would hold more than {0} bytes (counted by declared length)")]
     TooMuchBuffered(usize),
     #[error(
@@ -316,6 +329,14 @@ impl ChunkDecoder {
         dropped: Option<usize>,
         completes: bool,
     ) -> Result<(), ChunkError> {
+        if h.csid >= LOW_CSIDS
+            && self.streams.get(h.csid).is_none()
+            && self.streams.high.len() >= self.limits.max_high_chunk_streams
+        {
+            return Err(ChunkError::TooManyChunkStreams(
+                self.limits.max_high_chunk_streams,
+            ));
+        }
         let max = self.limits.max_message_len(h.type_id);
         if h.length > max {
             return Err(ChunkError::MessageTooLarge {
@@ -1455,5 +1476,43 @@ mod tests {
             }
             assert!(dec.bytes_received() + input.len() as u64 <= bytes.len() as u64);
         }
+    }
+
+    /// The attack: one tiny message on each of 65,536 chunk stream ids (3-byte basic
+    /// headers). Before the cap, every id kept its state for the connection's life
+    /// (0.91 MB of input pinned 8.6 MB); now the decoder refuses the 65th id of 64 and
+    /// above, having kept 64.
+    #[test]
+    fn a_spray_of_chunk_stream_ids_is_refused_at_the_cap() {
+        let mut input = BytesMut::new();
+        for csid in 64u32..64 + 65_536 {
+            // fmt 0, basic header form 1 (csid - 64 in two bytes, little endian).
+            input.extend_from_slice(&[0x01]);
+            input.extend_from_slice(&((csid - 64) as u16).to_le_bytes());
+            input.extend_from_slice(&[0, 0, 0, 0, 0, 1, 99, 1, 0, 0, 0, 7]);
+        }
+        let mut dec = ChunkDecoder::new(DecoderLimits::default());
+        let mut decoded = 0;
+        let err = loop {
+            match dec.decode(&mut input) {
+                Ok(Some(_)) => decoded += 1,
+                Ok(None) => panic!("all input decoded: the cap never applied"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(
+            err,
+            ChunkError::TooManyChunkStreams(DEFAULT_MAX_HIGH_CHUNK_STREAMS)
+        );
+        assert_eq!(decoded, DEFAULT_MAX_HIGH_CHUNK_STREAMS);
+        assert_eq!(dec.streams.high.len(), DEFAULT_MAX_HIGH_CHUNK_STREAMS);
+        // Ids below 64 are not counted: an encoder's usual ids keep working past it.
+        let mut dec = ChunkDecoder::new(DecoderLimits {
+            max_high_chunk_streams: 0,
+            ..DecoderLimits::default()
+        });
+        let mut low = BytesMut::from(&h0(5, 0, 1, 99, 1)[..]);
+        low.extend_from_slice(&[7]);
+        assert!(dec.decode(&mut low).unwrap().is_some());
     }
 }

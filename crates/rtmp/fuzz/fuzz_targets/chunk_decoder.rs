@@ -33,6 +33,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let limits = DecoderLimits {
         max_partial_streams: 4,
+        max_high_chunk_streams: 4,
         max_buffered_bytes: 1 << 16,
         ..DecoderLimits::default()
     };

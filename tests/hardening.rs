@@ -1,0 +1,116 @@
+//! Attacks a stranger can make on an ingest port, each as a regression test against a
+//! real `longhaul origin` process: they fail on the code before the bound and pass after.
+
+mod support;
+
+use longhaul_rtmp::handshake::{Handshake, HandshakeProgress, HandshakeRole};
+use std::time::{Duration, Instant};
+use support::processes::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Resident memory of a process, in KiB, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Completes the RTMP handshake as a client; returns the connection.
+async fn handshaken(addr: std::net::SocketAddr) -> TcpStream {
+    let mut socket = TcpStream::connect(addr).await.expect("connect");
+    let mut handshake = Handshake::new(HandshakeRole::Client);
+    socket
+        .write_all(&handshake.start().expect("c0c1"))
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = socket.read(&mut buf).await.expect("read s0s1s2");
+        assert!(n > 0, "the server closed during the handshake");
+        match handshake.process(&buf[..n]).expect("handshake") {
+            HandshakeProgress::InProgress { response } => {
+                socket.write_all(&response).await.unwrap();
+            }
+            HandshakeProgress::Done { response, .. } => {
+                socket.write_all(&response).await.unwrap();
+                return socket;
+            }
+        }
+    }
+}
+
+/// One tiny message (type 99, one byte) on each of 65,536 chunk stream ids.
+fn spray() -> Vec<u8> {
+    let mut out = Vec::with_capacity(65_536 * 15);
+    for id in 0..65_536u32 {
+        out.push(0x01); // fmt 0, 3-byte basic header: csid 64 + the next two bytes
+        out.extend_from_slice(&(id as u16).to_le_bytes());
+        out.extend_from_slice(&[0, 0, 0, 0, 0, 1, 99, 1, 0, 0, 0, 7]);
+    }
+    out
+}
+
+/// 20 clients without a token, each spraying 65,536 chunk stream ids, three times over:
+/// before the cap on distinct ids this took `longhaul dev` from 17 MB to 199 MB; now
+/// each connection is refused at the 65th high id and memory stays near idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sprayed_chunk_stream_ids_do_not_pin_memory() {
+    let cluster = Cluster::new();
+    let origin = cluster.origin(&NYC, None);
+    let pid = origin.pid();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = rss_kib(pid);
+    let addr = origin.addr("rtmp");
+    let payload = std::sync::Arc::new(spray());
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(idle));
+    let sampler = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(rss_kib(pid), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let started = Instant::now();
+    let clients: Vec<_> = (0..20)
+        .map(|_| {
+            let payload = payload.clone();
+            tokio::spawn(async move {
+                for _ in 0..3 {
+                    let mut socket = handshaken(addr).await;
+                    // The server cuts the connection part way: a write error is the
+                    // expected end.
+                    let _ = socket.write_all(&payload).await;
+                    let mut rest = Vec::new();
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut rest))
+                            .await;
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.unwrap();
+    }
+    sampler.abort();
+    let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "RSS idle {idle} KiB, peak {peak} KiB (+{} KiB) under 60 sprays in {:?}",
+        peak.saturating_sub(idle),
+        started.elapsed()
+    );
+    assert!(
+        peak.saturating_sub(idle) < 16 * 1024,
+        "idle {idle} KiB, peak {peak} KiB"
+    );
+    let m = metrics_of(&origin).await;
+    assert!(
+        present(&m, "longhaul_session_errors_total", &[("kind", "protocol")]) >= 60.0,
+        "every spraying connection was refused: {m}"
+    );
+}
