@@ -6,6 +6,7 @@ mod support;
 use longhaul_rtmp::handshake::{Handshake, HandshakeProgress, HandshakeRole};
 use std::time::{Duration, Instant};
 use support::processes::*;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -113,4 +114,102 @@ async fn sprayed_chunk_stream_ids_do_not_pin_memory() {
         present(&m, "longhaul_session_errors_total", &[("kind", "protocol")]) >= 60.0,
         "every spraying connection was refused: {m}"
     );
+}
+
+/// Tokens never reach the logs, at any level: a node logging everything at `debug` is
+/// sent the entry's token in the app, the tcUrl and the publish name, right and wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_stay_out_of_the_logs_at_debug() {
+    use longhaul_rtmp::connection::{Publisher, RtmpUrl};
+    let cluster = Cluster::new();
+    let config = cluster.path("debug-origin.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\nid = \"nyc-debug\"\nregion = \"nyc\"\n[rtmp]\nlisten = \"127.0.0.1:0\"\n\
+             [http]\nlisten = \"127.0.0.1:0\"\n[registry]\npath = {:?}\n",
+            cluster.path("debug.db")
+        ),
+    )
+    .unwrap();
+    let origin = spawn_node_logging("origin", &config, "debug");
+    let url = format!("http://{}/api/v1/entries", origin.addr("http"));
+    let (status, _, body) = support::http("POST", &url, "", None).await;
+    assert_eq!(status, 201);
+    let entry: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let (id, token) = (
+        entry["id"].as_str().unwrap(),
+        entry["token"].as_str().unwrap(),
+    );
+    let wrong = "wrongwrongwrongw";
+    let rtmp = origin.addr("rtmp");
+    for url in [
+        format!("rtmp://{rtmp}/kLive/?t={token}/{id}_1"),
+        format!("rtmp://{rtmp}/kLive/{id}_2?t={token}"),
+        format!("rtmp://{rtmp}/kLive?t={wrong}/{id}_3"),
+        format!("rtmp://{rtmp}/kLive/{id}_3?t={wrong}"),
+    ] {
+        let url = RtmpUrl::parse(&url).unwrap();
+        let io = TcpStream::connect(url.address()).await.unwrap();
+        let _ = Publisher::start(io, url.client_config(), &url.name).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let logs = origin.logs();
+    assert!(
+        logs.contains("publish refused"),
+        "the refusals were logged: {logs}"
+    );
+    assert!(
+        logs.contains("\"connect\""),
+        "connects were logged at debug: {logs}"
+    );
+    for secret in [token, wrong] {
+        assert!(!logs.contains(secret), "{secret} in the logs:\n{logs}");
+    }
+}
+
+/// A publish whose app and name are tens of KB is refused at the edge with a reason,
+/// and nothing oversized reaches the tunnel (an authorisation request over 64 KiB would
+/// break the control stream and close the whole tunnel: the URL rules cap each part at
+/// 2 KiB, and the tunnel client refuses any request that would not fit, see
+/// crates/tunnel/tests/loopback.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_publish_request_never_reaches_the_tunnel() {
+    use longhaul_rtmp::connection::{ClientError, Publisher, RtmpUrl};
+    use support::cluster::start_cluster;
+    let cluster = start_cluster("").await;
+    let entry = cluster.origin.create_entry().await;
+    let publish = |url: String| async move {
+        let url = RtmpUrl::parse(&url).unwrap();
+        let io = TcpStream::connect(url.address()).await.unwrap();
+        Publisher::start(io, url.client_config(), &url.name).await
+    };
+    let pad = "x".repeat(30_000);
+    let edge = cluster.edge.rtmp_addr;
+    let huge = format!(
+        "rtmp://{edge}/kLive/?t={}&pad={pad}/{}_1?pad={pad}",
+        entry.token, entry.id
+    );
+    match publish(huge).await {
+        Err(ClientError::Rejected { description, .. }) => {
+            assert!(description.contains("at most 2048 bytes"), "{description}")
+        }
+        other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+    }
+    // The tunnel is still up: an ordinary publish goes through.
+    let ordinary = cluster.edge_publish_url(&entry.token, &format!("{}_2", entry.id));
+    publish(ordinary)
+        .await
+        .expect("the tunnel still carries publishes");
+    let reconnects: u64 = cluster
+        .edge
+        .state
+        .upstreams
+        .set()
+        .snapshots()
+        .iter()
+        .map(|s| s.reconnects)
+        .sum();
+    assert_eq!(reconnects, 0, "the tunnel never dropped");
+    cluster.stop().await;
 }

@@ -47,8 +47,13 @@ impl Node {
 
 /// Runs `longhaul <role> -c <config>` and waits for its "<role> ready" line.
 pub fn spawn_node(role: &str, config: &Path) -> Node {
+    spawn_node_logging(role, config, "info")
+}
+
+/// [`spawn_node`] with the log filter `log` (`debug`, `longhaul_origin=trace`, ...).
+pub fn spawn_node_logging(role: &str, config: &Path, log: &str) -> Node {
     let mut child = Command::new(BIN)
-        .args(["--log-format", "json", "--log", "info", role, "-c"])
+        .args(["--log-format", "json", "--log", log, role, "-c"])
         .arg(config)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -130,6 +130,12 @@ impl EdgeConfig {
     /// Checks what serde's types cannot; a bad value is named by its key.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         self.node.validate()?;
+        longhaul_tunnel::check_node_names(&self.node.id, &self.node.region).map_err(|reason| {
+            InvalidSetting {
+                key: "node",
+                reason: format!("{reason}: origins would refuse this edge's hello"),
+            }
+        })?;
         self.http.validate()?;
         self.ingest.validate()?;
         self.relay.validate()?;
@@ -206,6 +212,11 @@ mod tests {
             let err = config(extra).validate().expect_err(extra);
             assert_eq!(err.key, key, "{extra}: {err}");
         }
+        let mut c = config("");
+        c.node.id = "FRA-1".into();
+        let err = c.validate().expect_err("upper case");
+        assert_eq!(err.key, "node", "{err}");
+        assert!(err.reason.contains("origins would refuse"), "{err}");
         let mut c = config("");
         c.tunnel.primary = "sin-1".into();
         assert_eq!(c.validate().expect_err("primary").key, "tunnel.primary");

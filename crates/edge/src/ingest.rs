@@ -473,7 +473,7 @@ impl Connection {
         session.reject_publish(stream_id, code, description);
         self.state.metrics.count_publish(outcome::REFUSED, reason);
         // A publish name may carry the token (`name?t=...`): never into the logs.
-        let stream = stream.split('?').next().unwrap_or_default();
+        let stream = longhaul_endpoint::redact_tokens(stream);
         tracing::warn!(client = %self.peer, %stream, reason, "{description}");
         End::Rejected
     }

@@ -114,6 +114,15 @@ impl Upstreams {
         let origin = tunnel.peer().id.clone();
         let client_addr = request.client_addr.clone();
         match tunnel.authorise(request).await {
+            Err(error @ TunnelError::TooLarge { .. }) => Decision::Refused {
+                code: longhaul_rtmp::status::PUBLISH_BAD_NAME.into(),
+                reason: "bad_request".into(),
+                description: format!(
+                    "publish refused: the connect app, tcUrl and publish name are too long to \
+                     forward ({error})"
+                ),
+                origin,
+            },
             Err(error) => Decision::Unavailable { origin, error },
             Ok(Verdict::Refused {
                 code,

@@ -55,6 +55,7 @@ pub mod fmle;
 pub mod leg;
 pub mod publish;
 mod query;
+pub mod redact;
 
 pub use endpoints::{entry_endpoints, EndpointHosts, Endpoints};
 pub use entry_id::{is_entry_id, parse_stream_name, stream_name, MAX_RENDITION};
@@ -62,3 +63,4 @@ pub use error::{EndpointError, EntrySource, Place};
 pub use fmle::{fmle_profile_xml, RenditionProfile, DEFAULT_LADDER};
 pub use leg::{Leg, LegSource};
 pub use publish::{resolve_publish, PublishTarget, APPLICATION, MAX_INPUT_LEN};
+pub use redact::{redact_tokens, REDACTED};

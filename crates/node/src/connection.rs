@@ -267,7 +267,9 @@ async fn on_events<C: Connection>(
         for event in events {
             match event {
                 ServerEvent::ConnectRequested { request } => {
-                    tracing::debug!(client = %peer, app = %request.app, tc_url = ?request.tc_url,
+                    let redact = longhaul_endpoint::redact_tokens;
+                    tracing::debug!(client = %peer, app = %redact(&request.app),
+                        tc_url = ?request.tc_url.as_deref().map(redact),
                         flash_ver = ?request.flash_ver, "connect");
                     session.accept_connect();
                 }

@@ -319,6 +319,12 @@ impl OriginConfig {
     /// Checks what serde's types cannot: ranges, finiteness, secrets' length.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         self.node.validate()?;
+        longhaul_tunnel::check_node_names(&self.node.id, &self.node.region).map_err(|reason| {
+            InvalidSetting {
+                key: "node",
+                reason,
+            }
+        })?;
         match (&self.registry, self.auth.mode) {
             (Some(r), _) => r.validate()?,
             (None, AuthMode::Registry) => {
@@ -333,7 +339,7 @@ impl OriginConfig {
         }
         self.validate_auth()?;
         if let Some(t) = &self.tunnel {
-            t.transport.validate().map_err(|e| InvalidSetting {
+            t.validate().map_err(|e| InvalidSetting {
                 key: e.key,
                 reason: e.reason,
             })?;
@@ -612,5 +618,24 @@ mod tests {
         )
         .expect_err("unknown mode");
         assert!(err.to_string().contains("ldap"), "{err}");
+    }
+
+    #[test]
+    fn an_edge_s_name_is_bound_to_its_certificate_unless_said_otherwise() {
+        let with = |keys: &str| {
+            config(&format!(
+                "[tunnel]\nlisten = \"127.0.0.1:0\"\n{keys}\n[tunnel.tls]\nca = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"k.pem\""
+            ))
+            .validate()
+        };
+        assert_eq!(with("").unwrap_err().key, "tunnel.edge_name_suffix");
+        with("edge_name_suffix = \"tunnel.example\"").expect("bound");
+        with("allow_any_edge_name = true").expect("unbound, on purpose");
+        assert_eq!(
+            with("edge_name_suffix = \"x\"\nallow_any_edge_name = true")
+                .unwrap_err()
+                .key,
+            "tunnel.allow_any_edge_name"
+        );
     }
 }

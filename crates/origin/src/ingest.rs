@@ -229,7 +229,8 @@ impl Connection {
                 .await;
                 match decision {
                     PublishDecision::Accept(publish::Accepted { publication, live }) => {
-                        tracing::debug!(client = %self.peer, %name, %publish_type, "publish accepted");
+                        tracing::debug!(client = %self.peer, name = %longhaul_endpoint::redact_tokens(&name),
+                            %publish_type, "publish accepted");
                         session.accept_publish(stream_id);
                         // The token check may have waited on the registry: media
                         // silence counts from the accept.

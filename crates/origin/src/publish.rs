@@ -360,7 +360,7 @@ fn refuse(
         .with_label_values(&["rejected", why, publisher.transport, &publisher.region])
         .inc();
     // A publish name may carry the token (`name?t=...`): never into the logs.
-    let stream = stream.split('?').next().unwrap_or_default();
+    let stream = longhaul_endpoint::redact_tokens(stream);
     tracing::warn!(client = %publisher.client, %stream, reason = why, transport = publisher.transport,
         encoder_region = %publisher.region, via = publisher.via.as_deref().unwrap_or("direct"),
         "{description}");

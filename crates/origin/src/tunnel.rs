@@ -19,7 +19,6 @@ use longhaul_tunnel::{
     TunnelService, Verdict,
 };
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,7 +46,6 @@ struct Grant {
 pub struct TunnelSide {
     state: Arc<OriginState>,
     grants: Mutex<HashMap<u64, Grant>>,
-    next_grant: AtomicU64,
 }
 
 impl TunnelSide {
@@ -55,14 +53,6 @@ impl TunnelSide {
         Self {
             state,
             grants: Mutex::new(HashMap::new()),
-            // Grants are not secrets (the tunnel is authenticated); starting from the
-            // clock keeps them distinct across restarts, so a stale one is never redeemed.
-            next_grant: AtomicU64::new(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as u64)
-                    .unwrap_or(1),
-            ),
         }
     }
 
@@ -70,9 +60,26 @@ impl TunnelSide {
         self.grants.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Keeps `grant` under a fresh id from the OS CSPRNG: 64 random bits, so a grant
+    /// cannot be guessed by another cluster member (a redeemed grant is also bound to
+    /// the edge it was given to and re-checked against the token's generation), and one
+    /// from before a restart is never taken for a new one.
     fn store(&self, grant: Grant) -> u64 {
-        let id = self.next_grant.fetch_add(1, Ordering::Relaxed);
         let mut grants = self.grants();
+        let id = loop {
+            let mut bytes = [0u8; 8];
+            if let Err(e) = getrandom::fill(&mut bytes) {
+                // Never seen on Linux. The grant still works (guessable, and it may
+                // replace another, whose stream is then refused): better than refusing
+                // every publish. Logged.
+                tracing::error!(error = %e, "the OS random number generator failed");
+                break u64::from_le_bytes(bytes);
+            }
+            let id = u64::from_le_bytes(bytes);
+            if !grants.contains_key(&id) {
+                break id;
+            }
+        };
         let now = Instant::now();
         grants.retain(|_, g| now.duration_since(g.issued) < GRANT_TTL);
         if grants.len() >= MAX_GRANTS {

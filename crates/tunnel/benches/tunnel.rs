@@ -224,6 +224,7 @@ async fn start_tunnel(settings: &TransportSettings, path: Option<PathModel>) -> 
         listen: ([127, 0, 0, 1], 0).into(),
         tls: origin_files.tls_paths(),
         edge_name_suffix: None,
+        allow_any_edge_name: true,
         transport: settings.clone(),
     };
     let endpoint = server_endpoint(&listen).unwrap_or_else(|e| fail("origin endpoint", e));

@@ -165,6 +165,18 @@ impl TunnelClient {
         };
         let live = self.live().ok_or_else(|| self.not_connected())?;
         let id = live.next_id.fetch_add(1, Ordering::Relaxed);
+        let message = Message::Authorise { id, request };
+        // A connect app, tcUrl and publish name may each be tens of KB (the RTMP command
+        // cap is 64 KiB): what does not fit one message is refused here, not sent to
+        // break the control stream.
+        let len = crate::wire::encode_message(&message).len() - crate::wire::FRAME_HEADER_LEN;
+        if len > crate::wire::MAX_MESSAGE_LEN {
+            return Err(TunnelError::TooLarge {
+                what: "authorisation request",
+                len,
+                max: crate::wire::MAX_MESSAGE_LEN,
+            });
+        }
         let (tx, rx) = oneshot::channel();
         {
             let mut pending = lock(&live.pending);
@@ -174,12 +186,7 @@ impl TunnelClient {
             pending.waiting.insert(id, tx);
         }
         let exchange = async {
-            if live
-                .control
-                .send(Message::Authorise { id, request })
-                .await
-                .is_err()
-            {
+            if live.control.send(message).await.is_err() {
                 return Err(self.not_connected());
             }
             rx.await.map_err(|_| self.not_connected())

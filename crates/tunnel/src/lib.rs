@@ -88,7 +88,9 @@ pub use client::{EdgeHooks, EndSignal, LoadFn, PublishEnd, PublishSender, Revoke
 pub use endpoint::{client_endpoint, server_endpoint};
 pub use link::{LinkSnapshot, TunnelSet, TunnelState};
 pub use metrics::TunnelCollector;
-pub use server::{IncomingPublish, MediaReceiver, PeerInfo, PublishEnder, TunnelService};
+pub use server::{
+    check_node_names, IncomingPublish, MediaReceiver, PeerInfo, PublishEnder, TunnelService,
+};
 pub use settings::{
     ClusterTlsPaths, Congestion, OriginPeer, TransportSettings, TunnelListenSection, TunnelSection,
 };

@@ -87,7 +87,7 @@ impl ClusterCa {
         let cert_path = dir.join(format!("{stem}.pem"));
         let key_path = dir.join(format!("{stem}.key"));
         write(&cert_path, &cert.pem())?;
-        write(&key_path, &key.serialize_pem())?;
+        write_private(&key_path, &key.serialize_pem())?;
         Ok(NodeFiles {
             ca,
             cert: cert_path,
@@ -96,9 +96,44 @@ impl ClusterCa {
     }
 }
 
+/// Writes a private key readable by its owner alone (mode 600), from its creation on:
+/// never a moment with the default mode.
+fn write_private(path: &Path, contents: &str) -> Result<(), PkiError> {
+    use std::io::Write;
+    let fail = |source| PkiError::Write {
+        path: path.display().to_string(),
+        source,
+    };
+    let _ = std::fs::remove_file(path);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(fail)?;
+    file.write_all(contents.as_bytes()).map_err(fail)
+}
+
 fn write(path: &Path, contents: &str) -> Result<(), PkiError> {
     std::fs::write(path, contents).map_err(|source| PkiError::Write {
         path: path.display().to_string(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_readable_by_their_owner_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ClusterCa::generate("test").unwrap();
+        let files = ca.issue("fra-1.tunnel.test", dir.path()).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&files.key), 0o600);
+        // Issued again over the old files (a re-run of `longhaul pki`): still 600.
+        let again = ca.issue("fra-1.tunnel.test", dir.path()).unwrap();
+        assert_eq!(mode(&again.key), 0o600);
+    }
 }

@@ -59,6 +59,9 @@ pub async fn serve<S: TunnelService>(
     set: Arc<TunnelSet>,
     shutdown: CancellationToken,
 ) {
+    if section.allow_any_edge_name {
+        tracing::warn!("tunnel.allow_any_edge_name is on: any cluster certificate may speak as any edge; set tunnel.edge_name_suffix instead");
+    }
     let section = Arc::new(section);
     loop {
         let incoming = tokio::select! {
@@ -246,7 +249,15 @@ fn check_hello(hello: &Hello) -> Result<(), String> {
     if hello.role != "edge" {
         return Err(format!("hello from a {:?}, not an edge", hello.role));
     }
-    for (what, name) in [("node id", &hello.node_id), ("region", &hello.region)] {
+    check_node_names(&hello.node_id, &hello.region)
+}
+
+/// The rule for node ids and regions, checked the same way at both ends: by every node
+/// on its own config at start (an edge the origins would refuse does not start), and by
+/// an origin on each hello. Short lowercase names: they become log fields, metric labels
+/// and certificate names.
+pub fn check_node_names(node_id: &str, region: &str) -> Result<(), String> {
+    for (what, name) in [("node id", node_id), ("region", region)] {
         let ok = !name.is_empty()
             && name.len() <= MAX_NAME_LEN
             && name
@@ -254,7 +265,7 @@ fn check_hello(hello: &Hello) -> Result<(), String> {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
         if !ok {
             return Err(format!(
-                "{what} {name:?} is not a short lowercase name (a-z, 0-9, - _ .)"
+                "{what} {name:?} is not a short lowercase name (a-z, 0-9, - _ ., at most {MAX_NAME_LEN})"
             ));
         }
     }

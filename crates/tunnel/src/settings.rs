@@ -123,12 +123,17 @@ pub struct TunnelListenSection {
     /// UDP address for QUIC.
     pub listen: SocketAddr,
     pub tls: ClusterTlsPaths,
-    /// When set, an edge saying hello as `fra-1` must hold a certificate valid for
-    /// `fra-1.<edge_name_suffix>`: a cluster member cannot speak as another edge (its
-    /// node id names it in logs, metrics and the streams API). Without it, any cluster
-    /// certificate may claim any edge id.
+    /// An edge saying hello as `fra-1` must hold a certificate valid for
+    /// `fra-1.<edge_name_suffix>`: a cluster member cannot speak as another edge (take
+    /// over its tunnel, redeem its grants; its node id names it in logs, metrics and the
+    /// streams API). Required, unless `allow_any_edge_name` says otherwise on purpose.
     #[serde(default)]
     pub edge_name_suffix: Option<String>,
+    /// Let any cluster certificate claim any edge id (no `edge_name_suffix`). Unsafe: one
+    /// stolen edge certificate then speaks for every edge. Off by default; the origin
+    /// warns at start when it is on.
+    #[serde(default)]
+    pub allow_any_edge_name: bool,
     #[serde(default)]
     pub transport: TransportSettings,
 }
@@ -246,6 +251,32 @@ impl Default for TransportSettings {
             reconnect_initial_ms: 500,
             reconnect_max_ms: 15_000,
             authorise_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl TunnelListenSection {
+    /// Checks the transport and that edges' names are bound to their certificates
+    /// (or explicitly not).
+    pub fn validate(&self) -> Result<(), InvalidTunnelSetting> {
+        self.transport.validate()?;
+        match (&self.edge_name_suffix, self.allow_any_edge_name) {
+            (None, false) => Err(invalid(
+                "tunnel.edge_name_suffix",
+                "is not set: set it to the domain edges' certificates are issued under \
+                 (an edge saying hello as fra-1 must hold a certificate for fra-1.<suffix>), \
+                 or set tunnel.allow_any_edge_name = true to let any cluster certificate \
+                 claim any edge (unsafe)",
+            )),
+            (Some(_), true) => Err(invalid(
+                "tunnel.allow_any_edge_name",
+                "is true while tunnel.edge_name_suffix is set: choose one",
+            )),
+            (Some(suffix), false) if suffix.trim_matches('.').is_empty() => Err(invalid(
+                "tunnel.edge_name_suffix",
+                "is empty: set the domain edges' certificates are issued under",
+            )),
+            _ => Ok(()),
         }
     }
 }

@@ -40,6 +40,14 @@ pub enum TunnelError {
     Protocol { peer: String, what: String },
     #[error("cannot connect to {peer}: {reason}")]
     Connect { peer: String, reason: String },
+    /// A message that would not fit in a frame; it was not sent (sending it would
+    /// break the stream it went on, and with the control stream the whole tunnel).
+    #[error("the {what} is {len} bytes encoded, over the {max}-byte limit of a tunnel message")]
+    TooLarge {
+        what: &'static str,
+        len: usize,
+        max: usize,
+    },
     #[error("cannot open the tunnel UDP socket on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,

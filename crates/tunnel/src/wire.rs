@@ -54,8 +54,10 @@ pub struct LoadReport {
     pub connections: u64,
 }
 
-/// An edge asks an origin whether a publish may go on, before it accepts it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An edge asks an origin whether a publish may go on, before it accepts it. Its
+/// `Debug` redacts the token wherever the encoder put it (see
+/// `longhaul_endpoint::redact_tokens`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthoriseRequest {
     /// The encoder's connect `app`, query included.
     pub app: String,
@@ -68,6 +70,20 @@ pub struct AuthoriseRequest {
     pub client_addr: String,
     /// `rtmp` or `rtmps`: how the encoder reached the edge.
     pub transport: String,
+}
+
+impl std::fmt::Debug for AuthoriseRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use longhaul_endpoint::redact_tokens as redact;
+        f.debug_struct("AuthoriseRequest")
+            .field("app", &redact(&self.app))
+            .field("tc_url", &self.tc_url.as_deref().map(redact))
+            .field("name", &redact(&self.name))
+            .field("leg", &self.leg)
+            .field("client_addr", &self.client_addr)
+            .field("transport", &self.transport)
+            .finish()
+    }
 }
 
 /// An origin's answer to an [`AuthoriseRequest`].
@@ -463,5 +479,20 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn an_authorise_request_shows_no_token_in_logs() {
+        let r = AuthoriseRequest {
+            app: "kLive/?t=sekrit1".into(),
+            tc_url: Some("rtmp://h/kLive?t=sekrit2".into()),
+            name: "1_abcdefgh_1?t=sekrit3".into(),
+            leg: Leg::Primary,
+            client_addr: "192.0.2.1:1".into(),
+            transport: "rtmp".into(),
+        };
+        let shown = format!("{:?}", Message::Authorise { id: 1, request: r });
+        assert!(!shown.contains("sekrit"), "{shown}");
+        assert!(shown.contains("1_abcdefgh_1"), "{shown}");
     }
 }

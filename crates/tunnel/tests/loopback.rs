@@ -118,6 +118,7 @@ fn start_origin(tls: &ClusterTlsPaths, listen: SocketAddr) -> RunningOrigin {
         listen,
         tls: tls.clone(),
         edge_name_suffix: Some("longhaul.internal".into()),
+        allow_any_edge_name: false,
         transport: fast(),
     };
     let endpoint = server_endpoint(&section).unwrap();
@@ -406,6 +407,31 @@ async fn an_edge_without_a_cluster_certificate_is_refused_and_counted() {
         })
         .unwrap_or_else(|| panic!("{text}"));
     assert_ne!(line.rsplit(' ').next(), Some("0"), "{line}");
+}
+
+/// An authorisation request too big for one message is refused by the client, not sent
+/// (the origin would close the whole tunnel on the oversized frame); the tunnel carries
+/// the next request as before.
+#[tokio::test]
+async fn an_authorisation_too_big_to_send_is_refused_and_the_tunnel_stays() {
+    let c = cluster();
+    let origin = start_origin(&c.origin_tls, ([127, 0, 0, 1], 0).into());
+    let (client, edge_set) = start_edge(&edge_section(c.edge_tls.clone(), origin.addr));
+    until("connected", || client.state() == TunnelState::Connected).await;
+    let huge = request(&format!("ok{}", "x".repeat(70_000)));
+    match client.authorise(huge).await {
+        Err(longhaul_tunnel::TunnelError::TooLarge { len, max, .. }) => assert!(len > max),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    let Verdict::Allowed { .. } = client.authorise(request("ok")).await.unwrap() else {
+        panic!("refused")
+    };
+    assert_eq!(
+        edge_set.snapshots()[0].reconnects,
+        0,
+        "the tunnel never dropped"
+    );
+    origin.shutdown.cancel();
 }
 
 #[tokio::test]
