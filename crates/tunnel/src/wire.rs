@@ -1,8 +1,9 @@
 //! The tunnel's wire format: frames on QUIC streams, and the messages they carry.
 //!
 //! Sans IO: [`FrameDecoder`] takes bytes as QUIC hands them over and yields whole frames;
-//! [`encode_message`] and [`media_header`] build them. The driver in [`crate::connection`]
-//! only moves bytes. See the crate documentation for the layout and its versioning.
+//! [`encode_message`] and [`media_header`] build them. The drivers ([`crate::client`],
+//! [`crate::server`]) only move bytes. See the crate documentation for the layout and
+//! its versioning.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use longhaul_endpoint::Leg;

@@ -1,7 +1,7 @@
 //! The command line and the validated settings a run is made from.
 //!
 //! [`Cli`] is what clap parses (every option documented with its unit); [`Settings`] is
-//! what [`crate::run`] takes, built by [`Cli::settings`], which checks ranges and URLs
+//! what [`crate::run()`] takes, built by [`Cli::settings`], which checks ranges and URLs
 //! and names the option at fault. Units are parsed by small functions here:
 //! bitrates (`6000k`, `6M`, `600000`), durations (`30s`, `500ms`, `2m`, `1.5`) and
 //! rates (`20/s`, `20`).

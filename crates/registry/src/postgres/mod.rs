@@ -6,7 +6,7 @@
 //!   store recovers by itself when the database comes back.
 //! - The schema is versioned ([`migrate`]): applied at connect, under an advisory lock.
 //! - Changes are pushed, not polled: a trigger announces every committed change on the
-//!   channel `longhaul_entries` (`NOTIFY`), and [`feed`] keeps one connection
+//!   channel `longhaul_entries` (`NOTIFY`), and the feed (`feed.rs`) keeps one connection
 //!   `LISTEN`ing, reconnecting with backoff and asking for a resync after each reconnect,
 //!   since notifications sent while it was away are lost.
 //! - Every call is bounded in time ([`STATEMENT_TIMEOUT`]); a database that does not
