@@ -71,7 +71,8 @@ pub struct EdgeConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RelaySection {
-    /// Queued bytes per stream at which the edge stops reading the encoder.
+    /// Queued bytes per stream (payload, plus each message's own cost) at which the edge
+    /// stops reading the encoder.
     /// Default [`DEFAULT_PAUSE_BYTES`] (1 MiB); the reason is there.
     pub pause_bytes: usize,
     /// Milliseconds the oldest queued message of a full queue may wait before whole GOPs
@@ -103,6 +104,7 @@ impl RelaySection {
         RelayLimits {
             pause_bytes: self.pause_bytes,
             max_delay: Duration::from_millis(self.max_delay_ms),
+            ..RelayLimits::default()
         }
     }
 

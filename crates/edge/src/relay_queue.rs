@@ -5,7 +5,9 @@
 //! between the two and decides, with time passed in, what happens when the tunnel is
 //! slower than the encoder:
 //!
-//! 1. **Back-pressure first.** Once the queued payload bytes reach `pause_bytes`,
+//! 1. **Back-pressure first.** Once the queue's cost reaches `pause_bytes` (its payload
+//!    bytes plus [`MESSAGE_COST`] per message: a flood of empty messages costs memory
+//!    too),
 //!    [`RelayQueue::should_read`] says no: the driver stops reading the encoder's socket,
 //!    its TCP receive window closes, and the encoder's own congestion handling (OBS drops
 //!    frames, ffmpeg slows down) sees the slow path as if it were its own. Reading resumes
@@ -69,8 +71,12 @@ pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(2);
 /// The two numbers the queue runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RelayLimits {
-    /// Queued payload bytes at which reading the encoder pauses.
+    /// Queued bytes (payload, plus `message_cost` per message) at which reading the
+    /// encoder pauses.
     pub pause_bytes: usize,
+    /// What each queued message costs beside its payload. [`MESSAGE_COST`]; the unit
+    /// tests set 0 to reason in payload bytes alone.
+    pub message_cost: usize,
     /// How long the oldest droppable message may wait, while the queue is full, before
     /// GOPs (or old audio) are dropped.
     pub max_delay: Duration,
@@ -80,6 +86,7 @@ impl Default for RelayLimits {
     fn default() -> Self {
         Self {
             pause_bytes: DEFAULT_PAUSE_BYTES,
+            message_cost: MESSAGE_COST,
             max_delay: DEFAULT_MAX_DELAY,
         }
     }
@@ -132,6 +139,11 @@ struct Queued {
     class: Class,
     enqueued: Instant,
 }
+
+/// What one queued message costs beside its payload: its place in the queue. Without
+/// it, one-byte chunks that decode to empty messages queued without limit (a million of
+/// them held 72 MB while the queue still counted 0 bytes).
+pub const MESSAGE_COST: usize = std::mem::size_of::<Queued>();
 
 /// One published stream's queue. See the module documentation for its rules.
 #[derive(Debug)]
@@ -258,7 +270,7 @@ impl RelayQueue {
     }
 
     fn over_bound(&self) -> bool {
-        self.queued_bytes >= self.limits.pause_bytes
+        self.queued_bytes + self.items.len() * self.limits.message_cost >= self.limits.pause_bytes
     }
 
     /// The first message the drop rule may drop, and its index.
@@ -382,11 +394,31 @@ mod tests {
         message(type_id::DATA_AMF0, ts, &body, 0)
     }
 
+    /// Limits in payload bytes alone (no per-message cost), which the tests reason in.
     fn limits(pause_bytes: usize, max_delay_ms: u64) -> RelayLimits {
         RelayLimits {
             pause_bytes,
+            message_cost: 0,
             max_delay: Duration::from_millis(max_delay_ms),
         }
+    }
+
+    /// The attack: one million empty messages (what one-byte type-3 chunks decode to).
+    /// Counting payload bytes alone, the queue said "read on" with all of them queued
+    /// (72 MB held); with each message's cost counted, reading pauses at the bound.
+    #[test]
+    fn a_flood_of_empty_messages_reaches_the_bound() {
+        let t0 = Instant::now();
+        let mut q = RelayQueue::new(RelayLimits::default());
+        let mut pushed = 0usize;
+        while q.should_read(t0) && pushed < 1_000_000 {
+            q.push(message(type_id::VIDEO, 0, &[], 0), t0);
+            pushed += 1;
+        }
+        assert_eq!(q.queued_bytes(), 0, "no payload at all");
+        assert!(!q.should_read(t0), "paused at the bound");
+        assert_eq!(pushed, DEFAULT_PAUSE_BYTES.div_ceil(MESSAGE_COST));
+        assert!(pushed * MESSAGE_COST < 2 * DEFAULT_PAUSE_BYTES);
     }
 
     fn timestamps(q: &mut RelayQueue, now: Instant) -> Vec<(u8, u32)> {
