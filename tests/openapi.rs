@@ -376,13 +376,10 @@ async fn the_api_answers_as_its_openapi_document_says() {
 async fn writes_answer_503_as_documented_while_the_database_is_down() {
     use longhaul_registry::testing::PostgresServer;
     let mut c = Contract::new();
-    let (server, database) = tokio::task::spawn_blocking(|| {
-        let server = PostgresServer::start().expect("a private PostgreSQL");
-        let database = server.create_database().expect("a database");
-        (server, database)
-    })
-    .await
-    .unwrap();
+    let (server, database) = tokio::task::spawn_blocking(PostgresServer::start_with_database)
+        .await
+        .unwrap()
+        .expect("a private PostgreSQL with a database");
     let dir = tempfile::tempdir().unwrap();
     let password = dir.path().join("password");
     std::fs::write(&password, server.password()).unwrap();

@@ -204,13 +204,10 @@ async fn regeneration_and_deletion_at_the_other_origin_cut_live_publishes_within
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entry_made_at_nyc_publishes_at_pao_and_neither_refuses_it_while_the_database_is_down() {
     use longhaul_registry::testing::PostgresServer;
-    let (server, database) = tokio::task::spawn_blocking(|| {
-        let server = PostgresServer::start().expect("a private PostgreSQL");
-        let database = server.create_database().expect("a database");
-        (server, database)
-    })
-    .await
-    .unwrap();
+    let (server, database) = tokio::task::spawn_blocking(PostgresServer::start_with_database)
+        .await
+        .unwrap()
+        .expect("a private PostgreSQL with a database");
     let cluster = Cluster::new();
     let registry = cluster.postgres_registry(&server.url(&database), server.password());
     let with_cache = |site: &str| {
@@ -248,14 +245,7 @@ async fn an_entry_made_at_nyc_publishes_at_pao_and_neither_refuses_it_while_the_
     let deadline = Instant::now() + Duration::from_secs(12);
     for node in [&nyc, &pao] {
         loop {
-            let (_, _, body) = http(
-                "GET",
-                &format!("http://{}/healthz", node.addr("http")),
-                "",
-                None,
-            )
-            .await;
-            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let v = health_of(node).await;
             if v["status"] == "degraded" {
                 assert_eq!(v["registry"]["state"], "unreachable", "{v}");
                 break;
@@ -278,14 +268,7 @@ async fn an_entry_made_at_nyc_publishes_at_pao_and_neither_refuses_it_while_the_
     let pao_addresses = (pao.addr("rtmp"), pao.addr("http"), pao.addr("tunnel"));
     drop(pao);
     pao = cluster.origin_with(&PAO, Some(pao_addresses), &with_cache("pao"));
-    let (_, _, body) = http(
-        "GET",
-        &format!("http://{}/healthz", pao.addr("http")),
-        "",
-        None,
-    )
-    .await;
-    let health: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let health = health_of(&pao).await;
     assert_eq!(health["registry"]["state"], "unreachable", "{health}");
     assert!(
         pao.logs()
@@ -330,14 +313,7 @@ async fn an_entry_made_at_nyc_publishes_at_pao_and_neither_refuses_it_while_the_
     // pao, started from its copy, catches up with the database and says so.
     let deadline = Instant::now() + Duration::from_secs(12);
     loop {
-        let (_, _, body) = http(
-            "GET",
-            &format!("http://{}/healthz", pao.addr("http")),
-            "",
-            None,
-        )
-        .await;
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let v = health_of(&pao).await;
         if v["status"] == "ok" && v["registry"]["entries"] == 2 {
             break;
         }

@@ -277,6 +277,13 @@ impl Cluster {
     }
 }
 
+/// A node's `/healthz` document.
+pub async fn health_of(node: &Node) -> serde_json::Value {
+    let url = format!("http://{}/healthz", node.addr("http"));
+    let (_, _, body) = http("GET", &url, "", None).await;
+    serde_json::from_slice(&body).expect("/healthz is JSON")
+}
+
 pub async fn metrics_of(node: &Node) -> String {
     let (status, _, body) = http(
         "GET",

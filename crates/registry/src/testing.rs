@@ -856,6 +856,14 @@ impl PostgresServer {
         self.launch()
     }
 
+    /// [`PostgresServer::start`] with a fresh database on it: the server and the
+    /// database's name.
+    pub fn start_with_database() -> Result<(PostgresServer, String), HarnessError> {
+        let server = PostgresServer::start()?;
+        let database = server.create_database()?;
+        Ok((server, database))
+    }
+
     /// Turns TLS on with this certificate chain and key (PEM), and restarts: clients
     /// may then connect with `sslmode=require` (plain connections still work, as
     /// `pg_hba.conf`'s `host` lines allow both). The files go in the data directory,

@@ -588,13 +588,10 @@ async fn postgres_fail_static_while_down_then_resync_after_a_restart() {
     use longhaul_registry::postgres::{PostgresSettings, PostgresStore};
     use longhaul_registry::testing::PostgresServer;
 
-    let (server, database) = tokio::task::spawn_blocking(|| {
-        let server = PostgresServer::start().expect("a private PostgreSQL");
-        let database = server.create_database().expect("a database");
-        (server, database)
-    })
-    .await
-    .unwrap();
+    let (server, database) = tokio::task::spawn_blocking(PostgresServer::start_with_database)
+        .await
+        .unwrap()
+        .expect("a private PostgreSQL with a database");
     let settings = PostgresSettings {
         url: server.url(&database),
         password: Some(server.password().to_owned()),
