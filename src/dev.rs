@@ -1,21 +1,40 @@
 //! `longhaul dev`: the whole local cluster on 127.0.0.1, with nothing to configure.
 //!
 //! It reads the embedded `config/dev.toml` (the port table every developer and test
-//! relies on), makes a data directory with the shared entries registry and a self-signed
-//! certificate for RTMPS, starts the nodes in this process, creates a demo entry on first
-//! start and prints commands to publish and play that work when pasted.
+//! relies on), moves it by `--port-offset` when asked, and checks that every port is free
+//! and that no other `longhaul dev` holds the data directory (a lock file) before it
+//! writes anything. Then it makes the data directory's shared entries registry and
+//! certificates, builds each node's config as a struct (the same types production
+//! configs are read into, so dev nodes take the path production nodes take), starts the
+//! nodes in this process, creates a demo entry on first start and prints commands to
+//! publish and play that work when pasted.
 
 use anyhow::Context;
+use longhaul_edge::config::RelaySection;
 use longhaul_edge::{Edge, EdgeConfig};
+use longhaul_node::config::{HttpSection, NodeSection, RtmpSection, RtmpsSection};
+use longhaul_origin::config::{EndpointsSection, RegistrySection};
 use longhaul_origin::{Config as OriginConfig, Origin};
 use longhaul_tunnel::pki::{ClusterCa, NodeFiles};
+use longhaul_tunnel::{
+    ClusterTlsPaths, OriginPeer, TransportSettings, TunnelListenSection, TunnelSection,
+};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The dev cluster's layout, compiled in so `longhaul dev` needs no file.
 const DEV_CLUSTER: &str = include_str!("../config/dev.toml");
+
+/// What `longhaul dev` is asked to do.
+pub struct DevOptions {
+    /// Where the registry database and the dev certificates live.
+    pub data_dir: PathBuf,
+    /// Added to every port of the layout, so a second cluster can run beside the first.
+    pub port_offset: u16,
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,6 +67,155 @@ struct DevEdge {
     primary: String,
 }
 
+/// One port of the layout, named for the error that says it is taken.
+struct LayoutPort {
+    addr: SocketAddr,
+    udp: bool,
+    what: String,
+}
+
+impl DevCluster {
+    /// The embedded layout, every port moved up by `offset`.
+    fn load(offset: u16) -> anyhow::Result<DevCluster> {
+        let mut cluster: DevCluster =
+            toml::from_str(DEV_CLUSTER).context("the embedded config/dev.toml is invalid")?;
+        let shift = |addr: &mut SocketAddr| -> anyhow::Result<()> {
+            let port = addr.port().checked_add(offset).with_context(|| {
+                format!(
+                    "--port-offset {offset} moves port {} past 65535; the dev ports span \
+                     1935-8085, so use an offset of at most {}",
+                    addr.port(),
+                    u16::MAX - 8085
+                )
+            })?;
+            addr.set_port(port);
+            Ok(())
+        };
+        for o in cluster.origins.values_mut() {
+            for addr in [&mut o.rtmp, &mut o.rtmps, &mut o.http, &mut o.tunnel] {
+                shift(addr)?;
+            }
+        }
+        for e in cluster.edges.values_mut() {
+            for addr in [&mut e.rtmp, &mut e.rtmps, &mut e.http] {
+                shift(addr)?;
+            }
+        }
+        Ok(cluster)
+    }
+
+    /// Every port the cluster listens on.
+    fn ports(&self) -> Vec<LayoutPort> {
+        let mut ports = Vec::new();
+        let mut add = |addr, udp, what: String| ports.push(LayoutPort { addr, udp, what });
+        for o in self.origins.values() {
+            let node = format!("origin {}", o.region);
+            add(o.rtmp, false, format!("RTMP of {node}"));
+            add(o.rtmps, false, format!("RTMPS of {node}"));
+            add(o.http, false, format!("HTTP of {node}"));
+            add(o.tunnel, true, format!("QUIC tunnel (UDP) of {node}"));
+        }
+        for e in self.edges.values() {
+            let node = format!("edge {}", e.region);
+            add(e.rtmp, false, format!("RTMP of {node}"));
+            add(e.rtmps, false, format!("RTMPS of {node}"));
+            add(e.http, false, format!("HTTP of {node}"));
+        }
+        ports
+    }
+}
+
+/// Fails, naming every taken port, unless all of the layout's ports can be bound now.
+/// (A port taken between this check and the node's own bind still fails that bind,
+/// with the address named; this check exists so that nothing is written before.)
+fn check_ports_free(cluster: &DevCluster, options: &DevOptions) -> anyhow::Result<()> {
+    let taken: Vec<String> = cluster
+        .ports()
+        .into_iter()
+        .filter_map(|p| {
+            let result = if p.udp {
+                std::net::UdpSocket::bind(p.addr).map(drop)
+            } else {
+                std::net::TcpListener::bind(p.addr).map(drop)
+            };
+            result
+                .err()
+                .map(|e| format!("  {} ({}): {}", p.addr, p.what, io_reason(&e)))
+        })
+        .collect();
+    if taken.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the dev cluster's ports are not free:\n{}\nIs another `longhaul dev` running? Stop it, \
+         or run this one beside it: `longhaul dev --port-offset {} --data-dir {}-2`",
+        taken.join("\n"),
+        options
+            .port_offset
+            .saturating_add(10_000)
+            .min(u16::MAX - 8085),
+        options.data_dir.display(),
+    )
+}
+
+/// An IO error's words without Rust's ` (os error N)`.
+fn io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+/// The lock that keeps two `longhaul dev` off one data directory; held while the file
+/// is open (the OS releases it when the process ends, however it ends).
+struct DataDirLock {
+    _file: File,
+}
+
+impl DataDirLock {
+    const FILE: &'static str = "dev.lock";
+
+    /// Takes the lock of `dir` (created if missing), or says which process holds it.
+    fn acquire(dir: &Path) -> anyhow::Result<DataDirLock> {
+        use std::io::{Read, Seek, Write};
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the data dir {}", dir.display()))?;
+        let path = dir.join(Self::FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = match holder.trim() {
+                    "" => String::new(),
+                    pid => format!(" (pid {pid})"),
+                };
+                anyhow::bail!(
+                    "the data dir {} is in use by another `longhaul dev`{holder}; \
+                     stop it, or give this one its own `--data-dir` (and `--port-offset`)",
+                    dir.display()
+                );
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+            }
+        }
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| writeln!(file, "{}", std::process::id()))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(DataDirLock { _file: file })
+    }
+}
+
 /// The TLS files of the dev cluster: one RTMPS certificate, a cluster CA and a
 /// certificate per node.
 struct DevTls {
@@ -56,12 +224,16 @@ struct DevTls {
     nodes: BTreeMap<String, NodeFiles>,
 }
 
-pub async fn run(data_dir: PathBuf) -> anyhow::Result<()> {
-    let cluster: DevCluster =
-        toml::from_str(DEV_CLUSTER).context("the embedded config/dev.toml is invalid")?;
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
-    let data_dir = data_dir.canonicalize().unwrap_or(data_dir);
+pub async fn run(options: DevOptions) -> anyhow::Result<()> {
+    let cluster = DevCluster::load(options.port_offset)?;
+    // Nothing is written before both checks: a second `longhaul dev` leaves the first
+    // one's files as they are.
+    check_ports_free(&cluster, &options)?;
+    let _lock = DataDirLock::acquire(&options.data_dir)?;
+    let data_dir = options
+        .data_dir
+        .canonicalize()
+        .unwrap_or(options.data_dir.clone());
     let (rtmps_cert, rtmps_key) = dev_certificate(&data_dir)?;
     let tls = DevTls {
         rtmps_cert,
@@ -73,23 +245,17 @@ pub async fn run(data_dir: PathBuf) -> anyhow::Result<()> {
     let mut origins = Vec::new();
     for node in cluster.origins.values() {
         let config = origin_config(node, &registry_path, &tls)?;
-        let origin = Origin::start(config).await.with_context(|| {
-            format!(
-                "starting dev origin {} (is another `longhaul dev` running?)",
-                node.id
-            )
-        })?;
+        let origin = Origin::start(config)
+            .await
+            .with_context(|| format!("starting dev origin {}", node.id))?;
         origins.push((node, origin));
     }
     let mut edges = Vec::new();
     for node in cluster.edges.values() {
         let config = edge_config(node, &cluster, &tls)?;
-        let edge = Edge::start(config).await.with_context(|| {
-            format!(
-                "starting dev edge {} (is another `longhaul dev` running?)",
-                node.id
-            )
-        })?;
+        let edge = Edge::start(config)
+            .await
+            .with_context(|| format!("starting dev edge {}", node.id))?;
         edges.push((node, edge));
     }
     let first = &origins
@@ -120,11 +286,13 @@ pub async fn run(data_dir: PathBuf) -> anyhow::Result<()> {
 /// Tunnel settings for loopback: 2 MiB UDP buffers, within a stock kernel's cap, carry a
 /// dev cluster's few streams; the 8 MiB production default would only log that the
 /// kernel granted less.
-const DEV_TRANSPORT: &str = r#"
-        [tunnel.transport]
-        udp_recv_buffer = 2097152
-        udp_send_buffer = 2097152
-"#;
+fn dev_transport() -> TransportSettings {
+    TransportSettings {
+        udp_recv_buffer: 2 * 1024 * 1024,
+        udp_send_buffer: 2 * 1024 * 1024,
+        ..TransportSettings::default()
+    }
+}
 
 /// Dev nodes' tunnel certificates are issued for `{id}.` this; origins check it.
 const TUNNEL_NAME_SUFFIX: &str = "tunnel.longhaul.dev";
@@ -159,88 +327,90 @@ fn cluster_certificates(
     Ok(nodes)
 }
 
-fn node_tls<'a>(tls: &'a DevTls, id: &str) -> anyhow::Result<&'a NodeFiles> {
-    tls.nodes
+/// A dev node's `[tunnel.tls]`: the cluster CA and its own certificate.
+fn cluster_tls(tls: &DevTls, id: &str) -> anyhow::Result<ClusterTlsPaths> {
+    let files = tls
+        .nodes
         .get(id)
-        .with_context(|| format!("no tunnel certificate for {id}"))
+        .with_context(|| format!("no tunnel certificate for {id}"))?;
+    Ok(ClusterTlsPaths {
+        ca: files.ca.clone(),
+        cert: Some(files.cert.clone()),
+        key: Some(files.key.clone()),
+    })
 }
 
-/// What every dev node's config starts with: who it is and where it listens.
-fn node_sections(
-    id: &str,
-    region: &str,
-    (rtmp, rtmps, http): (SocketAddr, SocketAddr, SocketAddr),
-    tls: &DevTls,
-) -> String {
-    format!(
-        r#"
-        [node]
-        id = "{id}"
-        region = "{region}"
-        [rtmp]
-        listen = "{rtmp}"
-        [rtmps]
-        listen = "{rtmps}"
-        cert = {cert:?}
-        key = {key:?}
-        [http]
-        listen = "{http}"
-        "#,
-        cert = tls.rtmps_cert.display().to_string(),
-        key = tls.rtmps_key.display().to_string(),
-    )
+/// Who a dev node is and where it listens: `[node]`, `[rtmp]`, `[rtmps]`, `[http]`.
+struct NodeListeners {
+    node: NodeSection,
+    rtmp: RtmpSection,
+    rtmps: RtmpsSection,
+    http: HttpSection,
 }
 
-/// A dev node's `[tunnel.tls]` and `[tunnel.transport]`.
-fn tunnel_tls_sections(files: &NodeFiles) -> String {
-    format!(
-        r#"
-        [tunnel.tls]
-        ca = {ca:?}
-        cert = {cert:?}
-        key = {key:?}
-        {DEV_TRANSPORT}
-        "#,
-        ca = files.ca.display().to_string(),
-        cert = files.cert.display().to_string(),
-        key = files.key.display().to_string(),
-    )
+impl NodeListeners {
+    fn new(
+        id: &str,
+        region: &str,
+        (rtmp, rtmps, http): (SocketAddr, SocketAddr, SocketAddr),
+        tls: &DevTls,
+    ) -> NodeListeners {
+        NodeListeners {
+            node: NodeSection {
+                id: id.into(),
+                region: region.into(),
+            },
+            rtmp: RtmpSection { listen: rtmp },
+            rtmps: RtmpsSection {
+                listen: Some(rtmps),
+                cert: Some(tls.rtmps_cert.clone()),
+                key: Some(tls.rtmps_key.clone()),
+            },
+            http: HttpSection {
+                listen: http,
+                ..HttpSection::default()
+            },
+        }
+    }
 }
 
-// Configs are built as TOML documents so dev nodes take exactly the path production
-// configs take.
 fn origin_config(node: &DevOrigin, registry: &Path, tls: &DevTls) -> anyhow::Result<OriginConfig> {
-    let doc = format!(
-        r#"
-        {common}
-        [registry]
-        path = {registry:?}
-        [endpoints]
-        host = "{host}"
-        rtmp_port = {rtmp_port}
-        rtmps_port = {rtmps_port}
-        leg_subdomains = false
-        renditions = 3
-        [tunnel]
-        listen = "{tunnel}"
-        edge_name_suffix = "{suffix}"
-        {tunnel_tls}
-        "#,
-        common = node_sections(
-            &node.id,
-            &node.region,
-            (node.rtmp, node.rtmps, node.http),
-            tls
-        ),
-        registry = registry.display().to_string(),
-        host = node.rtmp.ip(),
-        rtmp_port = node.rtmp.port(),
-        rtmps_port = node.rtmps.port(),
-        tunnel = node.tunnel,
-        suffix = TUNNEL_NAME_SUFFIX,
-        tunnel_tls = tunnel_tls_sections(node_tls(tls, &node.id)?),
+    let listeners = NodeListeners::new(
+        &node.id,
+        &node.region,
+        (node.rtmp, node.rtmps, node.http),
+        tls,
     );
-    toml::from_str(&doc).with_context(|| format!("dev config of {}", node.id))
+    Ok(OriginConfig {
+        node: listeners.node,
+        rtmp: listeners.rtmp,
+        rtmps: listeners.rtmps,
+        http: longhaul_origin::config::HttpSection {
+            server: listeners.http,
+            api_token: None,
+        },
+        registry: Some(RegistrySection {
+            path: Some(registry.to_path_buf()),
+            ..RegistrySection::default()
+        }),
+        auth: Default::default(),
+        ingest: Default::default(),
+        endpoints: EndpointsSection {
+            host: node.rtmp.ip().to_string(),
+            rtmp_port: node.rtmp.port(),
+            rtmps_port: node.rtmps.port(),
+            leg_subdomains: false,
+            renditions: 3,
+        },
+        abuse: Default::default(),
+        tunnel: Some(TunnelListenSection {
+            listen: node.tunnel,
+            tls: cluster_tls(tls, &node.id)?,
+            edge_name_suffix: Some(TUNNEL_NAME_SUFFIX.into()),
+            allow_any_edge_name: false,
+            transport: dev_transport(),
+        }),
+    })
 }
 
 fn edge_config(node: &DevEdge, cluster: &DevCluster, tls: &DevTls) -> anyhow::Result<EdgeConfig> {
@@ -250,39 +420,37 @@ fn edge_config(node: &DevEdge, cluster: &DevCluster, tls: &DevTls) -> anyhow::Re
             node.id, node.primary
         )
     })?;
-    let origins: Vec<String> = cluster
-        .origins
-        .values()
-        .map(|o| {
-            format!(
-                "{{ id = {id:?}, region = {region:?}, addr = \"{addr}\", server_name = {name:?} }}",
-                id = o.id,
-                region = o.region,
-                addr = o.tunnel,
-                name = tunnel_name(&o.id),
-            )
-        })
-        .collect();
-    let doc = format!(
-        r#"
-        {common}
-        [tunnel]
-        primary = "{primary}"
-        bind = "127.0.0.1:0"
-        origins = [{origins}]
-        {tunnel_tls}
-        "#,
-        common = node_sections(
-            &node.id,
-            &node.region,
-            (node.rtmp, node.rtmps, node.http),
-            tls
-        ),
-        primary = primary.id,
-        origins = origins.join(", "),
-        tunnel_tls = tunnel_tls_sections(node_tls(tls, &node.id)?),
+    let listeners = NodeListeners::new(
+        &node.id,
+        &node.region,
+        (node.rtmp, node.rtmps, node.http),
+        tls,
     );
-    toml::from_str(&doc).with_context(|| format!("dev config of {}", node.id))
+    Ok(EdgeConfig {
+        node: listeners.node,
+        rtmp: listeners.rtmp,
+        rtmps: listeners.rtmps,
+        http: listeners.http,
+        ingest: Default::default(),
+        relay: RelaySection::default(),
+        abuse: Default::default(),
+        tunnel: TunnelSection {
+            origins: cluster
+                .origins
+                .values()
+                .map(|o| OriginPeer {
+                    id: o.id.clone(),
+                    region: o.region.clone(),
+                    addr: o.tunnel.to_string(),
+                    server_name: tunnel_name(&o.id),
+                })
+                .collect(),
+            primary: primary.id.clone(),
+            tls: cluster_tls(tls, &node.id)?,
+            bind: ([127, 0, 0, 1], 0).into(),
+            transport: dev_transport(),
+        },
+    })
 }
 
 /// A self-signed certificate for 127.0.0.1 and localhost, made once per data dir.
