@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `longhaul origin --config FILE...` | run an origin node |
 //! | `longhaul edge --config FILE...` | run an edge node |
-//! | `longhaul dev [--data-dir DIR]` | run the whole local cluster (2 origins, 3 edges) on 127.0.0.1 |
+//! | `longhaul dev [--data-dir DIR] [--port-offset N]` | run the whole local cluster (2 origins, 3 edges) on 127.0.0.1 |
 //! | `longhaul entry ...` | create, list, show, regenerate or delete entries over the API |
 //! | `longhaul pki --dir DIR NAME...` | a throwaway cluster CA and node certificates (test clusters, benchmarks) |
 //!
@@ -57,9 +57,19 @@ enum Command {
     /// Run the local cluster (origins nyc and pao, edges fra, gru and sin) on 127.0.0.1
     /// with nothing to configure.
     Dev {
-        /// Where the registry database and the dev certificates live.
-        #[arg(long, default_value = ".longhaul")]
+        /// Where the registry database and the dev certificates live; one `longhaul dev`
+        /// at a time per directory (it holds `dev.lock` there).
+        #[arg(long, default_value = ".longhaul", value_name = "DIR")]
         data_dir: PathBuf,
+        /// Added to every port of the dev cluster (RTMP 1935 becomes 1935+N, and so on),
+        /// to run a second cluster beside the first, e.g. `--port-offset 10000`.
+        #[arg(
+            long,
+            default_value_t = 0,
+            value_name = "N",
+            env = "LONGHAUL_DEV_PORT_OFFSET"
+        )]
+        port_offset: u16,
     },
     /// Manage entries through an origin's API.
     Entry(entry::EntryArgs),
@@ -88,7 +98,16 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Origin { configs } => run_origin(configs).await,
             Command::Edge { configs } => run_edge(configs).await,
-            Command::Dev { data_dir } => dev::run(data_dir).await,
+            Command::Dev {
+                data_dir,
+                port_offset,
+            } => {
+                dev::run(dev::DevOptions {
+                    data_dir,
+                    port_offset,
+                })
+                .await
+            }
             Command::Entry(args) => entry::run(args).await,
             Command::Pki(args) => pki::run(args),
         }
@@ -96,10 +115,28 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("longhaul: {e:#}");
+            eprintln!("longhaul: {}", error_text(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, each cause once: many error types already print
+/// their source in their own message (`cannot listen on ...: Address already in use`),
+/// so a cause whose words are already there is not repeated.
+fn error_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let words = cause.to_string();
+        if words.is_empty() || text.contains(&words) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&words);
+    }
+    text
 }
 
 async fn run_origin(configs: Vec<PathBuf>) -> anyhow::Result<()> {
@@ -145,5 +182,33 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot listen for RTMP on 127.0.0.1:1935: {0}")]
+    struct Bind(#[source] std::io::Error);
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let io_words = io.to_string();
+        let error = anyhow::Error::new(Bind(io)).context("starting origin nyc-1");
+        let text = error_text(&error);
+        assert_eq!(
+            text,
+            format!("starting origin nyc-1: cannot listen for RTMP on 127.0.0.1:1935: {io_words}")
+        );
+        assert_eq!(text.matches(&io_words).count(), 1, "{text}");
+    }
+
+    #[test]
+    fn causes_not_yet_said_are_kept() {
+        let error = anyhow::anyhow!("disk full").context("writing registry.db");
+        assert_eq!(error_text(&error), "writing registry.db: disk full");
     }
 }

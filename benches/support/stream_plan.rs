@@ -90,7 +90,7 @@ pub fn plan(length: Duration, seed: u32, phase: f64) -> Vec<Planned> {
         rng ^= rng << 13;
         rng ^= rng >> 17;
         rng ^= rng << 5;
-        let key = (frame + key_offset) % GOP == 0;
+        let key = (frame + key_offset).is_multiple_of(GOP);
         out.push(Planned {
             at,
             type_id: VIDEO_TYPE,

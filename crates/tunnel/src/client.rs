@@ -432,7 +432,8 @@ async fn run(
             _ = inner.shutdown.cancelled() => break,
         }
     }
-    link.set_state(TunnelState::Closed, "closed");
+    // The loop ends only when this edge shuts down.
+    link.close("edge shutting down", true);
 }
 
 /// Dials, completes TLS, opens the control stream and exchanges hellos.

@@ -127,7 +127,19 @@ impl Link {
     }
 
     /// Moves to `to`, logging and counting the change. Returns the previous state.
+    /// A connected tunnel that goes is logged as lost (a warning); [`Link::close`] is for
+    /// an orderly end.
     pub(crate) fn set_state(&self, to: TunnelState, why: &str) -> TunnelState {
+        self.transition(to, why, false)
+    }
+
+    /// Closes for good: at `orderly` (this node or its peer shutting down, each saying
+    /// so) an INFO line, as an operator's Ctrl-C is no incident; otherwise a warning.
+    pub(crate) fn close(&self, why: &str, orderly: bool) -> TunnelState {
+        self.transition(TunnelState::Closed, why, orderly)
+    }
+
+    fn transition(&self, to: TunnelState, why: &str, orderly: bool) -> TunnelState {
         let from = TunnelState::from_index(self.state.swap(to.index() as u8, Ordering::AcqRel));
         if from != to {
             self.transitions[to.index()].fetch_add(1, Ordering::Relaxed);
@@ -135,6 +147,9 @@ impl Link {
             match to {
                 TunnelState::Connected => tracing::info!(%peer, %region, from = from.as_str(),
                     "tunnel connected{}", if why.is_empty() { String::new() } else { format!(": {why}") }),
+                TunnelState::Closed if orderly => {
+                    tracing::info!(%peer, %region, reason = why, "tunnel closed")
+                }
                 TunnelState::Backoff | TunnelState::Closed if from == TunnelState::Connected => {
                     tracing::warn!(%peer, %region, to = to.as_str(), reason = why, "tunnel lost")
                 }

@@ -211,6 +211,11 @@ async fn handle<S: TunnelService>(
         _ = shutdown.cancelled() => Ok("origin shutting down".into()),
     };
     writer.abort();
+    // An end either side chose (a shutdown, each saying so with the normal code) is no
+    // incident; a vanished or misbehaving edge is.
+    let orderly = shutdown.is_cancelled()
+        || matches!(connection.close_reason(),
+            Some(quinn::ConnectionError::ApplicationClosed(c)) if c.error_code == codes::NORMAL.into());
     let why = match ended {
         Ok(why) => {
             connection.close(codes::NORMAL.into(), close_reason(&why));
@@ -236,7 +241,7 @@ async fn handle<S: TunnelService>(
     };
     if link.detach_if_current(&connection) {
         link.set_control(None);
-        link.set_state(TunnelState::Closed, &why);
+        link.close(&why, orderly);
     }
 }
 
