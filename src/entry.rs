@@ -15,14 +15,20 @@ pub const DEFAULT_API: &str = "http://127.0.0.1:8081";
 
 #[derive(clap::Args)]
 pub struct EntryArgs {
-    /// Base URL of an origin's HTTP port.
-    #[arg(long, global = true, default_value = DEFAULT_API, env = "LONGHAUL_API")]
+    /// Base URL of an origin's HTTP port (`http://` is assumed without a scheme).
+    #[arg(long, global = true, default_value = DEFAULT_API, env = "LONGHAUL_API", value_name = "URL", help_heading = "Connection")]
     api: String,
     /// Bearer token, when the origin sets `http.api_token`.
-    #[arg(long, global = true, env = "LONGHAUL_API_TOKEN")]
+    #[arg(
+        long,
+        global = true,
+        env = "LONGHAUL_API_TOKEN",
+        value_name = "TOKEN",
+        help_heading = "Connection"
+    )]
     api_token: Option<String>,
     /// Print the API's JSON instead of a summary.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Output")]
     json: bool,
     #[command(subcommand)]
     command: EntryCommand,
@@ -32,33 +38,52 @@ pub struct EntryArgs {
 enum EntryCommand {
     /// Create an entry and print its id, token and endpoints.
     Create {
+        /// A name for people (the event, the room); the id is made up by the origin.
         #[arg(long)]
         name: Option<String>,
     },
     /// List entries.
     List,
     /// Show one entry.
-    Show { id: String },
+    Show {
+        /// The entry's id, e.g. `1_abcd1234` (`longhaul entry list` shows them).
+        id: String,
+    },
     /// Rename an entry.
     Rename {
+        /// The entry's id, e.g. `1_abcd1234` (`longhaul entry list` shows them).
         id: String,
+        /// The new name.
         #[arg(long)]
         name: String,
     },
     /// Give an entry a new token; the old one is refused from now on, and live publishes
     /// that used it are cut at every origin and edge.
-    RegenerateToken { id: String },
+    RegenerateToken {
+        /// The entry's id, e.g. `1_abcd1234` (`longhaul entry list` shows them).
+        id: String,
+    },
     /// Cut the entry's live publishes now, at this origin and every edge it reaches (the
     /// token stays valid; regenerate it to refuse it).
-    Revoke { id: String },
+    Revoke {
+        /// The entry's id, e.g. `1_abcd1234` (`longhaul entry list` shows them).
+        id: String,
+    },
     /// Delete an entry.
-    Delete { id: String },
+    Delete {
+        /// The entry's id, e.g. `1_abcd1234` (`longhaul entry list` shows them).
+        id: String,
+    },
     /// Print the entry's Adobe FMLE profile XML (for FMLE, Wirecast and others).
-    Fmle { id: String },
+    Fmle {
+        /// The entry's id, e.g. `1_abcd1234` (`longhaul entry list` shows them).
+        id: String,
+    },
 }
 
 pub async fn run(args: EntryArgs) -> anyhow::Result<()> {
-    let api = args.api.trim_end_matches('/');
+    let api = api_base(&args.api);
+    let api = api.as_str();
     let (method, path, body) = match &args.command {
         EntryCommand::Create { name } => (
             Method::POST,
@@ -94,6 +119,7 @@ pub async fn run(args: EntryArgs) -> anyhow::Result<()> {
         ),
     };
     let url = format!("{api}{path}");
+    let method_name = method.clone();
     let mut request = Request::builder()
         .method(method)
         .uri(&url)
@@ -106,7 +132,10 @@ pub async fn run(args: EntryArgs) -> anyhow::Result<()> {
         .with_context(|| format!("bad API URL {url}"))?;
     let client = Client::builder(TokioExecutor::new()).build_http();
     let response = client.request(request).await.with_context(|| {
-        format!("cannot reach the longhaul API at {api} (is `longhaul dev` running? set --api)")
+        format!(
+            "cannot reach the longhaul API at {api} (is `longhaul dev` running? Otherwise name \
+             an origin's HTTP port with --api or LONGHAUL_API)"
+        )
     })?;
     let status = response.status();
     let bytes = response
@@ -121,7 +150,7 @@ pub async fn run(args: EntryArgs) -> anyhow::Result<()> {
             .ok()
             .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
             .unwrap_or_else(|| text.to_string());
-        anyhow::bail!("{url}: {status}: {message}");
+        anyhow::bail!("{method_name} {url} answered {status}: {message}");
     }
     match &args.command {
         EntryCommand::Fmle { .. } => print!("{text}"),
@@ -149,6 +178,17 @@ pub async fn run(args: EntryArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The API's base URL as typed: `http://` is assumed without a scheme, and a trailing
+/// `/` is dropped.
+fn api_base(typed: &str) -> String {
+    let typed = typed.trim().trim_end_matches('/');
+    if typed.contains("://") {
+        typed.to_string()
+    } else {
+        format!("http://{typed}")
+    }
+}
+
 fn print_entry(e: &serde_json::Value) {
     let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
     println!("entry    {}  {}", s(&e["id"]), s(&e["name"]));
@@ -165,4 +205,19 @@ fn print_entry(e: &serde_json::Value) {
         .map(s)
         .collect();
     println!("streams  {}", names.join(" "));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::api_base;
+
+    #[test]
+    fn an_api_url_without_a_scheme_is_http() {
+        assert_eq!(api_base("127.0.0.1:8082"), "http://127.0.0.1:8082");
+        assert_eq!(api_base("http://127.0.0.1:8082/"), "http://127.0.0.1:8082");
+        assert_eq!(
+            api_base("https://api.example.com"),
+            "https://api.example.com"
+        );
+    }
 }

@@ -29,10 +29,17 @@ use std::process::ExitCode;
 )]
 struct Cli {
     /// Log format: human-readable lines or one JSON object per line.
-    #[arg(long, global = true, value_enum, default_value_t = logging::Format::Human, env = "LONGHAUL_LOG_FORMAT")]
+    #[arg(long, global = true, value_enum, default_value_t = logging::Format::Human, env = "LONGHAUL_LOG_FORMAT", help_heading = "Logging")]
     log_format: logging::Format,
     /// Log filter in tracing's syntax (`info`, `longhaul_origin=debug,info`, ...).
-    #[arg(long, global = true, default_value = "info", env = "LONGHAUL_LOG")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "info",
+        env = "LONGHAUL_LOG",
+        value_name = "FILTER",
+        help_heading = "Logging"
+    )]
     log: String,
     #[command(subcommand)]
     command: Command,

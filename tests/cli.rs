@@ -6,6 +6,7 @@ mod support;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::cluster::start_cluster;
 use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_longhaul");
@@ -80,45 +81,201 @@ async fn entry_create_prints_the_new_entry_as_json() {
     );
 }
 
+/// What `longhaul origin` printed on stderr for a config it refused.
+fn refusal(out: &std::process::Output) -> String {
+    assert!(!out.status.success(), "the node started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
-fn a_bad_config_value_names_the_key_and_the_file() {
+fn a_bad_config_value_names_the_key_the_file_and_its_line() {
     let config = "[node]\nid = \"x\"\nregion = \"nyc\"\n[rtmp]\nlisten = 1935\n[registry]\npath = \"r.db\"\n";
-    let out = origin_with("site.toml", config, &[]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refusal(&origin_with("site.toml", config, &[]));
     assert!(
-        err.contains("rtmp.listen") && err.contains("site.toml"),
+        err.contains(
+            "site.toml line 5: rtmp.listen: expected socket address, found signed int `1935`"
+        ),
+        "{err}"
+    );
+    let config = "[node]\nid = \"x\"\nregion = \"nyc\"\n[rtmp]\nlisten = \"0.0.0.0:19x35\"\n[registry]\npath = \"r.db\"\n";
+    let err = refusal(&origin_with("site.toml", config, &[]));
+    assert!(
+        err.contains("line 5: rtmp.listen: invalid socket address syntax; expected an address and port, e.g. \"0.0.0.0:1935\""),
+        "{err}"
+    );
+    // The key as written: figment's profile name is not part of it.
+    assert!(!err.contains("default."), "{err}");
+}
+
+#[test]
+fn a_typo_in_a_file_is_refused_at_its_line_with_the_keys_there_are() {
+    let config = "[node]\nid = \"x\"\nregion = \"nyc\"\n[registry]\npath = \"r.db\"\n[rtmp]\nlisten_addr = \"0.0.0.0:1\"\n";
+    let err = refusal(&origin_with("typo.toml", config, &[]));
+    assert!(
+        err.contains("typo.toml line 7: rtmp.listen_addr: unknown key \"listen_addr\"; this table takes `listen`"),
+        "{err}"
+    );
+    assert!(!err.contains("``"), "no doubled backticks: {err}");
+
+    let err = refusal(&origin_with("typo.toml", "[node\n", &[]));
+    assert!(
+        err.contains("typo.toml is not valid TOML") && err.contains("line 1"),
         "{err}"
     );
 }
 
 #[test]
-fn an_unknown_key_and_bad_toml_are_refused() {
-    let config = "[node]\nid = \"x\"\nregion = \"nyc\"\n[registry]\npath = \"r.db\"\n[rtmp]\nlisten_addr = \"0.0.0.0:1\"\n";
-    let out = origin_with("typo.toml", config, &[]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("listen_addr"), "{err}");
-
-    let out = origin_with("typo.toml", "[node\n", &[]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("typo.toml"));
-}
-
-#[test]
-fn environment_overrides_the_file() {
+fn a_bad_environment_value_is_shown_with_its_variable_and_the_form_expected() {
     let config = "[node]\nid = \"x\"\nregion = \"nyc\"\n[registry]\npath = \"r.db\"\n";
-    let out = origin_with(
+    let err = refusal(&origin_with(
         "site.toml",
         config,
         &[("LONGHAUL_HTTP__LISTEN", "not-an-address")],
-    );
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    ));
     assert!(
-        err.contains("http.listen") && err.contains("longhaul_"),
+        err.contains("LONGHAUL_HTTP__LISTEN=\"not-an-address\" (sets http.listen): invalid socket address syntax; expected an address and port"),
         "{err}"
     );
+    let err = refusal(&origin_with(
+        "site.toml",
+        config,
+        &[("LONGHAUL_INGEST__MAX_CONNECTIONS", "-5")],
+    ));
+    assert!(
+        err.contains("LONGHAUL_INGEST__MAX_CONNECTIONS=\"-5\" (sets ingest.max_connections): expected a whole number of 0 or more"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_taken_port_is_named_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let config = format!(
+        "[node]\nid = \"x\"\nregion = \"nyc\"\n[registry]\npath = \"r.db\"\n[rtmp]\nlisten = \"127.0.0.1:{port}\"\n"
+    );
+    let err = refusal(&origin_with("site.toml", &config, &[]));
+    let cause = std::io::Error::from(std::io::ErrorKind::AddrInUse).to_string();
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert_eq!(
+        err.matches("Address already in use").count(),
+        1,
+        "{err} ({cause})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entry_commands_pointed_at_an_edge_are_told_it_is_one() {
+    let cluster = start_cluster("").await;
+    // A URL without a scheme is taken as http://.
+    let api = cluster.edge.http_addr.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["entry", "list", "--api", &api])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("404 Not Found: this is edge test-edge")
+            && err.contains("entries are managed at an origin")
+            && err.contains("test-origin"),
+        "{err}"
+    );
+    // And the same command at the origin, also without a scheme, works.
+    let api = cluster.origin.origin.http_addr.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["entry", "list", "--api", &api])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cluster.stop().await;
+}
+
+/// A second `longhaul dev` fails before it writes anything: the first one's files stay
+/// byte for byte as they were, whether the second collides on ports or, moved by
+/// `--port-offset`, on the data directory.
+#[test]
+fn a_second_dev_cluster_leaves_the_first_ones_files_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    // Away from the default ports, which another test's cluster uses.
+    let first_offset = "20000";
+    let mut dev = Command::new(BIN)
+        .args(["dev", "--port-offset", first_offset, "--data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = dev.stdout.take().unwrap();
+    let _dev = KillOnDrop(dev);
+    let mut banner = String::new();
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.contains("longhaul entry create") {
+            break;
+        }
+    }
+    assert!(banner.contains("rtmp://127.0.0.1:21935"), "{banner}");
+    let before = files_of(dir.path());
+    assert!(
+        before.len() >= 5,
+        "registry, certificates, lock: {before:?}"
+    );
+
+    let second = |offset: &str| {
+        Command::new(BIN)
+            .args(["dev", "--port-offset", offset, "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = second(first_offset);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("127.0.0.1:21935 (RTMP of origin nyc)") && err.contains("--port-offset"),
+        "{err}"
+    );
+    assert_eq!(files_of(dir.path()), before, "the port clash wrote nothing");
+
+    let out = second("10000");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("is in use by another `longhaul dev` (pid"),
+        "{err}"
+    );
+    assert_eq!(files_of(dir.path()), before, "the lock clash wrote nothing");
+}
+
+/// Every file under `dir` with its bytes.
+fn files_of(dir: &std::path::Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
 }
 
 /// `longhaul dev` starts, prints commands, and the printed publish and play commands work.

@@ -1,4 +1,7 @@
-//! The edge's HTTP port: `/metrics` and `/healthz`, nothing else.
+//! The edge's HTTP port: `/metrics` and `/healthz`, nothing else. A request for the
+//! entries API (`/api/...`, what `longhaul entry --api` sends) is answered with a JSON 404
+//! that says this is an edge and names the origins that serve the API, so a client
+//! pointed at the wrong node learns where to go.
 //!
 //! `/healthz` says whether the edge can do its job, which is to reach origins:
 //!
@@ -45,6 +48,14 @@ pub fn router(state: Arc<EdgeState>) -> axum::Router {
             "/metrics",
             get(|State(s): State<Arc<EdgeState>>| async move { metrics(s.metrics.render()) }),
         )
+        .route(
+            "/api",
+            axum::routing::any(|State(s): State<Arc<EdgeState>>| async move { not_an_origin(&s) }),
+        )
+        .route(
+            "/api/{*rest}",
+            axum::routing::any(|State(s): State<Arc<EdgeState>>| async move { not_an_origin(&s) }),
+        )
         .fallback(|req: Request| async move { not_found(req.method(), req.uri().path()) })
         .method_not_allowed_fallback(|req: Request| async move {
             method_not_allowed(req.method(), req.uri().path())
@@ -53,11 +64,32 @@ pub fn router(state: Arc<EdgeState>) -> axum::Router {
         .with_state(state)
 }
 
+/// The answer to an API request: this node is an edge; the origins serve the API.
+fn not_an_origin(state: &EdgeState) -> Response<Body> {
+    let node = &state.config.node;
+    let origins: Vec<String> = state
+        .config
+        .tunnel
+        .origins
+        .iter()
+        .map(|o| format!("{} ({}, tunnel {})", o.id, o.region, o.addr))
+        .collect();
+    let message = format!(
+        "this is edge {} ({}), which serves no API; entries are managed at an origin's HTTP \
+         port: {}",
+        node.id,
+        node.region,
+        origins.join(", ")
+    );
+    longhaul_node::http::error(StatusCode::NOT_FOUND, "not_an_origin", &message)
+}
+
 /// Counts each request in `http_requests_total{route, status}`.
 async fn count(State(state): State<Arc<EdgeState>>, req: Request, next: Next) -> Response<Body> {
     let route = match req.uri().path().trim_matches('/') {
         "healthz" => "healthz",
         "metrics" => "metrics",
+        p if p == "api" || p.starts_with("api/") => "api",
         _ => "unknown",
     };
     let client = req.extensions().get::<Client>().map(|c| c.0);

@@ -164,7 +164,9 @@ impl Iterator for Frames {
         if video_at >= self.length {
             return None;
         }
-        let key = self.video.is_multiple_of(u64::from(self.shape.gop_frames()));
+        let key = self
+            .video
+            .is_multiple_of(u64::from(self.shape.gop_frames()));
         let bytes = if key {
             self.p_bytes * KEYFRAME_WEIGHT
         } else {
