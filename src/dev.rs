@@ -578,7 +578,29 @@ fn print_banner(
         .map(|(_, o)| o.http_addr.to_string())
         .unwrap_or_default();
     out.push_str(&format!(
-        "\nMore entries: longhaul entry create --name NAME   (API at http://{api})\n"
+        "\nMore entries: {cli} entry create --name NAME   (API at http://{api})\n",
+        cli = this_binary(),
     ));
     println!("{out}");
+}
+
+/// How to run this binary from the current directory (`target/release/longhaul` after
+/// `cargo run --release`), or `longhaul` when it is on the `PATH` or cannot be told.
+fn this_binary() -> String {
+    let Ok(exe) = std::env::current_exe() else {
+        return "longhaul".into();
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| dir.join("longhaul") == exe)
+    });
+    if on_path {
+        return "longhaul".into();
+    }
+    match std::env::current_dir()
+        .ok()
+        .and_then(|cwd| exe.strip_prefix(cwd).ok().map(Path::to_path_buf))
+    {
+        Some(relative) => relative.display().to_string(),
+        None => exe.display().to_string(),
+    }
 }

@@ -444,6 +444,12 @@ fn shipped_configs_run_every_site_with_json_logs_and_pki_files() {
             .args(["--log-format", "json", role])
             .args(["-c", "config/base.toml", "-c"])
             .arg(format!("config/{role}.toml"))
+            // Production's registry is the origins' own layer.
+            .args(if role == "origin" {
+                &["-c", "config/registry.toml"][..]
+            } else {
+                &[][..]
+            })
             .args(["-c", &format!("config/{site}.toml")])
             .env("LONGHAUL_RTMP__LISTEN", "127.0.0.1:0")
             .env("LONGHAUL_RTMPS__LISTEN", "127.0.0.1:0")
