@@ -581,7 +581,10 @@ fn print_banner(
         "\nMore entries: {cli} entry create --name NAME   (API at http://{api})\n",
         cli = this_binary(),
     ));
-    println!("{out}");
+    // A closed stdout (`longhaul dev | head`) must not stop the cluster: ignore errors.
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{out}").and_then(|()| stdout.flush());
 }
 
 /// How to run this binary from the current directory (`target/release/longhaul` after
@@ -590,9 +593,8 @@ fn this_binary() -> String {
     let Ok(exe) = std::env::current_exe() else {
         return "longhaul".into();
     };
-    let on_path = std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| dir.join("longhaul") == exe)
-    });
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join("longhaul") == exe));
     if on_path {
         return "longhaul".into();
     }

@@ -211,15 +211,17 @@ fn a_second_dev_cluster_leaves_the_first_ones_files_alone() {
     let dir = tempfile::tempdir().unwrap();
     // Away from the default ports, which another test's cluster uses.
     let first_offset = "20000";
+    let log = tempfile::NamedTempFile::new().unwrap();
     let mut dev = Command::new(BIN)
         .args(["dev", "--port-offset", first_offset, "--data-dir"])
         .arg(dir.path())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log.reopen().unwrap())
         .spawn()
         .unwrap();
     let stdout = dev.stdout.take().unwrap();
-    let _dev = KillOnDrop(dev);
+    let pid = dev.id();
+    let mut dev = KillOnDrop(dev);
     let mut banner = String::new();
     for line in BufReader::new(stdout).lines().map_while(Result::ok) {
         banner.push_str(&line);
@@ -259,6 +261,31 @@ fn a_second_dev_cluster_leaves_the_first_ones_files_alone() {
         "{err}"
     );
     assert_eq!(files_of(dir.path()), before, "the lock clash wrote nothing");
+
+    // Ctrl-C: an orderly shutdown, logged at INFO; a log file gets no colour codes, and
+    // every line says which node (or the dev launcher) spoke.
+    // SAFETY: kill(2) on our own child's pid; no memory involved.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGINT);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while dev.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "dev did not stop on Ctrl-C");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    assert!(text.contains("shutting down the dev cluster"), "{text}");
+    assert!(!text.contains('\u{1b}'), "colour codes in a file:\n{text}");
+    for line in text.lines() {
+        assert!(
+            !line.contains(" WARN ") && !line.contains(" ERROR "),
+            "{line}"
+        );
+        assert!(
+            line.contains(" node{id=") || line.contains(" longhaul::dev:"),
+            "a line that names no node: {line}"
+        );
+    }
 }
 
 /// Every file under `dir` with its bytes.

@@ -75,6 +75,7 @@ use longhaul_tunnel::{EdgeHooks, LoadFn, LoadReport, Revocation, RevokeFn, Tunne
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Why an edge could not start.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +125,11 @@ pub struct Edge {
 impl Edge {
     /// Binds every listener, starts a tunnel to every configured origin, and serves.
     pub async fn start(config: EdgeConfig) -> Result<Edge, StartError> {
+        let span = longhaul_node::node_span(&config.node.id);
+        Self::start_in_span(config).instrument(span).await
+    }
+
+    async fn start_in_span(config: EdgeConfig) -> Result<Edge, StartError> {
         config.validate()?;
         let listeners = Listeners::bind(&config.rtmp, &config.rtmps, &config.http).await?;
         let metrics = Metrics::new(&config.node.id, &config.node.region);

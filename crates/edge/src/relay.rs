@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 /// After a failed send, how long to wait for the origin's reason (an `end` message sent
 /// just before it stopped reading). Both travel on the same connection and arrive within
@@ -86,7 +87,7 @@ impl Relay {
             room: Notify::new(),
             finishing: AtomicBool::new(false),
         });
-        let writer = writers.spawn(write(shared.clone(), sender, drain_limit));
+        let writer = writers.spawn(write(shared.clone(), sender, drain_limit).in_current_span());
         Relay { shared, writer }
     }
 

@@ -22,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// How a connection reached us, as the `transport` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,39 +178,42 @@ pub async fn serve<H: ConnectionHandler>(
         let shutdown = shutdown.clone();
         let acceptor = acceptor.clone();
         let limits = limits.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let accepted = Accepted {
-                io: stream,
-                peer,
-                transport,
-                shutdown,
-            };
-            let Some(acceptor) = acceptor else {
-                return handler.serve_connection(accepted).await;
-            };
-            let timeout = limits.tls_handshake_timeout;
-            match tokio::time::timeout(timeout, acceptor.accept(accepted.io)).await {
-                Ok(Ok(tls_stream)) => {
-                    let shutdown = accepted.shutdown;
-                    let accepted = Accepted {
-                        io: tls_stream,
-                        peer,
-                        transport,
-                        shutdown,
-                    };
-                    handler.serve_connection(accepted).await
-                }
-                Ok(Err(e)) => {
-                    limits.refuse(transport, reason::TLS_HANDSHAKE);
-                    tracing::warn!(client = %peer, error = %e, "RTMPS TLS handshake failed");
-                }
-                Err(_) => {
-                    limits.refuse(transport, reason::TLS_TIMEOUT);
-                    tracing::warn!(client = %peer, ?timeout, "RTMPS TLS handshake timed out");
+        tokio::spawn(
+            async move {
+                let _permit = permit;
+                let accepted = Accepted {
+                    io: stream,
+                    peer,
+                    transport,
+                    shutdown,
+                };
+                let Some(acceptor) = acceptor else {
+                    return handler.serve_connection(accepted).await;
+                };
+                let timeout = limits.tls_handshake_timeout;
+                match tokio::time::timeout(timeout, acceptor.accept(accepted.io)).await {
+                    Ok(Ok(tls_stream)) => {
+                        let shutdown = accepted.shutdown;
+                        let accepted = Accepted {
+                            io: tls_stream,
+                            peer,
+                            transport,
+                            shutdown,
+                        };
+                        handler.serve_connection(accepted).await
+                    }
+                    Ok(Err(e)) => {
+                        limits.refuse(transport, reason::TLS_HANDSHAKE);
+                        tracing::warn!(client = %peer, error = %e, "RTMPS TLS handshake failed");
+                    }
+                    Err(_) => {
+                        limits.refuse(transport, reason::TLS_TIMEOUT);
+                        tracing::warn!(client = %peer, ?timeout, "RTMPS TLS handshake timed out");
+                    }
                 }
             }
-        });
+            .in_current_span(),
+        );
     }
 }
 

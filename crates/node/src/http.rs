@@ -21,6 +21,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
+use tracing::Instrument;
 
 /// Response body: either a whole buffer or a stream (HTTP-FLV).
 pub type Body = axum::body::Body;
@@ -90,7 +91,7 @@ pub async fn serve(
                 },
                 _ = connection.cancelled() => {}
             }
-        });
+        }.in_current_span());
     }
 }
 

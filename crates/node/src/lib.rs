@@ -71,4 +71,11 @@ pub use listeners::{ListenError, Listeners, TlsListener};
 pub use metrics::GaugeGuard;
 pub use revocation::{Cut, LivePublish, LivePublishes, Revoked};
 pub use tasks::NodeTasks;
+
+/// The span a node runs in: every log line of the node, and of the tasks it spawns
+/// through [`NodeTasks`] (or with `in_current_span`), carries `node{id=...}`, so the
+/// lines of several nodes in one process (`longhaul dev`, the tests) say who spoke.
+pub fn node_span(id: &str) -> tracing::Span {
+    tracing::info_span!("node", id = %id)
+}
 pub use tls::TlsError;

@@ -8,6 +8,7 @@
 use std::future::Future;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 #[derive(Default)]
 pub struct NodeTasks {
@@ -21,8 +22,10 @@ impl NodeTasks {
     }
 
     /// Runs `task` until the node stops; the task watches [`NodeTasks::shutdown_token`].
+    /// It runs in the caller's span (the node's, see [`crate::node_span`]), so its log
+    /// lines, and those of the tasks it spawns the same way, name the node.
     pub fn spawn(&mut self, task: impl Future<Output = ()> + Send + 'static) {
-        self.tasks.spawn(task);
+        self.tasks.spawn(task.in_current_span());
     }
 
     /// A token that stops the node when cancelled.

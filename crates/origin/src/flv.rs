@@ -27,6 +27,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Frames queued between the subscription task and hyper. Small: the hub's own bounded
 /// queue is where a slow player is measured and skipped; this only smooths the hand-off.
@@ -76,7 +77,7 @@ pub async fn play(
         tx,
         limit: state.config.ingest.write_timeout(),
     };
-    tokio::spawn(feed(subscription, sender, peer, state.clone(), connection));
+    tokio::spawn(feed(subscription, sender, peer, state.clone(), connection).in_current_span());
     flv_response(Body::new(ChannelBody { rx }))
 }
 

@@ -53,6 +53,7 @@ use longhaul_tunnel::TunnelSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use config::OriginConfig as Config;
 
@@ -87,6 +88,11 @@ pub struct Origin {
 impl Origin {
     /// Opens the registry, binds every listener and starts serving.
     pub async fn start(config: OriginConfig) -> Result<Origin, StartError> {
+        let span = longhaul_node::node_span(&config.node.id);
+        Self::start_in_span(config).instrument(span).await
+    }
+
+    async fn start_in_span(config: OriginConfig) -> Result<Origin, StartError> {
         config.validate()?;
         let registry = match &config.registry {
             Some(section) => {

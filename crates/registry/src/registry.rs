@@ -27,6 +27,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, SystemTime};
+use tracing::Instrument;
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -223,12 +224,15 @@ impl Registry {
         if fresh {
             registry.save().await;
         }
-        tokio::spawn(supervise(
-            Arc::downgrade(&registry),
-            registry.stop.clone(),
-            feed,
-            requests,
-        ));
+        tokio::spawn(
+            supervise(
+                Arc::downgrade(&registry),
+                registry.stop.clone(),
+                feed,
+                requests,
+            )
+            .in_current_span(),
+        );
         Ok(registry)
     }
 

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Reports this node's health and load when asked.
 pub type LoadFn = Arc<dyn Fn() -> LoadReport + Send + Sync>;
@@ -113,17 +114,20 @@ impl TunnelClient {
             set: set.clone(),
         });
         let settings = section.transport.clone();
-        tokio::spawn(run(
-            inner.clone(),
-            endpoint,
-            client_config,
-            local,
-            hooks,
-            Backoff::new(
-                Duration::from_millis(settings.reconnect_initial_ms),
-                Duration::from_millis(settings.reconnect_max_ms),
-            ),
-        ));
+        tokio::spawn(
+            run(
+                inner.clone(),
+                endpoint,
+                client_config,
+                local,
+                hooks,
+                Backoff::new(
+                    Duration::from_millis(settings.reconnect_initial_ms),
+                    Duration::from_millis(settings.reconnect_max_ms),
+                ),
+            )
+            .in_current_span(),
+        );
         Ok(TunnelClient { inner })
     }
 
@@ -228,11 +232,9 @@ impl TunnelClient {
                     after,
                 })??;
         let (end_tx, end_rx) = watch::channel(None);
-        tokio::spawn(watch_end(
-            FrameReader::new(recv, &peer),
-            end_tx,
-            peer.clone(),
-        ));
+        tokio::spawn(
+            watch_end(FrameReader::new(recv, &peer), end_tx, peer.clone()).in_current_span(),
+        );
         Ok(PublishSender {
             send,
             end: EndSignal(end_rx),
@@ -388,7 +390,9 @@ async fn run(
                         peer_hello.node_id, peer_hello.version
                     ),
                 );
-                let writer = tokio::spawn(control_writer(control_send, rx, peer.id.clone()));
+                let writer = tokio::spawn(
+                    control_writer(control_send, rx, peer.id.clone()).in_current_span(),
+                );
                 let (why, broken) = tokio::select! {
                     r = serve_control(reader, &live, &link, &hooks.revoke) => r,
                     _ = send_reports(&tx, &hooks.load, report_every) => ("report sender stopped".to_string(), false),

@@ -9,6 +9,7 @@ use crate::wire::{LoadReport, Message, Revocation};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Where a tunnel is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -225,7 +226,7 @@ impl Link {
                     {
                         tracing::warn!(%peer, "control message not sent: the peer's control stream is stuck");
                     }
-                });
+                }.in_current_span());
                 true
             }
         }

@@ -20,6 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// The edge on the other end of a tunnel, from its hello and the connection.
 #[derive(Debug, Clone)]
@@ -77,6 +78,14 @@ pub async fn serve<S: TunnelService>(
             let addr = incoming.remote_address();
             let connection = match incoming.await {
                 Ok(c) => c,
+                // The edge closed it during the handshake (QUIC carries an application's
+                // close there as APPLICATION_ERROR): an edge shutting down, not a refusal.
+                Err(quinn::ConnectionError::ConnectionClosed(close))
+                    if close.error_code == quinn::TransportErrorCode::APPLICATION_ERROR =>
+                {
+                    tracing::info!(client = %addr, "the edge closed its tunnel during the handshake (shutting down)");
+                    return;
+                }
                 Err(e) => {
                     let reason = classify_refusal(&e);
                     set.count_refusal(reason);
@@ -85,7 +94,7 @@ pub async fn serve<S: TunnelService>(
                 }
             };
             handle(connection, addr, service, &section, set, shutdown).await;
-        });
+        }.in_current_span());
     }
     endpoint.close(codes::NORMAL.into(), b"origin shutting down");
     // Let the close frames go out (and the socket be released) before returning, so a
@@ -140,6 +149,12 @@ async fn handle<S: TunnelService>(
     .await;
     let (mut control_send, reader, hello) = match hello {
         Ok(Ok(h)) => h,
+        // An edge that shuts down while its connection is being set up closes it with
+        // the normal code before its hello: an end, not a refusal.
+        Ok(Err(e)) if e.is_peer_shutdown() => {
+            tracing::info!(client = %addr, "tunnel closed before its hello: the edge is shutting down");
+            return;
+        }
         Ok(Err(e)) => {
             set.count_refusal(refusal::NO_HELLO);
             tracing::warn!(client = %addr, error = %e, "tunnel refused: no hello");
@@ -195,10 +210,15 @@ async fn handle<S: TunnelService>(
     )
     .await
     {
-        tracing::warn!(peer = %peer.node_id, error = %e, "sending hello failed");
+        if e.is_peer_shutdown() {
+            tracing::info!(peer = %peer.node_id, "the edge closed its tunnel before our hello (shutting down)");
+        } else {
+            tracing::warn!(peer = %peer.node_id, error = %e, "sending hello failed");
+        }
     }
     let (tx, rx) = mpsc::channel(CONTROL_QUEUE);
-    let writer = tokio::spawn(control_writer(control_send, rx, peer.node_id.clone()));
+    let writer =
+        tokio::spawn(control_writer(control_send, rx, peer.node_id.clone()).in_current_span());
     link.set_control(Some(tx.clone()));
     let load: crate::client::LoadFn = {
         let service = service.clone();
@@ -320,11 +340,14 @@ async fn serve_control<S: TunnelService>(
                     return Ok("closing".into());
                 };
                 let (service, peer, control) = (service.clone(), peer.clone(), control.clone());
-                tokio::spawn(async move {
-                    let verdict = service.authorise(&peer, request).await;
-                    let _ = control.send(Message::Verdict { id, verdict }).await;
-                    drop(permit);
-                });
+                tokio::spawn(
+                    async move {
+                        let verdict = service.authorise(&peer, request).await;
+                        let _ = control.send(Message::Verdict { id, verdict }).await;
+                        drop(permit);
+                    }
+                    .in_current_span(),
+                );
             }
             Some(Message::Report(report)) => link.set_peer_load(report),
             Some(Message::Unknown) => {}
@@ -353,36 +376,41 @@ async fn accept_publishes<S: TunnelService>(
         };
         let (service, peer, set) = (service.clone(), peer.clone(), set.clone());
         let open = link.stream_opened();
-        tokio::spawn(async move {
-            let mut reader = FrameReader::new(recv, &peer.node_id);
-            let header = match tokio::time::timeout(HELLO_TIMEOUT, reader.next_message()).await {
-                Ok(Ok(Some(Message::Publish(h)))) => h,
-                other => {
-                    set.count_protocol_error(protocol_error::PUBLISH_HEADER);
-                    tracing::warn!(peer = %peer.node_id, client = %peer.addr,
+        tokio::spawn(
+            async move {
+                let mut reader = FrameReader::new(recv, &peer.node_id);
+                let header = match tokio::time::timeout(HELLO_TIMEOUT, reader.next_message()).await
+                {
+                    Ok(Ok(Some(Message::Publish(h)))) => h,
+                    other => {
+                        set.count_protocol_error(protocol_error::PUBLISH_HEADER);
+                        tracing::warn!(peer = %peer.node_id, client = %peer.addr,
                         outcome = ?other.map(|r| r.map(|_| ())),
                         "publish stream without a publish header; closed");
-                    let _ = write_message(
-                        &mut send,
-                        &Message::End(StreamEnd {
-                            code: "NetStream.Publish.BadName".into(),
-                            description: "publish stream opened without a publish header".into(),
-                        }),
-                        &peer.node_id,
-                    )
-                    .await;
-                    let _ = send.finish();
-                    return;
-                }
-            };
-            let stream = IncomingPublish {
-                reader,
-                send,
-                peer: peer.node_id.clone(),
-                _open: open,
-            };
-            service.publish(&peer, header, stream).await;
-        });
+                        let _ = write_message(
+                            &mut send,
+                            &Message::End(StreamEnd {
+                                code: "NetStream.Publish.BadName".into(),
+                                description: "publish stream opened without a publish header"
+                                    .into(),
+                            }),
+                            &peer.node_id,
+                        )
+                        .await;
+                        let _ = send.finish();
+                        return;
+                    }
+                };
+                let stream = IncomingPublish {
+                    reader,
+                    send,
+                    peer: peer.node_id.clone(),
+                    _open: open,
+                };
+                service.publish(&peer, header, stream).await;
+            }
+            .in_current_span(),
+        );
     }
 }
 

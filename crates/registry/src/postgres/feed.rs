@@ -9,6 +9,7 @@
 //! [`HEARTBEAT_INTERVAL`]; TCP keep-alives back it up.
 
 use std::time::Duration;
+use tracing::Instrument;
 
 use tokio::sync::mpsc;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
@@ -117,28 +118,31 @@ where
         // messages include the notifications: a task forwards them, never waiting. It
         // ends (closing `notes`) when the connection does.
         let overflow = overflowed.clone();
-        let driver = tokio::spawn(async move {
-            loop {
-                let message = std::future::poll_fn(|cx| connection.poll_message(cx)).await;
-                let forward = match message {
-                    Some(Ok(AsyncMessage::Notification(n))) => Ok(n.payload().to_owned()),
-                    Some(Ok(_)) => continue, // notices, parameter changes
-                    Some(Err(e)) => Err(e.to_string()),
-                    None => Err("the server closed the connection".to_owned()),
-                };
-                let end = forward.is_err();
-                match notes_tx.try_send(forward) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        overflow.store(true, std::sync::atomic::Ordering::Release);
+        let driver = tokio::spawn(
+            async move {
+                loop {
+                    let message = std::future::poll_fn(|cx| connection.poll_message(cx)).await;
+                    let forward = match message {
+                        Some(Ok(AsyncMessage::Notification(n))) => Ok(n.payload().to_owned()),
+                        Some(Ok(_)) => continue, // notices, parameter changes
+                        Some(Err(e)) => Err(e.to_string()),
+                        None => Err("the server closed the connection".to_owned()),
+                    };
+                    let end = forward.is_err();
+                    match notes_tx.try_send(forward) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            overflow.store(true, std::sync::atomic::Ordering::Release);
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => return,
                     }
-                    Err(mpsc::error::TrySendError::Closed(_)) => return,
-                }
-                if end {
-                    return;
+                    if end {
+                        return;
+                    }
                 }
             }
-        });
+            .in_current_span(),
+        );
         let abort = AbortOnDrop(driver);
         client
             .batch_execute(&format!("LISTEN {CHANNEL}"))

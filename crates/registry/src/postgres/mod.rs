@@ -23,6 +23,7 @@ pub mod tls;
 
 use std::str::FromStr;
 use std::time::Duration;
+use tracing::Instrument;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -393,12 +394,15 @@ impl EntryStore for PostgresStore {
 
     fn watch(&self) -> mpsc::Receiver<StoreEvent> {
         let (tx, rx) = mpsc::channel(FEED_CAPACITY);
-        tokio::spawn(feed::run(
-            self.config.clone(),
-            self.transport.clone(),
-            self.location.clone(),
-            tx,
-        ));
+        tokio::spawn(
+            feed::run(
+                self.config.clone(),
+                self.transport.clone(),
+                self.location.clone(),
+                tx,
+            )
+            .in_current_span(),
+        );
         rx
     }
 }
