@@ -8,6 +8,8 @@
 //!   its answer cache's 2 s).
 //! - When nyc dies without a word (SIGKILL) mid-publish, its row expires: pao stops
 //!   naming it within 3 of nyc's heartbeats (1 s here).
+//! - While the database is down a publish goes on, the failed presence writes counted,
+//!   and a miss says where the stream is live is unknown; once it is back, nyc is named.
 
 mod support;
 
@@ -224,6 +226,111 @@ async fn a_crashed_origin_stops_being_named_when_its_rows_expire() {
     drop(nyc);
     let took = until_not_named(&pao, &stream, Duration::from_secs(15)).await;
     eprintln!("pao stopped naming the killed nyc after {took:?}");
+    encoder.kill().unwrap();
+    let _ = encoder.wait();
+}
+
+/// The database goes away: a publish goes on (the failed presence writes are counted,
+/// never felt), and a play miss says where the stream is live is unknown. Once the
+/// database is back, nyc's retries write its streams and pao names it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_registry_is_down_publishes_go_on_and_a_miss_says_it_cannot_tell() {
+    use longhaul_registry::testing::PostgresServer;
+    let (server, database) = tokio::task::spawn_blocking(PostgresServer::start_with_database)
+        .await
+        .unwrap()
+        .expect("a private PostgreSQL with a database");
+    let cluster = Cluster::new();
+    let registry = cluster.postgres_registry(&server.url(&database), server.password());
+    let nyc = cluster.origin_with(&NYC, None, &format!("{registry}\n{HEARTBEAT}"));
+    let pao = cluster.origin_with(&PAO, None, &registry);
+    let (id, token) = create_entry(&nyc).await;
+    // pao's copy has the entry (a stream of an entry it does not know is live nowhere).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let url = format!("http://{}/api/v1/entries/{id}", pao.addr("http"));
+        if http("GET", &url, "", None).await.0 == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "pao never learnt the entry");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let server = tokio::task::spawn_blocking(move || {
+        let mut server = server;
+        server.stop().expect("stop PostgreSQL");
+        server
+    })
+    .await
+    .unwrap();
+    for node in [&nyc, &pao] {
+        let deadline = Instant::now() + Duration::from_secs(12);
+        while health_of(node).await["registry"]["state"] != "unreachable" {
+            assert!(Instant::now() < deadline, "{}", node.logs());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let stream = format!("{id}_3");
+    let mut encoder = ffmpeg_publish(
+        &format!("rtmp://{}/kLive/?t={token}/{stream}", nyc.addr("rtmp")),
+        "320x240",
+        60,
+        25,
+    );
+    wait_live(&nyc, &stream).await;
+    until_metrics(&nyc, "a failed presence write", |m| {
+        metric(
+            m,
+            "longhaul_presence_writes_total",
+            &[("outcome", "failed")],
+        ) >= 1.0
+    })
+    .await;
+    let (code, description) = rtmp_refusal(&pao, &stream).await;
+    assert_eq!(code, "NetStream.Play.StreamNotFound");
+    assert_eq!(
+        description,
+        format!(
+            "stream {stream} is not live on {} (where it is live is unknown: the registry is unreachable)",
+            PAO.id
+        )
+    );
+    let error = flv_refusal(&pao, &stream).await;
+    assert_eq!(error["message"].as_str(), Some(description.as_str()));
+    assert!(error.get("live_at").is_none(), "{error}");
+    assert!(
+        nyc.logs().contains("cannot write where streams are live"),
+        "{}",
+        nyc.logs()
+    );
+
+    let _server = tokio::task::spawn_blocking(move || {
+        let mut server = server;
+        server.restart().expect("restart PostgreSQL");
+        server
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, description) = rtmp_refusal(&pao, &stream).await;
+        if description.contains(NYC.id) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pao does not name nyc after the database came back: {description}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        nyc.logs()
+            .contains("writing where streams are live works again"),
+        "{}",
+        nyc.logs()
+    );
+    // The publish never noticed.
+    assert!(encoder.try_wait().unwrap().is_none(), "the encoder ended");
     encoder.kill().unwrap();
     let _ = encoder.wait();
 }
