@@ -24,6 +24,8 @@ pub struct Hub {
 pub(crate) struct HubShared {
     streams: Mutex<HashMap<StreamKey, Arc<Stream>>>,
     next_publication_id: AtomicU64,
+    /// Told when a stream starts or ends (not on a takeover): see [`Hub::live_changed`].
+    changed: tokio::sync::Notify,
 }
 
 impl Hub {
@@ -68,6 +70,7 @@ impl Hub {
         let stream = Arc::new(Stream::new(key.clone(), publisher, id, sender));
         streams.insert(key, Arc::clone(&stream));
         drop(streams);
+        self.shared.changed.notify_one();
         (self.publication(stream, id, receiver), PublishOutcome::New)
     }
 
@@ -111,6 +114,20 @@ impl Hub {
         lock(&self.shared.streams).contains_key(key)
     }
 
+    /// The keys of every live stream, unsorted: one short hold of the map's lock, no
+    /// stream's lock.
+    pub fn keys(&self) -> Vec<StreamKey> {
+        lock(&self.shared.streams).keys().cloned().collect()
+    }
+
+    /// Resolves when a stream has started or ended since the last time it resolved (at
+    /// once if one has). Changes in between fold into one wake-up. For one waiter: the
+    /// node's task that tells the cluster which streams are live here, off the publish
+    /// path (a publish only sets a flag).
+    pub async fn live_changed(&self) {
+        self.shared.changed.notified().await
+    }
+
     /// Every live stream, sorted by key.
     pub fn streams(&self) -> Vec<StreamSummary> {
         let streams: Vec<Arc<Stream>> = lock(&self.shared.streams).values().cloned().collect();
@@ -140,6 +157,7 @@ impl HubShared {
             .is_some_and(|s| Arc::ptr_eq(s, stream))
         {
             streams.remove(&stream.key);
+            self.changed.notify_one();
         }
         tracing::info!(stream = %stream.key, "publication ended");
     }

@@ -741,3 +741,38 @@ async fn reconnect_after_the_old_connection_closed_ends_the_stream_instead() {
         "timestamps as sent"
     );
 }
+
+/// Whether `live_changed` resolves now (it stores one wake-up until taken).
+async fn told(hub: &Hub) -> bool {
+    tokio::time::timeout(Duration::from_millis(50), hub.live_changed())
+        .await
+        .is_ok()
+}
+
+/// The node's presence task is woken when a stream starts or ends, not on a takeover
+/// or for media, and changes while it is busy fold into one wake-up.
+#[tokio::test]
+async fn starts_and_ends_wake_the_live_set_watcher_once() {
+    let hub = Hub::new();
+    assert!(!told(&hub).await, "nothing happened yet");
+    let (first, _) = hub.publish(key(Leg::Primary), encoder(1));
+    let (backup, _) = hub.publish(key(Leg::Backup), encoder(2));
+    assert!(told(&hub).await);
+    assert!(!told(&hub).await, "two starts fold into one wake-up");
+    let mut keys = hub.keys();
+    keys.sort();
+    assert_eq!(keys, [key(Leg::Primary), key(Leg::Backup)]);
+
+    first.push(keyframe(0, 100)).unwrap();
+    let (second, outcome) = hub.publish(key(Leg::Primary), encoder(3));
+    assert!(matches!(outcome, PublishOutcome::TookOver { .. }));
+    drop(first); // the taken-over publication: the stream goes on
+    assert!(!told(&hub).await, "media and a takeover change nothing");
+
+    drop(second);
+    assert!(told(&hub).await, "an end");
+    assert_eq!(hub.keys(), [key(Leg::Backup)]);
+    drop(backup);
+    assert!(told(&hub).await);
+    assert!(hub.keys().is_empty());
+}

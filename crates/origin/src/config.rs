@@ -131,15 +131,43 @@ pub struct RegistrySection {
     /// the tokens), so that it can start, deciding publishes from that copy, while the
     /// database is unreachable. Without it, an origin needs the database to start.
     pub cache: Option<PathBuf>,
+    /// Seconds between this origin's refreshes of the streams live on it in the
+    /// registry (they are written at once when a publish starts or ends too); the other
+    /// origins stop naming them 3 of these after the last, if this origin dies.
+    /// Default [`RegistrySection::DEFAULT_PRESENCE_HEARTBEAT_SECS`].
+    pub presence_heartbeat_secs: Option<u64>,
 }
 
 impl RegistrySection {
+    /// 10 s: a crashed origin's streams stop being named within 30 s (3 heartbeats, so
+    /// one late or lost write does not make a live stream vanish), for one small write
+    /// per origin every 10 s.
+    pub const DEFAULT_PRESENCE_HEARTBEAT_SECS: u64 = 10;
+    /// Longest heartbeat: 10 minutes. Beyond it a crashed origin is named for too long.
+    pub const MAX_PRESENCE_HEARTBEAT_SECS: u64 = 600;
+
+    /// `presence_heartbeat_secs`, or its default.
+    pub fn presence_heartbeat(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            self.presence_heartbeat_secs
+                .unwrap_or(Self::DEFAULT_PRESENCE_HEARTBEAT_SECS),
+        )
+    }
+
     /// Checks that exactly one store is named and the password comes from one place.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         let invalid = |key, reason: &str| InvalidSetting {
             key,
             reason: reason.into(),
         };
+        if let Some(secs) = self.presence_heartbeat_secs {
+            if !(1..=Self::MAX_PRESENCE_HEARTBEAT_SECS).contains(&secs) {
+                return Err(InvalidSetting {
+                    key: "registry.presence_heartbeat_secs",
+                    reason: format!("{secs} is not in 1..={}", Self::MAX_PRESENCE_HEARTBEAT_SECS),
+                });
+            }
+        }
         match (&self.path, &self.url) {
             (None, None) => Err(invalid(
                 "registry",
@@ -298,6 +326,14 @@ pub struct EndpointsSection {
     pub leg_subdomains: bool,
     /// Renditions listed per entry (`{entryId}_1` ... `{entryId}_N`).
     pub renditions: u32,
+    /// Where players reach this origin over RTMP, `rtmp://host[:port]/kLive` (or
+    /// `rtmps://`): what another origin names to a player asking it for a stream live
+    /// here. Default: from `rtmp.listen` when that is a specific address (dev:
+    /// `rtmp://127.0.0.1:1935/kLive`); none when it listens on every address.
+    pub play_rtmp: Option<String>,
+    /// The same for HTTP-FLV, `http(s)://host[:port]/live`. Default: from `http.listen`
+    /// when that is a specific address (dev: `http://127.0.0.1:8081/live`).
+    pub play_http_flv: Option<String>,
 }
 
 impl Default for EndpointsSection {
@@ -308,7 +344,49 @@ impl Default for EndpointsSection {
             rtmps_port: 1936,
             leg_subdomains: false,
             renditions: 3,
+            play_rtmp: None,
+            play_http_flv: None,
         }
+    }
+}
+
+/// Longest play base URL: room for any host name (253) and a path.
+pub const MAX_PLAY_URL_LEN: usize = 512;
+
+impl EndpointsSection {
+    fn validate_play_urls(&self) -> Result<(), InvalidSetting> {
+        let checks: [(&'static str, &Option<String>, &[&str]); 2] = [
+            ("endpoints.play_rtmp", &self.play_rtmp, &["rtmp", "rtmps"]),
+            (
+                "endpoints.play_http_flv",
+                &self.play_http_flv,
+                &["http", "https"],
+            ),
+        ];
+        for (key, value, schemes) in checks {
+            let Some(value) = value else { continue };
+            let invalid = |why: &str| InvalidSetting {
+                key,
+                reason: format!("{value:?} {why}"),
+            };
+            if value.len() > MAX_PLAY_URL_LEN {
+                return Err(invalid(&format!("is longer than {MAX_PLAY_URL_LEN} bytes")));
+            }
+            let uri: hyper::Uri = value
+                .parse()
+                .map_err(|e| invalid(&format!("is not a URL: {e}")))?;
+            let wanted = schemes.join("://host[:port]/path or ");
+            if !uri.scheme_str().is_some_and(|s| schemes.contains(&s))
+                || uri.host().is_none_or(str::is_empty)
+                || uri.query().is_some()
+                || uri.authority().is_some_and(|a| a.as_str().contains('@'))
+            {
+                return Err(invalid(&format!(
+                    "is not a {wanted}://host[:port]/path URL without credentials or query"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -376,6 +454,7 @@ impl OriginConfig {
                 ),
             });
         }
+        self.endpoints.validate_play_urls()?;
         Ok(())
     }
 }
@@ -485,9 +564,50 @@ mod tests {
             ("[http]\napi_token = \"short\"", "http.api_token"),
             ("[endpoints]\nrenditions = 0", "endpoints.renditions"),
             ("[abuse]\nban_secs = 0", "abuse.ban_secs"),
+            (
+                "[endpoints]\nplay_rtmp = \"http://h/kLive\"",
+                "endpoints.play_rtmp",
+            ),
+            (
+                "[endpoints]\nplay_rtmp = \"rtmp:///kLive\"",
+                "endpoints.play_rtmp",
+            ),
+            (
+                "[endpoints]\nplay_rtmp = \"rtmp://u:p@h/kLive\"",
+                "endpoints.play_rtmp",
+            ),
+            (
+                "[endpoints]\nplay_http_flv = \"rtmp://h/live\"",
+                "endpoints.play_http_flv",
+            ),
+            (
+                "[endpoints]\nplay_http_flv = \"https://h/live?x=1\"",
+                "endpoints.play_http_flv",
+            ),
+            (
+                "[endpoints]\nplay_http_flv = \"not a url\"",
+                "endpoints.play_http_flv",
+            ),
         ] {
             let err = config(extra).validate().expect_err(extra);
             assert_eq!(err.key, key, "{extra}: {err}");
+        }
+        let good = config(
+            "[endpoints]\nplay_rtmp = \"rtmps://play-nyc.example.com/kLive\"\n\
+             play_http_flv = \"https://play-nyc.example.com:8443/live\"",
+        );
+        good.validate().expect("good play URLs");
+        for (secs, ok) in [(0, false), (1, true), (600, true), (601, false)] {
+            let c = bare(&format!(
+                "[registry]\npath = \"r.db\"\npresence_heartbeat_secs = {secs}"
+            ));
+            match c.validate() {
+                Ok(()) => assert!(ok, "{secs}"),
+                Err(e) => {
+                    assert!(!ok, "{secs}: {e}");
+                    assert_eq!(e.key, "registry.presence_heartbeat_secs");
+                }
+            }
         }
     }
 

@@ -1,4 +1,6 @@
-//! HTTP-FLV playback: `GET /live/{entryId}_{n}.flv` streams the live FLV.
+//! HTTP-FLV playback: `GET /live/{entryId}_{n}.flv` streams the live FLV. A stream not
+//! live here is a 404 whose JSON names the origins where it is live
+//! ([`crate::elsewhere`]).
 //!
 //! The response body is fed by a task that reads the player's hub subscription and
 //! writes it with `longhaul_rtmp::flv::FlvWriter`: per message one 15-byte buffer (the
@@ -10,6 +12,7 @@
 //! `ingest.write_timeout_secs`: the task cancels the HTTP connection, which closes the
 //! socket, and counts the drop.
 
+use crate::elsewhere;
 use crate::metrics::protocol;
 use crate::state::OriginState;
 use bytes::Bytes;
@@ -56,17 +59,26 @@ pub async fn play(
         let live = [longhaul_hub::Leg::Primary, longhaul_hub::Leg::Backup]
             .into_iter()
             .any(|leg| state.hub.is_live(&StreamKey::new(stream, leg)));
+        // A HEAD answer has no body: no lookup of where else it is live.
         return if live {
             flv_response(longhaul_node::http::full(""))
         } else {
-            not_live(stream)
+            let node = &state.config.node.id;
+            error(
+                StatusCode::NOT_FOUND,
+                NOT_LIVE,
+                &format!("stream {stream} is not live on {node}"),
+            )
         };
     }
     let Some(subscription) = state.hub.subscribe(stream, LegChoice::default()) else {
         plays
             .with_label_values(&[protocol::HTTP_FLV, "not_found"])
             .inc();
-        return not_live(stream);
+        let answer = state.elsewhere.find(state, stream).await;
+        let message = elsewhere::not_live_message(&state.config.node.id, stream, &answer);
+        tracing::info!(client = %peer, %stream, %message, "HTTP-FLV play refused: stream not live");
+        return not_live(&message, &answer);
     };
     plays
         .with_label_values(&[protocol::HTTP_FLV, "accepted"])
@@ -89,11 +101,21 @@ fn flv_response(body: Body) -> Response<Body> {
         .expect("static response parts are valid")
 }
 
-fn not_live(stream: &str) -> Response<Body> {
-    error(
+/// The error code of a play of a stream not live here.
+const NOT_LIVE: &str = "stream_not_live";
+
+/// 404 `{"error": {"code": "stream_not_live", "message", "live_at": [{"origin",
+/// "region", "rtmp", "http_flv"}]}}`; `live_at` is left out when this origin cannot
+/// tell where else the stream is live (the message says why), and empty when it is live
+/// nowhere else.
+fn not_live(message: &str, answer: &elsewhere::Answer) -> Response<Body> {
+    let mut error = serde_json::json!({ "code": NOT_LIVE, "message": message });
+    if let Some(live_at) = elsewhere::live_at_json(answer) {
+        error["live_at"] = live_at;
+    }
+    longhaul_node::http::json(
         StatusCode::NOT_FOUND,
-        "stream_not_live",
-        &format!("stream {stream} is not live on this node"),
+        &serde_json::json!({ "error": error }),
     )
 }
 

@@ -9,6 +9,7 @@
 //! player we know of opens a connection per stream, and it keeps takeover and timeout
 //! handling simple.
 
+use crate::elsewhere;
 use crate::metrics::{protocol, GaugeGuard};
 use crate::publish::{self, PublishDecision};
 use crate::state::OriginState;
@@ -299,12 +300,14 @@ impl Connection {
                         plays
                             .with_label_values(&[protocol::RTMP, "not_found"])
                             .inc();
-                        tracing::info!(client = %self.peer, %stream, "play refused: stream not live");
-                        session.reject_play(
-                            stream_id,
-                            status::PLAY_STREAM_NOT_FOUND,
-                            &format!("stream {stream} is not live on this node"),
+                        let answer = self.state.elsewhere.find(&self.state, &stream).await;
+                        let description = elsewhere::not_live_message(
+                            &self.state.config.node.id,
+                            &stream,
+                            &answer,
                         );
+                        tracing::info!(client = %self.peer, %stream, %description, "play refused: stream not live");
+                        session.reject_play(stream_id, status::PLAY_STREAM_NOT_FOUND, &description);
                         return Err(End::Rejected);
                     }
                 }

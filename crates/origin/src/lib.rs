@@ -12,6 +12,7 @@
 //!                                                        or HTTP callback)   of SQLite/PostgreSQL)
 //!  operator ──HTTP──▶ api (entries, tokens, revoke, FMLE export), /metrics, /healthz
 //!  registry change (any origin) ──▶ revoke: cut live publishes here, tell every edge
+//!  hub start/end ──▶ presence ──▶ registry ◀── elsewhere ◀── a play of a stream not live here
 //! ```
 //!
 //! | module | what it holds |
@@ -22,6 +23,7 @@
 //! | [`callback`] | the HTTP authorisation callback, for platforms that keep their own entries |
 //! | [`revoke`] | cutting an entry's live publishes here and at every edge |
 //! | [`http`], [`api`], [`flv`] | the HTTP port: routing, entries API, HTTP-FLV playback |
+//! | [`presence`], [`elsewhere`] | the streams live here, written to the registry; where else a stream is live, for a play that misses here |
 //! | [`metrics`] | Prometheus series |
 //! | [`tunnel`] | publishes arriving from edges over QUIC tunnels |
 //!
@@ -34,10 +36,12 @@
 pub mod api;
 pub mod callback;
 pub mod config;
+pub mod elsewhere;
 pub mod flv;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod presence;
 pub mod publish;
 pub mod revoke;
 pub mod state;
@@ -144,10 +148,13 @@ impl Origin {
             next_connection_id: std::sync::atomic::AtomicU64::new(1),
             live: longhaul_node::LivePublishes::new(),
             tunnels: tunnels.clone(),
+            play_urls: presence::PlayUrls::resolve(&config.endpoints, rtmp_addr, http_addr),
+            elsewhere: elsewhere::Finder::default(),
             config,
         });
         revoke::watch_registry(&state);
         let mut tasks = NodeTasks::new();
+        presence::spawn(&mut tasks, &state);
         let (rtmp, rtmps) = (listeners.rtmp, listeners.rtmps);
         accept::spawn_listeners(&mut tasks, rtmp, rtmps, limits, state.clone());
         tasks.spawn(http::serve(
@@ -171,6 +178,8 @@ impl Origin {
             rtmps = %rtmps_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
             http = %http_addr,
             tunnel = %tunnel_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
+            play_rtmp = %state.play_urls.rtmp.as_deref().unwrap_or("unknown (set endpoints.play_rtmp)"),
+            play_http_flv = %state.play_urls.http_flv.as_deref().unwrap_or("unknown (set endpoints.play_http_flv)"),
             registry = %state.registry.as_ref().map_or_else(|| "none".to_string(), |r| r.info().location),
             auth = %state.callback.as_ref().map_or_else(|| "registry".to_string(), |c| format!("callback {}", c.url())),
             "origin ready"

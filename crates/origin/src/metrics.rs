@@ -63,6 +63,12 @@ pub struct Metrics {
     pub publishes_cut: IntCounterVec,
     /// `auth_callbacks_total{outcome}`: publish checks by the HTTP callback.
     pub callbacks: IntCounterVec,
+    /// `presence_writes_total{outcome}` (ok, failed): writes of the streams live here
+    /// to the registry.
+    pub presence_writes: IntCounterVec,
+    /// `presence_lookups_total{outcome}` (`crate::elsewhere::outcome`): play misses
+    /// asking where else a stream is live.
+    pub presence_lookups: IntCounterVec,
 }
 
 impl Metrics {
@@ -127,6 +133,18 @@ impl Metrics {
                 &r,
                 "auth_callbacks_total",
                 "Publishes checked by the HTTP authorisation callback, by outcome (allowed, refused, their _cached forms, unavailable)",
+                &["outcome"],
+            ),
+            presence_writes: counter_vec(
+                &r,
+                "presence_writes_total",
+                "Writes of the streams live on this origin to the registry, by outcome (ok, failed); a failure never affects a publish",
+                &["outcome"],
+            ),
+            presence_lookups: counter_vec(
+                &r,
+                "presence_lookups_total",
+                "Plays of a stream not live here that asked where else it is live, by outcome (found, not_found, cached, skipped, busy, failed)",
                 &["outcome"],
             ),
             registry: r,

@@ -30,6 +30,11 @@ pub struct OriginState {
     pub live: LivePublishes,
     /// The tunnels from edges: revocations are sent down them.
     pub tunnels: Arc<longhaul_tunnel::TunnelSet>,
+    /// Where players reach this origin: written beside its live streams in the
+    /// registry, for the other origins to name.
+    pub play_urls: crate::presence::PlayUrls,
+    /// Where else a stream is live, for a play that misses here.
+    pub elsewhere: crate::elsewhere::Finder,
 }
 
 impl OriginState {

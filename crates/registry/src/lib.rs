@@ -27,6 +27,8 @@
 //!   Writes go to the store. Every difference the copy takes is told to the listeners
 //!   ([`Registry::on_change`]) as a [`RegistryChange`]: the origin cuts live publishes
 //!   on a regenerated token or a deleted entry, however the change reached it.
+//! - [`presence`]: where streams are live, each origin's rows in the same store, so a
+//!   play at an origin where a stream is not live can name the origin where it is.
 //! - [`TokenCheck`]: a publish attempt's answer; tokens are compared in constant time
 //!   ([`token_check`]).
 //! - Ids and tokens come from the OS CSPRNG without bias ([`generate`]): ids are `1_` and 8
@@ -60,6 +62,7 @@ pub mod entry;
 pub mod error;
 pub mod generate;
 pub mod postgres;
+pub mod presence;
 pub mod registry;
 pub mod replica;
 pub mod sqlite;
@@ -72,6 +75,7 @@ pub use cache::CacheFile;
 pub use change::RegistryChange;
 pub use entry::{Entry, MAX_NAME_CHARS};
 pub use error::RegistryError;
+pub use presence::{LiveAt, LiveStream, PresenceOrigin};
 pub use registry::{Registry, RegistryStatus, StoreState};
 pub use store::{open_store, EntryStore, StoreConfig, StoreEvent, StoreInfo};
 pub use token_check::TokenCheck;

@@ -36,6 +36,7 @@ use crate::cache::{CacheFile, SAVE_INTERVAL};
 use crate::change::{Listeners, RegistryChange};
 use crate::entry::Entry;
 use crate::error::RegistryError;
+use crate::presence::{LiveAt, LiveStream, PresenceOrigin};
 use crate::replica::Replica;
 use crate::store::{EntryStore, StoreEvent, StoreInfo};
 use crate::token_check::TokenCheck;
@@ -318,6 +319,22 @@ impl Registry {
         };
         self.caught_up(entry_id).await;
         self.replica().check_token(entry_id, presented)
+    }
+
+    /// Records the streams live on `origin` (see [`crate::presence`]): straight to the
+    /// store, not the copy. Call it off the publish path: it waits on the database.
+    pub async fn set_presence(
+        &self,
+        origin: &PresenceOrigin,
+        streams: &[LiveStream],
+        ttl: Duration,
+    ) -> Result<(), RegistryError> {
+        self.store.set_presence(origin, streams, ttl).await
+    }
+
+    /// Where `stream` is live, asked of the store (rows not expired).
+    pub async fn presence_of(&self, stream: &str) -> Result<Vec<LiveAt>, RegistryError> {
+        self.store.presence_of(stream).await
     }
 
     /// Calls `listener` after every change the copy takes, from this node or any other

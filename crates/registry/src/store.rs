@@ -11,12 +11,16 @@
 //! changed it, so every origin's in-memory copy ([`crate::replica`]) follows within a
 //! second. The node never reads the store on the publish path; [`crate::Registry`] puts
 //! the two together.
+//!
+//! Beside the entries, a store keeps where streams are live ([`crate::presence`]): each
+//! origin's rows, written off the publish path and read on a play miss.
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use crate::entry::Entry;
 use crate::error::RegistryError;
+use crate::presence::{LiveAt, LiveStream, PresenceOrigin};
 
 /// What a store's change feed says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +84,20 @@ pub trait EntryStore: Send + Sync + 'static {
     /// `Resync`. It stays open until the receiver is dropped: a feed that ends by
     /// itself has failed.
     fn watch(&self) -> mpsc::Receiver<StoreEvent>;
+
+    /// Replaces every presence row of `origin` by `streams` (a stream named twice is
+    /// one row), each updated now and counting for `ttl` (at most
+    /// [`crate::presence::MAX_TTL`]); an empty list clears the origin. Also deletes
+    /// any origin's rows expired for [`crate::presence::FORGET_AFTER`].
+    async fn set_presence(
+        &self,
+        origin: &PresenceOrigin,
+        streams: &[LiveStream],
+        ttl: std::time::Duration,
+    ) -> Result<(), RegistryError>;
+
+    /// The origins where `stream` is live: its rows not yet expired, by origin id.
+    async fn presence_of(&self, stream: &str) -> Result<Vec<LiveAt>, RegistryError>;
 }
 
 /// Events a feed may hold before its reader takes them. A burst of changes beyond it

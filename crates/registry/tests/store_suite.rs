@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use longhaul_registry::sqlite::SqliteStore;
 use longhaul_registry::{
-    EntryStore, Registry, RegistryChange, RegistryError, StoreState, TokenCheck,
+    EntryStore, LiveStream, PresenceOrigin, Registry, RegistryChange, RegistryError, StoreState,
+    TokenCheck,
 };
 
 mod fixture;
@@ -58,6 +59,10 @@ suite!(
     entries_round_trip_as_json_and_debug_hides_the_token,
     a_bulk_change_is_taken_without_an_outage,
     a_panicking_listener_does_not_stop_the_copy,
+    presence_names_every_origin_where_a_stream_is_live,
+    presence_is_replaced_by_each_write_and_cleared_by_an_empty_one,
+    presence_expires_and_long_expired_rows_are_forgotten,
+    presence_writes_do_not_make_origins_reread_the_entries,
 );
 
 /// Waits (bounded) until `ready` holds; returns how long it took.
@@ -69,6 +74,19 @@ async fn eventually(what: &str, limit: Duration, mut ready: impl FnMut() -> bool
         }
         assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// [`eventually`] for a condition that needs the store.
+async fn eventually_async<F: std::future::Future<Output = bool>>(
+    what: &str,
+    limit: Duration,
+    mut ready: impl FnMut() -> F,
+) {
+    let started = Instant::now();
+    while !ready().await {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -509,6 +527,215 @@ async fn entries_round_trip_as_json_and_debug_hides_the_token(f: Fixture) {
     let back: longhaul_registry::Entry = serde_json::from_str(&json).unwrap();
     assert_eq!(back, entry);
     assert!(!format!("{entry:?}").contains(&entry.token));
+}
+
+// ---- Presence: where streams are live ---------------------------------------------
+
+fn origin(id: &str, region: &str) -> PresenceOrigin {
+    PresenceOrigin {
+        id: id.into(),
+        region: region.into(),
+    }
+}
+
+fn live(stream: &str, host: &str) -> LiveStream {
+    LiveStream {
+        stream: stream.into(),
+        entry_id: stream.rsplit_once('_').unwrap().0.into(),
+        rtmp: Some(format!("rtmp://{host}/kLive/{stream}")),
+        http_flv: Some(format!("http://{host}/live/{stream}.flv")),
+    }
+}
+
+/// Long enough that nothing expires during a test that is not about expiry.
+const TTL: Duration = Duration::from_secs(300);
+
+/// Where `stream` is live, as (origin, region) pairs.
+async fn where_live(store: &dyn EntryStore, stream: &str) -> Vec<(String, String)> {
+    store
+        .presence_of(stream)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.origin, l.region))
+        .collect()
+}
+
+/// Both legs of a stream have the same name at two origins: each has its row, read
+/// by a third with everything a player needs.
+async fn presence_names_every_origin_where_a_stream_is_live(f: Fixture) {
+    let (nyc, pao, reader) = (f.store().await, f.store().await, f.store().await);
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    nyc.set_presence(
+        &origin("nyc-1", "nyc"),
+        &[
+            live("1_abcdefgh_1", "nyc.example:1935"),
+            live("1_abcdefgh_2", "nyc.example:1935"),
+            // The other leg of the same stream, also here: one row.
+            live("1_abcdefgh_1", "nyc.example:1935"),
+        ],
+        TTL,
+    )
+    .await
+    .unwrap();
+    pao.set_presence(
+        &origin("pao-1", "pao"),
+        &[LiveStream {
+            rtmp: None,
+            http_flv: None,
+            ..live("1_abcdefgh_1", "unused")
+        }],
+        TTL,
+    )
+    .await
+    .unwrap();
+
+    let found = reader.presence_of("1_abcdefgh_1").await.unwrap();
+    assert_eq!(found.len(), 2, "{found:?}");
+    let (at_nyc, at_pao) = (&found[0], &found[1]);
+    assert_eq!(
+        (at_nyc.origin.as_str(), at_nyc.region.as_str()),
+        ("nyc-1", "nyc")
+    );
+    assert_eq!(at_nyc.stream, "1_abcdefgh_1");
+    assert_eq!(at_nyc.entry_id, "1_abcdefgh");
+    assert_eq!(
+        at_nyc.rtmp.as_deref(),
+        Some("rtmp://nyc.example:1935/kLive/1_abcdefgh_1")
+    );
+    assert_eq!(
+        at_nyc.http_flv.as_deref(),
+        Some("http://nyc.example:1935/live/1_abcdefgh_1.flv")
+    );
+    // Times are the store's clock: near this host's for both back ends here.
+    assert!(at_nyc.updated_at >= started - 5_000, "{at_nyc:?}");
+    assert!(at_nyc.expires_at > at_nyc.updated_at, "{at_nyc:?}");
+    assert_eq!(
+        (at_pao.origin.as_str(), at_pao.region.as_str()),
+        ("pao-1", "pao")
+    );
+    assert_eq!((at_pao.rtmp.clone(), at_pao.http_flv.clone()), (None, None));
+
+    assert_eq!(
+        where_live(&*reader, "1_abcdefgh_2").await,
+        [("nyc-1".to_string(), "nyc".to_string())]
+    );
+    assert!(where_live(&*reader, "1_abcdefgh_3").await.is_empty());
+    assert!(where_live(&*reader, "1_zzzzzzzz_1").await.is_empty());
+}
+
+async fn presence_is_replaced_by_each_write_and_cleared_by_an_empty_one(f: Fixture) {
+    let (nyc, pao) = (f.store().await, f.store().await);
+    let (at_nyc, at_pao) = (origin("nyc-1", "nyc"), origin("pao-1", "pao"));
+    let streams = ["1_abcdefgh_1", "1_abcdefgh_2"].map(|s| live(s, "nyc.example"));
+    nyc.set_presence(&at_nyc, &streams, TTL).await.unwrap();
+    pao.set_presence(&at_pao, &streams[..1], TTL).await.unwrap();
+
+    // The first stream ended at nyc: its next write no longer names it.
+    nyc.set_presence(&at_nyc, &streams[1..], TTL).await.unwrap();
+    assert_eq!(
+        where_live(&*pao, "1_abcdefgh_1").await,
+        [("pao-1".to_string(), "pao".to_string())],
+        "nyc's row went, pao's stayed"
+    );
+    assert_eq!(where_live(&*pao, "1_abcdefgh_2").await.len(), 1);
+
+    // A clean stop (or a start after a crash) clears the origin, and only it.
+    nyc.set_presence(&at_nyc, &[], TTL).await.unwrap();
+    assert!(where_live(&*pao, "1_abcdefgh_2").await.is_empty());
+    assert_eq!(where_live(&*nyc, "1_abcdefgh_1").await.len(), 1);
+
+    // Many streams in one write.
+    let many: Vec<LiveStream> = (1..=500)
+        .map(|n| live(&format!("1_bulk{n:04}_1"), "nyc.example"))
+        .collect();
+    nyc.set_presence(&at_nyc, &many, TTL).await.unwrap();
+    assert_eq!(where_live(&*pao, "1_bulk0250_1").await.len(), 1);
+    nyc.set_presence(&at_nyc, &many[..10], TTL).await.unwrap();
+    assert!(where_live(&*pao, "1_bulk0250_1").await.is_empty());
+    assert_eq!(where_live(&*pao, "1_bulk0010_1").await.len(), 1);
+}
+
+/// A crashed origin writes nothing more: its rows stop counting at their expiry, and
+/// once long expired the next write of any origin deletes them.
+async fn presence_expires_and_long_expired_rows_are_forgotten(f: Fixture) {
+    let (crashed, pao) = (f.store().await, f.store().await);
+    crashed
+        .set_presence(
+            &origin("nyc-1", "nyc"),
+            &[live("1_abcdefgh_1", "nyc.example")],
+            Duration::from_millis(300),
+        )
+        .await
+        .unwrap();
+    assert_eq!(where_live(&*pao, "1_abcdefgh_1").await.len(), 1);
+    eventually_async(
+        "the crashed origin's row expires",
+        Duration::from_secs(5),
+        || {
+            let pao = pao.clone();
+            async move { where_live(&*pao, "1_abcdefgh_1").await.is_empty() }
+        },
+    )
+    .await;
+
+    // Make the row an hour and more past its expiry; pao's next write deletes it,
+    // which the row brought back to life by hand then shows (it is not there).
+    let (past, future) = match f.backend() {
+        "sqlite" => ("0".to_string(), "9000000000000".to_string()),
+        _ => ("'epoch'".to_string(), "'3000-01-01'".to_string()),
+    };
+    let table = match f.backend() {
+        "sqlite" => "presence",
+        _ => "longhaul_presence",
+    };
+    f.execute_presence_sql(&format!(
+        "UPDATE {table} SET expires_at = {past} WHERE origin = 'nyc-1'"
+    ))
+    .await;
+    pao.set_presence(&origin("pao-1", "pao"), &[], TTL)
+        .await
+        .unwrap();
+    f.execute_presence_sql(&format!(
+        "UPDATE {table} SET expires_at = {future} WHERE origin = 'nyc-1'"
+    ))
+    .await;
+    assert!(
+        where_live(&*pao, "1_abcdefgh_1").await.is_empty(),
+        "the long-expired row was deleted"
+    );
+}
+
+/// Presence is written on every publish and heartbeat; it must not make the other
+/// origins re-read every entry (SQLite's watcher would, were it in the entries' file).
+async fn presence_writes_do_not_make_origins_reread_the_entries(f: Fixture) {
+    let registry = f.registry().await;
+    let writer = f.store().await;
+    writer.create(Some("one")).await.unwrap();
+    eventually("the copy has the entry", PUSH_LIMIT * 2, || {
+        registry.list().len() == 1
+    })
+    .await;
+    // Let the feed settle (SQLite: one more watcher round).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = registry.status();
+    for n in 0..5 {
+        writer
+            .set_presence(
+                &origin("nyc-1", "nyc"),
+                &[live(&format!("1_abcdefgh_{n}"), "nyc.example")],
+                TTL,
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let after = registry.status();
+    assert_eq!(after.resyncs, before.resyncs, "{after:?}");
+    assert_eq!(after.changes, before.changes, "{after:?}");
 }
 
 // ---- SQLite only -------------------------------------------------------------------

@@ -30,6 +30,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "change_feed",
         sql: include_str!("../../migrations/postgres/0002_change_feed.sql"),
     },
+    Migration {
+        version: 3,
+        name: "presence",
+        sql: include_str!("../../migrations/postgres/0003_presence.sql"),
+    },
 ];
 
 /// The advisory lock key migrations hold: "lhmg" in ASCII, unlikely to meet another

@@ -33,6 +33,7 @@ use tokio_postgres::{NoTls, Row};
 use crate::entry::{validate_name, Entry};
 use crate::error::RegistryError;
 use crate::generate::{new_entry_id, new_token, ENTRY_ID_ATTEMPTS};
+use crate::presence::{distinct, LiveAt, LiveStream, PresenceOrigin, FORGET_AFTER, MAX_TTL};
 use crate::store::{EntryStore, StoreEvent, StoreInfo, FEED_CAPACITY};
 
 /// Longest a statement may take, on the server (`statement_timeout`) and as seen from
@@ -404,6 +405,99 @@ impl EntryStore for PostgresStore {
             .in_current_span(),
         );
         rx
+    }
+
+    async fn set_presence(
+        &self,
+        origin: &PresenceOrigin,
+        streams: &[LiveStream],
+        ttl: Duration,
+    ) -> Result<(), RegistryError> {
+        const OP: &str = "writing where streams are live";
+        let rows = distinct(streams);
+        let names: Vec<&str> = rows.iter().map(|s| s.stream.as_str()).collect();
+        let entries: Vec<&str> = rows.iter().map(|s| s.entry_id.as_str()).collect();
+        let rtmp: Vec<Option<&str>> = rows.iter().map(|s| s.rtmp.as_deref()).collect();
+        let http_flv: Vec<Option<&str>> = rows.iter().map(|s| s.http_flv.as_deref()).collect();
+        let ttl_secs = ttl.min(MAX_TTL).as_secs_f64();
+        let forget_secs = FORGET_AFTER.as_secs_f64();
+        let mut client = self.client(OP).await?;
+        let write = async {
+            let tx = client.transaction().await?;
+            tx.execute(
+                "DELETE FROM longhaul_presence WHERE origin = $1 AND NOT (stream = ANY($2))",
+                &[&origin.id, &names],
+            )
+            .await?;
+            tx.execute(
+                "INSERT INTO longhaul_presence
+                     (stream, origin, entry_id, region, rtmp_url, http_flv_url, updated_at, expires_at)
+                 SELECT s, $1, e, $2, r, h, now(), now() + make_interval(secs => $7)
+                 FROM unnest($3::text[], $4::text[], $5::text[], $6::text[]) AS t(s, e, r, h)
+                 ON CONFLICT (stream, origin) DO UPDATE SET
+                     entry_id = EXCLUDED.entry_id, region = EXCLUDED.region,
+                     rtmp_url = EXCLUDED.rtmp_url, http_flv_url = EXCLUDED.http_flv_url,
+                     updated_at = EXCLUDED.updated_at, expires_at = EXCLUDED.expires_at",
+                &[
+                    &origin.id,
+                    &origin.region,
+                    &names,
+                    &entries,
+                    &rtmp,
+                    &http_flv,
+                    &ttl_secs,
+                ],
+            )
+            .await?;
+            tx.commit().await?;
+            // Outside the transaction: other origins' rows, long dead; a clash with a
+            // writer of the same rows cannot hold up this origin's own write.
+            client
+                .execute(
+                    "DELETE FROM longhaul_presence
+                     WHERE expires_at < now() - make_interval(secs => $1)",
+                    &[&forget_secs],
+                )
+                .await?;
+            Ok::<(), tokio_postgres::Error>(())
+        };
+        self.timed(OP, write).await
+    }
+
+    async fn presence_of(&self, stream: &str) -> Result<Vec<LiveAt>, RegistryError> {
+        const OP: &str = "reading where a stream is live";
+        let client = self.client(OP).await?;
+        let rows = self
+            .timed(
+                OP,
+                client.query(
+                    "SELECT stream, entry_id, origin, region, rtmp_url, http_flv_url,
+                            (extract(epoch FROM updated_at) * 1000)::bigint,
+                            (extract(epoch FROM expires_at) * 1000)::bigint
+                     FROM longhaul_presence
+                     WHERE stream = $1 AND expires_at > now()
+                     ORDER BY origin",
+                    &[&stream],
+                ),
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let read = || -> Result<LiveAt, tokio_postgres::Error> {
+                    Ok(LiveAt {
+                        stream: row.try_get(0)?,
+                        entry_id: row.try_get(1)?,
+                        origin: row.try_get(2)?,
+                        region: row.try_get(3)?,
+                        rtmp: row.try_get(4)?,
+                        http_flv: row.try_get(5)?,
+                        updated_at: row.try_get(6)?,
+                        expires_at: row.try_get(7)?,
+                    })
+                };
+                read().map_err(|e| classify(&self.location, "reading a row", e))
+            })
+            .collect()
     }
 }
 

@@ -7,7 +7,11 @@
 //! with a connection of its own that reads `PRAGMA data_version`, a counter SQLite bumps
 //! whenever another connection commits, every [`WATCH_INTERVAL`]; a bump becomes a
 //! [`StoreEvent::Resync`], since SQLite does not say which rows changed.
+//!
+//! Where streams are live ([`crate::presence`]) is kept in a second file beside it
+//! ([`presence_path`]), so presence writes do not make every origin re-read the entries.
 
+mod presence;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -21,8 +25,10 @@ use tokio::sync::mpsc;
 use crate::entry::{validate_name, Entry};
 use crate::error::RegistryError;
 use crate::generate::{new_entry_id, new_token, ENTRY_ID_ATTEMPTS};
+use crate::presence::{LiveAt, LiveStream, PresenceOrigin};
 use crate::store::{EntryStore, StoreEvent, StoreInfo, FEED_CAPACITY};
 
+pub use presence::{presence_path, PRESENCE_SCHEMA_VERSION};
 pub use schema::{BUSY_TIMEOUT, SCHEMA_VERSION};
 
 /// What `path` says in errors of an in-memory store.
@@ -46,6 +52,10 @@ pub struct SqliteStore {
     /// Where the file is; `None` in memory (the watcher then has nothing to watch).
     file: Option<PathBuf>,
     path: String,
+    /// Where streams are live: a connection to the presence file (or a database of its
+    /// own in memory).
+    presence: Arc<Mutex<Connection>>,
+    presence_path: String,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -66,7 +76,19 @@ impl SqliteStore {
             operation: "opening the database file",
             source,
         })?;
-        SqliteStore::with_connection(conn, Some(path.to_owned()), shown)
+        let presence_file = presence_path(path);
+        let presence_shown = presence_file.display().to_string();
+        let presence = Connection::open(&presence_file).map_err(|source| RegistryError::Sql {
+            path: presence_shown.clone(),
+            operation: "opening the presence file",
+            source,
+        })?;
+        SqliteStore::with_connection(
+            conn,
+            Some(path.to_owned()),
+            shown,
+            (presence, presence_shown),
+        )
     }
 
     /// A store in memory, gone when dropped: for tests. Its feed sends one `Resync`
@@ -77,20 +99,34 @@ impl SqliteStore {
             operation: "opening an in-memory database",
             source,
         })?;
-        SqliteStore::with_connection(conn, None, IN_MEMORY.to_owned())
+        let presence = Connection::open_in_memory().map_err(|source| RegistryError::Sql {
+            path: IN_MEMORY.to_owned(),
+            operation: "opening an in-memory database",
+            source,
+        })?;
+        SqliteStore::with_connection(
+            conn,
+            None,
+            IN_MEMORY.to_owned(),
+            (presence, IN_MEMORY.to_owned()),
+        )
     }
 
     fn with_connection(
         mut conn: Connection,
         file: Option<PathBuf>,
         path: String,
+        (mut presence, presence_path): (Connection, String),
     ) -> Result<SqliteStore, RegistryError> {
         schema::prepare(&mut conn, &path)?;
+        presence::prepare(&mut presence, &presence_path)?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             idle_feeds: Mutex::new(Vec::new()),
             file,
             path,
+            presence: Arc::new(Mutex::new(presence)),
+            presence_path,
         })
     }
 
@@ -109,6 +145,21 @@ impl SqliteStore {
             .await
             .map_err(|e| RegistryError::Unavailable {
                 location: self.path.clone(),
+                operation: "running a statement",
+                reason: format!("the blocking task failed: {e}"),
+            })?
+    }
+
+    /// Runs `f` with the presence connection on the blocking pool.
+    async fn with_presence<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection, &str) -> Result<T, RegistryError> + Send + 'static,
+    ) -> Result<T, RegistryError> {
+        let (conn, path) = (self.presence.clone(), self.presence_path.clone());
+        tokio::task::spawn_blocking(move || f(&mut lock(&conn), &path))
+            .await
+            .map_err(|e| RegistryError::Unavailable {
+                location: self.presence_path.clone(),
                 operation: "running a statement",
                 reason: format!("the blocking task failed: {e}"),
             })?
@@ -232,6 +283,24 @@ impl EntryStore for SqliteStore {
             tracing::error!(error = %e, "cannot start the registry watcher thread; changes by other processes will not be seen");
         }
         rx
+    }
+
+    async fn set_presence(
+        &self,
+        origin: &PresenceOrigin,
+        streams: &[LiveStream],
+        ttl: Duration,
+    ) -> Result<(), RegistryError> {
+        let (origin, streams) = (origin.clone(), streams.to_vec());
+        let ttl = ttl.min(crate::presence::MAX_TTL);
+        self.with_presence(move |conn, path| presence::set(conn, path, &origin, &streams, ttl))
+            .await
+    }
+
+    async fn presence_of(&self, stream: &str) -> Result<Vec<LiveAt>, RegistryError> {
+        let stream = stream.to_owned();
+        self.with_presence(move |conn, path| presence::of(conn, path, &stream))
+            .await
     }
 }
 

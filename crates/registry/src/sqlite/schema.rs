@@ -94,7 +94,7 @@ pub(crate) fn prepare(conn: &mut Connection, path: &str) -> Result<(), RegistryE
 /// "busy" at once, without the busy handler, when another connection holds the file (two
 /// processes opening a new file together), so retry for up to [`BUSY_TIMEOUT`]. Once a
 /// file is in WAL mode it stays so, and later opens succeed at once.
-fn switch_to_wal(conn: &Connection) -> rusqlite::Result<()> {
+pub(crate) fn switch_to_wal(conn: &Connection) -> rusqlite::Result<()> {
     let started = Instant::now();
     loop {
         match conn.query_row("PRAGMA journal_mode = WAL", [], |row| {
