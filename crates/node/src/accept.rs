@@ -164,6 +164,18 @@ impl ConnectionLimits {
         &self.per_address
     }
 
+    /// `unauthorised_held_bytes`: what connections not yet authorised hold now,
+    /// charged to the budget (`ingest.unauthorised_memory_bytes`), read at scrape time.
+    pub fn collector(&self) -> Box<dyn prometheus::core::Collector> {
+        let budget = self.budget.clone();
+        Box::new(crate::metrics::ReadAtScrape::new(
+            "unauthorised_held_bytes",
+            "Bytes held in the buffers of connections not yet authorised, charged to \
+             ingest.unauthorised_memory_bytes",
+            move || i64::try_from(budget.used()).unwrap_or(i64::MAX),
+        ))
+    }
+
     /// Connections open now, all listeners together (for load reports).
     pub fn open_connections(&self) -> usize {
         self.max_connections - self.slots.available_permits()
