@@ -241,6 +241,8 @@ region = "nyc"
 listen = "{rtmp_listen}"
 [ingest]
 max_connections = {max_connections}
+# Every simulated encoder comes from the one address of its namespace.
+max_connections_per_address = {max_connections}
 [http]
 listen = "0.0.0.0:{ORIGIN_HTTP}"
 api_token = "{API_TOKEN}"
@@ -266,6 +268,8 @@ region = "sin"
 listen = "{rtmp_listen}"
 [ingest]
 max_connections = {max_connections}
+# Every simulated encoder comes from the one address of its namespace.
+max_connections_per_address = {max_connections}
 [http]
 listen = "0.0.0.0:{EDGE_HTTP}"
 [tunnel]

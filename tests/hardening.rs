@@ -213,3 +213,204 @@ async fn an_oversized_publish_request_never_reaches_the_tunnel() {
     assert_eq!(reconnects, 0, "the tunnel never dropped");
     cluster.stop().await;
 }
+
+/// The start of a data message of 1,000,000 bytes (the pre-publish limit is 1 MiB), in
+/// 128-byte chunks, all but its last 1,000 bytes: what a connection not yet authorised
+/// can make the node hold, and keep holding while it sends nothing more.
+fn partial_message() -> Vec<u8> {
+    let message = support::msg(18, 0, vec![0x02; 1_000_000]);
+    let mut encoder = longhaul_rtmp::chunk::ChunkEncoder::new();
+    let mut bytes = encoder.encode_to_vec(5, &message).to_vec();
+    bytes.truncate(bytes.len() - 1000);
+    bytes
+}
+
+/// `n` connections from 127.0.0.1 that complete the RTMP handshake and send
+/// [`partial_message`], then wait; each task ends when the node closes its connection
+/// (with what the node sent after the handshake) or when `stop` says so (`None`).
+async fn unauthorised_holders(
+    addr: std::net::SocketAddr,
+    n: usize,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<Option<Vec<u8>>>> {
+    let payload = std::sync::Arc::new(partial_message());
+    let mut holders = Vec::new();
+    for _ in 0..n {
+        let mut socket = handshaken(addr).await;
+        let (payload, mut stop) = (payload.clone(), stop.clone());
+        holders.push(tokio::spawn(async move {
+            // A write error is the node closing on us part way.
+            let _ = socket.write_all(&payload).await;
+            let mut rest = Vec::new();
+            tokio::select! {
+                _ = socket.read_to_end(&mut rest) => Some(rest),
+                _ = stop.changed() => None,
+            }
+        }));
+    }
+    holders
+}
+
+/// An origin that lets 200 connections from one address sit unauthorised for a minute,
+/// its budget for them `budget` bytes.
+fn origin_for_holders(cluster: &Cluster, budget: u64) -> Node {
+    let extra = format!(
+        "[registry]\npath = {:?}\n[ingest]\nhandshake_timeout_secs = 60\n\
+         max_connections_per_address = 200\nunauthorised_memory_bytes = {budget}\n",
+        cluster.path("registry.db")
+    );
+    cluster.origin_with(&NYC, None, &extra)
+}
+
+/// Peak resident memory of `pid` while `work` runs, sampled every 20 ms.
+async fn peak_rss_during<T>(pid: u32, work: impl std::future::Future<Output = T>) -> (u64, T) {
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(rss_kib(pid)));
+    let sampler = {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(rss_kib(pid), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let out = work.await;
+    peak.fetch_max(rss_kib(pid), std::sync::atomic::Ordering::Relaxed);
+    sampler.abort();
+    (peak.load(std::sync::atomic::Ordering::Relaxed), out)
+}
+
+const HOLDERS: usize = 120;
+
+/// 120 connections that never authorise, each holding the start of a 1 MB message,
+/// against a 32 MiB budget for unauthorised connections: those past the budget are
+/// closed (`unauthorised_memory`, counted, logged with the client) and memory stays near
+/// the budget, while an honest ffmpeg publishes meanwhile. Without the budget (the code
+/// before it, or `unauthorised_holders_without_a_budget` below) all 120 are kept, none is
+/// refused, and the node holds them all: this test fails there on its first assertion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthorised_connections_are_bounded_by_the_memory_budget() {
+    const BUDGET: u64 = 32 * 1024 * 1024;
+    let cluster = Cluster::new();
+    let origin = origin_for_holders(&cluster, BUDGET);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = rss_kib(origin.pid());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let addr = origin.addr("rtmp");
+    let (peak, holders) = peak_rss_during(origin.pid(), async {
+        let holders = unauthorised_holders(addr, HOLDERS, &stopped).await;
+        until_metrics(&origin, "holders past the budget refused", |m| {
+            support::metric(
+                m,
+                "longhaul_connections_refused_total",
+                &[("reason", "unauthorised_memory")],
+            ) >= (HOLDERS - 34) as f64
+        })
+        .await;
+        holders
+    })
+    .await;
+    let m = metrics_of(&origin).await;
+    let refused = present(
+        &m,
+        "longhaul_connections_refused_total",
+        &[("transport", "rtmp"), ("reason", "unauthorised_memory")],
+    );
+    // 32 MiB holds 33 partial messages of 1,000,000 bytes: every other holder is closed.
+    assert!(
+        (HOLDERS - 34..=HOLDERS - 32).contains(&(refused as usize)),
+        "{refused} refused"
+    );
+    let held = present(&m, "longhaul_unauthorised_held_bytes", &[]);
+    assert!(
+        held > (BUDGET - 1_100_000) as f64 && held <= BUDGET as f64,
+        "{held} bytes charged"
+    );
+    let grew_mib = peak.saturating_sub(idle) as f64 / 1024.0;
+    eprintln!(
+        "RSS idle {idle} KiB, peak {peak} KiB (+{grew_mib:.1} MiB) with {HOLDERS} holders, \
+         {refused} refused, a {} MiB budget",
+        BUDGET >> 20
+    );
+    assert!(grew_mib < 80.0, "+{grew_mib:.1} MiB");
+
+    // The budget is full; an honest encoder's connect and publish arrive whole and hold
+    // nothing between reads: it publishes.
+    let url = format!("http://{}/api/v1/entries", origin.addr("http"));
+    let (status, _, body) = support::http("POST", &url, "", None).await;
+    assert_eq!(status, 201);
+    let entry: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let (id, token) = (
+        entry["id"].as_str().unwrap(),
+        entry["token"].as_str().unwrap(),
+    );
+    let encoder = support::ffmpeg_publish(
+        &format!("rtmp://{addr}/kLive/?t={token}/{id}_1"),
+        "320x240",
+        3,
+        50,
+    );
+    wait_live(&origin, &format!("{id}_1")).await;
+    let out = support::wait_child(encoder).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let _ = stop.send(true);
+    let mut closed = 0;
+    for holder in holders {
+        if let Some(words) = holder.await.unwrap() {
+            closed += 1;
+            // Its handshake was done: it was told why, in RTMP (`_error` to connect).
+            let words = String::from_utf8_lossy(&words);
+            assert!(words.contains("server busy"), "{words:?}");
+        }
+    }
+    let m = metrics_of(&origin).await;
+    let refused = present(
+        &m,
+        "longhaul_connections_refused_total",
+        &[("transport", "rtmp"), ("reason", "unauthorised_memory")],
+    );
+    assert_eq!(closed, refused as usize, "the refused holders were closed");
+    let logs = origin.logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("connection closed before it was authorised")
+                && l.contains("\"client\":\"127.0.0.1:")),
+        "{logs}"
+    );
+}
+
+/// The same holders with no budget to speak of: what each costs the node. Run with
+/// `cargo test --test hardening -- --ignored --nocapture`; the figure is the evidence
+/// for `ingest.unauthorised_memory_bytes`'s default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn unauthorised_holders_without_a_budget() {
+    let cluster = Cluster::new();
+    let origin = origin_for_holders(&cluster, 1 << 40);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = rss_kib(origin.pid());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (peak, holders) = peak_rss_during(origin.pid(), async {
+        let holders = unauthorised_holders(origin.addr("rtmp"), HOLDERS, &stopped).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        holders
+    })
+    .await;
+    let m = metrics_of(&origin).await;
+    let refused = support::metric(
+        &m,
+        "longhaul_connections_refused_total",
+        &[("reason", "unauthorised_memory")],
+    );
+    let per = peak.saturating_sub(idle) as f64 / HOLDERS as f64;
+    eprintln!("RSS idle {idle} KiB, peak {peak} KiB: +{per:.0} KiB per holder, {refused} refused");
+    let _ = stop.send(true);
+    for holder in holders {
+        assert!(holder.await.unwrap().is_none(), "no holder was closed");
+    }
+}

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod balancer;
 pub mod cluster;
 pub mod processes;
 

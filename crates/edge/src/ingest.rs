@@ -123,6 +123,7 @@ async fn run<S: Io>(accepted: Accepted<S>, state: Arc<EdgeState>) {
         peer,
         transport,
         shutdown,
+        unauthorised,
     } = accepted;
     let series = &state.metrics.connections;
     let _active = series.opened(transport.as_str());
@@ -138,7 +139,7 @@ async fn run<S: Io>(accepted: Accepted<S>, state: Arc<EdgeState>) {
         published: None,
         reading: true,
     };
-    let settings = DriverSettings::new(&state.config.ingest, series, transport, peer);
+    let settings = DriverSettings::new(&state.config.ingest, series, transport, peer, unauthorised);
     let end = connection::drive(io, &mut conn, settings, &shutdown).await;
     if let Some(kind) = end.error_kind() {
         series.session_errors.with_label_values(&[kind]).inc();

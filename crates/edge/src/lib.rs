@@ -135,6 +135,7 @@ impl Edge {
         let metrics = Metrics::new(&config.node.id, &config.node.region);
         let refused = metrics.connections.connections_refused.clone();
         let limits = ConnectionLimits::new(&config.ingest, refused);
+        metrics.register(limits.collector());
         let load: LoadFn = {
             let (publishers, limits) = (metrics.publishers_active.clone(), limits.clone());
             Arc::new(move || LoadReport {

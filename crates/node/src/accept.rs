@@ -1,25 +1,40 @@
-//! The RTMP and RTMPS accept loop: connection cap, TLS handshake, one task per connection.
+//! The RTMP and RTMPS accept loop: connection caps, PROXY header, TLS handshake, one task
+//! per connection.
 //!
 //! What happens to a connection once accepted is the node's business (an origin feeds
 //! its hub, an edge its tunnel): the node implements [`ConnectionHandler`]. What happens
-//! before is the same everywhere and lives here:
+//! before is the same everywhere and lives here, in this order:
 //!
-//! - one permit of a [`ConnectionLimits`] semaphore per open connection, shared by every
-//!   listener of the node; without a free permit the socket is closed at once;
-//! - on an RTMPS listener, the TLS handshake, bounded by the ingest handshake timeout;
-//! - every refusal counted in `connections_refused_total{transport, reason}` (reasons
-//!   [`reason`]) and logged with the client address.
+//! 1. one permit of a [`ConnectionLimits`] semaphore per open connection, shared by every
+//!    listener of the node; without a free permit the socket is closed at once;
+//! 2. with `ingest.proxy_protocol` on, a socket from outside `ingest.proxy_trusted` is
+//!    closed at once; from inside, its PROXY header is read (within the ingest handshake
+//!    timeout, at most [`crate::proxy_header::MAX_LEN`] bytes) and the client address it
+//!    names is the connection's peer from then on, for everything downstream;
+//! 3. a place among the connections of that address ([`crate::address_limit`],
+//!    `ingest.max_connections_per_address`);
+//! 4. on an RTMPS listener, the TLS handshake, bounded by the ingest handshake timeout;
+//! 5. the node's handler, with the connection's charge against the budget for
+//!    unauthorised connections ([`crate::unauthorised`]), which its driver keeps.
+//!
+//! Every refusal is counted in `connections_refused_total{transport, reason}` (reasons
+//! [`reason`]) and logged with the client address. None of them can be told to the peer
+//! in its protocol: they all come before the RTMP handshake (and before TLS), where a
+//! server can only close the socket.
 
+use crate::address_limit::AddressLimit;
 use crate::config::IngestSection;
 use crate::listeners::TlsListener;
+use crate::proxied::{self, Rewound};
 use crate::tasks::NodeTasks;
-use prometheus::IntCounterVec;
+use crate::unauthorised::{Charge, UnauthorisedBudget};
+use prometheus::{IntCounter, IntCounterVec};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -51,6 +66,15 @@ pub mod reason {
     pub const TOO_MANY_CONNECTIONS: &str = "too_many_connections";
     pub const TLS_HANDSHAKE: &str = "tls_handshake";
     pub const TLS_TIMEOUT: &str = "tls_timeout";
+    /// `ingest.proxy_protocol` is on and the socket's address is not in `proxy_trusted`.
+    pub const PROXY_UNTRUSTED: &str = "proxy_untrusted";
+    /// A trusted socket sent no valid PROXY header (malformed, missing, cut short, late).
+    pub const PROXY_HEADER: &str = "proxy_header";
+    /// The client's address already has `ingest.max_connections_per_address` open.
+    pub const TOO_MANY_FROM_ADDRESS: &str = "too_many_from_address";
+    /// Connections not yet authorised hold `ingest.unauthorised_memory_bytes`: this one,
+    /// growing, was closed (counted by the connection's driver).
+    pub const UNAUTHORISED_MEMORY: &str = "unauthorised_memory";
 }
 
 /// Pause after a failed `accept` (EMFILE and friends) so the loop backs off instead of
@@ -62,13 +86,28 @@ pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for S {}
 
+/// What every accepted connection reads from: the socket, after its PROXY header if any.
+pub type Socket = Rewound<TcpStream>;
+
 /// An accepted connection, handed to the node.
 pub struct Accepted<S> {
     pub io: S,
+    /// The client: the socket's peer, or the address its PROXY header named.
     pub peer: SocketAddr,
     pub transport: Transport,
     /// Cancelled when the node stops.
     pub shutdown: CancellationToken,
+    /// Its charge against the node's budget for unauthorised connections, which the
+    /// connection's driver keeps up to date until a publish or play is accepted.
+    pub unauthorised: UnauthorisedCharge,
+}
+
+/// A connection's [`Charge`] against the node's unauthorised-memory budget, and the
+/// counter (`connections_refused_total{transport, reason="unauthorised_memory"}`) its
+/// closing for want of room goes to.
+pub struct UnauthorisedCharge {
+    pub charge: Charge,
+    pub refused: IntCounter,
 }
 
 /// Runs one accepted connection to its end.
@@ -80,28 +119,62 @@ pub trait ConnectionHandler: Send + Sync + 'static {
     ) -> impl Future<Output = ()> + Send;
 }
 
-/// What every listener of a node shares: the connection cap and how refusals are counted.
+/// What every listener of a node shares: the connection caps, the PROXY protocol
+/// setting, and how refusals are counted.
 #[derive(Clone)]
 pub struct ConnectionLimits {
     /// One permit per open connection, all listeners together.
     slots: Arc<Semaphore>,
     max_connections: usize,
-    tls_handshake_timeout: Duration,
+    per_address: AddressLimit,
+    budget: UnauthorisedBudget,
+    /// The networks allowed to send PROXY headers, when `ingest.proxy_protocol` is on.
+    proxy_trusted: Option<Arc<Vec<ipnet::IpNet>>>,
+    /// Bounds the PROXY header and the TLS handshake, each.
+    handshake_timeout: Duration,
     /// `connections_refused_total{transport, reason}`.
     refused: IntCounterVec,
 }
 
 impl ConnectionLimits {
-    /// `ingest.max_connections` connections at once, TLS handshakes bounded by
-    /// `ingest.handshake_timeout_secs`; refusals counted in `refused`, a counter labelled
-    /// `transport, reason`.
+    /// `ingest.max_connections` connections at once, `max_connections_per_address` from
+    /// one address, the PROXY protocol if `proxy_protocol`, PROXY headers and TLS
+    /// handshakes bounded by `ingest.handshake_timeout_secs`, the unauthorised-memory
+    /// budget; refusals counted in `refused`, a counter labelled `transport, reason`.
     pub fn new(ingest: &IngestSection, refused: IntCounterVec) -> Self {
+        // Validated at start; were it not, an unreadable list trusts nobody.
+        let trusted = ingest.proxy_trusted_nets().unwrap_or_default();
         Self {
             slots: Arc::new(Semaphore::new(ingest.max_connections)),
             max_connections: ingest.max_connections,
-            tls_handshake_timeout: ingest.handshake_timeout(),
+            per_address: AddressLimit::new(ingest.max_connections_per_address),
+            budget: UnauthorisedBudget::new(ingest.unauthorised_memory_bytes),
+            proxy_trusted: ingest.proxy_protocol.then(|| Arc::new(trusted)),
+            handshake_timeout: ingest.handshake_timeout(),
             refused,
         }
+    }
+
+    /// The node's budget for unauthorised connections (for tests and load reports).
+    pub fn unauthorised_budget(&self) -> &UnauthorisedBudget {
+        &self.budget
+    }
+
+    /// Connections per address (for tests).
+    pub fn per_address(&self) -> &AddressLimit {
+        &self.per_address
+    }
+
+    /// `unauthorised_held_bytes`: what connections not yet authorised hold now,
+    /// charged to the budget (`ingest.unauthorised_memory_bytes`), read at scrape time.
+    pub fn collector(&self) -> Box<dyn prometheus::core::Collector> {
+        let budget = self.budget.clone();
+        Box::new(crate::metrics::ReadAtScrape::new(
+            "unauthorised_held_bytes",
+            "Bytes held in the buffers of connections not yet authorised, charged to \
+             ingest.unauthorised_memory_bytes",
+            move || i64::try_from(budget.used()).unwrap_or(i64::MAX),
+        ))
     }
 
     /// Connections open now, all listeners together (for load reports).
@@ -156,7 +229,7 @@ pub async fn serve<H: ConnectionHandler>(
     };
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
-        let (stream, peer) = tokio::select! {
+        let (stream, socket_peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -169,10 +242,20 @@ pub async fn serve<H: ConnectionHandler>(
         };
         let Ok(permit) = limits.slots.clone().try_acquire_owned() else {
             limits.refuse(transport, reason::TOO_MANY_CONNECTIONS);
-            tracing::warn!(client = %peer, %transport, limit = limits.max_connections,
+            tracing::warn!(client = %socket_peer, %transport, limit = limits.max_connections,
                 "connection refused: too many connections");
             continue; // dropping the stream closes it
         };
+        if let Some(trusted) = &limits.proxy_trusted {
+            let ip = socket_peer.ip().to_canonical();
+            if !trusted.iter().any(|net| net.contains(&ip)) {
+                limits.refuse(transport, reason::PROXY_UNTRUSTED);
+                tracing::warn!(client = %socket_peer, %transport,
+                    "connection refused: ingest.proxy_protocol is on and {ip} is not in \
+                     ingest.proxy_trusted");
+                continue;
+            }
+        }
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let shutdown = shutdown.clone();
@@ -181,24 +264,44 @@ pub async fn serve<H: ConnectionHandler>(
         tokio::spawn(
             async move {
                 let _permit = permit;
-                let accepted = Accepted {
-                    io: stream,
-                    peer,
-                    transport,
-                    shutdown,
+                let Some((io, peer)) = limits.proxy_header(stream, socket_peer, transport).await
+                else {
+                    return;
+                };
+                let _slot = match limits.per_address.try_open(peer.ip()) {
+                    Ok(slot) => slot,
+                    Err(e) => {
+                        limits.refuse(transport, reason::TOO_MANY_FROM_ADDRESS);
+                        tracing::warn!(client = %peer, %transport, limit = e.max,
+                        "connection refused: {e}");
+                        return;
+                    }
+                };
+                let unauthorised = UnauthorisedCharge {
+                    charge: limits.budget.charge(),
+                    refused: limits
+                        .refused
+                        .with_label_values(&[transport.as_str(), reason::UNAUTHORISED_MEMORY]),
                 };
                 let Some(acceptor) = acceptor else {
+                    let accepted = Accepted {
+                        io,
+                        peer,
+                        transport,
+                        shutdown,
+                        unauthorised,
+                    };
                     return handler.serve_connection(accepted).await;
                 };
-                let timeout = limits.tls_handshake_timeout;
-                match tokio::time::timeout(timeout, acceptor.accept(accepted.io)).await {
+                let timeout = limits.handshake_timeout;
+                match tokio::time::timeout(timeout, acceptor.accept(io)).await {
                     Ok(Ok(tls_stream)) => {
-                        let shutdown = accepted.shutdown;
                         let accepted = Accepted {
                             io: tls_stream,
                             peer,
                             transport,
                             shutdown,
+                            unauthorised,
                         };
                         handler.serve_connection(accepted).await
                     }
@@ -217,12 +320,43 @@ pub async fn serve<H: ConnectionHandler>(
     }
 }
 
+impl ConnectionLimits {
+    /// With the PROXY protocol on, reads `stream`'s header and gives the stream and the
+    /// client it names (the socket's peer for LOCAL and UNKNOWN); `None`, counted and
+    /// logged, if there is no valid header in time. Off: the stream and its peer.
+    async fn proxy_header(
+        &self,
+        stream: TcpStream,
+        socket_peer: SocketAddr,
+        transport: Transport,
+    ) -> Option<(Socket, SocketAddr)> {
+        if self.proxy_trusted.is_none() {
+            return Some((Rewound::plain(stream), socket_peer));
+        }
+        let timeout = self.handshake_timeout;
+        let error = match tokio::time::timeout(timeout, proxied::read_header(stream)).await {
+            Ok(Ok((header, io))) => {
+                let peer = header.source.unwrap_or(socket_peer);
+                tracing::debug!(client = %peer, balancer = %socket_peer, %transport,
+                    version = header.version, "PROXY header read");
+                return Some((io, peer));
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no whole PROXY header within {timeout:?}"),
+        };
+        self.refuse(transport, reason::PROXY_HEADER);
+        tracing::warn!(client = %socket_peer, %transport, %error,
+            "connection refused: {error}");
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    /// Echoes one line's worth of bytes back, tagged with the transport.
+    /// Echoes one line's worth of bytes back, after the transport and the peer.
     struct Echo;
 
     impl ConnectionHandler for Echo {
@@ -230,7 +364,8 @@ mod tests {
             let (mut io, transport) = (accepted.io, accepted.transport);
             let mut buf = [0u8; 16];
             if let Ok(n) = io.read(&mut buf).await {
-                let _ = io.write_all(transport.as_str().as_bytes()).await;
+                let tag = format!("{transport} {} ", accepted.peer);
+                let _ = io.write_all(tag.as_bytes()).await;
                 let _ = io.write_all(&buf[..n]).await;
             }
         }
@@ -246,15 +381,19 @@ mod tests {
     }
 
     async fn serve_echo(tls: Option<Arc<rustls::ServerConfig>>, max: usize) -> Served {
+        let ingest = IngestSection {
+            max_connections: max,
+            ..IngestSection::default()
+        };
+        serve_with(tls, ingest).await
+    }
+
+    async fn serve_with(tls: Option<Arc<rustls::ServerConfig>>, ingest: IngestSection) -> Served {
         let refused = IntCounterVec::new(
             prometheus::Opts::new("refused", "refused"),
             &["transport", "reason"],
         )
         .expect("valid");
-        let ingest = IngestSection {
-            max_connections: max,
-            ..IngestSection::default()
-        };
         let limits = ConnectionLimits::new(&ingest, refused.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -307,7 +446,124 @@ mod tests {
         first.write_all(b"hi").await.expect("write");
         let mut reply = Vec::new();
         first.read_to_end(&mut reply).await.expect("read");
-        assert_eq!(reply, b"rtmphi");
+        let local = first.local_addr().expect("addr");
+        assert_eq!(reply, format!("rtmp {local} hi").as_bytes());
+        served.stop().await;
+    }
+
+    impl Served {
+        /// Waits (briefly) for `reason` to be counted `n` times on `transport`.
+        async fn counted(&self, transport: &str, reason: &str, n: u64) {
+            let counter = self.refused.with_label_values(&[transport, reason]);
+            for _ in 0..200 {
+                if counter.get() >= n {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(counter.get(), n, "{reason}");
+        }
+    }
+
+    /// Sends `first`, then "hi"; returns what the server answered before closing.
+    async fn exchange(addr: SocketAddr, first: &[u8]) -> Vec<u8> {
+        let mut client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        // The server may have closed already: what it answered is what counts.
+        let _ = client.write_all(first).await;
+        let _ = client.write_all(b"hi").await;
+        let mut reply = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut reply))
+            .await
+            .expect("closed in time");
+        reply
+    }
+
+    fn behind_balancer(trusted: &str) -> IngestSection {
+        IngestSection {
+            proxy_protocol: true,
+            proxy_trusted: vec![trusted.into()],
+            handshake_timeout_secs: 1.0,
+            ..IngestSection::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_proxy_header_from_a_trusted_balancer_names_the_client() {
+        let served = serve_with(None, behind_balancer("127.0.0.0/8")).await;
+        let v1 = b"PROXY TCP4 203.0.113.7 192.0.2.1 56324 1935\r\n";
+        let reply = exchange(served.addr, v1).await;
+        assert_eq!(reply, b"rtmp 203.0.113.7:56324 hi");
+        // v2, LOCAL: the balancer's own connection keeps the socket's address.
+        let mut local = crate::proxy_header::V2_SIGNATURE.to_vec();
+        local.extend_from_slice(&[0x20, 0x00, 0x00, 0x00]);
+        let reply = String::from_utf8(exchange(served.addr, &local).await).expect("text");
+        assert!(reply.starts_with("rtmp 127.0.0.1:"), "{reply}");
+        // Without a header, or with a broken one: closed, counted.
+        assert_eq!(exchange(served.addr, &[3u8; 64]).await, b"");
+        assert_eq!(exchange(served.addr, b"PROXY TCP4 1.2.3.4\n").await, b"");
+        served.counted("rtmp", reason::PROXY_HEADER, 2).await;
+        // One that never finishes its header is let go after the handshake timeout.
+        let mut slow = tokio::net::TcpStream::connect(served.addr)
+            .await
+            .expect("connect");
+        slow.write_all(b"PROXY TCP4 ").await.expect("write");
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut rest))
+            .await
+            .expect("closed by the server");
+        served.counted("rtmp", reason::PROXY_HEADER, 3).await;
+        served.stop().await;
+    }
+
+    #[tokio::test]
+    async fn with_the_proxy_protocol_on_untrusted_sockets_are_refused() {
+        let served = serve_with(None, behind_balancer("10.0.0.0/8")).await;
+        let v1 = b"PROXY TCP4 203.0.113.7 192.0.2.1 56324 1935\r\n";
+        assert_eq!(exchange(served.addr, v1).await, b"");
+        served.counted("rtmp", reason::PROXY_UNTRUSTED, 1).await;
+        served.counted("rtmp", reason::PROXY_HEADER, 0).await;
+        served.stop().await;
+    }
+
+    #[tokio::test]
+    async fn connections_per_address_are_capped_on_the_address_the_header_names() {
+        let ingest = IngestSection {
+            max_connections_per_address: 1,
+            ..behind_balancer("127.0.0.1")
+        };
+        let served = serve_with(None, ingest).await;
+        let header = |ip: &str| format!("PROXY TCP4 {ip} 192.0.2.1 4000 1935\r\n");
+        // The first client from 203.0.113.7 holds its place while its handler reads.
+        let mut first = tokio::net::TcpStream::connect(served.addr)
+            .await
+            .expect("connect");
+        first
+            .write_all(header("203.0.113.7").as_bytes())
+            .await
+            .expect("write");
+        for _ in 0..200 {
+            if served.limits.per_address().sources() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // All from 127.0.0.1: only the header's address tells them apart.
+        assert_eq!(
+            exchange(served.addr, header("203.0.113.7").as_bytes()).await,
+            b""
+        );
+        served
+            .counted("rtmp", reason::TOO_MANY_FROM_ADDRESS, 1)
+            .await;
+        let other = exchange(served.addr, header("203.0.113.8").as_bytes()).await;
+        assert_eq!(other, b"rtmp 203.0.113.8:4000 hi");
+        first.write_all(b"hi").await.expect("write");
+        let mut reply = Vec::new();
+        first.read_to_end(&mut reply).await.expect("read");
+        assert_eq!(reply, b"rtmp 203.0.113.7:4000 hi");
+        // Its place was given back.
+        let again = exchange(served.addr, header("203.0.113.7").as_bytes()).await;
+        assert_eq!(again, b"rtmp 203.0.113.7:4000 hi");
         served.stop().await;
     }
 

@@ -124,7 +124,48 @@ pub struct IngestSection {
     pub chunk_size: u32,
     /// Connections open at once, all listeners together; more are refused at accept.
     pub max_connections: usize,
+    /// Connections open at once from one client address (IPv6: one /64), all listeners
+    /// together; more are refused at accept (`too_many_from_address`). Default
+    /// [`DEFAULT_MAX_CONNECTIONS_PER_ADDRESS`]. Behind a load balancer without
+    /// `proxy_protocol`, every client has the balancer's address: raise this there.
+    pub max_connections_per_address: usize,
+    /// Bytes that connections not yet authorised (before a publish or play is accepted)
+    /// may hold in their sessions' buffers, all together (`longhaul_node::unauthorised`).
+    /// A connection whose buffers would pass it is closed (`unauthorised_memory`).
+    /// Default [`DEFAULT_UNAUTHORISED_MEMORY_BYTES`].
+    pub unauthorised_memory_bytes: usize,
+    /// Every connection on the RTMP and RTMPS listeners starts with a PROXY protocol
+    /// header (v1 or v2) from a load balancer, naming the client; that address replaces
+    /// the socket's everywhere (logs, metrics, limits, the abuse guard). Connections
+    /// from addresses outside `proxy_trusted` are refused (`proxy_untrusted`), and a
+    /// trusted one without a valid header too (`proxy_header`).
+    pub proxy_protocol: bool,
+    /// The load balancers' addresses and networks (CIDR) allowed to send PROXY headers.
+    pub proxy_trusted: Vec<String>,
 }
+
+/// Default `ingest.max_connections_per_address`: 64. An encoder uses one connection per
+/// rendition (OBS 1; a hardware encoder with 4 renditions 4; FMLE one per bitrate), and
+/// sends primary and backup to different nodes. 64 lets a studio or an office behind one
+/// NAT address run a dozen multi-rendition encoders on one node, plus a few RTMP players,
+/// while one host alone takes under 1% of the default `max_connections` (10,000).
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 64;
+
+/// Default `ingest.unauthorised_memory_bytes`: 256 MiB. A connection not yet authorised
+/// may hold up to 1 MiB in partial messages (the pre-publish decoder limit); measured,
+/// one holding the start of a 1,000,000-byte message costs the node 1,184 KiB of resident
+/// memory (120 of them: +139 MiB; `unauthorised_holders_without_a_budget` in
+/// `tests/hardening.rs`). The default cap of 10,000 connections could so pin 11 GiB;
+/// 256 MiB lets about 260 such connections hold their partial messages at once, some
+/// 300 MiB of resident memory, a small part of a node's. Honest clients hold nothing between reads before they
+/// are authorised (their `connect` and `publish` arrive whole), so they do not draw on it.
+pub const DEFAULT_UNAUTHORISED_MEMORY_BYTES: usize = 256 * 1024 * 1024;
+
+/// Smallest `ingest.unauthorised_memory_bytes`: one connection's worth of partial
+/// messages (the pre-publish decoder limit) and one read, so that one honest client
+/// sending a large message before it is authorised always fits.
+pub const MIN_UNAUTHORISED_MEMORY_BYTES: usize =
+    longhaul_rtmp::server::PRE_PUBLISH_MAX_BYTES + crate::connection::READ_BUFFER;
 
 impl Default for IngestSection {
     fn default() -> Self {
@@ -135,6 +176,10 @@ impl Default for IngestSection {
             write_timeout_secs: 15.0,
             chunk_size: 4096,
             max_connections: 10_000,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+            unauthorised_memory_bytes: DEFAULT_UNAUTHORISED_MEMORY_BYTES,
+            proxy_protocol: false,
+            proxy_trusted: Vec::new(),
         }
     }
 }
@@ -160,11 +205,45 @@ impl IngestSection {
         }
     }
 
+    /// The networks `proxy_trusted` names; a bad entry is named by its key, and so is an
+    /// empty list while `proxy_protocol` is on (every connection would be refused).
+    pub fn proxy_trusted_nets(&self) -> Result<Vec<ipnet::IpNet>, InvalidSetting> {
+        let nets = self
+            .proxy_trusted
+            .iter()
+            .map(|s| parse_net("ingest.proxy_trusted", s))
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.proxy_protocol && nets.is_empty() {
+            return Err(InvalidSetting {
+                key: "ingest.proxy_trusted",
+                reason: "is empty while ingest.proxy_protocol is on: name the load \
+                         balancers' addresses or networks (e.g. [\"10.0.0.0/8\"])"
+                    .into(),
+            });
+        }
+        Ok(nets)
+    }
+
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         check_secs("ingest.handshake_timeout_secs", self.handshake_timeout_secs)?;
         check_secs("ingest.media_timeout_secs", self.media_timeout_secs)?;
         check_secs("ingest.write_timeout_secs", self.write_timeout_secs)?;
         check_connections("ingest.max_connections", self.max_connections)?;
+        check_connections(
+            "ingest.max_connections_per_address",
+            self.max_connections_per_address,
+        )?;
+        if self.unauthorised_memory_bytes < MIN_UNAUTHORISED_MEMORY_BYTES {
+            return Err(InvalidSetting {
+                key: "ingest.unauthorised_memory_bytes",
+                reason: format!(
+                    "{} is less than {MIN_UNAUTHORISED_MEMORY_BYTES}, what one connection \
+                     may hold before it is authorised",
+                    self.unauthorised_memory_bytes
+                ),
+            });
+        }
+        self.proxy_trusted_nets()?;
         let max = longhaul_rtmp::chunk::MAX_CHUNK_SIZE;
         if !(MIN_CHUNK_SIZE..=max).contains(&self.chunk_size) {
             return Err(InvalidSetting {
@@ -286,7 +365,7 @@ impl AbuseSection {
         let ignore = self
             .ignore
             .iter()
-            .map(|s| parse_net(s))
+            .map(|s| parse_net("abuse.ignore", s))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(AbuseLimits {
             window: Duration::from_secs(self.window_secs),
@@ -304,13 +383,14 @@ impl AbuseSection {
     }
 }
 
-/// An `abuse.ignore` entry: a network in CIDR notation, or one address.
-fn parse_net(s: &str) -> Result<ipnet::IpNet, InvalidSetting> {
+/// An entry of a list of networks (`abuse.ignore`, `ingest.proxy_trusted`): a network in
+/// CIDR notation, or one address.
+fn parse_net(key: &'static str, s: &str) -> Result<ipnet::IpNet, InvalidSetting> {
     let s = s.trim();
     s.parse::<ipnet::IpNet>()
         .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
         .map_err(|_| InvalidSetting {
-            key: "abuse.ignore",
+            key,
             reason: format!(
                 "{s:?} is not an address or a network in CIDR notation \
                  (e.g. \"192.0.2.10\", \"198.51.100.0/24\", \"2001:db8::/32\")"
@@ -413,6 +493,19 @@ mod tests {
             ("[ingest]\nmax_connections = 0", "ingest.max_connections"),
             ("[ingest]\nchunk_size = 1", "ingest.chunk_size"),
             (
+                "[ingest]\nmax_connections_per_address = 0",
+                "ingest.max_connections_per_address",
+            ),
+            (
+                "[ingest]\nunauthorised_memory_bytes = 1000",
+                "ingest.unauthorised_memory_bytes",
+            ),
+            ("[ingest]\nproxy_protocol = true", "ingest.proxy_trusted"),
+            (
+                "[ingest]\nproxy_trusted = [\"10.0.0.0/40\"]",
+                "ingest.proxy_trusted",
+            ),
+            (
                 "[http]\nheader_timeout_secs = nan",
                 "http.header_timeout_secs",
             ),
@@ -457,6 +550,28 @@ mod tests {
             err.to_string().contains("\"nyc\" is not an address"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn proxy_protocol_is_off_by_default_and_takes_addresses_and_networks() {
+        let s = sections("");
+        assert!(!s.ingest.proxy_protocol);
+        assert_eq!(
+            s.ingest.max_connections_per_address,
+            DEFAULT_MAX_CONNECTIONS_PER_ADDRESS
+        );
+        let s = sections(
+            "[ingest]\nproxy_protocol = true\nproxy_trusted = [\"10.0.0.0/8\", \"127.0.0.1\", \"fd00::/8\"]",
+        );
+        validate(&s).expect("valid");
+        let nets: Vec<String> = s
+            .ingest
+            .proxy_trusted_nets()
+            .expect("valid")
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(nets, ["10.0.0.0/8", "127.0.0.1/32", "fd00::/8"]);
     }
 
     #[test]

@@ -11,8 +11,13 @@
 //! What differs between nodes is a [`Connection`]: how requests are answered, what the
 //! node waits on, and, for an edge, when not to read. Every node accepts `connect` as it
 //! comes (it is logged); publishes and plays are where nodes decide.
+//!
+//! Until a publish or play is accepted, the loop charges what the session holds to the
+//! node's budget for unauthorised connections after every read ([`crate::unauthorised`]);
+//! a connection the budget has no room for is told why and closed
+//! ([`End::UnauthorisedMemory`]).
 
-use crate::accept::Transport;
+use crate::accept::{reason, Transport, UnauthorisedCharge};
 use crate::config::IngestSection;
 use crate::metrics::ConnectionSeries;
 use crate::session_io::{DeadlineTimer, SessionWriter, WriteError};
@@ -45,6 +50,9 @@ pub enum End<N> {
     Session(SessionError),
     /// The node ended the connection, having queued the peer's last words.
     Node(N),
+    /// Not yet authorised, its buffers grew past what the node's budget for such
+    /// connections had left (`ingest.unauthorised_memory_bytes`); the peer was told.
+    UnauthorisedMemory,
 }
 
 /// A node's own reasons to end a connection.
@@ -64,6 +72,8 @@ impl<N: NodeEnd> End<N> {
             End::Session(SessionError::Handshake(_)) => Some("handshake"),
             End::Session(_) => Some("protocol"),
             End::Node(n) => n.error_kind(),
+            // Counted in connections_refused_total{reason="unauthorised_memory"}.
+            End::UnauthorisedMemory => None,
         }
     }
 }
@@ -153,15 +163,19 @@ pub struct DriverSettings {
     pub bytes_out: IntCounter,
     /// For the `connect` log line.
     pub peer: SocketAddr,
+    /// The connection's charge against the budget for unauthorised connections.
+    pub unauthorised: UnauthorisedCharge,
 }
 
 impl DriverSettings {
-    /// The settings of a connection from `peer` on `transport`, under `ingest`'s limits.
+    /// The settings of a connection from `peer` on `transport`, under `ingest`'s limits,
+    /// charged to the unauthorised-memory budget by `unauthorised` until authorised.
     pub fn new(
         ingest: &IngestSection,
         series: &ConnectionSeries,
         transport: Transport,
         peer: SocketAddr,
+        unauthorised: UnauthorisedCharge,
     ) -> Self {
         let label = [transport.as_str()];
         Self {
@@ -170,6 +184,7 @@ impl DriverSettings {
             bytes_in: series.bytes_received.with_label_values(&label),
             bytes_out: series.bytes_sent.with_label_values(&label),
             peer,
+            unauthorised,
         }
     }
 }
@@ -191,6 +206,8 @@ where
     let mut out = SessionWriter::new(writer, settings.write_timeout, settings.bytes_out);
     let mut timer = DeadlineTimer::new();
     let peer = settings.peer;
+    // Dropped (the charge given back) once the session is authorised.
+    let mut unauthorised = Some(settings.unauthorised);
     loop {
         // Write whatever the session queued before waiting for anything else.
         if let Err(e) = out.flush(&mut session).await {
@@ -209,7 +226,10 @@ where
                     settings.bytes_in.inc_by(n as u64);
                     conn.on_input(n);
                     match session.handle_input(Instant::now(), &buf[..n]) {
-                        Ok(events) => on_events(conn, &mut session, events, peer).await,
+                        Ok(events) => match on_events(conn, &mut session, events, peer).await {
+                            Ok(()) => charge(&mut unauthorised, &session, peer),
+                            Err(end) => Err(end),
+                        },
                         Err(e) => Err(End::Session(e)),
                     }
                 }
@@ -224,6 +244,9 @@ where
                 // Tell the peer why, in RTMP, before closing.
                 session.fail(e);
             }
+            if let End::UnauthorisedMemory = &end {
+                session.fail(&SessionError::Protocol(BUSY.into()));
+            }
             if !matches!(end, End::PeerClosed | End::Io(_) | End::Shutdown) {
                 out.close(&mut session).await;
             }
@@ -233,6 +256,37 @@ where
             return end;
         }
     }
+}
+
+/// What a connection closed for want of room in the unauthorised-memory budget is told
+/// (once its handshake is done; before that the socket is only closed): ffmpeg prints it.
+pub const BUSY: &str = "server busy: too much memory held by connections not yet \
+                        authorised; try again";
+
+/// After a read: gives the charge back if the session is authorised now, else charges
+/// what it holds; a growth the budget has no room for ends the connection (counted,
+/// logged with the client).
+fn charge<N>(
+    unauthorised: &mut Option<UnauthorisedCharge>,
+    session: &ServerSession,
+    peer: SocketAddr,
+) -> Result<(), End<N>> {
+    let Some(pre) = unauthorised else {
+        return Ok(());
+    };
+    if session.is_authorised() {
+        *unauthorised = None;
+        return Ok(());
+    }
+    let held = session.buffered_bytes();
+    if let Err(e) = pre.charge.set(held) {
+        pre.refused.inc();
+        tracing::warn!(client = %peer, held_bytes = held, used_bytes = e.used,
+            limit_bytes = e.limit, reason = reason::UNAUTHORISED_MEMORY,
+            "connection closed before it was authorised: {e}");
+        return Err(End::UnauthorisedMemory);
+    }
+    Ok(())
 }
 
 /// How long a connection the node ended mid-stream keeps reading (and discarding) after

@@ -9,7 +9,7 @@
 //!
 //! ```text
 //!             ┌────────────────────── longhaul-node ──────────────────────┐
-//!  encoder ──▶│ listeners ─▶ accept::serve: cap, TLS ─▶ ConnectionHandler ├─▶ origin: hub
+//!  encoder ──▶│ listeners ─▶ accept::serve: caps, PROXY, TLS ─▶ Handler  ├─▶ origin: hub
 //!             │                                          (the node's)     ├─▶ edge: tunnel
 //!  scraper ──▶│ listeners ─▶ http::serve: cap, header timeout ─▶ route    │
 //!             │ config: [node] [rtmp] [rtmps] [http] [ingest] [abuse]     │
@@ -23,7 +23,11 @@
 //! | [`abuse`] | [`AbuseGuard`], sans IO: addresses that keep failing to publish are slowed, then banned (fail2ban's rule) |
 //! | [`abuse_gate`] | [`AbuseGate`]: the guard at a node's door, with its delay, logs and metrics |
 //! | [`listeners`] | binding RTMP, RTMPS (with its certificate) and HTTP before a node reports ready |
-//! | [`accept`] | the RTMP/RTMPS accept loop: connection cap, TLS handshake, [`ConnectionHandler`] |
+//! | [`accept`] | the RTMP/RTMPS accept loop: connection caps, PROXY header, TLS handshake, [`ConnectionHandler`] |
+//! | [`proxy_header`] | the PROXY protocol header (v1, v2), sans IO: the client a load balancer names |
+//! | [`proxied`] | reading that header off a socket, the bytes past it put back ([`proxied::Rewound`]) |
+//! | [`address_limit`] | connections open per client address (IPv6: per /64), with places given back on drop |
+//! | [`unauthorised`] | the node-wide budget for what connections not yet authorised hold in their buffers |
 //! | [`http`] | the HTTP/1.1 accept loop (cap, header timeout) and JSON/metrics responses |
 //! | [`tls`] | the RTMPS server configuration from PEM files |
 //! | [`metrics`] | a per-node Prometheus registry, metric builders, [`GaugeGuard`] |
@@ -50,19 +54,25 @@
 pub mod abuse;
 pub mod abuse_gate;
 pub mod accept;
+pub mod address_limit;
 pub mod config;
 pub mod connection;
 pub mod http;
 pub mod listeners;
 pub mod metrics;
+pub mod proxied;
+pub mod proxy_header;
 pub mod revocation;
 pub mod session_io;
 pub mod tasks;
 pub mod tls;
+pub mod unauthorised;
 
 pub use abuse::AbuseGuard;
 pub use abuse_gate::AbuseGate;
-pub use accept::{Accepted, ConnectionHandler, ConnectionLimits, Io, Transport};
+pub use accept::{
+    Accepted, ConnectionHandler, ConnectionLimits, Io, Transport, UnauthorisedCharge,
+};
 pub use config::{
     AbuseSection, HttpSection, IngestSection, InvalidSetting, NodeSection, RtmpSection,
     RtmpsSection,

@@ -169,6 +169,33 @@ impl AbuseSeries {
     }
 }
 
+/// A gauge whose value is read when the registry is scraped (a figure kept elsewhere,
+/// such as the bytes charged to a budget), so it is never stale.
+pub struct ReadAtScrape {
+    gauge: IntGauge,
+    read: Box<dyn Fn() -> i64 + Send + Sync>,
+}
+
+impl ReadAtScrape {
+    pub fn new(name: &str, help: &str, read: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        Self {
+            gauge: IntGauge::new(name, help).expect("valid metric definition"),
+            read: Box::new(read),
+        }
+    }
+}
+
+impl Collector for ReadAtScrape {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.gauge.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.gauge.set((self.read)());
+        self.gauge.collect()
+    }
+}
+
 /// Holds a gauge up by one for as long as it lives: a connection, player or publisher
 /// counted this way is uncounted on every path out, early returns and panics included.
 pub struct GaugeGuard(IntGauge);
@@ -203,6 +230,32 @@ mod tests {
         for label in ["node=\"fra-1\"", "region=\"fra\"", "kind=\"a\""] {
             assert!(line.contains(label), "{label} missing in {line}");
         }
+    }
+
+    #[test]
+    fn read_at_scrape_reads_when_rendered() {
+        let r = node_registry("fra-1", "fra");
+        let value = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(7));
+        let read = value.clone();
+        r.register(Box::new(ReadAtScrape::new(
+            "held_bytes",
+            "Held",
+            move || read.load(std::sync::atomic::Ordering::Relaxed),
+        )))
+        .expect("registered");
+        let line = |text: String| {
+            text.lines()
+                .find(|l| l.starts_with("longhaul_held_bytes{"))
+                .map(str::to_owned)
+                .expect("series rendered")
+        };
+        let first = line(render(&r));
+        assert!(
+            first.ends_with("} 7") && first.contains("node=\"fra-1\""),
+            "{first}"
+        );
+        value.store(9, std::sync::atomic::Ordering::Relaxed);
+        assert!(line(render(&r)).ends_with("} 9"));
     }
 
     #[test]

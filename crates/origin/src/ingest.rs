@@ -100,6 +100,7 @@ async fn run<S: Io>(accepted: Accepted<S>, state: Arc<OriginState>) {
         peer,
         transport,
         shutdown,
+        unauthorised,
     } = accepted;
     let m = &state.metrics;
     let _active = m.connections.opened(transport.as_str());
@@ -115,7 +116,13 @@ async fn run<S: Io>(accepted: Accepted<S>, state: Arc<OriginState>) {
         playing: None,
         role: None,
     };
-    let settings = DriverSettings::new(&state.config.ingest, &m.connections, transport, peer);
+    let settings = DriverSettings::new(
+        &state.config.ingest,
+        &m.connections,
+        transport,
+        peer,
+        unauthorised,
+    );
     let end = connection::drive(io, &mut conn, settings, &shutdown).await;
     let role = conn.role.take();
     let was_playing = conn.playing.is_some();

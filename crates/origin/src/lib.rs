@@ -133,6 +133,7 @@ impl Origin {
             &config.ingest,
             metrics.connections.connections_refused.clone(),
         );
+        metrics.register(limits.collector());
         if let Some(registry) = &registry {
             metrics.register(Box::new(metrics::RegistryCollector::new(registry)));
         }

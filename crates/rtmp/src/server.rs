@@ -194,6 +194,8 @@ pub struct ServerSession {
     handshake_done: bool,
     /// [`ServerSession::fail`] already queued its last words.
     failed_told: bool,
+    /// A publish or a play was accepted on this connection.
+    authorised: bool,
     object_encoding: f64,
     streams: Vec<Stream>,
     next_stream_id: u32,
@@ -235,6 +237,7 @@ impl ServerSession {
             connect_accepted: false,
             handshake_done: false,
             failed_told: false,
+            authorised: false,
             object_encoding: 0.0,
             streams: Vec::new(),
             next_stream_id: 1,
@@ -775,6 +778,27 @@ impl ServerSession {
         self.control.bytes_received()
     }
 
+    /// Bytes of the peer's input the session holds: received and not yet parsed (at most
+    /// one incomplete chunk), in partial messages, and media held while a publish waits
+    /// for its answer. Before [`ServerSession::is_authorised`] this is what
+    /// [`ServerConfig::pre_publish_limits`] bound; a node adds it up across connections.
+    pub fn buffered_bytes(&self) -> usize {
+        let held: usize = self
+            .streams
+            .iter()
+            .map(|s| match &s.state {
+                StreamState::PublishRequested { held_bytes, .. } => *held_bytes,
+                _ => 0,
+            })
+            .sum();
+        self.input.len() + self.decoder.buffered_bytes() + held
+    }
+
+    /// True once a publish or a play was accepted on this connection (and from then on).
+    pub fn is_authorised(&self) -> bool {
+        self.authorised
+    }
+
     /// True once the handshake is done (and still true if the session failed later).
     pub fn is_handshake_done(&self) -> bool {
         self.handshake_done
@@ -941,6 +965,7 @@ impl ServerSession {
         };
         let description = format!("Publishing {name}.");
         stream.state = StreamState::Publishing { name };
+        self.authorised = true;
         self.decoder.set_limits(self.config.limits.clone());
         self.send_control(message::stream_begin(stream_id));
         self.send_message(
@@ -970,6 +995,7 @@ impl ServerSession {
         match self.stream_mut(stream_id) {
             Some(stream) if matches!(stream.state, StreamState::PlayRequested) => {
                 stream.state = StreamState::Playing;
+                self.authorised = true;
             }
             _ => {
                 tracing::warn!(stream_id, "accept_play for a stream with no pending play");

@@ -336,6 +336,48 @@ fn media_before_accept_is_held_then_released_in_order() {
 }
 
 #[test]
+fn buffered_bytes_count_partial_messages_and_held_media_until_authorised() {
+    let mut pair = Pair::new(publish("x", "live"));
+    pair.connect();
+    pair.take_server_events();
+    assert!(!pair.server.is_authorised());
+    assert_eq!(pair.server.buffered_bytes(), 0);
+    // A 100,000-byte video message, half of its chunks received.
+    pair.client.send_raw(RtmpMessage {
+        timestamp: 0,
+        type_id: type_id::VIDEO,
+        stream_id: 1,
+        payload: Bytes::from(vec![0x27u8; 100_000]),
+    });
+    let bytes = pair.client.output().to_vec();
+    bytes::Buf::advance(pair.client.output(), bytes.len());
+    let half = bytes.len() / 2;
+    pair.server.handle_input(pair.now, &bytes[..half]).unwrap();
+    let partial = pair.server.buffered_bytes();
+    assert!(
+        partial > 45_000 && partial <= half,
+        "{partial} of {half} bytes received"
+    );
+    // Whole, it is held until the publish is answered.
+    pair.server.handle_input(pair.now, &bytes[half..]).unwrap();
+    assert_eq!(pair.server.buffered_bytes(), 100_000);
+    pair.server.accept_publish(1);
+    assert!(pair.server.is_authorised());
+    assert_eq!(pair.server.buffered_bytes(), 0);
+    assert_eq!(media_events(&pair.server.take_events()).len(), 1);
+}
+
+#[test]
+fn a_play_accepted_authorises_the_connection() {
+    let mut pair = Pair::new(ClientGoal::Play { name: "x".into() });
+    pair.connect();
+    pair.take_server_events();
+    assert!(!pair.server.is_authorised());
+    pair.server.accept_play(1);
+    assert!(pair.server.is_authorised());
+}
+
+#[test]
 fn held_media_not_taken_comes_first_in_next_input() {
     let mut pair = Pair::new(publish("x", "live"));
     pair.connect();
