@@ -9,6 +9,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use longhaul_endpoint::{Endpoints, Leg};
 
 /// The dev cluster's origin nyc (config/dev.toml).
 pub const DEFAULT_API: &str = "http://127.0.0.1:8081";
@@ -190,21 +191,127 @@ fn api_base(typed: &str) -> String {
 }
 
 fn print_entry(e: &serde_json::Value) {
+    print!("{}", entry_summary(e));
+}
+
+/// An entry as people read it: id, name and token, then a table of where to publish
+/// (the data centres, then each region; each leg over RTMP and RTMPS), the stream names,
+/// and the speed tests.
+fn entry_summary(e: &serde_json::Value) -> String {
+    use std::fmt::Write;
     let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
-    println!("entry    {}  {}", s(&e["id"]), s(&e["name"]));
-    println!("token    {}", s(&e["token"]));
-    let ep = &e["endpoints"];
-    println!("primary  {}", s(&ep["primary_rtmp"]));
-    println!("backup   {}", s(&ep["backup_rtmp"]));
-    println!("rtmps    {}", s(&ep["primary_rtmps"]));
-    println!("         {}", s(&ep["backup_rtmps"]));
-    let names: Vec<String> = ep["stream_names"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(s)
+    let mut out = String::new();
+    let _ = writeln!(out, "entry    {}  {}", s(&e["id"]), s(&e["name"]));
+    let _ = writeln!(out, "token    {}", s(&e["token"]));
+    let Ok(ep) = serde_json::from_value::<Endpoints>(e["endpoints"].clone()) else {
+        let _ = writeln!(out, "endpoints  (not understood: {})", e["endpoints"]);
+        return out;
+    };
+    let mut places = vec![("data centres".to_string(), &ep.origins)];
+    places.extend(
+        ep.regions
+            .iter()
+            .map(|r| (format!("{} [{}]", r.name, r.region), &r.urls)),
+    );
+    let width = places
+        .iter()
+        .map(|(place, _)| place.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max("where".len());
+    let _ = writeln!(out, "\n{:width$}  leg      URL (RTMP, then RTMPS)", "where");
+    for (place, urls) in &places {
+        for (n, leg) in Leg::ALL.into_iter().enumerate() {
+            let place = if n == 0 { place.as_str() } else { "" };
+            let _ = writeln!(
+                out,
+                "{place:width$}  {:7}  {}",
+                leg.as_str(),
+                urls.url(leg, false)
+            );
+            let _ = writeln!(out, "{:width$}  {:7}  {}", "", "", urls.url(leg, true));
+        }
+    }
+    let _ = writeln!(out, "\nstreams  {}", ep.stream_names.join("  "));
+    let tests: Vec<(&str, &str)> = ep
+        .speed_tests
+        .iter()
+        .map(|t| (t.name.as_str(), t.url.as_str()))
+        .chain(
+            ep.regions
+                .iter()
+                .filter_map(|r| Some((r.name.as_str(), r.speed_test.as_deref()?))),
+        )
         .collect();
-    println!("streams  {}", names.join(" "));
+    if !tests.is_empty() {
+        let width = tests
+            .iter()
+            .map(|(n, _)| n.chars().count())
+            .max()
+            .unwrap_or(0);
+        let _ = writeln!(out, "\nspeed tests (pick the place with the best path)");
+        for (name, url) in tests {
+            let _ = writeln!(out, "  {name:width$}  {url}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_summary_lists_every_place_leg_and_protocol() {
+        let entry = serde_json::json!({
+            "id": "1_abcd1234", "name": "Town hall", "token": "tok",
+            "endpoints": {
+                "primary_rtmp": "rtmp://p/kLive/?t=tok", "backup_rtmp": "rtmp://b/kLive/?t=tok",
+                "primary_rtmps": "rtmps://p/kLive/?t=tok", "backup_rtmps": "rtmps://b/kLive/?t=tok",
+                "stream_names": ["1_abcd1234_1", "1_abcd1234_2"],
+                "regions": [{
+                    "region": "fra", "name": "EMEA (Frankfurt)",
+                    "primary_rtmp": "rtmp://fp", "backup_rtmp": "rtmp://fb",
+                    "primary_rtmps": "rtmps://fp", "backup_rtmps": "rtmps://fb",
+                    "speed_test": "http://fr-speedtest"
+                }],
+                "speed_tests": [{"region": "nyc", "name": "US (New York)", "url": "http://ny-speedtest"}]
+            }
+        });
+        let text = entry_summary(&entry);
+        let expected = "\
+entry    1_abcd1234  Town hall
+token    tok
+
+where                   leg      URL (RTMP, then RTMPS)
+data centres            primary  rtmp://p/kLive/?t=tok
+                                 rtmps://p/kLive/?t=tok
+                        backup   rtmp://b/kLive/?t=tok
+                                 rtmps://b/kLive/?t=tok
+EMEA (Frankfurt) [fra]  primary  rtmp://fp
+                                 rtmps://fp
+                        backup   rtmp://fb
+                                 rtmps://fb
+
+streams  1_abcd1234_1  1_abcd1234_2
+
+speed tests (pick the place with the best path)
+  US (New York)     http://ny-speedtest
+  EMEA (Frankfurt)  http://fr-speedtest
+";
+        assert_eq!(text, expected, "\n{text}");
+        // An older origin's entry (no regions, no speed tests) still prints.
+        let mut old = entry.clone();
+        let endpoints = old["endpoints"].as_object_mut().unwrap();
+        endpoints.remove("regions");
+        endpoints.remove("speed_tests");
+        let text = entry_summary(&old);
+        assert!(
+            text.contains("\ndata centres  primary  rtmp://p/kLive/?t=tok\n"),
+            "{text}"
+        );
+        assert!(!text.contains("speed tests"), "{text}");
+    }
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ fn origin_with(file: &str, config: &str, env: &[(&str, &str)]) -> std::process::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entry_create_prints_the_new_entry_as_json() {
-    let origin = start_origin("").await;
+    let origin = start_origin(PRODUCTION_ENDPOINTS).await;
     let api = origin.http();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(BIN)
@@ -63,7 +63,42 @@ async fn entry_create_prints_the_new_entry_as_json() {
     let stored = origin.registry().get(id).expect("stored");
     assert_eq!(stored.token, token);
 
-    // The human form too, and an error from the API reaches the user.
+    // The human form: a table of every place and leg, RTMP then RTMPS, then the streams.
+    let (api, show_id) = (origin.http(), id.to_owned());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args(["entry", "show", &show_id, "--api", &api])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Places are padded to the widest, "LATAM (Sao Paulo) [gru]" (23 characters).
+    let row = |place: &str, leg: &str, url: String| format!("{place:23}  {leg:7}  {url}");
+    let url = |scheme: &str, leg: &str, region: &str, port: u16| {
+        format!("{scheme}://{id}.{leg}.{region}kpublish.example.com:{port}/kLive/?t={token}")
+    };
+    for line in [
+        row("data centres", "primary", url("rtmp", "p", "", 1935)),
+        row("", "", url("rtmps", "b", "", 443)),
+        row(
+            "APAC (Singapore) [sin]",
+            "primary",
+            url("rtmp", "p", "sin.", 1935),
+        ),
+        row("", "backup", url("rtmp", "b", "sin.", 1935)),
+        format!("streams  {id}_1  {id}_2  {id}_3"),
+        "  EMEA (Frankfurt)   http://fr-publish-speedtest.example.com".to_string(),
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "no line {line:?} in\n{text}"
+        );
+    }
+
+    // An error from the API reaches the user.
     let api = origin.http();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(BIN)

@@ -157,6 +157,93 @@ async fn entries_lifecycle_and_errors() {
     );
 }
 
+/// An entry lists the configured endpoints: the data centres' legs on leg subdomains,
+/// every region's legs under its own name, the speed tests; a regenerated token reaches
+/// every URL, and the FMLE export keeps the data centres' pair.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_lists_the_data_centres_and_regional_endpoints() {
+    let origin = start_origin(PRODUCTION_ENDPOINTS).await;
+    let api = format!("{}/api/v1", origin.http());
+    let (status, _, body) = http("POST", &format!("{api}/entries"), "{}", None).await;
+    assert_eq!(status, 201);
+    let entry: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let (id, token) = (
+        entry["id"].as_str().unwrap(),
+        entry["token"].as_str().unwrap(),
+    );
+    let ep = &entry["endpoints"];
+    assert_eq!(
+        ep["primary_rtmp"],
+        format!("rtmp://{id}.p.kpublish.example.com:1935/kLive/?t={token}")
+    );
+    assert_eq!(
+        ep["backup_rtmps"],
+        format!("rtmps://{id}.b.kpublish.example.com:443/kLive/?t={token}")
+    );
+    let regions = ep["regions"].as_array().unwrap();
+    let codes: Vec<&str> = regions
+        .iter()
+        .map(|r| r["region"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["fra", "gru", "sin"]);
+    for r in regions {
+        let code = r["region"].as_str().unwrap();
+        for (field, scheme, leg, port) in [
+            ("primary_rtmp", "rtmp", "p", 1935),
+            ("backup_rtmp", "rtmp", "b", 1935),
+            ("primary_rtmps", "rtmps", "p", 443),
+            ("backup_rtmps", "rtmps", "b", 443),
+        ] {
+            assert_eq!(
+                r[field],
+                format!(
+                    "{scheme}://{id}.{leg}.{code}.kpublish.example.com:{port}/kLive/?t={token}"
+                ),
+                "{r}"
+            );
+        }
+    }
+    assert_eq!(regions[0]["name"], "EMEA (Frankfurt)");
+    assert_eq!(
+        regions[0]["speed_test"],
+        "http://fr-publish-speedtest.example.com"
+    );
+    assert!(regions[2].get("speed_test").is_none(), "{}", regions[2]);
+    assert_eq!(ep["speed_tests"][0]["name"], "US (New York)");
+    assert_eq!(
+        ep["speed_tests"][1]["url"],
+        "http://pa-publish-speedtest.example.com"
+    );
+
+    // A new token is in every URL at once.
+    let (status, _, body) = http(
+        "POST",
+        &format!("{api}/entries/{id}/regenerate-token"),
+        "",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let regenerated: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let new_token = regenerated["token"].as_str().unwrap();
+    assert_eq!(
+        regenerated["endpoints"]["regions"][1]["backup_rtmp"],
+        format!("rtmp://{id}.b.gru.kpublish.example.com:1935/kLive/?t={new_token}")
+    );
+
+    let (status, _, body) = http("GET", &format!("{api}/entries/{id}/fmle.xml"), "", None).await;
+    assert_eq!(status, 200);
+    let xml = String::from_utf8_lossy(&body);
+    assert!(
+        xml.contains(&format!(
+            "<url>rtmp://{id}.p.kpublish.example.com:1935/kLive/?t={new_token}</url>"
+        )) && xml.contains(&format!(
+            "<backup_url>rtmp://{id}.b.kpublish.example.com:1935/kLive/?t={new_token}</backup_url>"
+        )),
+        "{xml}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_token_is_required_when_set() {
     let origin = start_origin("[http]\napi_token = \"s3cret-api-token\"\n").await;

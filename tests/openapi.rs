@@ -140,7 +140,8 @@ async fn call(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_answers_as_its_openapi_document_says() {
     let mut c = Contract::new();
-    let origin = start_origin("").await;
+    // Production's endpoints, so entries carry regions and speed tests to check.
+    let origin = start_origin(PRODUCTION_ENDPOINTS).await;
     let base = origin.http();
     let b = base.as_str();
 

@@ -79,6 +79,35 @@ impl TestOrigin {
     }
 }
 
+/// `[endpoints]` as production hands them out (config/origin.toml's form): leg
+/// subdomains of `kpublish.example.com`, speed tests for both data centres, regions fra,
+/// gru and sin (fra and gru with a speed test). Merge it into [`start_origin`]'s config.
+pub const PRODUCTION_ENDPOINTS: &str = r#"
+    [endpoints]
+    host = "kpublish.example.com"
+    rtmp_port = 1935
+    rtmps_port = 443
+    leg_subdomains = true
+    speed_tests = [
+      { region = "nyc", name = "US (New York)", url = "http://ny-publish-speedtest.example.com" },
+      { region = "pao", name = "US (Palo Alto)", url = "http://pa-publish-speedtest.example.com" },
+    ]
+    [[endpoints.regions]]
+    region = "fra"
+    name = "EMEA (Frankfurt)"
+    host = "fra.kpublish.example.com"
+    speed_test = "http://fr-publish-speedtest.example.com"
+    [[endpoints.regions]]
+    region = "gru"
+    name = "LATAM (Sao Paulo)"
+    host = "gru.kpublish.example.com"
+    speed_test = "http://br-publish-speedtest.example.com"
+    [[endpoints.regions]]
+    region = "sin"
+    name = "APAC (Singapore)"
+    host = "sin.kpublish.example.com"
+"#;
+
 /// Starts an origin on ephemeral ports with RTMPS and a fresh registry; `extra` is TOML
 /// merged over that config (e.g. `[ingest]\nmedia_timeout_secs = 0.5`).
 pub async fn start_origin(extra: &str) -> TestOrigin {

@@ -128,6 +128,15 @@ impl Cluster {
         self.dir.path().join(name)
     }
 
+    /// `[rtmps]` on an ephemeral port with the cluster's self-signed certificate, for
+    /// [`Cluster::origin_with`] (edges always have it).
+    pub fn rtmps_section(&self) -> String {
+        format!(
+            "[rtmps]\nlisten = \"127.0.0.1:0\"\ncert = {:?}\nkey = {:?}",
+            self.rtmps.0, self.rtmps.1
+        )
+    }
+
     /// The cluster's registry file, opened as one more origin would.
     pub async fn registry(&self) -> std::sync::Arc<longhaul_registry::Registry> {
         let store =

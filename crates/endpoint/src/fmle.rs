@@ -5,7 +5,9 @@
 //! `capture`, `encode/video` with `datarate` and `outputsize` as `;`-separated lists (one
 //! item per rendition, highest first as given), `encode/audio`, and `output/rtmp` with
 //! `url`, `backup_url` and `stream` = `{entryId}_%i` (FMLE numbers renditions from 1).
-//! FMLE cannot do RTMPS, so the plain RTMP URLs are exported. Every value is XML-escaped.
+//! FMLE cannot do RTMPS, so the plain RTMP URLs are exported; it has one primary and one
+//! backup URL, so they are the data centres' (an operator near a region pastes that
+//! region's URLs instead). Every value is XML-escaped.
 
 use serde::{Deserialize, Serialize};
 
@@ -140,8 +142,8 @@ pub fn fmle_profile_xml(
         datarates = e(&datarates),
         sizes = e(&sizes),
         audio = top.audio_kbps,
-        url = e(&endpoints.primary_rtmp),
-        backup_url = e(&endpoints.backup_rtmp),
+        url = e(&endpoints.origins.primary_rtmp),
+        backup_url = e(&endpoints.origins.backup_rtmp),
         stream = e(&format!("{entry_id}_%i")),
     )
 }

@@ -17,11 +17,17 @@
 //!   [`LegSource`]) and the presented token, or an [`EndpointError`] an operator can act
 //!   on. It does not check the token: the registry does.
 //! - [`entry_endpoints`] builds the URLs and stream names we hand out for an entry
-//!   ([`Endpoints`]), with the leg in a host label or, for local development, in `i=0|1`.
+//!   ([`Endpoints`]): primary and backup, RTMP and RTMPS, at the data centres and at
+//!   each regional edge, with the leg in a host label or, where there is no wildcard DNS,
+//!   a host and port per leg and the leg in `i=0|1` ([`LegHosts`]); [`check_host`] says
+//!   whether a configured host can be handed out.
 //! - [`fmle_profile_xml`] exports them as an Adobe FMLE profile for encoders that import it.
 //!
 //! ```
-//! use longhaul_endpoint::{entry_endpoints, resolve_publish, EndpointHosts, Leg, LegSource};
+//! use longhaul_endpoint::{
+//!     entry_endpoints, resolve_publish, EndpointHosts, IngestAddress, Leg, LegHosts, LegSource,
+//!     RegionHosts,
+//! };
 //!
 //! // ffmpeg -f flv 'rtmp://1_gdrt137u.b.publish.example.com:1935/kLive/?t=tok/1_gdrt137u_2'
 //! let target = resolve_publish(
@@ -36,15 +42,37 @@
 //! assert_eq!(target.token.as_deref(), Some("tok"));
 //!
 //! let hosts = EndpointHosts {
-//!     rtmp_host: "publish.example.com".into(),
-//!     rtmp_port: 1935,
-//!     rtmps_port: 443,
 //!     app: "kLive".into(),
-//!     use_leg_subdomains: true,
+//!     origins: LegHosts::Subdomains(IngestAddress {
+//!         host: "publish.example.com".into(),
+//!         rtmp_port: 1935,
+//!         rtmps_port: 443,
+//!     }),
+//!     speed_tests: vec![],
+//!     regions: vec![RegionHosts {
+//!         region: "fra".into(),
+//!         name: "EMEA (Frankfurt)".into(),
+//!         legs: LegHosts::Subdomains(IngestAddress {
+//!             host: "fra.publish.example.com".into(),
+//!             rtmp_port: 1935,
+//!             rtmps_port: 443,
+//!         }),
+//!         speed_test: None,
+//!     }],
 //! };
 //! let endpoints = entry_endpoints("1_gdrt137u", "tok", &hosts, 2);
-//! assert_eq!(endpoints.primary_rtmp, "rtmp://1_gdrt137u.p.publish.example.com:1935/kLive/?t=tok");
+//! assert_eq!(endpoints.origins.primary_rtmp, "rtmp://1_gdrt137u.p.publish.example.com:1935/kLive/?t=tok");
+//! assert_eq!(endpoints.regions[0].urls.backup_rtmps, "rtmps://1_gdrt137u.b.fra.publish.example.com:443/kLive/?t=tok");
 //! assert_eq!(endpoints.stream_names, ["1_gdrt137u_1", "1_gdrt137u_2"]);
+//!
+//! // The regional backup URL, as ffmpeg splits it, resolves to the backup leg.
+//! let target = resolve_publish(
+//!     "kLive/?t=tok",
+//!     Some("rtmps://1_gdrt137u.b.fra.publish.example.com:443/kLive/?t=tok"),
+//!     "1_gdrt137u_1",
+//!     Leg::Primary,
+//! )?;
+//! assert_eq!((target.leg, target.leg_source), (Leg::Backup, LegSource::HostLabel));
 //! # Ok::<(), longhaul_endpoint::EndpointError>(())
 //! ```
 
@@ -57,7 +85,10 @@ pub mod publish;
 mod query;
 pub mod redact;
 
-pub use endpoints::{entry_endpoints, EndpointHosts, Endpoints};
+pub use endpoints::{
+    check_host, entry_endpoints, BadLegAddress, EndpointHosts, Endpoints, IngestAddress, LegHosts,
+    LegUrls, RegionEndpoints, RegionHosts, SpeedTest, MAX_SUBDOMAIN_HOST_LEN,
+};
 pub use entry_id::{is_entry_id, parse_stream_name, stream_name, MAX_RENDITION};
 pub use error::{EndpointError, EntrySource, Place};
 pub use fmle::{fmle_profile_xml, RenditionProfile, DEFAULT_LADDER};

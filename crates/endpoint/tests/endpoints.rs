@@ -1,73 +1,194 @@
-//! The endpoints we hand out, in both URL forms, their FMLE export, and that every URL we
-//! hand out resolves back to the right target.
+//! The endpoints we hand out, in both URL forms (leg subdomains; a host and port per
+//! leg), at the data centres and the regional edges, their JSON and FMLE forms, and that
+//! every URL we hand out resolves back to the right entry, leg and token.
 
 use longhaul_endpoint::{
-    entry_endpoints, fmle_profile_xml, resolve_publish, EndpointHosts, Endpoints, Leg, LegSource,
-    RenditionProfile, DEFAULT_LADDER,
+    entry_endpoints, fmle_profile_xml, resolve_publish, EndpointHosts, Endpoints, IngestAddress,
+    Leg, LegHosts, LegSource, LegUrls, RegionHosts, RenditionProfile, SpeedTest, DEFAULT_LADDER,
 };
 
-fn hosts(rtmp_host: &str, use_leg_subdomains: bool) -> EndpointHosts {
-    EndpointHosts {
-        rtmp_host: rtmp_host.into(),
-        rtmp_port: 1935,
-        rtmps_port: 443,
-        app: "kLive".into(),
-        use_leg_subdomains,
+fn address(host: &str, rtmp_port: u16, rtmps_port: u16) -> IngestAddress {
+    IngestAddress {
+        host: host.into(),
+        rtmp_port,
+        rtmps_port,
     }
+}
+
+/// The product's layout: data centres behind `kpublish.example.com`, regions fra, gru
+/// and sin under it, speed tests for the data centres and two of the regions.
+fn production() -> EndpointHosts {
+    let region = |code: &str, name: &str, speed_test: Option<&str>| RegionHosts {
+        region: code.into(),
+        name: name.into(),
+        legs: LegHosts::Subdomains(address(&format!("{code}.kpublish.example.com"), 1935, 443)),
+        speed_test: speed_test.map(Into::into),
+    };
+    EndpointHosts {
+        app: "kLive".into(),
+        origins: LegHosts::Subdomains(address("kpublish.example.com", 1935, 443)),
+        speed_tests: vec![
+            SpeedTest {
+                region: "nyc".into(),
+                name: "US (New York)".into(),
+                url: "http://ny-publish-speedtest.example.com".into(),
+            },
+            SpeedTest {
+                region: "pao".into(),
+                name: "US (Palo Alto)".into(),
+                url: "http://pa-publish-speedtest.example.com".into(),
+            },
+        ],
+        regions: vec![
+            region(
+                "fra",
+                "EMEA (Frankfurt)",
+                Some("http://fr-publish-speedtest.example.com"),
+            ),
+            region(
+                "gru",
+                "LATAM (Sao Paulo)",
+                Some("http://br-publish-speedtest.example.com"),
+            ),
+            region("sin", "APAC (Singapore)", None),
+        ],
+    }
+}
+
+/// The dev cluster's layout (config/dev.toml): leg p to origin nyc, leg b to origin pao,
+/// each edge taking both legs on its own ports.
+fn dev() -> EndpointHosts {
+    let edge = |code: &str, name: &str, rtmp: u16| RegionHosts {
+        region: code.into(),
+        name: name.into(),
+        legs: LegHosts::shared(address("127.0.0.1", rtmp, rtmp + 1)),
+        speed_test: None,
+    };
+    EndpointHosts {
+        app: "kLive".into(),
+        origins: LegHosts::PerLeg {
+            primary: address("127.0.0.1", 1935, 1936),
+            backup: address("127.0.0.1", 2935, 2936),
+        },
+        speed_tests: vec![],
+        regions: vec![
+            edge("fra", "EMEA (Frankfurt)", 3935),
+            edge("gru", "LATAM (Sao Paulo)", 4935),
+            edge("sin", "APAC (Singapore)", 5935),
+        ],
+    }
+}
+
+fn single(host: &str) -> EndpointHosts {
+    EndpointHosts::single("kLive", LegHosts::shared(address(host, 1935, 443)))
 }
 
 #[test]
 fn leg_subdomain_form_matches_the_product() {
-    let endpoints = entry_endpoints(
-        "1_gdrt137u",
-        "b9106yth4",
-        &hosts("kpublish.example.com", true),
-        3,
-    );
+    let endpoints = entry_endpoints("1_gdrt137u", "b9106yth4", &production(), 3);
     assert_eq!(
-        endpoints,
-        Endpoints {
+        endpoints.origins,
+        LegUrls {
             primary_rtmp: "rtmp://1_gdrt137u.p.kpublish.example.com:1935/kLive/?t=b9106yth4".into(),
             backup_rtmp: "rtmp://1_gdrt137u.b.kpublish.example.com:1935/kLive/?t=b9106yth4".into(),
             primary_rtmps: "rtmps://1_gdrt137u.p.kpublish.example.com:443/kLive/?t=b9106yth4"
                 .into(),
             backup_rtmps: "rtmps://1_gdrt137u.b.kpublish.example.com:443/kLive/?t=b9106yth4".into(),
-            stream_names: vec![
-                "1_gdrt137u_1".into(),
-                "1_gdrt137u_2".into(),
-                "1_gdrt137u_3".into()
-            ],
         }
     );
+    assert_eq!(
+        endpoints.stream_names,
+        ["1_gdrt137u_1", "1_gdrt137u_2", "1_gdrt137u_3"]
+    );
+    let regions: Vec<(&str, &str)> = endpoints
+        .regions
+        .iter()
+        .map(|r| (r.region.as_str(), r.name.as_str()))
+        .collect();
+    assert_eq!(
+        regions,
+        [
+            ("fra", "EMEA (Frankfurt)"),
+            ("gru", "LATAM (Sao Paulo)"),
+            ("sin", "APAC (Singapore)")
+        ]
+    );
+    let fra = &endpoints.regions[0];
+    assert_eq!(
+        fra.urls,
+        LegUrls {
+            primary_rtmp: "rtmp://1_gdrt137u.p.fra.kpublish.example.com:1935/kLive/?t=b9106yth4"
+                .into(),
+            backup_rtmp: "rtmp://1_gdrt137u.b.fra.kpublish.example.com:1935/kLive/?t=b9106yth4"
+                .into(),
+            primary_rtmps: "rtmps://1_gdrt137u.p.fra.kpublish.example.com:443/kLive/?t=b9106yth4"
+                .into(),
+            backup_rtmps: "rtmps://1_gdrt137u.b.fra.kpublish.example.com:443/kLive/?t=b9106yth4"
+                .into(),
+        }
+    );
+    assert_eq!(
+        fra.speed_test.as_deref(),
+        Some("http://fr-publish-speedtest.example.com")
+    );
+    assert_eq!(
+        endpoints.regions[2].urls.backup_rtmp,
+        "rtmp://1_gdrt137u.b.sin.kpublish.example.com:1935/kLive/?t=b9106yth4"
+    );
+    assert_eq!(endpoints.regions[2].speed_test, None);
+    assert_eq!(endpoints.speed_tests, production().speed_tests);
 }
 
 #[test]
-fn query_leg_form_for_local_development() {
-    let endpoints = entry_endpoints("1_gdrt137u", "tok", &hosts("127.0.0.1", false), 1);
+fn per_leg_form_puts_each_leg_on_its_own_origin() {
+    let endpoints = entry_endpoints("1_gdrt137u", "tok", &dev(), 1);
     assert_eq!(
-        endpoints.primary_rtmp,
+        endpoints.origins,
+        LegUrls {
+            primary_rtmp: "rtmp://127.0.0.1:1935/kLive/?t=tok&i=0".into(),
+            backup_rtmp: "rtmp://127.0.0.1:2935/kLive/?t=tok&i=1".into(),
+            primary_rtmps: "rtmps://127.0.0.1:1936/kLive/?t=tok&i=0".into(),
+            backup_rtmps: "rtmps://127.0.0.1:2936/kLive/?t=tok&i=1".into(),
+        }
+    );
+    // An edge takes both legs; i says which origin it forwards each to.
+    let sin = &endpoints.regions[2];
+    assert_eq!(sin.region, "sin");
+    assert_eq!(
+        sin.urls,
+        LegUrls {
+            primary_rtmp: "rtmp://127.0.0.1:5935/kLive/?t=tok&i=0".into(),
+            backup_rtmp: "rtmp://127.0.0.1:5935/kLive/?t=tok&i=1".into(),
+            primary_rtmps: "rtmps://127.0.0.1:5936/kLive/?t=tok&i=0".into(),
+            backup_rtmps: "rtmps://127.0.0.1:5936/kLive/?t=tok&i=1".into(),
+        }
+    );
+    assert!(endpoints.speed_tests.is_empty());
+}
+
+#[test]
+fn one_shared_host_keeps_the_old_form() {
+    let endpoints = entry_endpoints("1_gdrt137u", "tok", &single("127.0.0.1"), 1);
+    assert_eq!(
+        endpoints.origins.primary_rtmp,
         "rtmp://127.0.0.1:1935/kLive/?t=tok&i=0"
     );
     assert_eq!(
-        endpoints.backup_rtmp,
-        "rtmp://127.0.0.1:1935/kLive/?t=tok&i=1"
-    );
-    assert_eq!(
-        endpoints.primary_rtmps,
-        "rtmps://127.0.0.1:443/kLive/?t=tok&i=0"
-    );
-    assert_eq!(
-        endpoints.backup_rtmps,
+        endpoints.origins.backup_rtmps,
         "rtmps://127.0.0.1:443/kLive/?t=tok&i=1"
     );
     assert_eq!(endpoints.stream_names, ["1_gdrt137u_1"]);
-    let v6 = entry_endpoints("1_gdrt137u", "tok", &hosts("::1", false), 1);
-    assert_eq!(v6.primary_rtmp, "rtmp://[::1]:1935/kLive/?t=tok&i=0");
+    assert!(endpoints.regions.is_empty());
+    let v6 = entry_endpoints("1_gdrt137u", "tok", &single("::1"), 1);
+    assert_eq!(
+        v6.origins.primary_rtmp,
+        "rtmp://[::1]:1935/kLive/?t=tok&i=0"
+    );
 }
 
 #[test]
 fn renditions_are_clamped_and_tokens_escaped() {
-    let h = hosts("127.0.0.1", false);
+    let h = dev();
     assert_eq!(
         entry_endpoints("1_gdrt137u", "t", &h, 0).stream_names.len(),
         1
@@ -77,73 +198,130 @@ fn renditions_are_clamped_and_tokens_escaped() {
     assert_eq!(many.last().map(String::as_str), Some("1_gdrt137u_99"));
     let odd = entry_endpoints("1_gdrt137u", "a&b=c", &h, 1);
     assert_eq!(
-        odd.primary_rtmp,
+        odd.origins.primary_rtmp,
         "rtmp://127.0.0.1:1935/kLive/?t=a%26b%3Dc&i=0"
+    );
+    assert_eq!(
+        odd.regions[0].urls.backup_rtmp,
+        "rtmp://127.0.0.1:3935/kLive/?t=a%26b%3Dc&i=1"
     );
 }
 
 /// The `app` and tcUrl ffmpeg sends for `ffmpeg -f flv '<url>/<stream name>'`: the app
 /// is the URL's path (with its query) and tcUrl is `proto://host:port/app`.
 fn as_ffmpeg_sends(url: &str) -> (String, String) {
-    let (scheme_host, app) = url
-        .split_once(":1935/")
-        .or(url.split_once(":443/"))
-        .unwrap();
-    let port = if url.contains(":1935/") { 1935 } else { 443 };
-    (app.to_owned(), format!("{scheme_host}:{port}/{app}"))
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (authority, app) = rest.split_once('/').unwrap();
+    assert!(
+        authority
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok()),
+        "every URL names its port: {url}"
+    );
+    (app.to_owned(), format!("{scheme}://{authority}/{app}"))
+}
+
+/// Every URL of `endpoints`, with the place it is for and its leg.
+fn every_url(endpoints: &Endpoints) -> Vec<(String, Leg, String)> {
+    let mut places = vec![("origins".to_owned(), &endpoints.origins)];
+    places.extend(
+        endpoints
+            .regions
+            .iter()
+            .map(|r| (r.region.clone(), &r.urls)),
+    );
+    places
+        .into_iter()
+        .flat_map(|(place, urls)| {
+            urls.all()
+                .map(|(leg, _, url)| (place.clone(), leg, url.to_owned()))
+        })
+        .collect()
 }
 
 #[test]
 fn handed_out_urls_resolve_back() {
-    for use_leg_subdomains in [true, false] {
-        let endpoints = entry_endpoints(
-            "1_gdrt137u",
-            "tok",
-            &hosts("kpublish.example.com", use_leg_subdomains),
-            2,
-        );
-        let expected_source = if use_leg_subdomains {
-            LegSource::HostLabel
-        } else {
-            LegSource::QueryParam
-        };
-        for (url, leg) in [
-            (&endpoints.primary_rtmp, Leg::Primary),
-            (&endpoints.backup_rtmp, Leg::Backup),
-            (&endpoints.primary_rtmps, Leg::Primary),
-            (&endpoints.backup_rtmps, Leg::Backup),
-        ] {
-            for name in &endpoints.stream_names {
-                let (app, tc_url) = as_ffmpeg_sends(url);
-                // The node default is the opposite leg, to show the URL decided.
-                let other = if leg == Leg::Primary {
-                    Leg::Backup
-                } else {
-                    Leg::Primary
-                };
-                let target = resolve_publish(&app, Some(&tc_url), name, other).unwrap();
-                assert_eq!(target.entry_id, "1_gdrt137u");
-                assert_eq!(&target.stream_name, name);
-                assert_eq!(
-                    (target.leg, target.leg_source),
-                    (leg, expected_source),
-                    "{url}"
-                );
-                assert_eq!(target.token.as_deref(), Some("tok"));
+    for (hosts, expected_source) in [
+        (production(), LegSource::HostLabel),
+        (dev(), LegSource::QueryParam),
+        (single("::1"), LegSource::QueryParam),
+    ] {
+        for token in ["tok", "a&b=c/d?e f%"] {
+            let endpoints = entry_endpoints("1_gdrt137u", token, &hosts, 2);
+            let urls = every_url(&endpoints);
+            assert_eq!(urls.len(), 4 * (1 + hosts.regions.len()));
+            for (place, leg, url) in urls {
+                for name in &endpoints.stream_names {
+                    let (app, tc_url) = as_ffmpeg_sends(&url);
+                    // The node default is the opposite leg, to show the URL decided.
+                    let target = resolve_publish(&app, Some(&tc_url), name, leg.other())
+                        .unwrap_or_else(|e| panic!("{place} {url}: {e}"));
+                    assert_eq!(target.entry_id, "1_gdrt137u");
+                    assert_eq!(&target.stream_name, name);
+                    assert_eq!(
+                        (target.leg, target.leg_source),
+                        (leg, expected_source),
+                        "{url}"
+                    );
+                    assert_eq!(target.token.as_deref(), Some(token), "{url}");
+                }
             }
         }
     }
 }
 
 #[test]
-fn endpoints_serialize_with_field_names() {
-    let endpoints = entry_endpoints("1_gdrt137u", "tok", &hosts("127.0.0.1", false), 1);
+fn endpoints_serialize_flat_with_regions_and_speed_tests() {
+    let endpoints = entry_endpoints("1_gdrt137u", "tok", &production(), 1);
     let json = serde_json::to_value(&endpoints).unwrap();
     assert_eq!(
         json["primary_rtmp"],
-        "rtmp://127.0.0.1:1935/kLive/?t=tok&i=0"
+        "rtmp://1_gdrt137u.p.kpublish.example.com:1935/kLive/?t=tok"
     );
     assert_eq!(json["stream_names"][0], "1_gdrt137u_1");
+    let fra = &json["regions"][0];
+    assert_eq!(fra["region"], "fra");
+    assert_eq!(fra["name"], "EMEA (Frankfurt)");
+    assert_eq!(
+        fra["backup_rtmps"],
+        "rtmps://1_gdrt137u.b.fra.kpublish.example.com:443/kLive/?t=tok"
+    );
+    assert_eq!(fra["speed_test"], "http://fr-publish-speedtest.example.com");
+    assert!(
+        json["regions"][2].get("speed_test").is_none(),
+        "none configured, none shown: {}",
+        json["regions"][2]
+    );
+    assert_eq!(json["speed_tests"][1]["name"], "US (Palo Alto)");
+    let mut keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "backup_rtmp",
+            "backup_rtmps",
+            "primary_rtmp",
+            "primary_rtmps",
+            "regions",
+            "speed_tests",
+            "stream_names"
+        ]
+    );
+    let back: Endpoints = serde_json::from_value(json).unwrap();
+    assert_eq!(back, endpoints);
+    // What older clients stored (no regions, no speed tests) still reads.
+    let old = serde_json::json!({
+        "primary_rtmp": "rtmp://a", "backup_rtmp": "rtmp://b",
+        "primary_rtmps": "rtmps://a", "backup_rtmps": "rtmps://b",
+        "stream_names": ["1_gdrt137u_1"],
+    });
+    let old: Endpoints = serde_json::from_value(old).unwrap();
+    assert!(old.regions.is_empty() && old.speed_tests.is_empty());
     assert_eq!(serde_json::to_value(Leg::Backup).unwrap(), "backup");
 }
 
@@ -159,7 +337,7 @@ fn element<'a>(xml: &'a str, tag: &str) -> &'a str {
 
 #[test]
 fn fmle_profile_has_the_paths_encoders_import() {
-    let endpoints = entry_endpoints("1_gdrt137u", "tok", &hosts("127.0.0.1", false), 3);
+    let endpoints = entry_endpoints("1_gdrt137u", "tok", &dev(), 3);
     let xml = fmle_profile_xml("1_gdrt137u", &endpoints, &DEFAULT_LADDER);
     assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"));
     let root = element(&xml, "flashmedialiveencoder_profile");
@@ -171,7 +349,7 @@ fn fmle_profile_has_the_paths_encoders_import() {
     );
     assert_eq!(
         element(rtmp, "backup_url"),
-        "rtmp://127.0.0.1:1935/kLive/?t=tok&amp;i=1"
+        "rtmp://127.0.0.1:2935/kLive/?t=tok&amp;i=1"
     );
     assert_eq!(element(rtmp, "stream"), "1_gdrt137u_%i");
     let encode = element(root, "encode");
@@ -195,11 +373,15 @@ fn fmle_profile_has_the_paths_encoders_import() {
 #[test]
 fn fmle_profile_escapes_and_balances_every_element() {
     let endpoints = Endpoints {
-        primary_rtmp: "rtmp://h/<x>&\"'".into(),
-        backup_rtmp: "rtmp://b".into(),
-        primary_rtmps: String::new(),
-        backup_rtmps: String::new(),
+        origins: LegUrls {
+            primary_rtmp: "rtmp://h/<x>&\"'".into(),
+            backup_rtmp: "rtmp://b".into(),
+            primary_rtmps: String::new(),
+            backup_rtmps: String::new(),
+        },
         stream_names: vec![],
+        regions: vec![],
+        speed_tests: vec![],
     };
     let ladder = [RenditionProfile {
         width: 320,
@@ -231,7 +413,7 @@ fn fmle_profile_escapes_and_balances_every_element() {
 
 #[test]
 fn fmle_profile_with_an_empty_ladder_uses_the_default() {
-    let endpoints = entry_endpoints("1_gdrt137u", "tok", &hosts("h.example.com", true), 3);
+    let endpoints = entry_endpoints("1_gdrt137u", "tok", &production(), 3);
     let xml = fmle_profile_xml("1_gdrt137u", &endpoints, &[]);
     assert_eq!(element(&xml, "outputsize"), "1280x720;854x480;640x360");
 }

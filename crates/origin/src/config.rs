@@ -8,6 +8,7 @@
 //! how publishes are authorised (`[auth]`: by the registry, or by an HTTP callback to
 //! the platform's own service), the endpoints it hands out, and the API token.
 
+use longhaul_endpoint::{EndpointHosts, IngestAddress, Leg, LegHosts, RegionHosts, SpeedTest};
 use longhaul_registry::postgres::PostgresSettings;
 use longhaul_registry::StoreConfig;
 use serde::Deserialize;
@@ -313,16 +314,39 @@ impl CallbackSection {
     pub const MAX_CACHE_SECS: u64 = 86_400;
 }
 
-/// How this node names its endpoints in the entries it hands out.
+/// The endpoints this node hands out with every entry: the data centres' (primary and
+/// backup leg, RTMP and RTMPS), each region's, and the speed tests.
+///
+/// ```toml
+/// [endpoints]
+/// host = "kpublish.example.com"   # {entryId}.p.kpublish.example.com, {entryId}.b....
+/// rtmp_port = 1935
+/// rtmps_port = 443
+/// leg_subdomains = true
+/// renditions = 3
+/// speed_tests = [{ region = "nyc", name = "US (New York)", url = "http://ny-speedtest.example.com" }]
+///
+/// [[endpoints.regions]]
+/// region = "fra"
+/// name = "EMEA (Frankfurt)"
+/// host = "fra.kpublish.example.com" # {entryId}.p.fra.kpublish.example.com
+/// speed_test = "http://fr-speedtest.example.com"
+/// ```
+///
+/// Without leg subdomains (no wildcard DNS; `longhaul dev`), `host` and the ports are the
+/// primary leg's and `[endpoints.backup]` the backup leg's (the same as the primary's
+/// when absent); a region likewise, with its own `backup`. The leg then goes in `i=0|1`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EndpointsSection {
-    /// Host encoders publish to (`kpublish.example.com`, or `127.0.0.1` in dev).
+    /// Host encoders publish to (`kpublish.example.com`, or `127.0.0.1` in dev); without
+    /// leg subdomains, the primary leg's.
     pub host: String,
     pub rtmp_port: u16,
     pub rtmps_port: u16,
     /// Put entry and leg in the host name (`{entryId}.p.{host}`), as production DNS
     /// allows; off for hosts without wildcard DNS (dev), where the leg goes in `i=0|1`.
+    /// The same for every region.
     pub leg_subdomains: bool,
     /// Renditions listed per entry (`{entryId}_1` ... `{entryId}_N`).
     pub renditions: u32,
@@ -334,6 +358,13 @@ pub struct EndpointsSection {
     /// The same for HTTP-FLV, `http(s)://host[:port]/live`. Default: from `http.listen`
     /// when that is a specific address (dev: `http://127.0.0.1:8081/live`).
     pub play_http_flv: Option<String>,
+    /// The backup leg's own host and ports, without leg subdomains (dev: origin pao).
+    pub backup: Option<LegAddress>,
+    /// Speed tests of the data centres, listed with every entry.
+    pub speed_tests: Vec<SpeedTestSection>,
+    /// The regional endpoints (edges near encoders far from the data centres), in the
+    /// order entries list them.
+    pub regions: Vec<RegionEndpoint>,
 }
 
 impl Default for EndpointsSection {
@@ -346,6 +377,9 @@ impl Default for EndpointsSection {
             renditions: 3,
             play_rtmp: None,
             play_http_flv: None,
+            backup: None,
+            speed_tests: Vec::new(),
+            regions: Vec::new(),
         }
     }
 }
@@ -384,9 +418,241 @@ impl EndpointsSection {
                 return Err(invalid(&format!(
                     "is not a {wanted}://host[:port]/path URL without credentials or query"
                 )));
+/// One leg's own host and ports (`[endpoints.backup]`, a region's `backup`). A port left
+/// out is the primary leg's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LegAddress {
+    pub host: String,
+    #[serde(default)]
+    pub rtmp_port: Option<u16>,
+    #[serde(default)]
+    pub rtmps_port: Option<u16>,
+}
+
+/// A data centre's speed test (`[endpoints] speed_tests`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpeedTestSection {
+    /// The data centre's region code, as its origins' `node.region` (`nyc`).
+    pub region: String,
+    /// What operators read, `US (New York)`.
+    pub name: String,
+    /// The page, `http://` or `https://`.
+    pub url: String,
+}
+
+/// A regional endpoint (`[[endpoints.regions]]`): where encoders near it publish, an
+/// edge that relays both legs to the origins.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionEndpoint {
+    /// The region code, as its edges' `node.region` (`fra`).
+    pub region: String,
+    /// What operators read, `EMEA (Frankfurt)`.
+    pub name: String,
+    /// With leg subdomains, the name under which `{entryId}.{p|b}.` go
+    /// (`fra.kpublish.example.com`); without, the primary leg's host.
+    pub host: String,
+    /// 1935 unless said.
+    #[serde(default = "RegionEndpoint::default_rtmp_port")]
+    pub rtmp_port: u16,
+    /// 443 unless said, the product's RTMPS port.
+    #[serde(default = "RegionEndpoint::default_rtmps_port")]
+    pub rtmps_port: u16,
+    /// The backup leg's own host and ports, without leg subdomains; absent, the backup
+    /// leg is the primary's host and ports with `i=1`.
+    #[serde(default)]
+    pub backup: Option<LegAddress>,
+    /// This region's speed test page.
+    #[serde(default)]
+    pub speed_test: Option<String>,
+}
+
+impl RegionEndpoint {
+    fn default_rtmp_port() -> u16 {
+        1935
+    }
+    fn default_rtmps_port() -> u16 {
+        443
+    }
+}
+
+impl Default for RegionEndpoint {
+    fn default() -> Self {
+        Self {
+            region: String::new(),
+            name: String::new(),
+            host: String::new(),
+            rtmp_port: Self::default_rtmp_port(),
+            rtmps_port: Self::default_rtmps_port(),
+            backup: None,
+            speed_test: None,
+        }
+    }
+}
+
+/// Longest display name of a region or data centre: one line of a table.
+pub const MAX_PLACE_NAME_LEN: usize = 64;
+
+impl EndpointsSection {
+    /// What [`longhaul_endpoint::entry_endpoints`] needs, from these settings.
+    pub fn hosts(&self) -> EndpointHosts {
+        EndpointHosts {
+            app: longhaul_endpoint::APPLICATION.to_string(),
+            origins: leg_hosts(
+                self.leg_subdomains,
+                &self.host,
+                (self.rtmp_port, self.rtmps_port),
+                self.backup.as_ref(),
+            ),
+            speed_tests: self
+                .speed_tests
+                .iter()
+                .map(|t| SpeedTest {
+                    region: t.region.clone(),
+                    name: t.name.clone(),
+                    url: t.url.clone(),
+                })
+                .collect(),
+            regions: self
+                .regions
+                .iter()
+                .map(|r| RegionHosts {
+                    region: r.region.clone(),
+                    name: r.name.clone(),
+                    legs: leg_hosts(
+                        self.leg_subdomains,
+                        &r.host,
+                        (r.rtmp_port, r.rtmps_port),
+                        r.backup.as_ref(),
+                    ),
+                    speed_test: r.speed_test.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Checks the hosts, ports, names and URLs; a region's problem is named with its code.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        if self.renditions == 0 || self.renditions > longhaul_endpoint::MAX_RENDITION {
+            return Err(InvalidSetting {
+                key: "endpoints.renditions",
+                reason: format!(
+                    "{} is not in 1..={}",
+                    self.renditions,
+                    longhaul_endpoint::MAX_RENDITION
+                ),
+            });
+        }
+        let invalid = |key, reason: String| InvalidSetting { key, reason };
+        if self.leg_subdomains && self.backup.is_some() {
+            return Err(invalid(
+                "endpoints.backup",
+                "with leg_subdomains, DNS routes {entryId}.b.{host} to the backup data centre;                  set leg_subdomains = false to give the backup leg its own host"
+                    .into(),
+            ));
+        }
+        let hosts = self.hosts();
+        hosts.origins.check().map_err(|e| {
+            let key = match (e.leg, e.field) {
+                (Some(Leg::Backup), _) => "endpoints.backup",
+                (_, "rtmp_port") => "endpoints.rtmp_port",
+                (_, "rtmps_port") => "endpoints.rtmps_port",
+                _ => "endpoints.host",
+            };
+            invalid(key, e.to_string())
+        })?;
+        for (i, t) in self.speed_tests.iter().enumerate() {
+            check_place(&t.region, &t.name)
+                .and_then(|()| check_speed_test(&t.url))
+                .map_err(|e| invalid("endpoints.speed_tests", format!("entry {}: {e}", i + 1)))?;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (region, legs) in self.regions.iter().zip(&hosts.regions) {
+            let named = |e: String| {
+                invalid(
+                    "endpoints.regions",
+                    format!("region {:?}: {e}", region.region),
+                )
+            };
+            check_place(&region.region, &region.name).map_err(named)?;
+            if !seen.insert(region.region.as_str()) {
+                return Err(named("is listed twice".into()));
+            }
+            if self.leg_subdomains && region.backup.is_some() {
+                return Err(named(
+                    "has a backup host, but with leg_subdomains DNS routes {entryId}.b.{host};                      set leg_subdomains = false to give legs their own hosts"
+                        .into(),
+                ));
+            }
+            legs.legs.check().map_err(|e| named(e.to_string()))?;
+            if let Some(url) = &region.speed_test {
+                check_speed_test(url).map_err(named)?;
             }
         }
         Ok(())
+    }
+}
+
+/// A place's legs from its settings: `{entryId}.{p|b}.{host}`, or the primary's host and
+/// ports and the backup's (each defaulting to the primary's).
+fn leg_hosts(
+    subdomains: bool,
+    host: &str,
+    (rtmp_port, rtmps_port): (u16, u16),
+    backup: Option<&LegAddress>,
+) -> LegHosts {
+    let primary = IngestAddress {
+        host: host.to_owned(),
+        rtmp_port,
+        rtmps_port,
+    };
+    match (subdomains, backup) {
+        (true, _) => LegHosts::Subdomains(primary),
+        (false, None) => LegHosts::shared(primary),
+        (false, Some(b)) => LegHosts::PerLeg {
+            backup: IngestAddress {
+                host: b.host.clone(),
+                rtmp_port: b.rtmp_port.unwrap_or(rtmp_port),
+                rtmps_port: b.rtmps_port.unwrap_or(rtmps_port),
+            },
+            primary,
+        },
+    }
+}
+
+/// A region code by the rule node regions follow (`node.region`, tunnel hellos), and a
+/// display name that fits a table line.
+fn check_place(region: &str, name: &str) -> Result<(), String> {
+    // The rule checks a node id and a region; "region" stands in for a valid id.
+    longhaul_tunnel::check_node_names("region", region)?;
+    if name.trim().is_empty()
+        || name.chars().count() > MAX_PLACE_NAME_LEN
+        || name.chars().any(char::is_control)
+    {
+        return Err(format!(
+            "name {name:?} is not one line of 1 to {MAX_PLACE_NAME_LEN} characters \
+             (e.g. \"EMEA (Frankfurt)\")"
+        ));
+    }
+    Ok(())
+}
+
+/// A speed test is a page operators open: an absolute `http` or `https` URL.
+fn check_speed_test(url: &str) -> Result<(), String> {
+    let parsed: Option<hyper::Uri> = url.parse().ok();
+    let ok = parsed.as_ref().is_some_and(|u| {
+        matches!(u.scheme_str(), Some("http" | "https"))
+            && u.host().is_some_and(|h| !h.is_empty())
+            && !u.authority().is_some_and(|a| a.as_str().contains('@'))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "speed test {url:?} is not an http:// or https:// URL with a host (and no credentials)"
+        ))
     }
 }
 
@@ -442,20 +708,8 @@ impl OriginConfig {
                 });
             }
         }
-        if self.endpoints.renditions == 0
-            || self.endpoints.renditions > longhaul_endpoint::MAX_RENDITION
-        {
-            return Err(InvalidSetting {
-                key: "endpoints.renditions",
-                reason: format!(
-                    "{} is not in 1..={}",
-                    self.endpoints.renditions,
-                    longhaul_endpoint::MAX_RENDITION
-                ),
-            });
-        }
-        self.endpoints.validate_play_urls()?;
-        Ok(())
+        self.endpoints.validate()?;
+        self.endpoints.validate_play_urls()
     }
 }
 
@@ -563,6 +817,27 @@ mod tests {
             ("[http]\napi_token = \"\"", "http.api_token"),
             ("[http]\napi_token = \"short\"", "http.api_token"),
             ("[endpoints]\nrenditions = 0", "endpoints.renditions"),
+            ("[endpoints]\nrtmp_port = 0", "endpoints.rtmp_port"),
+            ("[endpoints]\nrtmps_port = 0", "endpoints.rtmps_port"),
+            ("[endpoints]\nhost = \"pub lish\"", "endpoints.host"),
+            // An address has no subdomains.
+            ("[endpoints]\nleg_subdomains = true", "endpoints.host"),
+            (
+                "[endpoints]\nhost = \"kpublish.example.com\"\nleg_subdomains = true\n[endpoints.backup]\nhost = \"b.example.com\"",
+                "endpoints.backup",
+            ),
+            (
+                "[endpoints.backup]\nhost = \"127.0.0.1\"\nrtmp_port = 0",
+                "endpoints.backup",
+            ),
+            (
+                "[endpoints]\nspeed_tests = [{ region = \"nyc\", name = \"US\", url = \"ftp://x\" }]",
+                "endpoints.speed_tests",
+            ),
+            (
+                "[endpoints]\nspeed_tests = [{ region = \"NYC\", name = \"US\", url = \"http://x\" }]",
+                "endpoints.speed_tests",
+            ),
             ("[abuse]\nban_secs = 0", "abuse.ban_secs"),
             (
                 "[endpoints]\nplay_rtmp = \"http://h/kLive\"",
@@ -609,6 +884,123 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn regions_are_checked_and_named_by_code() {
+        let region = |extra: &str| {
+            config(&format!(
+                "[[endpoints.regions]]\nregion = \"fra\"\nname = \"EMEA (Frankfurt)\"\nhost = \"127.0.0.1\"\n{extra}"
+            ))
+            .validate()
+        };
+        region("").expect("valid");
+        region("rtmp_port = 3935\nrtmps_port = 3936\nspeed_test = \"https://fr.example.com/t\"")
+            .expect("valid");
+        for (extra, words) in [
+            ("rtmp_port = 0", "region \"fra\": primary rtmp_port is 0"),
+            ("[endpoints.regions.backup]\nhost = \"\"", "backup host"),
+            ("speed_test = \"fr.example.com\"", "speed test"),
+            ("speed_test = \"http://u:pw@fr.example.com\"", "credentials"),
+            (
+                "[[endpoints.regions]]\nregion = \"fra\"\nname = \"again\"\nhost = \"127.0.0.1\"",
+                "listed twice",
+            ),
+            (
+                "[[endpoints.regions]]\nregion = \"São\"\nname = \"x\"\nhost = \"127.0.0.1\"",
+                "short lowercase name",
+            ),
+            (
+                "[[endpoints.regions]]\nregion = \"gru\"\nname = \"\"\nhost = \"127.0.0.1\"",
+                "name \"\"",
+            ),
+        ] {
+            let err = region(extra).expect_err(extra);
+            assert_eq!(err.key, "endpoints.regions", "{extra}: {err}");
+            assert!(err.reason.contains(words), "{extra}: {err}");
+        }
+        let subdomains = config(
+            "[endpoints]\nhost = \"kpublish.example.com\"\nleg_subdomains = true\n\
+             [[endpoints.regions]]\nregion = \"fra\"\nname = \"EMEA\"\nhost = \"fra.kpublish.example.com\"\n\
+             [endpoints.regions.backup]\nhost = \"b.example.com\"",
+        );
+        let err = subdomains.validate().expect_err("backup under subdomains");
+        assert!(err.reason.contains("leg_subdomains"), "{err}");
+    }
+
+    /// The endpoints `longhaul dev` hands out, built in Rust as it can build them, equal
+    /// to the same settings written in TOML, and the URLs they give.
+    #[test]
+    fn endpoints_are_constructible_from_rust_and_toml_alike() {
+        let region = |code: &str, name: &str, rtmp_port: u16| RegionEndpoint {
+            region: code.into(),
+            name: name.into(),
+            host: "127.0.0.1".into(),
+            rtmp_port,
+            rtmps_port: rtmp_port + 1,
+            ..RegionEndpoint::default()
+        };
+        let built = EndpointsSection {
+            host: "127.0.0.1".into(),
+            rtmp_port: 1935,
+            rtmps_port: 1936,
+            leg_subdomains: false,
+            renditions: 3,
+            backup: Some(LegAddress {
+                host: "127.0.0.1".into(),
+                rtmp_port: Some(2935),
+                rtmps_port: Some(2936),
+            }),
+            speed_tests: vec![],
+            regions: vec![
+                region("fra", "EMEA (Frankfurt)", 3935),
+                region("gru", "LATAM (Sao Paulo)", 4935),
+                region("sin", "APAC (Singapore)", 5935),
+            ],
+        };
+        built.validate().expect("valid");
+        let written = config(
+            r#"
+            [endpoints]
+            host = "127.0.0.1"
+            rtmp_port = 1935
+            rtmps_port = 1936
+            backup = { host = "127.0.0.1", rtmp_port = 2935, rtmps_port = 2936 }
+            regions = [
+              { region = "fra", name = "EMEA (Frankfurt)", host = "127.0.0.1", rtmp_port = 3935, rtmps_port = 3936 },
+              { region = "gru", name = "LATAM (Sao Paulo)", host = "127.0.0.1", rtmp_port = 4935, rtmps_port = 4936 },
+              { region = "sin", name = "APAC (Singapore)", host = "127.0.0.1", rtmp_port = 5935, rtmps_port = 5936 },
+            ]
+            "#,
+        );
+        assert_eq!(written.endpoints.hosts(), built.hosts());
+        let e = longhaul_endpoint::entry_endpoints("1_abcd1234", "tok", &built.hosts(), 3);
+        assert_eq!(
+            e.origins.primary_rtmp,
+            "rtmp://127.0.0.1:1935/kLive/?t=tok&i=0"
+        );
+        assert_eq!(
+            e.origins.backup_rtmp,
+            "rtmp://127.0.0.1:2935/kLive/?t=tok&i=1"
+        );
+        assert_eq!(
+            e.origins.backup_rtmps,
+            "rtmps://127.0.0.1:2936/kLive/?t=tok&i=1"
+        );
+        assert_eq!(
+            e.regions[1].urls.primary_rtmp,
+            "rtmp://127.0.0.1:4935/kLive/?t=tok&i=0"
+        );
+        assert_eq!(
+            e.regions[1].urls.backup_rtmp,
+            "rtmp://127.0.0.1:4935/kLive/?t=tok&i=1"
+        );
+        // A backup port left out is the primary's.
+        let partial = config("[endpoints.backup]\nhost = \"::1\"\nrtmp_port = 2935");
+        let e =
+            longhaul_endpoint::entry_endpoints("1_abcd1234", "t", &partial.endpoints.hosts(), 1);
+        assert_eq!(e.origins.backup_rtmp, "rtmp://[::1]:2935/kLive/?t=t&i=1");
+        assert_eq!(e.origins.backup_rtmps, "rtmps://[::1]:1936/kLive/?t=t&i=1");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use crate::callback::CallbackAuthority;
 use crate::config::OriginConfig;
 use crate::metrics::Metrics;
-use longhaul_endpoint::{EndpointHosts, Endpoints};
+use longhaul_endpoint::Endpoints;
 use longhaul_hub::Hub;
 use longhaul_node::{AbuseGate, ConnectionLimits, LivePublishes};
 use longhaul_registry::{Entry, Registry};
@@ -41,13 +41,6 @@ impl OriginState {
     /// The publish URLs and stream names this node hands out for `entry`.
     pub fn endpoints_of(&self, entry: &Entry) -> Endpoints {
         let e = &self.config.endpoints;
-        let hosts = EndpointHosts {
-            rtmp_host: e.host.clone(),
-            rtmp_port: e.rtmp_port,
-            rtmps_port: e.rtmps_port,
-            app: longhaul_endpoint::APPLICATION.to_string(),
-            use_leg_subdomains: e.leg_subdomains,
-        };
-        longhaul_endpoint::entry_endpoints(&entry.id, &entry.token, &hosts, e.renditions)
+        longhaul_endpoint::entry_endpoints(&entry.id, &entry.token, &e.hosts(), e.renditions)
     }
 }
