@@ -13,7 +13,7 @@ use anyhow::Context;
 use longhaul_edge::config::RelaySection;
 use longhaul_edge::{Edge, EdgeConfig};
 use longhaul_node::config::{HttpSection, NodeSection, RtmpSection, RtmpsSection};
-use longhaul_origin::config::{EndpointsSection, RegistrySection};
+use longhaul_origin::config::{EndpointsSection, LegAddress, RegionEndpoint, RegistrySection};
 use longhaul_origin::{Config as OriginConfig, Origin};
 use longhaul_tunnel::pki::{ClusterCa, NodeFiles};
 use longhaul_tunnel::{
@@ -60,6 +60,8 @@ struct DevOrigin {
 struct DevEdge {
     id: String,
     region: String,
+    /// What an entry's endpoint list calls the region, `EMEA (Frankfurt)`.
+    name: String,
     rtmp: SocketAddr,
     rtmps: SocketAddr,
     http: SocketAddr,
@@ -244,7 +246,7 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
 
     let mut origins = Vec::new();
     for node in cluster.origins.values() {
-        let config = origin_config(node, &registry_path, &tls)?;
+        let config = origin_config(node, &cluster, &registry_path, &tls)?;
         let origin = Origin::start(config)
             .await
             .with_context(|| format!("starting dev origin {}", node.id))?;
@@ -374,7 +376,48 @@ impl NodeListeners {
     }
 }
 
-fn origin_config(node: &DevOrigin, registry: &Path, tls: &DevTls) -> anyhow::Result<OriginConfig> {
+/// The endpoints every dev origin hands out, the product's list on loopback: leg p at
+/// the first origin (nyc) and leg b at the other (pao), then each edge as its region's
+/// endpoint (both legs at the edge, told apart by `i=0|1`; the edge relays leg p to its
+/// primary origin and leg b to the other).
+fn dev_endpoints(cluster: &DevCluster) -> anyhow::Result<EndpointsSection> {
+    let mut origins = cluster.origins.values();
+    let primary = origins.next().context("config/dev.toml names no origin")?;
+    let backup = origins.next().map(|o| LegAddress {
+        host: o.rtmp.ip().to_string(),
+        rtmp_port: Some(o.rtmp.port()),
+        rtmps_port: Some(o.rtmps.port()),
+    });
+    Ok(EndpointsSection {
+        host: primary.rtmp.ip().to_string(),
+        rtmp_port: primary.rtmp.port(),
+        rtmps_port: primary.rtmps.port(),
+        leg_subdomains: false,
+        renditions: 3,
+        backup,
+        regions: cluster
+            .edges
+            .values()
+            .map(|e| RegionEndpoint {
+                region: e.region.clone(),
+                name: e.name.clone(),
+                host: e.rtmp.ip().to_string(),
+                rtmp_port: e.rtmp.port(),
+                rtmps_port: e.rtmps.port(),
+                backup: None,
+                speed_test: None,
+            })
+            .collect(),
+        ..EndpointsSection::default()
+    })
+}
+
+fn origin_config(
+    node: &DevOrigin,
+    cluster: &DevCluster,
+    registry: &Path,
+    tls: &DevTls,
+) -> anyhow::Result<OriginConfig> {
     let listeners = NodeListeners::new(
         &node.id,
         &node.region,
@@ -395,13 +438,7 @@ fn origin_config(node: &DevOrigin, registry: &Path, tls: &DevTls) -> anyhow::Res
         }),
         auth: Default::default(),
         ingest: Default::default(),
-        endpoints: EndpointsSection {
-            host: node.rtmp.ip().to_string(),
-            rtmp_port: node.rtmp.port(),
-            rtmps_port: node.rtmps.port(),
-            leg_subdomains: false,
-            renditions: 3,
-        },
+        endpoints: dev_endpoints(cluster)?,
         abuse: Default::default(),
         tunnel: Some(TunnelListenSection {
             listen: node.tunnel,

@@ -297,6 +297,30 @@ fn a_second_dev_cluster_leaves_the_first_ones_files_alone() {
     );
     assert_eq!(files_of(dir.path()), before, "the lock clash wrote nothing");
 
+    // Its demo entry lists the product's endpoints on the cluster's (moved) loopback
+    // ports: leg p at nyc, leg b at pao, and each region's edge.
+    let list = Command::new(BIN)
+        .args(["entry", "list", "--api", "127.0.0.1:28081"])
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&list.stdout).into_owned();
+    let id = list.split_whitespace().next().expect("the demo entry");
+    let show = Command::new(BIN)
+        .args(["entry", "show", id, "--api", "127.0.0.1:28081"])
+        .output()
+        .unwrap();
+    let show = String::from_utf8_lossy(&show.stdout).into_owned();
+    for want in [
+        "data centres             primary  rtmp://127.0.0.1:21935/kLive/?t=",
+        "backup   rtmp://127.0.0.1:22935/kLive/?t=",
+        "EMEA (Frankfurt) [fra]   primary  rtmp://127.0.0.1:23935/kLive/?t=",
+        "LATAM (Sao Paulo) [gru]  primary  rtmp://127.0.0.1:24935/kLive/?t=",
+        "APAC (Singapore) [sin]   primary  rtmp://127.0.0.1:25935/kLive/?t=",
+        "rtmps://127.0.0.1:25936/kLive/?t=",
+    ] {
+        assert!(show.contains(want), "{want:?} missing:\n{show}");
+    }
+
     // Ctrl-C: an orderly shutdown, logged at INFO; a log file gets no colour codes, and
     // every line says which node (or the dev launcher) spoke.
     // SAFETY: kill(2) on our own child's pid; no memory involved.

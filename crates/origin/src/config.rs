@@ -418,6 +418,12 @@ impl EndpointsSection {
                 return Err(invalid(&format!(
                     "is not a {wanted}://host[:port]/path URL without credentials or query"
                 )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One leg's own host and ports (`[endpoints.backup]`, a region's `backup`). A port left
 /// out is the primary leg's.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
