@@ -312,11 +312,6 @@ speed tests (pick the place with the best path)
         );
         assert!(!text.contains("speed tests"), "{text}");
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::api_base;
 
     #[test]
     fn an_api_url_without_a_scheme_is_http() {

@@ -44,6 +44,8 @@ async fn handed_out_urls_go_live_on_the_origin_each_leg_names() {
             rtmp_port: Some(p.port()),
             rtmps_port: Some(pao.addr("rtmps").port()),
         }),
+        play_rtmp: None,
+        play_http_flv: None,
         speed_tests: vec![],
         regions: vec![RegionEndpoint {
             region: "fra".into(),

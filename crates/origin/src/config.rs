@@ -957,6 +957,8 @@ mod tests {
                 rtmp_port: Some(2935),
                 rtmps_port: Some(2936),
             }),
+            play_rtmp: None,
+            play_http_flv: None,
             speed_tests: vec![],
             regions: vec![
                 region("fra", "EMEA (Frankfurt)", 3935),
