@@ -8,7 +8,7 @@
 use anyhow::Context;
 use longhaul_edge::{Edge, EdgeConfig};
 use longhaul_origin::{Config as OriginConfig, Origin};
-use longhaul_tunnel::pki::{ClusterCa, NodeFiles};
+use longhaul_tunnel::pki::{ClusterCa, NodeFiles, NodeRole};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -143,15 +143,12 @@ fn cluster_certificates(
     let dir = data_dir.join("cluster");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let ca = ClusterCa::generate("longhaul dev cluster CA").context("making the dev cluster CA")?;
-    let ids = cluster
-        .origins
-        .values()
-        .map(|o| &o.id)
-        .chain(cluster.edges.values().map(|e| &e.id));
+    let ids = (cluster.origins.values().map(|o| (&o.id, NodeRole::Origin)))
+        .chain(cluster.edges.values().map(|e| (&e.id, NodeRole::Edge)));
     let mut nodes = BTreeMap::new();
-    for id in ids {
+    for (id, role) in ids {
         let files = ca
-            .issue(&tunnel_name(id), &dir)
+            .issue(&tunnel_name(id), role, &dir)
             .with_context(|| format!("making the tunnel certificate of {id}"))?;
         nodes.insert(id.clone(), files);
     }

@@ -3,7 +3,7 @@
 //! A test holds [`Node`]s (killed when dropped) and talks to them over their sockets.
 
 use super::*;
-use longhaul_tunnel::pki::{ClusterCa, NodeFiles};
+use longhaul_tunnel::pki::{ClusterCa, NodeFiles, NodeRole};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -137,8 +137,21 @@ impl Cluster {
             .unwrap()
     }
 
-    pub fn files(&self, id: &str) -> NodeFiles {
-        self.ca.issue(&tunnel_name(id), self.dir.path()).unwrap()
+    /// Issues (again, over any earlier files) the tunnel certificate of node `id`.
+    pub fn files(&self, id: &str, role: NodeRole) -> NodeFiles {
+        self.ca
+            .issue(&tunnel_name(id), role, self.dir.path())
+            .unwrap()
+    }
+
+    /// The cluster CA, to issue replacement certificates.
+    pub fn ca(&self) -> &ClusterCa {
+        &self.ca
+    }
+
+    /// The RTMPS certificate and key every node of the cluster serves.
+    pub fn rtmps_files(&self) -> &(PathBuf, PathBuf) {
+        &self.rtmps
     }
 
     /// An origin on the cluster's SQLite file; `ports` pins (rtmp, http, tunnel) for a
@@ -169,7 +182,7 @@ impl Cluster {
         ports: Option<(SocketAddr, SocketAddr, SocketAddr)>,
         extra: &str,
     ) -> Node {
-        let files = self.files(spec.id);
+        let files = self.files(spec.id, NodeRole::Origin);
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let (rtmp, http, tunnel) = ports.unwrap_or((any, any, any));
         let config = format!(
@@ -213,7 +226,7 @@ impl Cluster {
         origins: &[(&OriginSpec, &Node)],
         certificate: bool,
     ) -> Node {
-        let files = self.files(id);
+        let files = self.files(id, NodeRole::Edge);
         let list: Vec<String> = origins
             .iter()
             .map(|(spec, node)| {
@@ -230,15 +243,24 @@ impl Cluster {
             files
         } else {
             // A certificate the cluster CA never signed: what a host that is not part of
-            // the cluster has at best. (With none at all, the edge refuses to start.)
+            // the cluster has at best, with a CA of its own beside the cluster's in its CA
+            // file (an edge whose certificate chains to no CA it holds does not start).
             let dir = self.path("foreign");
             std::fs::create_dir_all(&dir).unwrap();
             let foreign = ClusterCa::generate("not the cluster CA").unwrap();
-            let mut files = foreign.issue(&tunnel_name(id), &dir).unwrap();
-            files.ca = self.ca.write_ca(self.dir.path()).unwrap();
-            files
+            let files = foreign
+                .issue(&tunnel_name(id), NodeRole::Edge, &dir)
+                .unwrap();
+            let cluster_ca = self.ca.write_ca(self.dir.path()).unwrap();
+            let both = dir.join("both-cas.pem");
+            let pems = [&cluster_ca, &files.ca].map(|p| std::fs::read_to_string(p).unwrap());
+            std::fs::write(&both, pems.concat()).unwrap();
+            NodeFiles { ca: both, ..files }
         };
-        let identity = format!("cert = {:?}\nkey = {:?}", identity.cert, identity.key);
+        let identity = format!(
+            "ca = {:?}\ncert = {:?}\nkey = {:?}",
+            identity.ca, identity.cert, identity.key
+        );
         let config = format!(
             r#"
             [node]
@@ -257,7 +279,6 @@ impl Cluster {
             bind = "127.0.0.1:0"
             origins = [{list}]
             [tunnel.tls]
-            ca = {ca:?}
             {identity}
             [tunnel.transport]
             keep_alive_ms = 300
@@ -267,7 +288,6 @@ impl Cluster {
             "#,
             primary = origins[0].0.id,
             list = list.join(", "),
-            ca = self.path("ca.pem"),
             rtmps_cert = self.rtmps.0,
             rtmps_key = self.rtmps.1,
         );

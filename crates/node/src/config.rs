@@ -23,9 +23,24 @@ pub struct NodeSection {
     pub id: String,
     /// Region code, e.g. `nyc`.
     pub region: String,
+    /// How often the node looks at its certificate, key, CA and deny list files for
+    /// changes, in milliseconds; 0: only on SIGHUP. A change is taken into use once the
+    /// files read the same twice in a row, so within two polls. Reading a few KB a
+    /// second costs nothing; see `longhaul_certs::settle` for why polling, not inotify.
+    #[serde(default = "default_certificate_poll_ms")]
+    pub certificate_poll_ms: u64,
+}
+
+fn default_certificate_poll_ms() -> u64 {
+    1000
 }
 
 impl NodeSection {
+    /// How often to look at the certificate files; `None`: only on SIGHUP.
+    pub fn certificate_poll(&self) -> Option<Duration> {
+        (self.certificate_poll_ms > 0).then(|| Duration::from_millis(self.certificate_poll_ms))
+    }
+
     /// Both names are labels of every metric and words of every log line: not empty.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         for (key, value) in [("node.id", &self.id), ("node.region", &self.region)] {
@@ -36,6 +51,15 @@ impl NodeSection {
                         .into(),
                 });
             }
+        }
+        if (1..100).contains(&self.certificate_poll_ms) || self.certificate_poll_ms > 3_600_000 {
+            return Err(InvalidSetting {
+                key: "node.certificate_poll_ms",
+                reason: format!(
+                    "{} is out of range: 100 to 3600000 ms, or 0 to reload on SIGHUP only",
+                    self.certificate_poll_ms
+                ),
+            });
         }
         Ok(())
     }
