@@ -43,6 +43,42 @@ impl Node {
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().join("\n")
     }
+
+    /// Waits (15 s at most) for a log line holding every one of `parts`; returns it.
+    pub async fn logged(&self, parts: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let found = self
+                .logs
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| parts.iter().all(|p| l.contains(p)))
+                .cloned();
+            if let Some(line) = found {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {parts:?}:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends the node SIGHUP: it looks at its certificate files at once.
+    pub fn hangup(&self) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid");
+        // SAFETY: kill(2) with a pid of our own child and a valid signal number.
+        let rc = unsafe { libc::kill(pid, libc::SIGHUP) };
+        assert_eq!(
+            rc,
+            0,
+            "kill -HUP {pid}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 /// Runs `longhaul <role> -c <config>` and waits for its "<role> ready" line.
@@ -106,6 +142,15 @@ pub fn tunnel_name(id: &str) -> String {
     format!("{id}.tunnel.test")
 }
 
+/// TOML added to an origin's config: keys of its `[node]` and `[tunnel]` tables, and
+/// tables of its own (`[registry]` among them: [`Cluster::origin`] has it).
+#[derive(Default, Clone, Copy)]
+pub struct OriginExtra<'a> {
+    pub node: &'a str,
+    pub tunnel: &'a str,
+    pub rest: &'a str,
+}
+
 pub struct Cluster {
     dir: tempfile::TempDir,
     ca: ClusterCa,
@@ -128,6 +173,11 @@ impl Cluster {
         self.dir.path().join(name)
     }
 
+    /// `[registry]` on the cluster's SQLite file.
+    pub fn sqlite_registry(&self) -> String {
+        format!("[registry]\npath = {:?}", self.path("registry.db"))
+    }
+
     /// The cluster's registry file, opened as one more origin would.
     pub async fn registry(&self) -> std::sync::Arc<longhaul_registry::Registry> {
         let store =
@@ -142,6 +192,11 @@ impl Cluster {
         self.ca
             .issue(&tunnel_name(id), role, self.dir.path())
             .unwrap()
+    }
+
+    /// Where the tunnel files of node `id` are (as [`Cluster::files`] wrote them).
+    pub fn files_of(&self, id: &str) -> NodeFiles {
+        NodeFiles::in_dir(self.dir.path(), &tunnel_name(id))
     }
 
     /// The cluster CA, to issue replacement certificates.
@@ -161,8 +216,7 @@ impl Cluster {
         spec: &OriginSpec,
         ports: Option<(SocketAddr, SocketAddr, SocketAddr)>,
     ) -> Node {
-        let registry = format!("[registry]\npath = {:?}", self.path("registry.db"));
-        self.origin_with(spec, ports, &registry)
+        self.origin_with(spec, ports, &self.sqlite_registry())
     }
 
     /// `[registry]` for a PostgreSQL database, its password in a file only the test
@@ -182,6 +236,23 @@ impl Cluster {
         ports: Option<(SocketAddr, SocketAddr, SocketAddr)>,
         extra: &str,
     ) -> Node {
+        self.origin_with_sections(
+            spec,
+            ports,
+            OriginExtra {
+                rest: extra,
+                ..OriginExtra::default()
+            },
+        )
+    }
+
+    /// An origin with keys added to its `[node]` and `[tunnel]` tables and tables after.
+    pub fn origin_with_sections(
+        &self,
+        spec: &OriginSpec,
+        ports: Option<(SocketAddr, SocketAddr, SocketAddr)>,
+        extra: OriginExtra<'_>,
+    ) -> Node {
         let files = self.files(spec.id, NodeRole::Origin);
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let (rtmp, http, tunnel) = ports.unwrap_or((any, any, any));
@@ -190,6 +261,7 @@ impl Cluster {
             [node]
             id = "{id}"
             region = "{region}"
+            {node_extra}
             [rtmp]
             listen = "{rtmp}"
             [http]
@@ -197,6 +269,7 @@ impl Cluster {
             [tunnel]
             listen = "{tunnel}"
             edge_name_suffix = "tunnel.test"
+            {tunnel_extra}
             [tunnel.tls]
             ca = {ca:?}
             cert = {cert:?}
@@ -204,8 +277,11 @@ impl Cluster {
             [tunnel.transport]
             keep_alive_ms = 300
             idle_timeout_ms = 3000
-            {extra}
+            {rest}
             "#,
+            node_extra = extra.node,
+            tunnel_extra = extra.tunnel,
+            rest = extra.rest,
             id = spec.id,
             region = spec.region,
             ca = files.ca,

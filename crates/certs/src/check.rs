@@ -119,6 +119,8 @@ pub struct Identity {
     pub fingerprint: Fingerprint,
     /// Unix time (seconds) the leaf stops being valid.
     pub not_after: u64,
+    /// The same, as the certificate writes it (`2027-03-01T00:00:00Z`), for the logs.
+    pub not_after_text: String,
     /// The leaf's DNS names, for the logs.
     pub names: Vec<String>,
 }
@@ -309,6 +311,7 @@ fn identity(cert: &FileRead, key: &FileRead, now: UnixTime) -> Result<Identity, 
         key: Arc::new(certified),
         fingerprint,
         not_after: leaf.not_after,
+        not_after_text: leaf.not_after_text,
         names: leaf.names,
     })
 }

@@ -68,6 +68,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct Served {
     fingerprint: Fingerprint,
     not_after: u64,
+    not_after_text: String,
 }
 
 /// A node's certificate and key, and the CA it checks peers with (when it has one),
@@ -142,6 +143,7 @@ fn served(checked: &Checked) -> Option<Served> {
     checked.identity.as_ref().map(|i| Served {
         fingerprint: i.fingerprint,
         not_after: i.not_after,
+        not_after_text: i.not_after_text.clone(),
     })
 }
 
@@ -174,8 +176,8 @@ impl Reload for Credentials {
                     .map_or("none".to_string(), |s| s.fingerprint.to_string());
                 let detail = match &served {
                     Some(s) => format!(
-                        "now presenting certificate sha256 {} ({names}), valid until Unix time {}; was {was}",
-                        s.fingerprint, s.not_after
+                        "now presenting certificate sha256 {} ({names}), valid until {}; was {was}",
+                        s.fingerprint, s.not_after_text
                     ),
                     None => "the CA changed".to_string(),
                 };

@@ -48,6 +48,16 @@ pub struct NodeFiles {
 }
 
 impl NodeFiles {
+    /// Where [`ClusterCa::issue`] writes the files of `name` in `dir`.
+    pub fn in_dir(dir: &Path, name: &str) -> NodeFiles {
+        let stem = name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_");
+        NodeFiles {
+            ca: dir.join("ca.pem"),
+            cert: dir.join(format!("{stem}.pem")),
+            key: dir.join(format!("{stem}.key")),
+        }
+    }
+
     pub fn tls_paths(&self) -> ClusterTlsPaths {
         ClusterTlsPaths {
             ca: self.ca.clone(),
@@ -103,17 +113,11 @@ impl ClusterCa {
         params.extended_key_usages = vec![role.usage()];
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.cert, &self.key)?;
-        let ca = self.write_ca(dir)?;
-        let stem = name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_");
-        let cert_path = dir.join(format!("{stem}.pem"));
-        let key_path = dir.join(format!("{stem}.key"));
-        write(&cert_path, &cert.pem())?;
-        write_private(&key_path, &key.serialize_pem())?;
-        Ok(NodeFiles {
-            ca,
-            cert: cert_path,
-            key: key_path,
-        })
+        self.write_ca(dir)?;
+        let files = NodeFiles::in_dir(dir, name);
+        write(&files.cert, &cert.pem())?;
+        write_private(&files.key, &key.serialize_pem())?;
+        Ok(files)
     }
 }
 

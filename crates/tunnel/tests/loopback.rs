@@ -179,6 +179,12 @@ fn edge_section(tls: ClusterTlsPaths, origin: SocketAddr) -> TunnelSection {
 }
 
 fn start_edge(section: &TunnelSection) -> (TunnelClient, Arc<TunnelSet>) {
+    let (client, set, _) = start_edge_with_tls(section);
+    (client, set)
+}
+
+/// [`start_edge`], with the edge's TLS files to reload.
+fn start_edge_with_tls(section: &TunnelSection) -> (TunnelClient, Arc<TunnelSet>, EdgeTls) {
     let endpoint = client_endpoint(section).unwrap();
     let set = TunnelSet::new();
     let tls = EdgeTls::load(&section.tls).unwrap();
@@ -197,7 +203,7 @@ fn start_edge(section: &TunnelSection) -> (TunnelClient, Arc<TunnelSet>) {
         &set,
     )
     .unwrap();
-    (client, set)
+    (client, set, tls)
 }
 
 async fn until(what: &str, mut f: impl FnMut() -> bool) {
@@ -872,6 +878,57 @@ async fn a_denied_edge_is_cut_and_kept_out_until_lifted() {
         client.state() == TunnelState::Connected
     })
     .await;
+    client.close();
+    origin.shutdown.cancel();
+}
+
+/// What an operator does for a stolen edge key: deny the old certificate, give the edge
+/// a new one. The edge takes its new files without a restart and is let back in.
+#[tokio::test]
+async fn a_denied_edge_comes_back_with_a_new_certificate() {
+    let c = cluster();
+    let denied = c.dir.path().join("denied.txt");
+    let old = fingerprint(c.edge_tls.cert.as_ref().unwrap());
+    std::fs::write(&denied, "").unwrap();
+    let origin = start_origin_denying(
+        &c.origin_tls,
+        ([127, 0, 0, 1], 0).into(),
+        Some(denied.clone()),
+    );
+    let (client, _, edge_tls) = start_edge_with_tls(&edge_section(c.edge_tls.clone(), origin.addr));
+    until("connected", || client.state() == TunnelState::Connected).await;
+    let now = longhaul_certs::UnixTime::now();
+    std::fs::write(&denied, format!("{old}\n")).unwrap();
+    for r in origin.tls.reloadables() {
+        r.reload(now, true);
+    }
+    until("cut", || origin.set.denied_cuts() == 1).await;
+
+    let staging = c.dir.path().join("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    let fresh =
+        c.ca.issue("fra-1.longhaul.internal", NodeRole::Edge, &staging)
+            .unwrap();
+    let (cert, key) = (c.edge_tls.cert.unwrap(), c.edge_tls.key.unwrap());
+    std::fs::rename(&fresh.cert, &cert).unwrap();
+    std::fs::rename(&fresh.key, &key).unwrap();
+    let outcomes: Vec<_> = edge_tls
+        .reloadables()
+        .iter()
+        .filter_map(|r| r.reload(now, true))
+        .collect();
+    assert!(
+        matches!(&outcomes[..], [longhaul_certs::Outcome::Reloaded(_)]),
+        "{outcomes:?}"
+    );
+    until("back in with the new certificate", || {
+        client.state() == TunnelState::Connected
+    })
+    .await;
+    assert!(matches!(
+        client.authorise(request("ok-again")).await,
+        Ok(Verdict::Allowed { .. })
+    ));
     client.close();
     origin.shutdown.cancel();
 }
