@@ -416,7 +416,12 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        validate(&sections("")).expect("defaults valid");
+        let s = sections("");
+        validate(&s).expect("defaults valid");
+        assert_eq!(s.node.certificate_poll(), Some(Duration::from_secs(1)));
+        let sighup_only = sections("certificate_poll_ms = 0");
+        validate(&sighup_only).expect("0 is SIGHUP only");
+        assert_eq!(sighup_only.node.certificate_poll(), None);
     }
 
     #[test]
@@ -451,6 +456,8 @@ mod tests {
             ("[abuse]\nmax_tracked = 0", "abuse.max_tracked"),
             ("[abuse]\nignore = [\"10.0.0/8\"]", "abuse.ignore"),
             ("[abuse]\nignore = [\"10.0.0.0/33\"]", "abuse.ignore"),
+            ("certificate_poll_ms = 50", "node.certificate_poll_ms"),
+            ("certificate_poll_ms = 3600001", "node.certificate_poll_ms"),
         ] {
             let err = validate(&sections(extra)).expect_err(extra);
             assert_eq!(err.key, key, "{extra}: {err}");

@@ -151,7 +151,9 @@ pub struct TunnelListenSection {
 }
 
 /// PEM files of the cluster's mutual TLS: every node has a certificate signed by the
-/// cluster CA, and accepts only peers that have one too.
+/// cluster CA for its role (an origin's to serve, `serverAuth`; an edge's to connect,
+/// `clientAuth`), and accepts only peers that have one too. Reloaded while the node
+/// runs, all three together (see [`crate::tls`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterTlsPaths {
