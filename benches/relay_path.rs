@@ -29,7 +29,7 @@ use longhaul_origin::{Config as OriginConfig, Origin};
 use longhaul_rtmp::connection::{Player, Publisher, RtmpUrl};
 use longhaul_rtmp::message::type_id;
 use longhaul_rtmp::RtmpMessage;
-use longhaul_tunnel::pki::{ClusterCa, NodeFiles};
+use longhaul_tunnel::pki::{ClusterCa, NodeFiles, NodeRole};
 use longhaul_tunnel::{TransportSettings, TunnelState};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
@@ -164,10 +164,10 @@ async fn start_cluster() -> Cluster {
     let dir = tempfile::tempdir().unwrap_or_else(|e| fail("tempdir", e));
     let ca = ClusterCa::generate("bench cluster CA").unwrap_or_else(|e| fail("CA", e));
     let origin_files = ca
-        .issue(ORIGIN_NAME, dir.path())
+        .issue(ORIGIN_NAME, NodeRole::Origin, dir.path())
         .unwrap_or_else(|e| fail("origin certificate", e));
     let edge_files = ca
-        .issue("sin-1.longhaul.internal", dir.path())
+        .issue("sin-1.longhaul.internal", NodeRole::Edge, dir.path())
         .unwrap_or_else(|e| fail("edge certificate", e));
     let origin_doc = format!(
         r#"

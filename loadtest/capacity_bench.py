@@ -299,7 +299,7 @@ def main():
     lb.log(f"work directory (logs, configs): {work}")
     procs = lb.Processes(work)
     tls = work / "tls"
-    lb.run([lb.RELEASE / "longhaul", "pki", "--dir", tls, f"nyc-1.{lb.TUNNEL_SUFFIX}", f"sin-1.{lb.TUNNEL_SUFFIX}"],
+    lb.run([lb.RELEASE / "longhaul", "pki", "--dir", tls, "--origin", f"nyc-1.{lb.TUNNEL_SUFFIX}", "--edge", f"sin-1.{lb.TUNNEL_SUFFIX}"],
            quiet=True)
     rows = []
     lb.run(["ip", "netns", "delete", NS], check=False, quiet=True)

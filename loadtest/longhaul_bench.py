@@ -628,7 +628,7 @@ def main():
     log(f"work directory (logs, configs): {work}")
     procs = Processes(work)
     tls = work / "tls"
-    run([RELEASE / "longhaul", "pki", "--dir", tls, f"nyc-1.{TUNNEL_SUFFIX}", f"sin-1.{TUNNEL_SUFFIX}"], quiet=True)
+    run([RELEASE / "longhaul", "pki", "--dir", tls, "--origin", f"nyc-1.{TUNNEL_SUFFIX}", "--edge", f"sin-1.{TUNNEL_SUFFIX}"], quiet=True)
     started = time.monotonic()
     rows = []
     command = " ".join(["sudo python3 loadtest/longhaul_bench.py"] + sys.argv[1:])

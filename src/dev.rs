@@ -15,7 +15,7 @@ use longhaul_edge::{Edge, EdgeConfig};
 use longhaul_node::config::{HttpSection, NodeSection, RtmpSection, RtmpsSection};
 use longhaul_origin::config::{EndpointsSection, LegAddress, RegionEndpoint, RegistrySection};
 use longhaul_origin::{Config as OriginConfig, Origin};
-use longhaul_tunnel::pki::{ClusterCa, NodeFiles};
+use longhaul_tunnel::pki::{ClusterCa, NodeFiles, NodeRole};
 use longhaul_tunnel::{
     ClusterTlsPaths, OriginPeer, TransportSettings, TunnelListenSection, TunnelSection,
 };
@@ -313,15 +313,12 @@ fn cluster_certificates(
     let dir = data_dir.join("cluster");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let ca = ClusterCa::generate("longhaul dev cluster CA").context("making the dev cluster CA")?;
-    let ids = cluster
-        .origins
-        .values()
-        .map(|o| &o.id)
-        .chain(cluster.edges.values().map(|e| &e.id));
+    let ids = (cluster.origins.values().map(|o| (&o.id, NodeRole::Origin)))
+        .chain(cluster.edges.values().map(|e| (&e.id, NodeRole::Edge)));
     let mut nodes = BTreeMap::new();
-    for id in ids {
+    for (id, role) in ids {
         let files = ca
-            .issue(&tunnel_name(id), &dir)
+            .issue(&tunnel_name(id), role, &dir)
             .with_context(|| format!("making the tunnel certificate of {id}"))?;
         nodes.insert(id.clone(), files);
     }
@@ -361,6 +358,7 @@ impl NodeListeners {
             node: NodeSection {
                 id: id.into(),
                 region: region.into(),
+                certificate_poll_ms: NodeSection::DEFAULT_CERTIFICATE_POLL_MS,
             },
             rtmp: RtmpSection { listen: rtmp },
             rtmps: RtmpsSection {
@@ -445,6 +443,8 @@ fn origin_config(
             tls: cluster_tls(tls, &node.id)?,
             edge_name_suffix: Some(TUNNEL_NAME_SUFFIX.into()),
             allow_any_edge_name: false,
+            denied_certificates: Vec::new(),
+            denied_certificates_file: None,
             transport: dev_transport(),
         }),
     })

@@ -6,7 +6,8 @@
 //! | `longhaul edge --config FILE...` | run an edge node |
 //! | `longhaul dev [--data-dir DIR] [--port-offset N]` | run the whole local cluster (2 origins, 3 edges) on 127.0.0.1 |
 //! | `longhaul entry ...` | create, list, show, regenerate or delete entries over the API |
-//! | `longhaul pki --dir DIR NAME...` | a throwaway cluster CA and node certificates (test clusters, benchmarks) |
+//! | `longhaul pki --dir DIR --origin NAME... --edge NAME...` | a throwaway cluster CA and node certificates, one role each (test clusters, benchmarks) |
+//! | `longhaul pki fingerprint FILE...` | a certificate's SHA-256 fingerprint, for an origin's deny list |
 //!
 //! The CLI knows the nodes; the nodes know nothing of the CLI: each node crate takes a
 //! plain config struct, and this binary only loads it, sets up logging and waits.
@@ -81,7 +82,8 @@ enum Command {
     /// Manage entries through an origin's API.
     Entry(entry::EntryArgs),
     /// Make a fresh cluster CA and node certificates for the tunnels (test clusters,
-    /// staging, the benchmarks); production keeps its CA offline.
+    /// staging, the benchmarks; production keeps its CA offline), or print a
+    /// certificate's fingerprint (`longhaul pki fingerprint FILE`) for a deny list.
     Pki(pki::PkiArgs),
 }
 

@@ -480,16 +480,40 @@ fn shipped_configs_run_every_site_with_json_logs_and_pki_files() {
     let out = Command::new(BIN)
         .args(["pki", "--dir"])
         .arg(&pki)
-        .arg("node.tunnel.test")
+        .args([
+            "--origin",
+            "origin.tunnel.test",
+            "--edge",
+            "edge.tunnel.test",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    let files = longhaul_tunnel::pki::NodeFiles {
+    let files = |role: &str| longhaul_tunnel::pki::NodeFiles {
         ca: pki.join("ca.pem"),
-        cert: pki.join("node_tunnel_test.pem"),
-        key: pki.join("node_tunnel_test.key"),
+        cert: pki.join(format!("{role}_tunnel_test.pem")),
+        key: pki.join(format!("{role}_tunnel_test.key")),
     };
-    assert!(String::from_utf8_lossy(&out.stdout).contains("node_tunnel_test.pem"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("origin.tunnel.test (origin)"), "{stdout}");
+    assert!(stdout.contains("edge_tunnel_test.pem"), "{stdout}");
+    // The fingerprint an operator puts in a deny list, as openssl would print it.
+    let out = Command::new(BIN)
+        .args(["pki", "fingerprint"])
+        .arg(files("edge").cert)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let fingerprint = printed.split_whitespace().next().unwrap_or_default();
+    assert_eq!(fingerprint.len(), 64, "{printed}");
+    assert!(printed.contains("edge.tunnel.test"), "{printed}");
+    assert_eq!(
+        longhaul_certs::Fingerprint::parse(fingerprint).ok(),
+        longhaul_certs::check::describe_file(&files("edge").cert)
+            .ok()
+            .map(|d| d.fingerprint)
+    );
     // Both origins on one PostgreSQL database over TLS, as production has them.
     let mut server =
         longhaul_registry::testing::PostgresServer::start().expect("a private PostgreSQL");
@@ -508,6 +532,7 @@ fn shipped_configs_run_every_site_with_json_logs_and_pki_files() {
         ("edge", "sin"),
     ];
     for (role, site) in sites {
+        let files = files(role);
         // Each role has its own keys: variables for the other role's would be refused.
         let role_env: Vec<(&str, std::ffi::OsString)> = if role == "origin" {
             vec![

@@ -265,7 +265,13 @@ async fn the_origins_refusal_reaches_the_encoder_in_its_words() {
 async fn an_unreachable_origin_is_refused_as_such() {
     let pki = tempfile::tempdir().expect("tempdir");
     let ca = longhaul_tunnel::pki::ClusterCa::generate("test").expect("CA");
-    let files = ca.issue("test-edge", pki.path()).expect("cert");
+    let files = ca
+        .issue(
+            "test-edge",
+            longhaul_tunnel::pki::NodeRole::Edge,
+            pki.path(),
+        )
+        .expect("cert");
     // Nothing listens on this UDP port.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     let addr = silent.local_addr().expect("addr");
@@ -447,7 +453,11 @@ async fn raw_tunnel(cluster: &TestCluster, node_id: &str) -> longhaul_tunnel::Tu
     let dir = cluster.pki.path();
     let files = cluster
         .ca
-        .issue(&format!("{node_id}.longhaul.internal"), dir)
+        .issue(
+            &format!("{node_id}.longhaul.internal"),
+            longhaul_tunnel::pki::NodeRole::Edge,
+            dir,
+        )
         .unwrap();
     let section = TunnelSection {
         origins: vec![OriginPeer {
@@ -475,6 +485,7 @@ async fn raw_tunnel(cluster: &TestCluster, node_id: &str) -> longhaul_tunnel::Tu
         },
         section.origins[0].clone(),
         &section,
+        &EdgeTls::load(&section.tls).unwrap(),
         longhaul_tunnel::EdgeHooks::load_only(std::sync::Arc::new(LoadReport::default)),
         &TunnelSet::new(),
     )

@@ -3,7 +3,7 @@
 
 use super::{merge, start_origin, TestOrigin};
 use longhaul_edge::{Edge, EdgeConfig};
-use longhaul_tunnel::pki::{ClusterCa, NodeFiles};
+use longhaul_tunnel::pki::{ClusterCa, NodeFiles, NodeRole};
 use longhaul_tunnel::TunnelState;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -54,9 +54,11 @@ pub async fn start_cluster(edge_extra: &str) -> TestCluster {
 pub async fn start_cluster_with(origin_extra: &str, edge_extra: &str) -> TestCluster {
     let pki = tempfile::tempdir().expect("tempdir");
     let ca = ClusterCa::generate("longhaul test cluster").expect("CA");
-    let origin_files = ca.issue(ORIGIN_NAME, pki.path()).expect("origin cert");
+    let origin_files = ca
+        .issue(ORIGIN_NAME, NodeRole::Origin, pki.path())
+        .expect("origin cert");
     let edge_files = ca
-        .issue("test-edge.longhaul.internal", pki.path())
+        .issue("test-edge.longhaul.internal", NodeRole::Edge, pki.path())
         .expect("edge cert");
     let origin = start_origin(&format!(
         r#"

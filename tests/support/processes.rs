@@ -3,7 +3,7 @@
 //! A test holds [`Node`]s (killed when dropped) and talks to them over their sockets.
 
 use super::*;
-use longhaul_tunnel::pki::{ClusterCa, NodeFiles};
+use longhaul_tunnel::pki::{ClusterCa, NodeFiles, NodeRole};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -42,6 +42,42 @@ impl Node {
 
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().join("\n")
+    }
+
+    /// Waits (15 s at most) for a log line holding every one of `parts`; returns it.
+    pub async fn logged(&self, parts: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let found = self
+                .logs
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| parts.iter().all(|p| l.contains(p)))
+                .cloned();
+            if let Some(line) = found {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {parts:?}:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends the node SIGHUP: it looks at its certificate files at once.
+    pub fn hangup(&self) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid");
+        // SAFETY: kill(2) with a pid of our own child and a valid signal number.
+        let rc = unsafe { libc::kill(pid, libc::SIGHUP) };
+        assert_eq!(
+            rc,
+            0,
+            "kill -HUP {pid}: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 
@@ -106,6 +142,15 @@ pub fn tunnel_name(id: &str) -> String {
     format!("{id}.tunnel.test")
 }
 
+/// TOML added to an origin's config: keys of its `[node]` and `[tunnel]` tables, and
+/// tables of its own (`[registry]` among them: [`Cluster::origin`] has it).
+#[derive(Default, Clone, Copy)]
+pub struct OriginExtra<'a> {
+    pub node: &'a str,
+    pub tunnel: &'a str,
+    pub rest: &'a str,
+}
+
 pub struct Cluster {
     dir: tempfile::TempDir,
     ca: ClusterCa,
@@ -137,6 +182,11 @@ impl Cluster {
         )
     }
 
+    /// `[registry]` on the cluster's SQLite file.
+    pub fn sqlite_registry(&self) -> String {
+        format!("[registry]\npath = {:?}", self.path("registry.db"))
+    }
+
     /// The cluster's registry file, opened as one more origin would.
     pub async fn registry(&self) -> std::sync::Arc<longhaul_registry::Registry> {
         let store =
@@ -146,8 +196,26 @@ impl Cluster {
             .unwrap()
     }
 
-    pub fn files(&self, id: &str) -> NodeFiles {
-        self.ca.issue(&tunnel_name(id), self.dir.path()).unwrap()
+    /// Issues (again, over any earlier files) the tunnel certificate of node `id`.
+    pub fn files(&self, id: &str, role: NodeRole) -> NodeFiles {
+        self.ca
+            .issue(&tunnel_name(id), role, self.dir.path())
+            .unwrap()
+    }
+
+    /// Where the tunnel files of node `id` are (as [`Cluster::files`] wrote them).
+    pub fn files_of(&self, id: &str) -> NodeFiles {
+        NodeFiles::in_dir(self.dir.path(), &tunnel_name(id))
+    }
+
+    /// The cluster CA, to issue replacement certificates.
+    pub fn ca(&self) -> &ClusterCa {
+        &self.ca
+    }
+
+    /// The RTMPS certificate and key every node of the cluster serves.
+    pub fn rtmps_files(&self) -> &(PathBuf, PathBuf) {
+        &self.rtmps
     }
 
     /// An origin on the cluster's SQLite file; `ports` pins (rtmp, http, tunnel) for a
@@ -157,8 +225,7 @@ impl Cluster {
         spec: &OriginSpec,
         ports: Option<(SocketAddr, SocketAddr, SocketAddr)>,
     ) -> Node {
-        let registry = format!("[registry]\npath = {:?}", self.path("registry.db"));
-        self.origin_with(spec, ports, &registry)
+        self.origin_with(spec, ports, &self.sqlite_registry())
     }
 
     /// `[registry]` for a PostgreSQL database, its password in a file only the test
@@ -178,7 +245,24 @@ impl Cluster {
         ports: Option<(SocketAddr, SocketAddr, SocketAddr)>,
         extra: &str,
     ) -> Node {
-        let files = self.files(spec.id);
+        self.origin_with_sections(
+            spec,
+            ports,
+            OriginExtra {
+                rest: extra,
+                ..OriginExtra::default()
+            },
+        )
+    }
+
+    /// An origin with keys added to its `[node]` and `[tunnel]` tables and tables after.
+    pub fn origin_with_sections(
+        &self,
+        spec: &OriginSpec,
+        ports: Option<(SocketAddr, SocketAddr, SocketAddr)>,
+        extra: OriginExtra<'_>,
+    ) -> Node {
+        let files = self.files(spec.id, NodeRole::Origin);
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let (rtmp, http, tunnel) = ports.unwrap_or((any, any, any));
         let config = format!(
@@ -186,6 +270,7 @@ impl Cluster {
             [node]
             id = "{id}"
             region = "{region}"
+            {node_extra}
             [rtmp]
             listen = "{rtmp}"
             [http]
@@ -193,6 +278,7 @@ impl Cluster {
             [tunnel]
             listen = "{tunnel}"
             edge_name_suffix = "tunnel.test"
+            {tunnel_extra}
             [tunnel.tls]
             ca = {ca:?}
             cert = {cert:?}
@@ -200,8 +286,11 @@ impl Cluster {
             [tunnel.transport]
             keep_alive_ms = 300
             idle_timeout_ms = 3000
-            {extra}
+            {rest}
             "#,
+            node_extra = extra.node,
+            tunnel_extra = extra.tunnel,
+            rest = extra.rest,
             id = spec.id,
             region = spec.region,
             ca = files.ca,
@@ -222,7 +311,7 @@ impl Cluster {
         origins: &[(&OriginSpec, &Node)],
         certificate: bool,
     ) -> Node {
-        let files = self.files(id);
+        let files = self.files(id, NodeRole::Edge);
         let list: Vec<String> = origins
             .iter()
             .map(|(spec, node)| {
@@ -239,15 +328,24 @@ impl Cluster {
             files
         } else {
             // A certificate the cluster CA never signed: what a host that is not part of
-            // the cluster has at best. (With none at all, the edge refuses to start.)
+            // the cluster has at best, with a CA of its own beside the cluster's in its CA
+            // file (an edge whose certificate chains to no CA it holds does not start).
             let dir = self.path("foreign");
             std::fs::create_dir_all(&dir).unwrap();
             let foreign = ClusterCa::generate("not the cluster CA").unwrap();
-            let mut files = foreign.issue(&tunnel_name(id), &dir).unwrap();
-            files.ca = self.ca.write_ca(self.dir.path()).unwrap();
-            files
+            let files = foreign
+                .issue(&tunnel_name(id), NodeRole::Edge, &dir)
+                .unwrap();
+            let cluster_ca = self.ca.write_ca(self.dir.path()).unwrap();
+            let both = dir.join("both-cas.pem");
+            let pems = [&cluster_ca, &files.ca].map(|p| std::fs::read_to_string(p).unwrap());
+            std::fs::write(&both, pems.concat()).unwrap();
+            NodeFiles { ca: both, ..files }
         };
-        let identity = format!("cert = {:?}\nkey = {:?}", identity.cert, identity.key);
+        let identity = format!(
+            "ca = {:?}\ncert = {:?}\nkey = {:?}",
+            identity.ca, identity.cert, identity.key
+        );
         let config = format!(
             r#"
             [node]
@@ -266,7 +364,6 @@ impl Cluster {
             bind = "127.0.0.1:0"
             origins = [{list}]
             [tunnel.tls]
-            ca = {ca:?}
             {identity}
             [tunnel.transport]
             keep_alive_ms = 300
@@ -276,7 +373,6 @@ impl Cluster {
             "#,
             primary = origins[0].0.id,
             list = list.join(", "),
-            ca = self.path("ca.pem"),
             rtmps_cert = self.rtmps.0,
             rtmps_key = self.rtmps.1,
         );

@@ -68,8 +68,8 @@ use crate::metrics::Metrics;
 use crate::state::EdgeState;
 use crate::upstream::Upstreams;
 use longhaul_node::{
-    accept, AbuseGate, ConnectionLimits, Cut, InvalidSetting, ListenError, Listeners,
-    LivePublishes, NodeTasks, Revoked,
+    accept, AbuseGate, CertificateWatch, ConnectionLimits, Cut, InvalidSetting, ListenError,
+    Listeners, LivePublishes, NodeTasks, Revoked,
 };
 use longhaul_tunnel::{EdgeHooks, LoadFn, LoadReport, Revocation, RevokeFn, TunnelError};
 use std::net::SocketAddr;
@@ -152,6 +152,10 @@ impl Edge {
         )));
         let abuse = AbuseGate::new(&config.abuse, metrics.abuse.clone())?;
         metrics.register(abuse.collector());
+        let mut reloadables = listeners.reloadables();
+        reloadables.extend(upstreams.reloadables());
+        let certificates = CertificateWatch::new(reloadables, config.node.certificate_poll());
+        metrics.register(certificates.collector());
         let state = Arc::new(EdgeState {
             metrics,
             upstreams,
@@ -175,6 +179,7 @@ impl Edge {
             state.clone(),
             tasks.shutdown_token(),
         ));
+        certificates.spawn(&mut tasks);
         let origins: Vec<&str> = state
             .config
             .tunnel

@@ -12,8 +12,8 @@
 use longhaul_endpoint::Leg;
 use longhaul_node::NodeSection;
 use longhaul_tunnel::{
-    AuthoriseRequest, EdgeHooks, Hello, PublishHeader, PublishSender, TunnelClient, TunnelError,
-    TunnelSection, TunnelSet, Verdict,
+    AuthoriseRequest, EdgeHooks, EdgeTls, Hello, PublishHeader, PublishSender, TunnelClient,
+    TunnelError, TunnelSection, TunnelSet, Verdict,
 };
 use std::sync::Arc;
 
@@ -23,6 +23,8 @@ pub struct Upstreams {
     section: TunnelSection,
     set: Arc<TunnelSet>,
     endpoint: quinn::Endpoint,
+    /// The edge's tunnel certificate and CA, shared by its tunnels.
+    tls: EdgeTls,
 }
 
 /// What an origin said about a publish.
@@ -55,6 +57,7 @@ impl Upstreams {
         node: &NodeSection,
         hooks: EdgeHooks,
     ) -> Result<Upstreams, TunnelError> {
+        let tls = EdgeTls::load(&section.tls)?;
         let endpoint = longhaul_tunnel::client_endpoint(section)?;
         let set = TunnelSet::new();
         let hello = Hello {
@@ -72,6 +75,7 @@ impl Upstreams {
                     hello.clone(),
                     peer.clone(),
                     section,
+                    &tls,
                     hooks.clone(),
                     &set,
                 )
@@ -82,7 +86,13 @@ impl Upstreams {
             section: section.clone(),
             set,
             endpoint,
+            tls,
         })
+    }
+
+    /// What the node's certificate watcher reloads for the tunnels.
+    pub fn reloadables(&self) -> Vec<Arc<dyn longhaul_node::Reload>> {
+        self.tls.reloadables()
     }
 
     /// Every tunnel, for the metrics collector and `/healthz`.

@@ -23,9 +23,27 @@ pub struct NodeSection {
     pub id: String,
     /// Region code, e.g. `nyc`.
     pub region: String,
+    /// How often the node looks at its certificate, key, CA and deny list files for
+    /// changes, in milliseconds; 0: only on SIGHUP. A change is taken into use once the
+    /// files read the same twice in a row, so within two polls. Reading a few KB a
+    /// second costs nothing; see `longhaul_certs::settle` for why polling, not inotify.
+    #[serde(default = "default_certificate_poll_ms")]
+    pub certificate_poll_ms: u64,
+}
+
+fn default_certificate_poll_ms() -> u64 {
+    NodeSection::DEFAULT_CERTIFICATE_POLL_MS
 }
 
 impl NodeSection {
+    /// A second: see `certificate_poll_ms`.
+    pub const DEFAULT_CERTIFICATE_POLL_MS: u64 = 1000;
+
+    /// How often to look at the certificate files; `None`: only on SIGHUP.
+    pub fn certificate_poll(&self) -> Option<Duration> {
+        (self.certificate_poll_ms > 0).then(|| Duration::from_millis(self.certificate_poll_ms))
+    }
+
     /// Both names are labels of every metric and words of every log line: not empty.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         for (key, value) in [("node.id", &self.id), ("node.region", &self.region)] {
@@ -36,6 +54,15 @@ impl NodeSection {
                         .into(),
                 });
             }
+        }
+        if (1..100).contains(&self.certificate_poll_ms) || self.certificate_poll_ms > 3_600_000 {
+            return Err(InvalidSetting {
+                key: "node.certificate_poll_ms",
+                reason: format!(
+                    "{} is out of range: 100 to 3600000 ms, or 0 to reload on SIGHUP only",
+                    self.certificate_poll_ms
+                ),
+            });
         }
         Ok(())
     }
@@ -472,7 +499,12 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        validate(&sections("")).expect("defaults valid");
+        let s = sections("");
+        validate(&s).expect("defaults valid");
+        assert_eq!(s.node.certificate_poll(), Some(Duration::from_secs(1)));
+        let sighup_only = sections("certificate_poll_ms = 0");
+        validate(&sighup_only).expect("0 is SIGHUP only");
+        assert_eq!(sighup_only.node.certificate_poll(), None);
     }
 
     #[test]
@@ -520,6 +552,8 @@ mod tests {
             ("[abuse]\nmax_tracked = 0", "abuse.max_tracked"),
             ("[abuse]\nignore = [\"10.0.0/8\"]", "abuse.ignore"),
             ("[abuse]\nignore = [\"10.0.0.0/33\"]", "abuse.ignore"),
+            ("certificate_poll_ms = 50", "node.certificate_poll_ms"),
+            ("certificate_poll_ms = 3600001", "node.certificate_poll_ms"),
         ] {
             let err = validate(&sections(extra)).expect_err(extra);
             assert_eq!(err.key, key, "{extra}: {err}");

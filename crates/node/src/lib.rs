@@ -29,7 +29,8 @@
 //! | [`address_limit`] | connections open per client address (IPv6: per /64), with places given back on drop |
 //! | [`unauthorised`] | the node-wide budget for what connections not yet authorised hold in their buffers |
 //! | [`http`] | the HTTP/1.1 accept loop (cap, header timeout) and JSON/metrics responses |
-//! | [`tls`] | the RTMPS server configuration from PEM files |
+//! | [`tls`] | the RTMPS server configuration from PEM files, its certificate swappable |
+//! | [`reload`] | [`CertificateWatch`]: the node's TLS files looked at every second and on SIGHUP, reloaded when they pass their checks |
 //! | [`metrics`] | a per-node Prometheus registry, metric builders, [`GaugeGuard`] |
 //! | [`revocation`] | live publishes by entry, so a revoked token or a deleted entry cuts them all ([`LivePublishes`]) |
 //! | [`connection`] | the loop every node runs per RTMP connection; the node's part is a [`connection::Connection`] |
@@ -44,6 +45,10 @@
 //! let mut tasks = NodeTasks::new();
 //! accept::spawn_listeners(&mut tasks, listeners.rtmp, listeners.rtmps, limits, handler);
 //! tasks.spawn(http::serve(listeners.http, config.http.clone(), refused, tasks.shutdown_token(), route));
+//! // the RTMPS certificate (and the node's tunnel files) reloaded when they change or on SIGHUP
+//! let watch = CertificateWatch::new(reloadables, config.node.certificate_poll());
+//! metrics.register(watch.collector());
+//! watch.spawn(&mut tasks);
 //! // the node's handle keeps `tasks`: stop(), wait(), shutdown_token()
 //! ```
 //!
@@ -62,6 +67,7 @@ pub mod listeners;
 pub mod metrics;
 pub mod proxied;
 pub mod proxy_header;
+pub mod reload;
 pub mod revocation;
 pub mod session_io;
 pub mod tasks;
@@ -78,7 +84,9 @@ pub use config::{
     RtmpsSection,
 };
 pub use listeners::{ListenError, Listeners, TlsListener};
+pub use longhaul_certs::Reload;
 pub use metrics::GaugeGuard;
+pub use reload::CertificateWatch;
 pub use revocation::{Cut, LivePublish, LivePublishes, Revoked};
 pub use tasks::NodeTasks;
 

@@ -40,9 +40,20 @@ pub struct Listeners {
     pub rtmp_addr: SocketAddr,
     pub rtmps_addr: Option<SocketAddr>,
     pub http_addr: SocketAddr,
+    /// The RTMPS certificate files, for the node's certificate watcher.
+    pub rtmps_certificate: Option<Arc<longhaul_certs::Credentials>>,
 }
 
 impl Listeners {
+    /// What the node's certificate watcher reloads for these listeners (the RTMPS
+    /// certificate, when RTMPS is on).
+    pub fn reloadables(&self) -> Vec<Arc<dyn longhaul_certs::Reload>> {
+        self.rtmps_certificate
+            .iter()
+            .map(|c| c.clone() as Arc<dyn longhaul_certs::Reload>)
+            .collect()
+    }
+
     /// Loads the RTMPS certificate (if RTMPS is on) and binds all three listeners.
     pub async fn bind(
         rtmp: &RtmpSection,
@@ -51,13 +62,15 @@ impl Listeners {
     ) -> Result<Listeners, ListenError> {
         let tls = match (&rtmps.listen, &rtmps.cert, &rtmps.key) {
             (None, _, _) => None,
-            (Some(_), Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
+            (Some(_), Some(cert), Some(key)) => Some(tls::rtmps_tls(cert, key)?),
             (Some(addr), _, _) => return Err(ListenError::RtmpsWithoutCertificate(*addr)),
         };
         let (rtmp, rtmp_addr) = bind("RTMP", rtmp.listen).await?;
+        let rtmps_certificate = tls.as_ref().map(|t| t.credentials.clone());
         let (rtmps, rtmps_addr) = match (rtmps.listen, tls) {
             (Some(addr), Some(tls)) => {
                 let (listener, addr) = bind("RTMPS", addr).await?;
+                let tls = tls.config;
                 (Some(TlsListener { listener, tls }), Some(addr))
             }
             _ => (None, None),
@@ -70,6 +83,7 @@ impl Listeners {
             rtmp_addr,
             rtmps_addr,
             http_addr,
+            rtmps_certificate,
         })
     }
 }

@@ -1,19 +1,21 @@
-//! Loading the RTMPS certificate and key into a rustls server configuration.
+//! The RTMPS server configuration, with a certificate that can be swapped while the node
+//! runs.
 //!
 //! rustls with the `ring` provider and its safe defaults (TLS 1.2 and 1.3, no
-//! renegotiation, no client certificates for encoders).
+//! renegotiation, no client certificates for encoders). The certificate is not fixed in
+//! the configuration: rustls asks a [`longhaul_certs::slot::IdentitySlot`] at each
+//! handshake, and the node's watcher ([`crate::reload`]) swaps in new files when they
+//! change and pass their checks (parse, key matches, valid now). Connections already up
+//! keep their session.
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use longhaul_certs::{CredentialPaths, Credentials, Refusal, UnixTime, Usage};
 use std::path::Path;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("reading TLS certificate chain {path}: {reason}")]
-    Certificate { path: String, reason: String },
-    #[error("reading TLS private key {path}: {reason}")]
-    Key { path: String, reason: String },
+    #[error("RTMPS certificate: {0}")]
+    Files(#[from] Refusal),
     #[error("certificate {cert} and key {key} do not make a TLS configuration: {reason}")]
     Config {
         cert: String,
@@ -22,34 +24,44 @@ pub enum TlsError {
     },
 }
 
-/// Builds a server configuration from PEM files.
+/// The RTMPS listener's TLS configuration and the certificate files behind it.
+#[derive(Debug)]
+pub struct RtmpsTls {
+    pub config: Arc<rustls::ServerConfig>,
+    /// For the node's certificate watcher (`what` = `rtmps`).
+    pub credentials: Arc<Credentials>,
+}
+
+/// A server configuration from PEM files, for a listener whose certificate is not
+/// watched.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| TlsError::Certificate {
-            path: cert.display().to_string(),
-            reason: e.to_string(),
-        })?;
-    if certs.is_empty() {
-        return Err(TlsError::Certificate {
-            path: cert.display().to_string(),
-            reason: "no CERTIFICATE block in the file".into(),
-        });
-    }
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
-        path: key.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    rtmps_tls(cert, key).map(|t| t.config)
+}
+
+/// The RTMPS configuration from PEM files, with the files' [`Credentials`] for the
+/// node's certificate watcher.
+pub fn rtmps_tls(cert: &Path, key: &Path) -> Result<RtmpsTls, TlsError> {
+    let paths = CredentialPaths {
+        ca: None,
+        cert: Some(cert.to_path_buf()),
+        key: Some(key.to_path_buf()),
+    };
+    let credentials = Credentials::load("rtmps", paths, Usage::Server, UnixTime::now())?;
+    let config = rustls::ServerConfig::builder_with_provider(longhaul_certs::provider())
         .with_safe_default_protocol_versions()
-        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key_der))
+        .map(|b| {
+            b.with_no_client_auth()
+                .with_cert_resolver(credentials.identity())
+        })
         .map_err(|e| TlsError::Config {
             cert: cert.display().to_string(),
             key: key.display().to_string(),
             reason: e.to_string(),
         })?;
-    Ok(Arc::new(config))
+    Ok(RtmpsTls {
+        config: Arc::new(config),
+        credentials,
+    })
 }
 
 #[cfg(test)]
@@ -70,7 +82,8 @@ pub(crate) mod tests {
     fn loads_a_pem_certificate_and_key() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (cert, key) = self_signed(dir.path());
-        server_config(&cert, &key).expect("valid configuration");
+        let tls = rtmps_tls(&cert, &key).expect("valid configuration");
+        assert!(tls.credentials.fingerprint().is_some());
     }
 
     #[test]
@@ -79,10 +92,9 @@ pub(crate) mod tests {
         let (cert, key) = self_signed(dir.path());
         let missing = dir.path().join("missing.pem");
         let err = server_config(&missing, &key).expect_err("no cert");
-        assert!(matches!(err, TlsError::Certificate { .. }), "{err}");
         assert!(err.to_string().contains("missing.pem"), "{err}");
         // A certificate file where the key should be: no PRIVATE KEY block.
         let err = server_config(&cert, &cert).expect_err("no key");
-        assert!(matches!(err, TlsError::Key { .. }), "{err}");
+        assert!(err.to_string().contains("private key"), "{err}");
     }
 }

@@ -1157,5 +1157,16 @@ mod tests {
                 .key,
             "tunnel.allow_any_edge_name"
         );
+        let fingerprint = "ab".repeat(32);
+        with(&format!(
+            "edge_name_suffix = \"t\"\ndenied_certificates = [\"{fingerprint}\"]"
+        ))
+        .expect("a fingerprint");
+        assert_eq!(
+            with("edge_name_suffix = \"t\"\ndenied_certificates = [\"fra-1\"]")
+                .unwrap_err()
+                .key,
+            "tunnel.denied_certificates"
+        );
     }
 }

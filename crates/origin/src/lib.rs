@@ -51,7 +51,9 @@ use crate::config::OriginConfig;
 use crate::metrics::Metrics;
 use crate::state::OriginState;
 use longhaul_hub::Hub;
-use longhaul_node::{accept, AbuseGate, ConnectionLimits, ListenError, Listeners, NodeTasks};
+use longhaul_node::{
+    accept, AbuseGate, CertificateWatch, ConnectionLimits, ListenError, Listeners, NodeTasks,
+};
 use longhaul_registry::Registry;
 use longhaul_tunnel::TunnelSet;
 use std::net::SocketAddr;
@@ -119,10 +121,17 @@ impl Origin {
             listeners.rtmps_addr,
             listeners.http_addr,
         );
-        let tunnel_endpoint = match &config.tunnel {
-            Some(section) => Some(longhaul_tunnel::server_endpoint(section)?),
+        let tunnel_tls = match &config.tunnel {
+            Some(section) => Some(longhaul_tunnel::OriginTls::load(section)?),
             None => None,
         };
+        let tunnel_endpoint = match (&config.tunnel, &tunnel_tls) {
+            (Some(section), Some(tls)) => Some(longhaul_tunnel::server_endpoint(section, tls)?),
+            _ => None,
+        };
+        let mut reloadables = listeners.reloadables();
+        reloadables.extend(tunnel_tls.iter().flat_map(|t| t.reloadables()));
+        let certificates = CertificateWatch::new(reloadables, config.node.certificate_poll());
         let tunnel_addr = tunnel_endpoint.as_ref().and_then(|e| e.local_addr().ok());
         let tunnels = TunnelSet::new();
         let metrics = Metrics::new(&config.node.id, &config.node.region);
@@ -139,6 +148,7 @@ impl Origin {
         }
         let abuse = AbuseGate::new(&config.abuse, metrics.abuse.clone())?;
         metrics.register(abuse.collector());
+        metrics.register(certificates.collector());
         let state = Arc::new(OriginState {
             metrics,
             abuse,
@@ -163,15 +173,19 @@ impl Origin {
             state.clone(),
             tasks.shutdown_token(),
         ));
-        if let (Some(endpoint), Some(section)) = (tunnel_endpoint, &state.config.tunnel) {
+        if let (Some(endpoint), Some(section), Some(tls)) =
+            (tunnel_endpoint, &state.config.tunnel, tunnel_tls)
+        {
             tasks.spawn(longhaul_tunnel::server::serve(
                 endpoint,
                 Arc::new(tunnel::TunnelSide::new(state.clone())),
                 section.clone(),
+                tls,
                 tunnels.clone(),
                 tasks.shutdown_token(),
             ));
         }
+        certificates.spawn(&mut tasks);
         tracing::info!(
             node = %state.config.node.id,
             region = %state.config.node.region,

@@ -34,12 +34,12 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use longhaul_endpoint::Leg;
-use longhaul_tunnel::pki::ClusterCa;
+use longhaul_tunnel::pki::{ClusterCa, NodeRole};
 use longhaul_tunnel::{
-    client_endpoint, server, server_endpoint, AuthoriseRequest, Congestion, Hello, IncomingPublish,
-    LoadReport, MediaFrame, OriginPeer, PeerInfo, PublishHeader, PublishSender, TransportSettings,
-    TunnelClient, TunnelListenSection, TunnelSection, TunnelService, TunnelSet, TunnelState,
-    Verdict, VERSION,
+    client_endpoint, server, server_endpoint, AuthoriseRequest, Congestion, EdgeTls, Hello,
+    IncomingPublish, LoadReport, MediaFrame, OriginPeer, OriginTls, PeerInfo, PublishHeader,
+    PublishSender, TransportSettings, TunnelClient, TunnelListenSection, TunnelSection,
+    TunnelService, TunnelSet, TunnelState, Verdict, VERSION,
 };
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -215,19 +215,22 @@ async fn start_tunnel(settings: &TransportSettings, path: Option<PathModel>) -> 
     let dir = tempfile::tempdir().unwrap_or_else(|e| fail("tempdir", e));
     let ca = ClusterCa::generate("bench cluster CA").unwrap_or_else(|e| fail("CA", e));
     let origin_files = ca
-        .issue("nyc-1.longhaul.internal", dir.path())
+        .issue("nyc-1.longhaul.internal", NodeRole::Origin, dir.path())
         .unwrap_or_else(|e| fail("origin certificate", e));
     let edge_files = ca
-        .issue("sin-1.longhaul.internal", dir.path())
+        .issue("sin-1.longhaul.internal", NodeRole::Edge, dir.path())
         .unwrap_or_else(|e| fail("edge certificate", e));
     let listen = TunnelListenSection {
         listen: ([127, 0, 0, 1], 0).into(),
         tls: origin_files.tls_paths(),
         edge_name_suffix: None,
         allow_any_edge_name: true,
+        denied_certificates: Vec::new(),
+        denied_certificates_file: None,
         transport: settings.clone(),
     };
-    let endpoint = server_endpoint(&listen).unwrap_or_else(|e| fail("origin endpoint", e));
+    let tls = OriginTls::load(&listen).unwrap_or_else(|e| fail("origin TLS", e));
+    let endpoint = server_endpoint(&listen, &tls).unwrap_or_else(|e| fail("origin endpoint", e));
     let origin_addr = endpoint
         .local_addr()
         .unwrap_or_else(|e| fail("origin address", e));
@@ -237,6 +240,7 @@ async fn start_tunnel(settings: &TransportSettings, path: Option<PathModel>) -> 
         endpoint,
         origin.clone(),
         listen.clone(),
+        tls,
         TunnelSet::new(),
         origin_shutdown.clone(),
     ));
@@ -257,6 +261,7 @@ async fn start_tunnel(settings: &TransportSettings, path: Option<PathModel>) -> 
         transport: settings.clone(),
     };
     let endpoint = client_endpoint(&section).unwrap_or_else(|e| fail("edge endpoint", e));
+    let edge_tls = EdgeTls::load(&section.tls).unwrap_or_else(|e| fail("edge TLS", e));
     let client = TunnelClient::spawn(
         endpoint,
         Hello {
@@ -267,6 +272,7 @@ async fn start_tunnel(settings: &TransportSettings, path: Option<PathModel>) -> 
         },
         section.origins[0].clone(),
         &section,
+        &edge_tls,
         longhaul_tunnel::EdgeHooks::load_only(Arc::new(LoadReport::default)),
         &TunnelSet::new(),
     )

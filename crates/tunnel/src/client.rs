@@ -86,21 +86,22 @@ struct Live {
 
 impl TunnelClient {
     /// Starts keeping a tunnel to `peer` open, on `endpoint` (see
-    /// [`crate::endpoint::client_endpoint`]), until [`TunnelClient::close`].
+    /// [`crate::endpoint::client_endpoint`]) with the edge's `tls` (shared by its
+    /// tunnels, reloaded under them), until [`TunnelClient::close`].
     pub fn spawn(
         endpoint: quinn::Endpoint,
         local: Hello,
         peer: OriginPeer,
         section: &TunnelSection,
+        tls: &crate::tls::EdgeTls,
         hooks: EdgeHooks,
         set: &Arc<TunnelSet>,
     ) -> Result<TunnelClient, TunnelError> {
-        let (crypto, identity) = crate::tls::client_crypto(&section.tls)?;
-        if matches!(identity, crate::tls::ClientIdentity::None) {
+        if matches!(tls.identity(), crate::tls::ClientIdentity::None) {
             tracing::warn!(peer = %peer.id,
                 "no tunnel client certificate configured (tunnel.tls.cert): origins will refuse this edge");
         }
-        let mut client_config = quinn::ClientConfig::new(crypto);
+        let mut client_config = quinn::ClientConfig::new(tls.crypto());
         client_config.transport_config(Arc::new(section.transport.transport_config()));
         let link = Link::new(&peer.id, &peer.region, TunnelState::Connecting);
         set.add(link.clone());
@@ -465,21 +466,37 @@ async fn connect(
         .connect_with(config.clone(), addr, &peer.server_name)
         .map_err(|e| connect_error(e.to_string()))?;
     let connection = connecting.await.map_err(|e| connect_error(e.to_string()))?;
+    // An origin that denies this edge's certificate closes right after the handshake.
+    let refused = |e: String| match connection.close_reason() {
+        Some(quinn::ConnectionError::ApplicationClosed(c))
+            if c.error_code == quinn::VarInt::from_u32(codes::DENIED) =>
+        {
+            let reason = String::from_utf8_lossy(&c.reason).into_owned();
+            tracing::warn!(peer = %peer.id, %reason,
+                "the origin denies this edge's certificate (its tunnel.denied_certificates); retrying with backoff in case it is lifted");
+            connect_error(format!(
+                "the origin denies this edge's certificate: {reason}"
+            ))
+        }
+        _ => connect_error(e),
+    };
     let (mut send, recv) = connection
         .open_bi()
         .await
-        .map_err(|e| connect_error(e.to_string()))?;
+        .map_err(|e| refused(e.to_string()))?;
     // Verdicts and reports go out before queued media: a new publish's authorisation
     // must not wait behind megabytes of other streams' video.
     let _ = send.set_priority(crate::CONTROL_PRIORITY);
-    write_message(&mut send, &Message::Hello(local.clone()), &peer.id).await?;
+    write_message(&mut send, &Message::Hello(local.clone()), &peer.id)
+        .await
+        .map_err(|e| refused(e.to_string()))?;
     let mut reader = FrameReader::new(recv, &peer.id);
     // The origin answers at once; a TLS refusal of our certificate also surfaces here,
     // as TLS 1.3 servers check client certificates after the client thinks it is done.
     let hello = tokio::time::timeout(HELLO_TIMEOUT, reader.next_message())
         .await
         .map_err(|_| connect_error(format!("no hello within {HELLO_TIMEOUT:?}")))?
-        .map_err(|e| connect_error(e.to_string()))?;
+        .map_err(|e| refused(e.to_string()))?;
     match hello {
         Some(Message::Hello(h)) => Ok((connection, send, reader, h)),
         other => Err(connect_error(format!("expected a hello, got {other:?}"))),

@@ -72,11 +72,14 @@ pub fn client_endpoint(section: &TunnelSection) -> Result<quinn::Endpoint, Tunne
     endpoint(socket, None, section.bind)
 }
 
-/// The origin's endpoint, accepting edges with certificates of the cluster CA.
-pub fn server_endpoint(section: &TunnelListenSection) -> Result<quinn::Endpoint, TunnelError> {
+/// The origin's endpoint, accepting edges with certificates of the cluster CA (see
+/// [`crate::tls::OriginTls::load`]).
+pub fn server_endpoint(
+    section: &TunnelListenSection,
+    tls: &crate::tls::OriginTls,
+) -> Result<quinn::Endpoint, TunnelError> {
     section.transport.validate()?;
-    let crypto = crate::tls::server_crypto(&section.tls)?;
-    let mut server = quinn::ServerConfig::with_crypto(crypto);
+    let mut server = quinn::ServerConfig::with_crypto(tls.crypto());
     server.transport_config(Arc::new(section.transport.transport_config()));
     let (socket, _) = udp_socket(section.listen, &section.transport)?;
     endpoint(socket, Some(server), section.listen)

@@ -65,12 +65,12 @@
 //! | [`client`] | the edge's reconnecting tunnel to one origin |
 //! | [`server`] | the origin's accept loop and the [`server::TunnelService`] it calls |
 //! | [`settings`] | config sections and transport tunables, with their reasons |
-//! | [`tls`] | mutual TLS on a cluster CA |
+//! | [`tls`] | mutual TLS on a cluster CA, one role per certificate, reloadable; the deny list |
 //! | [`endpoint`] | UDP sockets with sized buffers, QUIC endpoints |
 //! | [`link`] | per-tunnel state and counters, across reconnects |
 //! | [`metrics`] | the Prometheus collector |
 //! | [`backoff`] | capped exponential backoff with full jitter |
-//! | [`pki`] | a cluster CA and node certificates made on the spot (dev, tests) |
+//! | [`pki`] | a cluster CA and origin or edge certificates made on the spot (dev, tests) |
 
 pub mod backoff;
 pub mod client;
@@ -95,6 +95,7 @@ pub use settings::{
     ClusterTlsPaths, Congestion, OriginPeer, TransportSettings, TunnelListenSection, TunnelSection,
 };
 pub use stream::TunnelError;
+pub use tls::{EdgeTls, OriginTls};
 pub use wire::{
     AuthoriseRequest, Hello, LoadReport, MediaFrame, PublishHeader, Revocation, StreamEnd, Verdict,
 };
@@ -110,6 +111,10 @@ pub mod codes {
     pub const PROTOCOL_ERROR: u32 = 1;
     /// A publish stream given up on before its end (stalled, aborted): reset, not finished.
     pub const CANCELLED: u32 = 2;
+    /// The edge's certificate is on the origin's deny list (`tunnel.denied_certificates`):
+    /// the origin closes the connection right after the handshake, or the live tunnel
+    /// when the fingerprint is added.
+    pub const DENIED: u32 = 3;
 }
 
 /// quinn send priority of the control stream; publish streams keep the default 0. quinn

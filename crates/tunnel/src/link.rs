@@ -302,13 +302,16 @@ pub mod refusal {
     /// A hello with a role other than `edge`, a node id or region that is not a short
     /// lowercase name, or a node id the certificate is not valid for.
     pub const BAD_HELLO: &str = "bad_hello";
+    /// A certificate on the origin's deny list (`tunnel.denied_certificates`).
+    pub const DENIED_CERTIFICATE: &str = "denied_certificate";
     pub const OTHER: &str = "other";
-    pub const ALL: [&str; 6] = [
+    pub const ALL: [&str; 7] = [
         NO_CLIENT_CERTIFICATE,
         BAD_CERTIFICATE,
         WRONG_PROTOCOL,
         NO_HELLO,
         BAD_HELLO,
+        DENIED_CERTIFICATE,
         OTHER,
     ];
 }
@@ -326,8 +329,9 @@ pub mod protocol_error {
 #[derive(Debug, Default)]
 pub struct TunnelSet {
     links: Mutex<Vec<Arc<Link>>>,
-    refused: [AtomicU64; 6],
+    refused: [AtomicU64; 7],
     protocol_errors: [AtomicU64; 2],
+    denied_cuts: AtomicU64,
 }
 
 impl TunnelSet {
@@ -381,6 +385,15 @@ impl TunnelSet {
         if let Some(i) = protocol_error::ALL.iter().position(|r| *r == reason) {
             self.protocol_errors[i].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    pub(crate) fn count_denied_cut(&self) {
+        self.denied_cuts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Tunnels that were up and were cut when their edge's certificate was denied.
+    pub fn denied_cuts(&self) -> u64 {
+        self.denied_cuts.load(Ordering::Relaxed)
     }
 
     /// Protocol errors on tunnels that were up, by [`protocol_error`] reason.

@@ -27,6 +27,7 @@ struct Families {
     reconnects: IntCounterVec,
     refusals: IntCounterVec,
     protocol_errors: IntCounterVec,
+    denied_cuts: IntCounterVec,
 }
 
 impl Families {
@@ -102,10 +103,15 @@ impl Families {
                 "Tunnels closed, or publish streams refused, for breaking the protocol, by reason",
                 &["reason"],
             ),
+            denied_cuts: counter(
+                "tunnel_denied_cuts_total",
+                "Live tunnels cut because the edge's certificate was added to the deny list",
+                &[],
+            ),
         }
     }
 
-    fn collectors(&self) -> [&dyn Collector; 12] {
+    fn collectors(&self) -> [&dyn Collector; 13] {
         [
             &self.state,
             &self.state_changes,
@@ -119,6 +125,7 @@ impl Families {
             &self.reconnects,
             &self.refusals,
             &self.protocol_errors,
+            &self.denied_cuts,
         ]
     }
 }
@@ -177,6 +184,9 @@ impl Collector for TunnelCollector {
         for (reason, n) in self.set.protocol_errors() {
             f.protocol_errors.with_label_values(&[reason]).inc_by(n);
         }
+        f.denied_cuts
+            .with_label_values::<&str>(&[])
+            .inc_by(self.set.denied_cuts());
         f.collectors()
             .into_iter()
             .flat_map(|c| c.collect())

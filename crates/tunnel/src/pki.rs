@@ -1,5 +1,11 @@
 //! A cluster CA and node certificates, made on the spot: for `longhaul dev`, tests and
 //! benchmarks. Production keeps its CA offline and points the configs at files.
+//!
+//! A certificate is issued for one role: an origin's to serve the tunnel (extended key
+//! usage `serverAuth`), an edge's to authenticate as its client (`clientAuth`). An
+//! origin is never a tunnel client (origins do not tunnel to each other, and their other
+//! TLS, to PostgreSQL, presents no certificate), so neither needs both; a stolen edge
+//! key cannot serve as an origin.
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
@@ -15,6 +21,24 @@ pub struct ClusterCa {
     key: KeyPair,
 }
 
+/// What a node certificate is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeRole {
+    /// Serves the tunnel: `serverAuth`.
+    Origin,
+    /// Connects to origins as a client: `clientAuth`.
+    Edge,
+}
+
+impl NodeRole {
+    fn usage(self) -> ExtendedKeyUsagePurpose {
+        match self {
+            NodeRole::Origin => ExtendedKeyUsagePurpose::ServerAuth,
+            NodeRole::Edge => ExtendedKeyUsagePurpose::ClientAuth,
+        }
+    }
+}
+
 /// Paths of a node's files.
 #[derive(Debug, Clone)]
 pub struct NodeFiles {
@@ -24,6 +48,16 @@ pub struct NodeFiles {
 }
 
 impl NodeFiles {
+    /// Where [`ClusterCa::issue`] writes the files of `name` in `dir`.
+    pub fn in_dir(dir: &Path, name: &str) -> NodeFiles {
+        let stem = name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_");
+        NodeFiles {
+            ca: dir.join("ca.pem"),
+            cert: dir.join(format!("{stem}.pem")),
+            key: dir.join(format!("{stem}.key")),
+        }
+    }
+
     pub fn tls_paths(&self) -> ClusterTlsPaths {
         ClusterTlsPaths {
             ca: self.ca.clone(),
@@ -71,28 +105,19 @@ impl ClusterCa {
         Ok(path)
     }
 
-    /// Signs a certificate for `name`, valid both to serve (origins) and to authenticate
-    /// as a client (edges), and writes it with its key and the CA to `dir`.
-    pub fn issue(&self, name: &str, dir: &Path) -> Result<NodeFiles, PkiError> {
+    /// Signs a certificate for `name` in `role`, and writes it with its key and the CA
+    /// to `dir` (`{name}.pem`, `{name}.key` and `ca.pem`, over any files of those names).
+    pub fn issue(&self, name: &str, role: NodeRole, dir: &Path) -> Result<NodeFiles, PkiError> {
         let mut params = CertificateParams::new(vec![name.to_string()])?;
         params.distinguished_name.push(DnType::CommonName, name);
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        params.extended_key_usages = vec![role.usage()];
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.cert, &self.key)?;
-        let ca = self.write_ca(dir)?;
-        let stem = name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_");
-        let cert_path = dir.join(format!("{stem}.pem"));
-        let key_path = dir.join(format!("{stem}.key"));
-        write(&cert_path, &cert.pem())?;
-        write_private(&key_path, &key.serialize_pem())?;
-        Ok(NodeFiles {
-            ca,
-            cert: cert_path,
-            key: key_path,
-        })
+        self.write_ca(dir)?;
+        let files = NodeFiles::in_dir(dir, name);
+        write(&files.cert, &cert.pem())?;
+        write_private(&files.key, &key.serialize_pem())?;
+        Ok(files)
     }
 }
 
@@ -128,12 +153,16 @@ mod tests {
     fn keys_are_readable_by_their_owner_alone() {
         let dir = tempfile::tempdir().unwrap();
         let ca = ClusterCa::generate("test").unwrap();
-        let files = ca.issue("fra-1.tunnel.test", dir.path()).unwrap();
+        let files = ca
+            .issue("fra-1.tunnel.test", NodeRole::Edge, dir.path())
+            .unwrap();
         use std::os::unix::fs::PermissionsExt;
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&files.key), 0o600);
         // Issued again over the old files (a re-run of `longhaul pki`): still 600.
-        let again = ca.issue("fra-1.tunnel.test", dir.path()).unwrap();
+        let again = ca
+            .issue("fra-1.tunnel.test", NodeRole::Edge, dir.path())
+            .unwrap();
         assert_eq!(mode(&again.key), 0o600);
     }
 }

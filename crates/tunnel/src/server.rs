@@ -1,15 +1,18 @@
 //! The origin's end of the tunnels: accepts edges and hands their requests to the node.
 //!
 //! Each accepted connection must pass mutual TLS (handshakes refused for a missing or
-//! foreign certificate are counted by reason), then say hello on its first stream. After
-//! that, authorisation requests on the control stream and publish streams go to the
-//! node's [`TunnelService`]; the node decides, the tunnel only carries.
+//! foreign certificate are counted by reason), hold a certificate that is not on the
+//! deny list, then say hello on its first stream. After that, authorisation requests on
+//! the control stream and publish streams go to the node's [`TunnelService`]; the node
+//! decides, the tunnel only carries. A certificate denied while its tunnel is up gets
+//! that tunnel cut (closed with [`codes::DENIED`]) as soon as the new list is in force.
 
 use crate::client::{close_reason, send_reports, HELLO_TIMEOUT};
 use crate::codes;
 use crate::link::{protocol_error, refusal, Link, StreamGuard, TunnelSet, TunnelState};
 use crate::settings::TunnelListenSection;
 use crate::stream::{control_writer, write_message, FrameReader, TunnelError, CONTROL_QUEUE};
+use crate::tls::{OriginTls, PeerCertificate};
 use crate::wire::{
     AuthoriseRequest, Frame, Hello, LoadReport, MediaFrame, Message, PublishHeader, StreamEnd,
     Verdict,
@@ -52,11 +55,13 @@ pub trait TunnelService: Send + Sync + 'static {
     ) -> impl Future<Output = ()> + Send;
 }
 
-/// Accepts tunnel connections on `endpoint` until `shutdown`, then closes them all.
+/// Accepts tunnel connections on `endpoint` (made with `tls`, see
+/// [`crate::endpoint::server_endpoint`]) until `shutdown`, then closes them all.
 pub async fn serve<S: TunnelService>(
     endpoint: quinn::Endpoint,
     service: Arc<S>,
     section: TunnelListenSection,
+    tls: Arc<OriginTls>,
     set: Arc<TunnelSet>,
     shutdown: CancellationToken,
 ) {
@@ -73,7 +78,7 @@ pub async fn serve<S: TunnelService>(
             _ = shutdown.cancelled() => break,
         };
         let (service, set, shutdown) = (service.clone(), set.clone(), shutdown.clone());
-        let section = section.clone();
+        let (section, tls) = (section.clone(), tls.clone());
         tokio::spawn(async move {
             let addr = incoming.remote_address();
             let connection = match incoming.await {
@@ -93,7 +98,31 @@ pub async fn serve<S: TunnelService>(
                     return;
                 }
             };
-            handle(connection, addr, service, &section, set, shutdown).await;
+            // The verifier required a certificate: one is there.
+            let Some(certificate) = PeerCertificate::of(&connection) else {
+                set.count_refusal(refusal::NO_CLIENT_CERTIFICATE);
+                connection.close(codes::PROTOCOL_ERROR.into(), b"no client certificate");
+                return;
+            };
+            if tls.denied().current().contains(&certificate.fingerprint) {
+                set.count_refusal(refusal::DENIED_CERTIFICATE);
+                tracing::warn!(client = %addr, certificate = %certificate.names,
+                    fingerprint = %certificate.fingerprint,
+                    "tunnel refused: the edge's certificate is on the deny list");
+                connection.close(codes::DENIED.into(), denied_reason(&certificate).as_bytes());
+                return;
+            }
+            handle(
+                connection,
+                addr,
+                certificate,
+                service,
+                &section,
+                &tls,
+                set,
+                shutdown,
+            )
+            .await;
         }.in_current_span());
     }
     endpoint.close(codes::NORMAL.into(), b"origin shutting down");
@@ -116,11 +145,37 @@ fn classify_refusal(e: &quinn::ConnectionError) -> &'static str {
     }
 }
 
+/// What the edge reads in the close of a denied tunnel.
+fn denied_reason(certificate: &PeerCertificate) -> String {
+    format!(
+        "certificate sha256 {} is denied at this origin",
+        certificate.fingerprint
+    )
+}
+
+/// Resolves when the deny list in force comes to hold `certificate` (at once if it
+/// already does); pending forever if the list can no longer change.
+async fn until_denied(
+    mut list: tokio::sync::watch::Receiver<Arc<longhaul_certs::DenyList>>,
+    certificate: &PeerCertificate,
+) {
+    if list
+        .wait_for(|l| l.contains(&certificate.fingerprint))
+        .await
+        .is_err()
+    {
+        std::future::pending::<()>().await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn handle<S: TunnelService>(
     connection: quinn::Connection,
     addr: SocketAddr,
+    certificate: PeerCertificate,
     service: Arc<S>,
     section: &TunnelListenSection,
+    tls: &OriginTls,
     set: Arc<TunnelSet>,
     shutdown: CancellationToken,
 ) {
@@ -224,10 +279,15 @@ async fn handle<S: TunnelService>(
         let service = service.clone();
         Arc::new(move || service.load())
     };
+    let mut denied = false;
     let ended: Result<String, TunnelError> = tokio::select! {
         r = serve_control(reader, &service, &peer, &tx, &link) => r,
         why = accept_publishes(&connection, &service, &peer, &link, &set) => Ok(why),
         _ = send_reports(&tx, &load, settings.report_interval()) => Ok("report sender stopped".into()),
+        _ = until_denied(tls.denied().subscribe(), &certificate) => {
+            denied = true;
+            Ok(denied_reason(&certificate))
+        }
         _ = shutdown.cancelled() => Ok("origin shutting down".into()),
     };
     writer.abort();
@@ -237,6 +297,14 @@ async fn handle<S: TunnelService>(
         || matches!(connection.close_reason(),
             Some(quinn::ConnectionError::ApplicationClosed(c)) if c.error_code == codes::NORMAL.into());
     let why = match ended {
+        Ok(why) if denied => {
+            set.count_denied_cut();
+            tracing::warn!(peer = %peer.node_id, client = %addr, certificate = %certificate.names,
+                fingerprint = %certificate.fingerprint,
+                "tunnel cut: the edge's certificate was added to the deny list");
+            connection.close(codes::DENIED.into(), close_reason(&why));
+            why
+        }
         Ok(why) => {
             connection.close(codes::NORMAL.into(), close_reason(&why));
             why

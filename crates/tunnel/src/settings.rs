@@ -134,12 +134,26 @@ pub struct TunnelListenSection {
     /// warns at start when it is on.
     #[serde(default)]
     pub allow_any_edge_name: bool,
+    /// Edge certificates this origin refuses whatever signed them: SHA-256 fingerprints
+    /// of their DER (`longhaul pki fingerprint FILE` prints one; openssl's
+    /// `AB:CD:...` form is read too). A denied edge's live tunnel is cut and it cannot
+    /// connect again: one stolen edge certificate is shut out without a new CA.
+    #[serde(default)]
+    pub denied_certificates: Vec<String>,
+    /// A file of more fingerprints, one a line (`#` comments), reloaded like the
+    /// certificates (every `node.certificate_poll_ms` and on SIGHUP): adding a line cuts
+    /// that edge's tunnel within two polls. A file with a bad line is refused whole and
+    /// the list in force stays.
+    #[serde(default)]
+    pub denied_certificates_file: Option<PathBuf>,
     #[serde(default)]
     pub transport: TransportSettings,
 }
 
 /// PEM files of the cluster's mutual TLS: every node has a certificate signed by the
-/// cluster CA, and accepts only peers that have one too.
+/// cluster CA for its role (an origin's to serve, `serverAuth`; an edge's to connect,
+/// `clientAuth`), and accepts only peers that have one too. Reloaded while the node
+/// runs, all three together (see [`crate::tls`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterTlsPaths {
@@ -260,6 +274,7 @@ impl TunnelListenSection {
     /// (or explicitly not).
     pub fn validate(&self) -> Result<(), InvalidTunnelSetting> {
         self.transport.validate()?;
+        self.denied_fingerprints()?;
         match (&self.edge_name_suffix, self.allow_any_edge_name) {
             (None, false) => Err(invalid(
                 "tunnel.edge_name_suffix",
@@ -278,6 +293,17 @@ impl TunnelListenSection {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// `denied_certificates`, read.
+    pub fn denied_fingerprints(
+        &self,
+    ) -> Result<Vec<longhaul_certs::Fingerprint>, InvalidTunnelSetting> {
+        self.denied_certificates
+            .iter()
+            .map(|f| longhaul_certs::Fingerprint::parse(f))
+            .collect::<Result<_, _>>()
+            .map_err(|e| invalid("tunnel.denied_certificates", e))
     }
 }
 

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use longhaul_endpoint::Leg;
-use longhaul_tunnel::pki::ClusterCa;
+use longhaul_tunnel::pki::{ClusterCa, NodeRole};
 use longhaul_tunnel::*;
 use prometheus::{Encoder, Registry};
 use std::net::SocketAddr;
@@ -74,7 +74,8 @@ impl TunnelService for ToyOrigin {
 }
 
 struct Cluster {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+    ca: ClusterCa,
     origin_tls: ClusterTlsPaths,
     edge_tls: ClusterTlsPaths,
 }
@@ -82,12 +83,17 @@ struct Cluster {
 fn cluster() -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let ca = ClusterCa::generate("test cluster CA").unwrap();
-    let origin = ca.issue("nyc-1.longhaul.internal", dir.path()).unwrap();
-    let edge = ca.issue("fra-1.longhaul.internal", dir.path()).unwrap();
+    let origin = ca
+        .issue("nyc-1.longhaul.internal", NodeRole::Origin, dir.path())
+        .unwrap();
+    let edge = ca
+        .issue("fra-1.longhaul.internal", NodeRole::Edge, dir.path())
+        .unwrap();
     Cluster {
         origin_tls: origin.tls_paths(),
         edge_tls: edge.tls_paths(),
-        _dir: dir,
+        ca,
+        dir,
     }
 }
 
@@ -109,19 +115,32 @@ struct RunningOrigin {
     addr: SocketAddr,
     service: Arc<ToyOrigin>,
     set: Arc<TunnelSet>,
+    tls: Arc<OriginTls>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
 fn start_origin(tls: &ClusterTlsPaths, listen: SocketAddr) -> RunningOrigin {
+    start_origin_denying(tls, listen, None)
+}
+
+/// An origin whose deny list is read from `denied` (a file), if given.
+fn start_origin_denying(
+    tls: &ClusterTlsPaths,
+    listen: SocketAddr,
+    denied: Option<std::path::PathBuf>,
+) -> RunningOrigin {
     let section = TunnelListenSection {
         listen,
         tls: tls.clone(),
         edge_name_suffix: Some("longhaul.internal".into()),
         allow_any_edge_name: false,
+        denied_certificates: Vec::new(),
+        denied_certificates_file: denied,
         transport: fast(),
     };
-    let endpoint = server_endpoint(&section).unwrap();
+    let origin_tls = OriginTls::load(&section).unwrap();
+    let endpoint = server_endpoint(&section, &origin_tls).unwrap();
     let addr = endpoint.local_addr().unwrap();
     let service = Arc::new(ToyOrigin::default());
     let set = TunnelSet::new();
@@ -130,6 +149,7 @@ fn start_origin(tls: &ClusterTlsPaths, listen: SocketAddr) -> RunningOrigin {
         endpoint,
         service.clone(),
         section,
+        origin_tls.clone(),
         set.clone(),
         shutdown.clone(),
     ));
@@ -137,6 +157,7 @@ fn start_origin(tls: &ClusterTlsPaths, listen: SocketAddr) -> RunningOrigin {
         addr,
         service,
         set,
+        tls: origin_tls,
         shutdown,
         task,
     }
@@ -158,8 +179,15 @@ fn edge_section(tls: ClusterTlsPaths, origin: SocketAddr) -> TunnelSection {
 }
 
 fn start_edge(section: &TunnelSection) -> (TunnelClient, Arc<TunnelSet>) {
+    let (client, set, _) = start_edge_with_tls(section);
+    (client, set)
+}
+
+/// [`start_edge`], with the edge's TLS files to reload.
+fn start_edge_with_tls(section: &TunnelSection) -> (TunnelClient, Arc<TunnelSet>, EdgeTls) {
     let endpoint = client_endpoint(section).unwrap();
     let set = TunnelSet::new();
+    let tls = EdgeTls::load(&section.tls).unwrap();
     let client = TunnelClient::spawn(
         endpoint,
         Hello {
@@ -170,11 +198,12 @@ fn start_edge(section: &TunnelSection) -> (TunnelClient, Arc<TunnelSet>) {
         },
         section.origins[0].clone(),
         section,
+        &tls,
         longhaul_tunnel::EdgeHooks::load_only(Arc::new(LoadReport::default)),
         &set,
     )
     .unwrap();
-    (client, set)
+    (client, set, tls)
 }
 
 async fn until(what: &str, mut f: impl FnMut() -> bool) {
@@ -379,14 +408,18 @@ async fn an_edge_without_a_cluster_certificate_is_refused_and_counted() {
         Err(TunnelError::NotConnected { .. })
     ));
 
-    // A certificate from another CA is refused too.
+    // A certificate from another CA is refused too: a host with a CA of its own that
+    // trusts the cluster's (its CA file holds both, or it would not start).
     let other = tempfile::tempdir().unwrap();
     let foreign = ClusterCa::generate("someone else")
         .unwrap()
-        .issue("fra-1.longhaul.internal", other.path())
+        .issue("fra-1.longhaul.internal", NodeRole::Edge, other.path())
         .unwrap();
+    let both = other.path().join("both.pem");
+    let pems = [&c.edge_tls.ca, &foreign.ca].map(|p| std::fs::read_to_string(p).unwrap());
+    std::fs::write(&both, pems.concat()).unwrap();
     let tls = ClusterTlsPaths {
-        ca: c.edge_tls.ca.clone(),
+        ca: both,
         ..foreign.tls_paths()
     };
     let (client, _) = start_edge(&edge_section(tls, origin.addr));
@@ -535,6 +568,7 @@ async fn hello_refused(node_id: &str) {
         },
         section.origins[0].clone(),
         &section,
+        &EdgeTls::load(&section.tls).unwrap(),
         longhaul_tunnel::EdgeHooks::load_only(Arc::new(LoadReport::default)),
         &set,
     )
@@ -548,6 +582,353 @@ async fn hello_refused(node_id: &str) {
     })
     .await;
     assert_ne!(client.state(), TunnelState::Connected);
+    client.close();
+    origin.shutdown.cancel();
+}
+
+/// A QUIC handshake of our own to `addr` with `crypto`.
+async fn handshake(
+    crypto: Arc<quinn::crypto::rustls::QuicClientConfig>,
+    addr: SocketAddr,
+    name: &str,
+) -> Result<quinn::Connection, quinn::ConnectionError> {
+    let endpoint = quinn::Endpoint::client(([127, 0, 0, 1], 0).into()).unwrap();
+    endpoint
+        .connect_with(quinn::ClientConfig::new(crypto), addr, name)
+        .unwrap()
+        .await
+}
+
+fn pem_pair(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> (
+    Vec<rustls_pki_types::CertificateDer<'static>>,
+    rustls_pki_types::PrivateKeyDer<'static>,
+) {
+    use rustls_pki_types::pem::PemObject;
+    let chain = rustls_pki_types::CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    (
+        chain,
+        rustls_pki_types::PrivateKeyDer::from_pem_file(key).unwrap(),
+    )
+}
+
+fn fingerprint(path: &std::path::Path) -> longhaul_certs::Fingerprint {
+    longhaul_certs::check::describe_file(path)
+        .unwrap()
+        .fingerprint
+}
+
+/// Certificates are issued for one role, and the role is checked in the handshake
+/// itself (webpki's extended key usage check), not only when a node loads its files:
+/// here a server and a client made without longhaul's load checks try the other role.
+#[tokio::test]
+async fn a_certificate_is_refused_in_the_other_role() {
+    let c = cluster();
+    let edge_cert = c.edge_tls.cert.clone().unwrap();
+    let edge_key = c.edge_tls.key.clone().unwrap();
+    let origin_cert = c.origin_tls.cert.clone().unwrap();
+    let origin_key = c.origin_tls.key.clone().unwrap();
+
+    // Loading refuses both mix-ups, naming the file and the missing usage.
+    let mixed = |cert: &std::path::PathBuf, key: &std::path::PathBuf| ClusterTlsPaths {
+        ca: c.origin_tls.ca.clone(),
+        cert: Some(cert.clone()),
+        key: Some(key.clone()),
+    };
+    let err = EdgeTls::load(&mixed(&origin_cert, &origin_key))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("lacks clientAuth") && err.contains("nyc-1"),
+        "{err}"
+    );
+    let section = TunnelListenSection {
+        listen: ([127, 0, 0, 1], 0).into(),
+        tls: mixed(&edge_cert, &edge_key),
+        edge_name_suffix: Some("longhaul.internal".into()),
+        allow_any_edge_name: false,
+        denied_certificates: Vec::new(),
+        denied_certificates_file: None,
+        transport: fast(),
+    };
+    let err = OriginTls::load(&section).err().unwrap().to_string();
+    assert!(err.contains("lacks serverAuth"), "{err}");
+
+    // An edge's certificate served as an origin's: the edge refuses the handshake,
+    // though the certificate is the cluster CA's and names the host dialled.
+    let (chain, key) = pem_pair(&edge_cert, &edge_key);
+    let mut server = rustls::ServerConfig::builder_with_provider(longhaul_certs::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    server.alpn_protocols = vec![ALPN.to_vec()];
+    let server = quinn::ServerConfig::with_crypto(Arc::new(
+        quinn::crypto::rustls::QuicServerConfig::try_from(server).unwrap(),
+    ));
+    let fake = quinn::Endpoint::server(server, ([127, 0, 0, 1], 0).into()).unwrap();
+    let accepting = tokio::spawn({
+        let fake = fake.clone();
+        async move {
+            if let Some(incoming) = fake.accept().await {
+                let _ = incoming.await;
+            }
+        }
+    });
+    let edge = EdgeTls::load(&c.edge_tls).unwrap();
+    let refused = handshake(
+        edge.crypto(),
+        fake.local_addr().unwrap(),
+        "fra-1.longhaul.internal",
+    )
+    .await
+    .expect_err("the edge refuses a server certificate without serverAuth");
+    let text = refused.to_string();
+    assert!(
+        text.to_lowercase().contains("purpose") || text.contains("usage"),
+        "{text}"
+    );
+    accepting.abort();
+
+    // An origin's certificate presented as an edge's: the origin refuses it.
+    let origin = start_origin(&c.origin_tls, ([127, 0, 0, 1], 0).into());
+    let (chain, key) = pem_pair(&origin_cert, &origin_key);
+    let mut roots = rustls::RootCertStore::empty();
+    let (ca, _) = pem_pair(&c.origin_tls.ca, &origin_key);
+    roots.add(ca[0].clone()).unwrap();
+    let mut client = rustls::ClientConfig::builder_with_provider(longhaul_certs::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    client.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(client).unwrap());
+    // TLS 1.3: the client is done before the server has checked its certificate, so
+    // the refusal may come as the connection's close rather than the handshake's error.
+    if let Ok(connection) = handshake(crypto, origin.addr, "nyc-1.longhaul.internal").await {
+        let closed = tokio::time::timeout(Duration::from_secs(10), connection.closed())
+            .await
+            .expect("the origin closes the connection");
+        assert!(
+            !matches!(closed, quinn::ConnectionError::ApplicationClosed(_)),
+            "{closed}"
+        );
+    }
+    until("bad certificate counted", || {
+        origin
+            .set
+            .refusals()
+            .iter()
+            .any(|(r, n)| *r == "bad_certificate" && *n > 0)
+    })
+    .await;
+    assert!(origin.set.links().is_empty());
+    origin.shutdown.cancel();
+}
+
+/// The origin's certificate is swapped under a live tunnel: the tunnel goes on, the
+/// next handshake gets the new certificate, and a certificate the CA did not sign is
+/// refused with the old one still served.
+#[tokio::test]
+async fn the_origin_certificate_is_swapped_under_a_live_tunnel() {
+    let c = cluster();
+    let origin = start_origin(&c.origin_tls, ([127, 0, 0, 1], 0).into());
+    let (client, edge_set) = start_edge(&edge_section(c.edge_tls.clone(), origin.addr));
+    until("connected", || client.state() == TunnelState::Connected).await;
+    let (cert, key) = (
+        c.origin_tls.cert.clone().unwrap(),
+        c.origin_tls.key.clone().unwrap(),
+    );
+    let old = fingerprint(&cert);
+
+    // New files beside the old, renamed over them (what certbot and k8s do, in effect).
+    let staging = c.dir.path().join("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    let fresh =
+        c.ca.issue("nyc-1.longhaul.internal", NodeRole::Origin, &staging)
+            .unwrap();
+    std::fs::rename(&fresh.cert, &cert).unwrap();
+    std::fs::rename(&fresh.key, &key).unwrap();
+    let new = fingerprint(&cert);
+    assert_ne!(old, new);
+    let now = longhaul_certs::UnixTime::now();
+    let outcomes: Vec<_> = origin
+        .tls
+        .reloadables()
+        .iter()
+        .filter_map(|r| r.reload(now, true))
+        .collect();
+    assert!(
+        matches!(&outcomes[..], [longhaul_certs::Outcome::Reloaded(d)] if d.contains(&new.to_string())),
+        "{outcomes:?}"
+    );
+
+    // The live tunnel carries on, on its old session.
+    assert_eq!(client.state(), TunnelState::Connected);
+    assert!(matches!(
+        client.authorise(request("ok-after-swap")).await,
+        Ok(Verdict::Allowed { .. })
+    ));
+    assert_eq!(edge_set.snapshots()[0].reconnects, 0);
+    // A new handshake sees the new certificate.
+    let edge = EdgeTls::load(&c.edge_tls).unwrap();
+    let served = |crypto| async {
+        let connection = handshake(crypto, origin.addr, "nyc-1.longhaul.internal")
+            .await
+            .unwrap();
+        let seen = longhaul_tunnel::tls::PeerCertificate::of(&connection)
+            .unwrap()
+            .fingerprint;
+        connection.close(0u32.into(), b"done");
+        seen
+    };
+    assert_eq!(served(edge.crypto()).await, new);
+
+    // A certificate from another CA for the same name: refused, naming the file.
+    let foreign = ClusterCa::generate("someone else")
+        .unwrap()
+        .issue("nyc-1.longhaul.internal", NodeRole::Origin, &staging)
+        .unwrap();
+    std::fs::rename(&foreign.cert, &cert).unwrap();
+    std::fs::rename(&foreign.key, &key).unwrap();
+    let outcomes: Vec<_> = origin
+        .tls
+        .reloadables()
+        .iter()
+        .filter_map(|r| r.reload(now, true))
+        .collect();
+    let [longhaul_certs::Outcome::Refused(refusal)] = &outcomes[..] else {
+        panic!("expected a refusal: {outcomes:?}");
+    };
+    assert_eq!(refusal.file, cert);
+    assert!(refusal.reason.contains("not signed by the CA"), "{refusal}");
+    assert_eq!(served(edge.crypto()).await, new, "the accepted one stays");
+    assert_eq!(client.state(), TunnelState::Connected);
+    client.close();
+    origin.shutdown.cancel();
+}
+
+/// An edge's fingerprint added to the deny list cuts its live tunnel, and it cannot
+/// connect again until the fingerprint is taken out.
+#[tokio::test]
+async fn a_denied_edge_is_cut_and_kept_out_until_lifted() {
+    let c = cluster();
+    let denied = c.dir.path().join("denied.txt");
+    std::fs::write(&denied, "# nobody\n").unwrap();
+    let origin = start_origin_denying(
+        &c.origin_tls,
+        ([127, 0, 0, 1], 0).into(),
+        Some(denied.clone()),
+    );
+    let (client, _) = start_edge(&edge_section(c.edge_tls.clone(), origin.addr));
+    until("connected", || client.state() == TunnelState::Connected).await;
+    let edge = fingerprint(c.edge_tls.cert.as_ref().unwrap());
+    let reload = || {
+        let now = longhaul_certs::UnixTime::now();
+        origin
+            .tls
+            .reloadables()
+            .iter()
+            .filter_map(|r| r.reload(now, true))
+            .collect::<Vec<_>>()
+    };
+
+    std::fs::write(&denied, format!("# fra-1, key lost\n{edge}\n")).unwrap();
+    assert!(matches!(
+        &reload()[..],
+        [longhaul_certs::Outcome::Reloaded(_)]
+    ));
+    until("the live tunnel cut", || {
+        client.state() != TunnelState::Connected && origin.set.denied_cuts() == 1
+    })
+    .await;
+    until("the reconnect refused", || {
+        origin
+            .set
+            .refusals()
+            .iter()
+            .any(|(r, n)| *r == "denied_certificate" && *n > 0)
+    })
+    .await;
+    assert_ne!(client.state(), TunnelState::Connected);
+    assert!(matches!(
+        client.authorise(request("ok")).await,
+        Err(TunnelError::NotConnected { .. })
+    ));
+    let text = render(&origin.set);
+    assert!(
+        text.contains("longhaul_tunnel_denied_cuts_total 1"),
+        "{text}"
+    );
+
+    std::fs::write(&denied, "# fra-1 has a new key\n").unwrap();
+    assert!(matches!(
+        &reload()[..],
+        [longhaul_certs::Outcome::Reloaded(_)]
+    ));
+    until("connected again", || {
+        client.state() == TunnelState::Connected
+    })
+    .await;
+    client.close();
+    origin.shutdown.cancel();
+}
+
+/// What an operator does for a stolen edge key: deny the old certificate, give the edge
+/// a new one. The edge takes its new files without a restart and is let back in.
+#[tokio::test]
+async fn a_denied_edge_comes_back_with_a_new_certificate() {
+    let c = cluster();
+    let denied = c.dir.path().join("denied.txt");
+    let old = fingerprint(c.edge_tls.cert.as_ref().unwrap());
+    std::fs::write(&denied, "").unwrap();
+    let origin = start_origin_denying(
+        &c.origin_tls,
+        ([127, 0, 0, 1], 0).into(),
+        Some(denied.clone()),
+    );
+    let (client, _, edge_tls) = start_edge_with_tls(&edge_section(c.edge_tls.clone(), origin.addr));
+    until("connected", || client.state() == TunnelState::Connected).await;
+    let now = longhaul_certs::UnixTime::now();
+    std::fs::write(&denied, format!("{old}\n")).unwrap();
+    for r in origin.tls.reloadables() {
+        r.reload(now, true);
+    }
+    until("cut", || origin.set.denied_cuts() == 1).await;
+
+    let staging = c.dir.path().join("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    let fresh =
+        c.ca.issue("fra-1.longhaul.internal", NodeRole::Edge, &staging)
+            .unwrap();
+    let (cert, key) = (c.edge_tls.cert.unwrap(), c.edge_tls.key.unwrap());
+    std::fs::rename(&fresh.cert, &cert).unwrap();
+    std::fs::rename(&fresh.key, &key).unwrap();
+    let outcomes: Vec<_> = edge_tls
+        .reloadables()
+        .iter()
+        .filter_map(|r| r.reload(now, true))
+        .collect();
+    assert!(
+        matches!(&outcomes[..], [longhaul_certs::Outcome::Reloaded(_)]),
+        "{outcomes:?}"
+    );
+    until("back in with the new certificate", || {
+        client.state() == TunnelState::Connected
+    })
+    .await;
+    assert!(matches!(
+        client.authorise(request("ok-again")).await,
+        Ok(Verdict::Allowed { .. })
+    ));
     client.close();
     origin.shutdown.cancel();
 }
