@@ -1,12 +1,14 @@
 //! The command line and the validated settings a run is made from.
 //!
-//! [`Cli`] is what clap parses (every option documented with its unit); [`Settings`] is
-//! what [`crate::run()`] takes, built by [`Cli::settings`], which checks ranges and URLs
-//! and names the option at fault. Units are parsed by small functions here:
+//! [`Cli`] is what clap parses: the load's options ([`LoadArgs`], every one documented
+//! with its unit) or the `soak` mode's ([`crate::soak::SoakArgs`], the same plus its
+//! own). [`Settings`] is what [`crate::run()`] takes, built by [`LoadArgs::settings`],
+//! which checks ranges and URLs and names the option at fault. Units are parsed by small
+//! functions here:
 //! bitrates (`6000k`, `6M`, `600000`), durations (`30s`, `500ms`, `2m`, `1.5`) and
 //! rates (`20/s`, `20`).
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use longhaul_rtmp::RtmpUrl;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -21,10 +23,35 @@ Example (against `longhaul dev`; both dev origins share one entry registry):
     --publishers 10 --bitrate 1000k --duration 20s --ramp 20/s --json out.json";
 
 /// Simulates regional encoders: N publishers per region send a synthetic stream to an
-/// edge or origin; a player per stream at the origin measures what arrives.
+/// edge or origin; a player per stream at the origin measures what arrives. `soak` keeps
+/// them coming and going for a long time, with hostile clients beside them, and watches
+/// the nodes' memory.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "longhaul-load", version, after_help = EXAMPLE)]
+#[command(
+    name = "longhaul-load",
+    version,
+    after_help = EXAMPLE,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 pub struct Cli {
+    #[command(flatten)]
+    pub load: LoadArgs,
+    #[command(subcommand)]
+    pub mode: Option<Mode>,
+}
+
+/// The other modes; without one, a load run.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Mode {
+    /// Publishers and players churning for `--length` (30 minutes by default) through
+    /// an edge, hostile clients beside them, and the nodes' memory and bounds watched.
+    Soak(crate::soak::SoakArgs),
+}
+
+/// A load run's options (the `soak` mode takes them too).
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
     /// A region's publish base URL, `NAME=rtmp://HOST:PORT/APP`, optionally followed by
     /// `,play=rtmp://ORIGIN:PORT/APP` (where its players play; default --play) and
     /// `,api=http://ORIGIN:PORT` (where its entries are created; default --api).
@@ -110,17 +137,17 @@ pub struct Region {
 }
 
 impl Region {
-    /// The URL an encoder of entry `id` with `token` publishes to.
-    pub fn publish_url(&self, token_in: TokenIn, id: &str, token: &str) -> String {
+    /// The URL an encoder publishes stream `name` (`{id}_{rendition}`) with `token` to.
+    pub fn publish_url(&self, token_in: TokenIn, name: &str, token: &str) -> String {
         match token_in {
-            TokenIn::App => format!("{}/?t={token}/{id}_1", self.publish),
-            TokenIn::Name => format!("{}/{id}_1?t={token}", self.publish),
+            TokenIn::App => format!("{}/?t={token}/{name}", self.publish),
+            TokenIn::Name => format!("{}/{name}?t={token}", self.publish),
         }
     }
 
-    /// The URL a player of entry `id` plays.
-    pub fn play_url(&self, id: &str) -> String {
-        format!("{}/{id}_1", self.play)
+    /// The URL a player of stream `name` plays.
+    pub fn play_url(&self, name: &str) -> String {
+        format!("{}/{name}", self.play)
     }
 }
 
@@ -176,7 +203,7 @@ fn bad(option: &'static str, reason: impl Into<String>) -> ConfigError {
 /// process is sized for a few thousand streams (see the crate docs).
 const MAX_PUBLISHERS: u32 = 100_000;
 
-impl Cli {
+impl LoadArgs {
     /// Publishers the run will start, before the regions are checked.
     fn total_publishers_hint(&self) -> usize {
         self.regions.len() * self.publishers as usize
@@ -269,7 +296,10 @@ impl Settings {
         T: Into<std::ffi::OsString> + Clone,
     {
         let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
-        cli.settings().map_err(|e| e.to_string())
+        if cli.mode.is_some() {
+            return Err("a load run's settings, not a mode's".into());
+        }
+        cli.load.settings().map_err(|e| e.to_string())
     }
 
     /// Publishers in all regions.
@@ -486,16 +516,16 @@ mod tests {
         assert_eq!(sin.api, "http://10.99.0.3:8081");
         assert_eq!(fra.play, "rtmp://10.99.0.2:1935/kLive");
         assert_eq!(
-            sin.publish_url(TokenIn::App, "abc", "tok"),
+            sin.publish_url(TokenIn::App, "abc_1", "tok"),
             "rtmp://10.77.1.2:1935/kLive/?t=tok/abc_1"
         );
         assert_eq!(
-            sin.publish_url(TokenIn::Name, "abc", "tok"),
+            sin.publish_url(TokenIn::Name, "abc_1", "tok"),
             "rtmp://10.77.1.2:1935/kLive/abc_1?t=tok"
         );
-        assert_eq!(fra.play_url("abc"), "rtmp://10.99.0.2:1935/kLive/abc_1");
+        assert_eq!(fra.play_url("abc_1"), "rtmp://10.99.0.2:1935/kLive/abc_1");
         // ffmpeg's split of the app-token form gives the entry's stream name.
-        let u = RtmpUrl::parse(&sin.publish_url(TokenIn::App, "abc", "tok")).unwrap();
+        let u = RtmpUrl::parse(&sin.publish_url(TokenIn::App, "abc_1", "tok")).unwrap();
         assert_eq!((u.app.as_str(), u.name.as_str()), ("kLive/?t=tok", "abc_1"));
         assert_eq!(s.token_in, TokenIn::Name);
         assert_eq!(s.total_publishers(), 20);

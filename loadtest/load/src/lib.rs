@@ -39,6 +39,15 @@
 //! over all frames. The summary table goes to stdout, the full report to `--json` (its shape is
 //! [`Report`]'s, documented in `loadtest/README.md`).
 //!
+//! ## The soak ([`soak`])
+//!
+//! `longhaul-load soak` keeps such streams coming and going for `--length` (30 minutes
+//! by default): each publisher slot publishes a session, stops, and comes back; players
+//! join and leave streams; hostile clients (chunk-stream-id sprays, floods of empty
+//! messages, half-open handshakes, wrong tokens) work beside them; and the nodes' RSS
+//! and bound counters are sampled all along and after. Every honest frame is accounted
+//! for as in a run.
+//!
 //! ## Scale
 //!
 //! One task per publisher and one per player; one allocation per frame (its payload,
@@ -69,8 +78,9 @@ pub mod progress;
 pub mod publisher;
 pub mod report;
 pub mod run;
+pub mod soak;
 pub mod stamp;
 
-pub use config::{Cli, Settings, TokenIn};
+pub use config::{Cli, LoadArgs, Mode, Settings, TokenIn};
 pub use report::Report;
 pub use run::{run, LoadError};

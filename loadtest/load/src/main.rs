@@ -1,10 +1,11 @@
-//! `longhaul-load`: parses the command line, runs the load, prints the summary table on
-//! stdout and writes `--json`. Exit code 0 when the run completed (whatever the streams
-//! lost: it is a measurement), 1 when it could not be made (entries API unreachable or
-//! refusing, the JSON not writable), 2 for bad arguments.
+//! `longhaul-load`: parses the command line, runs the load (or the soak), prints the
+//! summary on stdout and writes `--json`. Exit code 0 when the run completed (whatever
+//! the streams lost: it is a measurement), 1 when it could not be made (entries API
+//! unreachable or refusing, the JSON not writable), 2 for bad arguments.
 
 use clap::Parser;
-use longhaul_load::Cli;
+use longhaul_load::soak::SoakArgs;
+use longhaul_load::{Cli, LoadArgs, Mode};
 use std::process::ExitCode;
 
 /// Stream errors listed on stderr after the table; the JSON has them all.
@@ -19,6 +20,13 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
+    match cli.mode {
+        None => load(cli.load),
+        Some(Mode::Soak(args)) => soak(args),
+    }
+}
+
+fn load(cli: LoadArgs) -> ExitCode {
     let settings = match cli.settings() {
         Ok(s) => s,
         Err(e) => {
@@ -68,6 +76,74 @@ fn main() -> ExitCode {
     }
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     ExitCode::SUCCESS
+}
+
+fn soak(args: SoakArgs) -> ExitCode {
+    let settings = match args.settings() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("longhaul-load soak: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    raise_file_limit(settings.sockets() / 2);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("longhaul-load soak: cannot start the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let s = &settings;
+    println!(
+        "longhaul-load soak: {} of load, then {} s settling; {} publishers ({} region(s)) in sessions of {} s of media ({} kbit/s video + {} kbit/s audio), about {} s apart; {} lurkers; hostile: {} sprayers, {} flooders, {} slowloris, {} bad tokens; nodes sampled every {} s",
+        humane(s.length),
+        s.settle.as_secs(),
+        s.load.total_publishers(),
+        s.load.regions.len(),
+        s.load.duration.as_secs_f64(),
+        s.load.video_bps / 1000,
+        s.load.audio_bps / 1000,
+        s.gap.as_secs_f64(),
+        s.lurkers,
+        s.hostile.sprayers,
+        s.hostile.flooders,
+        s.hostile.slowloris,
+        s.hostile.bad_tokens,
+        s.sample.as_secs_f64(),
+    );
+    let report = match runtime.block_on(longhaul_load::soak::run(settings, |line| {
+        println!("{line}")
+    })) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("longhaul-load soak: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", report.table());
+    for (e, n) in report.sessions.errors.iter().take(ERRORS_SHOWN) {
+        eprintln!("error ({n}x): {e}");
+    }
+    if let Some(path) = &args.load.json {
+        if let Err(e) = report.write_json(path) {
+            eprintln!("longhaul-load soak: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    ExitCode::SUCCESS
+}
+
+/// `30m`, `1h05m`, `45s`.
+fn humane(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s:02}s"),
+        (h, m, _) => format!("{h}h{m:02}m"),
+    }
 }
 
 /// Two sockets per stream (publisher and player): a thousand streams pass the usual soft

@@ -15,9 +15,10 @@ use crate::progress::Live;
 use crate::stamp::Stamp;
 use bytes::Bytes;
 use longhaul_rtmp::connection::{ClientError, Publisher, RtmpUrl};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 /// A publishing encoder.
 pub type Encoder = Publisher<TcpStream>;
@@ -26,10 +27,21 @@ pub type Encoder = Publisher<TcpStream>;
 /// `NetStream.Publish.Start`, all before `deadline`. Returns the publisher and the
 /// setup time (from the connect's start). A refusal is the server's status and words.
 pub async fn publish(url: &str, deadline: Instant) -> Result<(Encoder, Duration), String> {
+    publish_from(url, None, deadline).await
+}
+
+/// [`publish`] from the local address `from` (any when `None`): the soak's hostile
+/// clients use loopback addresses of their own, so what a node does to their address
+/// (slowing, banning) does not fall on the honest publishers.
+pub async fn publish_from(
+    url: &str,
+    from: Option<IpAddr>,
+    deadline: Instant,
+) -> Result<(Encoder, Duration), String> {
     let url = RtmpUrl::parse(url).map_err(|e| format!("publish URL: {e}"))?;
     let started = Instant::now();
     let steps = async {
-        let io = TcpStream::connect(url.address())
+        let io = connect(&url.address(), from)
             .await
             .map_err(|e| format!("connecting to {}: {e}", url.address()))?;
         let _ = io.set_nodelay(true);
@@ -51,6 +63,29 @@ pub async fn publish(url: &str, deadline: Instant) -> Result<(Encoder, Duration)
             deadline.saturating_duration_since(started).as_secs_f64()
         )),
     }
+}
+
+/// A TCP connection to `address` (`HOST:PORT`), from the local address `from` when
+/// given (port chosen by the system).
+pub async fn connect(address: &str, from: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(from) = from else {
+        return TcpStream::connect(address).await;
+    };
+    let mut last = None;
+    for to in tokio::net::lookup_host(address).await? {
+        let socket = match to {
+            SocketAddr::V4(_) => TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        socket.bind(SocketAddr::new(from, 0))?;
+        match socket.connect(to).await {
+            Ok(io) => return Ok(io),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "no address to connect to")
+    }))
 }
 
 /// `@setDataFrame onMetaData` and the AVC and AAC sequence headers, before `deadline`.

@@ -56,15 +56,38 @@ pub enum LoadError {
 }
 
 /// What every stream task shares.
-struct Ctx {
-    settings: Settings,
+pub(crate) struct Ctx {
+    pub(crate) settings: Settings,
     shape: Shape,
     template: Bytes,
-    live: Arc<Live>,
-    hard_limit: Instant,
+    pub(crate) live: Arc<Live>,
+}
+
+/// One stream to run: its index `k` (its stamps' stream number, its phase and its
+/// seed), its name and when it must be over.
+pub(crate) struct StreamSpec {
+    pub(crate) k: usize,
+    /// `{id}_{rendition}`.
+    pub(crate) name: String,
+    pub(crate) hard_limit: Instant,
 }
 
 impl Ctx {
+    pub(crate) fn new(settings: Settings, live: Arc<Live>) -> Self {
+        let shape = Shape {
+            video_bps: settings.video_bps,
+            fps: settings.fps,
+            gop: settings.gop,
+            audio_bps: settings.audio_bps,
+        };
+        Self {
+            template: plan::template(shape.max_frame_len()),
+            shape,
+            live,
+            settings,
+        }
+    }
+
     fn phase(&self, k: usize) -> Duration {
         self.settings.gop.mul_f64((k as f64 * PHASE_STEP).fract())
     }
@@ -77,6 +100,13 @@ impl Ctx {
 
     fn seed(&self, k: usize) -> u64 {
         self.settings.seed ^ (k as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+
+    /// How long one stream may take from its start: the two steps, the phase, the
+    /// media, the drain, the unpublish and a margin (the run's hard limit without the
+    /// ramp).
+    pub(crate) fn stream_limit(&self) -> Duration {
+        hard_limit(&self.settings) - self.settings.ramp_time()
     }
 
     /// Frames a stream sends: a capacity hint for its meter.
@@ -106,14 +136,8 @@ pub fn hard_limit(settings: &Settings) -> Duration {
 /// failures (the entries API); a stream's own failure is its row's `error`.
 pub async fn run(settings: Settings) -> Result<Report, LoadError> {
     let entries = create_entries(&settings).await?;
-    let shape = Shape {
-        video_bps: settings.video_bps,
-        fps: settings.fps,
-        gop: settings.gop,
-        audio_bps: settings.audio_bps,
-    };
     let started = Instant::now();
-    let total = hard_limit(&settings);
+    let hard_limit = started + self::hard_limit(&settings);
     let live = Arc::new(Live::default());
     let progress = Progress::start(
         live.clone(),
@@ -121,24 +145,23 @@ pub async fn run(settings: Settings) -> Result<Report, LoadError> {
         settings.ramp_time() + settings.gop + settings.duration + settings.drain,
         settings.progress,
     );
-    let ctx = Arc::new(Ctx {
-        template: plan::template(shape.max_frame_len()),
-        shape,
-        live,
-        hard_limit: started + total,
-        settings,
-    });
+    let ctx = Arc::new(Ctx::new(settings, live));
     let mut tasks = Vec::with_capacity(ctx.settings.total_publishers());
     for (k, (region, entry)) in entries.into_iter().enumerate() {
         let start_at = started + Duration::from_secs_f64(k as f64 / ctx.settings.ramp_per_sec);
-        let name = format!("{}_1", entry.id);
-        let handle = tokio::spawn(stream_task(ctx.clone(), k, region, entry, start_at));
+        let spec = StreamSpec {
+            k,
+            name: format!("{}_1", entry.id),
+            hard_limit,
+        };
+        let name = spec.name.clone();
+        let handle = tokio::spawn(stream_task(ctx.clone(), spec, region, entry, start_at));
         tasks.push((region, name, handle));
     }
     let mut outcomes = Vec::with_capacity(tasks.len());
     for (k, (region, name, handle)) in tasks.into_iter().enumerate() {
         let outcome =
-            match tokio::time::timeout_at((ctx.hard_limit + FINISH_LIMIT).into(), handle).await {
+            match tokio::time::timeout_at((hard_limit + FINISH_LIMIT).into(), handle).await {
                 Ok(Ok(o)) => o,
                 Ok(Err(e)) => failed(
                     &ctx,
@@ -174,7 +197,7 @@ fn failed(ctx: &Ctx, k: usize, region: usize, name: String, error: String) -> Ou
 
 /// One entry per publisher, streams interleaved by region: `(region, entry)` in ramp
 /// order.
-async fn create_entries(settings: &Settings) -> Result<Vec<(usize, Entry)>, LoadError> {
+pub(crate) async fn create_entries(settings: &Settings) -> Result<Vec<(usize, Entry)>, LoadError> {
     let per_region = match &settings.entries_file {
         Some(path) => {
             let file_error = |reason: String| LoadError::EntriesFile {
@@ -223,38 +246,51 @@ async fn entries_from_api(settings: &Settings) -> Result<Vec<Vec<Entry>>, LoadEr
 
 async fn stream_task(
     ctx: Arc<Ctx>,
-    k: usize,
-    region_index: usize,
+    spec: StreamSpec,
+    region: usize,
     entry: Entry,
     start_at: Instant,
 ) -> Outcome {
     tokio::time::sleep_until(start_at.into()).await;
+    one_stream(&ctx, &spec, region, &entry).await
+}
+
+/// Runs one stream of entry `entry` in region `region` now (steps 2 to 6 of the module
+/// docs) and returns its outcome; a stream that failed before its media offers its
+/// whole plan, lost.
+pub(crate) async fn one_stream(
+    ctx: &Ctx,
+    spec: &StreamSpec,
+    region: usize,
+    entry: &Entry,
+) -> Outcome {
     let mut outcome = Outcome {
-        region: region_index,
-        name: format!("{}_1", entry.id),
+        region,
+        name: spec.name.clone(),
         setup: None,
         figures: Figures::default(),
         error: None,
     };
-    stream(&ctx, k, &entry, &mut outcome).await;
+    stream(ctx, spec, entry, &mut outcome).await;
     if outcome.error.is_some() {
         ctx.live.failed.fetch_add(1, Ordering::Relaxed);
     }
     if outcome.figures.sent.frames == 0 {
-        outcome.figures = ctx.unsent_plan(k);
+        outcome.figures = ctx.unsent_plan(spec.k);
     }
     outcome
 }
 
-/// Stream `k`, filling `outcome` as it goes (see the module docs for the steps).
-async fn stream(ctx: &Ctx, k: usize, entry: &Entry, outcome: &mut Outcome) {
+/// Stream `spec`, filling `outcome` as it goes (see the module docs for the steps).
+async fn stream(ctx: &Ctx, spec: &StreamSpec, entry: &Entry, outcome: &mut Outcome) {
     let s = &ctx.settings;
+    let (k, hard_limit) = (spec.k, spec.hard_limit);
     let Some(region) = s.regions.get(outcome.region) else {
         outcome.error = Some(format!("no region {}", outcome.region));
         return;
     };
-    let step = |now: Instant| (now + STEP_LIMIT).min(ctx.hard_limit);
-    let url = region.publish_url(s.token_in, &entry.id, &entry.token);
+    let step = |now: Instant| (now + STEP_LIMIT).min(hard_limit);
+    let url = region.publish_url(s.token_in, &spec.name, &entry.token);
     let mut encoder = match publisher::publish(&url, step(Instant::now())).await {
         Ok((p, setup)) => {
             outcome.setup = Some(setup);
@@ -271,7 +307,7 @@ async fn stream(ctx: &Ctx, k: usize, entry: &Entry, outcome: &mut Outcome) {
         publisher::finish(encoder, FINISH_LIMIT).await;
         return;
     }
-    let viewer = match player::attach(&region.play_url(&entry.id), step(Instant::now())).await {
+    let viewer = match player::attach(&region.play_url(&spec.name), step(Instant::now())).await {
         Ok(v) => v,
         Err(e) => {
             outcome.error = Some(e);
@@ -287,7 +323,7 @@ async fn stream(ctx: &Ctx, k: usize, entry: &Entry, outcome: &mut Outcome) {
         k as u32,
         meter,
         done_rx,
-        ctx.hard_limit,
+        hard_limit,
         ctx.live.clone(),
     ));
     let start = Instant::now();
@@ -295,7 +331,7 @@ async fn stream(ctx: &Ctx, k: usize, entry: &Entry, outcome: &mut Outcome) {
         stream: k as u32,
         start,
         start_unix_us: unix_us(SystemTime::now()),
-        stop: (start + s.duration + s.drain).min(ctx.hard_limit),
+        stop: (start + s.duration + s.drain).min(hard_limit),
         template: &ctx.template,
         live: &ctx.live,
     };
@@ -315,7 +351,7 @@ async fn stream(ctx: &Ctx, k: usize, entry: &Entry, outcome: &mut Outcome) {
     }));
     publisher::finish(encoder, FINISH_LIMIT).await;
     let (meter, play_error) =
-        match tokio::time::timeout_at((ctx.hard_limit + FINISH_LIMIT).into(), player_task).await {
+        match tokio::time::timeout_at((hard_limit + FINISH_LIMIT).into(), player_task).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => (
                 Meter::new(s.late),
