@@ -446,3 +446,24 @@ async fn a_denied_edge_certificate_cuts_its_live_tunnel_and_keeps_it_out() {
     // The encoder relayed through fra lost its stream (however ffmpeg reports it).
     wait_child(publisher).await;
 }
+
+/// SIGHUP's default action ends a process: a node with no certificate files at all
+/// takes it too, for `systemctl reload` sent to every node alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_nothing_to_reload_lives_through_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("plain.toml");
+    let registry = dir.path().join("registry.db");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\nid = \"plain-test\"\nregion = \"nyc\"\n[rtmp]\nlisten = \"127.0.0.1:0\"\n\
+             [http]\nlisten = \"127.0.0.1:0\"\n[registry]\npath = {registry:?}\n"
+        ),
+    )
+    .unwrap();
+    let origin = spawn_node("origin", &config);
+    origin.hangup();
+    origin.logged(&["SIGHUP: no certificate"]).await;
+    assert_eq!(health_of(&origin).await["status"], "ok");
+}

@@ -97,13 +97,16 @@ impl CertificateWatch {
         Box::new(self.series.clone())
     }
 
-    /// Starts watching until the node stops.
-    pub fn spawn(self, tasks: &mut NodeTasks) {
+    /// Starts watching until the node stops. SIGHUP is taken from here on, even by a
+    /// node with nothing to reload: `systemctl reload` must not end a node (SIGHUP's
+    /// default action).
+    pub fn spawn(mut self, tasks: &mut NodeTasks) {
         if self.items.is_empty() {
-            return;
+            self.poll = None;
         }
+        let hangup = hangups();
         let shutdown = tasks.shutdown_token();
-        tasks.spawn(self.run(shutdown));
+        tasks.spawn(self.run(hangup, shutdown));
     }
 
     fn set_expiry(&self) {
@@ -115,8 +118,7 @@ impl CertificateWatch {
         }
     }
 
-    async fn run(self, shutdown: CancellationToken) {
-        let mut hangup = hangups();
+    async fn run(self, mut hangup: Option<Hangups>, shutdown: CancellationToken) {
         let mut tick = self.poll.map(|every| {
             let mut t = tokio::time::interval(every);
             t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -176,9 +178,12 @@ impl CertificateWatch {
     }
 }
 
+#[cfg(unix)]
+type Hangups = tokio::signal::unix::Signal;
+
 /// SIGHUPs, or `None` where they cannot be had (the poll still runs).
 #[cfg(unix)]
-fn hangups() -> Option<tokio::signal::unix::Signal> {
+fn hangups() -> Option<Hangups> {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::hangup()) {
         Ok(s) => Some(s),
@@ -190,12 +195,15 @@ fn hangups() -> Option<tokio::signal::unix::Signal> {
 }
 
 #[cfg(not(unix))]
-fn hangups() -> Option<NeverSignal> {
+type Hangups = NeverSignal;
+
+#[cfg(not(unix))]
+fn hangups() -> Option<Hangups> {
     None
 }
 
 #[cfg(not(unix))]
-struct NeverSignal;
+pub struct NeverSignal;
 
 #[cfg(not(unix))]
 impl NeverSignal {
