@@ -167,7 +167,7 @@ impl Watched {
         }
     }
 
-    /// Its RSS now and its counters now (bounded by [`SCRAPE_LIMIT`]).
+    /// Its RSS now and its counters now (bounded by `SCRAPE_LIMIT`).
     pub async fn sample(&self) -> Sample {
         let rss_kib = std::fs::read_to_string(format!("/proc/{}/status", self.spec.pid))
             .ok()
