@@ -163,7 +163,11 @@ impl Watched {
     pub fn new(spec: NodeSpec) -> Self {
         Self {
             spec,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            // A fresh connection per sample: a pooled one sits idle between samples
+            // and the node may close it just as the next request goes out.
+            client: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(0)
+                .build_http(),
         }
     }
 
