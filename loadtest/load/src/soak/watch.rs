@@ -171,7 +171,7 @@ impl Watched {
         }
     }
 
-    /// Its RSS now and its counters now (bounded by [`SCRAPE_LIMIT`]).
+    /// Its RSS now and its counters now (the scrape bounded to 5 s).
     pub async fn sample(&self) -> Sample {
         let rss_kib = std::fs::read_to_string(format!("/proc/{}/status", self.spec.pid))
             .ok()
