@@ -42,6 +42,8 @@ EDGE_ID = "fra-soak"
 # What each publisher sends: a modest rendition, so that a few hundred of them, their
 # players, both nodes and the hostile clients fit on 2 shared cores with room to spare
 # (the capacity benchmark saturated a core at about 800 streams of 600 kbit/s).
+# BENCHMARKS.md shows the RSS timeline at this step (the JSON has every sample).
+TIMELINE_STEP_S = 300
 STREAM = ["--bitrate", "500k", "--audio-bitrate", "64k", "--fps", "25", "--gop", "2s"]
 
 
@@ -158,8 +160,20 @@ def markdown(report, meta):
     for n in report["nodes"]:
         for series, grew in n["bounds"].items():
             lines.append(f"- {n['name']}: `{series}` +{grew:g}")
+        if n.get("unchanged"):
+            lines.append(f"- {n['name']}: did not grow: " + ", ".join(f"`{f}`" for f in n["unchanged"]))
         for series, v in n["open_at_end"].items():
             lines.append(f"- {n['name']}: still open at the end: `{series}` {v:g}")
+    lines += ["", "RSS over time (every sample is in loadtest/results/soak.json):", "",
+              "| t | " + " | ".join(n["name"] for n in report["nodes"]) + " | sessions done | frames lost |",
+              "|---|" + "---|" * (len(report["nodes"]) + 2)]
+    shown = -1e9
+    for tick in report["timeline"]:
+        if tick["t"] - shown >= TIMELINE_STEP_S or tick["phase"] in ("stop", "end"):
+            shown = tick["t"]
+            rss = " | ".join(kib_mb(k) for k in tick["rss_kib"])
+            lines.append(f"| {tick['t']:.0f} s {tick['phase']} | {rss} | {tick['sessions_done']:,} | "
+                         f"{tick['frames_lost']:,} |")
     return "\n".join(lines)
 
 

@@ -1,6 +1,6 @@
 //! The soak (`longhaul-load soak`): a long run of churn through a cluster, to see that
 //! what the nodes hold comes back down and that every bound holds, with the load
-//! generator's own publishers, players and accounting ([`mod@crate::run`]'s streams).
+//! generator's own publishers, players and accounting (the streams of [`crate::run()`]).
 //!
 //! For `--length`:
 //!

@@ -154,6 +154,8 @@ pub struct NodeReport {
     pub hwm_end_kib: Option<u64>,
     /// How much each bound and refusal counter grew over the soak (non-zero ones).
     pub bounds: BTreeMap<String, f64>,
+    /// The bound counter families the node has that did not grow at all.
+    pub unchanged: Vec<String>,
     /// Connections, publishers and players still open at the end (non-zero ones).
     pub open_at_end: BTreeMap<String, f64>,
     /// Samples whose /metrics did not answer, and the last reason.
@@ -185,6 +187,14 @@ impl NodeReport {
                 bounds.insert(key.clone(), grew);
             }
         }
+        let unchanged = super::watch::BOUND_COUNTERS
+            .iter()
+            .filter(|f| {
+                let family = |k: &String| k.split('{').next() == Some(**f);
+                last.series.keys().any(family) && !bounds.keys().any(family)
+            })
+            .map(|f| f.to_string())
+            .collect();
         let open_at_end = last
             .series
             .iter()
@@ -213,6 +223,7 @@ impl NodeReport {
             rss_end_kib: last.rss_kib,
             hwm_end_kib,
             bounds,
+            unchanged,
             open_at_end,
             scrape_failures: failures.len() as u64,
             last_scrape_error: failures.last().and_then(|s| s.scrape_error.clone()),
@@ -316,6 +327,9 @@ impl SoakReport {
         for n in &self.nodes {
             for (series, grew) in &n.bounds {
                 writeln!(w, "  {} {series} +{grew}", n.name).ok();
+            }
+            if !n.unchanged.is_empty() {
+                writeln!(w, "  {} did not grow: {}", n.name, n.unchanged.join(", ")).ok();
             }
             for (series, open) in &n.open_at_end {
                 writeln!(w, "  {} still open at the end: {series} {open}", n.name).ok();
@@ -448,5 +462,17 @@ mod tests {
             Some(1.0)
         );
         assert_eq!(n.scrape_failures, 1);
+        assert!(n.unchanged.is_empty(), "{:?}", n.unchanged);
+        let quiet = NodeReport::new("edge", 1, &samples[..2], &samples[1], None);
+        assert_eq!(quiet.bounds.len(), 2);
+        let idle = [samples[0].clone(), samples[0].clone()];
+        let n = NodeReport::new("edge", 1, &idle, &idle[1], None);
+        assert_eq!(
+            n.unchanged,
+            [
+                "longhaul_connections_refused_total",
+                "longhaul_relay_pauses_total"
+            ]
+        );
     }
 }

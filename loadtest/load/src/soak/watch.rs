@@ -163,11 +163,15 @@ impl Watched {
     pub fn new(spec: NodeSpec) -> Self {
         Self {
             spec,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            // A fresh connection per sample: a pooled one sits idle between samples
+            // and the node may close it just as the next request goes out.
+            client: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(0)
+                .build_http(),
         }
     }
 
-    /// Its RSS now and its counters now (bounded by `SCRAPE_LIMIT`).
+    /// Its RSS now and its counters now (the scrape bounded to 5 s).
     pub async fn sample(&self) -> Sample {
         let rss_kib = std::fs::read_to_string(format!("/proc/{}/status", self.spec.pid))
             .ok()
