@@ -103,6 +103,7 @@ fn publish_end(how: &End) -> &'static str {
         End::Node(EdgeEnd::OriginEnded) => end::ORIGIN_ENDED,
         End::Node(EdgeEnd::TunnelLost) => end::TUNNEL_LOST,
         End::Node(EdgeEnd::Revoked) => end::REVOKED,
+        End::Session(_) => end::ENCODER_ERROR,
         _ => end::ENCODER_GONE,
     }
 }

@@ -35,6 +35,9 @@ pub mod outcome {
 pub mod end {
     pub const UNPUBLISHED: &str = "unpublished";
     pub const ENCODER_GONE: &str = "encoder_gone";
+    /// The encoder's session failed: it broke the protocol, went silent, or passed a
+    /// bound such as the message rate (`session_errors_total{kind}` says which).
+    pub const ENCODER_ERROR: &str = "encoder_error";
     pub const ORIGIN_ENDED: &str = "origin_ended";
     pub const TUNNEL_LOST: &str = "tunnel_lost";
     pub const SHUTDOWN: &str = "shutdown";

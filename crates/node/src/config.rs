@@ -161,6 +161,12 @@ pub struct IngestSection {
     /// A connection whose buffers would pass it is closed (`unauthorised_memory`).
     /// Default [`DEFAULT_UNAUTHORISED_MEMORY_BYTES`].
     pub unauthorised_memory_bytes: usize,
+    /// RTMP messages a second one connection may send, in bursts of two seconds' worth;
+    /// a connection sending more is closed with the reason (`message_rate` in
+    /// `session_errors_total`). 0: no bound. Default
+    /// [`longhaul_rtmp::message_rate::DEFAULT_MESSAGES_PER_SECOND`] (5,000; encoders
+    /// send about 100 per rendition).
+    pub max_messages_per_second: u32,
     /// Every connection on the RTMP and RTMPS listeners starts with a PROXY protocol
     /// header (v1 or v2) from a load balancer, naming the client; that address replaces
     /// the socket's everywhere (logs, metrics, limits, the abuse guard). Connections
@@ -205,6 +211,7 @@ impl Default for IngestSection {
             max_connections: 10_000,
             max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
             unauthorised_memory_bytes: DEFAULT_UNAUTHORISED_MEMORY_BYTES,
+            max_messages_per_second: longhaul_rtmp::message_rate::DEFAULT_MESSAGES_PER_SECOND,
             proxy_protocol: false,
             proxy_trusted: Vec::new(),
         }
@@ -228,6 +235,7 @@ impl IngestSection {
             chunk_size: self.chunk_size,
             handshake_timeout: self.handshake_timeout(),
             media_timeout: self.media_timeout(),
+            max_messages_per_second: self.max_messages_per_second,
             ..longhaul_rtmp::ServerConfig::default()
         }
     }

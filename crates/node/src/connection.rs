@@ -70,6 +70,7 @@ impl<N: NodeEnd> End<N> {
             End::Io(_) => Some("io"),
             End::Session(SessionError::Timeout(_)) => Some("timeout"),
             End::Session(SessionError::Handshake(_)) => Some("handshake"),
+            End::Session(SessionError::TooManyMessages(_)) => Some("message_rate"),
             End::Session(_) => Some("protocol"),
             End::Node(n) => n.error_kind(),
             // Counted in connections_refused_total{reason="unauthorised_memory"}.
@@ -219,22 +220,22 @@ where
         }
         let reading = conn.may_read(&mut session, Instant::now());
         timer.set(conn.deadline(&session, reading));
+        // The last input stopped at the session's per-call cap: decode on (while the
+        // node may take more) before reading the socket again.
+        let undecoded = session.has_undecoded_input();
         let result: Result<(), End<C::End>> = tokio::select! {
-            read = reader.read(&mut buf), if reading => match read {
+            read = reader.read(&mut buf), if reading && !undecoded => match read {
                 Ok(0) => Err(End::PeerClosed),
                 Ok(n) => {
                     settings.bytes_in.inc_by(n as u64);
                     conn.on_input(n);
-                    match session.handle_input(Instant::now(), &buf[..n]) {
-                        Ok(events) => match on_events(conn, &mut session, events, peer).await {
-                            Ok(()) => charge(&mut unauthorised, &session, peer),
-                            Err(end) => Err(end),
-                        },
-                        Err(e) => Err(End::Session(e)),
-                    }
+                    feed(conn, &mut session, &buf[..n], peer, &mut unauthorised).await
                 }
                 Err(e) => Err(End::Io(e)),
             },
+            _ = std::future::ready(()), if reading && undecoded => {
+                feed(conn, &mut session, &[], peer, &mut unauthorised).await
+            }
             _ = timer.wait() => conn.on_timer(&mut session, Instant::now()),
             wake = conn.wake() => conn.on_wake(&mut session, wake),
             _ = shutdown.cancelled() => Err(End::Shutdown),
@@ -255,6 +256,24 @@ where
             }
             return end;
         }
+    }
+}
+
+/// Gives the session `input` (empty: decode on what it still holds) and acts on what
+/// it reports, then charges what it holds to the unauthorised budget.
+async fn feed<C: Connection>(
+    conn: &mut C,
+    session: &mut ServerSession,
+    input: &[u8],
+    peer: SocketAddr,
+    unauthorised: &mut Option<UnauthorisedCharge>,
+) -> Result<(), End<C::End>> {
+    match session.handle_input(Instant::now(), input) {
+        Ok(events) => {
+            on_events(conn, session, events, peer).await?;
+            charge(unauthorised, session, peer)
+        }
+        Err(e) => Err(End::Session(e)),
     }
 }
 

@@ -33,6 +33,7 @@ pub mod connection;
 pub mod flv;
 pub mod handshake;
 pub mod media;
+pub mod message_rate;
 pub mod server;
 mod session_common;
 #[cfg(test)]

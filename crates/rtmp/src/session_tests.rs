@@ -6,7 +6,8 @@ use crate::client::{ClientConfig, ClientEvent, ClientGoal, ClientSession};
 use crate::message::{self, Command};
 use crate::message::{type_id, RtmpMessage};
 use crate::server::{
-    ServerConfig, ServerEvent, ServerSession, SessionError, MAX_HELD_MEDIA_BYTES, MAX_OPEN_STREAMS,
+    ServerConfig, ServerEvent, ServerSession, SessionError, HELD_MESSAGE_COST,
+    MAX_HELD_MEDIA_BYTES, MAX_MESSAGES_PER_INPUT, MAX_OPEN_STREAMS,
 };
 use bytes::{BufMut, Bytes, BytesMut};
 use std::time::{Duration, Instant};
@@ -40,10 +41,14 @@ fn publish(name: &str, publish_type: &str) -> ClientGoal {
 
 impl Pair {
     fn new(goal: ClientGoal) -> Self {
+        Self::with_server(ServerConfig::default(), goal)
+    }
+
+    fn with_server(server: ServerConfig, goal: ClientGoal) -> Self {
         let now = Instant::now();
         Self {
             now,
-            server: ServerSession::new(ServerConfig::default(), now),
+            server: ServerSession::new(server, now),
             client: ClientSession::new(config(), goal, now),
             server_events: Vec::new(),
             client_events: Vec::new(),
@@ -59,6 +64,10 @@ impl Pair {
             for piece in to_server.chunks(1000) {
                 let events = self.server.handle_input(self.now, piece)?;
                 self.server_events.extend(events);
+                while self.server.has_undecoded_input() {
+                    let events = self.server.handle_input(self.now, &[])?;
+                    self.server_events.extend(events);
+                }
             }
             let to_client = self.server.output().to_vec();
             bytes::Buf::advance(self.server.output(), to_client.len());
@@ -92,7 +101,11 @@ impl Pair {
     }
 
     fn publishing(name: &str) -> Self {
-        let mut pair = Pair::new(publish(name, "live"));
+        Self::publishing_with(ServerConfig::default(), name)
+    }
+
+    fn publishing_with(server: ServerConfig, name: &str) -> Self {
+        let mut pair = Pair::with_server(server, publish(name, "live"));
         pair.connect();
         let events = pair.take_server_events();
         assert_eq!(
@@ -360,7 +373,7 @@ fn buffered_bytes_count_partial_messages_and_held_media_until_authorised() {
     );
     // Whole, it is held until the publish is answered.
     pair.server.handle_input(pair.now, &bytes[half..]).unwrap();
-    assert_eq!(pair.server.buffered_bytes(), 100_000);
+    assert_eq!(pair.server.buffered_bytes(), 100_000 + HELD_MESSAGE_COST);
     pair.server.accept_publish(1);
     assert!(pair.server.is_authorised());
     assert_eq!(pair.server.buffered_bytes(), 0);
@@ -420,6 +433,102 @@ fn overflow_held_media(frame_len: usize) -> (Pair, SessionError) {
 #[test]
 fn held_media_is_bounded() {
     let (_pair, err) = overflow_held_media(256 * 1024);
+    assert!(
+        err.to_string().contains("before its publish was accepted"),
+        "{err}"
+    );
+}
+
+/// `n` empty video messages on stream 1, as a flooder sends them: one message header
+/// announcing a 0-byte message, then one-byte chunks (fmt 3) that each repeat it.
+fn empty_message_flood(n: usize) -> Vec<u8> {
+    const CSID: u8 = 20;
+    let mut out = vec![CSID, 0, 0, 0, 0, 0, 0, type_id::VIDEO, 1, 0, 0, 0];
+    out.resize(12 + n - 1, 0xc0 | CSID);
+    out
+}
+
+/// A server config with the message rate off (the tests of the per-call cap and of the
+/// held list must not meet it first).
+fn unlimited_rate() -> ServerConfig {
+    ServerConfig {
+        max_messages_per_second: 0,
+        ..ServerConfig::default()
+    }
+}
+
+#[test]
+fn a_flood_of_empty_messages_is_decoded_in_bounded_steps() {
+    let mut pair = Pair::publishing_with(unlimited_rate(), "x");
+    let n = 3 * MAX_MESSAGES_PER_INPUT + 10;
+    let mut events = pair
+        .server
+        .handle_input(pair.now, &empty_message_flood(n))
+        .unwrap();
+    assert_eq!(media_events(&events).len(), MAX_MESSAGES_PER_INPUT);
+    let mut calls = 1;
+    while pair.server.has_undecoded_input() {
+        let more = pair.server.handle_input(pair.now, &[]).unwrap();
+        assert!(more.len() <= MAX_MESSAGES_PER_INPUT);
+        events.extend(more);
+        calls += 1;
+    }
+    let media = media_events(&events);
+    assert_eq!((media.len(), calls), (n, 4));
+    assert!(media.iter().all(|(_, m)| m.payload.is_empty()));
+}
+
+#[test]
+fn a_peer_sending_more_messages_than_its_rate_is_cut_with_the_reason() {
+    let config = ServerConfig {
+        max_messages_per_second: 500,
+        ..ServerConfig::default()
+    };
+    let mut pair = Pair::publishing_with(config, "x");
+    // A steady 400 a second for 10 s is fine ...
+    for i in 0..40 {
+        let now = pair.now + Duration::from_millis(100 * i);
+        let events = pair
+            .server
+            .handle_input(now, &empty_message_flood(40))
+            .unwrap();
+        assert_eq!(media_events(&events).len(), 40);
+    }
+    // ... and so is a burst of the 2 s allowance; past that the session fails.
+    let now = pair.now + Duration::from_secs(20);
+    let err = pair
+        .server
+        .handle_input(now, &empty_message_flood(1000 + 1))
+        .unwrap_err();
+    assert!(matches!(err, SessionError::TooManyMessages(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("more than 500 messages a second (bursts of at most 1000)"),
+        "{err}"
+    );
+    pair.server.fail(&err);
+    let said = String::from_utf8_lossy(&pair.server.output().to_vec()).into_owned();
+    assert!(said.contains("more than 500 messages a second"), "{said}");
+}
+
+#[test]
+fn held_empty_messages_count_toward_the_held_bound() {
+    let mut pair = Pair::with_server(unlimited_rate(), publish("x", "live"));
+    pair.connect();
+    pair.take_server_events();
+    let most = MAX_HELD_MEDIA_BYTES / HELD_MESSAGE_COST;
+    let mut result = pair
+        .server
+        .handle_input(pair.now, &empty_message_flood(most + 1));
+    let mut held = 0;
+    while let Ok(events) = &result {
+        assert!(events.is_empty(), "held, not reported");
+        held = pair.server.buffered_bytes();
+        assert!(pair.server.has_undecoded_input(), "refused before the end");
+        result = pair.server.handle_input(pair.now, &[]);
+    }
+    assert!(held <= MAX_HELD_MEDIA_BYTES, "{held}");
+    let err = result.unwrap_err();
     assert!(
         err.to_string().contains("before its publish was accepted"),
         "{err}"
