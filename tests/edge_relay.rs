@@ -544,7 +544,7 @@ async fn the_origin_holds_tunnel_streams_to_the_rules_of_a_direct_publish() {
             timestamp: m.timestamp,
             payload: m.payload,
         };
-        sender.send(&frame).await.unwrap();
+        sender.send(&[frame]).await.unwrap();
     }
     cluster.origin.wait_live(&format!("{}_1", entry.id)).await;
     let again = raw.open_publish(header(grant, 1)).await.unwrap();
@@ -556,7 +556,7 @@ async fn the_origin_holds_tunnel_streams_to_the_rules_of_a_direct_publish() {
         timestamp: 40,
         payload: bytes::Bytes::from_static(&[0, 0, 0x10, 0]),
     };
-    let _ = sender.send(&bad).await;
+    let _ = sender.send(&[bad]).await;
     let why = origin_end(&sender).await;
     assert!(why.contains("not media"), "{why}");
     let m = cluster.origin.metrics();

@@ -33,6 +33,18 @@ use tracing::Instrument;
 /// a round trip of each other: 500 ms is twice the longest path's (230 ms).
 const END_REASON_GRACE: Duration = Duration::from_millis(500);
 
+/// Most messages the writer takes from the queue for one tunnel write. Taking what is
+/// queued in one go (instead of one message per write) puts small messages in one QUIC
+/// buffer together ([`longhaul_tunnel::wire::encode_media_batch`]); 64 messages is
+/// about half a second of a 60 fps stream with AAC, and what a batch holds is out of the
+/// queue's accounting until written, so it stays small.
+const BATCH_MESSAGES: usize = 64;
+
+/// Most payload bytes the writer takes for one write (it always takes at least one
+/// message): 64 KiB, one QUIC stream write of a few packets' worth, so that a batch of
+/// large frames does not sit outside the queue's drop rule for long.
+const BATCH_BYTES: usize = 64 * 1024;
+
 /// Why a relay's writer stopped.
 #[derive(Debug)]
 pub enum RelayEnd {
@@ -166,8 +178,10 @@ async fn write(shared: Arc<Shared>, mut sender: PublishSender, drain_limit: Dura
         if drain_deadline.is_none() && shared.finishing.load(Ordering::Acquire) {
             drain_deadline = Some(tokio::time::Instant::now() + drain_limit);
         }
-        let next = shared.queue().pop(Instant::now());
-        let Some(message) = next else {
+        let batch = shared
+            .queue()
+            .pop_batch(Instant::now(), BATCH_MESSAGES, BATCH_BYTES);
+        if batch.is_empty() {
             if drain_deadline.is_some() {
                 sender.finish().await;
                 return RelayEnd::Finished;
@@ -177,17 +191,20 @@ async fn write(shared: Arc<Shared>, mut sender: PublishSender, drain_limit: Dura
                 _ = shared.data.notified() => continue,
                 e = end.wait() => return relay_end(e),
             }
-        };
+        }
         shared.room.notify_one();
-        let frame = MediaFrame {
-            kind: message.type_id,
-            timestamp: message.timestamp,
-            payload: message.payload,
-        };
+        let frames: Vec<MediaFrame> = batch
+            .into_iter()
+            .map(|message| MediaFrame {
+                kind: message.type_id,
+                timestamp: message.timestamp,
+                payload: message.payload,
+            })
+            .collect();
         // A send may wait on QUIC flow control for as long as the origin does not read;
         // the origin ending the stream meanwhile wins, and finishing (which starts the
         // drain deadline) may begin while it waits.
-        let send = sender.send(&frame);
+        let send = sender.send(&frames);
         tokio::pin!(send);
         let sent = loop {
             let deadline = drain_deadline.unwrap_or_else(far_future);

@@ -37,10 +37,11 @@
 //! ## The memory bound
 //!
 //! The queue holds at most `pause_bytes` of payload plus what arrived after the bound
-//! was crossed but before the driver checked [`RelayQueue::should_read`]: one socket
-//! read's worth of messages. A read of `R` bytes completes at most `R` bytes plus the
-//! partial messages the chunk decoder already held (its `max_buffered_bytes`), so
-//! per stream: `pause_bytes + R + max_buffered_bytes` at worst, with about 64 bytes of
+//! was crossed but before the driver checked [`RelayQueue::should_read`]: what one
+//! call of the session decoded, at most `longhaul_rtmp::server::MAX_MESSAGES_PER_INPUT`
+//! messages. A read of `R` bytes completes at most `R` bytes plus the partial messages
+//! the chunk decoder already held (its `max_buffered_bytes`), so per stream:
+//! `pause_bytes + R + max_buffered_bytes` at worst, with [`MESSAGE_COST`] of
 //! bookkeeping per message on top. Once, at publish start, the session releases the
 //! media it held while the origin was asked (`longhaul_rtmp::server::MAX_HELD_MEDIA_BYTES`
 //! at most) in one go; that burst drains or ages out under the same rules.
@@ -189,6 +190,33 @@ impl RelayQueue {
         });
         self.blocked = false;
         self.enforce(now);
+    }
+
+    /// The oldest messages for the tunnel, in order: at least one if any is queued, then
+    /// more while the batch stays within `max_messages` and `max_bytes` of payload.
+    pub fn pop_batch(
+        &mut self,
+        now: Instant,
+        max_messages: usize,
+        max_bytes: usize,
+    ) -> Vec<RtmpMessage> {
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        while batch.len() < max_messages {
+            let Some(next) = self.items.front() else {
+                break;
+            };
+            let len = next.message.payload.len();
+            if !batch.is_empty() && bytes + len > max_bytes {
+                break;
+            }
+            let Some(message) = self.pop(now) else {
+                break;
+            };
+            bytes += len;
+            batch.push(message);
+        }
+        batch
     }
 
     /// The next message for the tunnel, oldest first.
@@ -419,6 +447,28 @@ mod tests {
         assert!(!q.should_read(t0), "paused at the bound");
         assert_eq!(pushed, DEFAULT_PAUSE_BYTES.div_ceil(MESSAGE_COST));
         assert!(pushed * MESSAGE_COST < 2 * DEFAULT_PAUSE_BYTES);
+    }
+
+    #[test]
+    fn batches_take_the_oldest_within_their_bounds_and_always_one() {
+        let t0 = Instant::now();
+        let mut q = RelayQueue::new(limits(1 << 20, 2000));
+        for ts in 0..5 {
+            q.push(audio(ts, 300), t0);
+        }
+        q.push(keyframe(5, 5000), t0);
+        q.push(audio(6, 300), t0);
+        let ts = |b: Vec<RtmpMessage>| b.iter().map(|m| m.timestamp).collect::<Vec<_>>();
+        assert_eq!(ts(q.pop_batch(t0, 2, 1 << 20)), [0, 1], "message bound");
+        assert_eq!(ts(q.pop_batch(t0, 64, 1000)), [2, 3, 4], "byte bound");
+        assert_eq!(
+            ts(q.pop_batch(t0, 64, 1000)),
+            [5],
+            "one even over the byte bound"
+        );
+        assert_eq!(ts(q.pop_batch(t0, 64, 1000)), [6]);
+        assert!(q.pop_batch(t0, 64, 1000).is_empty());
+        assert_eq!(q.queued_bytes(), 0);
     }
 
     fn timestamps(q: &mut RelayQueue, now: Instant) -> Vec<(u8, u32)> {

@@ -358,7 +358,9 @@ async fn send_paced(
             timestamp: p.timestamp,
             payload: payload(p.len, stamp),
         };
-        match tokio::time::timeout_at(w.close.into(), sender.send(&frame)).await {
+        match tokio::time::timeout_at(w.close.into(), sender.send(std::slice::from_ref(&frame)))
+            .await
+        {
             Ok(Ok(())) => {}
             Ok(Err(e)) => fail("send", e),
             Err(_) => {}
@@ -383,7 +385,9 @@ async fn send_bulk(mut sender: PublishSender, name: String, plan: Vec<Planned>, 
             timestamp: p.timestamp,
             payload: payload(p.len, stamp),
         };
-        match tokio::time::timeout_at(w.close.into(), sender.send(&frame)).await {
+        match tokio::time::timeout_at(w.close.into(), sender.send(std::slice::from_ref(&frame)))
+            .await
+        {
             Ok(Ok(())) => {}
             Ok(Err(e)) => fail("send", e),
             Err(_) => break,

@@ -272,10 +272,12 @@ impl Drop for PublishSender {
 }
 
 impl PublishSender {
-    /// Sends one RTMP message. Waits while QUIC flow or congestion control holds the
-    /// stream back: that wait is the edge's signal to stop reading its encoder.
-    pub async fn send(&mut self, frame: &MediaFrame) -> Result<(), TunnelError> {
-        write_media(&mut self.send, frame, &self.peer).await
+    /// Sends RTMP messages, in order, in as few QUIC writes as
+    /// [`crate::wire::encode_media_batch`] makes of them. Waits while QUIC flow or
+    /// congestion control holds the stream back: that wait is the edge's signal to stop
+    /// reading its encoder.
+    pub async fn send(&mut self, frames: &[MediaFrame]) -> Result<(), TunnelError> {
+        write_media(&mut self.send, frames, &self.peer).await
     }
 
     /// A handle that resolves when the origin ends the stream; usable while sending.

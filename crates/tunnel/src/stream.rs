@@ -6,9 +6,8 @@
 //! and the report timer never wait on one another.
 
 use crate::wire::{
-    encode_message, media_header, Frame, FrameDecoder, MediaFrame, Message, WireError,
+    encode_media_batch, encode_message, Frame, FrameDecoder, MediaFrame, Message, WireError,
 };
-use bytes::Bytes;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -169,13 +168,10 @@ pub(crate) async fn write_message(
 
 pub(crate) async fn write_media(
     send: &mut quinn::SendStream,
-    frame: &MediaFrame,
+    frames: &[MediaFrame],
     peer: &str,
 ) -> Result<(), TunnelError> {
-    let mut chunks = [
-        Bytes::copy_from_slice(&media_header(frame)),
-        frame.payload.clone(),
-    ];
+    let mut chunks = encode_media_batch(frames);
     send.write_all_chunks(&mut chunks)
         .await
         .map_err(|source| TunnelError::Write {

@@ -285,11 +285,11 @@ async fn authorise_publish_and_end_over_one_connection() {
     let payload = Bytes::from(vec![7u8; 100_000]);
     for round in 0..20u32 {
         for s in &mut senders {
-            s.send(&MediaFrame {
+            s.send(&[MediaFrame {
                 kind: if round % 2 == 0 { 9 } else { 8 },
                 timestamp: round * 40,
                 payload: payload.slice(..(round as usize * 1000 + 1)),
-            })
+            }])
             .await
             .unwrap();
         }
@@ -353,11 +353,11 @@ async fn authorise_publish_and_end_over_one_connection() {
         .unwrap();
     let mut end = sender.end_signal();
     sender
-        .send(&MediaFrame {
+        .send(&[MediaFrame {
             kind: 9,
             timestamp: 0,
             payload: Bytes::from_static(b"x"),
-        })
+        }])
         .await
         .unwrap();
     let end = tokio::time::timeout(Duration::from_secs(5), end.wait())
