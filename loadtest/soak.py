@@ -212,7 +212,7 @@ def main():
     lb.log(f"work directory (configs, node logs): {work}")
     procs = lb.Processes(work)
     tls = work / "tls"
-    lb.run([lb.RELEASE / "longhaul", "pki", "--dir", tls, f"{ORIGIN_ID}.{SUFFIX}", f"{EDGE_ID}.{SUFFIX}"], quiet=True)
+    lb.run([lb.RELEASE / "longhaul", "pki", "--dir", tls, "--origin", f"{ORIGIN_ID}.{SUFFIX}", "--edge", f"{EDGE_ID}.{SUFFIX}"], quiet=True)
     json_path = work / "soak.json"
     try:
         origin, o = start_node(procs, work, "origin", origin_config(work, tls))

@@ -414,3 +414,136 @@ async fn unauthorised_holders_without_a_budget() {
         assert!(holder.await.unwrap().is_none(), "no holder was closed");
     }
 }
+
+/// A URL that publishes a fresh entry's first rendition through `edge`, token and all.
+async fn edge_publish_url(cluster: &Cluster, edge: &Node) -> String {
+    let entry = cluster
+        .registry()
+        .await
+        .create_entry(Some("flood"))
+        .await
+        .unwrap();
+    format!(
+        "rtmp://{}/kLive/?t={}/{}_1",
+        edge.addr("rtmp"),
+        entry.token,
+        entry.id
+    )
+}
+
+/// What `longhaul-load soak`'s flooders do, once: publish `url` (a valid token), then a
+/// million empty video messages in one-byte chunks (1 MiB). Returns what the node said
+/// back after the publish started, as text (its status messages), read until it closed
+/// the connection or 60 s passed.
+async fn flood_once(url: &str) -> String {
+    use longhaul_load::soak::hostile::{flood, FLOOD_BYTES};
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let (encoder, _) = longhaul_load::publisher::publish(url, deadline.into_std())
+        .await
+        .expect("the flooder publishes with its valid token");
+    let bytes = flood(encoder.stream_id(), FLOOD_BYTES);
+    let (mut reader, mut writer) = encoder.into_inner().into_split();
+    let writing = tokio::spawn(async move {
+        // A node that closes the connection fails the rest of the writes: expected.
+        let _ = writer.write_all(&bytes).await;
+        writer
+    });
+    let mut said = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, reader.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        said.extend_from_slice(&buf[..n]);
+    }
+    writing.abort();
+    String::from_utf8_lossy(&said).into_owned()
+}
+
+/// A publisher with a valid token sends a million empty video messages through an edge
+/// (tokens leak). However small, each message is decoding, a queue slot and a tunnel
+/// frame at the edge and a hub offer at the origin: before the message rate, the edge
+/// took every flood whole (see the next test for what that held). Now the flooder is cut
+/// after two seconds' worth of the rate, told why, counted and logged with its address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_empty_messages_is_cut_at_the_message_rate() {
+    let cluster = Cluster::new();
+    let origin = cluster.origin(&NYC, None);
+    let edge = cluster.edge("fra-test", "fra", &[(&NYC, &origin)], true);
+    until_metrics(&edge, "the tunnel up", |m| connected(m, NYC.id)).await;
+    let url = edge_publish_url(&cluster, &edge).await;
+    let told = flood_once(&url).await;
+    let reason = "more than 5000 messages a second";
+    assert!(told.contains(reason), "the flooder was told: {told:?}");
+    let m = until_metrics(&edge, "the flood counted", |m| {
+        present(
+            m,
+            "longhaul_session_errors_total",
+            &[("kind", "message_rate")],
+        ) == 1.0
+    })
+    .await;
+    let ends = [("reason", "encoder_error")];
+    assert_eq!(present(&m, "longhaul_edge_publish_ends_total", &ends), 1.0);
+    edge.logged(&[reason, "127.0.0.1"]).await;
+    // The tunnel carried on: an honest publish still goes live.
+    let honest = edge_publish_url(&cluster, &edge).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    longhaul_load::publisher::publish(&honest, deadline)
+        .await
+        .expect("an honest publish after the flood");
+}
+
+/// Floods of empty messages the edge takes whole (the message rate off): the messages
+/// are decoded 1,024 per read at most, queued at the relay queue's cost per message and
+/// written to the tunnel in batches, so the edge's memory stays near idle. Before the
+/// per-read cap and the batched writes, two flooders took a release edge from 11.6 MB to
+/// 105.6 MB in a minute (`loadtest/soak.py`, heaptrack: 24 MB of events decoded from
+/// single 64 KiB reads, 19 MB of relay queue slots past the bound, 10 MB of 9-byte
+/// buffers in QUIC's send queue); after them, the same run peaked at 22 MB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_of_empty_messages_taken_whole_do_not_pin_edge_memory() {
+    let cluster = Cluster::new();
+    let origin = cluster.origin(&NYC, None);
+    let edge = cluster.edge_with(
+        "fra-test",
+        "fra",
+        &[(&NYC, &origin)],
+        true,
+        "[ingest]\nmax_messages_per_second = 0",
+    );
+    until_metrics(&edge, "the tunnel up", |m| connected(m, NYC.id)).await;
+    let urls = [
+        edge_publish_url(&cluster, &edge).await,
+        edge_publish_url(&cluster, &edge).await,
+    ];
+    let idle = rss_kib(edge.pid());
+    let (peak, told) = peak_rss_during(edge.pid(), async {
+        let (a, b) = tokio::join!(flood_once(&urls[0]), flood_once(&urls[1]));
+        [a, b]
+    })
+    .await;
+    let m = metrics_of(&edge).await;
+    eprintln!(
+        "edge RSS idle {idle} KiB, peak {peak} KiB (+{} KiB) over two floods",
+        peak - idle
+    );
+    for said in &told {
+        assert!(
+            !said.contains("messages a second"),
+            "the rate is off: {said}"
+        );
+    }
+    assert_eq!(
+        support::metric(
+            &m,
+            "longhaul_session_errors_total",
+            &[("kind", "message_rate")]
+        ),
+        0.0
+    );
+    assert!(
+        peak <= idle + 32 * 1024,
+        "two floods took the edge from {idle} KiB to {peak} KiB"
+    );
+}

@@ -1,7 +1,8 @@
 //! The soak in short (`longhaul-load soak` for about a minute): real `longhaul` origin
 //! and edge processes, publishers coming and going through the edge with their players
-//! at the origin, lurking players joining and leaving, and a sprayer, four half-open
-//! handshakes and a bad-token client beside them. Checks what must hold however loaded
+//! at the origin, lurking players joining and leaving, and a sprayer, a flooder (a
+//! valid token, then a million empty messages), four half-open handshakes and a
+//! bad-token client beside them. Checks what must hold however loaded
 //! the machine is: every frame an honest publisher offered arrived once, every hostile
 //! attempt was stopped, nothing is left open, and each node's memory came back to near
 //! where it started.
@@ -66,11 +67,8 @@ async fn churn_through_an_edge_loses_nothing_and_memory_comes_back() {
         "3s".into(),
         "--sprayers".into(),
         "1".into(),
-        // No flooder: a flood of empty messages still costs the edge tens of MB that
-        // come back only in part, and delays (at times loses) honest frames on the
-        // same tunnel (BENCHMARKS.md, "Soak"); `loadtest/soak.py` runs flooders.
         "--flooders".into(),
-        "0".into(),
+        "1".into(),
         "--slowloris".into(),
         "4".into(),
         "--bad-tokens".into(),
@@ -112,13 +110,19 @@ async fn churn_through_an_edge_loses_nothing_and_memory_comes_back() {
     );
     assert!(report.lurking.attached > 0, "{:?}", report.lurking);
 
-    // Every hostile attempt was stopped by a node: sprays cut, half-open handshakes
-    // closed, wrong tokens refused (then the address banned).
+    // Every hostile attempt was stopped by a node: sprays cut, floods cut at the
+    // message rate, half-open handshakes closed, wrong tokens refused (then the address
+    // banned).
     let hostile = |kind: &str| report.hostile[kind].clone();
     let spray = hostile("sprayer");
     assert!(
         spray.attempts > 0 && spray.stopped == spray.attempts,
         "{spray:?}"
+    );
+    let flood = hostile("flooder");
+    assert!(
+        flood.attempts > 0 && flood.stopped == flood.attempts,
+        "{flood:?}"
     );
     let slow = hostile("slowloris");
     assert!(slow.stopped >= 4, "each was closed at least once: {slow:?}");
@@ -159,5 +163,9 @@ async fn churn_through_an_edge_loses_nothing_and_memory_comes_back() {
     assert!(
         grew("longhaul_edge_publishes_total{outcome=\"refused\"") >= 1.0,
         "{edge_bounds:?}"
+    );
+    assert!(
+        grew("longhaul_session_errors_total{kind=\"message_rate\"}") >= flood.stopped as f64,
+        "each flood cut at the message rate and counted: {edge_bounds:?}"
     );
 }

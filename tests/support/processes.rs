@@ -311,6 +311,18 @@ impl Cluster {
         origins: &[(&OriginSpec, &Node)],
         certificate: bool,
     ) -> Node {
+        self.edge_with(id, region, origins, certificate, "")
+    }
+
+    /// [`Cluster::edge`] with `extra` TOML sections appended to its config.
+    pub fn edge_with(
+        &self,
+        id: &str,
+        region: &str,
+        origins: &[(&OriginSpec, &Node)],
+        certificate: bool,
+        extra: &str,
+    ) -> Node {
         let files = self.files(id, NodeRole::Edge);
         let list: Vec<String> = origins
             .iter()
@@ -370,6 +382,7 @@ impl Cluster {
             idle_timeout_ms = 3000
             reconnect_initial_ms = 100
             reconnect_max_ms = 1000
+            {extra}
             "#,
             primary = origins[0].0.id,
             list = list.join(", "),

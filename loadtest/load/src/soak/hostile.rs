@@ -4,7 +4,7 @@
 //! | kind | does | the node should |
 //! |---|---|---|
 //! | sprayer | handshake, then one tiny message on each of 65,536 chunk stream ids (the bytes of `tests/hardening.rs`) | close it at the 65th high id (`DecoderLimits::max_high_chunk_streams`) |
-//! | flooder | publishes with a valid token, then one-byte chunks that each decode to an empty video message | pause reading at the relay queue's bound (each message costs its place), or close it |
+//! | flooder | publishes with a valid token, then one-byte chunks that each decode to an empty video message | close it at the message rate (`ingest.max_messages_per_second`); with that off, pause reading at the relay queue's bound (each message costs its place) |
 //! | slowloris | sends one byte of the handshake and nothing more | close it after `ingest.handshake_timeout_secs` |
 //! | bad token | publishes with a wrong token | refuse with a reason; slow, then ban its address |
 //!
