@@ -32,7 +32,7 @@ use crate::upstream::Decision;
 use longhaul_node::connection::{self, DriverSettings, NodeEnd};
 use longhaul_node::{Accepted, ConnectionHandler, GaugeGuard, Io, Transport};
 use longhaul_rtmp::server::{ServerEvent, ServerSession};
-use longhaul_tunnel::AuthoriseRequest;
+use longhaul_tunnel::{AuthoriseRequest, TunnelError};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -447,9 +447,24 @@ impl Connection {
                 let node = &self.state.config.node.id;
                 tracing::warn!(client = %self.peer, %stream, %origin, %error,
                     "no verdict from the origin");
-                let description =
-                    format!("publish refused: the origin {origin} is unreachable from edge {node}");
-                let why = outcome::TUNNEL_UNAVAILABLE;
+                // A tunnel that is up but an answer that did not come is a busy origin,
+                // not a lost one: say which, so that whoever reads it looks in the
+                // right place.
+                let (description, why) = match &error {
+                    TunnelError::Timeout { after, .. } => (
+                        format!(
+                            "publish refused: the origin {origin} did not answer edge {node}                              within {} s; try again",
+                            after.as_secs_f64()
+                        ),
+                        outcome::ORIGIN_TIMEOUT,
+                    ),
+                    _ => (
+                        format!(
+                            "publish refused: the origin {origin} is unreachable from edge {node}"
+                        ),
+                        outcome::TUNNEL_UNAVAILABLE,
+                    ),
+                };
                 Err(self.refuse(
                     session,
                     stream_id,

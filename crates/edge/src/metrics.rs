@@ -20,8 +20,11 @@ pub mod outcome {
     pub const REFUSED: &str = "refused";
     /// `reason` of an accepted publish.
     pub const OK: &str = "ok";
-    /// `reason` when no tunnel to the leg's origin is up, or it did not answer in time.
+    /// `reason` when no tunnel to the leg's origin is up, or it failed under the request.
     pub const TUNNEL_UNAVAILABLE: &str = "tunnel_unavailable";
+    /// `reason` when the tunnel is up but the origin did not answer in time (an origin
+    /// too busy, or a registry slow to confirm the token).
+    pub const ORIGIN_TIMEOUT: &str = "origin_timeout";
     /// `reason` when the URL rules refuse the publish here, before any origin is asked.
     pub const BAD_REQUEST: &str = "bad_request";
     /// `reason` when the client's address is banned for too many failed publishes
