@@ -359,6 +359,7 @@ impl NodeListeners {
                 id: id.into(),
                 region: region.into(),
                 certificate_poll_ms: NodeSection::DEFAULT_CERTIFICATE_POLL_MS,
+                memory_trim_secs: longhaul_node::memory::DEFAULT_TRIM_SECS,
             },
             rtmp: RtmpSection { listen: rtmp },
             rtmps: RtmpsSection {

@@ -180,6 +180,12 @@ impl Edge {
             tasks.shutdown_token(),
         ));
         certificates.spawn(&mut tasks);
+        if let Some(every) = state.config.node.memory_trim() {
+            tasks.spawn(longhaul_node::memory::trim_periodically(
+                every,
+                tasks.shutdown_token(),
+            ));
+        }
         let origins: Vec<&str> = state
             .config
             .tunnel

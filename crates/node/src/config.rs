@@ -29,10 +29,19 @@ pub struct NodeSection {
     /// second costs nothing; see `longhaul_certs::settle` for why polling, not inotify.
     #[serde(default = "default_certificate_poll_ms")]
     pub certificate_poll_ms: u64,
+    /// How often, in seconds, the node hands memory freed by past load back to the
+    /// system (`malloc_trim`; `crate::memory`); 0: never. Default
+    /// [`crate::memory::DEFAULT_TRIM_SECS`].
+    #[serde(default = "default_memory_trim_secs")]
+    pub memory_trim_secs: u64,
 }
 
 fn default_certificate_poll_ms() -> u64 {
     NodeSection::DEFAULT_CERTIFICATE_POLL_MS
+}
+
+fn default_memory_trim_secs() -> u64 {
+    crate::memory::DEFAULT_TRIM_SECS
 }
 
 impl NodeSection {
@@ -42,6 +51,11 @@ impl NodeSection {
     /// How often to look at the certificate files; `None`: only on SIGHUP.
     pub fn certificate_poll(&self) -> Option<Duration> {
         (self.certificate_poll_ms > 0).then(|| Duration::from_millis(self.certificate_poll_ms))
+    }
+
+    /// How often to trim the allocator; `None`: never.
+    pub fn memory_trim(&self) -> Option<Duration> {
+        (self.memory_trim_secs > 0).then(|| Duration::from_secs(self.memory_trim_secs))
     }
 
     /// Both names are labels of every metric and words of every log line: not empty.
@@ -61,6 +75,15 @@ impl NodeSection {
                 reason: format!(
                     "{} is out of range: 100 to 3600000 ms, or 0 to reload on SIGHUP only",
                     self.certificate_poll_ms
+                ),
+            });
+        }
+        if self.memory_trim_secs > 86_400 {
+            return Err(InvalidSetting {
+                key: "node.memory_trim_secs",
+                reason: format!(
+                    "{} is out of range: at most 86400 (a day), or 0 never to trim",
+                    self.memory_trim_secs
                 ),
             });
         }

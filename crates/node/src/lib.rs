@@ -64,6 +64,7 @@ pub mod config;
 pub mod connection;
 pub mod http;
 pub mod listeners;
+pub mod memory;
 pub mod metrics;
 pub mod proxied;
 pub mod proxy_header;

@@ -186,6 +186,12 @@ impl Origin {
             ));
         }
         certificates.spawn(&mut tasks);
+        if let Some(every) = state.config.node.memory_trim() {
+            tasks.spawn(longhaul_node::memory::trim_periodically(
+                every,
+                tasks.shutdown_token(),
+            ));
+        }
         tracing::info!(
             node = %state.config.node.id,
             region = %state.config.node.region,
