@@ -189,7 +189,9 @@ pub(crate) async fn write_media(
 /// of publishes.
 pub(crate) const CONTROL_QUEUE: usize = 1024;
 
-/// Writes queued control messages until the channel closes or the stream fails.
+/// Writes queued control messages until the channel closes or the stream fails. After
+/// the channel closes, finishes the stream and waits until the peer has it all (or
+/// stops it, or the connection goes): the caller bounds the wait.
 pub(crate) async fn control_writer(
     mut send: quinn::SendStream,
     mut queue: mpsc::Receiver<Message>,
@@ -201,5 +203,7 @@ pub(crate) async fn control_writer(
             return;
         }
     }
-    let _ = send.finish();
+    if send.finish().is_ok() {
+        let _ = send.stopped().await;
+    }
 }
