@@ -208,7 +208,8 @@ impl Router {
         self.with_origin(origin, now, |h, _| h.set_report(report));
     }
 
-    /// A stream sent to `origin` failed there.
+    /// A stream sent to `origin` failed there. Both kinds of [`Failure`] count the same
+    /// (see [`crate::thresholds::DEFAULT_FAILURES`]); the kind is for callers' logs.
     pub fn failure(&mut self, origin: &str, _failure: Failure, now: Instant) {
         self.with_origin(origin, now, |h, _| h.record_failure(now));
     }

@@ -36,8 +36,8 @@
 //! 2. Both ways, every `report_interval_ms`: `{"type":"report","healthy","publishers",
 //!    "connections","draining"}`. `healthy`: the node takes new work (an origin: its
 //!    registry is reachable and it is not shutting down); `draining` (absent: false): it
-//!    is shutting down. An origin also sends one last report when it shuts down. The
-//!    edge's router (`longhaul_router`) reads them; the transport only carries them.
+//!    is shutting down. The edge's router (`longhaul_router`) reads them; the transport
+//!    only carries them.
 //! 3. edge → origin `{"type":"authorise","id","app","tc_url","name","leg","client_addr",
 //!    "transport"}`, answered by `{"type":"verdict","id","verdict":"allowed","grant",
 //!    "stream_name","generation"}` or `{"type":"verdict","id","verdict":"refused","code",

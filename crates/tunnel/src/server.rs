@@ -25,11 +25,6 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-/// How long a shutting-down origin waits for an edge to take its last report: two
-/// round trips of the longest path (230 ms). An edge that does not answer in time
-/// learns of the shutdown from the close that follows.
-const LAST_REPORT_LIMIT: std::time::Duration = std::time::Duration::from_millis(500);
-
 /// The edge on the other end of a tunnel, from its hello and the connection.
 #[derive(Debug, Clone)]
 pub struct PeerInfo {
@@ -295,17 +290,7 @@ async fn handle<S: TunnelService>(
         }
         _ = shutdown.cancelled() => Ok("origin shutting down".into()),
     };
-    if shutdown.is_cancelled() {
-        // One last report (the node says it is draining) before the close, which would
-        // discard it unsent: the writer sends what is queued, finishes the stream and
-        // waits (bounded) for the edge to acknowledge it.
-        let _ = tx.try_send(Message::Report(load()));
-        link.set_control(None);
-        drop(tx);
-        let _ = tokio::time::timeout(LAST_REPORT_LIMIT, writer).await;
-    } else {
-        writer.abort();
-    }
+    writer.abort();
     // An end either side chose (a shutdown, each saying so with the normal code) is no
     // incident; a vanished or misbehaving edge is.
     let orderly = shutdown.is_cancelled()

@@ -189,9 +189,7 @@ pub(crate) async fn write_media(
 /// of publishes.
 pub(crate) const CONTROL_QUEUE: usize = 1024;
 
-/// Writes queued control messages until the channel closes or the stream fails. After
-/// the channel closes, finishes the stream and waits until the peer has it all (or
-/// stops it, or the connection goes): the caller bounds the wait.
+/// Writes queued control messages until the channel closes or the stream fails.
 pub(crate) async fn control_writer(
     mut send: quinn::SendStream,
     mut queue: mpsc::Receiver<Message>,
@@ -203,7 +201,5 @@ pub(crate) async fn control_writer(
             return;
         }
     }
-    if send.finish().is_ok() {
-        let _ = send.stopped().await;
-    }
+    let _ = send.finish();
 }
