@@ -207,7 +207,13 @@ impl OriginHealth {
         self.last_path_at = Some(now);
     }
 
+    /// A stream failed here. Counted only while the tunnel is connected: with it down
+    /// (or never up, as while an edge starts) the failure is that, already the worst
+    /// trouble, and counting it would hold the origin out after its tunnel is back.
     pub fn record_failure(&mut self, now: Instant) {
+        if self.tunnel != TunnelStatus::Connected {
+            return;
+        }
         self.failures.push_back(now);
         // Only the window's worth matters; bound the memory whatever the caller does.
         while self.failures.len() > 1024 {

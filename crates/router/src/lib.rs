@@ -39,7 +39,8 @@
 //!    is lossy* (of the last [`DEFAULT_SAMPLE_WINDOW`] samples, [`DEFAULT_BAD_SAMPLES`]
 //!    lost over [`DEFAULT_LOSSY_FRACTION`] of their packets, or had an RTT over
 //!    [`DEFAULT_MAX_RTT`], or a congestion event in half their round trips); *streams
-//!    keep failing* there ([`DEFAULT_FAILURES`] within [`DEFAULT_FAILURE_WINDOW`]); it
+//!    keep failing* there ([`DEFAULT_FAILURES`] within [`DEFAULT_FAILURE_WINDOW`], while
+//!    its tunnel is up: failures with it down are that trouble already); it
 //!    is *draining* (shutting down); it is *down* (no tunnel). A tunnel down and the
 //!    origin's own word count at once: they are not noise. A path and failures count
 //!    after most of a window: one burst is not a failover.

@@ -399,6 +399,26 @@ fn failures_count_within_their_window() {
 }
 
 #[test]
+fn failures_while_the_tunnel_is_down_do_not_hold_the_origin_out() {
+    run(&[
+        // An edge starting: publishes to the primary fail before its tunnel is up.
+        (0, Fail(PAO)),
+        (100, Fail(PAO)),
+        (200, Fail(PAO)),
+        (300, Up(PAO)),
+        (300, Up(NYC)),
+        (300, Choose(P, PAO, None)),
+        // And during an outage.
+        (1_000, Down(PAO)),
+        (1_000, Fail(PAO)),
+        (1_100, Fail(PAO)),
+        (1_200, Fail(PAO)),
+        (2_000, Up(PAO)),
+        (12_000, Healthy(PAO, true)),
+    ]);
+}
+
+#[test]
 fn failback_of_a_live_stream_waits_for_a_keyframe() {
     run(&[
         (0, Up(NYC)),
