@@ -472,6 +472,7 @@ fn edge_config(node: &DevEdge, cluster: &DevCluster, tls: &DevTls) -> anyhow::Re
         ingest: Default::default(),
         relay: RelaySection::default(),
         abuse: Default::default(),
+        router: Default::default(),
         tunnel: TunnelSection {
             origins: cluster
                 .origins

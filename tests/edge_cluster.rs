@@ -2,64 +2,13 @@
 //! edges as separate processes, real QUIC tunnels with the cluster's mutual TLS, and
 //! real ffmpeg publishing to the edges and playing from the origins.
 //!
-//! Streams are published with one keyframe for the whole clip (`-g 1000`), so a player
-//! that joins while the clip runs receives it whole from the origin's GOP cache and the
-//! frame counts compare exactly with what was sent.
+//! Streams are published with one keyframe for the whole clip (see
+//! `support::processes::relay_and_check`).
 
 mod support;
 
 use support::processes::*;
 use support::*;
-
-/// 3 s at 25 fps.
-const CLIP_SECONDS: u32 = 3;
-const CLIP_FRAMES: u64 = 75;
-
-/// Publishes a clip to `publish_url` and records it from `origin`; checks every frame came.
-async fn relay_and_check(
-    publish_url: &str,
-    origin: &Node,
-    name: &str,
-    size: (u64, u64),
-) -> serde_json::Value {
-    let publisher = ffmpeg_publish(
-        publish_url,
-        &format!("{}x{}", size.0, size.1),
-        CLIP_SECONDS,
-        1000,
-    );
-    let stream = wait_live(origin, name).await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("played.flv");
-    let player = ffmpeg_record(
-        &format!("rtmp://{}/kLive/{name}", origin.addr("rtmp")),
-        &file,
-    );
-    let out = wait_child(publisher).await;
-    assert!(
-        out.status.success(),
-        "publisher of {name} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = wait_child(player).await;
-    assert!(
-        out.status.success(),
-        "player of {name} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        probe(&file),
-        Probe {
-            video_codec: "h264".into(),
-            width: size.0,
-            height: size.1,
-            video_frames: CLIP_FRAMES,
-            audio_codec: "aac".into(),
-        },
-        "what the player of {name} on the origin received"
-    );
-    stream
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_edge_relays_to_the_origin_its_leg_is_routed_to() {

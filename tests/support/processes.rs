@@ -314,7 +314,7 @@ impl Cluster {
         self.edge_with(id, region, origins, certificate, "")
     }
 
-    /// [`Cluster::edge`] with `extra` TOML sections appended to its config.
+    /// [`Cluster::edge`] with `extra` tables added to its config (`[router]`, ...).
     pub fn edge_with(
         &self,
         id: &str,
@@ -393,6 +393,58 @@ impl Cluster {
         std::fs::write(&path, config).unwrap();
         spawn_node("edge", &path)
     }
+}
+
+/// 3 s at 25 fps.
+pub const CLIP_SECONDS: u32 = 3;
+pub const CLIP_FRAMES: u64 = 75;
+
+/// Publishes a clip to `publish_url` and records it from `origin`; checks every frame came.
+/// The clip has one keyframe (`-g 1000`), so a player that joins while it runs receives
+/// it whole from the origin's GOP cache and the frame counts compare exactly.
+pub async fn relay_and_check(
+    publish_url: &str,
+    origin: &Node,
+    name: &str,
+    size: (u64, u64),
+) -> serde_json::Value {
+    let publisher = ffmpeg_publish(
+        publish_url,
+        &format!("{}x{}", size.0, size.1),
+        CLIP_SECONDS,
+        1000,
+    );
+    let stream = wait_live(origin, name).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("played.flv");
+    let player = ffmpeg_record(
+        &format!("rtmp://{}/kLive/{name}", origin.addr("rtmp")),
+        &file,
+    );
+    let out = wait_child(publisher).await;
+    assert!(
+        out.status.success(),
+        "publisher of {name} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = wait_child(player).await;
+    assert!(
+        out.status.success(),
+        "player of {name} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        probe(&file),
+        Probe {
+            video_codec: "h264".into(),
+            width: size.0,
+            height: size.1,
+            video_frames: CLIP_FRAMES,
+            audio_codec: "aac".into(),
+        },
+        "what the player of {name} on the origin received"
+    );
+    stream
 }
 
 /// A node's `/healthz` document.

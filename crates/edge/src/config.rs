@@ -2,8 +2,10 @@
 //!
 //! The sections every node has (`[node]`, `[rtmp]`, `[rtmps]`, `[http]`, `[ingest]`,
 //! `[abuse]`) are `longhaul_node`'s; `[tunnel]` is `longhaul_tunnel`'s (the origins to keep tunnels to,
-//! which one takes the primary leg, the cluster's TLS files, QUIC tunables); `[relay]` is
-//! the edge's own: how much of a stream it holds while its tunnel is slow. Everything but
+//! which one leg p prefers, the cluster's TLS files, QUIC tunables); `[relay]` is
+//! the edge's own: how much of a stream it holds while its tunnel is slow; `[router]`
+//! holds the thresholds of `longhaul_router` (when a leg leaves an origin in trouble
+//! and when it comes back). Everything but
 //! `[node]` and `[tunnel]` has defaults, so a site file holds only what differs, and
 //! unknown keys are refused.
 //!
@@ -20,8 +22,10 @@
 //! max_delay_ms = 2000              # then drop whole GOPs older than this
 //! [abuse]
 //! ignore = ["198.51.100.0/24"]     # a studio's encoders behind one NAT: never banned
+//! [router]
+//! failback_after_ms = 30000        # leg p back to the primary 30 s after it recovered
 //! [tunnel]
-//! primary = "nyc-1"                # leg p goes here, leg b to the other origin
+//! primary = "nyc-1"                # leg p prefers it, leg b the other origin
 //! origins = [
 //!   { id = "nyc-1", region = "nyc", addr = "nyc-1.longhaul.internal:4433", server_name = "nyc-1.longhaul.internal" },
 //!   { id = "pao-1", region = "pao", addr = "pao-1.longhaul.internal:4433", server_name = "pao-1.longhaul.internal" },
@@ -39,6 +43,7 @@ use longhaul_node::config::{
     AbuseSection, HttpSection, IngestSection, InvalidSetting, NodeSection, RtmpSection,
     RtmpsSection,
 };
+use longhaul_router::Thresholds;
 use longhaul_tunnel::TunnelSection;
 use serde::Deserialize;
 use std::time::Duration;
@@ -63,7 +68,99 @@ pub struct EdgeConfig {
     /// their publishes cost a tunnel round trip.
     #[serde(default)]
     pub abuse: AbuseSection,
+    /// Where each leg goes when an origin is in trouble, and when it comes back.
+    #[serde(default)]
+    pub router: RouterSection,
     pub tunnel: TunnelSection,
+}
+
+/// The router's thresholds (`longhaul_router`, whose constants say why each default is
+/// what it is). Times in milliseconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouterSection {
+    /// How long the preferred origin must have been clear of trouble before its leg's
+    /// new publishes (and, later, live streams at a keyframe) go back to it. Default
+    /// 30 s, as AWS MediaLive waits.
+    pub failback_after_ms: u64,
+    /// How long an origin that was in trouble must stay clear before it counts as
+    /// healthy (a failover target) again. Default 10 s.
+    pub recover_hold_ms: u64,
+    /// Path samples (one every 250 ms) judged together. Default 4.
+    pub sample_window: u32,
+    /// Bad samples among them that make a path lossy. Default 3.
+    pub bad_samples: u32,
+    /// Share of a sample's packets lost that makes it bad. Default 0.10.
+    pub lossy_fraction: f64,
+    /// Smoothed RTT that makes a sample bad. Default 1,000 ms.
+    pub max_rtt_ms: u64,
+    /// Stream failures at one origin within `failure_window_ms` that put it in
+    /// trouble. Default 3 in 10 s.
+    pub failures: u32,
+    pub failure_window_ms: u64,
+}
+
+impl Default for RouterSection {
+    fn default() -> Self {
+        let th = Thresholds::default();
+        Self {
+            failback_after_ms: th.failback_after.as_millis() as u64,
+            recover_hold_ms: th.recover_hold.as_millis() as u64,
+            sample_window: th.sample_window,
+            bad_samples: th.bad_samples,
+            lossy_fraction: th.lossy_fraction,
+            max_rtt_ms: th.max_rtt.as_millis() as u64,
+            failures: th.failures,
+            failure_window_ms: th.failure_window.as_millis() as u64,
+        }
+    }
+}
+
+/// Longest time setting of `[router]`: one hour. Longer is a typo (a failback that
+/// never comes in practice).
+pub const MAX_ROUTER_MS: u64 = 3_600_000;
+
+impl RouterSection {
+    pub fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            failback_after: Duration::from_millis(self.failback_after_ms),
+            recover_hold: Duration::from_millis(self.recover_hold_ms),
+            sample_window: self.sample_window,
+            bad_samples: self.bad_samples,
+            lossy_fraction: self.lossy_fraction,
+            max_rtt: Duration::from_millis(self.max_rtt_ms),
+            failures: self.failures,
+            failure_window: Duration::from_millis(self.failure_window_ms),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        for (key, ms) in [
+            ("router.failback_after_ms", self.failback_after_ms),
+            ("router.recover_hold_ms", self.recover_hold_ms),
+            ("router.max_rtt_ms", self.max_rtt_ms),
+            ("router.failure_window_ms", self.failure_window_ms),
+        ] {
+            if !(1..=MAX_ROUTER_MS).contains(&ms) {
+                return Err(InvalidSetting {
+                    key,
+                    reason: format!("{ms} is not in 1..={MAX_ROUTER_MS}"),
+                });
+            }
+        }
+        self.thresholds().check().map_err(|(name, reason)| {
+            let key = match name {
+                "sample_window" => "router.sample_window",
+                "bad_samples" => "router.bad_samples",
+                "lossy_fraction" => "router.lossy_fraction",
+                "max_rtt" => "router.max_rtt_ms",
+                "failures" => "router.failures",
+                "failback_after" => "router.failback_after_ms",
+                _ => "router",
+            };
+            InvalidSetting { key, reason }
+        })
+    }
 }
 
 /// How much of each stream the edge holds while its tunnel is slower than its encoder
@@ -142,6 +239,7 @@ impl EdgeConfig {
         self.ingest.validate()?;
         self.relay.validate()?;
         self.abuse.validate()?;
+        self.router.validate()?;
         self.tunnel.validate().map_err(|e| InvalidSetting {
             key: e.key,
             reason: e.reason,
@@ -188,12 +286,10 @@ mod tests {
         c.validate().expect("valid");
         assert_eq!(c.relay.limits(), RelayLimits::default());
         assert_eq!(c.tunnel.origins.len(), 2);
-        assert_eq!(
-            c.tunnel
-                .origin_for(longhaul_endpoint::Leg::Backup)
-                .map(|o| o.id.as_str()),
-            Some("pao-1")
-        );
+        assert_eq!(c.router.thresholds(), Thresholds::default());
+        let c = config("[router]\nfailback_after_ms = 2000\nrecover_hold_ms = 1000");
+        c.validate().expect("valid");
+        assert_eq!(c.router.thresholds().failback_after, Duration::from_secs(2));
     }
 
     #[test]
@@ -206,6 +302,17 @@ mod tests {
             ("[http]\nmax_connections = 0", "http.max_connections"),
             ("[abuse]\nslow_after = 0", "abuse.slow_after"),
             ("[abuse]\nignore = [\"fra\"]", "abuse.ignore"),
+            (
+                "[router]\nfailback_after_ms = 0",
+                "router.failback_after_ms",
+            ),
+            (
+                "[router]\nrecover_hold_ms = 40000",
+                "router.failback_after_ms",
+            ),
+            ("[router]\nbad_samples = 9", "router.bad_samples"),
+            ("[router]\nlossy_fraction = 1.5", "router.lossy_fraction"),
+            ("[router]\nfailures = 0", "router.failures"),
             (
                 "[tunnel.transport]\nkeep_alive_ms = 20000",
                 "tunnel.transport.keep_alive_ms",

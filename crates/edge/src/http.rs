@@ -8,11 +8,15 @@
 //! ```json
 //! {"status": "ok", "node": "fra-1", "region": "fra", "role": "edge", "version": "0.1.0",
 //!  "publishers": 3, "connections": 4, "legs": {"primary": true, "backup": true},
+//!  "routes": {"primary": {"origin": "nyc-1", "preferred": "nyc-1", "reason": null},
+//!             "backup": {"origin": "nyc-1", "preferred": "pao-1", "reason": "origin_down"}},
 //!  "tunnels": [{"origin": "nyc-1", "region": "nyc", "primary": true, "state": "connected",
-//!               "srtt_ms": 92.4, "open_streams": 3, "reconnects": 0}, ...]}
+//!               "healthy": true, "srtt_ms": 92.4, "open_streams": 3, "reconnects": 0}, ...]}
 //! ```
 //!
-//! `legs` says which legs can be published now (their origin's tunnel is connected).
+//! `routes` says where the router sends each leg's new publishes now, and why not to its
+//! preferred origin; `legs` says which legs can be published now (the tunnel to the
+//! origin the router picks for it is connected).
 //! `status` is `ok` (HTTP 200) with both, `degraded` (200) with only leg p, `unavailable`
 //! (503) without leg p: every encoder's default leg would be refused, so a load balancer
 //! should send encoders elsewhere. The accept loop (connection cap, header timeout) is
@@ -111,21 +115,36 @@ pub fn health(state: &EdgeState) -> Response<Body> {
     let tunnel = &state.config.tunnel;
     let primary = &tunnel.primary;
     let snapshots = state.upstreams.set().snapshots();
-    let up = |leg: Leg| {
-        tunnel.origin_for(leg).is_some_and(|o| {
-            snapshots
-                .iter()
-                .any(|s| s.peer == o.id && s.state == TunnelState::Connected)
-        })
+    let (routes, healthy) = {
+        let mut router = state.upstreams.router();
+        let now = std::time::Instant::now();
+        let routes = Leg::ALL.map(|leg| router.choose(leg, now));
+        let healthy: Vec<(String, bool)> = router
+            .statuses()
+            .into_iter()
+            .map(|(o, s)| (o.to_string(), s.rank() == 0))
+            .collect();
+        (routes, healthy)
     };
-    let (primary_up, backup_up) = (up(Leg::Primary), up(Leg::Backup));
-    // Until the router moves legs between origins, a leg whose origin is unreachable is
-    // refused; with leg p (every encoder's default) refused, the edge must leave a load
-    // balancer's pool.
+    let up = |choice: &longhaul_router::Choice| {
+        snapshots
+            .iter()
+            .any(|s| s.peer == choice.origin && s.state == TunnelState::Connected)
+    };
+    let (primary_up, backup_up) = (up(&routes[0]), up(&routes[1]));
+    // A leg whose routed origin is unreachable (none is) is refused; with leg p (every
+    // encoder's default) refused, the edge must leave a load balancer's pool.
     let (status, code) = match (primary_up, backup_up) {
         (true, true) => ("ok", StatusCode::OK),
         (true, false) => ("degraded", StatusCode::OK),
         (false, _) => ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
+    };
+    let route = |c: &longhaul_router::Choice| {
+        serde_json::json!({
+            "origin": c.origin,
+            "preferred": c.preferred,
+            "reason": c.reason.map(|r| r.as_str()),
+        })
     };
     let tunnels: Vec<_> = snapshots
         .iter()
@@ -135,6 +154,7 @@ pub fn health(state: &EdgeState) -> Response<Body> {
                 "region": s.peer_region,
                 "primary": &s.peer == primary,
                 "state": s.state.as_str(),
+                "healthy": healthy.iter().any(|(o, h)| *o == s.peer && *h),
                 "srtt_ms": s.srtt.map(|d| d.as_secs_f64() * 1000.0),
                 "open_streams": s.open_streams,
                 "reconnects": s.reconnects,
@@ -152,6 +172,7 @@ pub fn health(state: &EdgeState) -> Response<Body> {
             "publishers": state.metrics.publishers_active.get(),
             "connections": state.connections.open_connections(),
             "legs": { "primary": primary_up, "backup": backup_up },
+            "routes": { "primary": route(&routes[0]), "backup": route(&routes[1]) },
             "tunnels": tunnels,
         }),
     )

@@ -6,15 +6,16 @@
 //!
 //! 1. `publish`: an address banned for failing too often is refused at once, one that
 //!    failed often waits first (`longhaul_node::abuse_gate`). The URL rules
-//!    (`longhaul_endpoint::resolve_publish`) give the leg; the leg's origin is asked over
-//!    its tunnel ([`crate::upstream`]). Its refusal reaches the encoder in its own words
+//!    (`longhaul_endpoint::resolve_publish`) give the leg; the origin the router picks
+//!    for it is asked over its tunnel ([`crate::upstream`]). Its refusal reaches the encoder in its own words
 //!    (ffmpeg prints them), and counts against the address if it was for credentials; an
 //!    origin out of reach is refused as such. Allowed, the publish stream is opened and
 //!    the publish accepted.
 //! 2. Media goes into the stream's [`Relay`]. The driver reads the socket only while the
 //!    relay queue is under its bound: a slow tunnel closes the encoder's TCP window.
 //! 3. The origin may end the stream (a takeover, a lost tunnel): the encoder is told with
-//!    the origin's status and the connection closed. The encoder unpublishing or going
+//!    the origin's status and the connection closed (a stream lost with its tunnel
+//!    counts against the origin in the router). The encoder unpublishing or going
 //!    away finishes the tunnel stream after what was queued.
 //! 4. Any origin may revoke the entry's token (regenerated, deleted, kicked): the relayed
 //!    stream is registered as live under its entry with the generation its origin
@@ -423,6 +424,7 @@ impl Connection {
                     &self.state.relay_writers,
                 );
                 self.published = Some(stream_name.clone());
+                self.state.upstreams.placed(self.id, target.leg, &origin);
                 self.relaying = Some(Relaying {
                     stream_id,
                     stream: stream_name,
@@ -533,6 +535,11 @@ impl Connection {
             .inc();
         tracing::info!(client = %self.peer, stream = %r.stream, origin = %r.origin, reason = why,
             "relayed stream ended");
+        let upstreams = &self.state.upstreams;
+        upstreams.ended(self.id);
+        if why == end::TUNNEL_LOST {
+            upstreams.failed(&r.origin, longhaul_router::Failure::TunnelLost);
+        }
         match why {
             end::ORIGIN_ENDED | end::TUNNEL_LOST | end::REVOKED => r.relay.abort(),
             _ => r.relay.finish(),

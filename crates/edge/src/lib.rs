@@ -19,9 +19,15 @@
 //!                 └─────────────────────────────────────────────────────────────────┘
 //! ```
 //!
-//! - **One tunnel per origin, from start-up.** `[tunnel] origins` lists them; leg `p`
-//!   goes to `primary`, leg `b` to the other one. A tunnel that drops reconnects with
-//!   jittered backoff; `/healthz` and the `longhaul_tunnel_*` series show each one.
+//! - **One tunnel per origin, from start-up.** `[tunnel] origins` lists them. A tunnel
+//!   that drops reconnects with jittered backoff; `/healthz` and the `longhaul_tunnel_*`
+//!   series show each one.
+//! - **A router picks each publish's origin** (`longhaul_router`, fed every 250 ms by
+//!   [`routing`]): leg `p` prefers `primary`, leg `b` the other origin; a leg whose
+//!   preferred origin is down, draining, unhealthy or on a lossy path goes to a healthy
+//!   one, and comes back after `router.failback_after_ms` (30 s). Live streams it would
+//!   move are logged and counted only: they stay where they are until tunnel wire format
+//!   v2 lets them move without touching the encoder.
 //! - **The origin decides.** The edge resolves the leg from the URL, then asks the
 //!   origin, which checks the token as for a direct publish. A refusal reaches the encoder
 //!   in the origin's words; an origin out of reach is refused as such.
@@ -40,9 +46,10 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | [`config`] | [`EdgeConfig`]: the shared sections, `[relay]` and `[tunnel]` |
+//! | [`config`] | [`EdgeConfig`]: the shared sections, `[relay]`, `[router]` and `[tunnel]` |
 //! | [`ingest`] | the per-connection driver of `longhaul_rtmp::ServerSession` |
-//! | [`upstream`] | the tunnels to the origins: which takes a leg, verdicts, publish streams |
+//! | [`upstream`] | the tunnels to the origins and the router: which takes a leg, verdicts, publish streams |
+//! | [`routing`] | the router's driver: tunnel states, path samples and reports in; health changes and wanted moves logged and counted |
 //! | [`relay_queue`] | the bounded queue between encoder and tunnel, sans IO |
 //! | [`relay`] | the writer task that feeds a tunnel stream from the queue |
 //! | [`http`] | `/metrics` and `/healthz` |
@@ -59,6 +66,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod relay;
 pub mod relay_queue;
+pub mod routing;
 pub mod state;
 pub mod upstream;
 
@@ -113,6 +121,28 @@ fn revoke_hook(live: LivePublishes, counter: prometheus::IntCounterVec) -> Revok
     })
 }
 
+/// What the edge reports of itself to the origins: healthy while it takes new
+/// publishes (not shutting down, under its connection cap), draining once shutting down.
+fn load_hook(
+    metrics: &Metrics,
+    limits: &ConnectionLimits,
+    config: &EdgeConfig,
+    shutdown: CancellationToken,
+) -> LoadFn {
+    let (publishers, limits) = (metrics.publishers_active.clone(), limits.clone());
+    let cap = config.ingest.max_connections;
+    Arc::new(move || {
+        let draining = shutdown.is_cancelled();
+        let connections = limits.open_connections();
+        LoadReport {
+            healthy: !draining && connections < cap,
+            publishers: publishers.get().max(0) as u64,
+            connections: connections as u64,
+            draining,
+        }
+    })
+}
+
 /// The handle of a running edge.
 pub struct Edge {
     pub state: Arc<EdgeState>,
@@ -136,17 +166,19 @@ impl Edge {
         let refused = metrics.connections.connections_refused.clone();
         let limits = ConnectionLimits::new(&config.ingest, refused);
         metrics.register(limits.collector());
-        let load: LoadFn = {
-            let (publishers, limits) = (metrics.publishers_active.clone(), limits.clone());
-            Arc::new(move || LoadReport {
-                healthy: true,
-                publishers: publishers.get().max(0) as u64,
-                connections: limits.open_connections() as u64,
-            })
-        };
+        let mut tasks = NodeTasks::new();
+        let load = load_hook(&metrics, &limits, &config, tasks.shutdown_token());
         let live = LivePublishes::new();
         let revoke = revoke_hook(live.clone(), metrics.revocations.clone());
-        let upstreams = Upstreams::start(&config.tunnel, &config.node, EdgeHooks { load, revoke })?;
+        let upstreams = Upstreams::start(
+            &config.tunnel,
+            config.router.thresholds(),
+            &config.node,
+            EdgeHooks { load, revoke },
+        )?;
+        for o in &config.tunnel.origins {
+            metrics.router_origin_healthy.with_label_values(&[&o.id]);
+        }
         metrics.register(Box::new(longhaul_tunnel::TunnelCollector::new(
             upstreams.set().clone(),
         )));
@@ -171,7 +203,6 @@ impl Edge {
             listeners.rtmps_addr,
             listeners.http_addr,
         );
-        let mut tasks = NodeTasks::new();
         let (rtmp, rtmps) = (listeners.rtmp, listeners.rtmps);
         accept::spawn_listeners(&mut tasks, rtmp, rtmps, limits, state.clone());
         tasks.spawn(http::serve(
@@ -186,6 +217,7 @@ impl Edge {
                 tasks.shutdown_token(),
             ));
         }
+        tasks.spawn(routing::drive(state.clone(), tasks.shutdown_token()));
         let origins: Vec<&str> = state
             .config
             .tunnel

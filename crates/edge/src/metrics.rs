@@ -7,12 +7,15 @@
 //! must not count them twice. Labels come from small fixed sets; the one label an origin
 //! supplies (its refusal reason) is checked to be a short snake_case word first. The
 //! tunnels' own series (state, RTT, congestion window, loss, bytes) come from
-//! `longhaul_tunnel`'s collector, registered here by [`Metrics::register`].
+//! `longhaul_tunnel`'s collector, registered here by [`Metrics::register`]. The router's
+//! (`router_origin_healthy{origin}`, `router_streams{origin,leg}`,
+//! `router_moves_wanted_total{from,to,reason}`) are set by [`crate::routing`]; their
+//! labels are configured origin ids and fixed words.
 
 use longhaul_node::metrics::{
-    counter, counter_vec, gauge, node_registry, AbuseSeries, ConnectionSeries,
+    counter, counter_vec, gauge, gauge_vec, node_registry, AbuseSeries, ConnectionSeries,
 };
-use prometheus::{Counter, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Counter, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// The `outcome` and `reason` labels of `edge_publishes_total`.
 pub mod outcome {
@@ -71,6 +74,14 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// `edge_revocations_total{reason}`: revocations origins sent this edge.
     pub revocations: IntCounterVec,
+    /// `router_origin_healthy{origin}`: 1 while the router counts the origin healthy.
+    pub router_origin_healthy: IntGaugeVec,
+    /// `router_streams{origin,leg}`: relayed streams placed on each origin, by leg
+    /// (`p`, `b`).
+    pub router_streams: IntGaugeVec,
+    /// `router_moves_wanted_total{from,to,reason}`: live streams the router wanted
+    /// moved (not acted on yet).
+    pub router_moves_wanted: IntCounterVec,
 }
 
 impl Metrics {
@@ -137,6 +148,24 @@ impl Metrics {
                 "edge_revocations_total",
                 "Revocations origins sent this edge (a token regenerated, an entry deleted, a kick), by reason; the streams they cut are edge_publish_ends_total{reason=\"revoked\"}",
                 &["reason"],
+            ),
+            router_origin_healthy: gauge_vec(
+                &r,
+                "router_origin_healthy",
+                "1 while the router counts the origin healthy (a failover target; its legs come back after router.failback_after_ms)",
+                &["origin"],
+            ),
+            router_streams: gauge_vec(
+                &r,
+                "router_streams",
+                "Relayed streams on each origin, by leg (p, b)",
+                &["origin", "leg"],
+            ),
+            router_moves_wanted: counter_vec(
+                &r,
+                "router_moves_wanted_total",
+                "Live streams the router wanted moved, by from and to origin and reason (origin_down, path_lossy, origin_draining, origin_unhealthy, failback); not acted on yet: moving live streams comes with tunnel wire format v2",
+                &["from", "to", "reason"],
             ),
             registry: r,
         }

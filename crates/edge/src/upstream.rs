@@ -1,26 +1,33 @@
-//! The edge's side of its tunnels: one persistent tunnel per configured origin, which
-//! origin takes a leg, and the two questions a publish asks of it.
+//! The edge's side of its tunnels: one persistent tunnel per configured origin, the
+//! router that says which origin takes a leg, and the two questions a publish asks.
 //!
-//! All the edge knows of `longhaul_tunnel` is here. At start-up [`Upstreams::start`] opens
+//! All the edge knows of `longhaul_tunnel` is here (and in [`crate::routing`], which reads
+//! its links for the router). At start-up [`Upstreams::start`] opens
 //! one QUIC endpoint and spawns one [`TunnelClient`] per origin in `[tunnel] origins`;
 //! they connect at once and reconnect with backoff for as long as the edge runs, so a
-//! publish never waits for a QUIC handshake. Leg `p` goes to `tunnel.primary`, leg `b` to
-//! the other origin. [`Upstreams::open_publish`] asks that origin for a verdict (the
-//! tunnel bounds the wait with `tunnel.transport.authorise_timeout_ms`) and, when
-//! allowed, opens the stream the media will go on.
+//! publish never waits for a QUIC handshake. Which origin a publish's leg goes to is
+//! the [`Router`]'s choice (`longhaul_router`): leg `p` prefers `tunnel.primary`, leg `b`
+//! the other origin, and a leg whose preferred origin is in trouble goes to a healthy
+//! one ([`crate::routing`] feeds the router). [`Upstreams::open_publish`] asks the chosen
+//! origin for a verdict (the tunnel bounds the wait with
+//! `tunnel.transport.authorise_timeout_ms`) and, when allowed, opens the stream the media
+//! will go on; a publish that gets no verdict counts against the origin.
 
 use longhaul_endpoint::Leg;
 use longhaul_node::NodeSection;
+use longhaul_router::{Choice, Failure, Router, StreamId, Thresholds};
 use longhaul_tunnel::{
     AuthoriseRequest, EdgeHooks, EdgeTls, Hello, PublishHeader, PublishSender, TunnelClient,
     TunnelError, TunnelSection, TunnelSet, Verdict,
 };
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 /// The tunnels of one edge.
 pub struct Upstreams {
     clients: Vec<TunnelClient>,
-    section: TunnelSection,
+    /// Which origin each leg goes to; fed by [`crate::routing`].
+    router: Mutex<Router>,
     set: Arc<TunnelSet>,
     endpoint: quinn::Endpoint,
     /// The edge's tunnel certificate and CA, shared by its tunnels.
@@ -51,12 +58,21 @@ pub enum Decision {
 
 impl Upstreams {
     /// Opens the edge's QUIC endpoint and starts a tunnel to every configured origin.
-    /// `load` answers the origins' load questions (publishers, connections).
+    /// `hooks.load` answers the origins' load questions (health, publishers,
+    /// connections); `thresholds` are the router's.
     pub fn start(
         section: &TunnelSection,
+        thresholds: Thresholds,
         node: &NodeSection,
         hooks: EdgeHooks,
     ) -> Result<Upstreams, TunnelError> {
+        let ids = section.origins.iter().map(|o| o.id.clone());
+        let router = Router::new(thresholds, ids, &section.primary).map_err(|e| {
+            longhaul_tunnel::settings::InvalidTunnelSetting {
+                key: "tunnel.primary",
+                reason: e.to_string(),
+            }
+        })?;
         let tls = EdgeTls::load(&section.tls)?;
         let endpoint = longhaul_tunnel::client_endpoint(section)?;
         let set = TunnelSet::new();
@@ -83,7 +99,7 @@ impl Upstreams {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Upstreams {
             clients,
-            section: section.clone(),
+            router: Mutex::new(router),
             set,
             endpoint,
             tls,
@@ -104,23 +120,50 @@ impl Upstreams {
         &self.clients
     }
 
-    /// The tunnel that takes `leg`.
-    pub fn for_leg(&self, leg: Leg) -> Option<&TunnelClient> {
-        let peer = self.section.origin_for(leg)?;
-        self.clients.iter().find(|c| c.peer().id == peer.id)
+    /// The router, for its driver and the health document. Held briefly: every
+    /// publish asks it.
+    pub fn router(&self) -> MutexGuard<'_, Router> {
+        // The router's methods do not panic; a poisoned lock holds a consistent router.
+        self.router.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Asks the origin of `request.leg` about a publish and, when it allows it, opens
-    /// the publish stream.
+    /// Where a new publish's `leg` goes now.
+    pub fn route(&self, leg: Leg) -> Choice {
+        self.router().choose(leg, Instant::now())
+    }
+
+    /// A relayed stream's leg went to `origin`: the router counts it there.
+    pub fn placed(&self, stream: StreamId, leg: Leg, origin: &str) {
+        self.router().place(stream, leg, origin);
+    }
+
+    /// The relayed stream ended.
+    pub fn ended(&self, stream: StreamId) {
+        self.router().remove(stream);
+    }
+
+    /// A stream sent to `origin` failed there (the router counts it against it).
+    pub fn failed(&self, origin: &str, failure: Failure) {
+        self.router().failure(origin, failure, Instant::now());
+    }
+
+    /// Asks the origin the router picks for `request.leg` about a publish and, when it
+    /// allows it, opens the publish stream.
     pub async fn open_publish(&self, request: AuthoriseRequest) -> Decision {
-        let Some(tunnel) = self.for_leg(request.leg) else {
-            // Validation makes this unreachable: `primary` names a configured origin.
-            let origin = self.section.primary.clone();
+        let choice = self.route(request.leg);
+        let Some(tunnel) = self.clients.iter().find(|c| c.peer().id == choice.origin) else {
+            // Unreachable: the router knows only the configured origins.
+            let origin = choice.origin;
             let error = TunnelError::NotConnected {
                 peer: origin.clone(),
             };
             return Decision::Unavailable { origin, error };
         };
+        if let Some(reason) = choice.reason {
+            tracing::info!(leg = %request.leg, origin = %choice.origin,
+                preferred = %choice.preferred, %reason,
+                "publish routed away from the leg's preferred origin");
+        }
         let origin = tunnel.peer().id.clone();
         let client_addr = request.client_addr.clone();
         match tunnel.authorise(request).await {
@@ -133,7 +176,10 @@ impl Upstreams {
                 ),
                 origin,
             },
-            Err(error) => Decision::Unavailable { origin, error },
+            Err(error) => {
+                self.failed(&origin, Failure::Unavailable);
+                Decision::Unavailable { origin, error }
+            }
             Ok(Verdict::Refused {
                 code,
                 reason,
@@ -161,7 +207,10 @@ impl Upstreams {
                         origin,
                         generation,
                     },
-                    Err(error) => Decision::Unavailable { origin, error },
+                    Err(error) => {
+                        self.failed(&origin, Failure::Unavailable);
+                        Decision::Unavailable { origin, error }
+                    }
                 }
             }
         }

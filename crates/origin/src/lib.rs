@@ -178,7 +178,10 @@ impl Origin {
         {
             tasks.spawn(longhaul_tunnel::server::serve(
                 endpoint,
-                Arc::new(tunnel::TunnelSide::new(state.clone())),
+                Arc::new(tunnel::TunnelSide::new(
+                    state.clone(),
+                    tasks.shutdown_token(),
+                )),
                 section.clone(),
                 tls,
                 tunnels.clone(),

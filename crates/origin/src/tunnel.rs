@@ -21,6 +21,7 @@ use longhaul_tunnel::{
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// How long a grant waits for its publish stream. The edge opens the stream right after
 /// the verdict, one round trip at most (230 ms Singapore-New York); 30 s leaves room for
@@ -46,13 +47,16 @@ struct Grant {
 pub struct TunnelSide {
     state: Arc<OriginState>,
     grants: Mutex<HashMap<u64, Grant>>,
+    /// The node's shutdown: once cancelled, reports say it is draining.
+    shutdown: CancellationToken,
 }
 
 impl TunnelSide {
-    pub fn new(state: Arc<OriginState>) -> Self {
+    pub fn new(state: Arc<OriginState>, shutdown: CancellationToken) -> Self {
         Self {
             state,
             grants: Mutex::new(HashMap::new()),
+            shutdown,
         }
     }
 
@@ -129,10 +133,20 @@ impl TunnelService for TunnelSide {
         }
     }
 
+    /// Healthy unless shutting down (then also draining) or its registry is out of
+    /// reach: publishes are still decided from memory then, but an edge with a healthy
+    /// origin to send new ones to should (its router decides).
     fn load(&self) -> LoadReport {
         let m = &self.state.metrics;
+        let draining = self.shutdown.is_cancelled();
+        let registry_up = self
+            .state
+            .registry
+            .as_ref()
+            .is_none_or(|r| r.state() == longhaul_registry::StoreState::Connected);
         LoadReport {
-            healthy: true,
+            healthy: registry_up && !draining,
+            draining,
             publishers: m.publishers_active.get().max(0) as u64,
             connections: ["rtmp", "rtmps"]
                 .iter()

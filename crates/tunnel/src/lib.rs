@@ -34,7 +34,10 @@
 //! 1. edge → origin `{"type":"hello","node_id","region","role":"edge","version"}`;
 //!    origin → edge the same with `"role":"origin"`. Nothing else before the hellos.
 //! 2. Both ways, every `report_interval_ms`: `{"type":"report","healthy","publishers",
-//!    "connections"}`.
+//!    "connections","draining"}`. `healthy`: the node takes new work (an origin: its
+//!    registry is reachable and it is not shutting down); `draining` (absent: false): it
+//!    is shutting down. The edge's router (`longhaul_router`) reads them; the transport
+//!    only carries them.
 //! 3. edge → origin `{"type":"authorise","id","app","tc_url","name","leg","client_addr",
 //!    "transport"}`, answered by `{"type":"verdict","id","verdict":"allowed","grant",
 //!    "stream_name","generation"}` or `{"type":"verdict","id","verdict":"refused","code",
@@ -86,7 +89,7 @@ pub mod wire;
 
 pub use client::{EdgeHooks, EndSignal, LoadFn, PublishEnd, PublishSender, RevokeFn, TunnelClient};
 pub use endpoint::{client_endpoint, server_endpoint};
-pub use link::{LinkSnapshot, TunnelSet, TunnelState};
+pub use link::{LinkSnapshot, PathSample, TunnelSet, TunnelState};
 pub use metrics::TunnelCollector;
 pub use server::{
     check_node_names, IncomingPublish, MediaReceiver, PeerInfo, PublishEnder, TunnelService,

@@ -80,6 +80,18 @@ pub struct Link {
     control: Mutex<Option<tokio::sync::mpsc::Sender<Message>>>,
 }
 
+/// The live connection's path counters, from quinn's `Connection::stats()`: cumulative
+/// over that connection (a new connection starts from 0), for the edge's router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathSample {
+    /// Smoothed round-trip time.
+    pub rtt: Duration,
+    pub sent_packets: u64,
+    pub lost_packets: u64,
+    /// Loss-triggered congestion window reductions.
+    pub congestion_events: u64,
+}
+
 /// A point-in-time copy of a [`Link`].
 #[derive(Debug, Clone)]
 pub struct LinkSnapshot {
@@ -173,11 +185,30 @@ impl Link {
         }
     }
 
-    /// Detaches the connection, adding its totals to the link's.
+    /// Detaches the connection, adding its totals to the link's. The peer's last report
+    /// was about that connection's peer: it is forgotten too.
     pub(crate) fn detach(&self) {
         if let Some(old) = lock(&self.connection).take() {
             self.retire(&old);
         }
+        *lock(&self.peer_load) = None;
+    }
+
+    /// The live connection's path counters, while there is one.
+    pub fn path_sample(&self) -> Option<PathSample> {
+        let connection = self.connection()?;
+        let path = connection.stats().path;
+        Some(PathSample {
+            rtt: path.rtt,
+            sent_packets: path.sent_packets,
+            lost_packets: path.lost_packets,
+            congestion_events: path.congestion_events,
+        })
+    }
+
+    /// The peer's last report on the live connection.
+    pub fn peer_load(&self) -> Option<LoadReport> {
+        lock(&self.peer_load).clone()
     }
 
     fn retire(&self, connection: &quinn::Connection) {

@@ -19,7 +19,9 @@ use std::time::Duration;
 pub struct TunnelSection {
     /// Every origin this edge keeps a tunnel open to.
     pub origins: Vec<OriginPeer>,
-    /// Id of the origin that takes leg `p` (primary); leg `b` goes to another one.
+    /// Id of the origin leg `p` (primary) prefers; leg `b` prefers the first other one.
+    /// Where a leg goes is the edge's router's decision (`longhaul_router`), not this
+    /// crate's: the transport carries.
     pub primary: String,
     pub tls: ClusterTlsPaths,
     /// Local UDP address of the edge's QUIC endpoint.
@@ -34,20 +36,6 @@ fn any_port() -> SocketAddr {
 }
 
 impl TunnelSection {
-    /// The origin for `leg`: the primary one, or for the backup leg the first other one
-    /// (the primary again if it is the only origin).
-    pub fn origin_for(&self, leg: longhaul_endpoint::Leg) -> Option<&OriginPeer> {
-        let primary = self.origins.iter().find(|o| o.id == self.primary);
-        match leg {
-            longhaul_endpoint::Leg::Primary => primary,
-            longhaul_endpoint::Leg::Backup => self
-                .origins
-                .iter()
-                .find(|o| o.id != self.primary)
-                .or(primary),
-        }
-    }
-
     pub fn validate(&self) -> Result<(), InvalidTunnelSetting> {
         if self.origins.is_empty() {
             return Err(invalid("tunnel.origins", "at least one origin is needed"));
@@ -423,7 +411,6 @@ impl TransportSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use longhaul_endpoint::Leg;
 
     fn section(toml_origins: &[(&str, &str)], primary: &str) -> TunnelSection {
         TunnelSection {
@@ -446,15 +433,6 @@ mod tests {
             bind: any_port(),
             transport: TransportSettings::default(),
         }
-    }
-
-    #[test]
-    fn legs_go_to_the_primary_and_the_other_origin() {
-        let s = section(&[("nyc-1", "nyc"), ("pao-1", "pao")], "pao-1");
-        assert_eq!(s.origin_for(Leg::Primary).unwrap().id, "pao-1");
-        assert_eq!(s.origin_for(Leg::Backup).unwrap().id, "nyc-1");
-        let one = section(&[("nyc-1", "nyc")], "nyc-1");
-        assert_eq!(one.origin_for(Leg::Backup).unwrap().id, "nyc-1");
     }
 
     #[test]

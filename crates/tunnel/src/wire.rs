@@ -53,6 +53,10 @@ pub struct LoadReport {
     /// Client connections open on the node.
     #[serde(default)]
     pub connections: u64,
+    /// The node is shutting down: send it no new work, move what is there. Absent from
+    /// older peers' reports (read as `false`).
+    #[serde(default)]
+    pub draining: bool,
 }
 
 /// An edge asks an origin whether a publish may go on, before it accepts it. Its
@@ -551,6 +555,35 @@ mod tests {
                 },
                 ..
             }
+        ));
+    }
+
+    #[test]
+    fn reports_carry_draining_and_older_reports_parse() {
+        let r = Message::Report(LoadReport {
+            healthy: false,
+            publishers: 2,
+            connections: 3,
+            draining: true,
+        });
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"type": "report", "healthy": false, "publishers": 2,
+                "connections": 3, "draining": true})
+        );
+        assert_eq!(serde_json::from_value::<Message>(json).unwrap(), r);
+        // A report from a peer that predates `draining`.
+        let old: Message = serde_json::from_value(serde_json::json!({"type": "report",
+            "healthy": true, "publishers": 1, "connections": 1}))
+        .unwrap();
+        assert!(matches!(
+            old,
+            Message::Report(LoadReport {
+                healthy: true,
+                draining: false,
+                ..
+            })
         ));
     }
 

@@ -33,6 +33,7 @@ impl TunnelService for ToyOrigin {
             healthy: true,
             publishers: 1,
             connections: 2,
+            draining: false,
         }
     }
     async fn authorise(&self, peer: &PeerInfo, request: AuthoriseRequest) -> Verdict {

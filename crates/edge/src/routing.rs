@@ -1,0 +1,119 @@
+//! The router's driver: feeds `longhaul_router` what the edge observes of each origin,
+//! and logs and counts what it decides.
+//!
+//! Every [`SAMPLE_INTERVAL`] (250 ms) it reads each tunnel's state, its live
+//! connection's path counters (quinn's `Connection::stats()`) and the origin's last
+//! report, and gives them to the router held by [`Upstreams`](crate::upstream::Upstreams)
+//! with the time. Publishes ask the router directly; stream failures are fed where they
+//! happen (upstream, ingest). The router is a pure state machine: this task only moves
+//! observations into it and its answers out.
+//!
+//! Health changes are logged (INFO, a warning for trouble). Live streams the router
+//! wants moved are logged at INFO with from, to and reason and counted in
+//! `longhaul_router_moves_wanted_total{from,to,reason}`, but **not moved**: moving a
+//! live stream without touching its encoder needs tunnel wire format v2 (frames
+//! acknowledged by the origin, resumed at the other one). Until then a stream stays
+//! where it was placed and ends with its tunnel, as before; only new publishes follow
+//! the router.
+
+use crate::state::EdgeState;
+use longhaul_endpoint::Leg;
+use longhaul_router::{OriginReport, PathStats, Status, TunnelStatus, SAMPLE_INTERVAL};
+use longhaul_tunnel::TunnelState;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// The router's view of a tunnel state.
+fn status(state: TunnelState) -> TunnelStatus {
+    match state {
+        TunnelState::Connected => TunnelStatus::Connected,
+        TunnelState::Connecting => TunnelStatus::Connecting,
+        TunnelState::Backoff | TunnelState::Closed => TunnelStatus::Down,
+    }
+}
+
+/// Runs until `shutdown`.
+pub async fn drive(state: Arc<EdgeState>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        sample(&state, Instant::now());
+    }
+}
+
+/// One round: observations in, changes and moves out, gauges set.
+pub fn sample(state: &EdgeState, now: Instant) {
+    let upstreams = &state.upstreams;
+    let (changes, moves, statuses, placements) = {
+        let mut router = upstreams.router();
+        for client in upstreams.clients() {
+            let origin = client.peer().id.as_str();
+            let link = client.link();
+            router.tunnel(origin, status(client.state()), now);
+            if let Some(p) = link.path_sample() {
+                let stats = PathStats {
+                    rtt: p.rtt,
+                    sent_packets: p.sent_packets,
+                    lost_packets: p.lost_packets,
+                    congestion_events: p.congestion_events,
+                };
+                router.path(origin, stats, now);
+            }
+            if let Some(r) = link.peer_load() {
+                let report = OriginReport {
+                    healthy: r.healthy,
+                    draining: r.draining,
+                };
+                router.report(origin, report, now);
+            }
+        }
+        let changes = router.take_changes();
+        let moves = router.moves(now);
+        let statuses: Vec<(String, Status)> = router
+            .statuses()
+            .into_iter()
+            .map(|(o, s)| (o.to_string(), s))
+            .collect();
+        let placements: Vec<(String, Leg, usize)> = router
+            .placements()
+            .into_iter()
+            .map(|(o, l, n)| (o.to_string(), l, n))
+            .collect();
+        (changes, moves, statuses, placements)
+    };
+    for c in changes {
+        let trouble = c.to.trouble().map(|t| format!("{t:?}")).unwrap_or_default();
+        match c.to {
+            Status::Troubled { .. } => tracing::warn!(origin = %c.origin,
+                from = c.from.as_str(), to = c.to.as_str(), %trouble,
+                "router: origin in trouble; new publishes of its legs go elsewhere"),
+            _ => tracing::info!(origin = %c.origin, from = c.from.as_str(),
+                to = c.to.as_str(), %trouble, "router: origin health changed"),
+        }
+    }
+    let m = &state.metrics;
+    for mv in moves {
+        tracing::info!(stream = mv.stream, leg = %mv.leg, from = %mv.from, to = %mv.to,
+            reason = %mv.reason, when = ?mv.when,
+            "router: a live stream should move (not done yet: moving live streams needs tunnel wire format v2)");
+        m.router_moves_wanted
+            .with_label_values(&[&mv.from, &mv.to, mv.reason.as_str()])
+            .inc();
+    }
+    for (origin, s) in statuses {
+        let healthy = matches!(s, Status::Healthy { .. });
+        m.router_origin_healthy
+            .with_label_values(&[&origin])
+            .set(i64::from(healthy));
+    }
+    for (origin, leg, n) in placements {
+        m.router_streams
+            .with_label_values(&[&origin, leg.label()])
+            .set(n as i64);
+    }
+}

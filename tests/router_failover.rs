@@ -1,0 +1,109 @@
+//! The edge's router end to end: real origin and edge processes, real QUIC tunnels, real
+//! ffmpeg. With the primary origin killed, a new publish on leg p goes to the other
+//! origin and plays there; once the primary is back and has been healthy for the
+//! failback time (short here), a new publish on leg p goes to it again.
+//!
+//! Live streams are not moved (that needs tunnel wire format v2): only new publishes
+//! follow the router, so each step publishes anew.
+
+mod support;
+
+use std::time::Duration;
+use support::processes::*;
+use support::*;
+
+/// Failback after 3 s clear, healthy again after 1 s: the 2 s between them let the test
+/// see the primary healthy while its leg still goes to the other origin.
+const ROUTER: &str = "[router]\nrecover_hold_ms = 1000\nfailback_after_ms = 3000";
+
+fn healthy(m: &str, origin: &str) -> bool {
+    present(m, "longhaul_router_origin_healthy", &[("origin", origin)]) == 1.0
+}
+
+/// Where the edge's router sends leg p's new publishes, and why not to the primary.
+async fn route_of_leg_p(edge: &Node) -> (String, serde_json::Value) {
+    let h = health_of(edge).await;
+    let route = &h["routes"]["primary"];
+    (
+        route["origin"].as_str().unwrap_or_default().to_string(),
+        route["reason"].clone(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leg_p_fails_over_to_the_other_origin_and_back_after_the_failback_time() {
+    let cluster = Cluster::new();
+    let pao = cluster.origin(&PAO, None);
+    let nyc = cluster.origin(&NYC, None);
+    let ports = (pao.addr("rtmp"), pao.addr("http"), pao.addr("tunnel"));
+    // pao first: the primary, leg p's preferred origin.
+    let fra = cluster.edge_with(
+        "fra-test",
+        "fra",
+        &[(&PAO, &pao), (&NYC, &nyc)],
+        true,
+        ROUTER,
+    );
+    until_metrics(&fra, "both origins healthy", |m| {
+        healthy(m, PAO.id) && healthy(m, NYC.id)
+    })
+    .await;
+    assert_eq!(route_of_leg_p(&fra).await.0, PAO.id);
+    let entry = cluster.registry().await.create_entry(None).await.unwrap();
+    let url = |n: u32| {
+        format!(
+            "rtmp://{}/kLive/?t={}/{}_{n}",
+            fra.addr("rtmp"),
+            entry.token,
+            entry.id
+        )
+    };
+
+    drop(pao); // SIGKILL: the edge finds out by its idle timeout (3 s here)
+    until_metrics(&fra, "the primary out", |m| !healthy(m, PAO.id)).await;
+    let (origin, reason) = route_of_leg_p(&fra).await;
+    assert_eq!(
+        (origin.as_str(), reason.as_str()),
+        (NYC.id, Some("origin_down"))
+    );
+
+    // A new publish on leg p goes to nyc, is counted there while it runs, and plays.
+    let (name, publish) = (format!("{}_1", entry.id), url(1));
+    let placed = until_metrics(&fra, "the stream placed on nyc", |m| {
+        metric(
+            m,
+            "longhaul_router_streams",
+            &[("origin", NYC.id), ("leg", "p")],
+        ) == 1.0
+    });
+    let (s, _) = tokio::join!(relay_and_check(&publish, &nyc, &name, (320, 240)), placed);
+    assert_eq!(s["leg"], "primary", "{s}");
+    assert_eq!(s["via_edge"], "fra-test", "{s}");
+    fra.logged(&["publish routed away", PAO.id, "origin_down"])
+        .await;
+
+    // The primary comes back on its addresses: healthy after the recovery hold, but
+    // leg p stays with nyc until the failback time has passed.
+    let pao = cluster.origin(&PAO, Some(ports));
+    until_metrics(&fra, "the primary healthy again", |m| healthy(m, PAO.id)).await;
+    let (origin, reason) = route_of_leg_p(&fra).await;
+    assert_eq!(
+        (origin.as_str(), reason.as_str()),
+        (NYC.id, Some("origin_down"))
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while route_of_leg_p(&fra).await.0 != PAO.id {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "leg p never failed back to {}: {}",
+            PAO.id,
+            fra.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let name = format!("{}_2", entry.id);
+    let s = relay_and_check(&url(2), &pao, &name, (320, 240)).await;
+    assert_eq!(s["leg"], "primary", "{s}");
+    fra.logged(&["origin health changed", PAO.id, "healthy"])
+        .await;
+}
