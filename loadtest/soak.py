@@ -74,6 +74,11 @@ def origin_config(work, tls):
 [node]
 id = "{ORIGIN_ID}"
 region = "nyc"
+[ingest]
+# Every honest client here comes from 127.0.0.1 (hostile ones from 127.0.0.2-5): the
+# per-address cap (64 by default, tested in tests/proxy_protocol.rs) would refuse most
+# of the soak's publishers and players, so it is raised out of the way.
+max_connections_per_address = 5000
 [rtmp]
 listen = "127.0.0.1:0"
 [http]
@@ -95,6 +100,11 @@ def edge_config(tls, tunnel_addr):
 [node]
 id = "{EDGE_ID}"
 region = "fra"
+[ingest]
+# Every honest client here comes from 127.0.0.1 (hostile ones from 127.0.0.2-5): the
+# per-address cap (64 by default, tested in tests/proxy_protocol.rs) would refuse most
+# of the soak's publishers and players, so it is raised out of the way.
+max_connections_per_address = 5000
 [rtmp]
 listen = "127.0.0.1:0"
 [http]
