@@ -3,7 +3,7 @@
 
 mod support;
 
-use longhaul_rtmp::handshake::{Handshake, HandshakeProgress, HandshakeRole};
+use longhaul_load::soak::hostile;
 use std::time::{Duration, Instant};
 use support::processes::*;
 
@@ -20,40 +20,16 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Completes the RTMP handshake as a client; returns the connection.
+/// Completes the RTMP handshake as a client from 127.0.0.1; returns the connection.
 async fn handshaken(addr: std::net::SocketAddr) -> TcpStream {
-    let mut socket = TcpStream::connect(addr).await.expect("connect");
-    let mut handshake = Handshake::new(HandshakeRole::Client);
-    socket
-        .write_all(&handshake.start().expect("c0c1"))
+    hostile::handshaken(&addr.to_string(), std::net::Ipv4Addr::LOCALHOST.into())
         .await
-        .unwrap();
-    let mut buf = vec![0u8; 4096];
-    loop {
-        let n = socket.read(&mut buf).await.expect("read s0s1s2");
-        assert!(n > 0, "the server closed during the handshake");
-        match handshake.process(&buf[..n]).expect("handshake") {
-            HandshakeProgress::InProgress { response } => {
-                socket.write_all(&response).await.unwrap();
-            }
-            HandshakeProgress::Done { response, .. } => {
-                socket.write_all(&response).await.unwrap();
-                return socket;
-            }
-        }
-    }
+        .expect("the RTMP handshake")
 }
 
-/// One tiny message (type 99, one byte) on each of 65,536 chunk stream ids.
-fn spray() -> Vec<u8> {
-    let mut out = Vec::with_capacity(65_536 * 15);
-    for id in 0..65_536u32 {
-        out.push(0x01); // fmt 0, 3-byte basic header: csid 64 + the next two bytes
-        out.extend_from_slice(&(id as u16).to_le_bytes());
-        out.extend_from_slice(&[0, 0, 0, 0, 0, 1, 99, 1, 0, 0, 0, 7]);
-    }
-    out
-}
+/// One tiny message (type 99, one byte) on each of 65,536 chunk stream ids: what the
+/// soak's sprayers send.
+use hostile::spray;
 
 /// 20 clients without a token, each spraying 65,536 chunk stream ids, three times over:
 /// before the cap on distinct ids this took `longhaul dev` from 17 MB to 199 MB; now

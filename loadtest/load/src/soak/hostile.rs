@@ -196,7 +196,7 @@ async fn closed_within(io: &mut TcpStream, limit: Duration) -> bool {
 }
 
 /// Completes the RTMP handshake as a client.
-async fn handshaken(address: &str, from: IpAddr) -> Result<TcpStream, String> {
+pub async fn handshaken(address: &str, from: IpAddr) -> Result<TcpStream, String> {
     let mut io = connect(address, Some(from))
         .await
         .map_err(|e| format!("connecting: {}", e.kind()))?;
