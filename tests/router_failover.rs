@@ -1,7 +1,9 @@
 //! The edge's router end to end: real origin and edge processes, real QUIC tunnels, real
 //! ffmpeg. With the primary origin killed, a new publish on leg p goes to the other
 //! origin and plays there; once the primary is back and has been healthy for the
-//! failback time (short here), a new publish on leg p goes to it again.
+//! failback time (short here), a new publish on leg p goes to it again. A frozen
+//! primary (SIGSTOP) is found silent within about a second, long before the tunnel's
+//! idle timeout, and leg p goes to the other origin meanwhile.
 //!
 //! Live streams are not moved (that needs tunnel wire format v2): only new publishes
 //! follow the router, so each step publishes anew.
@@ -59,13 +61,21 @@ async fn leg_p_fails_over_to_the_other_origin_and_back_after_the_failback_time()
         )
     };
 
-    drop(pao); // SIGKILL: the edge finds out by its idle timeout (3 s here)
-    until_metrics(&fra, "the primary out", |m| !healthy(m, PAO.id)).await;
-    let (origin, reason) = route_of_leg_p(&fra).await;
-    assert_eq!(
-        (origin.as_str(), reason.as_str()),
-        (NYC.id, Some("origin_down"))
-    );
+    // SIGKILL: the edge hears nothing more (the router's silence limit, 1 s) and then
+    // loses the tunnel (its idle timeout, 3 s here): down is the reason from then on.
+    drop(pao);
+    let killed = std::time::Instant::now();
+    loop {
+        let (origin, reason) = route_of_leg_p(&fra).await;
+        if (origin.as_str(), reason.as_str()) == (NYC.id, Some("origin_down")) {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(15),
+            "leg p not routed away from the killed primary as down: {origin} {reason}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // A new publish on leg p goes to nyc, is counted there while it runs, and plays.
     let (name, publish) = (format!("{}_1", entry.id), url(1));
@@ -106,4 +116,62 @@ async fn leg_p_fails_over_to_the_other_origin_and_back_after_the_failback_time()
     assert_eq!(s["leg"], "primary", "{s}");
     fra.logged(&["origin health changed", PAO.id, "healthy"])
         .await;
+}
+
+/// SIGSTOP: the primary's tunnel stays "connected" (nothing closes it until the idle
+/// timeout, 3 s here), but nothing comes back from it. The router finds it silent after
+/// its silence limit (1 s) plus an RTT: leg p goes to nyc, and a new publish plays
+/// there. SIGCONT: heard from again, it recovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_primary_is_found_silent_before_the_idle_timeout() {
+    let cluster = Cluster::new();
+    let pao = cluster.origin(&PAO, None);
+    let nyc = cluster.origin(&NYC, None);
+    let fra = cluster.edge_with(
+        "fra-test",
+        "fra",
+        &[(&PAO, &pao), (&NYC, &nyc)],
+        true,
+        ROUTER,
+    );
+    until_metrics(&fra, "both origins healthy", |m| {
+        healthy(m, PAO.id) && healthy(m, NYC.id)
+    })
+    .await;
+    let signal = |sig| {
+        // SAFETY: kill(2) on a child process id of this test.
+        assert_eq!(unsafe { libc::kill(pao.pid() as i32, sig) }, 0);
+    };
+    signal(libc::SIGSTOP);
+    let frozen = std::time::Instant::now();
+    // The first route away from pao says why: silent, not down (the tunnel still
+    // counts as connected until the idle timeout).
+    let (origin, reason) = loop {
+        let (origin, reason) = route_of_leg_p(&fra).await;
+        if origin != PAO.id {
+            break (origin, reason);
+        }
+        assert!(
+            frozen.elapsed() < Duration::from_secs(10),
+            "leg p stayed on the frozen primary: {}",
+            fra.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!("frozen primary routed around after {:?}", frozen.elapsed());
+    assert_eq!(
+        (origin.as_str(), reason.as_str()),
+        (NYC.id, Some("origin_silent"))
+    );
+    let entry = cluster.registry().await.create_entry(None).await.unwrap();
+    let name = format!("{}_1", entry.id);
+    let url = format!(
+        "rtmp://{}/kLive/?t={}/{name}",
+        fra.addr("rtmp"),
+        entry.token
+    );
+    let s = relay_and_check(&url, &nyc, &name, (320, 240)).await;
+    assert_eq!(s["leg"], "primary", "{s}");
+    signal(libc::SIGCONT);
+    until_metrics(&fra, "the primary healthy again", |m| healthy(m, PAO.id)).await;
 }

@@ -98,6 +98,11 @@ pub struct RouterSection {
     /// trouble. Default 3 in 10 s.
     pub failures: u32,
     pub failure_window_ms: u64,
+    /// How long an origin's connection may send nothing at all (not even the
+    /// acknowledgement of a keep-alive), plus one RTT, before it counts as silent
+    /// (frozen or cut off) and its legs go elsewhere. Must be above
+    /// `tunnel.transport.keep_alive_ms`. Default 1,000 ms.
+    pub silence_limit_ms: u64,
 }
 
 impl Default for RouterSection {
@@ -112,6 +117,7 @@ impl Default for RouterSection {
             max_rtt_ms: th.max_rtt.as_millis() as u64,
             failures: th.failures,
             failure_window_ms: th.failure_window.as_millis() as u64,
+            silence_limit_ms: th.silence_limit.as_millis() as u64,
         }
     }
 }
@@ -131,6 +137,7 @@ impl RouterSection {
             max_rtt: Duration::from_millis(self.max_rtt_ms),
             failures: self.failures,
             failure_window: Duration::from_millis(self.failure_window_ms),
+            silence_limit: Duration::from_millis(self.silence_limit_ms),
         }
     }
 
@@ -140,6 +147,7 @@ impl RouterSection {
             ("router.recover_hold_ms", self.recover_hold_ms),
             ("router.max_rtt_ms", self.max_rtt_ms),
             ("router.failure_window_ms", self.failure_window_ms),
+            ("router.silence_limit_ms", self.silence_limit_ms),
         ] {
             if !(1..=MAX_ROUTER_MS).contains(&ms) {
                 return Err(InvalidSetting {
@@ -156,6 +164,7 @@ impl RouterSection {
                 "max_rtt" => "router.max_rtt_ms",
                 "failures" => "router.failures",
                 "failback_after" => "router.failback_after_ms",
+                "silence_limit" => "router.silence_limit_ms",
                 _ => "router",
             };
             InvalidSetting { key, reason }
@@ -244,6 +253,17 @@ impl EdgeConfig {
             key: e.key,
             reason: e.reason,
         })?;
+        let keep_alive = self.tunnel.transport.keep_alive_ms;
+        if self.router.silence_limit_ms <= keep_alive {
+            return Err(InvalidSetting {
+                key: "router.silence_limit_ms",
+                reason: format!(
+                    "{} is not above tunnel.transport.keep_alive_ms ({keep_alive}): a live \
+                     origin would look silent between two keep-alives",
+                    self.router.silence_limit_ms
+                ),
+            });
+        }
         if self.tunnel.tls.cert.is_none() || self.tunnel.tls.key.is_none() {
             return Err(InvalidSetting {
                 key: "tunnel.tls",

@@ -61,6 +61,7 @@ pub fn sample(state: &EdgeState, now: Instant) {
                     sent_packets: p.sent_packets,
                     lost_packets: p.lost_packets,
                     congestion_events: p.congestion_events,
+                    received_datagrams: p.received_datagrams,
                 };
                 router.path(origin, stats, now);
             }

@@ -34,6 +34,9 @@ pub struct PathStats {
     pub lost_packets: u64,
     /// Loss-triggered window reductions (`path.congestion_events`).
     pub congestion_events: u64,
+    /// Datagrams received from the origin (`udp_rx.datagrams`): standing still means
+    /// nothing at all came back, not even the acknowledgement of a keep-alive.
+    pub received_datagrams: u64,
 }
 
 /// What the origin says of itself on the control stream (its `report` message).
@@ -68,6 +71,9 @@ pub enum Trouble {
     Failing,
     /// It is shutting down: it will go away.
     Draining,
+    /// Its connection is up but nothing has come back from it for
+    /// [`Thresholds::silence_limit`] plus an RTT: frozen or cut off, as good as down.
+    Silent,
     /// No tunnel to it: nothing gets there.
     Down,
 }
@@ -129,6 +135,9 @@ pub struct OriginHealth {
     report: Option<OriginReport>,
     last_path: Option<PathStats>,
     last_path_at: Option<Instant>,
+    /// When a datagram from the origin was last seen to have arrived (the counter
+    /// moved), on this connection.
+    last_heard: Option<Instant>,
     /// Path samples, newest in bit 0, 1 = bad; `samples` of them valid.
     history: u32,
     samples: u32,
@@ -149,6 +158,7 @@ impl OriginHealth {
             report: None,
             last_path: None,
             last_path_at: None,
+            last_heard: None,
             history: 0,
             samples: 0,
             failures: VecDeque::new(),
@@ -171,6 +181,7 @@ impl OriginHealth {
             self.report = None;
             self.last_path = None;
             self.last_path_at = None;
+            self.last_heard = None;
             self.history = 0;
             self.samples = 0;
         }
@@ -186,6 +197,12 @@ impl OriginHealth {
     pub fn observe_path(&mut self, stats: PathStats, now: Instant, th: &Thresholds) {
         if self.tunnel != TunnelStatus::Connected {
             return;
+        }
+        let heard = self
+            .last_path
+            .is_none_or(|prev| stats.received_datagrams != prev.received_datagrams);
+        if heard {
+            self.last_heard = Some(now);
         }
         if let (Some(prev), Some(at)) = (self.last_path, self.last_path_at) {
             let went_back = stats.sent_packets < prev.sent_packets
@@ -237,6 +254,15 @@ impl OriginHealth {
         }
         let mut worst = None;
         let mut add = |t: Trouble| worst = worst.max(Some(t));
+        // Judged between samples, not against `now`: a driver that stopped sampling
+        // (or a table that skips ahead) has seen no silence, only no samples.
+        if let (Some(heard), Some(path), Some(at)) =
+            (self.last_heard, self.last_path, self.last_path_at)
+        {
+            if at.saturating_duration_since(heard) > th.silence_limit.saturating_add(path.rtt) {
+                add(Trouble::Silent);
+            }
+        }
         if let Some(r) = self.report {
             if r.draining {
                 add(Trouble::Draining);

@@ -16,7 +16,7 @@
 //! | input | from | method |
 //! |---|---|---|
 //! | tunnel state: connected, connecting, down | the tunnel client | [`Router::tunnel`] |
-//! | smoothed RTT, packets sent and lost, congestion events | quinn `Connection::stats()` (`path.rtt`, `path.sent_packets`, `path.lost_packets`, `path.congestion_events`), cumulative per connection | [`Router::path`] |
+//! | smoothed RTT, packets sent and lost, congestion events, datagrams received | quinn `Connection::stats()` (`path.rtt`, `path.sent_packets`, `path.lost_packets`, `path.congestion_events`, `udp_rx.datagrams`), cumulative per connection | [`Router::path`] |
 //! | health and drain: `healthy`, `draining` | the origin's `report` on the control stream | [`Router::report`] |
 //! | a stream failed there: publish unavailable, stream cut by tunnel loss | the edge's publishes | [`Router::failure`] |
 //!
@@ -26,7 +26,7 @@
 //!   preferred one, and the [`Reason`] when they differ.
 //! - [`Router::moves`]: for the live streams ([`Router::place`]d, [`Router::remove`]d),
 //!   which (stream, leg) should move, from where to where, why (`origin_down`,
-//!   `path_lossy`, `origin_draining`, `origin_unhealthy`, `failback`) and [`When`]:
+//!   `origin_silent`, `path_lossy`, `origin_draining`, `origin_unhealthy`, `failback`) and [`When`]:
 //!   now, or at the next keyframe; [`Router::keyframe`] says whether a keyframe-bound
 //!   move is still due.
 //! - [`Router::statuses`], [`Router::placements`], [`Router::take_changes`]: for metrics
@@ -41,7 +41,10 @@
 //!    [`DEFAULT_MAX_RTT`], or a congestion event in half their round trips); *streams
 //!    keep failing* there ([`DEFAULT_FAILURES`] within [`DEFAULT_FAILURE_WINDOW`], while
 //!    its tunnel is up: failures with it down are that trouble already); it
-//!    is *draining* (shutting down); it is *down* (no tunnel). A tunnel down and the
+//!    is *draining* (shutting down); it is *silent* (its connection is up but not one
+//!    datagram came back for [`DEFAULT_SILENCE_LIMIT`] plus an RTT: frozen or cut off,
+//!    noticed about a second after the fact instead of at QUIC's idle timeout); it is
+//!    *down* (no tunnel). A tunnel down and the
 //!    origin's own word count at once: they are not noise. A path and failures count
 //!    after most of a window: one burst is not a failover.
 //! 2. **Hysteresis.** Out of trouble means every signal clear (a whole clean sample
@@ -82,5 +85,5 @@ pub use router::{Choice, HealthChange, Move, Reason, Router, StreamId, UnknownPr
 pub use thresholds::{
     Thresholds, DEFAULT_BAD_SAMPLES, DEFAULT_FAILBACK_AFTER, DEFAULT_FAILURES,
     DEFAULT_FAILURE_WINDOW, DEFAULT_LOSSY_FRACTION, DEFAULT_MAX_RTT, DEFAULT_RECOVER_HOLD,
-    DEFAULT_SAMPLE_WINDOW, SAMPLE_INTERVAL,
+    DEFAULT_SAMPLE_WINDOW, DEFAULT_SILENCE_LIMIT, SAMPLE_INTERVAL,
 };

@@ -21,6 +21,8 @@ pub type StreamId = u64;
 pub enum Reason {
     /// The origin's tunnel is down (or has never come up).
     OriginDown,
+    /// The origin's connection is up but nothing comes back from it (frozen, cut off).
+    OriginSilent,
     /// The path to the origin is lossy, slow or congested.
     PathLossy,
     /// The origin is shutting down.
@@ -32,8 +34,9 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 5] = [
+    pub const ALL: [Reason; 6] = [
         Reason::OriginDown,
+        Reason::OriginSilent,
         Reason::PathLossy,
         Reason::OriginDraining,
         Reason::OriginUnhealthy,
@@ -44,6 +47,7 @@ impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::OriginDown => "origin_down",
+            Reason::OriginSilent => "origin_silent",
             Reason::PathLossy => "path_lossy",
             Reason::OriginDraining => "origin_draining",
             Reason::OriginUnhealthy => "origin_unhealthy",
@@ -54,6 +58,7 @@ impl Reason {
     fn of(trouble: Trouble) -> Reason {
         match trouble {
             Trouble::Down => Reason::OriginDown,
+            Trouble::Silent => Reason::OriginSilent,
             Trouble::PathLossy => Reason::PathLossy,
             Trouble::Draining => Reason::OriginDraining,
             Trouble::Unhealthy | Trouble::Failing => Reason::OriginUnhealthy,

@@ -24,6 +24,8 @@ enum S {
     Congestion(&'static str, u64),
     /// The connection's counters start again (a new connection).
     PathReset(&'static str),
+    /// A path sample in which the edge sent keep-alives and nothing came back.
+    Quiet(&'static str),
     Fail(&'static str),
     Place(u64, Leg, &'static str),
     /// A new publish of this leg goes to this origin, for this reason.
@@ -64,6 +66,7 @@ fn run_with(origins: &[&str], th: Thresholds, rows: &[(u64, S)]) {
                 let c = counters.entry(o).or_default();
                 c.sent_packets += sent;
                 c.lost_packets += lost;
+                c.received_datagrams += 1;
                 c.rtt = Duration::from_millis(rtt);
                 r.path(o, *c, now)
             }
@@ -71,7 +74,13 @@ fn run_with(origins: &[&str], th: Thresholds, rows: &[(u64, S)]) {
                 let c = counters.entry(o).or_default();
                 c.sent_packets += 100;
                 c.congestion_events += events;
+                c.received_datagrams += 1;
                 c.rtt = Duration::from_millis(100);
+                r.path(o, *c, now)
+            }
+            Quiet(o) => {
+                let c = counters.entry(o).or_default();
+                c.sent_packets += 4;
                 r.path(o, *c, now)
             }
             PathReset(o) => {
@@ -365,6 +374,49 @@ fn a_draining_origin_loses_its_legs_and_its_streams() {
     ]);
 }
 
+/// A frozen origin (SIGSTOP) or a cut path: the connection stays "up" until QUIC's
+/// idle timeout, but nothing comes back. After the silence limit (1 s) plus one RTT
+/// (100 ms here) the origin is silent: its legs go elsewhere and its live streams
+/// should move. Heard from again, it recovers like any trouble.
+#[test]
+fn an_origin_that_answers_nothing_is_silent_after_a_second_and_an_rtt() {
+    run(&[
+        (0, Up(PAO)),
+        (0, Up(NYC)),
+        (0, Place(1, P, PAO)),
+        (0, good(PAO)),
+        (0, good(NYC)),
+        (250, good(PAO)),
+        // Frozen after 250 ms: samples go on, nothing comes back.
+        (500, Quiet(PAO)),
+        (750, Quiet(PAO)),
+        (1_000, Quiet(PAO)),
+        (1_250, Quiet(PAO)),
+        (1_250, Healthy(PAO, true)),
+        (1_250, Choose(P, PAO, None)),
+        (1_350, Quiet(PAO)),
+        (1_350, Healthy(PAO, true)),
+        (1_351, Quiet(PAO)),
+        (1_351, Healthy(PAO, false)),
+        (1_351, Choose(P, NYC, Some(Reason::OriginSilent))),
+        (
+            1_351,
+            Moves(&[(1, PAO, NYC, Reason::OriginSilent, When::Now)]),
+        ),
+        // NYC kept answering the whole time.
+        (1_351, good(NYC)),
+        (1_351, Healthy(NYC, true)),
+        // Thawed: heard from again, then the recovery hold, then failback.
+        (2_000, good(PAO)),
+        (2_000, Healthy(PAO, false)),
+        (12_000, good(PAO)),
+        (12_000, Healthy(PAO, true)),
+        (12_000, Choose(P, NYC, Some(Reason::OriginSilent))),
+        (32_000, good(PAO)),
+        (32_000, Choose(P, PAO, None)),
+    ]);
+}
+
 #[test]
 fn an_unhealthy_report_moves_legs_to_a_healthy_other() {
     run(&[
@@ -589,11 +641,15 @@ fn unknown_origins_and_streams_are_ignored() {
         sent_packets: u64::MAX,
         lost_packets: u64::MAX,
         congestion_events: u64::MAX,
+        received_datagrams: u64::MAX,
     };
     r.path(PAO, max, now);
     r.path(PAO, PathStats::default(), now + Duration::from_secs(1));
     r.path(PAO, max, now);
     let _ = r.choose(P, now);
+    // Silence judged against an RTT of Duration::MAX: no overflow.
+    r.path(PAO, max, now + Duration::from_secs(5));
+    let _ = r.choose(P, now + Duration::from_secs(5));
 }
 
 #[test]

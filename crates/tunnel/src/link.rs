@@ -90,6 +90,9 @@ pub struct PathSample {
     pub lost_packets: u64,
     /// Loss-triggered congestion window reductions.
     pub congestion_events: u64,
+    /// UDP datagrams received on the connection: it stands still when the peer sends
+    /// nothing, not even the acknowledgement of a keep-alive.
+    pub received_datagrams: u64,
 }
 
 /// A point-in-time copy of a [`Link`].
@@ -197,12 +200,14 @@ impl Link {
     /// The live connection's path counters, while there is one.
     pub fn path_sample(&self) -> Option<PathSample> {
         let connection = self.connection()?;
-        let path = connection.stats().path;
+        let stats = connection.stats();
+        let path = stats.path;
         Some(PathSample {
             rtt: path.rtt,
             sent_packets: path.sent_packets,
             lost_packets: path.lost_packets,
             congestion_events: path.congestion_events,
+            received_datagrams: stats.udp_rx.datagrams,
         })
     }
 
