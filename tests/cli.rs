@@ -13,11 +13,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_longhaul");
 
 /// Runs `longhaul origin --config <dir>/<file>` with `config` as that file's text and
 /// `env` set, and returns what it printed. Used for configurations that stop the node.
+/// Runs `longhaul origin` on `config` in a temporary directory, where relative paths
+/// in it (the registry's `r.db`) land and go away with it.
 fn origin_with(file: &str, config: &str, env: &[(&str, &str)]) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(file);
     std::fs::write(&path, config).unwrap();
     Command::new(BIN)
+        .current_dir(dir.path())
         .args(["origin", "--config"])
         .arg(&path)
         .envs(env.iter().copied())
