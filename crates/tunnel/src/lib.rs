@@ -100,6 +100,9 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`wire`] | frames and messages, sans IO (fuzzed) |
+//! | [`retain`] | the edge's unacknowledged frames of a publish, for a resume (v2) |
+//! | [`dedupe`] | the origin's admission of a resumed publish's frames, and its acks (v2) |
+//! | [`class`] | what a media frame is to a resume: configuration, keyframe, ... |
 //! | [`client`] | the edge's reconnecting tunnel to one origin |
 //! | [`server`] | the origin's accept loop and the [`server::TunnelService`] it calls |
 //! | [`settings`] | config sections and transport tunables, with their reasons |
@@ -111,11 +114,14 @@
 //! | [`pki`] | a cluster CA and origin or edge certificates made on the spot (dev, tests) |
 
 pub mod backoff;
+pub mod class;
 pub mod client;
+pub mod dedupe;
 pub mod endpoint;
 pub mod link;
 pub mod metrics;
 pub mod pki;
+pub mod retain;
 pub mod server;
 pub mod settings;
 mod stream;
