@@ -19,8 +19,12 @@
 //! **Acknowledgements** are cumulative: the last seq handled (delivered, or skipped past a
 //! gap). [`Dedupe::poll_ack`] says when one is due: after [`ACK_EVERY`] frames or
 //! [`ACK_DELAY`] after the first frame not yet acknowledged, whichever comes first. When a
-//! resumed stream continues a publication the hub holds, [`Dedupe::continuing`] gives an
+//! resumed stream continues a publication the hub holds, [`Dedupe::resume`] gives an
 //! acknowledgement at once, so the edge lets go of what is already there.
+//!
+//! The state belongs to the publication, not to a stream: the hub keeps it while the
+//! publication lives and a resumed stream goes on with it ([`Dedupe::resume`]), so a gap
+//! still being waited out when a stream dies is waited out on the next.
 
 use crate::class::FrameClass;
 use std::time::{Duration, Instant};
@@ -101,15 +105,14 @@ impl Dedupe {
         }
     }
 
-    /// A resumed stream of a publication the hub holds, whose last handled frame was
-    /// `last` (video seen or not), and the acknowledgement to send at once.
-    pub fn continuing(last: u64, seen_video: bool) -> (Self, u64) {
-        let dedupe = Self {
-            last: Some(last),
-            seen_video,
-            ..Self::new()
-        };
-        (dedupe, last)
+    /// A new stream of the publication this state belongs to (the hub keeps it with the
+    /// publication, across streams): the acknowledgement to send on it at once, if any
+    /// frame was handled, so the edge lets go of what is already here. A gap being waited
+    /// out goes on being waited out.
+    pub fn resume(&mut self) -> Option<u64> {
+        self.unacked = 0;
+        self.unacked_since = None;
+        self.last
     }
 
     /// Decides for the frame numbered `seq`, classified `class`, arriving at `now`.
@@ -144,6 +147,16 @@ impl Dedupe {
         }
     }
 
+    /// Decides for an unsequenced frame: the configuration a resumed stream re-sends
+    /// before its sequenced frames. Always delivered (the hub replaces its metadata and
+    /// headers with them); a video sequence header among them tells an origin the
+    /// publication was just moved to that the stream has video, so an audio frame ahead
+    /// of the first keyframe does not end the wait for it.
+    pub fn admit_config(&mut self, class: FrameClass) -> Admit {
+        self.seen_video |= class.is_video();
+        Admit::Deliver
+    }
+
     /// The acknowledgement to send now, if one is due.
     pub fn poll_ack(&mut self, now: Instant) -> Option<u64> {
         let due = self.unacked >= ACK_EVERY
@@ -164,16 +177,9 @@ impl Dedupe {
         self.unacked_since.map(|since| since + ACK_DELAY)
     }
 
-    /// The last seq handled: the hub keeps it with the publication, for
-    /// [`Dedupe::continuing`].
+    /// The last seq handled.
     pub fn last(&self) -> Option<u64> {
         self.last
-    }
-
-    /// Whether video was seen: the hub keeps it with the publication, for
-    /// [`Dedupe::continuing`].
-    pub fn seen_video(&self) -> bool {
-        self.seen_video
     }
 
     /// Counts since the last call.
@@ -227,6 +233,20 @@ mod tests {
                 },
             ),
             (
+                "a gap still waited out when the stream died",
+                continuing(&[(10, Keyframe), (13, Inter)]),
+                &[
+                    (13, Inter, Duplicate),
+                    (14, Audio, Skip),
+                    (15, Keyframe, Deliver),
+                ],
+                DedupeStats {
+                    duplicates: 1,
+                    missing: 0,
+                    skipped: 1,
+                },
+            ),
+            (
                 "moved here mid-GOP: from the next keyframe",
                 Dedupe::resumed_here(),
                 &[
@@ -234,6 +254,21 @@ mod tests {
                     (41, Audio, Skip),
                     (42, Keyframe, Deliver),
                     (43, Inter, Deliver),
+                ],
+                DedupeStats {
+                    duplicates: 0,
+                    missing: 0,
+                    skipped: 2,
+                },
+            ),
+            (
+                "moved here, audio ahead of the keyframe",
+                moved_here(&[HEADER]),
+                &[
+                    (40, Audio, Skip),
+                    (41, Inter, Skip),
+                    (42, Keyframe, Deliver),
+                    (43, Audio, Deliver),
                 ],
                 DedupeStats {
                     duplicates: 0,
@@ -253,7 +288,7 @@ mod tests {
             ),
             (
                 "continuing a publication the hub holds",
-                Dedupe::continuing(10, true).0,
+                continuing(&[(10, Inter)]),
                 &[
                     (8, Inter, Duplicate),
                     (10, Inter, Duplicate),
@@ -270,7 +305,7 @@ mod tests {
             ),
             (
                 "continuing an audio-only publication past a gap",
-                Dedupe::continuing(10, false).0,
+                continuing(&[(10, Audio)]),
                 &[(13, Audio, Deliver), (14, Audio, Deliver)],
                 DedupeStats {
                     duplicates: 0,
@@ -287,7 +322,34 @@ mod tests {
             }
             assert_eq!(d.take_stats(), *stats, "{name}");
         }
-        assert_eq!(Dedupe::continuing(7, true).1, 7, "acknowledged at once");
+        let mut d = continuing(&[(7, Keyframe)]);
+        assert_eq!(d.resume(), Some(7), "acknowledged at once");
+        assert_eq!(d.poll_ack(t + ACK_DELAY), None, "and not again");
+        assert_eq!(
+            Dedupe::resumed_here().resume(),
+            None,
+            "nothing to acknowledge"
+        );
+    }
+
+    /// A publication moved here, after the configuration its stream re-sent.
+    fn moved_here(config: &[FrameClass]) -> Dedupe {
+        let mut d = Dedupe::resumed_here();
+        for class in config {
+            assert_eq!(d.admit_config(*class), Deliver);
+        }
+        d
+    }
+
+    /// A publication's state after its first stream handled `frames`, stats cleared.
+    fn continuing(frames: &[(u64, FrameClass)]) -> Dedupe {
+        let mut d = Dedupe::new();
+        for (seq, class) in frames {
+            d.admit(*seq, *class, Instant::now());
+        }
+        d.take_stats();
+        d.resume();
+        d
     }
 
     #[test]
@@ -315,6 +377,6 @@ mod tests {
         // Frames skipped after a gap are acknowledged: the edge may let go of them.
         d.admit(100, Inter, t0 + 600 * ms);
         assert_eq!(d.poll_ack(t0 + 650 * ms), Some(100));
-        assert_eq!((d.last(), d.seen_video()), (Some(100), true));
+        assert_eq!(d.last(), Some(100));
     }
 }

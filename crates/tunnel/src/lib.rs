@@ -79,8 +79,10 @@
 //! origin after the header: every RTMP message as a sequenced frame, numbered from 0 for
 //! the publication and going on across streams. A resumed stream first carries the
 //! configuration in force as plain (unsequenced) RTMP message frames: metadata, then the
-//! sequence headers; then sequenced frames from `resume_from` (the first the origin did
-//! not acknowledge, or for another origin the keyframe before it). Origin → edge:
+//! sequence headers; then sequenced frames from `resume_from`: after the last one this
+//! origin acknowledged of the publication, or, for an origin that acknowledged none of it
+//! (the router moved the leg there), from the keyframe before the first frame no origin
+//! acknowledged. Origin → edge:
 //! acknowledgements, each saying every seq up to its own is in the hub (or dropped there
 //! as seen before or past a gap), sent [`dedupe::ACK_EVERY`] frames or
 //! [`dedupe::ACK_DELAY`] after the first unacknowledged one, whichever is first; on a

@@ -19,8 +19,8 @@
 //!    the group of pictures of the first unacknowledged frame stay too, so a resume at
 //!    *another* origin ([`ResumePoint::Keyframe`]) gives its players a picture at once
 //!    instead of after the next keyframe (up to a GOP, 2 s and more, later). A resume at
-//!    the *same* origin ([`ResumePoint::FirstUnacked`]) does not send them: its hub has
-//!    them, and its tunnel is a new connection in slow start, where a GOP of megabytes
+//!    the *same* origin ([`ResumePoint::After`] what it acknowledged) does not send them:
+//!    its hub has them, and its tunnel is a new connection in slow start, where a GOP of megabytes
 //!    takes several round trips.
 //! 3. **The configuration in force**: the last metadata and the last sequence header of
 //!    each track, as of the oldest retained frame. Configuration frames that leave the
@@ -118,11 +118,14 @@ pub struct RetainStats {
 /// Where a resume starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResumePoint {
-    /// At the first frame the origin has not acknowledged: for the origin that had the
-    /// stream (its hub holds the rest).
-    FirstUnacked,
-    /// At the keyframe before it, if retained: for another origin, whose players then
-    /// get a picture at once.
+    /// After `seq`, the highest seq *this* origin acknowledged since the publication came
+    /// to it (its hub holds the rest). Not the first frame unacknowledged overall: acks
+    /// from the origin the publication was at before do not say what this one has.
+    After(u64),
+    /// At the keyframe that starts the group of pictures of the first unacknowledged
+    /// frame, if retained: for an origin that acknowledged nothing of the publication
+    /// (another origin, or one that had not answered yet), whose players then get a
+    /// picture at once.
     Keyframe,
 }
 
@@ -137,10 +140,12 @@ pub struct ResumePlan {
     pub resume_from: u64,
     /// Sequenced frames, from `resume_from` on, contiguous.
     pub frames: Vec<(u64, MediaFrame)>,
-    /// Unacknowledged frames (counted by seq) this resume does not carry: evicted for the
-    /// bounds. Configuration among them is in `config`. An upper bound: the origin may
-    /// have taken some of them without its acknowledgement arriving; its own count of the
-    /// gap ([`crate::dedupe::DedupeStats::missing`]) is exact. Each is counted once, by the
+    /// Frames (counted by seq) this resume skips that the origin has not acknowledged:
+    /// after [`ResumePoint::After`]'s seq, or unacknowledged at all for
+    /// [`ResumePoint::Keyframe`]; given up for the bounds. Configuration among them is in
+    /// `config`. An upper bound: the origin may have taken some of them without its
+    /// acknowledgement arriving; its own count of the gap
+    /// ([`crate::dedupe::DedupeStats::missing`]) is exact. Each is counted once, by the
     /// first plan that skips it.
     pub lost: u64,
 }
@@ -161,6 +166,8 @@ pub struct Retain {
     next_seq: u64,
     /// Every seq below this is acknowledged (or given up by a resume plan).
     first_unacked: u64,
+    /// Seqs below this that a resume plan skipped are counted in a plan's `lost` already.
+    lost_counted_to: u64,
     /// Contiguous seqs, oldest first.
     entries: VecDeque<Entry>,
     /// Their payload bytes.
@@ -183,6 +190,7 @@ impl Retain {
             limits,
             next_seq: 0,
             first_unacked: 0,
+            lost_counted_to: 0,
             entries: VecDeque::new(),
             bytes: 0,
             config: BTreeMap::new(),
@@ -252,7 +260,11 @@ impl Retain {
             .position(|e| e.seq >= self.first_unacked)
             .unwrap_or(self.entries.len());
         let start = match point {
-            ResumePoint::FirstUnacked => first_unacked,
+            ResumePoint::After(seq) => self
+                .entries
+                .iter()
+                .position(|e| e.seq > seq)
+                .unwrap_or(self.entries.len()),
             ResumePoint::Keyframe => self
                 .gop_start_index()
                 .filter(|&i| i <= first_unacked)
@@ -265,7 +277,12 @@ impl Retain {
             }
         }
         let resume_from = self.entries.get(start).map_or(self.next_seq, |e| e.seq);
-        let lost = resume_from.saturating_sub(self.first_unacked);
+        let has = match point {
+            ResumePoint::After(seq) => seq.saturating_add(1),
+            ResumePoint::Keyframe => self.first_unacked,
+        };
+        let lost = resume_from.saturating_sub(has.max(self.lost_counted_to));
+        self.lost_counted_to = self.lost_counted_to.max(resume_from);
         self.first_unacked = self.first_unacked.max(resume_from);
         if self.first_unacked >= self.next_seq {
             self.ack_awaited_since = None;
@@ -487,7 +504,7 @@ mod tests {
             }),
             "frame 5 was never sent"
         );
-        let same = r.resume_plan(ResumePoint::FirstUnacked);
+        let same = r.resume_plan(ResumePoint::After(4));
         assert_eq!((same.resume_from, same.frames.len(), same.lost), (5, 0, 0));
         let other = r.resume_plan(ResumePoint::Keyframe);
         assert_eq!(other.resume_from, 3);
@@ -519,7 +536,7 @@ mod tests {
         );
         r.ack(4, t).unwrap();
         // From the first unacknowledged (5): header B is in the window, replayed in place.
-        let plan = r.resume_plan(ResumePoint::FirstUnacked);
+        let plan = r.resume_plan(ResumePoint::After(4));
         assert_eq!(
             plan.config,
             vec![metadata(40), avc_header(b'A'), aac_header()]
@@ -529,7 +546,7 @@ mod tests {
         r.ack(6, t).unwrap();
         // Header B left the window (acknowledged, before the GOP of 7): it is in force.
         assert_eq!(seqs(&r), vec![6, 7]);
-        let plan = r.resume_plan(ResumePoint::FirstUnacked);
+        let plan = r.resume_plan(ResumePoint::After(6));
         assert_eq!(
             plan.config,
             vec![metadata(40), avc_header(b'B'), aac_header()]
@@ -689,10 +706,10 @@ mod tests {
             }
             assert_eq!(seqs(&r), case.retained, "{}", case.name);
             assert_eq!(r.take_stats(), case.stats, "{}", case.name);
-            let plan = r.resume_plan(ResumePoint::FirstUnacked);
+            let plan = r.resume_plan(ResumePoint::Keyframe);
             assert_eq!(plan.lost, case.lost, "{}", case.name);
             assert_eq!(
-                r.resume_plan(ResumePoint::FirstUnacked).lost,
+                r.resume_plan(ResumePoint::Keyframe).lost,
                 0,
                 "{}: counted once",
                 case.name
@@ -705,7 +722,7 @@ mod tests {
         let t = Instant::now();
         let mut r = Retain::new(limits(1000, 100));
         push_all(&mut r, [avc_header(b'E'), key(600), inter(600)], t);
-        let plan = r.resume_plan(ResumePoint::FirstUnacked);
+        let plan = r.resume_plan(ResumePoint::Keyframe);
         assert_eq!(plan.config, vec![avc_header(b'E')], "set aside, not lost");
         assert_eq!(plan.lost, 3);
 
@@ -713,7 +730,7 @@ mod tests {
         push_all(&mut r, [metadata(MAX_CONFIG_BYTES + 1), key(10)], t);
         r.ack(1, t).unwrap();
         assert_eq!(r.take_stats().config_unkept, 1);
-        assert!(r.resume_plan(ResumePoint::FirstUnacked).config.is_empty());
+        assert!(r.resume_plan(ResumePoint::Keyframe).config.is_empty());
     }
 
     #[test]
