@@ -82,15 +82,16 @@
 //! sequence headers; then sequenced frames from `resume_from`: after the last one this
 //! origin acknowledged of the publication, or, for an origin that acknowledged none of it
 //! (the router moved the leg there), from the keyframe before the first frame no origin
-//! acknowledged. Origin → edge:
-//! acknowledgements, each saying every seq up to its own is in the hub (or dropped there
-//! as seen before or past a gap), sent [`dedupe::ACK_EVERY`] frames or
-//! [`dedupe::ACK_DELAY`] after the first unacknowledged one, whichever is first; on a
-//! resumed stream of a publication it holds, one at once with what it has. Binary, not
-//! JSON: they go twenty times a second on every publish stream. `end` is as in version 1.
+//! acknowledged. Origin → edge: acknowledgements, each saying every seq up to its own is
+//! in the hub (or dropped there as seen before or past a gap), sent
+//! [`dedupe::ACK_EVERY`] frames or [`dedupe::ACK_DELAY`] after the first unacknowledged
+//! one, whichever is first; on a resumed stream of a publication it holds, one at once
+//! with what it has. Binary, not JSON: they go up to twenty times a second on every
+//! publish stream. `end` is as in version 1.
 //!
-//! **Resuming.** The edge keeps what the origin has not acknowledged ([`retain`], bounded
-//! in bytes and frames, never cut inside the last group of pictures but whole). When the
+//! **Resuming.** The edge keeps what the origin has not acknowledged and the current
+//! group of pictures ([`retain`]; bounded in bytes and frames, cut only at keyframes,
+//! configuration in force kept aside). When the
 //! stream dies it authorises the publish again (at the origin the router picks) and opens
 //! a stream with the same `publication` and `resume_from`. An origin whose hub holds a
 //! publication of that `stream_name` with that `publication` continues it (players stay

@@ -8,7 +8,10 @@
 //! ([`Retain::ack`]) let the frames it has put in its hub go. When the stream dies (the
 //! tunnel was lost, the origin ended it, the router moved the leg), the driver opens a
 //! new one, at the same origin or another, and sends [`Retain::resume_plan`]: the
-//! configuration in force, then the retained frames in order.
+//! configuration in force, then the retained frames in order. The driver keeps the
+//! highest seq the publication's current origin acknowledged since the publication went
+//! there, and resumes there [`ResumePoint::After`] it; at an origin that acknowledged
+//! nothing of it, from the [`ResumePoint::Keyframe`].
 //!
 //! What is kept, and why:
 //!
@@ -20,8 +23,8 @@
 //!    *another* origin ([`ResumePoint::Keyframe`]) gives its players a picture at once
 //!    instead of after the next keyframe (up to a GOP, 2 s and more, later). A resume at
 //!    the *same* origin ([`ResumePoint::After`] what it acknowledged) does not send them:
-//!    its hub has them, and its tunnel is a new connection in slow start, where a GOP of megabytes
-//!    takes several round trips.
+//!    its hub has them, and its tunnel may be a new connection in slow start, where a GOP
+//!    of megabytes takes several round trips.
 //! 3. **The configuration in force**: the last metadata and the last sequence header of
 //!    each track, as of the oldest retained frame. Configuration frames that leave the
 //!    window (acknowledged or evicted) move here; a resume sends it first, unsequenced,
@@ -731,6 +734,40 @@ mod tests {
         r.ack(1, t).unwrap();
         assert_eq!(r.take_stats().config_unkept, 1);
         assert!(r.resume_plan(ResumePoint::Keyframe).config.is_empty());
+    }
+
+    /// After a move: the new origin's acks are behind the first frame the old one did not
+    /// acknowledge, and a resume there starts after what the new one has.
+    #[test]
+    fn a_resume_starts_after_what_this_origin_acknowledged() {
+        let t = Instant::now();
+        let mut r = Retain::new(RetainLimits::default());
+        push_all(
+            &mut r,
+            [key(10), inter(10), inter(10), inter(10), inter(10)],
+            t,
+        );
+        r.ack(2, t).unwrap(); // the old origin
+        let moved = r.resume_plan(ResumePoint::Keyframe);
+        assert_eq!(
+            (moved.resume_from, moved.frames.len(), moved.lost),
+            (0, 5, 0)
+        );
+        r.ack(0, t).unwrap(); // the new origin, behind: changes nothing here
+        assert_eq!((r.first_unacked(), r.len()), (3, 5));
+        let again = r.resume_plan(ResumePoint::After(0));
+        assert_eq!(
+            (again.resume_from, again.frames.len(), again.lost),
+            (1, 4, 0)
+        );
+        // Had the bounds given up frames this origin lacks, they count as lost to it.
+        let mut r = Retain::new(limits(1000, 100));
+        push_all(&mut r, [key(300), inter(300), inter(300)], t);
+        r.ack(1, t).unwrap();
+        r.push(inter(300), t); // 1,200: the acknowledged head (0, 1) goes
+        assert_eq!(r.take_stats().trimmed_acked, 2);
+        let plan = r.resume_plan(ResumePoint::After(0));
+        assert_eq!((plan.resume_from, plan.lost), (2, 1));
     }
 
     #[test]
