@@ -516,6 +516,8 @@ async fn the_origin_holds_tunnel_streams_to_the_rules_of_a_direct_publish() {
         grant,
         stream_name: format!("{}_{n}", entry.id),
         client_addr: "192.0.2.1:1".into(),
+        publication: None,
+        resume_from: None,
     };
     let authorise = |n: u32| AuthoriseRequest {
         app: format!("kLive/?t={}", entry.token),
@@ -729,6 +731,8 @@ async fn a_regeneration_cuts_relays_and_voids_outstanding_grants() {
             grant,
             stream_name: format!("{}_2", entry.id),
             client_addr: "192.0.2.1:1".into(),
+            publication: None,
+            resume_from: None,
         })
         .await
         .unwrap();

@@ -199,6 +199,8 @@ impl Upstreams {
                     grant,
                     stream_name: stream_name.clone(),
                     client_addr,
+                    publication: None,
+                    resume_from: None,
                 };
                 match tunnel.open_publish(header).await {
                     Ok(sender) => Decision::Allowed {

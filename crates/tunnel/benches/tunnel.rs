@@ -319,6 +319,8 @@ async fn open(tunnel: &Tunnel, name: &str) -> PublishSender {
             grant,
             stream_name,
             client_addr: "192.0.2.7:50000".into(),
+            publication: None,
+            resume_from: None,
         })
         .await
         .unwrap_or_else(|e| fail("open_publish", e))

@@ -528,6 +528,13 @@ impl MediaReceiver {
                         what: format!("unexpected message on a publish stream: {other:?}"),
                     })
                 }
+                // A version 1 decoder yields neither; here for the match.
+                Some(other @ (Frame::Sequenced(_) | Frame::Ack(_))) => {
+                    return Err(TunnelError::Protocol {
+                        peer: self.reader_peer(),
+                        what: format!("version 2 frame on a version 1 stream: {other:?}"),
+                    })
+                }
             }
         }
     }

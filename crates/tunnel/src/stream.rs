@@ -149,6 +149,14 @@ impl FrameReader {
                 peer: self.peer.clone(),
                 what: format!("media frame of kind {} where a message belongs", m.kind),
             }),
+            Some(Frame::Sequenced(s)) => Err(TunnelError::Protocol {
+                peer: self.peer.clone(),
+                what: format!("sequenced frame {} where a message belongs", s.seq),
+            }),
+            Some(Frame::Ack(seq)) => Err(TunnelError::Protocol {
+                peer: self.peer.clone(),
+                what: format!("acknowledgement of {seq} where a message belongs"),
+            }),
         }
     }
 }

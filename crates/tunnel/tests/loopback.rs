@@ -278,6 +278,8 @@ async fn authorise_publish_and_end_over_one_connection() {
                     grant,
                     stream_name,
                     client_addr: "192.0.2.7:50000".into(),
+                    publication: None,
+                    resume_from: None,
                 })
                 .await
                 .unwrap(),
@@ -349,6 +351,8 @@ async fn authorise_publish_and_end_over_one_connection() {
             grant,
             stream_name,
             client_addr: "x".into(),
+            publication: None,
+            resume_from: None,
         })
         .await
         .unwrap();
@@ -507,6 +511,8 @@ async fn a_stream_cut_by_the_tunnel_is_told_apart_from_an_origin_end() {
             grant,
             stream_name,
             client_addr: "x".into(),
+            publication: None,
+            resume_from: None,
         })
         .await
         .unwrap();
