@@ -85,11 +85,12 @@ async fn sprayed_chunk_stream_ids_do_not_pin_memory() {
         peak.saturating_sub(idle) < 16 * 1024,
         "idle {idle} KiB, peak {peak} KiB"
     );
-    let m = metrics_of(&origin).await;
-    assert!(
-        present(&m, "longhaul_session_errors_total", &[("kind", "protocol")]) >= 60.0,
-        "every spraying connection was refused: {m}"
-    );
+    // Each session is counted as it ends, just after its socket closed: the last may
+    // lag the client seeing the close by a moment.
+    until_metrics(&origin, "every spraying connection refused", |m| {
+        support::metric(m, "longhaul_session_errors_total", &[("kind", "protocol")]) >= 60.0
+    })
+    .await;
 }
 
 /// Tokens never reach the logs, at any level: a node logging everything at `debug` is
