@@ -32,13 +32,11 @@ async fn route_of_leg_p(edge: &Node) -> (String, serde_json::Value) {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn leg_p_fails_over_to_the_other_origin_and_back_after_the_failback_time() {
-    let cluster = Cluster::new();
+/// Two origins (pao the primary, leg p's preferred one) and an edge routing between
+/// them with [`ROUTER`]'s short times, once both are healthy.
+async fn two_origins_and_an_edge(cluster: &Cluster) -> (Node, Node, Node) {
     let pao = cluster.origin(&PAO, None);
     let nyc = cluster.origin(&NYC, None);
-    let ports = (pao.addr("rtmp"), pao.addr("http"), pao.addr("tunnel"));
-    // pao first: the primary, leg p's preferred origin.
     let fra = cluster.edge_with(
         "fra-test",
         "fra",
@@ -50,6 +48,14 @@ async fn leg_p_fails_over_to_the_other_origin_and_back_after_the_failback_time()
         healthy(m, PAO.id) && healthy(m, NYC.id)
     })
     .await;
+    (pao, nyc, fra)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leg_p_fails_over_to_the_other_origin_and_back_after_the_failback_time() {
+    let cluster = Cluster::new();
+    let (pao, nyc, fra) = two_origins_and_an_edge(&cluster).await;
+    let ports = (pao.addr("rtmp"), pao.addr("http"), pao.addr("tunnel"));
     assert_eq!(route_of_leg_p(&fra).await.0, PAO.id);
     let entry = cluster.registry().await.create_entry(None).await.unwrap();
     let url = |n: u32| {
@@ -125,19 +131,7 @@ async fn leg_p_fails_over_to_the_other_origin_and_back_after_the_failback_time()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_primary_is_found_silent_before_the_idle_timeout() {
     let cluster = Cluster::new();
-    let pao = cluster.origin(&PAO, None);
-    let nyc = cluster.origin(&NYC, None);
-    let fra = cluster.edge_with(
-        "fra-test",
-        "fra",
-        &[(&PAO, &pao), (&NYC, &nyc)],
-        true,
-        ROUTER,
-    );
-    until_metrics(&fra, "both origins healthy", |m| {
-        healthy(m, PAO.id) && healthy(m, NYC.id)
-    })
-    .await;
+    let (pao, nyc, fra) = two_origins_and_an_edge(&cluster).await;
     let signal = |sig| {
         // SAFETY: kill(2) on a child process id of this test.
         assert_eq!(unsafe { libc::kill(pao.pid() as i32, sig) }, 0);

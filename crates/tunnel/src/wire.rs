@@ -518,7 +518,15 @@ mod tests {
     use super::*;
 
     fn decode_all(bytes: &[u8], step: usize) -> Result<Vec<Frame>, WireError> {
-        let mut d = FrameDecoder::new();
+        decode_with(FrameDecoder::new(), bytes, step)
+    }
+
+    /// Everything `d` makes of `bytes` pushed `step` bytes at a time.
+    fn decode_with(
+        mut d: FrameDecoder,
+        bytes: &[u8],
+        step: usize,
+    ) -> Result<Vec<Frame>, WireError> {
         let mut out = Vec::new();
         for chunk in bytes.chunks(step.max(1)) {
             d.push(chunk);
@@ -653,15 +661,7 @@ mod tests {
     }
 
     fn decode_v2(bytes: &[u8], step: usize) -> Result<Vec<Frame>, WireError> {
-        let mut d = FrameDecoder::with_version(WireVersion::V2);
-        let mut out = Vec::new();
-        for chunk in bytes.chunks(step.max(1)) {
-            d.push(chunk);
-            while let Some(f) = d.next_frame()? {
-                out.push(f);
-            }
-        }
-        Ok(out)
+        decode_with(FrameDecoder::with_version(WireVersion::V2), bytes, step)
     }
 
     #[test]
