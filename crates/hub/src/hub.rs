@@ -44,6 +44,32 @@ impl Hub {
         key: StreamKey,
         publisher: PublisherInfo,
     ) -> (Publication, PublishOutcome) {
+        self.start(key, publisher, None)
+    }
+
+    /// Publishes `key` for the encoder publish the edge names `resumable` (a tunnel
+    /// publish, wire version 2), which may come back on another stream after its tunnel
+    /// failed. If the stream is live under that same `resumable` id, this publication
+    /// *continues* it ([`PublishOutcome::Resumed`]): the old publication's pushes fail and
+    /// it is told as in a takeover, but the metadata, headers, GOP cache and timeline are
+    /// kept (it is the same encoder, on the same clock), and the players carry on with no
+    /// gap in their timestamps. Otherwise as [`Hub::publish`], and the stream remembers
+    /// `resumable` for the next resume.
+    pub fn resume(
+        &self,
+        key: StreamKey,
+        publisher: PublisherInfo,
+        resumable: u64,
+    ) -> (Publication, PublishOutcome) {
+        self.start(key, publisher, Some(resumable))
+    }
+
+    fn start(
+        &self,
+        key: StreamKey,
+        publisher: PublisherInfo,
+        resumable: Option<u64>,
+    ) -> (Publication, PublishOutcome) {
         let id = self
             .shared
             .next_publication_id
@@ -52,22 +78,38 @@ impl Hub {
         let mut streams = lock(&self.shared.streams);
         if let Some(stream) = streams.get(&key) {
             let stream = Arc::clone(stream);
-            let previous = {
+            let (previous, resumed) = {
                 let mut inner = lock(&stream.inner);
+                let resumed = resumable.is_some() && inner.resumable == resumable;
                 inner.publication_id = id;
-                inner.takeovers += 1;
-                inner.publisher_since = std::time::SystemTime::now();
-                inner.state.take_over();
+                inner.resumable = resumable;
+                if resumed {
+                    inner.resumes += 1;
+                } else {
+                    inner.takeovers += 1;
+                    inner.publisher_since = std::time::SystemTime::now();
+                    inner.state.take_over();
+                }
                 let old_sender = std::mem::replace(&mut inner.taken_over, sender);
                 old_sender.send_replace(true);
-                std::mem::replace(&mut inner.publisher, publisher)
+                (std::mem::replace(&mut inner.publisher, publisher), resumed)
             };
             drop(streams);
-            tracing::info!(stream = %key, %previous, "publication taken over");
             let publication = self.publication(stream, id, receiver);
+            if resumed {
+                tracing::info!(stream = %key, %previous, "publication resumed on a new stream");
+                return (publication, PublishOutcome::Resumed { previous });
+            }
+            tracing::info!(stream = %key, %previous, "publication taken over");
             return (publication, PublishOutcome::TookOver { previous });
         }
-        let stream = Arc::new(Stream::new(key.clone(), publisher, id, sender));
+        let mut stream = Stream::new(key.clone(), publisher, id, sender);
+        stream
+            .inner
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .resumable = resumable;
+        let stream = Arc::new(stream);
         streams.insert(key, Arc::clone(&stream));
         drop(streams);
         self.shared.changed.notify_one();

@@ -20,6 +20,10 @@ pub enum PublishOutcome {
     /// The stream was live and this publication took it over from `previous`, whose
     /// `Publication` has been told ([`Publication::taken_over`]). Players stayed attached.
     TookOver { previous: PublisherInfo },
+    /// The stream was live with the same resumable publish ([`crate::Hub::resume`]): this
+    /// publication continues it from `previous` (the stream that carried it before),
+    /// keeping its configuration, GOP cache and timeline. Players stayed attached.
+    Resumed { previous: PublisherInfo },
 }
 
 /// The error of pushing to a publication that is no longer the stream's publisher.

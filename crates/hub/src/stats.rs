@@ -70,6 +70,9 @@ pub struct StreamSummary {
     pub players_dropped: u64,
     /// Times a new publisher took the stream over.
     pub takeovers: u64,
+    /// Times the publication went on from a new tunnel stream after its stream failed
+    /// (the edge resumed it: the encoder saw nothing).
+    pub resumes: u64,
     /// Added (wrapping, in ms) to every timestamp of the current publisher so that it
     /// continues the stream's timeline after a takeover; 0 on a stream that never saw
     /// one, whose timestamps are exactly the encoder's.

@@ -70,6 +70,11 @@ pub(crate) struct StreamInner {
     pub player_skips: u64,
     pub players_dropped: u64,
     pub takeovers: u64,
+    /// Times the publication was resumed on a new stream ([`crate::Hub::resume`]).
+    pub resumes: u64,
+    /// The edge's id of the encoder publish being carried, for a tunnel publish that
+    /// can resume ([`crate::Hub::resume`]); `None` for any other.
+    pub resumable: Option<u64>,
     /// A configuration refusal has been logged: later ones are only counted (in
     /// `StreamSummary::config_refused`), so a publisher cannot flood the log.
     pub config_refusal_logged: bool,
@@ -98,6 +103,8 @@ impl Stream {
                 player_skips: 0,
                 players_dropped: 0,
                 takeovers: 0,
+                resumes: 0,
+                resumable: None,
                 config_refusal_logged: false,
             }),
         }
@@ -125,6 +132,7 @@ impl Stream {
             player_skips: inner.player_skips,
             players_dropped: inner.players_dropped,
             takeovers: inner.takeovers,
+            resumes: inner.resumes,
             timestamp_offset: inner.state.timestamp_offset(),
         }
     }

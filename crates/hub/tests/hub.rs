@@ -206,6 +206,63 @@ async fn takeover_tells_the_old_publication_and_players_carry_on() {
 }
 
 #[tokio::test]
+async fn a_resumed_publication_continues_the_stream_without_a_rebase() {
+    let hub = Hub::new();
+    let (old, outcome) = hub.resume(key(Leg::Primary), encoder(1), 77);
+    assert_eq!(outcome, PublishOutcome::New);
+    old.push(avc_header(0)).expect("current");
+    old.push(keyframe(3_000, 100)).expect("current");
+    let mut player = hub
+        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .expect("live");
+    assert_eq!(drain(&mut player).len(), 2);
+
+    // The same encoder publish, on a new tunnel stream: it continues.
+    let (new, outcome) = hub.resume(key(Leg::Primary), encoder(2), 77);
+    assert_eq!(
+        outcome,
+        PublishOutcome::Resumed {
+            previous: encoder(1)
+        }
+    );
+    assert!(old.is_taken_over());
+    assert_eq!(old.push(inter(3_040, 100)), Err(TakenOver));
+    drop(old);
+    new.push(inter(3_040, 100)).expect("current");
+    // Timestamps exactly as the encoder sent them: no offset, no repeated headers.
+    assert_eq!(drain(&mut player), vec![m(inter(3_040, 100))]);
+    // A new player still gets the configuration and the GOP from before the resume.
+    let mut late = hub
+        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .expect("live");
+    assert_eq!(
+        drain(&mut late),
+        vec![
+            m(avc_header(0)),
+            m(keyframe(3_000, 100)),
+            m(inter(3_040, 100))
+        ]
+    );
+    let summary = hub.stream(&key(Leg::Primary)).expect("live");
+    assert_eq!((summary.resumes, summary.takeovers), (1, 0));
+    assert_eq!(summary.timestamp_offset, 0);
+
+    // Another publish (another id, or a direct one) is a takeover as before.
+    let (other, outcome) = hub.resume(key(Leg::Primary), encoder(3), 78);
+    assert!(matches!(outcome, PublishOutcome::TookOver { .. }));
+    other.push(keyframe(0, 100)).expect("current");
+    assert_eq!(
+        drain(&mut player),
+        vec![m(RtmpMessage {
+            timestamp: 3_040 + TAKEOVER_TIMESTAMP_STEP_MS,
+            ..keyframe(0, 100)
+        })]
+    );
+    let (_direct, outcome) = hub.publish(key(Leg::Primary), encoder(4));
+    assert!(matches!(outcome, PublishOutcome::TookOver { .. }));
+}
+
+#[tokio::test]
 async fn finish_ends_the_stream_after_what_players_have_queued() {
     let hub = Hub::new();
     let (publication, _) = hub.publish(key(Leg::Primary), encoder(1));
