@@ -18,8 +18,8 @@ use support::*;
 /// see the primary healthy while its leg still goes to the other origin.
 const ROUTER: &str = "[router]\nrecover_hold_ms = 1000\nfailback_after_ms = 3000";
 
-fn healthy(m: &str, origin: &str) -> bool {
-    present(m, "longhaul_router_origin_healthy", &[("origin", origin)]) == 1.0
+async fn two_origins_and_an_edge(cluster: &Cluster) -> (Node, Node, Node) {
+    cluster.two_origins_and_an_edge(ROUTER).await
 }
 
 /// Where the edge's router sends leg p's new publishes, and why not to the primary.
@@ -30,25 +30,6 @@ async fn route_of_leg_p(edge: &Node) -> (String, serde_json::Value) {
         route["origin"].as_str().unwrap_or_default().to_string(),
         route["reason"].clone(),
     )
-}
-
-/// Two origins (pao the primary, leg p's preferred one) and an edge routing between
-/// them with [`ROUTER`]'s short times, once both are healthy.
-async fn two_origins_and_an_edge(cluster: &Cluster) -> (Node, Node, Node) {
-    let pao = cluster.origin(&PAO, None);
-    let nyc = cluster.origin(&NYC, None);
-    let fra = cluster.edge_with(
-        "fra-test",
-        "fra",
-        &[(&PAO, &pao), (&NYC, &nyc)],
-        true,
-        ROUTER,
-    );
-    until_metrics(&fra, "both origins healthy", |m| {
-        healthy(m, PAO.id) && healthy(m, NYC.id)
-    })
-    .await;
-    (pao, nyc, fra)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -395,6 +395,32 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Two origins (pao the primary, leg p's preferred one) and an edge `fra-test`
+    /// routing between them with `router` (a `[router]` table), once both are healthy.
+    pub async fn two_origins_and_an_edge(&self, router: &str) -> (Node, Node, Node) {
+        let pao = self.origin(&PAO, None);
+        let nyc = self.origin(&NYC, None);
+        let fra = self.edge_with(
+            "fra-test",
+            "fra",
+            &[(&PAO, &pao), (&NYC, &nyc)],
+            true,
+            router,
+        );
+        until_metrics(&fra, "both origins healthy", |m| {
+            healthy(m, PAO.id) && healthy(m, NYC.id)
+        })
+        .await;
+        (pao, nyc, fra)
+    }
+}
+
+/// Whether an edge's router counts `origin` healthy.
+pub fn healthy(m: &str, origin: &str) -> bool {
+    present(m, "longhaul_router_origin_healthy", &[("origin", origin)]) == 1.0
+}
+
 /// 3 s at 25 fps.
 pub const CLIP_SECONDS: u32 = 3;
 pub const CLIP_FRAMES: u64 = 75;

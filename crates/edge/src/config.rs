@@ -184,6 +184,13 @@ pub struct RelaySection {
     /// Milliseconds the oldest queued message of a full queue may wait before whole GOPs
     /// are dropped. Default [`DEFAULT_MAX_DELAY`] (2 s); the reason is there.
     pub max_delay_ms: u64,
+    /// What the edge keeps of each stream that the origin has not acknowledged (tunnel
+    /// wire version 2), to resume it elsewhere without the encoder noticing: payload
+    /// bytes plus each frame's cost. Default `longhaul_tunnel::retain::DEFAULT_MAX_BYTES`
+    /// (4 MiB); the reason is there.
+    pub retain_bytes: usize,
+    /// ... and frames. Default `longhaul_tunnel::retain::DEFAULT_MAX_MESSAGES` (4,096).
+    pub retain_messages: usize,
 }
 
 impl Default for RelaySection {
@@ -191,9 +198,18 @@ impl Default for RelaySection {
         Self {
             pause_bytes: DEFAULT_PAUSE_BYTES,
             max_delay_ms: DEFAULT_MAX_DELAY.as_millis() as u64,
+            retain_bytes: longhaul_tunnel::retain::DEFAULT_MAX_BYTES,
+            retain_messages: longhaul_tunnel::retain::DEFAULT_MAX_MESSAGES,
         }
     }
 }
+
+/// Smallest `relay.retain_bytes`: 256 KiB, under a second of a 2.5 Mbit/s stream's
+/// unacknowledged frames at the longest path's round trip; less and a failover loses
+/// frames on an ordinary stream.
+pub const MIN_RETAIN_BYTES: usize = 256 * 1024;
+/// Largest `relay.retain_bytes`: 256 MiB, the same ceiling as `relay.pause_bytes`.
+pub const MAX_RETAIN_BYTES: usize = 256 * 1024 * 1024;
 
 /// Smallest `relay.pause_bytes`: 64 KiB, one socket read. Below it the edge would pause
 /// on every keyframe of an ordinary stream.
@@ -206,6 +222,15 @@ pub const MAX_PAUSE_BYTES: usize = 256 * 1024 * 1024;
 pub const MAX_DELAY_MS: u64 = 60_000;
 
 impl RelaySection {
+    /// The bounds of each stream's unacknowledged window (wire version 2).
+    pub fn retain_limits(&self) -> longhaul_tunnel::retain::RetainLimits {
+        longhaul_tunnel::retain::RetainLimits {
+            max_bytes: self.retain_bytes,
+            max_messages: self.retain_messages,
+            ..Default::default()
+        }
+    }
+
     pub fn limits(&self) -> RelayLimits {
         RelayLimits {
             pause_bytes: self.pause_bytes,
@@ -228,6 +253,21 @@ impl RelaySection {
             return Err(InvalidSetting {
                 key: "relay.max_delay_ms",
                 reason: format!("{} is not in 1..={MAX_DELAY_MS}", self.max_delay_ms),
+            });
+        }
+        if !(MIN_RETAIN_BYTES..=MAX_RETAIN_BYTES).contains(&self.retain_bytes) {
+            return Err(InvalidSetting {
+                key: "relay.retain_bytes",
+                reason: format!(
+                    "{} is not in {MIN_RETAIN_BYTES}..={MAX_RETAIN_BYTES}",
+                    self.retain_bytes
+                ),
+            });
+        }
+        if !(64..=1_000_000).contains(&self.retain_messages) {
+            return Err(InvalidSetting {
+                key: "relay.retain_messages",
+                reason: format!("{} is not in 64..=1000000", self.retain_messages),
             });
         }
         Ok(())

@@ -26,7 +26,7 @@
 //! Every refusal is logged with the client address and stream, and counted.
 
 use crate::metrics::{end, outcome};
-use crate::relay::{Relay, RelayEnd};
+use crate::relay::{Relay, RelayEnd, Resume};
 use crate::relay_queue::RelayStats;
 use crate::state::EdgeState;
 use crate::upstream::Decision;
@@ -67,7 +67,6 @@ struct Connection {
 struct Relaying {
     stream_id: u32,
     stream: String,
-    origin: String,
     relay: Relay,
     /// Its registration as live: resolves when an origin revokes its token.
     live: longhaul_node::LivePublish,
@@ -228,7 +227,7 @@ impl connection::Connection for Connection {
             }
             Wake::Revoked(why) => {
                 if let Some(r) = &self.relaying {
-                    tracing::warn!(client = %self.peer, stream = %r.stream, origin = %r.origin,
+                    tracing::warn!(client = %self.peer, stream = %r.stream, origin = %r.relay.origin(),
                         reason = %why.reason, "relayed stream cut: {}", why.description);
                     session.send_status(r.stream_id, "error", &why.code, &why.description);
                 }
@@ -277,10 +276,10 @@ impl connection::Connection for Connection {
             if r.relay.is_stalled(now, stall_limit) {
                 let description = format!(
                     "publish stopped: the tunnel to origin {} took no media for {} s",
-                    r.origin,
+                    r.relay.origin(),
                     stall_limit.as_secs_f64()
                 );
-                tracing::warn!(client = %self.peer, stream = %r.stream, origin = %r.origin,
+                tracing::warn!(client = %self.peer, stream = %r.stream, origin = %r.relay.origin(),
                     "{description}");
                 session.send_status(r.stream_id, "error", CODE_REJECTED, &description);
                 self.finish_relaying(end::TUNNEL_LOST);
@@ -313,16 +312,16 @@ impl Connection {
             // `Finished` and `DrainTimedOut` come only after `finish`, which takes the relay
             // away first; were they to come here, the stream is gone all the same.
             other => {
-                tracing::warn!(client = %self.peer, stream = %r.stream, origin = %r.origin,
+                tracing::warn!(client = %self.peer, stream = %r.stream, origin = %r.relay.origin(),
                     outcome = ?other, "the tunnel stream failed");
                 let description = format!(
                     "publish stopped: the origin {} is unreachable from edge {node}",
-                    r.origin
+                    r.relay.origin()
                 );
                 (CODE_REJECTED.to_string(), description, EdgeEnd::TunnelLost)
             }
         };
-        tracing::warn!(client = %self.peer, stream = %r.stream, origin = %r.origin, %code,
+        tracing::warn!(client = %self.peer, stream = %r.stream, origin = %r.relay.origin(), %code,
             "relayed stream stopped: {description}");
         session.send_status(r.stream_id, "error", &code, &description);
         End::Node(end)
@@ -382,12 +381,13 @@ impl Connection {
         };
         let stream = target.stream_name.clone();
         let epoch = self.state.live.epoch();
-        match self.state.upstreams.open_publish(request).await {
+        match self.state.upstreams.open_publish(request.clone()).await {
             Decision::Allowed {
                 sender,
                 stream_name,
                 origin,
                 generation,
+                publication,
             } => {
                 // Register, then look: a revocation that came while the stream was being
                 // opened has already been told to the relays, not to this one.
@@ -417,18 +417,28 @@ impl Connection {
                     %origin, transport = self.transport.as_str(), connection = self.id,
                     "publish accepted: relaying to the origin");
                 let config = &self.state.config;
+                let resume = publication.map(|publication| Resume {
+                    state: self.state.clone(),
+                    request,
+                    stream_name: stream_name.clone(),
+                    stream: self.id,
+                    publication,
+                    limits: config.relay.retain_limits(),
+                });
                 let relay = Relay::start(
                     sender,
+                    &origin,
+                    resume,
                     config.relay.limits(),
                     config.ingest.write_timeout(),
                     &self.state.relay_writers,
                 );
+                self.state.relays.add(self.id, relay.steer());
                 self.published = Some(stream_name.clone());
                 self.state.upstreams.placed(self.id, target.leg, &origin);
                 self.relaying = Some(Relaying {
                     stream_id,
                     stream: stream_name,
-                    origin,
                     relay,
                     live,
                     _active: GaugeGuard::new(m.publishers_active.clone()),
@@ -511,7 +521,7 @@ impl Connection {
                 .with_label_values(&["bytes"])
                 .inc_by(stats.dropped_bytes);
             if let Some(r) = &self.relaying {
-                tracing::warn!(client = %self.peer, stream = %r.stream, origin = %r.origin,
+                tracing::warn!(client = %self.peer, stream = %r.stream, origin = %r.relay.origin(),
                     gops = stats.dropped_gops, messages = stats.dropped_messages,
                     bytes = stats.dropped_bytes, "the tunnel cannot keep up: media dropped");
             }
@@ -533,12 +543,13 @@ impl Connection {
             .publish_ends
             .with_label_values(&[why])
             .inc();
-        tracing::info!(client = %self.peer, stream = %r.stream, origin = %r.origin, reason = why,
+        tracing::info!(client = %self.peer, stream = %r.stream, origin = %r.relay.origin(), reason = why,
             "relayed stream ended");
         let upstreams = &self.state.upstreams;
         upstreams.ended(self.id);
+        self.state.relays.remove(self.id);
         if why == end::TUNNEL_LOST {
-            upstreams.failed(&r.origin, longhaul_router::Failure::TunnelLost);
+            upstreams.failed(&r.relay.origin(), longhaul_router::Failure::TunnelLost);
         }
         match why {
             end::ORIGIN_ENDED | end::TUNNEL_LOST | end::REVOKED => r.relay.abort(),

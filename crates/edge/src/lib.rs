@@ -196,6 +196,7 @@ impl Edge {
             next_connection_id: std::sync::atomic::AtomicU64::new(1),
             relay_writers: tokio_util::task::TaskTracker::new(),
             live,
+            relays: Default::default(),
             config,
         });
         let (rtmp_addr, rtmps_addr, http_addr) = (

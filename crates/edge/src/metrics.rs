@@ -15,7 +15,13 @@
 use longhaul_node::metrics::{
     counter, counter_vec, gauge, gauge_vec, node_registry, AbuseSeries, ConnectionSeries,
 };
-use prometheus::{Counter, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Counter, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
+
+/// Buckets of the failover histograms, in seconds: from a frame's worth to the stall limit.
+const FAILOVER_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0];
 
 /// The `outcome` and `reason` labels of `edge_publishes_total`.
 pub mod outcome {
@@ -82,6 +88,20 @@ pub struct Metrics {
     /// `router_moves_wanted_total{from,to,reason}`: live streams the router wanted
     /// moved (not acted on yet).
     pub router_moves_wanted: IntCounterVec,
+    /// `failovers_total{reason,from,to}`: relayed streams resumed on a new tunnel stream
+    /// (wire version 2) without their encoder noticing.
+    pub failovers: IntCounterVec,
+    /// `failover_detect_seconds`: from the oldest frame left unacknowledged (or the move
+    /// being wanted) to the decision to resume.
+    pub failover_detect: Histogram,
+    /// `failover_resume_seconds`: from the decision to the retained frames being sent on
+    /// the new stream.
+    pub failover_resume: Histogram,
+    /// `failover_frames_total{what}`: frames `resent` on resumed streams, and frames
+    /// `lost` (not acknowledged and no longer retained when a stream failed).
+    pub failover_frames: IntCounterVec,
+    /// `retain_evicted_frames_total`: unacknowledged frames the retention bound gave up.
+    pub retain_evicted: IntCounter,
 }
 
 impl Metrics {
@@ -114,6 +134,15 @@ impl Metrics {
         );
         publishes.with_label_values(&[outcome::ACCEPTED, outcome::OK]);
         publishes.with_label_values(&[outcome::REFUSED, outcome::TOO_MANY_FAILURES]);
+        let failover_frames = counter_vec(
+            &r,
+            "failover_frames_total",
+            "Frames resent on resumed streams (resent), and frames not acknowledged and no longer retained when a stream failed (lost)",
+            &["what"],
+        );
+        for what in ["resent", "lost"] {
+            failover_frames.with_label_values(&[what]);
+        }
         Self {
             connections: ConnectionSeries::new(&r),
             abuse: AbuseSeries::new(&r),
@@ -164,8 +193,30 @@ impl Metrics {
             router_moves_wanted: counter_vec(
                 &r,
                 "router_moves_wanted_total",
-                "Live streams the router wanted moved, by from and to origin and reason (origin_down, path_lossy, origin_draining, origin_unhealthy, failback); not acted on yet: moving live streams comes with tunnel wire format v2",
+                "Live streams the router wanted moved, by from and to origin and reason (origin_down, path_lossy, origin_draining, origin_unhealthy, failback); each is carried out by its relay (failovers_total) on tunnels that speak wire version 2",
                 &["from", "to", "reason"],
+            ),
+            failovers: counter_vec(
+                &r,
+                "failovers_total",
+                "Relayed streams resumed on a new tunnel stream without their encoder noticing, by reason (tunnel_lost, origin_ended, ack_stalled, or the router's: origin_down, origin_silent, origin_draining, failback, ...) and from and to origin",
+                &["reason", "from", "to"],
+            ),
+            failover_detect: histogram(
+                &r,
+                "failover_detect_seconds",
+                "From the oldest frame left unacknowledged (or the router wanting the move) to the decision to resume the stream",
+            ),
+            failover_resume: histogram(
+                &r,
+                "failover_resume_seconds",
+                "From the decision to resume a stream to its retained frames being sent on the new tunnel stream",
+            ),
+            failover_frames,
+            retain_evicted: counter(
+                &r,
+                "retain_evicted_frames_total",
+                "Unacknowledged frames the retention bound (relay.retain_bytes, relay.retain_messages) gave up: lost if their stream fails before the origin acknowledges them",
             ),
             registry: r,
         }
@@ -189,6 +240,14 @@ impl Metrics {
     pub fn render(&self) -> String {
         longhaul_node::metrics::render(&self.registry)
     }
+}
+
+fn histogram(r: &Registry, name: &str, help: &str) -> Histogram {
+    longhaul_node::metrics::register(
+        r,
+        Histogram::with_opts(HistogramOpts::new(name, help).buckets(FAILOVER_BUCKETS.to_vec()))
+            .expect("valid metric definition"),
+    )
 }
 
 /// Longest label value taken from an origin.

@@ -17,13 +17,21 @@
 //! stream, given at most `drain_limit` for that.
 
 use crate::relay_queue::{RelayLimits, RelayQueue, RelayStats};
+use crate::state::EdgeState;
+use crate::upstream::Asked;
+use longhaul_router::{Failure, StreamId, When};
 use longhaul_rtmp::RtmpMessage;
-use longhaul_tunnel::{EndSignal, MediaFrame, PublishEnd, PublishSender, StreamEnd, TunnelError};
+use longhaul_tunnel::class::FrameClass;
+use longhaul_tunnel::retain::{ResumePoint, Retain, RetainLimits};
+use longhaul_tunnel::{
+    AuthoriseRequest, EndSignal, MediaFrame, PublishEnd, PublishHeader, PublishSender, StreamEnd,
+    TunnelError, WireVersion,
+};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -68,6 +76,10 @@ struct Shared {
     /// Wakes the driver: the writer took a message.
     room: Notify,
     finishing: AtomicBool,
+    /// The origin the stream goes to now (it changes when the stream resumes elsewhere).
+    origin: Mutex<String>,
+    /// The router's wish to move the stream (wire version 2).
+    steer: Steer,
 }
 
 impl Shared {
@@ -75,6 +87,69 @@ impl Shared {
         // The queue's methods do not panic; a poisoned lock would hold a consistent queue.
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn origin(&self) -> String {
+        self.origin
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_origin(&self, origin: &str) {
+        *self.origin.lock().unwrap_or_else(|e| e.into_inner()) = origin.to_string();
+    }
+}
+
+/// The router's wish for one relayed stream, set by [`crate::routing`] and carried out by
+/// the stream's writer: resume it at another origin now (its origin is in trouble or
+/// draining), or at its next keyframe (a failback).
+#[derive(Default)]
+pub struct Steer {
+    wanted: Mutex<Option<Wanted>>,
+    changed: Notify,
+}
+
+/// A move the router wants.
+#[derive(Debug, Clone)]
+pub struct Wanted {
+    pub to: String,
+    /// The router's reason, a metric label.
+    pub reason: &'static str,
+    pub when: When,
+    /// When the router first wanted it.
+    pub since: Instant,
+}
+
+impl Steer {
+    /// The router wants the stream moved (replacing an earlier wish).
+    pub fn want(&self, wanted: Wanted) {
+        *self.wanted.lock().unwrap_or_else(|e| e.into_inner()) = Some(wanted);
+        self.changed.notify_one();
+    }
+
+    fn current(&self) -> Option<Wanted> {
+        self.wanted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn clear(&self) {
+        *self.wanted.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+/// What a relay needs to resume its stream on a new tunnel stream (wire version 2).
+pub struct Resume {
+    pub state: Arc<EdgeState>,
+    /// The publish as first authorised: authorised again wherever the stream resumes.
+    pub request: AuthoriseRequest,
+    /// The stream's name as the origin files it, for the logs.
+    pub stream_name: String,
+    /// The router's id of the stream (the connection's).
+    pub stream: StreamId,
+    pub publication: u64,
+    pub limits: RetainLimits,
 }
 
 /// One stream being relayed: the queue, shared with its writer task.
@@ -84,11 +159,16 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Starts the writer task on `sender`.
+    /// Starts the writer task on `sender`, to `origin`. With `resume` (a tunnel that
+    /// speaks wire version 2) the writer numbers and retains what it sends and, when the
+    /// stream fails or the router moves it, resumes it on a new stream without the
+    /// encoder noticing.
     /// The writer runs on `writers`, so a node shutting down can wait for every stream's
     /// tail to reach the origin before it closes the tunnels.
     pub fn start(
         sender: PublishSender,
+        origin: &str,
+        resume: Option<Resume>,
         limits: RelayLimits,
         drain_limit: Duration,
         writers: &TaskTracker,
@@ -98,9 +178,38 @@ impl Relay {
             data: Notify::new(),
             room: Notify::new(),
             finishing: AtomicBool::new(false),
+            origin: Mutex::new(origin.to_string()),
+            steer: Steer::default(),
         });
-        let writer = writers.spawn(write(shared.clone(), sender, drain_limit).in_current_span());
+        let acks = sender.acks();
+        let writer = Writer {
+            shared: shared.clone(),
+            end: sender.end_signal(),
+            sender: Some(sender),
+            acks,
+            acked: None,
+            drain_limit,
+            drain_deadline: None,
+            carry: Vec::new(),
+            resume: resume.map(|r| Resuming {
+                retain: Retain::new(r.limits),
+                ack_limit: ack_limit(&r.state),
+                setup: r,
+                acked_here: None,
+            }),
+        };
+        let writer = writers.spawn(writer.run().in_current_span());
         Relay { shared, writer }
+    }
+
+    /// The router's handle on the stream.
+    pub fn steer(&self) -> SteerHandle {
+        SteerHandle(self.shared.clone())
+    }
+
+    /// The origin the stream goes to now.
+    pub fn origin(&self) -> String {
+        self.shared.origin()
     }
 
     /// Queues a message read from the encoder.
@@ -127,7 +236,7 @@ impl Relay {
     }
 
     /// True when messages have waited `stall_limit` with the writer taking none: the
-    /// tunnel stream is not moving.
+    /// tunnel stream is not moving (nor could the stream resume on another).
     pub fn is_stalled(&self, now: Instant, stall_limit: Duration) -> bool {
         self.shared
             .queue()
@@ -171,59 +280,527 @@ impl Relay {
     }
 }
 
-async fn write(shared: Arc<Shared>, mut sender: PublishSender, drain_limit: Duration) -> RelayEnd {
-    let mut end = sender.end_signal();
-    let mut drain_deadline: Option<tokio::time::Instant> = None;
-    loop {
-        if drain_deadline.is_none() && shared.finishing.load(Ordering::Acquire) {
-            drain_deadline = Some(tokio::time::Instant::now() + drain_limit);
-        }
-        let batch = shared
-            .queue()
-            .pop_batch(Instant::now(), BATCH_MESSAGES, BATCH_BYTES);
-        if batch.is_empty() {
-            if drain_deadline.is_some() {
-                sender.finish().await;
-                return RelayEnd::Finished;
+/// The router's handle on one relayed stream (see [`Steer`]).
+#[derive(Clone)]
+pub struct SteerHandle(Arc<Shared>);
+
+impl SteerHandle {
+    pub fn want(&self, wanted: Wanted) {
+        self.0.steer.want(wanted);
+    }
+
+    /// The origin the stream goes to now.
+    pub fn origin(&self) -> String {
+        self.0.origin()
+    }
+}
+
+/// How long frames may wait for an acknowledgement, with the tunnel said to be up,
+/// before the writer gives up on the stream and resumes it: 3 s, or the router's silence
+/// limit plus a second if that is longer. The router notices a silent origin (no
+/// datagram for `router.silence_limit_ms` plus a round trip) and moves its streams
+/// first; this catches what it cannot see, an origin whose connection lives but whose
+/// stream does not move (a stuck handler, a stream-level stall), without taking a
+/// slow ack for a dead one (acks come every 50 ms on a live stream).
+fn ack_limit(state: &EdgeState) -> Duration {
+    let silence = state.config.router.thresholds().silence_limit;
+    (silence + Duration::from_secs(1)).max(ACK_STALL_LIMIT)
+}
+
+/// See [`ack_limit`].
+const ACK_STALL_LIMIT: Duration = Duration::from_secs(3);
+
+/// Pause between attempts to resume a stream when no origin answers: 200 ms, about one
+/// sampling round of the router (250 ms), which by then may know the failed origin is
+/// down, and short against the stall limit (15 s) that finally ends the publish.
+const RESUME_RETRY: Duration = Duration::from_millis(200);
+
+/// The longest one attempt to authorise a resumed stream may take: 2 s. An origin
+/// answers from memory in a round trip; one that takes longer is not where a stream
+/// that just failed should go, and the next attempt may pick another.
+const RESUME_ATTEMPT_LIMIT: Duration = Duration::from_secs(2);
+
+/// Frames written to the new stream per write when a resume re-sends what was retained.
+const RESUME_BATCH: usize = 64;
+
+/// The writer's version 2 state.
+struct Resuming {
+    setup: Resume,
+    retain: Retain,
+    /// The highest seq the current origin acknowledged since the stream went there.
+    acked_here: Option<u64>,
+    ack_limit: Duration,
+}
+
+/// Why a stream is to be resumed.
+struct Cause {
+    /// A metric label: `tunnel_lost`, `origin_ended`, `ack_stalled`, or the router's.
+    reason: &'static str,
+    /// For the log.
+    detail: String,
+    /// When the trouble began, as well as the edge can tell.
+    since: Instant,
+    /// A router's move (the old stream still works: it is finished, not reset).
+    planned: bool,
+}
+
+/// How the pump stopped.
+enum Stop {
+    Done(RelayEnd),
+    Resume(Cause),
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    /// `None` only while a resume opens the next stream.
+    sender: Option<PublishSender>,
+    end: EndSignal,
+    acks: watch::Receiver<Option<u64>>,
+    /// The last acknowledgement applied.
+    acked: Option<u64>,
+    drain_limit: Duration,
+    drain_deadline: Option<tokio::time::Instant>,
+    /// Frames taken from the queue but not yet sent (the rest of a batch after a
+    /// failback's keyframe): they go first on the next stream.
+    carry: Vec<MediaFrame>,
+    resume: Option<Resuming>,
+}
+
+impl Writer {
+    async fn run(mut self) -> RelayEnd {
+        loop {
+            match self.pump().await {
+                Stop::Done(end) => return end,
+                Stop::Resume(cause) => {
+                    if let Err(end) = self.resume_stream(cause).await {
+                        return end;
+                    }
+                }
             }
-            // Nothing to send: wait for a message, or for the origin to end the stream.
-            tokio::select! {
-                _ = shared.data.notified() => continue,
-                e = end.wait() => return relay_end(e),
+        }
+    }
+
+    fn finishing(&self) -> bool {
+        self.shared.finishing.load(Ordering::Acquire)
+    }
+
+    /// Applies the origin's newest acknowledgement; a wrong one breaks the stream.
+    fn apply_acks(&mut self, now: Instant) -> Option<Cause> {
+        let r = self.resume.as_mut()?;
+        let ack = *self.acks.borrow_and_update();
+        let seq = ack.filter(|&s| Some(s) > self.acked)?;
+        self.acked = Some(seq);
+        match r.retain.ack(seq, now) {
+            Ok(()) => {
+                r.acked_here = Some(seq);
+                None
+            }
+            Err(e) => Some(Cause {
+                reason: "bad_ack",
+                detail: e.to_string(),
+                since: now,
+                planned: false,
+            }),
+        }
+    }
+
+    /// What stops the stream before the next batch: the router wanting it moved now, or
+    /// acknowledgements that stopped coming.
+    fn check(&mut self, now: Instant) -> Option<Cause> {
+        if let Some(cause) = self.apply_acks(now) {
+            return Some(cause);
+        }
+        let r = self.resume.as_ref()?;
+        if self.drain_deadline.is_some() {
+            return None;
+        }
+        if let Some(w) = self.shared.steer.current() {
+            if w.when == When::Now && w.to != self.shared.origin() {
+                // The trouble began when the origin stopped acknowledging, if it did
+                // (a dead or frozen origin); else when the router decided (a drain).
+                let since = r
+                    .retain
+                    .ack_awaited_since()
+                    .map_or(w.since, |a| a.min(w.since));
+                return Some(Cause {
+                    reason: w.reason,
+                    detail: format!("the router moves it to {}", w.to),
+                    since,
+                    planned: true,
+                });
             }
         }
-        shared.room.notify_one();
-        let frames: Vec<MediaFrame> = batch
-            .into_iter()
-            .map(|message| MediaFrame {
-                kind: message.type_id,
-                timestamp: message.timestamp,
-                payload: message.payload,
-            })
-            .collect();
+        let since = r.retain.ack_awaited_since()?;
+        (now.saturating_duration_since(since) >= r.ack_limit).then(|| Cause {
+            reason: "ack_stalled",
+            detail: format!("no acknowledgement for {:?}", r.ack_limit),
+            since,
+            planned: false,
+        })
+    }
+
+    /// When [`Writer::check`] may find acknowledgements stalled, if nothing else happens.
+    fn ack_deadline(&self) -> Option<tokio::time::Instant> {
+        let r = self.resume.as_ref()?;
+        let since = r.retain.ack_awaited_since()?;
+        Some(tokio::time::Instant::from_std(since + r.ack_limit))
+    }
+
+    /// Sends from the queue on the current stream until it ends or must be resumed.
+    async fn pump(&mut self) -> Stop {
+        let v2 = self.resume.is_some();
+        loop {
+            let now = Instant::now();
+            if self.drain_deadline.is_none() && self.finishing() {
+                self.drain_deadline = Some(tokio::time::Instant::now() + self.drain_limit);
+            }
+            if let Some(cause) = self.check(now) {
+                return Stop::Resume(cause);
+            }
+            let mut frames = std::mem::take(&mut self.carry);
+            if frames.is_empty() {
+                let batch = self
+                    .shared
+                    .queue()
+                    .pop_batch(now, BATCH_MESSAGES, BATCH_BYTES);
+                if !batch.is_empty() {
+                    self.shared.room.notify_one();
+                }
+                frames = batch
+                    .into_iter()
+                    .map(|message| MediaFrame {
+                        kind: message.type_id,
+                        timestamp: message.timestamp,
+                        payload: message.payload,
+                    })
+                    .collect();
+            }
+            if frames.is_empty() {
+                if self.drain_deadline.is_some() {
+                    if let Some(sender) = self.sender.take() {
+                        sender.finish().await;
+                    }
+                    return Stop::Done(RelayEnd::Finished);
+                }
+                // Nothing to send: wait for a message, for the origin to end the stream,
+                // or (version 2) for an acknowledgement, the router, or the ack deadline.
+                let ack_at = self.ack_deadline();
+                tokio::select! {
+                    _ = self.shared.data.notified() => continue,
+                    e = self.end.wait() => return self.ended(e),
+                    changed = self.acks.changed(), if v2 => {
+                        if changed.is_err() {
+                            // The origin's side is gone; the end signal says how.
+                            let e = self.end.wait().await;
+                            return self.ended(e);
+                        }
+                        continue;
+                    }
+                    _ = self.shared.steer.changed.notified(), if v2 => continue,
+                    _ = sleep_until(ack_at) => continue,
+                }
+            }
+            // A failback waits for a keyframe: send what comes before it here, the
+            // keyframe and the rest on the stream at the preferred origin.
+            if let Some(split) = self.failback_split(&frames, now) {
+                self.carry = frames.split_off(split.0);
+                if !frames.is_empty() {
+                    if let Err(stop) = self.send(frames).await {
+                        return stop;
+                    }
+                }
+                return Stop::Resume(split.1);
+            }
+            if let Err(stop) = self.send(frames).await {
+                return stop;
+            }
+        }
+    }
+
+    /// Where a wanted failback cuts `frames` (at a keyframe), if the router still wants
+    /// it there.
+    fn failback_split(&self, frames: &[MediaFrame], now: Instant) -> Option<(usize, Cause)> {
+        let r = self.resume.as_ref()?;
+        if self.drain_deadline.is_some() {
+            return None;
+        }
+        let w = self.shared.steer.current()?;
+        if w.when != When::AtKeyframe {
+            return None;
+        }
+        let i = frames
+            .iter()
+            .position(|f| FrameClass::of(f.kind, &f.payload) == FrameClass::Keyframe)?;
+        let upstreams = &r.setup.state.upstreams;
+        let mv = upstreams.router().keyframe(r.setup.stream, now);
+        match mv {
+            Some(mv) => Some((
+                i,
+                Cause {
+                    reason: mv.reason.as_str(),
+                    detail: format!("failback to {} at a keyframe", mv.to),
+                    since: w.since,
+                    planned: true,
+                },
+            )),
+            None => {
+                // No longer wanted (the preferred origin is in trouble again).
+                self.shared.steer.clear();
+                None
+            }
+        }
+    }
+
+    /// Sends `frames` on the current stream (numbered and retained on version 2).
+    async fn send(&mut self, frames: Vec<MediaFrame>) -> Result<(), Stop> {
+        let Some(sender) = self.sender.as_mut() else {
+            return Err(Stop::Resume(Cause {
+                reason: "tunnel_lost",
+                detail: "no stream".into(),
+                since: Instant::now(),
+                planned: false,
+            }));
+        };
+        let (numbered, plain): (Vec<(u64, MediaFrame)>, Vec<MediaFrame>) =
+            match self.resume.as_mut() {
+                Some(r) => {
+                    let now = Instant::now();
+                    let numbered = frames
+                        .into_iter()
+                        .map(|f| (r.retain.push(f.clone(), now), f))
+                        .collect();
+                    (numbered, Vec::new())
+                }
+                None => (Vec::new(), frames),
+            };
+        let v2 = self.resume.is_some();
         // A send may wait on QUIC flow control for as long as the origin does not read;
         // the origin ending the stream meanwhile wins, and finishing (which starts the
         // drain deadline) may begin while it waits.
-        let send = sender.send(&frames);
-        tokio::pin!(send);
-        let sent = loop {
-            let deadline = drain_deadline.unwrap_or_else(far_future);
-            tokio::select! {
-                biased;
-                e = end.wait() => return relay_end(e),
-                sent = tokio::time::timeout_at(deadline, &mut send) => break sent,
-                _ = shared.data.notified(), if drain_deadline.is_none() => {
-                    if shared.finishing.load(Ordering::Acquire) {
-                        drain_deadline = Some(tokio::time::Instant::now() + drain_limit);
+        let sent = {
+            let send = async {
+                if v2 {
+                    sender.send_sequenced(&numbered).await
+                } else {
+                    sender.send(&plain).await
+                }
+            };
+            tokio::pin!(send);
+            loop {
+                let deadline = self.drain_deadline.unwrap_or_else(far_future);
+                tokio::select! {
+                    biased;
+                    e = self.end.wait() => break Err(e),
+                    sent = tokio::time::timeout_at(deadline, &mut send) => break Ok(sent),
+                    _ = self.shared.data.notified(), if self.drain_deadline.is_none() => {
+                        if self.shared.finishing.load(Ordering::Acquire) {
+                            self.drain_deadline = Some(tokio::time::Instant::now() + self.drain_limit);
+                        }
                     }
                 }
             }
         };
+        let sent = match sent {
+            Ok(sent) => sent,
+            Err(end) => return Err(self.ended(end)),
+        };
         match sent {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => return failed(&mut end, error).await,
-            Err(_) => return RelayEnd::DrainTimedOut,
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(self.send_failed(error).await),
+            Err(_) => Err(Stop::Done(RelayEnd::DrainTimedOut)),
         }
+    }
+
+    /// The origin's end of the stream: final on version 1, and on version 2 unless the
+    /// origin says to retry or the tunnel was lost.
+    fn ended(&self, end: PublishEnd) -> Stop {
+        let resumable = self.resume.is_some() && self.drain_deadline.is_none();
+        match end {
+            PublishEnd::ByOrigin(e) if resumable && e.retry => Stop::Resume(Cause {
+                reason: "origin_ended",
+                detail: e.description,
+                since: Instant::now(),
+                planned: false,
+            }),
+            PublishEnd::TunnelLost(why) if resumable => Stop::Resume(Cause {
+                reason: "tunnel_lost",
+                detail: why,
+                since: self.since_unacked(),
+                planned: false,
+            }),
+            other => Stop::Done(relay_end(other)),
+        }
+    }
+
+    /// A send failed: the origin's reason if it gives one within the grace (it ended the
+    /// stream), else the error. On version 2 a lost connection resumes at once.
+    async fn send_failed(&mut self, error: TunnelError) -> Stop {
+        let connection_lost = matches!(
+            &error,
+            TunnelError::Write {
+                source: quinn::WriteError::ConnectionLost(_),
+                ..
+            }
+        );
+        if self.resume.is_some() && self.drain_deadline.is_none() && connection_lost {
+            return Stop::Resume(Cause {
+                reason: "tunnel_lost",
+                detail: error.to_string(),
+                since: self.since_unacked(),
+                planned: false,
+            });
+        }
+        match tokio::time::timeout(END_REASON_GRACE, self.end.wait()).await {
+            Ok(e) => self.ended(e),
+            Err(_) if self.resume.is_some() && self.drain_deadline.is_none() => {
+                Stop::Resume(Cause {
+                    reason: "tunnel_lost",
+                    detail: error.to_string(),
+                    since: self.since_unacked(),
+                    planned: false,
+                })
+            }
+            Err(_) => Stop::Done(RelayEnd::Failed(error)),
+        }
+    }
+
+    /// Since when the oldest unacknowledged frame has waited (now if none).
+    fn since_unacked(&self) -> Instant {
+        self.resume
+            .as_ref()
+            .and_then(|r| r.retain.ack_awaited_since())
+            .unwrap_or_else(Instant::now)
+    }
+
+    /// Opens a new stream for the publish at the origin the router picks and re-sends
+    /// what that origin lacks. Tries until it works, the origin refuses the publish (its
+    /// token was revoked meanwhile: the encoder is told), or the driver gives up on the
+    /// stall limit and aborts the writer.
+    async fn resume_stream(&mut self, cause: Cause) -> Result<(), RelayEnd> {
+        let Some(r) = self.resume.as_mut() else {
+            return Err(RelayEnd::TunnelLost(cause.detail));
+        };
+        let state = r.setup.state.clone();
+        let upstreams = &state.upstreams;
+        let m = &state.metrics;
+        let decided = Instant::now();
+        let from = self.shared.origin();
+        m.failover_detect
+            .observe(decided.saturating_duration_since(cause.since).as_secs_f64());
+        tracing::warn!(stream = %r.setup.stream_name, origin = %from,
+            reason = cause.reason, detail = %cause.detail,
+            "relayed stream failing over: resuming it on a new tunnel stream");
+        if let Some(old) = self.sender.take() {
+            if cause.planned {
+                // The old stream works: finish it after what it carries.
+                tokio::spawn(old.finish().in_current_span());
+            }
+            // Otherwise dropping it resets it.
+        }
+        if !cause.planned {
+            upstreams.failed(&from, Failure::TunnelLost);
+        }
+        self.shared.steer.clear();
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let asked = tokio::time::timeout(
+                RESUME_ATTEMPT_LIMIT,
+                upstreams.authorise(r.setup.request.clone()),
+            )
+            .await;
+            let granted = match asked {
+                Ok(Asked::Granted(g)) => g,
+                Ok(Asked::Refused {
+                    code, description, ..
+                }) => {
+                    tracing::warn!(origin = %from, %code, "the resumed publish was refused: {description}");
+                    return Err(RelayEnd::OriginEnded(StreamEnd::new(code, description)));
+                }
+                Ok(Asked::Unavailable { origin, error }) => {
+                    tracing::debug!(%origin, %error, attempts, "resume: no answer; trying again");
+                    tokio::time::sleep(RESUME_RETRY).await;
+                    continue;
+                }
+                Err(_) => {
+                    tracing::debug!(attempts, "resume: authorisation timed out; trying again");
+                    continue;
+                }
+            };
+            let point = match r.acked_here {
+                Some(seq) if granted.origin == from => ResumePoint::After(seq),
+                _ => ResumePoint::Keyframe,
+            };
+            let plan = r.retain.resume_plan(point);
+            let header = PublishHeader {
+                grant: granted.grant,
+                stream_name: granted.stream_name.clone(),
+                client_addr: r.setup.request.client_addr.clone(),
+                publication: Some(r.setup.publication),
+                resume_from: Some(plan.resume_from),
+            };
+            m.failover_frames
+                .with_label_values(&["lost"])
+                .inc_by(plan.lost);
+            let mut sender = match upstreams.open(&granted, header).await {
+                Ok(s) => s,
+                Err(error) => {
+                    tracing::debug!(origin = %granted.origin, %error, attempts, "resume: opening the stream failed; trying again");
+                    tokio::time::sleep(RESUME_RETRY).await;
+                    continue;
+                }
+            };
+            if sender.version() != WireVersion::V2 {
+                // The origin went back to version 1 (a downgrade mid-stream): the publish
+                // cannot continue there without the encoder noticing.
+                return Err(RelayEnd::TunnelLost(format!(
+                    "origin {} no longer speaks tunnel wire version 2",
+                    granted.origin
+                )));
+            }
+            let mut sent = sender.send(&plan.config).await;
+            for chunk in plan.frames.chunks(RESUME_BATCH) {
+                if sent.is_err() {
+                    break;
+                }
+                sent = sender.send_sequenced(chunk).await;
+            }
+            if let Err(error) = sent {
+                tracing::debug!(origin = %granted.origin, %error, attempts, "resume: re-sending failed; trying again");
+                continue;
+            }
+            let to = granted.origin.clone();
+            if to != from {
+                r.acked_here = None;
+            }
+            m.failovers
+                .with_label_values(&[cause.reason, &from, &to])
+                .inc();
+            m.failover_resume.observe(decided.elapsed().as_secs_f64());
+            m.failover_frames
+                .with_label_values(&["resent"])
+                .inc_by(plan.frames.len() as u64);
+            tracing::info!(stream = %granted.stream_name, %from, %to, reason = cause.reason,
+                resent = plan.frames.len(), config = plan.config.len(), lost = plan.lost,
+                resume_from = plan.resume_from, attempts,
+                took_ms = decided.elapsed().as_millis() as u64,
+                "relayed stream resumed: the encoder saw nothing");
+            upstreams.placed(r.setup.stream, r.setup.request.leg, &to);
+            self.shared.set_origin(&to);
+            self.end = sender.end_signal();
+            self.acks = sender.acks();
+            self.acked = None;
+            self.sender = Some(sender);
+            return Ok(());
+        }
+    }
+}
+
+/// Sleeps until `at`; forever without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -237,12 +814,4 @@ fn relay_end(end: PublishEnd) -> RelayEnd {
 /// A deadline no send reaches (a year away).
 fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(365 * 24 * 3600)
-}
-
-/// A send failed: the origin's reason if it gives one within the grace, else the error.
-async fn failed(end: &mut EndSignal, error: TunnelError) -> RelayEnd {
-    match tokio::time::timeout(END_REASON_GRACE, end.wait()).await {
-        Ok(e) => relay_end(e),
-        Err(_) => RelayEnd::Failed(error),
-    }
 }

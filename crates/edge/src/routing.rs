@@ -9,13 +9,14 @@
 //! observations into it and its answers out.
 //!
 //! Health changes are logged (INFO, a warning for trouble). Live streams the router
-//! wants moved are logged at INFO with from, to and reason and counted in
-//! `longhaul_router_moves_wanted_total{from,to,reason}`, but **not moved**: moving a
-//! live stream without touching its encoder needs tunnel wire format v2 (frames
-//! acknowledged by the origin, resumed at the other one). Until then a stream stays
-//! where it was placed and ends with its tunnel, as before; only new publishes follow
-//! the router.
+//! wants moved are logged at INFO with from, to and reason, counted in
+//! `longhaul_router_moves_wanted_total{from,to,reason}`, and handed to the stream's
+//! relay ([`crate::relay::Steer`]), which resumes it at the other origin (tunnel wire
+//! format v2: the encoder sees nothing): at once when its origin is in trouble or
+//! draining, at its next keyframe for a failback. A stream on a version 1 tunnel stays
+//! where it was placed and ends with its tunnel.
 
+use crate::relay::Wanted;
 use crate::state::EdgeState;
 use longhaul_endpoint::Leg;
 use longhaul_router::{OriginReport, PathStats, Status, TunnelStatus, SAMPLE_INTERVAL};
@@ -100,11 +101,18 @@ pub fn sample(state: &EdgeState, now: Instant) {
     let m = &state.metrics;
     for mv in moves {
         tracing::info!(stream = mv.stream, leg = %mv.leg, from = %mv.from, to = %mv.to,
-            reason = %mv.reason, when = ?mv.when,
-            "router: a live stream should move (not done yet: moving live streams needs tunnel wire format v2)");
+            reason = %mv.reason, when = ?mv.when, "router: a live stream should move");
         m.router_moves_wanted
             .with_label_values(&[&mv.from, &mv.to, mv.reason.as_str()])
             .inc();
+        if let Some(steer) = state.relays.get(mv.stream) {
+            steer.want(Wanted {
+                to: mv.to,
+                reason: mv.reason.as_str(),
+                when: mv.when,
+                since: now,
+            });
+        }
     }
     for (origin, s) in statuses {
         let healthy = matches!(s, Status::Healthy { .. });

@@ -3,9 +3,13 @@
 
 use crate::config::EdgeConfig;
 use crate::metrics::Metrics;
+use crate::relay::SteerHandle;
 use crate::upstream::Upstreams;
 use longhaul_node::{AbuseGate, ConnectionLimits, LivePublishes};
+use longhaul_router::StreamId;
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
 
 pub struct EdgeState {
     pub config: EdgeConfig,
@@ -21,4 +25,31 @@ pub struct EdgeState {
     pub relay_writers: tokio_util::task::TaskTracker,
     /// Relayed publishes by entry, for the origins' revocations.
     pub live: LivePublishes,
+    /// The relayed streams, for the router's moves.
+    pub relays: Relays,
+}
+
+/// The relayed streams by the router's stream id (the connection's), so the router's
+/// driver can ask one to move.
+#[derive(Default)]
+pub struct Relays {
+    by_stream: Mutex<HashMap<StreamId, SteerHandle>>,
+}
+
+impl Relays {
+    pub fn add(&self, stream: StreamId, steer: SteerHandle) {
+        self.lock().insert(stream, steer);
+    }
+
+    pub fn remove(&self, stream: StreamId) {
+        self.lock().remove(&stream);
+    }
+
+    pub fn get(&self, stream: StreamId) -> Option<SteerHandle> {
+        self.lock().get(&stream).cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StreamId, SteerHandle>> {
+        self.by_stream.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }

@@ -18,7 +18,7 @@ use longhaul_node::NodeSection;
 use longhaul_router::{Choice, Failure, Router, StreamId, Thresholds};
 use longhaul_tunnel::{
     AuthoriseRequest, EdgeHooks, EdgeTls, Hello, PublishHeader, PublishSender, TunnelClient,
-    TunnelError, TunnelSection, TunnelSet, Verdict,
+    TunnelError, TunnelSection, TunnelSet, Verdict, WireVersion,
 };
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -34,6 +34,42 @@ pub struct Upstreams {
     tls: EdgeTls,
 }
 
+/// An origin's answer to [`Upstreams::authorise`].
+pub enum Asked {
+    Granted(Granted),
+    Refused {
+        code: String,
+        reason: String,
+        description: String,
+        origin: String,
+    },
+    Unavailable {
+        origin: String,
+        error: TunnelError,
+    },
+}
+
+/// An allowed publish, before its stream is open.
+pub struct Granted {
+    pub tunnel: TunnelClient,
+    pub grant: u64,
+    pub stream_name: String,
+    pub generation: Option<u32>,
+    pub origin: String,
+}
+
+/// A random publication id from the OS CSPRNG: an origin takes a resumed stream as the
+/// same publish by it, so it must not be guessable by another edge (which could
+/// otherwise continue someone else's stream; it would also need a grant for the
+/// stream's entry).
+fn random_id() -> u64 {
+    let mut bytes = [0u8; 8];
+    if let Err(e) = getrandom::fill(&mut bytes) {
+        tracing::error!(error = %e, "the OS random number generator failed");
+    }
+    u64::from_le_bytes(bytes)
+}
+
 /// What an origin said about a publish.
 pub enum Decision {
     /// Allowed, and the stream is open: media may go at once.
@@ -44,6 +80,8 @@ pub enum Decision {
         origin: String,
         /// The token generation the origin allowed it with, if it says.
         generation: Option<u32>,
+        /// The id that lets the publish resume on another stream (wire version 2).
+        publication: Option<u64>,
     },
     /// Refused by the origin, in its words: pass them to the encoder.
     Refused {
@@ -148,8 +186,53 @@ impl Upstreams {
     }
 
     /// Asks the origin the router picks for `request.leg` about a publish and, when it
-    /// allows it, opens the publish stream.
+    /// allows it, opens the publish stream. On a tunnel that speaks wire version 2 the
+    /// publish gets a random publication id, so it can resume on another stream.
     pub async fn open_publish(&self, request: AuthoriseRequest) -> Decision {
+        let client_addr = request.client_addr.clone();
+        let granted = match self.authorise(request).await {
+            Asked::Granted(g) => g,
+            Asked::Refused {
+                code,
+                reason,
+                description,
+                origin,
+            } => {
+                return Decision::Refused {
+                    code,
+                    reason,
+                    description,
+                    origin,
+                }
+            }
+            Asked::Unavailable { origin, error } => return Decision::Unavailable { origin, error },
+        };
+        let publication = (granted.tunnel.version() == Some(WireVersion::V2)).then(random_id);
+        let header = PublishHeader {
+            grant: granted.grant,
+            stream_name: granted.stream_name.clone(),
+            client_addr,
+            publication,
+            resume_from: None,
+        };
+        match self.open(&granted, header).await {
+            Ok(sender) => Decision::Allowed {
+                sender,
+                stream_name: granted.stream_name,
+                origin: granted.origin,
+                generation: granted.generation,
+                publication,
+            },
+            Err(error) => Decision::Unavailable {
+                origin: granted.origin,
+                error,
+            },
+        }
+    }
+
+    /// Asks the origin the router picks for `request.leg` whether the publish may go on.
+    /// A tunnel that gives no answer counts against its origin.
+    pub async fn authorise(&self, request: AuthoriseRequest) -> Asked {
         let choice = self.route(request.leg);
         let Some(tunnel) = self.clients.iter().find(|c| c.peer().id == choice.origin) else {
             // Unreachable: the router knows only the configured origins.
@@ -157,7 +240,7 @@ impl Upstreams {
             let error = TunnelError::NotConnected {
                 peer: origin.clone(),
             };
-            return Decision::Unavailable { origin, error };
+            return Asked::Unavailable { origin, error };
         };
         if let Some(reason) = choice.reason {
             tracing::info!(leg = %request.leg, origin = %choice.origin,
@@ -165,9 +248,8 @@ impl Upstreams {
                 "publish routed away from the leg's preferred origin");
         }
         let origin = tunnel.peer().id.clone();
-        let client_addr = request.client_addr.clone();
         match tunnel.authorise(request).await {
-            Err(error @ TunnelError::TooLarge { .. }) => Decision::Refused {
+            Err(error @ TunnelError::TooLarge { .. }) => Asked::Refused {
                 code: longhaul_rtmp::status::PUBLISH_BAD_NAME.into(),
                 reason: "bad_request".into(),
                 description: format!(
@@ -178,13 +260,13 @@ impl Upstreams {
             },
             Err(error) => {
                 self.failed(&origin, Failure::Unavailable);
-                Decision::Unavailable { origin, error }
+                Asked::Unavailable { origin, error }
             }
             Ok(Verdict::Refused {
                 code,
                 reason,
                 description,
-            }) => Decision::Refused {
+            }) => Asked::Refused {
                 code,
                 reason,
                 description,
@@ -194,28 +276,28 @@ impl Upstreams {
                 grant,
                 stream_name,
                 generation,
-            }) => {
-                let header = PublishHeader {
-                    grant,
-                    stream_name: stream_name.clone(),
-                    client_addr,
-                    publication: None,
-                    resume_from: None,
-                };
-                match tunnel.open_publish(header).await {
-                    Ok(sender) => Decision::Allowed {
-                        sender,
-                        stream_name,
-                        origin,
-                        generation,
-                    },
-                    Err(error) => {
-                        self.failed(&origin, Failure::Unavailable);
-                        Decision::Unavailable { origin, error }
-                    }
-                }
-            }
+            }) => Asked::Granted(Granted {
+                tunnel: tunnel.clone(),
+                grant,
+                stream_name,
+                generation,
+                origin,
+            }),
         }
+    }
+
+    /// Opens the publish stream of an allowed publish with `header` (its grant and, on
+    /// wire version 2, its publication and resume point).
+    pub async fn open(
+        &self,
+        granted: &Granted,
+        header: PublishHeader,
+    ) -> Result<PublishSender, TunnelError> {
+        let opened = granted.tunnel.open_publish(header).await;
+        if opened.is_err() {
+            self.failed(&granted.origin, Failure::Unavailable);
+        }
+        opened
     }
 
     /// Closes every tunnel (the origins hear a normal close) and the endpoint.

@@ -523,6 +523,7 @@ fn stream_json(s: &longhaul_hub::StreamSummary) -> serde_json::Value {
         "player_skips": s.player_skips,
         "players_dropped": s.players_dropped,
         "takeovers": s.takeovers,
+        "resumes": s.resumes,
         "timestamp_offset": s.timestamp_offset,
         "config_bytes": s.config_bytes,
         "config_refused": s.config_refused,

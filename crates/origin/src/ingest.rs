@@ -236,7 +236,9 @@ impl Connection {
                 )
                 .await;
                 match decision {
-                    PublishDecision::Accept(publish::Accepted { publication, live }) => {
+                    PublishDecision::Accept(publish::Accepted {
+                        publication, live, ..
+                    }) => {
                         tracing::debug!(client = %self.peer, name = %longhaul_endpoint::redact_tokens(&name),
                             %publish_type, "publish accepted");
                         session.accept_publish(stream_id);

@@ -43,6 +43,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod presence;
 pub mod publish;
+pub mod resume;
 pub mod revoke;
 pub mod state;
 pub mod tunnel;

@@ -51,6 +51,14 @@ pub struct Metrics {
     pub abuse: AbuseSeries,
     pub publishes: IntCounterVec,
     pub publish_takeovers: IntCounter,
+    /// `tunnel_resumes_total{how}`: tunnel publishes that came back on a new stream
+    /// (wire version 2): `continued` a publication this hub held, or `moved_here` from
+    /// another origin.
+    pub tunnel_resumes: IntCounterVec,
+    /// `tunnel_resent_frames_total{what}`: on resumed tunnel publishes, frames dropped as
+    /// already in the hub (`duplicate`), never received (`missing`: the edge could not
+    /// keep them) and dropped after such a gap until a keyframe (`skipped`).
+    pub tunnel_resent: IntCounterVec,
     pub publishers_active: IntGauge,
     pub players_active: IntGaugeVec,
     pub plays: IntCounterVec,
@@ -91,6 +99,18 @@ impl Metrics {
                 &["outcome", "reason", "transport", "encoder_region"],
             ),
             publish_takeovers,
+            tunnel_resumes: counter_vec(
+                &r,
+                "tunnel_resumes_total",
+                "Tunnel publishes resumed on a new stream without the encoder noticing: continued (this hub held the publication) or moved_here (from another origin)",
+                &["how"],
+            ),
+            tunnel_resent: counter_vec(
+                &r,
+                "tunnel_resent_frames_total",
+                "On resumed tunnel publishes: frames dropped as already here (duplicate), never received (missing) and dropped after such a gap until a keyframe (skipped)",
+                &["what"],
+            ),
             publishers_active,
             players_active: gauge_vec(&r, "players_active", "Players attached now", &["protocol"]),
             plays: counter_vec(

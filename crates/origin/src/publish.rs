@@ -72,6 +72,8 @@ pub struct Authorised {
 pub struct Accepted {
     pub publication: Publication,
     pub live: LivePublish,
+    /// The publish continues a publication the hub held ([`longhaul_hub::Hub::resume`]).
+    pub resumed: bool,
 }
 
 /// Who asks to publish, for the logs, the metrics and the hub's publisher info.
@@ -126,7 +128,7 @@ pub async fn decide(
     }
     let default_leg = state.config.ingest.default_leg;
     let accepted = match authorise(state, app, tc_url, name, default_leg, &publisher).await {
-        Ok(authorised) => accept(state, &authorised, &publisher),
+        Ok(authorised) => accept(state, &authorised, &publisher, None),
         Err(r) => Err(r),
     };
     match accepted {
@@ -273,6 +275,7 @@ pub fn accept(
     state: &Arc<OriginState>,
     authorised: &Authorised,
     publisher: &Publisher,
+    resumable: Option<u64>,
 ) -> Result<Accepted, Refusal> {
     let target = &authorised.target;
     // Register first, then look: a revocation either sees this publish or has already
@@ -295,7 +298,10 @@ pub fn accept(
         region: publisher.region.clone(),
         via: publisher.via.clone(),
     };
-    let (publication, outcome) = state.hub.publish(key, info);
+    let (publication, outcome) = match resumable {
+        Some(id) => state.hub.resume(key, info, id),
+        None => state.hub.publish(key, info),
+    };
     let m = &state.metrics;
     m.publishes
         .with_label_values(&[
@@ -306,16 +312,28 @@ pub fn accept(
         ])
         .inc();
     let client = &publisher.client;
-    if let PublishOutcome::TookOver { previous } = outcome {
-        m.publish_takeovers.inc();
-        tracing::info!(%client, stream = %target.stream_name, leg = %target.leg, %previous,
-            "publish took over the stream from an older connection");
+    match &outcome {
+        PublishOutcome::TookOver { previous } => {
+            m.publish_takeovers.inc();
+            tracing::info!(%client, stream = %target.stream_name, leg = %target.leg, %previous,
+                "publish took over the stream from an older connection");
+        }
+        PublishOutcome::Resumed { previous } => {
+            tracing::info!(%client, stream = %target.stream_name, leg = %target.leg, %previous,
+                via = publisher.via.as_deref().unwrap_or("direct"),
+                "publish resumed on a new tunnel stream: players stay attached");
+        }
+        PublishOutcome::New => {}
     }
     tracing::info!(%client, stream = %target.stream_name, entry = %target.entry_id,
         rendition = target.rendition, leg = %target.leg, leg_source = ?target.leg_source,
         transport = publisher.transport, encoder_region = %publisher.region,
         via = publisher.via.as_deref().unwrap_or("direct"), "publish accepted");
-    Ok(Accepted { publication, live })
+    Ok(Accepted {
+        publication,
+        live,
+        resumed: matches!(outcome, PublishOutcome::Resumed { .. }),
+    })
 }
 
 /// Why an authorised publish may no longer go on: its entry was revoked, deleted, or

@@ -8,15 +8,18 @@
 
 use crate::metrics::reason;
 use crate::publish::{self, Authorised, Publisher};
+use crate::resume::{park, Carried, Resumables};
 use crate::state::OriginState;
 use longhaul_hub::Publication;
 use longhaul_node::{GaugeGuard, LivePublish};
 use longhaul_rtmp::chunk::DEFAULT_MAX_DATA_LEN;
 use longhaul_rtmp::message::{type_id, RtmpMessage};
 use longhaul_rtmp::{media_parts, MediaParts};
+use longhaul_tunnel::class::FrameClass;
+use longhaul_tunnel::dedupe::{Admit, Dedupe};
 use longhaul_tunnel::{
-    AuthoriseRequest, Hello, IncomingPublish, LoadReport, PeerInfo, PublishHeader, StreamEnd,
-    TunnelService, Verdict,
+    AuthoriseRequest, Hello, Incoming, IncomingPublish, LoadReport, PeerInfo, PublishHeader,
+    StreamEnd, TunnelService, Verdict,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -47,6 +50,8 @@ struct Grant {
 pub struct TunnelSide {
     state: Arc<OriginState>,
     grants: Mutex<HashMap<u64, Grant>>,
+    /// Publishes that can resume on another stream (wire version 2).
+    resumables: Resumables,
     /// The node's shutdown: once cancelled, reports say it is draining.
     shutdown: CancellationToken,
 }
@@ -56,6 +61,7 @@ impl TunnelSide {
         Self {
             state,
             grants: Mutex::new(HashMap::new()),
+            resumables: Resumables::default(),
             shutdown,
         }
     }
@@ -196,7 +202,7 @@ impl TunnelService for TunnelSide {
     }
 
     async fn publish(&self, peer: &PeerInfo, header: PublishHeader, stream: IncomingPublish) {
-        let (mut media, ender) = stream.split();
+        let (mut media, mut ender) = stream.split();
         let Some(grant) = self.redeem(header.grant, peer) else {
             tracing::warn!(edge = %peer.node_id, client = %header.client_addr,
                 stream = %header.stream_name, "tunnel publish refused: unknown or expired grant");
@@ -206,82 +212,157 @@ impl TunnelService for TunnelSide {
                 .with_label_values(&["rejected", reason::UNKNOWN_GRANT, "tunnel", &peer.region])
                 .inc();
             ender
-                .end(StreamEnd {
-                    code: publish::CODE_REJECTED.into(),
-                    description: "publish refused: the origin has no authorisation for this stream (expired or from before a restart); publish again".into(),
-                })
+                .end(StreamEnd::new(
+                    publish::CODE_REJECTED,
+                    "publish refused: the origin has no authorisation for this stream (expired or from before a restart); publish again",
+                ))
                 .await;
             return;
         };
+        // Wire version 2: the publish may have come from another stream (a resume). Its
+        // admission state is shared with that stream, and taking the hub over happens
+        // under its lock (see crate::resume).
+        let carried = header
+            .publication
+            .map(|id| (id, self.resumables.carried(id)));
+        let accepted = match &carried {
+            Some((id, c)) => {
+                let mut dedupe = c.dedupe();
+                let accepted =
+                    publish::accept(&self.state, &grant.authorised, &grant.publisher, Some(*id));
+                if let Ok(a) = &accepted {
+                    if !a.resumed {
+                        // A publication new to this hub: from its first frame, or, resumed
+                        // from another origin, from the first place decoding can start.
+                        *dedupe = match header.resume_from {
+                            Some(_) => Dedupe::resumed_here(),
+                            None => Dedupe::new(),
+                        };
+                    }
+                }
+                accepted.map(|a| {
+                    let resume_ack = if a.resumed { dedupe.resume() } else { None };
+                    (a, Some(c.next_stream()), resume_ack)
+                })
+            }
+            None => publish::accept(&self.state, &grant.authorised, &grant.publisher, None)
+                .map(|a| (a, None, None)),
+        };
         // A grant of a token revoked since it was given is refused here, in the
         // revocation's words.
-        let publish::Accepted {
-            publication,
-            mut live,
-        } = match publish::accept(&self.state, &grant.authorised, &grant.publisher) {
-            Ok(accepted) => accepted,
+        let (accepted, stream_number, resume_ack) = match accepted {
+            Ok(a) => a,
             Err(refusal) => {
                 ender
-                    .end(StreamEnd {
-                        code: refusal.code.into(),
-                        description: refusal.description,
-                    })
+                    .end(StreamEnd::new(refusal.code, refusal.description))
                     .await;
                 return;
             }
         };
-        let _active = GaugeGuard::new(self.state.metrics.publishers_active.clone());
+        let publish::Accepted {
+            publication,
+            mut live,
+            resumed,
+        } = accepted;
+        let m = &self.state.metrics;
+        if resumed {
+            m.tunnel_resumes.with_label_values(&["continued"]).inc();
+        } else if header.resume_from.is_some() {
+            m.tunnel_resumes.with_label_values(&["moved_here"]).inc();
+        }
+        let _active = GaugeGuard::new(m.publishers_active.clone());
         let (stream, client) = (
             &grant.authorised.target.stream_name,
             &grant.publisher.client,
         );
         let media_timeout = self.state.config.ingest.media_timeout();
-        let end = relay(&mut media, &publication, &mut live, media_timeout).await;
-        publication.finish();
+        let end = match (&carried, stream_number) {
+            (Some((_, c)), Some(number)) => {
+                let mut resumable = Resumable {
+                    carried: c,
+                    number,
+                    ender: &mut ender,
+                    resume_ack,
+                };
+                relay(
+                    &mut media,
+                    &publication,
+                    &mut live,
+                    media_timeout,
+                    Some(&mut resumable),
+                )
+                .await
+            }
+            _ => relay(&mut media, &publication, &mut live, media_timeout, None).await,
+        };
+        let stats = carried.as_ref().map(|(_, c)| c.dedupe().take_stats());
+        if let Some(s) = stats {
+            m.tunnel_resent
+                .with_label_values(&["duplicate"])
+                .inc_by(s.duplicates);
+            m.tunnel_resent
+                .with_label_values(&["missing"])
+                .inc_by(s.missing);
+            m.tunnel_resent
+                .with_label_values(&["skipped"])
+                .inc_by(s.skipped);
+        }
         match end {
             RelayEnd::Finished => {
+                publication.finish();
                 tracing::info!(edge = %peer.node_id, %client, %stream, "tunnel publish ended");
                 ender.finish();
             }
             RelayEnd::EdgeShutdown => {
+                publication.finish();
                 tracing::info!(edge = %peer.node_id, %client, %stream,
                     "tunnel publish ended: the edge shut its tunnel down");
             }
             RelayEnd::Revoked(why) => {
+                publication.finish();
                 tracing::warn!(edge = %peer.node_id, %client, %stream, reason = %why.reason,
                     "tunnel publish cut: {}", why.description);
-                ender
-                    .end(StreamEnd {
-                        code: why.code,
-                        description: why.description,
-                    })
-                    .await;
+                ender.end(StreamEnd::new(why.code, why.description)).await;
+            }
+            RelayEnd::Resumed => {
+                // Another stream of the same publish took over: the edge left this one.
+                tracing::info!(edge = %peer.node_id, %client, %stream,
+                    "tunnel publish moved to a newer stream of the same publish");
+                ender.finish();
             }
             RelayEnd::TakenOver => {
                 tracing::info!(edge = %peer.node_id, %client, %stream,
                     "tunnel publish taken over by a newer connection");
                 ender
-                    .end(StreamEnd {
-                        code: publish::CODE_REJECTED.into(),
-                        description: "another connection published this stream with the current token and took it over".into(),
-                    })
+                    .end(StreamEnd::new(
+                        publish::CODE_REJECTED,
+                        "another connection published this stream with the current token and took it over",
+                    ))
                     .await;
             }
             RelayEnd::Failed { kind, error } => {
-                self.state
-                    .metrics
-                    .connections
+                m.connections
                     .session_errors
                     .with_label_values(&[kind])
                     .inc();
                 tracing::warn!(edge = %peer.node_id, %client, %stream, kind, %error,
                     "tunnel publish failed");
-                ender
-                    .end(StreamEnd {
-                        code: publish::CODE_REJECTED.into(),
-                        description: format!("the origin ended the stream: {error}"),
-                    })
-                    .await;
+                match carried {
+                    // The stream, not the publish, failed: the edge resumes it, here or
+                    // elsewhere. Players stay attached for a while in case it is here.
+                    Some((_, c)) if kind == "tunnel" => {
+                        park(publication, c, stream.clone(), peer.node_id.clone());
+                    }
+                    _ => {
+                        publication.finish();
+                        ender
+                            .end(StreamEnd::new(
+                                publish::CODE_REJECTED,
+                                format!("the origin ended the stream: {error}"),
+                            ))
+                            .await;
+                    }
+                }
             }
         }
     }
@@ -293,6 +374,8 @@ enum RelayEnd {
     /// The edge closed its whole tunnel on purpose (shutting down after draining).
     EdgeShutdown,
     TakenOver,
+    /// Another stream of the same publish (wire version 2) took the hub over.
+    Resumed,
     /// The entry's token was revoked: tell the encoder why.
     Revoked(longhaul_node::Revoked),
     /// The `kind` label of `session_errors_total`, and what happened.
@@ -302,24 +385,66 @@ enum RelayEnd {
     },
 }
 
+/// What a version 2 stream's relay needs beside the media: the publication's shared
+/// admission state, this stream's number among its streams, and the way back to the
+/// edge for acknowledgements.
+struct Resumable<'a> {
+    carried: &'a Carried,
+    number: u64,
+    ender: &'a mut longhaul_tunnel::PublishEnder,
+    /// Sent at once: what the hub already has of a resumed publication.
+    resume_ack: Option<u64>,
+}
+
 /// Moves media from the tunnel into the hub until the edge finishes, someone takes the
 /// stream over, or the stream breaks a rule a direct publish is held to as well: only
 /// audio, video, data and aggregate messages (an aggregate is split, as the RTMP session
 /// does), data messages within the chunk decoder's cap, and media at least every
-/// `media_timeout`.
+/// `media_timeout`. On a version 2 stream (`resumable`), each sequenced frame is admitted
+/// by the publication's [`Dedupe`] (resent frames dropped) and acknowledged when due.
 async fn relay(
     media: &mut longhaul_tunnel::MediaReceiver,
     publication: &Publication,
     live: &mut LivePublish,
     media_timeout: Duration,
+    mut resumable: Option<&mut Resumable<'_>>,
 ) -> RelayEnd {
+    let taken_over = |r: &Option<&mut Resumable<'_>>| match r {
+        Some(r) if r.carried.replaced(r.number) => RelayEnd::Resumed,
+        _ => RelayEnd::TakenOver,
+    };
+    if let Some(r) = resumable.as_mut() {
+        if let Some(seq) = r.resume_ack.take() {
+            if let Err(e) = r.ender.ack(seq).await {
+                return RelayEnd::Failed {
+                    kind: "tunnel",
+                    error: e.to_string(),
+                };
+            }
+        }
+    }
     loop {
+        let ack_at = resumable
+            .as_ref()
+            .and_then(|r| r.carried.dedupe().ack_deadline())
+            .map(tokio::time::Instant::from_std);
         let frame = tokio::select! {
             frame = tokio::time::timeout(media_timeout, media.next()) => frame,
-            _ = publication.taken_over() => return RelayEnd::TakenOver,
+            _ = publication.taken_over() => return taken_over(&resumable),
             why = live.revoked() => return RelayEnd::Revoked(why),
+            _ = sleep_until(ack_at) => {
+                if let Some(r) = resumable.as_mut() {
+                    let ack = r.carried.dedupe().poll_ack(Instant::now());
+                    if let Some(seq) = ack {
+                        if let Err(e) = r.ender.ack(seq).await {
+                            return RelayEnd::Failed { kind: "tunnel", error: e.to_string() };
+                        }
+                    }
+                }
+                continue;
+            }
         };
-        let frame = match frame {
+        let incoming = match frame {
             Ok(Ok(Some(f))) => f,
             Ok(Ok(None)) => return RelayEnd::Finished,
             Ok(Err(e)) if e.is_peer_shutdown() => return RelayEnd::EdgeShutdown,
@@ -336,6 +461,11 @@ async fn relay(
                 }
             }
         };
+        let (seq, frame) = match incoming {
+            Incoming::Plain(frame) => (None, frame),
+            Incoming::Sequenced(s) => (Some(s.seq), s.frame),
+        };
+        let class = FrameClass::of(frame.kind, &frame.payload);
         let message = RtmpMessage {
             timestamp: frame.timestamp,
             type_id: frame.kind,
@@ -351,11 +481,58 @@ async fn relay(
                 }
             }
         };
-        for part in parts {
-            if publication.push(part).is_err() {
-                return RelayEnd::TakenOver;
+        let Some(r) = resumable.as_mut() else {
+            if seq.is_some() {
+                return RelayEnd::Failed {
+                    kind: "protocol",
+                    error: "a sequenced frame on a publish stream without a publication id".into(),
+                };
+            }
+            for part in parts {
+                if publication.push(part).is_err() {
+                    return RelayEnd::TakenOver;
+                }
+            }
+            continue;
+        };
+        let ack = {
+            // Decide and push under the publication's lock: a resume that takes the hub
+            // over waits for this frame, and a frame is never admitted once it has.
+            let mut dedupe = r.carried.dedupe();
+            if publication.is_taken_over() {
+                drop(dedupe);
+                return taken_over(&resumable);
+            }
+            let admit = match seq {
+                Some(seq) => dedupe.admit(seq, class, Instant::now()),
+                None => dedupe.admit_config(class),
+            };
+            if admit == Admit::Deliver {
+                for part in parts {
+                    if publication.push(part).is_err() {
+                        drop(dedupe);
+                        return taken_over(&resumable);
+                    }
+                }
+            }
+            dedupe.poll_ack(Instant::now())
+        };
+        if let Some(seq) = ack {
+            if let Err(e) = r.ender.ack(seq).await {
+                return RelayEnd::Failed {
+                    kind: "tunnel",
+                    error: e.to_string(),
+                };
             }
         }
+    }
+}
+
+/// Sleeps until `at`; forever without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

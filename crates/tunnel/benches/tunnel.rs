@@ -171,7 +171,8 @@ impl TunnelService for BenchOrigin {
         lock(&self.streams).insert(header.stream_name, record.clone());
         let (mut media, ender) = stream.split();
         // Ends with the stream: finished, or the connection closed under it.
-        while let Ok(Some(frame)) = media.next().await {
+        while let Ok(Some(incoming)) = media.next().await {
+            let frame = incoming.frame();
             let arrived = nanos_at(Instant::now());
             let stamp = frame
                 .payload

@@ -11,11 +11,12 @@ use crate::codes;
 use crate::link::{Link, StreamGuard, TunnelSet, TunnelState};
 use crate::settings::{OriginPeer, TunnelSection};
 use crate::stream::{
-    control_writer, write_media, write_message, FrameReader, TunnelError, CONTROL_QUEUE,
+    control_writer, negotiated_version, write_media, write_message, write_sequenced, FrameReader,
+    TunnelError, CONTROL_QUEUE,
 };
 use crate::wire::{
     AuthoriseRequest, Frame, Hello, LoadReport, MediaFrame, Message, PublishHeader, Revocation,
-    StreamEnd, Verdict,
+    StreamEnd, Verdict, WireVersion,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,6 +83,8 @@ struct Live {
     pending: Mutex<Pending>,
     next_id: AtomicU64,
     peer_hello: Hello,
+    /// What the handshake chose.
+    version: WireVersion,
 }
 
 impl TunnelClient {
@@ -147,6 +150,11 @@ impl TunnelClient {
     /// The origin's hello, while connected.
     pub fn peer_hello(&self) -> Option<Hello> {
         self.live().map(|l| l.peer_hello.clone())
+    }
+
+    /// The wire version of the connection of the moment, while connected.
+    pub fn version(&self) -> Option<WireVersion> {
+        self.live().map(|l| l.version)
     }
 
     fn live(&self) -> Option<Arc<Live>> {
@@ -233,12 +241,14 @@ impl TunnelClient {
                     after,
                 })??;
         let (end_tx, end_rx) = watch::channel(None);
-        tokio::spawn(
-            watch_end(FrameReader::new(recv, &peer), end_tx, peer.clone()).in_current_span(),
-        );
+        let (ack_tx, ack_rx) = watch::channel(None);
+        let reader = FrameReader::with_version(recv, &peer, live.version);
+        tokio::spawn(watch_end(reader, end_tx, ack_tx, peer.clone()).in_current_span());
         Ok(PublishSender {
             send,
             end: EndSignal(end_rx),
+            acks: ack_rx,
+            version: live.version,
             peer,
             finished: false,
             _open: self.inner.link.stream_opened(),
@@ -255,6 +265,9 @@ impl TunnelClient {
 pub struct PublishSender {
     send: quinn::SendStream,
     end: EndSignal,
+    /// The origin's last acknowledgement (version 2).
+    acks: watch::Receiver<Option<u64>>,
+    version: WireVersion,
     peer: String,
     /// Set by [`PublishSender::finish`]; a sender dropped without it resets the stream.
     finished: bool,
@@ -278,6 +291,27 @@ impl PublishSender {
     /// reading its encoder.
     pub async fn send(&mut self, frames: &[MediaFrame]) -> Result<(), TunnelError> {
         write_media(&mut self.send, frames, &self.peer).await
+    }
+
+    /// Sends version 2's sequenced frames (numbered by [`crate::retain::Retain`]), in
+    /// order. Unsequenced frames ([`PublishSender::send`]) on a version 2 stream are the
+    /// configuration a resumed stream starts with.
+    pub async fn send_sequenced(
+        &mut self,
+        frames: &[(u64, MediaFrame)],
+    ) -> Result<(), TunnelError> {
+        write_sequenced(&mut self.send, frames, &self.peer).await
+    }
+
+    /// The wire version of the connection the stream is on.
+    pub fn version(&self) -> WireVersion {
+        self.version
+    }
+
+    /// The origin's acknowledgements (version 2): the last seq it says it has, `None`
+    /// before the first. Usable while sending.
+    pub fn acks(&self) -> watch::Receiver<Option<u64>> {
+        self.acks.clone()
     }
 
     /// A handle that resolves when the origin ends the stream; usable while sending.
@@ -327,10 +361,19 @@ impl EndSignal {
     }
 }
 
-/// Reads what the origin says on a publish stream: at most an `end` message.
-async fn watch_end(mut reader: FrameReader, end: watch::Sender<Option<PublishEnd>>, peer: String) {
+/// Reads what the origin says on a publish stream: acknowledgements (version 2), and at
+/// most an `end` message.
+async fn watch_end(
+    mut reader: FrameReader,
+    end: watch::Sender<Option<PublishEnd>>,
+    acks: watch::Sender<Option<u64>>,
+    peer: String,
+) {
     let outcome = loop {
         match reader.next().await {
+            Ok(Some(Frame::Ack(seq))) => {
+                acks.send_replace(Some(seq));
+            }
             Ok(Some(Frame::Message(Message::End(e)))) => break Some(PublishEnd::ByOrigin(e)),
             Ok(Some(Frame::Message(Message::Unknown))) => continue,
             Ok(Some(other)) => {
@@ -378,18 +421,20 @@ async fn run(
                 let connected_at = tokio::time::Instant::now();
                 link.attach(connection.clone());
                 let (tx, rx) = mpsc::channel(CONTROL_QUEUE);
+                let version = negotiated_version(&connection);
                 let live = Arc::new(Live {
-                    connection: connection.clone(),
+                    version,
                     control: tx.clone(),
                     pending: Mutex::new(Pending::default()),
                     next_id: AtomicU64::new(1),
                     peer_hello: peer_hello.clone(),
+                    connection: connection.clone(),
                 });
                 *lock(&inner.live) = Some(live.clone());
                 link.set_state(
                     TunnelState::Connected,
                     &format!(
-                        "origin {} version {}",
+                        "origin {} version {}, wire {version:?}",
                         peer_hello.node_id, peer_hello.version
                     ),
                 );

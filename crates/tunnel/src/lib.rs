@@ -136,7 +136,8 @@ pub use endpoint::{client_endpoint, server_endpoint};
 pub use link::{LinkSnapshot, PathSample, TunnelSet, TunnelState};
 pub use metrics::TunnelCollector;
 pub use server::{
-    check_node_names, IncomingPublish, MediaReceiver, PeerInfo, PublishEnder, TunnelService,
+    check_node_names, Incoming, IncomingPublish, MediaReceiver, PeerInfo, PublishEnder,
+    TunnelService,
 };
 pub use settings::{
     ClusterTlsPaths, Congestion, OriginPeer, TransportSettings, TunnelListenSection, TunnelSection,

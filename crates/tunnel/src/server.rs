@@ -11,11 +11,14 @@ use crate::client::{close_reason, send_reports, HELLO_TIMEOUT};
 use crate::codes;
 use crate::link::{protocol_error, refusal, Link, StreamGuard, TunnelSet, TunnelState};
 use crate::settings::TunnelListenSection;
-use crate::stream::{control_writer, write_message, FrameReader, TunnelError, CONTROL_QUEUE};
+use crate::stream::{
+    control_writer, negotiated_version, write_ack, write_message, FrameReader, TunnelError,
+    CONTROL_QUEUE,
+};
 use crate::tls::{OriginTls, PeerCertificate};
 use crate::wire::{
-    AuthoriseRequest, Frame, Hello, LoadReport, MediaFrame, Message, PublishHeader, StreamEnd,
-    Verdict,
+    AuthoriseRequest, Frame, Hello, LoadReport, MediaFrame, Message, PublishHeader, SequencedFrame,
+    StreamEnd, Verdict, WireVersion,
 };
 use rustls_pki_types::{CertificateDer, ServerName};
 use std::future::Future;
@@ -32,6 +35,8 @@ pub struct PeerInfo {
     pub region: String,
     pub version: String,
     pub addr: SocketAddr,
+    /// The wire version the tunnel's handshake chose.
+    pub wire: WireVersion,
 }
 
 /// What the node (the origin) does with a tunnel's requests.
@@ -239,6 +244,7 @@ async fn handle<S: TunnelService>(
         region: hello.region.clone(),
         version: hello.version.clone(),
         addr,
+        wire: negotiated_version(&connection),
     };
     // One link per edge across its reconnects. A newer connection from the same edge
     // (it restarted while its old connection was half-open) replaces the old one.
@@ -257,7 +263,7 @@ async fn handle<S: TunnelService>(
         &format!("edge {} from {addr}", peer.node_id),
     );
     tracing::info!(peer = %peer.node_id, region = %peer.region, version = %peer.version,
-        client = %addr, "tunnel from edge connected");
+        wire = ?peer.wire, client = %addr, "tunnel from edge connected");
     if let Err(e) = write_message(
         &mut control_send,
         &Message::Hello(service.hello()),
@@ -446,7 +452,7 @@ async fn accept_publishes<S: TunnelService>(
         let open = link.stream_opened();
         tokio::spawn(
             async move {
-                let mut reader = FrameReader::new(recv, &peer.node_id);
+                let mut reader = FrameReader::with_version(recv, &peer.node_id, peer.wire);
                 let header = match tokio::time::timeout(HELLO_TIMEOUT, reader.next_message()).await
                 {
                     Ok(Ok(Some(Message::Publish(h)))) => h,
@@ -457,11 +463,10 @@ async fn accept_publishes<S: TunnelService>(
                         "publish stream without a publish header; closed");
                         let _ = write_message(
                             &mut send,
-                            &Message::End(StreamEnd {
-                                code: "NetStream.Publish.BadName".into(),
-                                description: "publish stream opened without a publish header"
-                                    .into(),
-                            }),
+                            &Message::End(StreamEnd::new(
+                                "NetStream.Publish.BadName",
+                                "publish stream opened without a publish header",
+                            )),
                             &peer.node_id,
                         )
                         .await;
@@ -513,14 +518,35 @@ pub struct MediaReceiver {
     _open: StreamGuard,
 }
 
+/// One RTMP message from a publish stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// Unsequenced: every message on version 1; on version 2, the configuration a
+    /// resumed stream re-sends first.
+    Plain(MediaFrame),
+    /// Version 2: a message with its seq in the publication.
+    Sequenced(SequencedFrame),
+}
+
+impl Incoming {
+    /// The RTMP message, sequenced or not.
+    pub fn frame(&self) -> &MediaFrame {
+        match self {
+            Incoming::Plain(f) => f,
+            Incoming::Sequenced(s) => &s.frame,
+        }
+    }
+}
+
 impl MediaReceiver {
     /// The next RTMP message, `None` when the edge finished the stream (the encoder
     /// unpublished). Cancel-safe. Unknown JSON messages are skipped.
-    pub async fn next(&mut self) -> Result<Option<MediaFrame>, TunnelError> {
+    pub async fn next(&mut self) -> Result<Option<Incoming>, TunnelError> {
         loop {
             match self.reader.next().await? {
                 None => return Ok(None),
-                Some(Frame::Media(m)) => return Ok(Some(m)),
+                Some(Frame::Media(m)) => return Ok(Some(Incoming::Plain(m))),
+                Some(Frame::Sequenced(s)) => return Ok(Some(Incoming::Sequenced(s))),
                 Some(Frame::Message(Message::Unknown)) => continue,
                 Some(Frame::Message(other)) => {
                     return Err(TunnelError::Protocol {
@@ -528,11 +554,12 @@ impl MediaReceiver {
                         what: format!("unexpected message on a publish stream: {other:?}"),
                     })
                 }
-                // A version 1 decoder yields neither; here for the match.
-                Some(other @ (Frame::Sequenced(_) | Frame::Ack(_))) => {
+                Some(Frame::Ack(seq)) => {
                     return Err(TunnelError::Protocol {
                         peer: self.reader_peer(),
-                        what: format!("version 2 frame on a version 1 stream: {other:?}"),
+                        what: format!(
+                            "an acknowledgement ({seq}) from the edge on a publish stream"
+                        ),
                     })
                 }
             }
@@ -551,6 +578,11 @@ pub struct PublishEnder {
 }
 
 impl PublishEnder {
+    /// Tells the edge every seq up to and including `seq` is handled (version 2).
+    pub async fn ack(&mut self, seq: u64) -> Result<(), TunnelError> {
+        write_ack(&mut self.send, seq, &self.peer).await
+    }
+
     pub async fn end(mut self, end: StreamEnd) {
         let _ = write_message(&mut self.send, &Message::End(end), &self.peer).await;
         let _ = self.send.finish();

@@ -6,7 +6,8 @@
 //! and the report timer never wait on one another.
 
 use crate::wire::{
-    encode_media_batch, encode_message, Frame, FrameDecoder, MediaFrame, Message, WireError,
+    encode_ack, encode_media_batch, encode_message, encode_sequenced_batch, Frame, FrameDecoder,
+    MediaFrame, Message, WireError, WireVersion,
 };
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -91,9 +92,14 @@ pub(crate) struct FrameReader {
 
 impl FrameReader {
     pub(crate) fn new(recv: quinn::RecvStream, peer: &str) -> Self {
+        Self::with_version(recv, peer, WireVersion::V1)
+    }
+
+    /// A reader of a publish stream on a connection that speaks `version`.
+    pub(crate) fn with_version(recv: quinn::RecvStream, peer: &str, version: WireVersion) -> Self {
         Self {
             recv,
-            decoder: FrameDecoder::new(),
+            decoder: FrameDecoder::with_version(version),
             peer: peer.to_string(),
         }
     }
@@ -186,6 +192,45 @@ pub(crate) async fn write_media(
             peer: peer.to_string(),
             source,
         })
+}
+
+/// Writes version 2's sequenced frames, under the same copy rule as [`write_media`].
+pub(crate) async fn write_sequenced(
+    send: &mut quinn::SendStream,
+    frames: &[(u64, MediaFrame)],
+    peer: &str,
+) -> Result<(), TunnelError> {
+    let mut chunks = encode_sequenced_batch(frames.iter().map(|(seq, f)| (*seq, f)));
+    send.write_all_chunks(&mut chunks)
+        .await
+        .map_err(|source| TunnelError::Write {
+            peer: peer.to_string(),
+            source,
+        })
+}
+
+/// Writes an acknowledgement (version 2).
+pub(crate) async fn write_ack(
+    send: &mut quinn::SendStream,
+    seq: u64,
+    peer: &str,
+) -> Result<(), TunnelError> {
+    send.write_all(&encode_ack(seq))
+        .await
+        .map_err(|source| TunnelError::Write {
+            peer: peer.to_string(),
+            source,
+        })
+}
+
+/// The wire version a connection's handshake chose by ALPN. A peer that negotiated
+/// none (impossible with our TLS configs, which require one) is taken as version 1.
+pub(crate) fn negotiated_version(connection: &quinn::Connection) -> WireVersion {
+    connection
+        .handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol.as_deref().and_then(WireVersion::from_alpn))
+        .unwrap_or(WireVersion::V1)
 }
 
 /// Messages queued for the control stream before senders wait. Control traffic is a few

@@ -8,7 +8,8 @@
 //! an edge cannot be led to a host that merely holds some public certificate, and an
 //! edge's certificate cannot serve as an origin (webpki checks the extended key usage
 //! with the chain, in every handshake). TLS 1.3 only (QUIC requires it), with rustls's
-//! safe defaults and the `ring` provider, negotiating the ALPN [`crate::ALPN`].
+//! safe defaults and the `ring` provider, negotiating the ALPN: [`crate::ALPNS`], version 2 preferred, version 1 for a peer
+//! that speaks only that (an upgrade in progress).
 //!
 //! The certificate, key and CA are read through `longhaul_certs`'s slots, so the node's
 //! watcher can swap them while tunnels run: [`OriginTls::reloadables`] and
@@ -19,7 +20,7 @@
 //! full against the CA and the deny list in force.
 
 use crate::settings::{ClusterTlsPaths, TunnelListenSection};
-use crate::ALPN;
+use crate::ALPNS;
 use longhaul_certs::slot::{PeerClientVerifier, PeerServerVerifier};
 use longhaul_certs::{
     CredentialPaths, Credentials, DeniedCertificates, Fingerprint, Refusal, Reload, UnixTime, Usage,
@@ -90,7 +91,7 @@ impl EdgeTls {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(PeerServerVerifier(trust)))
             .with_client_cert_resolver(credentials.identity());
-        config.alpn_protocols = vec![ALPN.to_vec()];
+        config.alpn_protocols = ALPNS.iter().map(|a| a.to_vec()).collect();
         let crypto = Arc::new(QuicClientConfig::try_from(config).map_err(config_error)?);
         Ok(EdgeTls {
             credentials,
@@ -150,7 +151,7 @@ impl OriginTls {
             .map_err(config_error)?
             .with_client_cert_verifier(Arc::new(PeerClientVerifier(trust)))
             .with_cert_resolver(credentials.identity());
-        config.alpn_protocols = vec![ALPN.to_vec()];
+        config.alpn_protocols = ALPNS.iter().map(|a| a.to_vec()).collect();
         // No resumption: a resumed session skips the client certificate check, and a
         // tunnel is one long connection, so a full handshake costs one round trip a
         // reconnect. With it off, a CA swap or a denied certificate reaches every

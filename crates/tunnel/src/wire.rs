@@ -195,6 +195,23 @@ pub struct StreamEnd {
     /// RTMP status code (`NetStream.Publish.Rejected`, ...).
     pub code: String,
     pub description: String,
+    /// Wire version 2: the end is the origin's, not the publish's (it is shutting down,
+    /// or its side of the stream failed): an edge that can resume the publish elsewhere
+    /// does, and the encoder hears nothing. Absent (false): tell the encoder (revoked,
+    /// taken over by another connection, refused).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retry: bool,
+}
+
+impl StreamEnd {
+    /// An end to pass to the encoder.
+    pub fn new(code: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            description: description.into(),
+            retry: false,
+        }
+    }
 }
 
 /// An origin tells its edges to cut live publishes of an entry: its token was
@@ -565,9 +582,13 @@ mod tests {
                 timestamp: u32::MAX,
                 payload: Bytes::new(),
             }),
+            Frame::Message(Message::End(StreamEnd::new(
+                "NetStream.Publish.Rejected",
+                "taken over",
+            ))),
             Frame::Message(Message::End(StreamEnd {
-                code: "NetStream.Publish.Rejected".into(),
-                description: "taken over".into(),
+                retry: true,
+                ..StreamEnd::new("NetStream.Publish.Rejected", "origin shutting down")
             })),
         ];
         let bytes = frames.iter().flat_map(encode_frame).collect();

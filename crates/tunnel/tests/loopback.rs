@@ -54,17 +54,18 @@ impl TunnelService for ToyOrigin {
     }
     async fn publish(&self, _peer: &PeerInfo, header: PublishHeader, stream: IncomingPublish) {
         let (mut media, ender) = stream.split();
-        while let Ok(Some(frame)) = media.next().await {
+        while let Ok(Some(incoming)) = media.next().await {
+            let frame = match incoming {
+                Incoming::Plain(f) => f,
+                Incoming::Sequenced(s) => s.frame,
+            };
             self.frames
                 .lock()
                 .unwrap()
                 .push((header.stream_name.clone(), frame));
             if header.stream_name == "end-me" {
                 ender
-                    .end(StreamEnd {
-                        code: "NetStream.Publish.Rejected".into(),
-                        description: "taken over".into(),
-                    })
+                    .end(StreamEnd::new("NetStream.Publish.Rejected", "taken over"))
                     .await;
                 return;
             }
