@@ -360,6 +360,7 @@ impl NodeListeners {
                 region: region.into(),
                 certificate_poll_ms: NodeSection::DEFAULT_CERTIFICATE_POLL_MS,
                 memory_trim_secs: longhaul_node::memory::DEFAULT_TRIM_SECS,
+                drain_grace_secs: NodeSection::DEFAULT_DRAIN_GRACE_SECS,
             },
             rtmp: RtmpSection { listen: rtmp },
             rtmps: RtmpsSection {

@@ -153,7 +153,11 @@ async fn run_origin(configs: Vec<PathBuf>) -> anyhow::Result<()> {
     let mut origin = longhaul_origin::Origin::start(config).await?;
     tokio::select! {
         _ = origin.wait() => anyhow::bail!("a listener of the origin stopped unexpectedly"),
-        _ = shutdown_signal() => tracing::info!("shutting down"),
+        _ = shutdown_signal() => tracing::info!("draining, then shutting down (a second signal stops at once)"),
+    }
+    tokio::select! {
+        _ = origin.drain() => {}
+        _ = shutdown_signal() => tracing::info!("second signal: shutting down without waiting"),
     }
     origin.stop().await;
     Ok(())

@@ -3,7 +3,8 @@
 //! through the edge and a real ffmpeg player on the origin that takes the stream after
 //! the fault.
 //!
-//! For each fault on the primary origin (killed, frozen) the test asserts that
+//! For each fault on the primary origin (killed, frozen, drained by SIGTERM and
+//! restarted) the test asserts that
 //! - the encoder was never disconnected: its ffmpeg ran to the end and exited 0;
 //! - the stream went on at the other origin, and what its player received from the
 //!   moment it joined has no hole (video packets at most two frame durations apart)
@@ -50,95 +51,83 @@ fn video_times(file: &Path) -> Vec<f64> {
         .collect()
 }
 
-/// What a fault does to the primary origin, and undoes at the end.
+/// What happens to the primary origin.
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Fault {
+    /// SIGKILL.
     Kill,
+    /// SIGSTOP (SIGCONT at the end).
     Freeze,
+    /// SIGTERM: it drains (its edges move its streams), exits, and is started again.
+    Drain,
 }
 
-async fn encoder_stays_connected_through(fault: Fault) {
-    require_ffmpeg();
-    let cluster = Cluster::new();
-    let (pao, nyc, fra) = cluster.two_origins_and_an_edge(ROUTER).await;
-    let entry = cluster.registry().await.create_entry(None).await.unwrap();
-    let name = format!("{}_1", entry.id);
-    let url = format!(
-        "rtmp://{}/kLive/?t={}/{name}",
-        fra.addr("rtmp"),
-        entry.token
-    );
-    let publisher = ffmpeg_publish(&url, "320x240", SECONDS, GOP);
-    let started = Instant::now();
-    wait_live(&pao, &name).await;
-    // Media flows to the primary for a while, acknowledged as it goes.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let pao_pid = pao.pid() as i32;
-    let signal = |sig| {
-        // SAFETY: kill(2) on a child process id of this test.
-        assert_eq!(unsafe { libc::kill(pao_pid, sig) }, 0);
-    };
-    let faulted = Instant::now();
-    let frozen = match fault {
-        Fault::Kill => {
-            drop(pao);
-            None
-        }
-        Fault::Freeze => {
-            signal(libc::SIGSTOP);
-            Some(pao)
-        }
-    };
-    let stream = wait_live(&nyc, &name).await;
-    let live_after = faulted.elapsed();
-    assert_eq!(stream["leg"], "primary", "{stream}");
-    assert_eq!(stream["via_edge"], "fra-test", "{stream}");
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("played.flv");
-    let player = ffmpeg_record(&format!("rtmp://{}/kLive/{name}", nyc.addr("rtmp")), &file);
-    // What is left of the clip when the player starts (it gets a little more: the
-    // origin's GOP cache from the last keyframe).
-    let left = f64::from(SECONDS) - started.elapsed().as_secs_f64();
-    let out = wait_child(publisher).await;
-    assert!(
-        out.status.success(),
-        "the encoder was disconnected: {}\nedge: {}",
-        String::from_utf8_lossy(&out.stderr),
-        fra.logs()
-    );
-    let out = wait_child(player).await;
-    assert!(
-        out.status.success(),
-        "player on nyc: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let times = video_times(&file);
-    assert!(times.len() > 25, "the player got {} frames", times.len());
-    let worst = times.windows(2).map(|w| w[1] - w[0]).fold(0.0f64, f64::max);
-    assert!(
-        worst <= 0.081,
-        "a hole of {worst:.3} s in what the player on nyc received"
-    );
-    let span = times.last().copied().unwrap_or_default() - times[0];
-    assert!(
-        span >= left - 0.5,
-        "the player on nyc got {span:.2} s of the {left:.2} s left of the clip when it joined"
-    );
+/// A player recording `name` from `origin` until the stream ends, and what is left of
+/// the clip (started at `started`) as it starts: it gets at least that (and a little
+/// more, the origin's GOP cache from the last keyframe).
+struct Player {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    left: f64,
+}
 
-    let m = metrics_of(&fra).await;
-    let failovers = metric(
-        &m,
-        "longhaul_failovers_total",
-        &[("from", PAO.id), ("to", NYC.id)],
+fn play(origin: &Node, name: &str, started: Instant) -> Player {
+    let dir = tempfile::tempdir().unwrap();
+    let child = ffmpeg_record(
+        &format!("rtmp://{}/kLive/{name}", origin.addr("rtmp")),
+        &dir.path().join("played.flv"),
     );
-    assert_eq!(failovers, 1.0, "{m}");
-    assert_eq!(
+    let left = f64::from(SECONDS) - started.elapsed().as_secs_f64();
+    Player { child, dir, left }
+}
+
+impl Player {
+    /// Waits for the stream's end; checks the recording has no hole and runs to the
+    /// end of the clip. The worst gap between video packets.
+    async fn check(self, origin: &str) -> f64 {
+        let out = wait_child(self.child).await;
+        assert!(
+            out.status.success(),
+            "player on {origin}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let times = video_times(&self.dir.path().join("played.flv"));
+        assert!(times.len() > 25, "the player got {} frames", times.len());
+        let worst = times.windows(2).map(|w| w[1] - w[0]).fold(0.0f64, f64::max);
+        assert!(
+            worst <= 0.081,
+            "a hole of {worst:.3} s in what the player on {origin} received"
+        );
+        let span = times.last().copied().unwrap_or_default() - times[0];
+        assert!(
+            span >= self.left - 0.5,
+            "the player on {origin} got {span:.2} s of the {:.2} s left of the clip when it joined",
+            self.left
+        );
+        worst
+    }
+}
+
+/// The edge's failover figures: count from `from` to `to`, lost frames, resent frames,
+/// detection and resume time (sums).
+async fn edge_figures(edge: &Node, from: &str, to: &str) -> (f64, f64, f64, f64, f64) {
+    let m = metrics_of(edge).await;
+    (
+        metric(
+            &m,
+            "longhaul_failovers_total",
+            &[("from", from), ("to", to)],
+        ),
         metric(&m, "longhaul_failover_frames_total", &[("what", "lost")]),
-        0.0
-    );
-    let resent = metric(&m, "longhaul_failover_frames_total", &[("what", "resent")]);
-    let detect = metric(&m, "longhaul_failover_detect_seconds_sum", &[]);
-    let resume = metric(&m, "longhaul_failover_resume_seconds_sum", &[]);
-    let n = metrics_of(&nyc).await;
+        metric(&m, "longhaul_failover_frames_total", &[("what", "resent")]),
+        metric(&m, "longhaul_failover_detect_seconds_sum", &[]),
+        metric(&m, "longhaul_failover_resume_seconds_sum", &[]),
+    )
+}
+
+/// The origin a stream was moved to: it took it as a resume and missed no frame.
+async fn took_it_over(origin: &Node) {
+    let n = metrics_of(origin).await;
     assert_eq!(
         metric(
             &n,
@@ -156,14 +145,74 @@ async fn encoder_stays_connected_through(fault: Fault) {
         ),
         0.0
     );
+}
+
+/// Publishes through the edge to its primary, applies `fault` to the primary, and
+/// checks the stream went on at the other origin with the encoder none the wiser.
+async fn encoder_stays_connected_through(fault: Fault) {
+    require_ffmpeg();
+    let cluster = Cluster::new();
+    let (mut pao, nyc, fra) = cluster.two_origins_and_an_edge(ROUTER).await;
+    let ports = (pao.addr("rtmp"), pao.addr("http"), pao.addr("tunnel"));
+    let entry = cluster.registry().await.create_entry(None).await.unwrap();
+    let name = format!("{}_1", entry.id);
+    let url = format!(
+        "rtmp://{}/kLive/?t={}/{name}",
+        fra.addr("rtmp"),
+        entry.token
+    );
+    let publisher = ffmpeg_publish(&url, "320x240", SECONDS, GOP);
+    let started = Instant::now();
+    wait_live(&pao, &name).await;
+    // Media flows to the primary for a while, acknowledged as it goes.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let faulted = Instant::now();
+    match fault {
+        Fault::Kill => pao.signal(libc::SIGKILL),
+        Fault::Freeze => pao.signal(libc::SIGSTOP),
+        Fault::Drain => pao.signal(libc::SIGTERM),
+    }
+    let stream = wait_live(&nyc, &name).await;
+    let live_after = faulted.elapsed();
+    assert_eq!(stream["leg"], "primary", "{stream}");
+    assert_eq!(stream["via_edge"], "fra-test", "{stream}");
+    let player = play(&nyc, &name, started);
+    if fault == Fault::Drain {
+        // Empty once the stream left: it exits well before its grace (25 s), and
+        // comes back on its addresses; the stream stays on nyc (no failback yet).
+        let status = pao.exited(Duration::from_secs(10)).await;
+        assert!(status.success(), "the drained origin exited with {status}");
+        pao.logged(&["drained: no publish left"]).await;
+        drop(pao);
+        pao = cluster.origin(&PAO, Some(ports));
+        until_metrics(&fra, "the restarted primary healthy", |m| {
+            healthy(m, PAO.id)
+        })
+        .await;
+    }
+    let out = wait_child(publisher).await;
+    assert!(
+        out.status.success(),
+        "the encoder was disconnected: {}\nedge: {}",
+        String::from_utf8_lossy(&out.stderr),
+        fra.logs()
+    );
+    let worst = player.check(NYC.id).await;
+    let (failovers, lost, resent, detect, resume) = edge_figures(&fra, PAO.id, NYC.id).await;
+    assert_eq!((failovers, lost), (1.0, 0.0));
+    took_it_over(&nyc).await;
+    let reason = match fault {
+        Fault::Drain => "origin_draining",
+        _ => "origin_silent",
+    };
+    fra.logged(&["relayed stream resumed", PAO.id, NYC.id, reason])
+        .await;
     eprintln!(
-        "live on nyc {:.3} s after the fault; the edge detected it in {detect:.3} s and resumed in {resume:.3} s, resending {resent} frames; worst hole at the player {worst:.3} s",
+        "{fault:?}: live on nyc {:.3} s after the fault; the edge detected it in {detect:.3} s and resumed in {resume:.3} s, resending {resent} frames; worst hole at the player {worst:.3} s",
         live_after.as_secs_f64()
     );
-    fra.logged(&["relayed stream resumed", PAO.id, NYC.id])
-        .await;
-    if frozen.is_some() {
-        signal(libc::SIGCONT);
+    if fault == Fault::Freeze {
+        pao.signal(libc::SIGCONT);
     }
 }
 
@@ -175,4 +224,9 @@ async fn the_encoder_stays_connected_when_its_primary_origin_is_killed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_encoder_stays_connected_when_its_primary_origin_freezes() {
     encoder_stays_connected_through(Fault::Freeze).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_encoder_stays_connected_when_its_primary_origin_drains_and_restarts() {
+    encoder_stays_connected_through(Fault::Drain).await;
 }

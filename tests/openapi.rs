@@ -297,6 +297,13 @@ async fn the_api_answers_as_its_openapi_document_says() {
     .await;
     assert_eq!(s, 404);
 
+    // Draining: started once, refused publishes from then on (tested in
+    // tests/failover.rs); the node keeps answering.
+    let (s, v) = call(&mut c, b, "post", "/drain", "/drain", "", None).await;
+    assert_eq!((s, v["started"].as_bool()), (202, Some(true)));
+    let (s, v) = call(&mut c, b, "post", "/drain", "/drain", "", None).await;
+    assert_eq!((s, v["started"].as_bool()), (202, Some(false)));
+
     let (s, _) = call(
         &mut c,
         b,

@@ -69,15 +69,36 @@ impl Node {
 
     /// Sends the node SIGHUP: it looks at its certificate files at once.
     pub fn hangup(&self) {
+        self.signal(libc::SIGHUP);
+    }
+
+    /// Sends the node `signal` (SIGTERM, SIGSTOP, SIGCONT, ...).
+    pub fn signal(&self, signal: libc::c_int) {
         let pid = libc::pid_t::try_from(self.child.id()).expect("a pid");
         // SAFETY: kill(2) with a pid of our own child and a valid signal number.
-        let rc = unsafe { libc::kill(pid, libc::SIGHUP) };
+        let rc = unsafe { libc::kill(pid, signal) };
         assert_eq!(
             rc,
             0,
-            "kill -HUP {pid}: {}",
+            "kill -{signal} {pid}: {}",
             std::io::Error::last_os_error()
         );
+    }
+
+    /// Waits (at most `limit`) for the process to exit on its own; its exit status.
+    pub async fn exited(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the node did not exit within {limit:?}:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 

@@ -690,13 +690,9 @@ impl Writer {
         tracing::warn!(stream = %r.setup.stream_name, origin = %from,
             reason = cause.reason, detail = %cause.detail,
             "relayed stream failing over: resuming it on a new tunnel stream");
-        if let Some(old) = self.sender.take() {
-            if cause.planned {
-                // The old stream works: finish it after what it carries.
-                tokio::spawn(old.finish().in_current_span());
-            }
-            // Otherwise dropping it resets it.
-        }
+        // Make before break: a stream the router moves still works, and is finished
+        // once the new one is open and fed. A failed one is reset now.
+        let mut old = self.sender.take().filter(|_| cause.planned);
         if !cause.planned {
             upstreams.failed(&from, Failure::TunnelLost);
         }
@@ -711,6 +707,15 @@ impl Writer {
             .await;
             let granted = match asked {
                 Ok(Asked::Granted(g)) => g,
+                Ok(Asked::Refused { reason, origin, .. })
+                    if reason == longhaul_tunnel::wire::DRAINING_REASON =>
+                {
+                    // The router had not heard yet: not the publish's fault.
+                    tracing::debug!(%origin, attempts, "resume: the origin is draining; trying another");
+                    upstreams.failed(&origin, Failure::Unavailable);
+                    tokio::time::sleep(RESUME_RETRY).await;
+                    continue;
+                }
                 Ok(Asked::Refused {
                     code, description, ..
                 }) => {
@@ -785,6 +790,9 @@ impl Writer {
                 resume_from = plan.resume_from, attempts,
                 took_ms = decided.elapsed().as_millis() as u64,
                 "relayed stream resumed: the encoder saw nothing");
+            if let Some(old) = old.take() {
+                tokio::spawn(old.finish().in_current_span());
+            }
             upstreams.placed(r.setup.stream, r.setup.request.leg, &to);
             self.shared.set_origin(&to);
             self.end = sender.end_signal();

@@ -34,6 +34,16 @@ pub struct NodeSection {
     /// [`crate::memory::DEFAULT_TRIM_SECS`].
     #[serde(default = "default_memory_trim_secs")]
     pub memory_trim_secs: u64,
+    /// On SIGTERM the node drains: it takes no new publishes, an origin tells its edges
+    /// (which move their streams to another origin without their encoders noticing),
+    /// and it exits once no publish is left or after this many seconds. Default
+    /// [`NodeSection::DEFAULT_DRAIN_GRACE_SECS`]; 0: exit at once.
+    #[serde(default = "default_drain_grace_secs")]
+    pub drain_grace_secs: u64,
+}
+
+fn default_drain_grace_secs() -> u64 {
+    NodeSection::DEFAULT_DRAIN_GRACE_SECS
 }
 
 fn default_certificate_poll_ms() -> u64 {
@@ -47,6 +57,18 @@ fn default_memory_trim_secs() -> u64 {
 impl NodeSection {
     /// A second: see `certificate_poll_ms`.
     pub const DEFAULT_CERTIFICATE_POLL_MS: u64 = 1000;
+
+    /// 25 s. Edges move an origin's tunnelled streams within about a second (a router
+    /// sample, 250 ms, then a resume of two round trips); what is left is encoders
+    /// connected directly, which cannot be moved and get the rest of the time to finish.
+    /// Kubernetes kills a pod 30 s after SIGTERM (`terminationGracePeriodSeconds`'
+    /// default): 25 s leaves 5 s to close.
+    pub const DEFAULT_DRAIN_GRACE_SECS: u64 = 25;
+
+    /// How long a draining node waits for its publishes to leave.
+    pub fn drain_grace(&self) -> Duration {
+        Duration::from_secs(self.drain_grace_secs)
+    }
 
     /// How often to look at the certificate files; `None`: only on SIGHUP.
     pub fn certificate_poll(&self) -> Option<Duration> {
@@ -75,6 +97,15 @@ impl NodeSection {
                 reason: format!(
                     "{} is out of range: 100 to 3600000 ms, or 0 to reload on SIGHUP only",
                     self.certificate_poll_ms
+                ),
+            });
+        }
+        if self.drain_grace_secs > 3_600 {
+            return Err(InvalidSetting {
+                key: "node.drain_grace_secs",
+                reason: format!(
+                    "{} s is over an hour; a rolling restart would take that long per node",
+                    self.drain_grace_secs
                 ),
             });
         }

@@ -13,6 +13,7 @@
 //! | POST | `/api/v1/entries/{id}/revoke` | cut the entry's live publishes now (a kick; with the callback, forget its cached answers) |
 //! | GET | `/api/v1/entries/{id}/fmle.xml` | Adobe FMLE profile for encoders that import one |
 //! | GET | `/api/v1/streams` | streams live on this node |
+//! | POST | `/api/v1/drain` | drain: no new publishes, edges move their streams to another origin (SIGTERM does the same, then exits) |
 //! | GET | `/api/v1/openapi.json` | this API's OpenAPI document |
 //!
 //! - **Access**: with `http.api_token` set, requests need `Authorization: Bearer <token>`;
@@ -83,6 +84,7 @@ pub fn router(state: Arc<OriginState>) -> Router<Arc<OriginState>> {
         .route("/entries/{id}/revoke", post(kick))
         .route("/entries/{id}/fmle.xml", get(fmle))
         .route("/streams", get(streams))
+        .route("/drain", post(drain))
         .layer(axum::middleware::from_fn_with_state(state, authorize));
     Router::new()
         .route("/openapi.json", get(openapi))
@@ -431,6 +433,21 @@ async fn kick(
         StatusCode::OK,
         &serde_json::json!({ "entry_id": id, "cut": here, "edges": edges }),
     ))
+}
+
+/// Starts draining (see [`crate::drain`]); the node keeps running, empty, until it is
+/// stopped.
+async fn drain(
+    State(state): State<Arc<OriginState>>,
+    Extension(caller): Extension<Caller>,
+) -> Response {
+    let (started, edges) = crate::drain::begin(&state);
+    tracing::info!(%caller, started, edges_told = edges, "drain requested");
+    let publishers = state.metrics.publishers_active.get().max(0);
+    json(
+        StatusCode::ACCEPTED,
+        &serde_json::json!({ "draining": true, "started": started, "edges": edges, "publishers": publishers }),
+    )
 }
 
 async fn fmle(

@@ -26,6 +26,8 @@
 //! | [`presence`], [`elsewhere`] | the streams live here, written to the registry; where else a stream is live, for a play that misses here |
 //! | [`metrics`] | Prometheus series |
 //! | [`tunnel`] | publishes arriving from edges over QUIC tunnels |
+//! | [`resume`] | what outlives a tunnel stream of a publish that can resume (wire v2) |
+//! | [`drain`] | taking the origin out of service: edges move its streams elsewhere |
 //!
 //! Listeners, the accept loops, TLS and the shared settings sections are
 //! `longhaul_node`'s, which the edge uses too.
@@ -36,6 +38,7 @@
 pub mod api;
 pub mod callback;
 pub mod config;
+pub mod drain;
 pub mod elsewhere;
 pub mod flv;
 pub mod http;
@@ -162,6 +165,7 @@ impl Origin {
             tunnels: tunnels.clone(),
             play_urls: presence::PlayUrls::resolve(&config.endpoints, rtmp_addr, http_addr),
             elsewhere: elsewhere::Finder::default(),
+            draining: CancellationToken::new(),
             config,
         });
         revoke::watch_registry(&state);
@@ -223,6 +227,13 @@ impl Origin {
     /// A token that stops the node when cancelled.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.tasks.shutdown_token()
+    }
+
+    /// Drains the origin ([`drain`]): no new publishes, edges told to move their
+    /// streams; returns once no publish is left or after `node.drain_grace_secs`.
+    pub async fn drain(&self) {
+        drain::begin(&self.state);
+        drain::until_empty(&self.state, self.state.config.node.drain_grace()).await;
     }
 
     /// Stops accepting, closes every connection and waits for the listeners to end.

@@ -32,6 +32,9 @@ pub mod reason {
     pub const REVOKED: &str = "revoked";
     /// A tunnelled publish whose grant is unknown or expired.
     pub const UNKNOWN_GRANT: &str = "unknown_grant";
+    /// The origin is draining (shutting down): publish elsewhere. An edge that hears it
+    /// while resuming a stream tries another origin.
+    pub const DRAINING: &str = longhaul_tunnel::wire::DRAINING_REASON;
     /// The client's address is banned for too many failed publishes
     /// (`longhaul_node::abuse`); refused before any check.
     pub const TOO_MANY_FAILURES: &str = longhaul_node::abuse_gate::REFUSED_REASON;
@@ -60,6 +63,8 @@ pub struct Metrics {
     /// keep them) and dropped after such a gap until a keyframe (`skipped`).
     pub tunnel_resent: IntCounterVec,
     pub publishers_active: IntGauge,
+    /// `draining`: 1 once the origin drains (SIGTERM or the API).
+    pub draining: IntGauge,
     pub players_active: IntGaugeVec,
     pub plays: IntCounterVec,
     pub player_skips: IntCounterVec,
@@ -112,6 +117,11 @@ impl Metrics {
                 &["what"],
             ),
             publishers_active,
+            draining: gauge(
+                &r,
+                "draining",
+                "1 once the origin drains (SIGTERM or POST /api/v1/drain): it takes no new publishes and its edges move their streams elsewhere",
+            ),
             players_active: gauge_vec(&r, "players_active", "Players attached now", &["protocol"]),
             plays: counter_vec(
                 &r,

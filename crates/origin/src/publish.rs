@@ -171,6 +171,19 @@ pub async fn authorise(
             ));
         }
     };
+    if state.draining.is_cancelled() {
+        return Err(refuse(
+            state,
+            publisher,
+            &target.stream_name,
+            CODE_REJECTED,
+            reason::DRAINING,
+            format!(
+                "publish refused: origin {} is draining (shutting down); publish again to reach another origin",
+                state.config.node.id
+            ),
+        ));
+    }
     let epoch = state.live.epoch();
     let decided = match (&state.callback, &state.registry) {
         (Some(callback), _) => {

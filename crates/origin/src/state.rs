@@ -35,6 +35,9 @@ pub struct OriginState {
     pub play_urls: crate::presence::PlayUrls,
     /// Where else a stream is live, for a play that misses here.
     pub elsewhere: crate::elsewhere::Finder,
+    /// Cancelled when the origin drains (SIGTERM, or `POST /api/v1/drain`): it takes no
+    /// new publishes and tells its edges, which move their streams elsewhere.
+    pub draining: tokio_util::sync::CancellationToken,
 }
 
 impl OriginState {

@@ -139,32 +139,9 @@ impl TunnelService for TunnelSide {
         }
     }
 
-    /// Healthy unless shutting down (then also draining) or its registry is out of
-    /// reach: publishes are still decided from memory then, but an edge with a healthy
-    /// origin to send new ones to should (its router decides).
+    /// See [`load_report`].
     fn load(&self) -> LoadReport {
-        let m = &self.state.metrics;
-        let draining = self.shutdown.is_cancelled();
-        let registry_up = self
-            .state
-            .registry
-            .as_ref()
-            .is_none_or(|r| r.state() == longhaul_registry::StoreState::Connected);
-        LoadReport {
-            healthy: registry_up && !draining,
-            draining,
-            publishers: m.publishers_active.get().max(0) as u64,
-            connections: ["rtmp", "rtmps"]
-                .iter()
-                .map(|t| {
-                    m.connections
-                        .connections_active
-                        .with_label_values(&[t])
-                        .get()
-                        .max(0) as u64
-                })
-                .sum(),
-        }
+        load_report(&self.state, self.shutdown.is_cancelled())
     }
 
     async fn authorise(&self, peer: &PeerInfo, request: AuthoriseRequest) -> Verdict {
@@ -365,6 +342,34 @@ impl TunnelService for TunnelSide {
                 }
             }
         }
+    }
+}
+
+/// This origin's health and load for its edges: healthy unless shutting down or draining
+/// (then also `draining`) or its registry is out of reach: publishes are still decided
+/// from memory then, but an edge with a healthy origin to send new ones to should (its
+/// router decides).
+pub fn load_report(state: &OriginState, shutting_down: bool) -> LoadReport {
+    let m = &state.metrics;
+    let draining = shutting_down || state.draining.is_cancelled();
+    let registry_up = state
+        .registry
+        .as_ref()
+        .is_none_or(|r| r.state() == longhaul_registry::StoreState::Connected);
+    LoadReport {
+        healthy: registry_up && !draining,
+        draining,
+        publishers: m.publishers_active.get().max(0) as u64,
+        connections: ["rtmp", "rtmps"]
+            .iter()
+            .map(|t| {
+                m.connections
+                    .connections_active
+                    .with_label_values(&[t])
+                    .get()
+                    .max(0) as u64
+            })
+            .sum(),
     }
 }
 

@@ -405,6 +405,16 @@ impl TunnelSet {
             .count()
     }
 
+    /// Sends `report` to every connected peer now, not at the next report interval (an
+    /// origin that starts draining). Returns how many peers it was sent to.
+    pub fn report_now(&self, report: &LoadReport) -> usize {
+        self.links()
+            .iter()
+            .filter(|l| l.state() == TunnelState::Connected)
+            .filter(|l| l.send_control(Message::Report(report.clone())))
+            .count()
+    }
+
     pub fn snapshots(&self) -> Vec<LinkSnapshot> {
         self.links().iter().map(|l| l.snapshot()).collect()
     }

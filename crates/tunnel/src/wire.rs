@@ -189,6 +189,10 @@ pub struct PublishHeader {
     pub resume_from: Option<u64>,
 }
 
+/// The `reason` of a refusal by an origin that is draining: not the publish's fault, so an
+/// edge resuming a stream tries another origin instead of telling the encoder.
+pub const DRAINING_REASON: &str = "origin_draining";
+
 /// Why an origin ended a publish stream, for the encoder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamEnd {

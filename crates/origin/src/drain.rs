@@ -1,0 +1,57 @@
+//! Draining an origin: taking it out of service without its encoders noticing, for a
+//! rolling restart or a host going away.
+//!
+//! [`begin`] (on SIGTERM, or `POST /api/v1/drain`) marks the origin draining: it refuses
+//! new publishes (reason `origin_draining`, which an edge resuming a stream takes as
+//! "try another origin") and tells every edge at once, not at the next report. Each
+//! edge's router then moves the streams it sends here to the other origin (tunnel wire
+//! format v2, make-before-break: the stream is open and fed at the other origin before
+//! the one here is finished), so they leave within about a second. [`until_empty`]
+//! waits for the publishes here to end, bounded by `node.drain_grace_secs`: encoders
+//! connected directly cannot be moved and get that long to finish.
+
+use crate::state::OriginState;
+use std::time::Duration;
+
+/// How often [`until_empty`] looks: 100 ms, small against a stream's move (a second).
+const POLL: Duration = Duration::from_millis(100);
+
+/// Starts draining (once; later calls change nothing). Returns whether this call
+/// started it, and how many edges were told.
+pub fn begin(state: &OriginState) -> (bool, usize) {
+    if state.draining.is_cancelled() {
+        return (false, 0);
+    }
+    state.draining.cancel();
+    state.metrics.draining.set(1);
+    let report = crate::tunnel::load_report(state, false);
+    let told = state.tunnels.report_now(&report);
+    tracing::info!(
+        edges_told = told,
+        publishers = report.publishers,
+        "draining: no new publishes; edges move their streams to another origin"
+    );
+    (true, told)
+}
+
+/// Waits until no publish is left here, or `grace` has passed; returns how many were
+/// left.
+pub async fn until_empty(state: &OriginState, grace: Duration) -> u64 {
+    let deadline = tokio::time::Instant::now() + grace;
+    loop {
+        let left = state.metrics.publishers_active.get().max(0) as u64;
+        if left == 0 {
+            tracing::info!("drained: no publish left");
+            return 0;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                left,
+                ?grace,
+                "drain grace over with publishes left: they are cut"
+            );
+            return left;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
