@@ -205,8 +205,10 @@ async fn encoder_stays_connected_through(fault: Fault) {
         Fault::Drain => "origin_draining",
         _ => "origin_silent",
     };
-    fra.logged(&["relayed stream resumed", PAO.id, NYC.id, reason])
+    let resumed = fra
+        .logged(&["relayed stream resumed", PAO.id, NYC.id, reason])
         .await;
+    eprintln!("{resumed}");
     eprintln!(
         "{fault:?}: live on nyc {:.3} s after the fault; the edge detected it in {detect:.3} s and resumed in {resume:.3} s, resending {resent} frames; worst hole at the player {worst:.3} s",
         live_after.as_secs_f64()
@@ -229,4 +231,114 @@ async fn the_encoder_stays_connected_when_its_primary_origin_freezes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_encoder_stays_connected_when_its_primary_origin_drains_and_restarts() {
     encoder_stays_connected_through(Fault::Drain).await;
+}
+
+/// Publishers of the rolling restart, through the edge.
+const ROLLING_PUBLISHERS: u32 = 50;
+
+/// Both origins restarted one after the other (SIGTERM: drain, exit; started again on
+/// the same addresses) while `longhaul-load` runs 50 publishers through the edge, each
+/// with a player that follows its stream between the origins: every frame of every
+/// stream reaches its player, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_of_both_origins_under_load_loses_nothing() {
+    let cluster = Cluster::new();
+    let (mut pao, mut nyc, fra) = cluster.two_origins_and_an_edge(ROUTER).await;
+    let pao_ports = (pao.addr("rtmp"), pao.addr("http"), pao.addr("tunnel"));
+    let nyc_ports = (nyc.addr("rtmp"), nyc.addr("http"), nyc.addr("tunnel"));
+    let settings = longhaul_load::Settings::from_args([
+        "longhaul-load".to_string(),
+        "--region".into(),
+        format!(
+            "fra=rtmp://{}/kLive,play=rtmp://{}/kLive|rtmp://{}/kLive",
+            fra.addr("rtmp"),
+            pao_ports.0,
+            nyc_ports.0
+        ),
+        "--api".into(),
+        format!("http://{}", nyc_ports.1),
+        "--publishers".into(),
+        ROLLING_PUBLISHERS.to_string(),
+        "--bitrate".into(),
+        "300k".into(),
+        "--audio-bitrate".into(),
+        "32k".into(),
+        "--gop".into(),
+        "1s".into(),
+        "--duration".into(),
+        "24s".into(),
+        "--ramp".into(),
+        "100/s".into(),
+        "--drain".into(),
+        "3s".into(),
+        "--quiet".into(),
+    ])
+    .expect("settings");
+    let run = tokio::spawn(longhaul_load::run(settings));
+    let all_on = |origin: &'static str| {
+        move |m: &str| {
+            metric(
+                m,
+                "longhaul_router_streams",
+                &[("origin", origin), ("leg", "p")],
+            ) == f64::from(ROLLING_PUBLISHERS)
+        }
+    };
+    until_metrics(&fra, "every stream on pao", all_on(PAO.id)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // pao drains: its streams move to nyc; it exits and comes back.
+    let restarted = Instant::now();
+    pao.signal(libc::SIGTERM);
+    let status = pao.exited(Duration::from_secs(10)).await;
+    assert!(status.success(), "pao exited with {status}");
+    let pao_gone = restarted.elapsed();
+    drop(pao);
+    let pao = cluster.origin(&PAO, Some(pao_ports));
+    until_metrics(&fra, "every stream on nyc", all_on(NYC.id)).await;
+    until_metrics(&fra, "pao healthy again", |m| healthy(m, PAO.id)).await;
+
+    // Then nyc: its streams move back to pao.
+    let second = Instant::now();
+    nyc.signal(libc::SIGTERM);
+    let status = nyc.exited(Duration::from_secs(10)).await;
+    assert!(status.success(), "nyc exited with {status}");
+    let nyc_gone = second.elapsed();
+    drop(nyc);
+    let nyc = cluster.origin(&NYC, Some(nyc_ports));
+    until_metrics(&fra, "every stream back on pao", all_on(PAO.id)).await;
+    until_metrics(&fra, "nyc healthy again", |m| healthy(m, NYC.id)).await;
+    let both = restarted.elapsed();
+
+    let report = tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .expect("the load run ends")
+        .expect("the load task")
+        .expect("the load run completes");
+    eprintln!("{}", report.table());
+    let m = metrics_of(&fra).await;
+    let moved = |from, to| {
+        metric(
+            &m,
+            "longhaul_failovers_total",
+            &[("from", from), ("to", to)],
+        )
+    };
+    eprintln!(
+        "rolling restart: pao drained and exited in {:.2} s, nyc in {:.2} s, both restarted in {:.2} s; failovers pao->nyc {}, nyc->pao {}; lost at the edge {}",
+        pao_gone.as_secs_f64(),
+        nyc_gone.as_secs_f64(),
+        both.as_secs_f64(),
+        moved(PAO.id, NYC.id),
+        moved(NYC.id, PAO.id),
+        metric(&m, "longhaul_failover_frames_total", &[("what", "lost")]),
+    );
+    assert!(report.errors().is_empty(), "{:#?}", report.errors());
+    assert_eq!(report.streams.len(), ROLLING_PUBLISHERS as usize);
+    for s in &report.streams {
+        assert_eq!(s.frames_received, s.frames_sent, "frames lost: {s:?}");
+    }
+    assert_eq!(moved(PAO.id, NYC.id), f64::from(ROLLING_PUBLISHERS));
+    assert_eq!(moved(NYC.id, PAO.id), f64::from(ROLLING_PUBLISHERS));
+    drop((pao, nyc));
 }

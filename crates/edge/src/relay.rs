@@ -190,7 +190,7 @@ impl Relay {
             acked: None,
             drain_limit,
             drain_deadline: None,
-            carry: Vec::new(),
+            shadow: None,
             resume: resume.map(|r| Resuming {
                 retain: Retain::new(r.limits),
                 ack_limit: ack_limit(&r.state),
@@ -323,6 +323,22 @@ const RESUME_ATTEMPT_LIMIT: Duration = Duration::from_secs(2);
 /// Frames written to the new stream per write when a resume re-sends what was retained.
 const RESUME_BATCH: usize = 64;
 
+/// The stream a planned move left (see [`Writer::feed_shadow`]).
+struct Shadow {
+    sender: PublishSender,
+    since: Instant,
+    origin: String,
+}
+
+/// The longest a shadow is fed while waiting for a keyframe: 4 s, two of the 2 s GOPs
+/// ingest operators ask for. An encoder with a longer GOP (or audio only) has its old
+/// stream finished then, mid-GOP.
+const SHADOW_LIMIT: Duration = Duration::from_secs(4);
+
+/// The longest one write to a shadow may wait: 500 ms. The old origin is draining or
+/// being left for a better one; it must not hold back the stream that now counts.
+const SHADOW_WRITE_LIMIT: Duration = Duration::from_millis(500);
+
 /// The writer's version 2 state.
 struct Resuming {
     setup: Resume,
@@ -360,9 +376,10 @@ struct Writer {
     acked: Option<u64>,
     drain_limit: Duration,
     drain_deadline: Option<tokio::time::Instant>,
-    /// Frames taken from the queue but not yet sent (the rest of a batch after a
-    /// failback's keyframe): they go first on the next stream.
-    carry: Vec<MediaFrame>,
+    /// After a planned move, the stream at the origin the publish left, still fed until
+    /// the next keyframe so its players lose nothing before the switch (see
+    /// [`Writer::send`]).
+    shadow: Option<Shadow>,
     resume: Option<Resuming>,
 }
 
@@ -415,7 +432,10 @@ impl Writer {
             return None;
         }
         if let Some(w) = self.shared.steer.current() {
-            if w.when == When::Now && w.to != self.shared.origin() {
+            // A move now (trouble, drain) or a failback: both open the stream at the
+            // other origin at once; the switch for its players happens at the next
+            // keyframe (the shadow).
+            if w.to != self.shared.origin() {
                 // The trouble began when the origin stopped acknowledging, if it did
                 // (a dead or frozen origin); else when the router decided (a drain).
                 let since = r
@@ -457,26 +477,26 @@ impl Writer {
             if let Some(cause) = self.check(now) {
                 return Stop::Resume(cause);
             }
-            let mut frames = std::mem::take(&mut self.carry);
-            if frames.is_empty() {
-                let batch = self
-                    .shared
-                    .queue()
-                    .pop_batch(now, BATCH_MESSAGES, BATCH_BYTES);
-                if !batch.is_empty() {
-                    self.shared.room.notify_one();
-                }
-                frames = batch
-                    .into_iter()
-                    .map(|message| MediaFrame {
-                        kind: message.type_id,
-                        timestamp: message.timestamp,
-                        payload: message.payload,
-                    })
-                    .collect();
+            let batch = self
+                .shared
+                .queue()
+                .pop_batch(now, BATCH_MESSAGES, BATCH_BYTES);
+            if !batch.is_empty() {
+                self.shared.room.notify_one();
             }
+            let frames: Vec<MediaFrame> = batch
+                .into_iter()
+                .map(|message| MediaFrame {
+                    kind: message.type_id,
+                    timestamp: message.timestamp,
+                    payload: message.payload,
+                })
+                .collect();
             if frames.is_empty() {
                 if self.drain_deadline.is_some() {
+                    if let Some(shadow) = self.shadow.take() {
+                        tokio::spawn(shadow.sender.finish().in_current_span());
+                    }
                     if let Some(sender) = self.sender.take() {
                         sender.finish().await;
                     }
@@ -500,53 +520,8 @@ impl Writer {
                     _ = sleep_until(ack_at) => continue,
                 }
             }
-            // A failback waits for a keyframe: send what comes before it here, the
-            // keyframe and the rest on the stream at the preferred origin.
-            if let Some(split) = self.failback_split(&frames, now) {
-                self.carry = frames.split_off(split.0);
-                if !frames.is_empty() {
-                    if let Err(stop) = self.send(frames).await {
-                        return stop;
-                    }
-                }
-                return Stop::Resume(split.1);
-            }
             if let Err(stop) = self.send(frames).await {
                 return stop;
-            }
-        }
-    }
-
-    /// Where a wanted failback cuts `frames` (at a keyframe), if the router still wants
-    /// it there.
-    fn failback_split(&self, frames: &[MediaFrame], now: Instant) -> Option<(usize, Cause)> {
-        let r = self.resume.as_ref()?;
-        if self.drain_deadline.is_some() {
-            return None;
-        }
-        let w = self.shared.steer.current()?;
-        if w.when != When::AtKeyframe {
-            return None;
-        }
-        let i = frames
-            .iter()
-            .position(|f| FrameClass::of(f.kind, &f.payload) == FrameClass::Keyframe)?;
-        let upstreams = &r.setup.state.upstreams;
-        let mv = upstreams.router().keyframe(r.setup.stream, now);
-        match mv {
-            Some(mv) => Some((
-                i,
-                Cause {
-                    reason: mv.reason.as_str(),
-                    detail: format!("failback to {} at a keyframe", mv.to),
-                    since: w.since,
-                    planned: true,
-                },
-            )),
-            None => {
-                // No longer wanted (the preferred origin is in trouble again).
-                self.shared.steer.clear();
-                None
             }
         }
     }
@@ -605,9 +580,39 @@ impl Writer {
             Err(end) => return Err(self.ended(end)),
         };
         match sent {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                self.feed_shadow(numbered).await;
+                Ok(())
+            }
             Ok(Err(error)) => Err(self.send_failed(error).await),
             Err(_) => Err(Stop::Done(RelayEnd::DrainTimedOut)),
+        }
+    }
+
+    /// After a planned move, the stream the publish left gets what the new one got, up
+    /// to the first keyframe: then it is finished. Its players (who will find the stream
+    /// at the new origin, whose GOP cache then starts at that keyframe) lose nothing
+    /// before the switch. A shadow that cannot keep up, fails, or has waited
+    /// [`SHADOW_LIMIT`] for a keyframe is finished where it stands.
+    async fn feed_shadow(&mut self, numbered: Vec<(u64, MediaFrame)>) {
+        let Some(shadow) = self.shadow.as_mut() else {
+            return;
+        };
+        let cut = numbered
+            .iter()
+            .position(|(_, f)| FrameClass::of(f.kind, &f.payload) == FrameClass::Keyframe);
+        let head = &numbered[..cut.unwrap_or(numbered.len())];
+        let fed = head.is_empty()
+            || matches!(
+                tokio::time::timeout(SHADOW_WRITE_LIMIT, shadow.sender.send_sequenced(head)).await,
+                Ok(Ok(()))
+            );
+        if cut.is_some() || !fed || shadow.since.elapsed() >= SHADOW_LIMIT {
+            if let Some(shadow) = self.shadow.take() {
+                tracing::debug!(origin = %shadow.origin, at_keyframe = cut.is_some(), fed,
+                    "the stream at the origin the publish left is finished");
+                tokio::spawn(shadow.sender.finish().in_current_span());
+            }
         }
     }
 
@@ -790,9 +795,14 @@ impl Writer {
                 resume_from = plan.resume_from, attempts,
                 took_ms = decided.elapsed().as_millis() as u64,
                 "relayed stream resumed: the encoder saw nothing");
-            if let Some(old) = old.take() {
-                tokio::spawn(old.finish().in_current_span());
+            if let Some(old) = self.shadow.take() {
+                tokio::spawn(old.sender.finish().in_current_span());
             }
+            self.shadow = old.take().map(|sender| Shadow {
+                sender,
+                since: Instant::now(),
+                origin: from.clone(),
+            });
             upstreams.placed(r.setup.stream, r.setup.request.leg, &to);
             self.shared.set_origin(&to);
             self.end = sender.end_signal();

@@ -55,7 +55,9 @@ pub struct LoadArgs {
     /// A region's publish base URL, `NAME=rtmp://HOST:PORT/APP`, optionally followed by
     /// `,play=rtmp://ORIGIN:PORT/APP` (where its players play; default --play) and
     /// `,api=http://ORIGIN:PORT` (where its entries are created; default --api).
-    /// Repeat for each region.
+    /// Repeat for each region. Several play URLs separated by `|` (the origins a stream
+    /// may move between in a failover or a drain): a player whose stream ends before
+    /// its publisher is done plays it again from whichever has it.
     #[arg(long = "region", value_name = "SPEC", required = true)]
     pub regions: Vec<String>,
     /// Publishers per region (one entry, one stream, one player each).
@@ -131,6 +133,7 @@ pub struct Region {
     pub name: String,
     /// `rtmp://HOST:PORT/APP`, no trailing slash.
     pub publish: String,
+    /// `rtmp://HOST:PORT/APP`, or several separated by `|`.
     pub play: String,
     /// Empty when no API was given (then `--entries` must list the entries).
     pub api: String,
@@ -145,9 +148,17 @@ impl Region {
         }
     }
 
-    /// The URL a player of stream `name` plays.
+    /// The URL a player of stream `name` plays (the first, with several).
     pub fn play_url(&self, name: &str) -> String {
-        format!("{}/{name}", self.play)
+        self.play_urls(name).swap_remove(0)
+    }
+
+    /// Every URL stream `name` may be played from (`play` lists several, `|`-separated).
+    pub fn play_urls(&self, name: &str) -> Vec<String> {
+        self.play
+            .split('|')
+            .map(|base| format!("{base}/{name}"))
+            .collect()
     }
 }
 
@@ -357,7 +368,12 @@ pub fn parse_region(
             format!("region {name} has no play URL: give --play or ,play= in --region"),
         )
     })?;
-    let play = rtmp_base(&play).map_err(|r| bad("--play", format!("{name}: {r}")))?;
+    let play = play
+        .split('|')
+        .map(rtmp_base)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|r| bad("--play", format!("{name}: {r}")))?
+        .join("|");
     let api = api.unwrap_or_default().trim_end_matches('/').to_string();
     if !api.is_empty() && !api.starts_with("http://") {
         return Err(bad(

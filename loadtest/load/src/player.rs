@@ -33,10 +33,19 @@ pub fn unix_us(t: SystemTime) -> u64 {
 /// Plays `url` until `NetStream.Play.Start`, retrying every [`ATTACH_RETRY`] while the
 /// origin says the stream is not live, until `deadline`.
 pub async fn attach(url: &str, deadline: Instant) -> Result<Viewer, String> {
-    let url = RtmpUrl::parse(url).map_err(|e| format!("play URL: {e}"))?;
+    attach_any(&[url.to_string()], deadline).await
+}
+
+/// [`attach`] to whichever of `urls` has the stream live, asking each in turn (one that
+/// cannot be reached, an origin restarting, is passed over).
+pub async fn attach_any(urls: &[String], deadline: Instant) -> Result<Viewer, String> {
+    let urls = urls
+        .iter()
+        .map(|u| RtmpUrl::parse(u).map_err(|e| format!("play URL: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
     let started = Instant::now();
     let mut last = String::from("no attempt");
-    loop {
+    for url in urls.iter().cycle() {
         let attempt = async {
             let io = TcpStream::connect(url.address())
                 .await
@@ -55,13 +64,17 @@ pub async fn attach(url: &str, deadline: Instant) -> Result<Viewer, String> {
         match tokio::time::timeout_at(deadline.into(), attempt).await {
             Ok(Ok(p)) => return Ok(p),
             Ok(Err((true, e))) => last = e,
+            // With several origins, one may be restarting: ask the others.
+            Ok(Err((false, e))) if urls.len() > 1 => last = e,
             Ok(Err((false, e))) => return Err(e),
             Err(_) => break,
         }
         if Instant::now() + ATTACH_RETRY >= deadline {
             break;
         }
-        tokio::time::sleep(ATTACH_RETRY).await;
+        if std::ptr::eq(url, urls.last().unwrap_or(url)) {
+            tokio::time::sleep(ATTACH_RETRY).await;
+        }
     }
     Err(format!(
         "the player could not attach within {:.1} s: {last}",
@@ -79,7 +92,10 @@ pub struct Done {
 }
 
 /// Reads stamped frames of stream `stream` into `meter` (see the module docs). Returns
-/// the meter and the error that ended the reading early, if any.
+/// the meter and the error that ended the reading early, if any. With `follow` (the
+/// stream's play URLs, when it may move between origins), a stream that ends while its
+/// publisher is still sending is played again from whichever origin has it: frames seen
+/// twice count as duplicates, frames never seen as lost.
 pub async fn play(
     mut player: Viewer,
     stream: u32,
@@ -87,6 +103,7 @@ pub async fn play(
     mut done: watch::Receiver<Option<Done>>,
     hard_limit: Instant,
     live: Arc<Live>,
+    follow: Vec<String>,
 ) -> (Meter, Option<String>) {
     let mut told = false;
     let error = loop {
@@ -106,6 +123,18 @@ pub async fn play(
             }
             r = tokio::time::timeout_at(deadline.into(), player.recv()) => r,
         };
+        let ended = matches!(message, Ok(Ok(None)) | Ok(Err(_)));
+        if ended && follow.len() > 1 && done.borrow().is_none() {
+            // Moved (failover, drain): find it again, within the same limits.
+            let _ = tokio::time::timeout(Duration::from_secs(1), player.finish()).await;
+            match attach_any(&follow, hard_limit).await {
+                Ok(p) => {
+                    player = p;
+                    continue;
+                }
+                Err(e) => return (meter, Some(format!("player lost the moved stream: {e}"))),
+            }
+        }
         match message {
             Err(_) => break None,
             Ok(Ok(None)) => break None,

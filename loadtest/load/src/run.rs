@@ -307,7 +307,8 @@ async fn stream(ctx: &Ctx, spec: &StreamSpec, entry: &Entry, outcome: &mut Outco
         publisher::finish(encoder, FINISH_LIMIT).await;
         return;
     }
-    let viewer = match player::attach(&region.play_url(&spec.name), step(Instant::now())).await {
+    let follow = region.play_urls(&spec.name);
+    let viewer = match player::attach_any(&follow, step(Instant::now())).await {
         Ok(v) => v,
         Err(e) => {
             outcome.error = Some(e);
@@ -325,6 +326,7 @@ async fn stream(ctx: &Ctx, spec: &StreamSpec, entry: &Entry, outcome: &mut Outco
         done_rx,
         hard_limit,
         ctx.live.clone(),
+        follow,
     ));
     let start = Instant::now();
     let pacing = Pacing {
