@@ -21,6 +21,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use support::netns::Netns;
 use support::processes::*;
 use support::*;
 
@@ -60,6 +61,9 @@ enum Fault {
     Freeze,
     /// SIGTERM: it drains (its edges move its streams), exits, and is started again.
     Drain,
+    /// Its link to the edge cut (it runs in a network namespace of its own; the veth
+    /// set down), restored at the end.
+    Cut,
 }
 
 /// A player recording `name` from `origin` until the stream ends, and what is left of
@@ -152,7 +156,10 @@ async fn took_it_over(origin: &Node) {
 async fn encoder_stays_connected_through(fault: Fault) {
     require_ffmpeg();
     let cluster = Cluster::new();
-    let (mut pao, nyc, fra) = cluster.two_origins_and_an_edge(ROUTER).await;
+    let netns = (fault == Fault::Cut).then(Netns::new);
+    let (mut pao, nyc, fra) = cluster
+        .two_origins_and_an_edge_in(ROUTER, netns.as_ref())
+        .await;
     let ports = (pao.addr("rtmp"), pao.addr("http"), pao.addr("tunnel"));
     let entry = cluster.registry().await.create_entry(None).await.unwrap();
     let name = format!("{}_1", entry.id);
@@ -163,7 +170,16 @@ async fn encoder_stays_connected_through(fault: Fault) {
     );
     let publisher = ffmpeg_publish(&url, "320x240", SECONDS, GOP);
     let started = Instant::now();
-    wait_live(&pao, &name).await;
+    // Placed on pao by the edge's router: its publish was accepted there. (Its streams
+    // API answers loopback only, which a namespace is not.)
+    until_metrics(&fra, "the stream on pao", |m| {
+        metric(
+            m,
+            "longhaul_router_streams",
+            &[("origin", PAO.id), ("leg", "p")],
+        ) == 1.0
+    })
+    .await;
     // Media flows to the primary for a while, acknowledged as it goes.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let faulted = Instant::now();
@@ -171,6 +187,7 @@ async fn encoder_stays_connected_through(fault: Fault) {
         Fault::Kill => pao.signal(libc::SIGKILL),
         Fault::Freeze => pao.signal(libc::SIGSTOP),
         Fault::Drain => pao.signal(libc::SIGTERM),
+        Fault::Cut => netns.as_ref().expect("a namespace").cut(),
     }
     let stream = wait_live(&nyc, &name).await;
     let live_after = faulted.elapsed();
@@ -213,8 +230,13 @@ async fn encoder_stays_connected_through(fault: Fault) {
         "{fault:?}: live on nyc {:.3} s after the fault; the edge detected it in {detect:.3} s and resumed in {resume:.3} s, resending {resent} frames; worst hole at the player {worst:.3} s",
         live_after.as_secs_f64()
     );
-    if fault == Fault::Freeze {
-        pao.signal(libc::SIGCONT);
+    match fault {
+        Fault::Freeze => pao.signal(libc::SIGCONT),
+        Fault::Cut => netns.as_ref().expect("a namespace").restore(),
+        _ => {}
+    }
+    if fault != Fault::Kill {
+        until_metrics(&fra, "the primary healthy again", |m| healthy(m, PAO.id)).await;
     }
 }
 
@@ -226,6 +248,11 @@ async fn the_encoder_stays_connected_when_its_primary_origin_is_killed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_encoder_stays_connected_when_its_primary_origin_freezes() {
     encoder_stays_connected_through(Fault::Freeze).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_encoder_stays_connected_when_the_link_to_its_primary_is_cut() {
+    encoder_stays_connected_through(Fault::Cut).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -341,4 +368,74 @@ async fn a_rolling_restart_of_both_origins_under_load_loses_nothing() {
     assert_eq!(moved(PAO.id, NYC.id), f64::from(ROLLING_PUBLISHERS));
     assert_eq!(moved(NYC.id, PAO.id), f64::from(ROLLING_PUBLISHERS));
     drop((pao, nyc));
+}
+
+/// One origin, in a namespace of its own, its link to the edge cut for longer than the
+/// tunnel's idle timeout (3 s here) and then restored: the edge resumes the publish at
+/// the same origin once its tunnel is back, the origin continues the same publication
+/// (it waited for it: `crate::resume`), and a player attached there before the cut
+/// stays attached and gets every frame, the encoder never told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_resumes_at_the_same_origin_when_its_link_comes_back() {
+    require_ffmpeg();
+    let cluster = Cluster::new();
+    let netns = Netns::new();
+    let registry = cluster.sqlite_registry();
+    let pao = cluster.origin_with_sections(
+        &PAO,
+        None,
+        OriginExtra {
+            rest: &registry,
+            netns: Some(&netns),
+            ..OriginExtra::default()
+        },
+    );
+    let fra = cluster.edge_with("fra-test", "fra", &[(&PAO, &pao)], true, ROUTER);
+    until_metrics(&fra, "pao healthy", |m| healthy(m, PAO.id)).await;
+    let entry = cluster.registry().await.create_entry(None).await.unwrap();
+    let name = format!("{}_1", entry.id);
+    let url = format!(
+        "rtmp://{}/kLive/?t={}/{name}",
+        fra.addr("rtmp"),
+        entry.token
+    );
+    let publisher = ffmpeg_publish(&url, "320x240", SECONDS, GOP);
+    let started = Instant::now();
+    until_metrics(&fra, "the stream on pao", |m| {
+        metric(
+            m,
+            "longhaul_router_streams",
+            &[("origin", PAO.id), ("leg", "p")],
+        ) == 1.0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let player = play(&pao, &name, started);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    netns.cut();
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    netns.restore();
+
+    let out = wait_child(publisher).await;
+    assert!(
+        out.status.success(),
+        "the encoder was disconnected: {}\nedge: {}",
+        String::from_utf8_lossy(&out.stderr),
+        fra.logs()
+    );
+    let worst = player.check(PAO.id).await;
+    let (failovers, lost, resent, detect, resume) = edge_figures(&fra, PAO.id, PAO.id).await;
+    assert_eq!((failovers, lost), (1.0, 0.0));
+    let p = metrics_of(&pao).await;
+    assert_eq!(
+        metric(&p, "longhaul_tunnel_resumes_total", &[("how", "continued")]),
+        1.0,
+        "{p}"
+    );
+    pao.logged(&["publish resumed on a new tunnel stream: players stay attached"])
+        .await;
+    eprintln!(
+        "same origin: the edge gave up on the stream after {detect:.3} s, resumed {resume:.3} s later (the link was cut for 4.5 s), resending {resent} frames; worst hole at the player {worst:.3} s"
+    );
 }

@@ -109,7 +109,21 @@ pub fn spawn_node(role: &str, config: &Path) -> Node {
 
 /// [`spawn_node`] with the log filter `log` (`debug`, `longhaul_origin=trace`, ...).
 pub fn spawn_node_logging(role: &str, config: &Path, log: &str) -> Node {
-    let mut child = Command::new(BIN)
+    spawn_node_in(role, config, log, None)
+}
+
+/// [`spawn_node_logging`] in the network namespace `netns` (`ip netns exec`, which
+/// becomes the node: the child's pid is the node's).
+pub fn spawn_node_in(role: &str, config: &Path, log: &str, netns: Option<&str>) -> Node {
+    let mut command = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, BIN]);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    let mut child = command
         .args(["--log-format", "json", "--log", log, role, "-c"])
         .arg(config)
         .stdout(Stdio::null())
@@ -170,6 +184,8 @@ pub struct OriginExtra<'a> {
     pub node: &'a str,
     pub tunnel: &'a str,
     pub rest: &'a str,
+    /// Run in this namespace, listening on its address (`ports`, if given, must be on it).
+    pub netns: Option<&'a super::netns::Netns>,
 }
 
 pub struct Cluster {
@@ -284,7 +300,8 @@ impl Cluster {
         extra: OriginExtra<'_>,
     ) -> Node {
         let files = self.files(spec.id, NodeRole::Origin);
-        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let host = extra.netns.map_or("127.0.0.1".parse().unwrap(), |n| n.ip);
+        let any = SocketAddr::new(host, 0);
         let (rtmp, http, tunnel) = ports.unwrap_or((any, any, any));
         let config = format!(
             r#"
@@ -320,7 +337,12 @@ impl Cluster {
         );
         let path = self.path(&format!("{}.toml", spec.id));
         std::fs::write(&path, config).unwrap();
-        spawn_node("origin", &path)
+        spawn_node_in(
+            "origin",
+            &path,
+            "info",
+            extra.netns.map(|n| n.name.as_str()),
+        )
     }
 
     /// An edge with tunnels to `origins`, the first taking leg p. Without `certificate`
@@ -394,7 +416,7 @@ impl Cluster {
             listen = "127.0.0.1:0"
             [tunnel]
             primary = "{primary}"
-            bind = "127.0.0.1:0"
+            bind = "0.0.0.0:0"
             origins = [{list}]
             [tunnel.tls]
             {identity}
@@ -420,7 +442,26 @@ impl Cluster {
     /// Two origins (pao the primary, leg p's preferred one) and an edge `fra-test`
     /// routing between them with `router` (a `[router]` table), once both are healthy.
     pub async fn two_origins_and_an_edge(&self, router: &str) -> (Node, Node, Node) {
-        let pao = self.origin(&PAO, None);
+        self.two_origins_and_an_edge_in(router, None).await
+    }
+
+    /// [`Cluster::two_origins_and_an_edge`] with pao in the network namespace `pao_in`
+    /// (another host: its link can be cut).
+    pub async fn two_origins_and_an_edge_in(
+        &self,
+        router: &str,
+        pao_in: Option<&super::netns::Netns>,
+    ) -> (Node, Node, Node) {
+        let registry = self.sqlite_registry();
+        let pao = self.origin_with_sections(
+            &PAO,
+            None,
+            OriginExtra {
+                rest: &registry,
+                netns: pao_in,
+                ..OriginExtra::default()
+            },
+        );
         let nyc = self.origin(&NYC, None);
         let fra = self.edge_with(
             "fra-test",

@@ -13,10 +13,12 @@
 //!    the publish accepted.
 //! 2. Media goes into the stream's [`Relay`]. The driver reads the socket only while the
 //!    relay queue is under its bound: a slow tunnel closes the encoder's TCP window.
-//! 3. The origin may end the stream (a takeover, a lost tunnel): the encoder is told with
-//!    the origin's status and the connection closed (a stream lost with its tunnel
-//!    counts against the origin in the router). The encoder unpublishing or going
-//!    away finishes the tunnel stream after what was queued.
+//! 3. The origin may end the stream (a takeover, a revocation): the encoder is told with
+//!    the origin's status and the connection closed. A stream lost with its tunnel, or
+//!    moved by the router, resumes at another origin without the encoder noticing on a
+//!    tunnel that speaks wire format v2 ([`crate::relay`]); on v1 it ends and counts
+//!    against the origin in the router. The encoder unpublishing or going away finishes
+//!    the tunnel stream after what was queued.
 //! 4. Any origin may revoke the entry's token (regenerated, deleted, kicked): the relayed
 //!    stream is registered as live under its entry with the generation its origin
 //!    allowed, and a revocation that covers it cuts it at once, whichever origin it goes

@@ -15,6 +15,18 @@
 //! the next send fails, and the reason that came with it is picked up), when the tunnel
 //! fails, or, after [`Relay::finish`], once it has sent what was queued and finished the
 //! stream, given at most `drain_limit` for that.
+//!
+//! **Failover (tunnel wire format v2).** On a tunnel that speaks v2 the writer numbers
+//! every frame and keeps what the origin has not acknowledged in a
+//! [`longhaul_tunnel::retain::Retain`]. It does not end on a lost tunnel, an origin's end
+//! marked `retry`, acknowledgements that stop (3 s), or a move the router
+//! wants ([`Steer`], set by [`crate::routing`]): it authorises the publish again at the
+//! origin the router picks now and resumes there (configuration, then the frames that
+//! origin lacks), while the encoder's connection is not touched. A move the router plans
+//! (a drain, a failback) is make-before-break: the old stream (the *shadow*) goes on
+//! getting what the new one gets until the next keyframe, then is finished, so players
+//! of the old origin lose nothing before the switch. Only a refusal (the token revoked
+//! meanwhile) or the driver's stall limit, with no origin taking the stream, ends it.
 
 use crate::relay_queue::{RelayLimits, RelayQueue, RelayStats};
 use crate::state::EdgeState;

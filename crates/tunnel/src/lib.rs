@@ -49,7 +49,9 @@
 //!    `description`. Sent when an entry's token is regenerated or the entry deleted,
 //!    wherever that happened; an edge cuts the streams it relays to any origin.
 //!
-//! Later issues add messages here (drain), skippable by older peers.
+//! Draining needs no message of its own: an origin that drains sends a report with
+//! `draining` at once, and refuses authorisations with reason `origin_draining`
+//! ([`wire::DRAINING_REASON`]). Later additions go here, skippable by older peers.
 //!
 //! **Publish stream**: one bidirectional stream per published stream, opened by the edge
 //! after an `allowed` verdict. Edge → origin: `{"type":"publish","grant","stream_name",
@@ -87,13 +89,15 @@
 //! [`dedupe::ACK_EVERY`] frames or [`dedupe::ACK_DELAY`] after the first unacknowledged
 //! one, whichever is first; on a resumed stream of a publication it holds, one at once
 //! with what it has. Binary, not JSON: they go up to twenty times a second on every
-//! publish stream. `end` is as in version 1.
+//! publish stream. `end` is as in version 1, with `"retry": true` when the end is the
+//! origin's rather than the publish's (the edge then resumes the publish elsewhere
+//! instead of telling the encoder).
 //!
 //! **Resuming.** The edge keeps what the origin has not acknowledged and the current
 //! group of pictures ([`retain`]; bounded in bytes and frames, cut only at keyframes,
 //! configuration in force kept aside). When the
-//! stream dies it authorises the publish again (at the origin the router picks) and opens
-//! a stream with the same `publication` and `resume_from`. An origin whose hub holds a
+//! stream dies (or the router moves it) it authorises the publish again (at the origin
+//! the router picks) and opens a stream with the same `publication` and `resume_from`. An origin whose hub holds a
 //! publication of that `stream_name` with that `publication` continues it (players stay
 //! attached, timestamps stay monotonic) and drops the frames it has seen ([`dedupe`]);
 //! after a gap (frames the edge could not keep) it delivers from the next keyframe only.
