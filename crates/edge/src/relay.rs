@@ -795,6 +795,7 @@ impl Writer {
             if to != from {
                 r.acked_here = None;
             }
+            r.retain.restart_ack_clock(Instant::now());
             m.failovers
                 .with_label_values(&[cause.reason, &from, &to])
                 .inc();

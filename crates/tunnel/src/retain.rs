@@ -311,6 +311,15 @@ impl Retain {
         self.ack_awaited_since
     }
 
+    /// A new stream carries the publication from `now` (a resume): waiting for its
+    /// acknowledgements starts now, not when the old stream stopped answering, or the
+    /// frames re-sent on it would look unacknowledged for too long at once.
+    pub fn restart_ack_clock(&mut self, now: Instant) {
+        if self.ack_awaited_since.is_some() {
+            self.ack_awaited_since = Some(now);
+        }
+    }
+
     /// The seq the next pushed frame gets.
     pub fn next_seq(&self) -> u64 {
         self.next_seq
@@ -787,5 +796,11 @@ mod tests {
         assert_eq!(r.ack_awaited_since(), None);
         r.push(inter(10), t0 + 50 * ms);
         assert_eq!(r.ack_awaited_since(), Some(t0 + 50 * ms));
+        // A resume: the new stream's acks are awaited from then, not from the old wait.
+        r.restart_ack_clock(t0 + 4000 * ms);
+        assert_eq!(r.ack_awaited_since(), Some(t0 + 4000 * ms));
+        r.ack(2, t0 + 4010 * ms).unwrap();
+        r.restart_ack_clock(t0 + 5000 * ms);
+        assert_eq!(r.ack_awaited_since(), None, "nothing awaited stays so");
     }
 }
