@@ -168,7 +168,11 @@ async fn run_edge(configs: Vec<PathBuf>) -> anyhow::Result<()> {
     let mut edge = longhaul_edge::Edge::start(config).await?;
     tokio::select! {
         _ = edge.wait() => anyhow::bail!("a listener of the edge stopped unexpectedly"),
-        _ = shutdown_signal() => tracing::info!("shutting down"),
+        _ = shutdown_signal() => tracing::info!("draining, then shutting down (a second signal stops at once)"),
+    }
+    tokio::select! {
+        _ = edge.drain() => {}
+        _ = shutdown_signal() => tracing::info!("second signal: shutting down without waiting"),
     }
     edge.stop().await;
     Ok(())

@@ -439,3 +439,109 @@ async fn a_publish_resumes_at_the_same_origin_when_its_link_comes_back() {
         "same origin: the edge gave up on the stream after {detect:.3} s, resumed {resume:.3} s later (the link was cut for 4.5 s), resending {resent} frames; worst hole at the player {worst:.3} s"
     );
 }
+
+/// An RTMP publisher of `entry`'s rendition 1 through `edge`; with `reconnect`, it says
+/// in `connect` that it handles a reconnect request (Enhanced RTMP v2 `capsEx` 0x01).
+async fn rtmp_publisher(
+    edge: &Node,
+    entry: &longhaul_registry::Entry,
+    reconnect: bool,
+) -> Result<longhaul_rtmp::Publisher<tokio::net::TcpStream>, longhaul_rtmp::ClientError> {
+    let url = longhaul_rtmp::RtmpUrl::parse(&format!(
+        "rtmp://{}/kLive/?t={}/{}_1",
+        edge.addr("rtmp"),
+        entry.token,
+        entry.id
+    ))
+    .unwrap();
+    let mut config = url.client_config();
+    if reconnect {
+        config
+            .extra_connect_properties
+            .push(("capsEx".into(), longhaul_rtmp::amf0::Amf0Value::Number(1.0)));
+    }
+    let io = tokio::net::TcpStream::connect(url.address()).await?;
+    longhaul_rtmp::Publisher::start(io, config, &url.name).await
+}
+
+/// Whether a reconnect request is among `statuses`.
+fn asked_to_reconnect(statuses: &[longhaul_rtmp::ClientEvent]) -> bool {
+    statuses.iter().any(|e| {
+        matches!(e, longhaul_rtmp::ClientEvent::Status { code, .. }
+            if code == "NetConnection.Connect.ReconnectRequest")
+    })
+}
+
+/// An edge on SIGTERM: it takes no new publish, asks the encoders that said they can
+/// (E-RTMP `capsEx` Reconnect) to reconnect, which brings them back through another
+/// edge, leaves the others be, and exits once they are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_edge_asks_encoders_that_can_to_reconnect_and_takes_no_new_publish() {
+    let cluster = Cluster::new();
+    let (_pao, _nyc, mut fra) = cluster.two_origins_and_an_edge(ROUTER).await;
+    let registry = cluster.registry().await;
+    let mut entries = Vec::new();
+    for _ in 0..3 {
+        entries.push(registry.create_entry(None).await.unwrap());
+    }
+    let mut capable = rtmp_publisher(&fra, &entries[0], true).await.unwrap();
+    let mut legacy = rtmp_publisher(&fra, &entries[1], false).await.unwrap();
+    until_metrics(&fra, "both publishing", |m| {
+        metric(m, "longhaul_edge_publishers_active", &[]) == 2.0
+    })
+    .await;
+
+    fra.signal(libc::SIGTERM);
+    let (mut capable_asked, mut legacy_asked) = (false, false);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut ts = 0;
+    while !capable_asked && Instant::now() < deadline {
+        ts += 40;
+        let frame = msg(9, ts, vec![0x27, 1, 0, 0, 0, 1, 2, 3]);
+        capable
+            .send(&frame)
+            .await
+            .expect("the capable encoder stays connected");
+        legacy
+            .send(&frame)
+            .await
+            .expect("the legacy encoder stays connected");
+        capable_asked |= asked_to_reconnect(&capable.take_statuses());
+        legacy_asked |= asked_to_reconnect(&legacy.take_statuses());
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    assert!(capable_asked, "no reconnect request: {}", fra.logs());
+    assert!(
+        !legacy_asked,
+        "a reconnect request to an encoder that cannot take one"
+    );
+
+    match rtmp_publisher(&fra, &entries[2], true).await {
+        Err(longhaul_rtmp::ClientError::Rejected { description, .. }) => {
+            assert!(description.contains("draining"), "{description}")
+        }
+        Err(e) => panic!("a new publish at a draining edge: {e}"),
+        Ok(_) => panic!("a draining edge took a new publish"),
+    }
+    let m = metrics_of(&fra).await;
+    assert_eq!(
+        metric(&m, "longhaul_edge_reconnect_requests_total", &[]),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "longhaul_edge_publishes_total",
+            &[("outcome", "refused"), ("reason", "edge_draining")]
+        ),
+        1.0
+    );
+
+    // The capable encoder goes (to reconnect elsewhere), then the other one: the edge,
+    // empty, exits well before its grace.
+    capable.finish().await.unwrap();
+    legacy.finish().await.unwrap();
+    let status = fra.exited(Duration::from_secs(10)).await;
+    assert!(status.success(), "the drained edge exited with {status}");
+    fra.logged(&["drained: no publish left"]).await;
+}

@@ -63,6 +63,8 @@ struct Connection {
     published: Option<String>,
     /// The last answer of `may_read`.
     reading: bool,
+    /// A draining edge asked (or had no way to ask) this encoder to reconnect.
+    told_to_reconnect: bool,
 }
 
 /// The stream this connection publishes, and where it goes.
@@ -118,6 +120,8 @@ enum Wake {
     RelayEnded(RelayEnd),
     /// An origin revoked the stream's token.
     Revoked(longhaul_node::Revoked),
+    /// The edge started draining.
+    Draining,
 }
 
 async fn run<S: Io>(accepted: Accepted<S>, state: Arc<EdgeState>) {
@@ -141,6 +145,7 @@ async fn run<S: Io>(accepted: Accepted<S>, state: Arc<EdgeState>) {
         relaying: None,
         published: None,
         reading: true,
+        told_to_reconnect: false,
     };
     let settings = DriverSettings::new(&state.config.ingest, series, transport, peer, unauthorised);
     let end = connection::drive(io, &mut conn, settings, &shutdown).await;
@@ -211,10 +216,13 @@ impl connection::Connection for Connection {
         };
         let room = r.relay.room();
         let reading = self.reading;
+        let draining = self.state.draining.clone();
+        let told = self.told_to_reconnect;
         tokio::select! {
             () = room, if !reading => Wake::Room,
             ended = r.relay.ended() => Wake::RelayEnded(ended),
             why = r.live.revoked() => Wake::Revoked(why),
+            () = draining.cancelled(), if !told => Wake::Draining,
         }
     }
 
@@ -226,6 +234,22 @@ impl connection::Connection for Connection {
                 // Counted and let go now, not after the connection's last words.
                 self.finish_relaying(publish_end(&end));
                 Err(end)
+            }
+            Wake::Draining => {
+                self.told_to_reconnect = true;
+                let supports = session
+                    .connect_request()
+                    .is_some_and(|c| c.supports_reconnect());
+                if let Some(r) = self.relaying.as_ref().filter(|_| supports) {
+                    let node = &self.state.config.node.id;
+                    session.request_reconnect(&format!(
+                        "edge {node} is shutting down: connect again to go through another edge"
+                    ));
+                    self.state.metrics.reconnect_requests.inc();
+                    tracing::info!(client = %self.peer, stream = %r.stream,
+                        "draining: the encoder was asked to reconnect (E-RTMP)");
+                }
+                Ok(())
             }
             Wake::Revoked(why) => {
                 if let Some(r) = &self.relaying {
@@ -345,6 +369,20 @@ impl Connection {
                 CODE_BAD_NAME,
                 outcome::BAD_REQUEST,
                 description,
+            ));
+        }
+        if self.state.draining.is_cancelled() {
+            let node = &self.state.config.node.id;
+            let description = format!(
+                "publish refused: edge {node} is draining (shutting down); publish again to go through another edge"
+            );
+            return Err(self.refuse(
+                session,
+                stream_id,
+                &name,
+                CODE_REJECTED,
+                outcome::EDGE_DRAINING,
+                &description,
             ));
         }
         if let Err(banned) = self.state.abuse.admit(self.peer.ip()).await {

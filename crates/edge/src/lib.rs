@@ -128,11 +128,12 @@ fn load_hook(
     limits: &ConnectionLimits,
     config: &EdgeConfig,
     shutdown: CancellationToken,
+    drain: CancellationToken,
 ) -> LoadFn {
     let (publishers, limits) = (metrics.publishers_active.clone(), limits.clone());
     let cap = config.ingest.max_connections;
     Arc::new(move || {
-        let draining = shutdown.is_cancelled();
+        let draining = shutdown.is_cancelled() || drain.is_cancelled();
         let connections = limits.open_connections();
         LoadReport {
             healthy: !draining && connections < cap,
@@ -167,7 +168,14 @@ impl Edge {
         let limits = ConnectionLimits::new(&config.ingest, refused);
         metrics.register(limits.collector());
         let mut tasks = NodeTasks::new();
-        let load = load_hook(&metrics, &limits, &config, tasks.shutdown_token());
+        let draining = CancellationToken::new();
+        let load = load_hook(
+            &metrics,
+            &limits,
+            &config,
+            tasks.shutdown_token(),
+            draining.clone(),
+        );
         let live = LivePublishes::new();
         let revoke = revoke_hook(live.clone(), metrics.revocations.clone());
         let upstreams = Upstreams::start(
@@ -197,6 +205,7 @@ impl Edge {
             relay_writers: tokio_util::task::TaskTracker::new(),
             live,
             relays: Default::default(),
+            draining,
             config,
         });
         let (rtmp_addr, rtmps_addr, http_addr) = (
@@ -248,6 +257,39 @@ impl Edge {
     /// A token that stops the node when cancelled.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.tasks.shutdown_token()
+    }
+
+    /// Drains the edge: it takes no new publishes, asks every encoder that supports it
+    /// (Enhanced RTMP v2 `capsEx` Reconnect) to reconnect, which brings it back through
+    /// another edge, and returns once no publish is left or after
+    /// `node.drain_grace_secs`.
+    pub async fn drain(&self) {
+        let state = &self.state;
+        if !state.draining.is_cancelled() {
+            state.draining.cancel();
+            tracing::info!(
+                publishers = state.metrics.publishers_active.get(),
+                "draining: no new publishes; encoders that support it are asked to reconnect"
+            );
+        }
+        let grace = state.config.node.drain_grace();
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let left = state.metrics.publishers_active.get().max(0);
+            if left == 0 {
+                tracing::info!("drained: no publish left");
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    left,
+                    ?grace,
+                    "drain grace over with publishes left: they are ended"
+                );
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     /// Stops accepting and ends every connection; lets each relayed stream send what it

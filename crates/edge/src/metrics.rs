@@ -41,6 +41,8 @@ pub mod outcome {
     pub const TOO_MANY_FAILURES: &str = longhaul_node::abuse_gate::REFUSED_REASON;
     /// `reason` standing in for an origin's reason that is not a short snake_case word.
     pub const OTHER: &str = "other";
+    /// `reason` when this edge is draining (shutting down): publish through another.
+    pub const EDGE_DRAINING: &str = "edge_draining";
 }
 
 /// How a relayed stream ended, as the `reason` label of `edge_publish_ends_total`.
@@ -102,6 +104,9 @@ pub struct Metrics {
     pub failover_frames: IntCounterVec,
     /// `retain_evicted_frames_total`: unacknowledged frames the retention bound gave up.
     pub retain_evicted: IntCounter,
+    /// `edge_reconnect_requests_total`: encoders asked to reconnect (E-RTMP) as the edge
+    /// drained.
+    pub reconnect_requests: IntCounter,
 }
 
 impl Metrics {
@@ -213,6 +218,11 @@ impl Metrics {
                 "From the decision to resume a stream to its retained frames being sent on the new tunnel stream",
             ),
             failover_frames,
+            reconnect_requests: counter(
+                &r,
+                "edge_reconnect_requests_total",
+                "Encoders asked to reconnect elsewhere (Enhanced RTMP NetConnection.Connect.ReconnectRequest) as the edge drained",
+            ),
             retain_evicted: counter(
                 &r,
                 "retain_evicted_frames_total",

@@ -27,6 +27,9 @@ pub struct EdgeState {
     pub live: LivePublishes,
     /// The relayed streams, for the router's moves.
     pub relays: Relays,
+    /// Cancelled when the edge drains (SIGTERM): no new publishes, encoders asked to
+    /// reconnect elsewhere.
+    pub draining: tokio_util::sync::CancellationToken,
 }
 
 /// The relayed streams by the router's stream id (the connection's), so the router's

@@ -88,6 +88,24 @@ pub struct ConnectRequest {
     pub command_object: Amf0Value,
 }
 
+impl ConnectRequest {
+    /// Whether the client said in `connect` that it handles
+    /// [`ServerSession::request_reconnect`]: Enhanced RTMP v2's `capsEx` with its
+    /// `Reconnect` bit (0x01).
+    pub fn supports_reconnect(&self) -> bool {
+        const CAPS_EX_RECONNECT: u32 = 0x01;
+        self.command_object
+            .get("capsEx")
+            .and_then(|v| match v {
+                Amf0Value::Number(n) if n.is_finite() && *n >= 0.0 && *n <= f64::from(u32::MAX) => {
+                    Some(*n as u32)
+                }
+                _ => None,
+            })
+            .is_some_and(|caps| caps & CAPS_EX_RECONNECT != 0)
+    }
+}
+
 /// What the session reports to its driver.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerEvent {
@@ -1093,6 +1111,20 @@ impl ServerSession {
 
     /// Sends an `onStatus` on `stream_id` (e.g. `NetStream.Publish.BadName` before closing a
     /// publisher that was taken over, or `NetStream.Play.UnpublishNotify`).
+    /// Asks the client to reconnect (Enhanced RTMP v2's `NetConnection.Connect.
+    /// ReconnectRequest`, an `onStatus` on the connection), for a server going away:
+    /// a client that supports it ([`ConnectRequest::supports_reconnect`]) connects again
+    /// (through the load balancer, to another server) and moves its publish there at a
+    /// keyframe; the server keeps this connection until the client leaves.
+    pub fn request_reconnect(&mut self, description: &str) {
+        self.send_status(
+            0,
+            "status",
+            crate::status::CONNECT_RECONNECT_REQUEST,
+            description,
+        );
+    }
+
     pub fn send_status(&mut self, stream_id: u32, level: &str, code: &str, description: &str) {
         self.send_message(
             csid::COMMAND,

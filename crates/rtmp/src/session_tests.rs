@@ -1110,3 +1110,41 @@ fn fail_after_a_rejection_adds_nothing() {
     assert_eq!(pair.server.output().len(), queued);
     assert!(pair.server.should_close());
 }
+
+#[test]
+fn a_reconnect_request_reaches_a_publisher_on_its_connection() {
+    let mut pair = Pair::publishing("1_abcdefgh_1");
+    // This client sent no capsEx: it does not say it handles a reconnect request.
+    assert!(!pair.server.connect_request().unwrap().supports_reconnect());
+    pair.client_events.clear();
+    pair.server
+        .request_reconnect("edge fra-1 is shutting down: connect again");
+    pair.pump().unwrap();
+    assert_eq!(
+        pair.client_events,
+        vec![ClientEvent::Status {
+            level: "status".into(),
+            code: "NetConnection.Connect.ReconnectRequest".into(),
+            description: "edge fra-1 is shutting down: connect again".into(),
+        }]
+    );
+}
+
+#[test]
+fn caps_ex_says_whether_a_client_handles_a_reconnect_request() {
+    let with = |caps: Amf0Value| {
+        let request = crate::server::ConnectRequest {
+            app: "kLive".into(),
+            tc_url: None,
+            flash_ver: None,
+            command_object: Amf0Value::Object(vec![("capsEx".into(), caps)]),
+        };
+        request.supports_reconnect()
+    };
+    assert!(with(Amf0Value::Number(1.0)));
+    assert!(with(Amf0Value::Number(3.0)));
+    assert!(!with(Amf0Value::Number(2.0)));
+    assert!(!with(Amf0Value::Number(-1.0)));
+    assert!(!with(Amf0Value::Number(f64::NAN)));
+    assert!(!with(Amf0Value::String("1".into())));
+}

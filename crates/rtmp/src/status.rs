@@ -14,3 +14,5 @@ pub const PLAY_STREAM_NOT_FOUND: &str = "NetStream.Play.StreamNotFound";
 pub const PLAY_UNPUBLISH_NOTIFY: &str = "NetStream.Play.UnpublishNotify";
 /// The stream being played stopped.
 pub const PLAY_STOP: &str = "NetStream.Play.Stop";
+/// Enhanced RTMP v2: the server asks the client to reconnect (it is going away).
+pub const CONNECT_RECONNECT_REQUEST: &str = "NetConnection.Connect.ReconnectRequest";
