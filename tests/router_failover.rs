@@ -2,11 +2,11 @@
 //! ffmpeg. With the primary origin killed, a new publish on leg p goes to the other
 //! origin and plays there; once the primary is back and has been healthy for the
 //! failback time (short here), a new publish on leg p goes to it again. A frozen
-//! primary (SIGSTOP) is found silent within about a second, long before the tunnel's
-//! idle timeout, and leg p goes to the other origin meanwhile.
+//! primary (SIGSTOP) is found silent within its silence limit and an RTT, long before
+//! the tunnel's idle timeout, and leg p goes to the other origin meanwhile.
 //!
-//! Live streams are not moved (that needs tunnel wire format v2): only new publishes
-//! follow the router, so each step publishes anew.
+//! These are new publishes, each step publishing anew; live streams moving with the
+//! router (the encoder staying connected) are tests/failover.rs.
 
 mod support;
 
@@ -48,7 +48,7 @@ async fn leg_p_fails_over_to_the_other_origin_and_back_after_the_failback_time()
         )
     };
 
-    // SIGKILL: the edge hears nothing more (the router's silence limit, 1 s) and then
+    // SIGKILL: the edge hears nothing more (the router's silence limit, 600 ms) and then
     // loses the tunnel (its idle timeout, 3 s here): down is the reason from then on.
     drop(pao);
     let killed = std::time::Instant::now();
@@ -107,7 +107,7 @@ async fn leg_p_fails_over_to_the_other_origin_and_back_after_the_failback_time()
 
 /// SIGSTOP: the primary's tunnel stays "connected" (nothing closes it until the idle
 /// timeout, 3 s here), but nothing comes back from it. The router finds it silent after
-/// its silence limit (1 s) plus an RTT: leg p goes to nyc, and a new publish plays
+/// its silence limit (600 ms) plus an RTT: leg p goes to nyc, and a new publish plays
 /// there. SIGCONT: heard from again, it recovers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_primary_is_found_silent_before_the_idle_timeout() {

@@ -322,7 +322,7 @@ impl Cluster {
             cert = {cert:?}
             key = {key:?}
             [tunnel.transport]
-            keep_alive_ms = 300
+            keep_alive_ms = 100
             idle_timeout_ms = 3000
             {rest}
             "#,
@@ -421,7 +421,7 @@ impl Cluster {
             [tunnel.tls]
             {identity}
             [tunnel.transport]
-            keep_alive_ms = 300
+            keep_alive_ms = 100
             idle_timeout_ms = 3000
             reconnect_initial_ms = 100
             reconnect_max_ms = 1000

@@ -101,7 +101,8 @@ pub struct RouterSection {
     /// How long an origin's connection may send nothing at all (not even the
     /// acknowledgement of a keep-alive), plus one RTT, before it counts as silent
     /// (frozen or cut off) and its legs go elsewhere. Must be above
-    /// `tunnel.transport.keep_alive_ms`. Default 1,000 ms.
+    /// `tunnel.transport.keep_alive_ms`. Default 600 ms (`longhaul_router::DEFAULT_SILENCE_LIMIT`
+    /// says why).
     pub silence_limit_ms: u64,
 }
 

@@ -4,7 +4,9 @@
 //! Every [`SAMPLE_INTERVAL`] (250 ms) it reads each tunnel's state, its live
 //! connection's path counters (quinn's `Connection::stats()`) and the origin's last
 //! report, and gives them to the router held by [`Upstreams`](crate::upstream::Upstreams)
-//! with the time. Publishes ask the router directly; stream failures are fed where they
+//! with the time. Between samples, every [`LISTEN_INTERVAL`] (50 ms), it gives the
+//! router each connection's received-datagram counter alone, so a silent origin is
+//! noticed within 50 ms of the silence limit, and hands out the moves that follow. Publishes ask the router directly; stream failures are fed where they
 //! happen (upstream, ingest). The router is a pure state machine: this task only moves
 //! observations into it and its answers out.
 //!
@@ -19,7 +21,9 @@
 use crate::relay::Wanted;
 use crate::state::EdgeState;
 use longhaul_endpoint::Leg;
-use longhaul_router::{OriginReport, PathStats, Status, TunnelStatus, SAMPLE_INTERVAL};
+use longhaul_router::{
+    OriginReport, PathStats, Status, TunnelStatus, LISTEN_INTERVAL, SAMPLE_INTERVAL,
+};
 use longhaul_tunnel::TunnelState;
 use std::sync::Arc;
 use std::time::Instant;
@@ -36,19 +40,29 @@ fn status(state: TunnelState) -> TunnelStatus {
 
 /// Runs until `shutdown`.
 pub async fn drive(state: Arc<EdgeState>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
+    let mut tick = tokio::time::interval(LISTEN_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_sample: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => return,
         }
-        sample(&state, Instant::now());
+        let now = Instant::now();
+        // A path sample every SAMPLE_INTERVAL (less a tick's slack), a look between.
+        let full = last_sample.is_none_or(|t| {
+            now.saturating_duration_since(t) + LISTEN_INTERVAL / 2 >= SAMPLE_INTERVAL
+        });
+        if full {
+            last_sample = Some(now);
+        }
+        sample(&state, now, full);
     }
 }
 
-/// One round: observations in, changes and moves out, gauges set.
-pub fn sample(state: &EdgeState, now: Instant) {
+/// One round: observations in (path samples when `full`, else the received-datagram
+/// counters alone), changes and moves out, gauges set.
+pub fn sample(state: &EdgeState, now: Instant, full: bool) {
     let upstreams = &state.upstreams;
     let (changes, moves, statuses, placements) = {
         let mut router = upstreams.router();
@@ -56,15 +70,19 @@ pub fn sample(state: &EdgeState, now: Instant) {
             let origin = client.peer().id.as_str();
             let link = client.link();
             router.tunnel(origin, status(client.state()), now);
-            if let Some(p) = link.path_sample() {
-                let stats = PathStats {
-                    rtt: p.rtt,
-                    sent_packets: p.sent_packets,
-                    lost_packets: p.lost_packets,
-                    congestion_events: p.congestion_events,
-                    received_datagrams: p.received_datagrams,
-                };
-                router.path(origin, stats, now);
+            match link.path_sample() {
+                Some(p) if full => {
+                    let stats = PathStats {
+                        rtt: p.rtt,
+                        sent_packets: p.sent_packets,
+                        lost_packets: p.lost_packets,
+                        congestion_events: p.congestion_events,
+                        received_datagrams: p.received_datagrams,
+                    };
+                    router.path(origin, stats, now);
+                }
+                Some(p) => router.listen(origin, p.received_datagrams, now),
+                None => {}
             }
             if let Some(r) = link.peer_load() {
                 let report = OriginReport {

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 /// How long a failed stream's publication stays in the hub for its edge to resume it:
-/// 5 s. The edge finds the tunnel dead within `router.silence_limit_ms` (1 s) plus a
+/// 5 s. The edge finds the tunnel dead within `router.silence_limit_ms` (600 ms) plus a
 /// round trip, reconnects after `tunnel.transport.reconnect_initial_ms` (500 ms, then
 /// a handshake of one round trip: 230 ms on the longest path) and authorises again (one
 /// more): about 2.2 s at worst for a resume here, with room for a lost packet or two.

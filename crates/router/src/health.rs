@@ -138,6 +138,10 @@ pub struct OriginHealth {
     /// When a datagram from the origin was last seen to have arrived (the counter
     /// moved), on this connection.
     last_heard: Option<Instant>,
+    /// The connection's received-datagram counter when last looked at, and when: by a
+    /// path sample or by [`OriginHealth::listen`], which looks more often.
+    last_datagrams: Option<u64>,
+    last_listened: Option<Instant>,
     /// Path samples, newest in bit 0, 1 = bad; `samples` of them valid.
     history: u32,
     samples: u32,
@@ -159,6 +163,8 @@ impl OriginHealth {
             last_path: None,
             last_path_at: None,
             last_heard: None,
+            last_datagrams: None,
+            last_listened: None,
             history: 0,
             samples: 0,
             failures: VecDeque::new(),
@@ -182,6 +188,8 @@ impl OriginHealth {
             self.last_path = None;
             self.last_path_at = None;
             self.last_heard = None;
+            self.last_datagrams = None;
+            self.last_listened = None;
             self.history = 0;
             self.samples = 0;
         }
@@ -198,12 +206,7 @@ impl OriginHealth {
         if self.tunnel != TunnelStatus::Connected {
             return;
         }
-        let heard = self
-            .last_path
-            .is_none_or(|prev| stats.received_datagrams != prev.received_datagrams);
-        if heard {
-            self.last_heard = Some(now);
-        }
+        self.listen(stats.received_datagrams, now);
         if let (Some(prev), Some(at)) = (self.last_path, self.last_path_at) {
             let went_back = stats.sent_packets < prev.sent_packets
                 || stats.lost_packets < prev.lost_packets
@@ -222,6 +225,21 @@ impl OriginHealth {
         }
         self.last_path = Some(stats);
         self.last_path_at = Some(now);
+    }
+
+    /// The connection's received-datagram counter at `now`, looked at between path
+    /// samples (every [`crate::LISTEN_INTERVAL`]) so that silence is judged at that
+    /// step rather than the path sample's: a counter that moved means the origin was
+    /// heard from.
+    pub fn listen(&mut self, received_datagrams: u64, now: Instant) {
+        if self.tunnel != TunnelStatus::Connected {
+            return;
+        }
+        if self.last_datagrams != Some(received_datagrams) {
+            self.last_heard = Some(now);
+        }
+        self.last_datagrams = Some(received_datagrams);
+        self.last_listened = Some(self.last_listened.map_or(now, |t| t.max(now)));
     }
 
     /// A stream failed here. Counted only while the tunnel is connected: with it down
@@ -254,10 +272,11 @@ impl OriginHealth {
         }
         let mut worst = None;
         let mut add = |t: Trouble| worst = worst.max(Some(t));
-        // Judged between samples, not against `now`: a driver that stopped sampling
-        // (or a table that skips ahead) has seen no silence, only no samples.
+        // Judged between looks at the counter, not against `now`: a driver that stopped
+        // sampling (or a table that skips ahead) has seen no silence, only no samples.
+        // The RTT is the last path sample's.
         if let (Some(heard), Some(path), Some(at)) =
-            (self.last_heard, self.last_path, self.last_path_at)
+            (self.last_heard, self.last_path, self.last_listened)
         {
             if at.saturating_duration_since(heard) > th.silence_limit.saturating_add(path.rtt) {
                 add(Trouble::Silent);

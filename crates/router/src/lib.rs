@@ -43,7 +43,7 @@
 //!    its tunnel is up: failures with it down are that trouble already); it
 //!    is *draining* (shutting down); it is *silent* (its connection is up but not one
 //!    datagram came back for [`DEFAULT_SILENCE_LIMIT`] plus an RTT: frozen or cut off,
-//!    noticed about a second after the fact instead of at QUIC's idle timeout); it is
+//!    noticed within [`LISTEN_INTERVAL`] of that instead of at QUIC's idle timeout); it is
 //!    *down* (no tunnel). A tunnel down and the
 //!    origin's own word count at once: they are not noise. A path and failures count
 //!    after most of a window: one burst is not a failover.
@@ -85,5 +85,5 @@ pub use router::{Choice, HealthChange, Move, Reason, Router, StreamId, UnknownPr
 pub use thresholds::{
     Thresholds, DEFAULT_BAD_SAMPLES, DEFAULT_FAILBACK_AFTER, DEFAULT_FAILURES,
     DEFAULT_FAILURE_WINDOW, DEFAULT_LOSSY_FRACTION, DEFAULT_MAX_RTT, DEFAULT_RECOVER_HOLD,
-    DEFAULT_SAMPLE_WINDOW, DEFAULT_SILENCE_LIMIT, SAMPLE_INTERVAL,
+    DEFAULT_SAMPLE_WINDOW, DEFAULT_SILENCE_LIMIT, LISTEN_INTERVAL, SAMPLE_INTERVAL,
 };

@@ -208,6 +208,12 @@ impl Router {
         self.with_origin(origin, now, |h, th| h.observe_path(stats, now, th));
     }
 
+    /// `origin`'s connection's received-datagram counter, looked at between path
+    /// samples (see [`OriginHealth::listen`](crate::OriginHealth::listen)).
+    pub fn listen(&mut self, origin: &str, received_datagrams: u64, now: Instant) {
+        self.with_origin(origin, now, |h, _| h.listen(received_datagrams, now));
+    }
+
     /// `origin`'s latest report on the control stream.
     pub fn report(&mut self, origin: &str, report: OriginReport, now: Instant) {
         self.with_origin(origin, now, |h, _| h.set_report(report));

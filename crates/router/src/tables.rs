@@ -26,6 +26,8 @@ enum S {
     PathReset(&'static str),
     /// A path sample in which the edge sent keep-alives and nothing came back.
     Quiet(&'static str),
+    /// A look at the received-datagram counter between samples: whether something came.
+    Listen(&'static str, bool),
     Fail(&'static str),
     Place(u64, Leg, &'static str),
     /// A new publish of this leg goes to this origin, for this reason.
@@ -82,6 +84,11 @@ fn run_with(origins: &[&str], th: Thresholds, rows: &[(u64, S)]) {
                 let c = counters.entry(o).or_default();
                 c.sent_packets += 4;
                 r.path(o, *c, now)
+            }
+            Listen(o, heard) => {
+                let c = counters.entry(o).or_default();
+                c.received_datagrams += u64::from(heard);
+                r.listen(o, c.received_datagrams, now)
             }
             PathReset(o) => {
                 let c = PathStats {
@@ -375,11 +382,12 @@ fn a_draining_origin_loses_its_legs_and_its_streams() {
 }
 
 /// A frozen origin (SIGSTOP) or a cut path: the connection stays "up" until QUIC's
-/// idle timeout, but nothing comes back. After the silence limit (1 s) plus one RTT
+/// idle timeout, but nothing comes back. After the silence limit (600 ms) plus one RTT
 /// (100 ms here) the origin is silent: its legs go elsewhere and its live streams
 /// should move. Heard from again, it recovers like any trouble.
 #[test]
-fn an_origin_that_answers_nothing_is_silent_after_a_second_and_an_rtt() {
+fn an_origin_that_answers_nothing_is_silent_after_its_limit_and_an_rtt() {
+    // Silence limit 600 ms, RTT 100 ms: silent once 700 ms pass with nothing heard.
     run(&[
         (0, Up(PAO)),
         (0, Up(NYC)),
@@ -390,22 +398,20 @@ fn an_origin_that_answers_nothing_is_silent_after_a_second_and_an_rtt() {
         // Frozen after 250 ms: samples go on, nothing comes back.
         (500, Quiet(PAO)),
         (750, Quiet(PAO)),
-        (1_000, Quiet(PAO)),
-        (1_250, Quiet(PAO)),
-        (1_250, Healthy(PAO, true)),
-        (1_250, Choose(P, PAO, None)),
-        (1_350, Quiet(PAO)),
-        (1_350, Healthy(PAO, true)),
-        (1_351, Quiet(PAO)),
-        (1_351, Healthy(PAO, false)),
-        (1_351, Choose(P, NYC, Some(Reason::OriginSilent))),
+        (750, Healthy(PAO, true)),
+        (950, Quiet(PAO)),
+        (950, Healthy(PAO, true)),
+        (950, Choose(P, PAO, None)),
+        (951, Quiet(PAO)),
+        (951, Healthy(PAO, false)),
+        (951, Choose(P, NYC, Some(Reason::OriginSilent))),
         (
-            1_351,
+            951,
             Moves(&[(1, PAO, NYC, Reason::OriginSilent, When::Now)]),
         ),
         // NYC kept answering the whole time.
-        (1_351, good(NYC)),
-        (1_351, Healthy(NYC, true)),
+        (951, good(NYC)),
+        (951, Healthy(NYC, true)),
         // Thawed: heard from again, then the recovery hold, then failback.
         (2_000, good(PAO)),
         (2_000, Healthy(PAO, false)),
@@ -414,6 +420,33 @@ fn an_origin_that_answers_nothing_is_silent_after_a_second_and_an_rtt() {
         (12_000, Choose(P, NYC, Some(Reason::OriginSilent))),
         (32_000, good(PAO)),
         (32_000, Choose(P, PAO, None)),
+    ]);
+}
+
+#[test]
+fn silence_is_judged_at_each_look_between_path_samples() {
+    run(&[
+        (0, Up(PAO)),
+        (0, Up(NYC)),
+        (0, good(PAO)),
+        (0, good(NYC)),
+        // Heard at 100 ms by a look between samples, then nothing.
+        (100, Listen(PAO, true)),
+        (250, good(NYC)),
+        (250, Quiet(PAO)),
+        (500, Quiet(PAO)),
+        (750, Listen(PAO, false)),
+        (800, Listen(PAO, false)),
+        (800, Healthy(PAO, true)),
+        // 701 ms after it was last heard: silent at this look, not at the next sample.
+        (801, Listen(PAO, false)),
+        (801, Healthy(PAO, false)),
+        (801, Choose(P, NYC, Some(Reason::OriginSilent))),
+        // Heard again: clear of the silence (recovering, not yet healthy).
+        (850, Listen(PAO, true)),
+        (850, Healthy(PAO, false)),
+        (10_900, good(PAO)),
+        (10_900, Healthy(PAO, true)),
     ]);
 }
 

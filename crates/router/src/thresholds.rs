@@ -63,11 +63,21 @@ pub const DEFAULT_FAILURE_WINDOW: Duration = Duration::from_secs(10);
 /// quinn's `udp_rx.datagrams` stands still), plus one smoothed RTT, before the origin
 /// counts as silent: frozen (SIGSTOP, a stalled host) or cut off, long before QUIC's
 /// idle timeout (10 s) would say so. The edge's keep-alives go every
-/// `tunnel.transport.keep_alive_ms` (250 ms) and each is acknowledged within the
-/// origin's ACK delay (25 ms), so a live origin is heard from at least four times a
-/// second; 1 s is four missed rounds, what issue 14 asks detection to take ("about 1 s
-/// plus one RTT").
-pub const DEFAULT_SILENCE_LIMIT: Duration = Duration::from_secs(1);
+/// `tunnel.transport.keep_alive_ms` (100 ms) and each is acknowledged within the
+/// origin's ACK delay (25 ms), so a live origin is heard from ten times a second even
+/// when idle (and a stream's acknowledgements come far more often): 600 ms is six
+/// missed rounds, which a path at 2 % loss each way (4 % a round) does about once in
+/// 10^8 windows. With the resume's two round trips it keeps the gap under the 1 s at
+/// 80 ms RTT that issue 14 asks for: 600 + 80 + [`LISTEN_INTERVAL`] + 160 ms. It was
+/// 1 s with 250 ms keep-alives and the 250 ms sample step: gaps of 1.45 s on loopback
+/// (BENCHMARKS.md, "Failover").
+pub const DEFAULT_SILENCE_LIMIT: Duration = Duration::from_millis(600);
+
+/// How often the edge's driver looks at each connection's received-datagram counter
+/// between path samples: 50 ms, so silence is noticed within that of the limit rather
+/// than within a 250 ms sample step. Reading quinn's counters is a lock and a copy, 20
+/// times a second per origin.
+pub const LISTEN_INTERVAL: Duration = Duration::from_millis(50);
 
 /// How often the edge's driver feeds path samples and tunnel states: 250 ms, four times
 /// a second, so [`DEFAULT_BAD_SAMPLES`] of [`DEFAULT_SAMPLE_WINDOW`] is under a second
