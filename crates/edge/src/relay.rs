@@ -208,6 +208,7 @@ impl Relay {
                 ack_limit: ack_limit(&r.state),
                 setup: r,
                 acked_here: None,
+                eviction_logged: false,
             }),
         };
         let writer = writers.spawn(writer.run().in_current_span());
@@ -358,6 +359,8 @@ struct Resuming {
     /// The highest seq the current origin acknowledged since the stream went there.
     acked_here: Option<u64>,
     ack_limit: Duration,
+    /// Frames given up for the bound were logged once; later ones are only counted.
+    eviction_logged: bool,
 }
 
 /// Why a stream is to be resumed.
@@ -548,18 +551,29 @@ impl Writer {
                 planned: false,
             }));
         };
-        let (numbered, plain): (Vec<(u64, MediaFrame)>, Vec<MediaFrame>) =
-            match self.resume.as_mut() {
-                Some(r) => {
-                    let now = Instant::now();
-                    let numbered = frames
-                        .into_iter()
-                        .map(|f| (r.retain.push(f.clone(), now), f))
-                        .collect();
-                    (numbered, Vec::new())
+        let (numbered, plain): (Vec<(u64, MediaFrame)>, Vec<MediaFrame>) = match self
+            .resume
+            .as_mut()
+        {
+            Some(r) => {
+                let now = Instant::now();
+                let numbered = frames
+                    .into_iter()
+                    .map(|f| (r.retain.push(f.clone(), now), f))
+                    .collect();
+                let given_up = r.retain.take_stats().evicted_unacked;
+                if given_up > 0 {
+                    r.setup.state.metrics.retain_evicted.inc_by(given_up);
+                    if !r.eviction_logged {
+                        r.eviction_logged = true;
+                        tracing::warn!(stream = %r.setup.stream_name, frames = given_up,
+                                "unacknowledged frames over the retention bound (relay.retain_bytes, relay.retain_messages) given up: a failover now would lose them; later ones are only counted (retain_evicted_frames_total)");
+                    }
                 }
-                None => (Vec::new(), frames),
-            };
+                (numbered, Vec::new())
+            }
+            None => (Vec::new(), frames),
+        };
         let v2 = self.resume.is_some();
         // A send may wait on QUIC flow control for as long as the origin does not read;
         // the origin ending the stream meanwhile wins, and finishing (which starts the
