@@ -545,3 +545,70 @@ async fn a_draining_edge_asks_encoders_that_can_to_reconnect_and_takes_no_new_pu
     assert!(status.success(), "the drained edge exited with {status}");
     fra.logged(&["drained: no publish left"]).await;
 }
+
+/// The primary killed, the stream on nyc; the primary started again: once it has been
+/// healthy for the failback time (3 s here), the live stream goes back to it, opened
+/// there first and switched at a keyframe, the encoder none the wiser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_stream_fails_back_to_its_preferred_origin_at_a_keyframe() {
+    require_ffmpeg();
+    let cluster = Cluster::new();
+    let router = "[router]\nrecover_hold_ms = 1000\nfailback_after_ms = 3000";
+    let (pao, _nyc, fra) = cluster.two_origins_and_an_edge(router).await;
+    let ports = (pao.addr("rtmp"), pao.addr("http"), pao.addr("tunnel"));
+    let entry = cluster.registry().await.create_entry(None).await.unwrap();
+    let name = format!("{}_1", entry.id);
+    let url = format!(
+        "rtmp://{}/kLive/?t={}/{name}",
+        fra.addr("rtmp"),
+        entry.token
+    );
+    let publisher = ffmpeg_publish(&url, "320x240", 20, GOP);
+    let started = Instant::now();
+    let on = |origin: &'static str| {
+        move |m: &str| {
+            metric(
+                m,
+                "longhaul_router_streams",
+                &[("origin", origin), ("leg", "p")],
+            ) == 1.0
+        }
+    };
+    until_metrics(&fra, "the stream on pao", on(PAO.id)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    drop(pao);
+    until_metrics(&fra, "the stream moved to nyc", on(NYC.id)).await;
+    let pao = cluster.origin(&PAO, Some(ports));
+    let back = until_metrics(&fra, "the stream back on pao", on(PAO.id)).await;
+    let away = started.elapsed();
+    let player = play(&pao, &name, started);
+    let out = wait_child(publisher).await;
+    assert!(
+        out.status.success(),
+        "the encoder was disconnected: {}\nedge: {}",
+        String::from_utf8_lossy(&out.stderr),
+        fra.logs()
+    );
+    player.check(PAO.id).await;
+    assert_eq!(
+        metric(
+            &back,
+            "longhaul_failovers_total",
+            &[("reason", "failback"), ("from", NYC.id), ("to", PAO.id)]
+        ),
+        1.0,
+        "{back}"
+    );
+    let m = metrics_of(&fra).await;
+    assert_eq!(
+        metric(&m, "longhaul_failover_frames_total", &[("what", "lost")]),
+        0.0
+    );
+    took_it_over(&pao).await;
+    fra.logged(&["relayed stream resumed", NYC.id, PAO.id, "failback"])
+        .await;
+    eprintln!(
+        "failed back to pao {:.1} s into the clip",
+        away.as_secs_f64()
+    );
+}
