@@ -273,23 +273,7 @@ impl Edge {
             );
         }
         let grace = state.config.node.drain_grace();
-        let deadline = tokio::time::Instant::now() + grace;
-        loop {
-            let left = state.metrics.publishers_active.get().max(0);
-            if left == 0 {
-                tracing::info!("drained: no publish left");
-                return;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                tracing::warn!(
-                    left,
-                    ?grace,
-                    "drain grace over with publishes left: they are ended"
-                );
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
+        longhaul_node::drain::until_empty(&state.metrics.publishers_active, grace).await;
     }
 
     /// Stops accepting and ends every connection; lets each relayed stream send what it

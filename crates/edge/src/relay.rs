@@ -532,7 +532,7 @@ impl Writer {
                         continue;
                     }
                     _ = self.shared.steer.changed.notified(), if v2 => continue,
-                    _ = sleep_until(ack_at) => continue,
+                    _ = longhaul_node::tasks::sleep_until(ack_at) => continue,
                 }
             }
             if let Err(stop) = self.send(frames).await {
@@ -748,9 +748,12 @@ impl Writer {
                     continue;
                 }
                 Ok(Asked::Refused {
-                    code, description, ..
+                    code,
+                    description,
+                    origin,
+                    ..
                 }) => {
-                    tracing::warn!(origin = %from, %code, "the resumed publish was refused: {description}");
+                    tracing::warn!(%origin, %code, "the resumed publish was refused: {description}");
                     return Err(RelayEnd::OriginEnded(StreamEnd::new(code, description)));
                 }
                 Ok(Asked::Unavailable { origin, error }) => {
@@ -838,14 +841,6 @@ impl Writer {
             self.sender = Some(sender);
             return Ok(());
         }
-    }
-}
-
-/// Sleeps until `at`; forever without one.
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

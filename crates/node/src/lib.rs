@@ -62,6 +62,7 @@ pub mod accept;
 pub mod address_limit;
 pub mod config;
 pub mod connection;
+pub mod drain;
 pub mod http;
 pub mod listeners;
 pub mod memory;

@@ -48,6 +48,15 @@ impl NodeTasks {
     }
 }
 
+/// Sleeps until `at`; forever without one. For a `select!` branch whose deadline may
+/// not exist (an acknowledgement due, a stall deadline).
+pub async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,9 +13,6 @@
 use crate::state::OriginState;
 use std::time::Duration;
 
-/// How often [`until_empty`] looks: 100 ms, small against a stream's move (a second).
-const POLL: Duration = Duration::from_millis(100);
-
 /// Starts draining (once; later calls change nothing). Returns whether this call
 /// started it, and how many edges were told.
 pub fn begin(state: &OriginState) -> (bool, usize) {
@@ -37,21 +34,5 @@ pub fn begin(state: &OriginState) -> (bool, usize) {
 /// Waits until no publish is left here, or `grace` has passed; returns how many were
 /// left.
 pub async fn until_empty(state: &OriginState, grace: Duration) -> u64 {
-    let deadline = tokio::time::Instant::now() + grace;
-    loop {
-        let left = state.metrics.publishers_active.get().max(0) as u64;
-        if left == 0 {
-            tracing::info!("drained: no publish left");
-            return 0;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            tracing::warn!(
-                left,
-                ?grace,
-                "drain grace over with publishes left: they are cut"
-            );
-            return left;
-        }
-        tokio::time::sleep(POLL).await;
-    }
+    longhaul_node::drain::until_empty(&state.metrics.publishers_active, grace).await
 }

@@ -428,18 +428,25 @@ async fn relay(
             }
         }
     }
+    // When the next acknowledgement is due, read under the lock each frame is admitted
+    // under, not taken again per frame.
+    let mut ack_at = resumable
+        .as_ref()
+        .and_then(|r| r.carried.dedupe().ack_deadline());
     loop {
-        let ack_at = resumable
-            .as_ref()
-            .and_then(|r| r.carried.dedupe().ack_deadline())
-            .map(tokio::time::Instant::from_std);
+        let due = ack_at.map(tokio::time::Instant::from_std);
         let frame = tokio::select! {
             frame = tokio::time::timeout(media_timeout, media.next()) => frame,
             _ = publication.taken_over() => return taken_over(&resumable),
             why = live.revoked() => return RelayEnd::Revoked(why),
-            _ = sleep_until(ack_at) => {
+            _ = longhaul_node::tasks::sleep_until(due) => {
                 if let Some(r) = resumable.as_mut() {
-                    let ack = r.carried.dedupe().poll_ack(Instant::now());
+                    let ack = {
+                        let mut dedupe = r.carried.dedupe();
+                        let ack = dedupe.poll_ack(Instant::now());
+                        ack_at = dedupe.ack_deadline();
+                        ack
+                    };
                     if let Some(seq) = ack {
                         if let Err(e) = r.ender.ack(seq).await {
                             return RelayEnd::Failed { kind: "tunnel", error: e.to_string() };
@@ -470,7 +477,10 @@ async fn relay(
             Incoming::Plain(frame) => (None, frame),
             Incoming::Sequenced(s) => (Some(s.seq), s.frame),
         };
-        let class = FrameClass::of(frame.kind, &frame.payload);
+        // Only a resumable stream's admission looks at what the frame is.
+        let class = resumable
+            .is_some()
+            .then(|| FrameClass::of(frame.kind, &frame.payload));
         let message = RtmpMessage {
             timestamp: frame.timestamp,
             type_id: frame.kind,
@@ -508,6 +518,8 @@ async fn relay(
                 drop(dedupe);
                 return taken_over(&resumable);
             }
+            // Always classified on this path (see above).
+            let class = class.unwrap_or(FrameClass::Event);
             let admit = match seq {
                 Some(seq) => dedupe.admit(seq, class, Instant::now()),
                 None => dedupe.admit_config(class),
@@ -520,7 +532,9 @@ async fn relay(
                     }
                 }
             }
-            dedupe.poll_ack(Instant::now())
+            let ack = dedupe.poll_ack(Instant::now());
+            ack_at = dedupe.ack_deadline();
+            ack
         };
         if let Some(seq) = ack {
             if let Err(e) = r.ender.ack(seq).await {
@@ -530,14 +544,6 @@ async fn relay(
                 };
             }
         }
-    }
-}
-
-/// Sleeps until `at`; forever without one.
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 
