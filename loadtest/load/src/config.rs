@@ -56,8 +56,9 @@ pub struct LoadArgs {
     /// `,play=rtmp://ORIGIN:PORT/APP` (where its players play; default --play) and
     /// `,api=http://ORIGIN:PORT` (where its entries are created; default --api).
     /// Repeat for each region. Several play URLs separated by `|` (the origins a stream
-    /// may move between in a failover or a drain): a player whose stream ends before
-    /// its publisher is done plays it again from whichever has it.
+    /// may move between in a failover or a drain): a player whose stream ends, or stays
+    /// silent for 1.5 s, before its publisher is done plays it again from whichever has
+    /// it, the other origins asked first.
     #[arg(long = "region", value_name = "SPEC", required = true)]
     pub regions: Vec<String>,
     /// Publishers per region (one entry, one stream, one player each).

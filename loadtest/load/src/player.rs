@@ -21,6 +21,20 @@ pub const ATTACH_RETRY: Duration = Duration::from_millis(50);
 /// (`crates/origin/src/ingest.rs`).
 const NOT_LIVE: &str = "NetStream.Play.StreamNotFound";
 
+/// One attempt to attach at one origin gives up after this: an origin that is frozen
+/// (SIGSTOP) still completes TCP handshakes from its listen backlog but never answers,
+/// and the other origins must get their turn. An origin that answers does so within a
+/// few round trips: 1 s is over 10 of the 80 ms paths the failover tests run on.
+pub const ATTACH_ATTEMPT_LIMIT: Duration = Duration::from_secs(1);
+
+/// A followed stream (several play URLs) that stays silent this long while its
+/// publisher is still sending is looked for elsewhere: the origin stopped getting it
+/// (its link to the edge cut, or frozen) and the edge moved it. At 25 fps with audio a
+/// frame comes every 40 ms or less, so 1.5 s without one is not jitter; it is also well
+/// within a group of pictures of the load's streams in the failover tests (5 s), so the
+/// player finds the moved stream's cached group still starting before what it missed.
+pub const FOLLOW_SILENCE: Duration = Duration::from_millis(1500);
+
 /// A playing player.
 pub type Viewer = Player<TcpStream>;
 
@@ -39,13 +53,25 @@ pub async fn attach(url: &str, deadline: Instant) -> Result<Viewer, String> {
 /// [`attach`] to whichever of `urls` has the stream live, asking each in turn (one that
 /// cannot be reached, an origin restarting, is passed over).
 pub async fn attach_any(urls: &[String], deadline: Instant) -> Result<Viewer, String> {
+    attach_from(urls, 0, deadline)
+        .await
+        .map(|(viewer, _)| viewer)
+}
+
+/// [`attach_any`], asking `urls[first]` first; the viewer and the index of its URL.
+pub async fn attach_from(
+    urls: &[String],
+    first: usize,
+    deadline: Instant,
+) -> Result<(Viewer, usize), String> {
     let urls = urls
         .iter()
         .map(|u| RtmpUrl::parse(u).map_err(|e| format!("play URL: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
     let started = Instant::now();
     let mut last = String::from("no attempt");
-    for url in urls.iter().cycle() {
+    let turns = (0..urls.len()).cycle().skip(first % urls.len().max(1));
+    for (index, url) in turns.map(|i| (i, &urls[i])) {
         let attempt = async {
             let io = TcpStream::connect(url.address())
                 .await
@@ -61,18 +87,30 @@ pub async fn attach_any(urls: &[String], deadline: Instant) -> Result<Viewer, St
                     other => (false, format!("playing at {}: {other}", url.address())),
                 })
         };
-        match tokio::time::timeout_at(deadline.into(), attempt).await {
-            Ok(Ok(p)) => return Ok(p),
+        let limit = if urls.len() > 1 {
+            deadline.min(Instant::now() + ATTACH_ATTEMPT_LIMIT)
+        } else {
+            deadline
+        };
+        match tokio::time::timeout_at(limit.into(), attempt).await {
+            Ok(Ok(p)) => return Ok((p, index)),
             Ok(Err((true, e))) => last = e,
             // With several origins, one may be restarting: ask the others.
             Ok(Err((false, e))) if urls.len() > 1 => last = e,
             Ok(Err((false, e))) => return Err(e),
+            Err(_) if limit < deadline => {
+                last = format!(
+                    "{} did not answer within {ATTACH_ATTEMPT_LIMIT:?}",
+                    url.address()
+                )
+            }
             Err(_) => break,
         }
         if Instant::now() + ATTACH_RETRY >= deadline {
             break;
         }
-        if std::ptr::eq(url, urls.last().unwrap_or(url)) {
+        // A round of all the URLs done: wait before the next.
+        if (index + 1) % urls.len() == first % urls.len() {
             tokio::time::sleep(ATTACH_RETRY).await;
         }
     }
@@ -93,9 +131,11 @@ pub struct Done {
 
 /// Reads stamped frames of stream `stream` into `meter` (see the module docs). Returns
 /// the meter and the error that ended the reading early, if any. With `follow` (the
-/// stream's play URLs, when it may move between origins), a stream that ends while its
-/// publisher is still sending is played again from whichever origin has it: frames seen
-/// twice count as duplicates, frames never seen as lost.
+/// stream's play URLs, when it may move between origins; `player` plays `follow[at]`), a
+/// stream that ends, or stays silent for [`FOLLOW_SILENCE`], while its publisher is still
+/// sending is played again from whichever origin has it, the others asked first: frames
+/// seen twice count as duplicates, frames never seen as lost.
+#[allow(clippy::too_many_arguments)]
 pub async fn play(
     mut player: Viewer,
     stream: u32,
@@ -104,13 +144,20 @@ pub async fn play(
     hard_limit: Instant,
     live: Arc<Live>,
     follow: Vec<String>,
+    mut at: usize,
 ) -> (Meter, Option<String>) {
     let mut told = false;
+    let following = follow.len() > 1;
     let error = loop {
         let known = *done.borrow();
-        let deadline = known.map_or(hard_limit, |d| d.until.min(hard_limit));
+        let mut deadline = known.map_or(hard_limit, |d| d.until.min(hard_limit));
         if known.is_some_and(|d| meter.received() >= d.frames) {
             break None;
+        }
+        let silent_at = Instant::now() + FOLLOW_SILENCE;
+        let watching_silence = following && known.is_none() && silent_at < deadline;
+        if watching_silence {
+            deadline = silent_at;
         }
         let message = tokio::select! {
             changed = done.changed(), if !told => {
@@ -123,13 +170,15 @@ pub async fn play(
             }
             r = tokio::time::timeout_at(deadline.into(), player.recv()) => r,
         };
-        let ended = matches!(message, Ok(Ok(None)) | Ok(Err(_)));
-        if ended && follow.len() > 1 && done.borrow().is_none() {
+        let ended =
+            matches!(message, Ok(Ok(None)) | Ok(Err(_))) || (watching_silence && message.is_err());
+        if ended && following && done.borrow().is_none() {
             // Moved (failover, drain): find it again, within the same limits.
             let _ = tokio::time::timeout(Duration::from_secs(1), player.finish()).await;
-            match attach_any(&follow, hard_limit).await {
-                Ok(p) => {
+            match attach_from(&follow, at + 1, hard_limit).await {
+                Ok((p, index)) => {
                     player = p;
+                    at = index;
                     continue;
                 }
                 Err(e) => return (meter, Some(format!("player lost the moved stream: {e}"))),

@@ -308,7 +308,7 @@ async fn stream(ctx: &Ctx, spec: &StreamSpec, entry: &Entry, outcome: &mut Outco
         return;
     }
     let follow = region.play_urls(&spec.name);
-    let viewer = match player::attach_any(&follow, step(Instant::now())).await {
+    let (viewer, playing_at) = match player::attach_from(&follow, 0, step(Instant::now())).await {
         Ok(v) => v,
         Err(e) => {
             outcome.error = Some(e);
@@ -327,6 +327,7 @@ async fn stream(ctx: &Ctx, spec: &StreamSpec, entry: &Entry, outcome: &mut Outco
         hard_limit,
         ctx.live.clone(),
         follow,
+        playing_at,
     ));
     let start = Instant::now();
     let pacing = Pacing {
