@@ -1,14 +1,18 @@
 //! Failover that keeps the encoder connected (tunnel wire format v2), end to end: real
-//! origin and edge processes, real QUIC tunnels, a real ffmpeg encoder publishing
-//! through the edge and a real ffmpeg player on the origin that takes the stream after
-//! the fault.
+//! origin and edge processes, each on a host of its own (a network namespace; the edge
+//! reaches the origins over WAN links of 80 ms round trip: `support::hosts`), real QUIC
+//! tunnels, a real ffmpeg encoder publishing through the edge and a real ffmpeg player on
+//! the origin that takes the stream after the fault. Beside them, `longhaul-load` sends
+//! stamped frames through the edge, its players following their streams from origin to
+//! origin, and counts every frame that never arrived.
 //!
-//! For each fault on the primary origin (killed, frozen, drained by SIGTERM and
-//! restarted) the test asserts that
+//! For each fault on the primary origin (killed, frozen, its link to the edge cut,
+//! drained by SIGTERM and restarted) the test asserts that
 //! - the encoder was never disconnected: its ffmpeg ran to the end and exited 0;
 //! - the stream went on at the other origin, and what its player received from the
 //!   moment it joined has no hole (video packets at most two frame durations apart)
 //!   and runs to the end of the clip;
+//! - no stamped frame was lost: each load player got every frame its publisher sent;
 //! - the edge gave up no frame it had not seen acknowledged (`failover_frames_total
 //!   {what="lost"}` is 0) and the origin that took the stream over missed none
 //!   (`tunnel_resent_frames_total{what="missing"}` is 0);
@@ -21,7 +25,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::netns::Netns;
+use support::hosts::Hosts;
 use support::processes::*;
 use support::*;
 
@@ -32,6 +36,19 @@ const ROUTER: &str = "[router]\nrecover_hold_ms = 1000\nfailback_after_ms = 6000
 /// The clip: 14 s at 25 fps, a keyframe every second.
 const SECONDS: u32 = 14;
 const GOP: u32 = 25;
+
+/// `longhaul-load`'s publishers beside the encoder in a fault test, and their streams'
+/// keyframe interval. A player that follows a stream to the other origin gets what that
+/// origin has cached, from its last keyframe: the fault comes 1 s after a keyframe (see
+/// [`LOAD_FAULT_AT`]), so the edge resumes the stream there from that keyframe and the
+/// next is 4 s later, after the player found it (within 1.5 s of silence plus attaching:
+/// `longhaul_load::player::FOLLOW_SILENCE`).
+const LOAD_PUBLISHERS: usize = 2;
+const LOAD_GOP_SECONDS: u64 = 5;
+/// When the fault comes, after the load run starts: its media starts about 0.3 s in
+/// (publish, headers, the player attached), so this is about 1 s after its second
+/// keyframe.
+const LOAD_FAULT_AT: Duration = Duration::from_millis(6300);
 
 /// Video packet timestamps (seconds) of a recording, in order.
 fn video_times(file: &Path) -> Vec<f64> {
@@ -61,8 +78,7 @@ enum Fault {
     Freeze,
     /// SIGTERM: it drains (its edges move its streams), exits, and is started again.
     Drain,
-    /// Its link to the edge cut (it runs in a network namespace of its own; the veth
-    /// set down), restored at the end.
+    /// Its WAN link to the edge cut (nothing crosses it either way), restored at the end.
     Cut,
 }
 
@@ -112,6 +128,77 @@ impl Player {
     }
 }
 
+/// `longhaul-load` publishing `entries` (made beforehand, in the cluster's registry)
+/// through `edge` for `seconds`, each stream's player following it between `origins`.
+fn load_through(
+    cluster: &Cluster,
+    edge: &Node,
+    origins: &[&Node],
+    entries: &[longhaul_registry::Entry],
+    seconds: u64,
+    gop_seconds: u64,
+) -> tokio::task::JoinHandle<Result<longhaul_load::Report, longhaul_load::LoadError>> {
+    let file = cluster.path("load-entries.txt");
+    let lines: Vec<String> = entries
+        .iter()
+        .map(|e| format!("fra {} {}\n", e.id, e.token))
+        .collect();
+    std::fs::write(&file, lines.concat()).unwrap();
+    let play: Vec<String> = origins
+        .iter()
+        .map(|o| format!("rtmp://{}/kLive", o.addr("rtmp")))
+        .collect();
+    let settings = longhaul_load::Settings::from_args([
+        "longhaul-load".to_string(),
+        "--region".into(),
+        format!(
+            "fra=rtmp://{}/kLive,play={}",
+            edge.addr("rtmp"),
+            play.join("|")
+        ),
+        "--entries".into(),
+        file.display().to_string(),
+        "--publishers".into(),
+        entries.len().to_string(),
+        "--bitrate".into(),
+        "300k".into(),
+        "--audio-bitrate".into(),
+        "32k".into(),
+        "--gop".into(),
+        format!("{gop_seconds}s"),
+        "--duration".into(),
+        format!("{seconds}s"),
+        "--ramp".into(),
+        "100/s".into(),
+        "--drain".into(),
+        "3s".into(),
+        "--quiet".into(),
+    ])
+    .expect("load settings");
+    tokio::spawn(longhaul_load::run(settings))
+}
+
+/// Waits for a load run; checks every stamped frame of every stream reached its
+/// player. The report, for its figures.
+async fn no_stamped_frame_lost(
+    run: tokio::task::JoinHandle<Result<longhaul_load::Report, longhaul_load::LoadError>>,
+    streams: usize,
+) -> longhaul_load::Report {
+    let report = tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .expect("the load run ends")
+        .expect("the load task")
+        .expect("the load run completes");
+    eprintln!("{}", report.table());
+    assert!(report.errors().is_empty(), "{:#?}", report.errors());
+    assert_eq!(report.streams.len(), streams);
+    for s in &report.streams {
+        assert!(s.frames_sent > 0, "{s:?}");
+        assert_eq!(s.frames_received, s.frames_sent, "frames lost: {s:?}");
+    }
+    report
+}
+
 /// The edge's failover figures: count from `from` to `to`, lost frames, resent frames,
 /// detection and resume time (sums).
 async fn edge_figures(edge: &Node, from: &str, to: &str) -> (f64, f64, f64, f64, f64) {
@@ -129,8 +216,9 @@ async fn edge_figures(edge: &Node, from: &str, to: &str) -> (f64, f64, f64, f64,
     )
 }
 
-/// The origin a stream was moved to: it took it as a resume and missed no frame.
-async fn took_it_over(origin: &Node) {
+/// The origin `count` streams were moved to: it took each as a resume and missed no
+/// frame.
+async fn took_them_over(origin: &Node, count: usize) {
     let n = metrics_of(origin).await;
     assert_eq!(
         metric(
@@ -138,7 +226,7 @@ async fn took_it_over(origin: &Node) {
             "longhaul_tunnel_resumes_total",
             &[("how", "moved_here")]
         ),
-        1.0,
+        count as f64,
         "{n}"
     );
     assert_eq!(
@@ -151,57 +239,75 @@ async fn took_it_over(origin: &Node) {
     );
 }
 
-/// Publishes through the edge to its primary, applies `fault` to the primary, and
-/// checks the stream went on at the other origin with the encoder none the wiser.
+/// Publishes through the edge to its primary (ffmpeg, and `longhaul-load`'s stamped
+/// streams), applies `fault` to the primary, and checks the streams went on at the
+/// other origin with the encoders none the wiser and no frame lost.
 async fn encoder_stays_connected_through(fault: Fault) {
     require_ffmpeg();
     let cluster = Cluster::new();
-    let netns = (fault == Fault::Cut).then(Netns::new);
-    let (mut pao, nyc, fra) = cluster
-        .two_origins_and_an_edge_in(ROUTER, netns.as_ref())
-        .await;
+    let hosts = Hosts::new();
+    let (mut pao, nyc, fra) = cluster.two_origins_and_an_edge_on(ROUTER, &hosts).await;
     let ports = (pao.addr("rtmp"), pao.addr("http"), pao.addr("tunnel"));
-    let entry = cluster.registry().await.create_entry(None).await.unwrap();
+    let registry = cluster.registry().await;
+    let entry = registry.create_entry(None).await.unwrap();
+    let mut load_entries = Vec::new();
+    for _ in 0..LOAD_PUBLISHERS {
+        load_entries.push(registry.create_entry(None).await.unwrap());
+    }
     let name = format!("{}_1", entry.id);
     let url = format!(
         "rtmp://{}/kLive/?t={}/{name}",
         fra.addr("rtmp"),
         entry.token
     );
+    let load_started = Instant::now();
+    let load = load_through(
+        &cluster,
+        &fra,
+        &[&pao, &nyc],
+        &load_entries,
+        u64::from(SECONDS) - 1,
+        LOAD_GOP_SECONDS,
+    );
     let publisher = ffmpeg_publish(&url, "320x240", SECONDS, GOP);
     let started = Instant::now();
-    // Placed on pao by the edge's router: its publish was accepted there. (Its streams
-    // API answers loopback only, which a namespace is not.)
-    until_metrics(&fra, "the stream on pao", |m| {
+    // Placed on pao by the edge's router: their publishes were accepted there.
+    until_metrics(&fra, "the streams on pao", |m| {
         metric(
             m,
             "longhaul_router_streams",
             &[("origin", PAO.id), ("leg", "p")],
-        ) == 1.0
+        ) == (1 + LOAD_PUBLISHERS) as f64
     })
     .await;
     // Media flows to the primary for a while, acknowledged as it goes.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep_until((load_started + LOAD_FAULT_AT).into()).await;
     let faulted = Instant::now();
     match fault {
         Fault::Kill => pao.signal(libc::SIGKILL),
         Fault::Freeze => pao.signal(libc::SIGSTOP),
         Fault::Drain => pao.signal(libc::SIGTERM),
-        Fault::Cut => netns.as_ref().expect("a namespace").cut(),
+        Fault::Cut => hosts.edge_to_pao.cut(),
     }
-    let stream = wait_live(&nyc, &name).await;
+    let stream = wait_live_polling(&nyc, &name, Duration::from_millis(20)).await;
     let live_after = faulted.elapsed();
+    // Noticed from keep-alives and acks, not the tunnel's idle timeout (3 s here): a
+    // bound for a shared, noisy machine; the figures are in BENCHMARKS.md.
+    assert!(
+        live_after < Duration::from_millis(2500),
+        "live on nyc only {live_after:?} after the fault"
+    );
     assert_eq!(stream["leg"], "primary", "{stream}");
     assert_eq!(stream["via_edge"], "fra-test", "{stream}");
     let player = play(&nyc, &name, started);
     if fault == Fault::Drain {
-        // Empty once the stream left: it exits well before its grace (25 s), and
-        // comes back on its addresses; the stream stays on nyc (no failback yet).
+        // Empty once the streams left: it exits well before its grace (25 s), and
+        // comes back on its addresses; the streams stay on nyc (no failback yet).
         let status = pao.exited(Duration::from_secs(10)).await;
         assert!(status.success(), "the drained origin exited with {status}");
         pao.logged(&["drained: no publish left"]).await;
         drop(pao);
-        pao = cluster.origin(&PAO, Some(ports));
+        pao = cluster.origin_on(&PAO, Some(ports), &hosts.pao);
         until_metrics(&fra, "the restarted primary healthy", |m| {
             healthy(m, PAO.id)
         })
@@ -215,24 +321,36 @@ async fn encoder_stays_connected_through(fault: Fault) {
         fra.logs()
     );
     let worst = player.check(NYC.id).await;
+    let report = no_stamped_frame_lost(load, LOAD_PUBLISHERS).await;
     let (failovers, lost, resent, detect, resume) = edge_figures(&fra, PAO.id, NYC.id).await;
-    assert_eq!((failovers, lost), (1.0, 0.0));
-    took_it_over(&nyc).await;
+    assert_eq!((failovers, lost), (1.0 + LOAD_PUBLISHERS as f64, 0.0));
+    took_them_over(&nyc, 1 + LOAD_PUBLISHERS).await;
     let reason = match fault {
         Fault::Drain => "origin_draining",
         _ => "origin_silent",
     };
     let resumed = fra
-        .logged(&["relayed stream resumed", PAO.id, NYC.id, reason])
+        .logged(&["relayed stream resumed", &name, PAO.id, NYC.id, reason])
         .await;
     eprintln!("{resumed}");
+    let duplicates: u64 = report.streams.iter().map(|s| s.frames_duplicated).sum();
+    let stalls: u64 = report.streams.iter().map(|s| s.stalls).sum();
+    let longest_stall = report
+        .streams
+        .iter()
+        .map(|s| s.stall_ms)
+        .fold(0.0f64, f64::max);
+    let n = failovers;
     eprintln!(
-        "{fault:?}: live on nyc {:.3} s after the fault; the edge detected it in {detect:.3} s and resumed in {resume:.3} s, resending {resent} frames; worst hole at the player {worst:.3} s",
-        live_after.as_secs_f64()
+        "{fault:?}: live on nyc {:.3} s after the fault; the edge detected it in {:.3} s and resumed in {:.3} s (means of {n}), resending {resent} frames; worst hole at the player {worst:.3} s; stamped frames lost 0, duplicated {duplicates}, stalls {stalls} ({:.3} s stalled at most per stream)",
+        live_after.as_secs_f64(),
+        detect / n,
+        resume / n,
+        longest_stall / 1000.0,
     );
     match fault {
         Fault::Freeze => pao.signal(libc::SIGCONT),
-        Fault::Cut => netns.as_ref().expect("a namespace").restore(),
+        Fault::Cut => hosts.edge_to_pao.restore(),
         _ => {}
     }
     if fault != Fault::Kill {
@@ -266,42 +384,22 @@ const ROLLING_PUBLISHERS: u32 = 50;
 /// Both origins restarted one after the other (SIGTERM: drain, exit; started again on
 /// the same addresses) while `longhaul-load` runs 50 publishers through the edge, each
 /// with a player that follows its stream between the origins: every frame of every
-/// stream reaches its player, once.
+/// stream reaches its player (some twice: a player that finds its stream at the other
+/// origin gets that origin's cached group of pictures, which may begin before what it
+/// already had).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_of_both_origins_under_load_loses_nothing() {
     let cluster = Cluster::new();
-    let (mut pao, mut nyc, fra) = cluster.two_origins_and_an_edge(ROUTER).await;
+    let hosts = Hosts::new();
+    let (mut pao, mut nyc, fra) = cluster.two_origins_and_an_edge_on(ROUTER, &hosts).await;
     let pao_ports = (pao.addr("rtmp"), pao.addr("http"), pao.addr("tunnel"));
     let nyc_ports = (nyc.addr("rtmp"), nyc.addr("http"), nyc.addr("tunnel"));
-    let settings = longhaul_load::Settings::from_args([
-        "longhaul-load".to_string(),
-        "--region".into(),
-        format!(
-            "fra=rtmp://{}/kLive,play=rtmp://{}/kLive|rtmp://{}/kLive",
-            fra.addr("rtmp"),
-            pao_ports.0,
-            nyc_ports.0
-        ),
-        "--api".into(),
-        format!("http://{}", nyc_ports.1),
-        "--publishers".into(),
-        ROLLING_PUBLISHERS.to_string(),
-        "--bitrate".into(),
-        "300k".into(),
-        "--audio-bitrate".into(),
-        "32k".into(),
-        "--gop".into(),
-        "1s".into(),
-        "--duration".into(),
-        "24s".into(),
-        "--ramp".into(),
-        "100/s".into(),
-        "--drain".into(),
-        "3s".into(),
-        "--quiet".into(),
-    ])
-    .expect("settings");
-    let run = tokio::spawn(longhaul_load::run(settings));
+    let registry = cluster.registry().await;
+    let mut entries = Vec::new();
+    for _ in 0..ROLLING_PUBLISHERS {
+        entries.push(registry.create_entry(None).await.unwrap());
+    }
+    let run = load_through(&cluster, &fra, &[&pao, &nyc], &entries, 24, 1);
     let all_on = |origin: &'static str| {
         move |m: &str| {
             metric(
@@ -321,7 +419,7 @@ async fn a_rolling_restart_of_both_origins_under_load_loses_nothing() {
     assert!(status.success(), "pao exited with {status}");
     let pao_gone = restarted.elapsed();
     drop(pao);
-    let pao = cluster.origin(&PAO, Some(pao_ports));
+    let pao = cluster.origin_on(&PAO, Some(pao_ports), &hosts.pao);
     until_metrics(&fra, "every stream on nyc", all_on(NYC.id)).await;
     until_metrics(&fra, "pao healthy again", |m| healthy(m, PAO.id)).await;
 
@@ -332,17 +430,12 @@ async fn a_rolling_restart_of_both_origins_under_load_loses_nothing() {
     assert!(status.success(), "nyc exited with {status}");
     let nyc_gone = second.elapsed();
     drop(nyc);
-    let nyc = cluster.origin(&NYC, Some(nyc_ports));
+    let nyc = cluster.origin_on(&NYC, Some(nyc_ports), &hosts.nyc);
     until_metrics(&fra, "every stream back on pao", all_on(PAO.id)).await;
     until_metrics(&fra, "nyc healthy again", |m| healthy(m, NYC.id)).await;
     let both = restarted.elapsed();
 
-    let report = tokio::time::timeout(Duration::from_secs(90), run)
-        .await
-        .expect("the load run ends")
-        .expect("the load task")
-        .expect("the load run completes");
-    eprintln!("{}", report.table());
+    let report = no_stamped_frame_lost(run, ROLLING_PUBLISHERS as usize).await;
     let m = metrics_of(&fra).await;
     let moved = |from, to| {
         metric(
@@ -360,18 +453,27 @@ async fn a_rolling_restart_of_both_origins_under_load_loses_nothing() {
         moved(NYC.id, PAO.id),
         metric(&m, "longhaul_failover_frames_total", &[("what", "lost")]),
     );
-    assert!(report.errors().is_empty(), "{:#?}", report.errors());
-    assert_eq!(report.streams.len(), ROLLING_PUBLISHERS as usize);
-    for s in &report.streams {
-        assert_eq!(s.frames_received, s.frames_sent, "frames lost: {s:?}");
-    }
+    let duplicates: u64 = report.streams.iter().map(|s| s.frames_duplicated).sum();
+    let stalls: u64 = report.streams.iter().map(|s| s.stalls).sum();
+    let mut stalled: Vec<f64> = report
+        .streams
+        .iter()
+        .filter(|s| s.stalls > 0)
+        .map(|s| s.stall_ms / s.stalls as f64)
+        .collect();
+    stalled.sort_by(f64::total_cmp);
+    let resumes = metric(&m, "longhaul_failover_resume_seconds_count", &[]);
+    let resume_mean = metric(&m, "longhaul_failover_resume_seconds_sum", &[]) / resumes;
+    eprintln!(
+        "rolling restart: stamped frames lost 0, duplicated {duplicates}, stalls {stalls} (mean stall per stalled stream, ms: {stalled:.0?}); {resumes} resumes took {resume_mean:.3} s on average"
+    );
     assert_eq!(moved(PAO.id, NYC.id), f64::from(ROLLING_PUBLISHERS));
     assert_eq!(moved(NYC.id, PAO.id), f64::from(ROLLING_PUBLISHERS));
     drop((pao, nyc));
 }
 
-/// One origin, in a namespace of its own, its link to the edge cut for longer than the
-/// tunnel's idle timeout (3 s here) and then restored: the edge resumes the publish at
+/// One origin, its WAN link to the edge cut for longer than the tunnel's idle timeout
+/// (3 s here) and then restored: the edge resumes the publish at
 /// the same origin once its tunnel is back, the origin continues the same publication
 /// (it waited for it: `crate::resume`), and a player attached there before the cut
 /// stays attached and gets every frame, the encoder never told.
@@ -379,18 +481,17 @@ async fn a_rolling_restart_of_both_origins_under_load_loses_nothing() {
 async fn a_publish_resumes_at_the_same_origin_when_its_link_comes_back() {
     require_ffmpeg();
     let cluster = Cluster::new();
-    let netns = Netns::new();
-    let registry = cluster.sqlite_registry();
-    let pao = cluster.origin_with_sections(
-        &PAO,
-        None,
-        OriginExtra {
-            rest: &registry,
-            netns: Some(&netns),
-            ..OriginExtra::default()
-        },
+    let hosts = Hosts::new();
+    let pao = cluster.origin_on(&PAO, None, &hosts.pao);
+    let over = std::net::SocketAddr::new(hosts.edge_to_pao.origin_ip, pao.addr("tunnel").port());
+    let fra = cluster.edge_on(
+        "fra-test",
+        "fra",
+        &[(&PAO, over)],
+        true,
+        ROUTER,
+        Some(&hosts.edge),
     );
-    let fra = cluster.edge_with("fra-test", "fra", &[(&PAO, &pao)], true, ROUTER);
     until_metrics(&fra, "pao healthy", |m| healthy(m, PAO.id)).await;
     let entry = cluster.registry().await.create_entry(None).await.unwrap();
     let name = format!("{}_1", entry.id);
@@ -413,9 +514,9 @@ async fn a_publish_resumes_at_the_same_origin_when_its_link_comes_back() {
     let player = play(&pao, &name, started);
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    netns.cut();
+    hosts.edge_to_pao.cut();
     tokio::time::sleep(Duration::from_millis(4500)).await;
-    netns.restore();
+    hosts.edge_to_pao.restore();
 
     let out = wait_child(publisher).await;
     assert!(
@@ -478,7 +579,8 @@ fn asked_to_reconnect(statuses: &[longhaul_rtmp::ClientEvent]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_draining_edge_asks_encoders_that_can_to_reconnect_and_takes_no_new_publish() {
     let cluster = Cluster::new();
-    let (_pao, _nyc, mut fra) = cluster.two_origins_and_an_edge(ROUTER).await;
+    let hosts = Hosts::new();
+    let (_pao, _nyc, mut fra) = cluster.two_origins_and_an_edge_on(ROUTER, &hosts).await;
     let registry = cluster.registry().await;
     let mut entries = Vec::new();
     for _ in 0..3 {
@@ -554,7 +656,8 @@ async fn a_live_stream_fails_back_to_its_preferred_origin_at_a_keyframe() {
     require_ffmpeg();
     let cluster = Cluster::new();
     let router = "[router]\nrecover_hold_ms = 1000\nfailback_after_ms = 3000";
-    let (pao, _nyc, fra) = cluster.two_origins_and_an_edge(router).await;
+    let hosts = Hosts::new();
+    let (pao, _nyc, fra) = cluster.two_origins_and_an_edge_on(router, &hosts).await;
     let ports = (pao.addr("rtmp"), pao.addr("http"), pao.addr("tunnel"));
     let entry = cluster.registry().await.create_entry(None).await.unwrap();
     let name = format!("{}_1", entry.id);
@@ -578,7 +681,7 @@ async fn a_live_stream_fails_back_to_its_preferred_origin_at_a_keyframe() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     drop(pao);
     until_metrics(&fra, "the stream moved to nyc", on(NYC.id)).await;
-    let pao = cluster.origin(&PAO, Some(ports));
+    let pao = cluster.origin_on(&PAO, Some(ports), &hosts.pao);
     let back = until_metrics(&fra, "the stream back on pao", on(PAO.id)).await;
     let away = started.elapsed();
     let player = play(&pao, &name, started);
@@ -604,7 +707,7 @@ async fn a_live_stream_fails_back_to_its_preferred_origin_at_a_keyframe() {
         metric(&m, "longhaul_failover_frames_total", &[("what", "lost")]),
         0.0
     );
-    took_it_over(&pao).await;
+    took_them_over(&pao, 1).await;
     fra.logged(&["relayed stream resumed", NYC.id, PAO.id, "failback"])
         .await;
     eprintln!(

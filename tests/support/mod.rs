@@ -5,6 +5,7 @@
 
 pub mod balancer;
 pub mod cluster;
+pub mod hosts;
 pub mod netns;
 pub mod processes;
 

@@ -18,6 +18,9 @@ pub struct Node {
     child: Child,
     ready: serde_json::Value,
     logs: Arc<Mutex<Vec<String>>>,
+    /// The bearer token of its API, when it serves more than loopback (an origin on a
+    /// host of its own: [`OriginExtra::netns`]).
+    pub api_token: Option<String>,
 }
 
 impl Drop for Node {
@@ -156,7 +159,12 @@ pub fn spawn_node_in(role: &str, config: &Path, log: &str, netns: Option<&str>) 
             );
         }
     };
-    Node { child, ready, logs }
+    Node {
+        child,
+        ready,
+        logs,
+        api_token: None,
+    }
 }
 
 pub struct OriginSpec {
@@ -184,9 +192,14 @@ pub struct OriginExtra<'a> {
     pub node: &'a str,
     pub tunnel: &'a str,
     pub rest: &'a str,
-    /// Run in this namespace, listening on its address (`ports`, if given, must be on it).
+    /// Run on this host: RTMP and HTTP on its address, the tunnel on all its links (an
+    /// edge reaches it over a WAN link: [`super::hosts`]), and the API, which then serves
+    /// more than loopback, behind [`API_TOKEN`]. `ports`, if given, are its own.
     pub netns: Option<&'a super::netns::Netns>,
 }
+
+/// The API token of an origin on a host of its own.
+pub const API_TOKEN: &str = "test-api-token-0123456789";
 
 pub struct Cluster {
     dir: tempfile::TempDir,
@@ -301,8 +314,15 @@ impl Cluster {
     ) -> Node {
         let files = self.files(spec.id, NodeRole::Origin);
         let host = extra.netns.map_or("127.0.0.1".parse().unwrap(), |n| n.ip);
+        let tunnel_host = extra
+            .netns
+            .map_or("127.0.0.1".parse().unwrap(), |_| "0.0.0.0".parse().unwrap());
         let any = SocketAddr::new(host, 0);
-        let (rtmp, http, tunnel) = ports.unwrap_or((any, any, any));
+        let (rtmp, http, tunnel) = ports.unwrap_or((any, any, SocketAddr::new(tunnel_host, 0)));
+        let api_token = extra.netns.map(|_| API_TOKEN.to_string());
+        let api_token_line = api_token
+            .as_ref()
+            .map_or(String::new(), |t| format!("api_token = {t:?}"));
         let config = format!(
             r#"
             [node]
@@ -313,6 +333,7 @@ impl Cluster {
             listen = "{rtmp}"
             [http]
             listen = "{http}"
+            {api_token_line}
             [tunnel]
             listen = "{tunnel}"
             edge_name_suffix = "tunnel.test"
@@ -337,12 +358,14 @@ impl Cluster {
         );
         let path = self.path(&format!("{}.toml", spec.id));
         std::fs::write(&path, config).unwrap();
-        spawn_node_in(
+        let mut node = spawn_node_in(
             "origin",
             &path,
             "info",
             extra.netns.map(|n| n.name.as_str()),
-        )
+        );
+        node.api_token = api_token;
+        node
     }
 
     /// An edge with tunnels to `origins`, the first taking leg p. Without `certificate`
@@ -366,15 +389,33 @@ impl Cluster {
         certificate: bool,
         extra: &str,
     ) -> Node {
+        let origins: Vec<_> = origins
+            .iter()
+            .map(|(spec, node)| (*spec, node.addr("tunnel")))
+            .collect();
+        self.edge_on(id, region, &origins, certificate, extra, None)
+    }
+
+    /// [`Cluster::edge_with`] given where it reaches each origin's tunnel, on host
+    /// `netns` if given (RTMP, RTMPS and HTTP on its address).
+    pub fn edge_on(
+        &self,
+        id: &str,
+        region: &str,
+        origins: &[(&OriginSpec, SocketAddr)],
+        certificate: bool,
+        extra: &str,
+        netns: Option<&super::netns::Netns>,
+    ) -> Node {
         let files = self.files(id, NodeRole::Edge);
+        let host: std::net::IpAddr = netns.map_or("127.0.0.1".parse().unwrap(), |n| n.ip);
         let list: Vec<String> = origins
             .iter()
-            .map(|(spec, node)| {
+            .map(|(spec, addr)| {
                 format!(
-                    "{{ id = {:?}, region = {:?}, addr = \"{}\", server_name = {:?} }}",
+                    "{{ id = {:?}, region = {:?}, addr = \"{addr}\", server_name = {:?} }}",
                     spec.id,
                     spec.region,
-                    node.addr("tunnel"),
                     tunnel_name(spec.id)
                 )
             })
@@ -407,13 +448,13 @@ impl Cluster {
             id = "{id}"
             region = "{region}"
             [rtmp]
-            listen = "127.0.0.1:0"
+            listen = "{host}:0"
             [rtmps]
-            listen = "127.0.0.1:0"
+            listen = "{host}:0"
             cert = {rtmps_cert:?}
             key = {rtmps_key:?}
             [http]
-            listen = "127.0.0.1:0"
+            listen = "{host}:0"
             [tunnel]
             primary = "{primary}"
             bind = "0.0.0.0:0"
@@ -434,7 +475,7 @@ impl Cluster {
         );
         let path = self.path(&format!("{id}.toml"));
         std::fs::write(&path, config).unwrap();
-        spawn_node("edge", &path)
+        spawn_node_in("edge", &path, "info", netns.map(|n| n.name.as_str()))
     }
 }
 
@@ -442,26 +483,7 @@ impl Cluster {
     /// Two origins (pao the primary, leg p's preferred one) and an edge `fra-test`
     /// routing between them with `router` (a `[router]` table), once both are healthy.
     pub async fn two_origins_and_an_edge(&self, router: &str) -> (Node, Node, Node) {
-        self.two_origins_and_an_edge_in(router, None).await
-    }
-
-    /// [`Cluster::two_origins_and_an_edge`] with pao in the network namespace `pao_in`
-    /// (another host: its link can be cut).
-    pub async fn two_origins_and_an_edge_in(
-        &self,
-        router: &str,
-        pao_in: Option<&super::netns::Netns>,
-    ) -> (Node, Node, Node) {
-        let registry = self.sqlite_registry();
-        let pao = self.origin_with_sections(
-            &PAO,
-            None,
-            OriginExtra {
-                rest: &registry,
-                netns: pao_in,
-                ..OriginExtra::default()
-            },
-        );
+        let pao = self.origin(&PAO, None);
         let nyc = self.origin(&NYC, None);
         let fra = self.edge_with(
             "fra-test",
@@ -475,6 +497,55 @@ impl Cluster {
         })
         .await;
         (pao, nyc, fra)
+    }
+
+    /// [`Cluster::two_origins_and_an_edge`], each node on its host of `hosts`, the edge
+    /// reaching the origins over its WAN links.
+    pub async fn two_origins_and_an_edge_on(
+        &self,
+        router: &str,
+        hosts: &super::hosts::Hosts,
+    ) -> (Node, Node, Node) {
+        let pao = self.origin_on(&PAO, None, &hosts.pao);
+        let nyc = self.origin_on(&NYC, None, &hosts.nyc);
+        let over = |link: &super::hosts::WanLink, node: &Node| {
+            SocketAddr::new(link.origin_ip, node.addr("tunnel").port())
+        };
+        let fra = self.edge_on(
+            "fra-test",
+            "fra",
+            &[
+                (&PAO, over(&hosts.edge_to_pao, &pao)),
+                (&NYC, over(&hosts.edge_to_nyc, &nyc)),
+            ],
+            true,
+            router,
+            Some(&hosts.edge),
+        );
+        until_metrics(&fra, "both origins healthy", |m| {
+            healthy(m, PAO.id) && healthy(m, NYC.id)
+        })
+        .await;
+        (pao, nyc, fra)
+    }
+
+    /// An origin on the cluster's SQLite file, on host `netns`; `ports` as for
+    /// [`Cluster::origin`].
+    pub fn origin_on(
+        &self,
+        spec: &OriginSpec,
+        ports: Option<(SocketAddr, SocketAddr, SocketAddr)>,
+        netns: &super::netns::Netns,
+    ) -> Node {
+        self.origin_with_sections(
+            spec,
+            ports,
+            OriginExtra {
+                rest: &self.sqlite_registry(),
+                netns: Some(netns),
+                ..OriginExtra::default()
+            },
+        )
     }
 }
 
@@ -593,10 +664,16 @@ pub fn connected(m: &str, peer: &str) -> bool {
 
 /// Polls the origin's streams API until `name` is live.
 pub async fn wait_live(origin: &Node, name: &str) -> serde_json::Value {
+    wait_live_polling(origin, name, Duration::from_millis(100)).await
+}
+
+/// [`wait_live`], asking every `poll` (a test that times the stream's arrival asks
+/// often).
+pub async fn wait_live_polling(origin: &Node, name: &str, poll: Duration) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let url = format!("http://{}/api/v1/streams", origin.addr("http"));
-        let (status, _, body) = http("GET", &url, "", None).await;
+        let (status, _, body) = http("GET", &url, "", origin.api_token.as_deref()).await;
         if status == 200 {
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
             if let Some(s) = v["streams"]
@@ -611,6 +688,6 @@ pub async fn wait_live(origin: &Node, name: &str) -> serde_json::Value {
             "{name} never went live on the origin: {}",
             origin.logs()
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(poll).await;
     }
 }
