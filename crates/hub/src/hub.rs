@@ -1,4 +1,5 @@
-//! The hub: live streams by key, publishing (with takeover) and subscribing.
+//! The hub: live streams by key, their renditions' on-air streams, publishing (with
+//! takeover) and subscribing.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,14 +8,18 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 use crate::key::{LegChoice, StreamKey};
+use crate::on_air::OnAirSettings;
+use crate::on_air::SwitchReason;
 use crate::publication::{Publication, PublishOutcome};
-use crate::stats::{PublisherInfo, StreamSummary};
+use crate::rendition::{switch_index, OnAirCounters, Rendition};
+use crate::stats::{OnAirTotals, PublisherInfo, RenditionSummary, StreamSummary, SwitchCount};
 use crate::stream::{lock, Stream};
-use crate::subscription::Subscription;
+use crate::subscription::{Source, Subscription};
 
 /// The live streams of one node. Cheap to clone: clones share the same streams.
 ///
-/// Locking: the stream map's lock is taken before a stream's lock, never the other way.
+/// Locking, in this order and never the other way: the stream map, the rendition map,
+/// a stream, a rendition.
 #[derive(Debug, Clone, Default)]
 pub struct Hub {
     shared: Arc<HubShared>,
@@ -23,6 +28,10 @@ pub struct Hub {
 #[derive(Debug, Default)]
 pub(crate) struct HubShared {
     streams: Mutex<HashMap<StreamKey, Arc<Stream>>>,
+    /// The on-air stream of every name with a live leg.
+    renditions: Mutex<HashMap<String, Arc<Rendition>>>,
+    on_air: OnAirSettings,
+    on_air_counters: Arc<OnAirCounters>,
     next_publication_id: AtomicU64,
     /// Told when a stream starts or ends (not on a takeover): see [`Hub::live_changed`].
     changed: tokio::sync::Notify,
@@ -31,6 +40,16 @@ pub(crate) struct HubShared {
 impl Hub {
     pub fn new() -> Hub {
         Hub::default()
+    }
+
+    /// A hub whose renditions choose their on-air leg by `settings`.
+    pub fn with_on_air(settings: OnAirSettings) -> Hub {
+        Hub {
+            shared: Arc::new(HubShared {
+                on_air: settings,
+                ..HubShared::default()
+            }),
+        }
     }
 
     /// Starts publishing `key`. If the stream is already live, this publication takes
@@ -88,7 +107,7 @@ impl Hub {
                 } else {
                     inner.takeovers += 1;
                     inner.publisher_since = std::time::SystemTime::now();
-                    inner.state.take_over();
+                    inner.fanout.state.take_over();
                 }
                 let old_sender = std::mem::replace(&mut inner.taken_over, sender);
                 old_sender.send_replace(true);
@@ -103,7 +122,19 @@ impl Hub {
             tracing::info!(stream = %key, %previous, "publication taken over");
             return (publication, PublishOutcome::TookOver { previous });
         }
-        let mut stream = Stream::new(key.clone(), publisher, id, sender);
+        let rendition = {
+            let mut renditions = lock(&self.shared.renditions);
+            let rendition = renditions.entry(key.name.clone()).or_insert_with(|| {
+                Arc::new(Rendition::new(
+                    key.name.clone(),
+                    self.shared.on_air,
+                    Arc::clone(&self.shared.on_air_counters),
+                ))
+            });
+            Arc::clone(rendition)
+        };
+        rendition.leg_started(key.leg);
+        let mut stream = Stream::new(key.clone(), rendition, publisher, id, sender);
         stream
             .inner
             .get_mut()
@@ -130,10 +161,24 @@ impl Hub {
         }
     }
 
-    /// Attaches a player to the live stream `name` on the leg `choice` selects (see
-    /// [`LegChoice`]: by default the primary leg if live, else the backup). `None`
-    /// when no acceptable leg is live.
+    /// Attaches a player to the live stream `name` as `choice` says (see [`LegChoice`]:
+    /// by default the rendition's on-air stream, fed from whichever leg is on air).
+    /// `None` when no acceptable leg is live.
     pub fn subscribe(&self, name: &str, choice: LegChoice) -> Option<Subscription> {
+        if choice == LegChoice::OnAir {
+            let rendition = lock(&self.shared.renditions).get(name).cloned()?;
+            let player = {
+                let mut inner = lock(&rendition.inner);
+                if inner.out.ended {
+                    return None;
+                }
+                inner.out.attach()
+            };
+            return Some(Subscription {
+                source: Source::OnAir(rendition),
+                player,
+            });
+        }
         for leg in choice.candidates().into_iter().flatten() {
             let key = StreamKey::new(name, leg);
             let Some(stream) = lock(&self.shared.streams).get(&key).cloned() else {
@@ -141,12 +186,15 @@ impl Hub {
             };
             let player = {
                 let mut inner = lock(&stream.inner);
-                if inner.ended {
+                if inner.fanout.ended {
                     continue;
                 }
-                inner.attach()
+                inner.fanout.attach()
             };
-            return Some(Subscription { stream, player });
+            return Some(Subscription {
+                source: Source::Leg(stream),
+                player,
+            });
         }
         None
     }
@@ -183,23 +231,71 @@ impl Hub {
         let stream = lock(&self.shared.streams).get(key).cloned();
         stream.map(|s| s.summary())
     }
+
+    /// On-air switches and time on the backup over every rendition this hub has had,
+    /// ended ones included: what counters are made of.
+    pub fn on_air_totals(&self) -> OnAirTotals {
+        let counters = &self.shared.on_air_counters;
+        let mut switches = Vec::new();
+        for to in crate::key::Leg::ALL {
+            for reason in [
+                SwitchReason::Started,
+                SwitchReason::Silent,
+                SwitchReason::Ended,
+                SwitchReason::Failback,
+            ] {
+                let count = counters.switches[usize::from(to == crate::key::Leg::Backup)]
+                    [switch_index(reason)]
+                .load(Ordering::Relaxed);
+                switches.push(SwitchCount { to, reason, count });
+            }
+        }
+        let ended = counters.backup_ended_ms.load(Ordering::Relaxed) as f64 / 1000.0;
+        let live: f64 = self
+            .renditions()
+            .iter()
+            .map(|r| r.backup_on_air_seconds)
+            .sum();
+        OnAirTotals {
+            switches,
+            backup_on_air_seconds: ended + live,
+        }
+    }
+
+    /// Every rendition with a live leg, sorted by name: which leg is on air, switches,
+    /// time on the backup.
+    pub fn renditions(&self) -> Vec<RenditionSummary> {
+        let renditions: Vec<Arc<Rendition>> =
+            lock(&self.shared.renditions).values().cloned().collect();
+        let mut summaries: Vec<RenditionSummary> = renditions.iter().map(|r| r.summary()).collect();
+        summaries.sort_by(|a, b| a.name.cmp(&b.name));
+        summaries
+    }
 }
 
 impl HubShared {
     /// Ends `stream` if publication `id` is still its publisher.
     pub(crate) fn end_publication(&self, stream: &Arc<Stream>, id: u64) {
         let mut streams = lock(&self.streams);
+        let mut renditions = lock(&self.renditions);
         let mut inner = lock(&stream.inner);
-        if inner.publication_id != id || inner.ended {
+        if inner.publication_id != id || inner.fanout.ended {
             return;
         }
-        inner.end();
+        inner.fanout.end();
         if streams
             .get(&stream.key)
             .is_some_and(|s| Arc::ptr_eq(s, stream))
         {
             streams.remove(&stream.key);
             self.changed.notify_one();
+        }
+        if stream.rendition.leg_ended(stream.key.leg)
+            && renditions
+                .get(&stream.rendition.name)
+                .is_some_and(|r| Arc::ptr_eq(r, &stream.rendition))
+        {
+            renditions.remove(&stream.rendition.name);
         }
         tracing::info!(stream = %stream.key, "publication ended");
     }

@@ -15,6 +15,10 @@
 //!   keeps going forward (see "Takeover" below for when this applies to a reconnecting
 //!   encoder, and when it does not).
 //!
+//! - a player of a rendition gets one continuous stream from its two legs: the primary
+//!   while it is healthy, the backup while it is not, switched without the player
+//!   noticing (see "Renditions" below).
+//!
 //! ## Main types
 //!
 //! - [`Hub`]: the map of live streams by [`StreamKey`] (stream name plus [`Leg`],
@@ -23,8 +27,9 @@
 //!   [`Publication::taken_over`] resolves when another connection publishes the same
 //!   key (the hub answers [`PublishOutcome::TookOver`] to that one); dropping it ends
 //!   the stream and its players get [`PlayerEvent::Ended`].
-//! - [`Subscription`] (from [`Hub::subscribe`], choosing a leg by [`LegChoice`]):
-//!   [`Subscription::recv`] yields [`PlayerEvent`]s.
+//! - [`Subscription`] (from [`Hub::subscribe`]: by default the rendition's on-air stream,
+//!   or one leg by [`LegChoice`]): [`Subscription::recv`] yields [`PlayerEvent`]s.
+//! - [`RenditionSummary`] (from [`Hub::renditions`]): which leg is on air, the switches.
 //! - [`StreamSummary`] (from [`Hub::streams`]): per-stream figures for metrics and the API.
 //!
 //! ## What the hub does with a message
@@ -121,14 +126,39 @@
 //! [`PlayerEvent::Ended`] (and must subscribe again), and the new publish starts a new
 //! stream ([`PublishOutcome::New`], timestamps as sent, counters from zero).
 
+//! ## Renditions
+//!
+//! Encoders that want redundancy publish each rendition twice, a primary and a backup
+//! leg: two streams in the hub. Each name with a live leg also has an *on-air* stream,
+//! with its own configuration, GOP cache, timeline and players, fed from whichever leg
+//! `on_air` picks: the primary while it has sent media within the silence limit
+//! ([`OnAirSettings`], 500 ms by default), else the backup; back to a recovered primary
+//! only after it has been healthy for the failback time (10 s), at a keyframe. Every
+//! message of a leg is offered to its rendition after the leg's own players, under the
+//! rendition's lock (`rendition`). A switch happens on a keyframe of the leg going on
+//! air, its headers sent first where they differ, or at once *in sync*: when that leg's
+//! GOP cache holds the very video frame (same timestamp, same bytes) the players got
+//! last, which is the case for one encode sent to both legs (ffmpeg's `tee`), what
+//! follows it is forwarded with no keyframe to wait for and nothing twice. Timestamps go
+//! on: a leg on the same clock keeps its own; one behind, or far ahead, is rebased as
+//! after a takeover ([`LEG_CLOCK_TOLERANCE_MS`]). The on-air stream ends when both legs
+//! have. A player asks for one leg by name (`{name}.p`, `{name}.b`:
+//! [`LegChoice::from_play_name`]).
+//!
+//! The cost: each published message is classified and stored twice, for its leg and
+//! for the on-air stream (a refcount, not a copy, of its payload); the per-player work
+//! is unchanged.
+
 mod classify;
 mod config;
 mod event;
 mod gop;
 mod hub;
 mod key;
+mod on_air;
 mod player_queue;
 mod publication;
+mod rendition;
 mod state;
 mod stats;
 mod stream;
@@ -143,10 +173,11 @@ pub use event::{DropReason, PlayerEvent};
 pub use gop::{GOP_CACHE_MAX_BYTES, GOP_CACHE_MAX_MESSAGES};
 pub use hub::Hub;
 pub use key::{Leg, LegChoice, StreamKey};
+pub use on_air::{OnAirSettings, SwitchReason, DEFAULT_FAILBACK_AFTER, DEFAULT_SILENCE};
 pub use player_queue::{
     PLAYER_MAX_SKIPS, PLAYER_QUEUE_MAX_BYTES, PLAYER_QUEUE_MAX_MESSAGES, PLAYER_SKIP_WINDOW,
 };
 pub use publication::{Publication, PublishOutcome, TakenOver};
-pub use stats::{PublisherInfo, StreamSummary};
+pub use stats::{OnAirTotals, PublisherInfo, RenditionSummary, StreamSummary, SwitchCount};
 pub use subscription::Subscription;
-pub use timeline::TAKEOVER_TIMESTAMP_STEP_MS;
+pub use timeline::{LEG_CLOCK_TOLERANCE_MS, TAKEOVER_TIMESTAMP_STEP_MS};

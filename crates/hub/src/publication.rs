@@ -61,10 +61,10 @@ impl Publication {
     /// push. Fails once the stream was taken over by another publisher.
     pub fn push(&self, message: RtmpMessage) -> Result<(), TakenOver> {
         let mut inner = lock(&self.stream.inner);
-        if inner.publication_id != self.id || inner.ended {
+        if inner.publication_id != self.id || inner.fanout.ended {
             return Err(TakenOver);
         }
-        inner.push(&self.stream.key, message);
+        inner.push(&self.stream, message);
         Ok(())
     }
 

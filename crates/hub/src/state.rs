@@ -128,6 +128,15 @@ impl StreamState {
         self.has_video = false;
     }
 
+    /// A rendition's other leg goes on air (`crate::rendition`): its timestamps continue
+    /// the timeline if its clock is the same, or are rebased onto it
+    /// ([`Timeline::switch_source`]). Configuration and GOP carry on: the leg's own
+    /// configuration is forwarded next where it differs, and at a keyframe the cache
+    /// starts a new GOP.
+    pub fn switch_source(&mut self) {
+        self.timeline.switch_source();
+    }
+
     /// Metadata first, then every sequence header in arrival order.
     pub fn config(&self) -> impl Iterator<Item = &RtmpMessage> {
         self.config.messages()

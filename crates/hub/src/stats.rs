@@ -5,7 +5,8 @@ use std::time::SystemTime;
 
 use longhaul_rtmp::media::Codec;
 
-use crate::key::StreamKey;
+use crate::key::{Leg, StreamKey};
+use crate::on_air::{Switch, SwitchReason};
 
 /// Who is publishing a stream, as the connection layer describes it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -77,4 +78,50 @@ pub struct StreamSummary {
     /// continues the stream's timeline after a takeover; 0 on a stream that never saw
     /// one, whose timestamps are exactly the encoder's.
     pub timestamp_offset: u32,
+}
+
+/// A snapshot of one rendition's on-air stream: the stream of `name` that players get
+/// by default, fed from whichever leg is on air.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenditionSummary {
+    pub name: String,
+    /// When its first leg started.
+    pub started_at: SystemTime,
+    /// The leg on air; `None` until the first leg reaches a keyframe.
+    pub on_air: Option<Leg>,
+    /// Which legs are live.
+    pub primary_live: bool,
+    pub backup_live: bool,
+    /// Players of the on-air stream (not counting players of one leg by name).
+    pub players: usize,
+    /// Switches by the leg that went on air and why (the first leg on air is `started`).
+    pub switches: Vec<SwitchCount>,
+    /// The last switch and when.
+    pub last_switch: Option<(Switch, SystemTime)>,
+    /// Seconds the backup has been on air, all told.
+    pub backup_on_air_seconds: f64,
+}
+
+/// Switches of a rendition to `to` for `reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SwitchCount {
+    pub to: Leg,
+    pub reason: SwitchReason,
+    pub count: u64,
+}
+
+impl RenditionSummary {
+    /// Whether it plays from the backup with no primary at all ("backup only").
+    pub fn backup_only(&self) -> bool {
+        self.on_air == Some(Leg::Backup) && !self.primary_live
+    }
+}
+
+/// On-air figures over every rendition a hub has had ([`crate::Hub::on_air_totals`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnAirTotals {
+    /// Every (leg, reason) pair, zeros included.
+    pub switches: Vec<SwitchCount>,
+    /// Seconds a backup was on air, all renditions together.
+    pub backup_on_air_seconds: f64,
 }

@@ -1,7 +1,8 @@
 //! One live stream inside the hub: its synchronous state, current publisher and
 //! players, behind one mutex that the publisher pushes under and new players attach
 //! under (so a new player's snapshot and its live data meet with no gap and no
-//! duplicate).
+//! duplicate). The players and what feeds them ([`Fanout`]) are shared with a
+//! rendition's on-air stream (`crate::rendition`), which is fed from the legs.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime};
@@ -11,7 +12,8 @@ use tokio::sync::{watch, Notify};
 
 use crate::key::StreamKey;
 use crate::player_queue::{Offer, PlayerQueue};
-use crate::state::StreamState;
+use crate::rendition::Rendition;
+use crate::state::{Ingested, StreamState};
 use crate::stats::{PublisherInfo, StreamSummary};
 
 /// Locks a mutex, recovering the data if a thread panicked while holding it: the hub's
@@ -51,38 +53,48 @@ impl Player {
 pub(crate) struct Stream {
     pub key: StreamKey,
     pub started_at: SystemTime,
+    /// The rendition this leg feeds (its on-air stream).
+    pub rendition: Arc<Rendition>,
     pub inner: Mutex<StreamInner>,
+}
+
+/// The players of a stream and what they are fed from: the stream's synchronous state
+/// (configuration, GOP cache, timeline) and a queue per player.
+#[derive(Debug, Default)]
+pub(crate) struct Fanout {
+    pub state: StreamState,
+    pub players: Vec<Arc<Player>>,
+    pub next_player_id: u64,
+    /// The stream ended; it takes no new players.
+    pub ended: bool,
+    pub player_skips: u64,
+    pub players_dropped: u64,
+    /// A configuration refusal has been logged: later ones are only counted (in
+    /// `StreamSummary::config_refused`), so a publisher cannot flood the log.
+    pub config_refusal_logged: bool,
 }
 
 #[derive(Debug)]
 pub(crate) struct StreamInner {
-    pub state: StreamState,
+    pub fanout: Fanout,
     pub publisher: PublisherInfo,
     pub publisher_since: SystemTime,
     /// Id of the current publication; pushes from any other are refused.
     pub publication_id: u64,
     /// Set to `true` when the current publication is taken over.
     pub taken_over: watch::Sender<bool>,
-    pub players: Vec<Arc<Player>>,
-    pub next_player_id: u64,
-    /// The publication ended; the stream is out of the hub and takes no new players.
-    pub ended: bool,
-    pub player_skips: u64,
-    pub players_dropped: u64,
     pub takeovers: u64,
     /// Times the publication was resumed on a new stream ([`crate::Hub::resume`]).
     pub resumes: u64,
     /// The edge's id of the encoder publish being carried, for a tunnel publish that
     /// can resume ([`crate::Hub::resume`]); `None` for any other.
     pub resumable: Option<u64>,
-    /// A configuration refusal has been logged: later ones are only counted (in
-    /// `StreamSummary::config_refused`), so a publisher cannot flood the log.
-    pub config_refusal_logged: bool,
 }
 
 impl Stream {
     pub fn new(
         key: StreamKey,
+        rendition: Arc<Rendition>,
         publisher: PublisherInfo,
         publication_id: u64,
         taken_over: watch::Sender<bool>,
@@ -91,86 +103,111 @@ impl Stream {
         Stream {
             key,
             started_at: now,
+            rendition,
             inner: Mutex::new(StreamInner {
-                state: StreamState::default(),
+                fanout: Fanout::default(),
                 publisher,
                 publisher_since: now,
                 publication_id,
                 taken_over,
-                players: Vec::new(),
-                next_player_id: 0,
-                ended: false,
-                player_skips: 0,
-                players_dropped: 0,
                 takeovers: 0,
                 resumes: 0,
                 resumable: None,
-                config_refusal_logged: false,
             }),
         }
     }
 
     pub fn summary(&self) -> StreamSummary {
         let inner = lock(&self.inner);
-        let counters = inner.state.counters();
+        let fanout = &inner.fanout;
+        let counters = fanout.state.counters();
         StreamSummary {
             key: self.key.clone(),
             publisher: inner.publisher.clone(),
             publisher_since: inner.publisher_since,
             started_at: self.started_at,
-            players: inner.players.len(),
+            players: fanout.players.len(),
             messages_in: counters.messages_in,
             bytes_in: counters.bytes_in,
             keyframes: counters.keyframes,
             video_codec: counters.video_codec,
             audio_codec: counters.audio_codec,
-            gop_cache_messages: inner.state.gop().len(),
-            gop_cache_bytes: inner.state.gop_bytes(),
+            gop_cache_messages: fanout.state.gop().len(),
+            gop_cache_bytes: fanout.state.gop_bytes(),
             gop_overflows: counters.gop_overflows,
             config_refused: counters.config_refused,
-            config_bytes: inner.state.config_bytes(),
-            player_skips: inner.player_skips,
-            players_dropped: inner.players_dropped,
+            config_bytes: fanout.state.config_bytes(),
+            player_skips: fanout.player_skips,
+            players_dropped: fanout.players_dropped,
             takeovers: inner.takeovers,
             resumes: inner.resumes,
-            timestamp_offset: inner.state.timestamp_offset(),
+            timestamp_offset: fanout.state.timestamp_offset(),
         }
     }
 }
 
 impl StreamInner {
-    /// Takes in one message from the current publisher and offers it to every player.
-    pub fn push(&mut self, key: &StreamKey, message: RtmpMessage) {
+    /// Takes in one message from the current publisher and offers it to every player,
+    /// then to the rendition's on-air stream.
+    pub fn push(&mut self, stream: &Stream, message: RtmpMessage) {
+        let publisher = &self.publisher;
+        let ingested = self.fanout.push(&stream.key, message, |refusal| {
+            tracing::warn!(
+                stream = %stream.key,
+                %publisher,
+                %refusal,
+                "configuration message refused (not stored, not forwarded); \
+                 further refusals on this stream are only counted (config_refused)"
+            );
+        });
+        if let Some(ingested) = ingested {
+            stream
+                .rendition
+                .offer(stream.key.leg, &ingested, &self.fanout.state);
+        }
+    }
+}
+
+impl Fanout {
+    /// Takes in one message and offers it to every player: what was forwarded, or `None`
+    /// for a configuration message refused for the bounds (`refused` logs the first).
+    /// `stream` names the stream in log lines.
+    pub fn push(
+        &mut self,
+        stream: &dyn std::fmt::Display,
+        message: RtmpMessage,
+        refused: impl FnOnce(&crate::config::ConfigRefusal),
+    ) -> Option<Ingested> {
         let ingested = match self.state.ingest(message) {
             Ok(ingested) => ingested,
             Err(refusal) => {
                 if !self.config_refusal_logged {
                     self.config_refusal_logged = true;
-                    tracing::warn!(
-                        stream = %key,
-                        publisher = %self.publisher,
-                        %refusal,
-                        "configuration message refused (not stored, not forwarded); \
-                         further refusals on this stream are only counted (config_refused)"
-                    );
+                    refused(&refusal);
                 }
-                return;
+                return None;
             }
         };
+        self.offer(stream, &ingested);
+        Some(ingested)
+    }
+
+    /// Offers an ingested message to every player.
+    fn offer(&mut self, stream: &dyn std::fmt::Display, ingested: &Ingested) {
         let now = Instant::now();
         let state = &self.state;
         let mut dropped = Vec::new();
         for player in &self.players {
-            match player.update(|queue| queue.offer(&ingested, state, now)) {
+            match player.update(|queue| queue.offer(ingested, state, now)) {
                 Offer::Queued | Offer::NotQueued => {}
                 Offer::SkipStarted => {
                     self.player_skips += 1;
-                    tracing::debug!(stream = %key, player = player.id, "slow player skipped to the next keyframe");
+                    tracing::debug!(%stream, player = player.id, "slow player skipped to the next keyframe");
                 }
                 Offer::Dropped(reason) => {
                     self.players_dropped += 1;
                     dropped.push(player.id);
-                    tracing::info!(stream = %key, player = player.id, %reason, "slow player dropped");
+                    tracing::info!(%stream, player = player.id, %reason, "slow player dropped");
                 }
             }
         }

@@ -1,22 +1,45 @@
-//! A player's handle on a live stream: a bounded queue of events to receive.
+//! A player's handle on a live stream, one leg's or a rendition's on-air stream: a
+//! bounded queue of events to receive.
 
 use std::sync::Arc;
 
 use crate::event::PlayerEvent;
-use crate::key::StreamKey;
+use crate::key::Leg;
+use crate::rendition::Rendition;
 use crate::stream::{lock, Player, Stream};
+
+/// What a player is attached to.
+#[derive(Debug)]
+pub(crate) enum Source {
+    /// One leg, asked for by name ([`crate::LegChoice::Only`] and the like).
+    Leg(Arc<Stream>),
+    /// A rendition's on-air stream.
+    OnAir(Arc<Rendition>),
+}
 
 /// One player attached to a stream. Dropping it detaches the player.
 #[derive(Debug)]
 pub struct Subscription {
-    pub(crate) stream: Arc<Stream>,
+    pub(crate) source: Source,
     pub(crate) player: Arc<Player>,
 }
 
 impl Subscription {
-    /// The stream (and so the leg) this player is attached to.
-    pub fn key(&self) -> &StreamKey {
-        &self.stream.key
+    /// The stream name played.
+    pub fn name(&self) -> &str {
+        match &self.source {
+            Source::Leg(stream) => &stream.key.name,
+            Source::OnAir(rendition) => &rendition.name,
+        }
+    }
+
+    /// The leg this player is attached to; `None` for the on-air stream, which follows
+    /// whichever leg is on air.
+    pub fn leg(&self) -> Option<Leg> {
+        match &self.source {
+            Source::Leg(stream) => Some(stream.key.leg),
+            Source::OnAir(_) => None,
+        }
     }
 
     /// The next event. The first events are the stream's metadata, its sequence
@@ -39,6 +62,9 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        lock(&self.stream.inner).detach(self.player.id);
+        match &self.source {
+            Source::Leg(stream) => lock(&stream.inner).fanout.detach(self.player.id),
+            Source::OnAir(rendition) => lock(&rendition.inner).out.detach(self.player.id),
+        }
     }
 }

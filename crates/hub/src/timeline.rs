@@ -21,6 +21,14 @@ use longhaul_rtmp::RtmpMessage;
 /// buffer underrun, not a timestamp jump.
 pub const TAKEOVER_TIMESTAMP_STEP_MS: u32 = 1;
 
+/// How far ahead of the timeline a leg's first message after an on-air switch may be and
+/// still keep its timestamps: 10 s. The two legs of one encoder (ffmpeg's `tee`, OBS's
+/// two outputs) share a clock, and two encoders started together differ by a few hundred
+/// ms, so the time a leg was off air shows as a forward step the size of the gap, as it
+/// should. A leg further ahead runs on a clock of its own (an encoder started long
+/// before the other): it is rebased as after a takeover, so players see no jump.
+pub const LEG_CLOCK_TOLERANCE_MS: u32 = 10_000;
+
 /// Rebases each publication's timestamps onto the stream's one timeline.
 #[derive(Debug, Default)]
 pub(crate) struct Timeline {
@@ -33,6 +41,9 @@ pub(crate) struct Timeline {
     offset: u32,
     /// A takeover happened: the next message sets `offset`.
     rebase_pending: bool,
+    /// An on-air switch happened: the next message sets `offset` if it would not
+    /// continue the timeline ([`Timeline::switch_source`]).
+    rebase_if_off: bool,
 }
 
 impl Timeline {
@@ -41,9 +52,26 @@ impl Timeline {
         self.rebase_pending = true;
     }
 
+    /// The stream now comes from another source on a clock that may or may not be the
+    /// same (a rendition's other leg going on air): its next message keeps the current
+    /// offset if that puts it after the highest timestamp forwarded and at most
+    /// [`LEG_CLOCK_TOLERANCE_MS`] beyond; otherwise it is rebased as after a takeover.
+    pub fn switch_source(&mut self) {
+        self.rebase_if_off = true;
+    }
+
     /// `message` on the stream's timeline: the same message (same shared payload, no
     /// copy) with `offset` added to its timestamp.
     pub fn rebase(&mut self, message: RtmpMessage) -> RtmpMessage {
+        if std::mem::take(&mut self.rebase_if_off) {
+            if let Some(high) = self.high {
+                let at = message.timestamp.wrapping_add(self.offset);
+                let ahead = at.wrapping_sub(high);
+                if !is_after(at, high) || ahead > LEG_CLOCK_TOLERANCE_MS {
+                    self.rebase_pending = true;
+                }
+            }
+        }
         if self.rebase_pending {
             self.rebase_pending = false;
             // Nothing forwarded yet (a takeover before any message): nothing to
@@ -132,6 +160,26 @@ mod tests {
         timeline.take_over();
         assert_eq!(forward(&mut timeline, inter(1000, 10)), 4);
         assert_eq!(forward(&mut timeline, inter(1040, 10)), 44);
+    }
+
+    #[test]
+    fn a_source_switch_keeps_a_shared_clock_and_rebases_another() {
+        let mut timeline = Timeline::default();
+        forward(&mut timeline, inter(10_000, 10));
+        // The other leg of the same encoder, 600 ms later: its own timestamps.
+        timeline.switch_source();
+        assert_eq!(forward(&mut timeline, keyframe(10_600, 10)), 10_600);
+        assert_eq!(forward(&mut timeline, inter(10_640, 10)), 10_640);
+        // A leg behind the timeline (its encoder started later): continues after it.
+        timeline.switch_source();
+        assert_eq!(forward(&mut timeline, keyframe(3_000, 10)), 10_641);
+        assert_eq!(forward(&mut timeline, inter(3_040, 10)), 10_681);
+        // A leg far ahead (a clock of its own): continues after it too.
+        timeline.switch_source();
+        assert_eq!(forward(&mut timeline, keyframe(900_000, 10)), 10_682);
+        // Within the tolerance ahead: kept, with the offset in force.
+        timeline.switch_source();
+        assert_eq!(forward(&mut timeline, keyframe(905_000, 10)), 15_682);
     }
 
     #[test]

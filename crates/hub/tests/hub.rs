@@ -62,7 +62,7 @@ fn new_player_gets_metadata_headers_then_gop_from_its_keyframe() {
         publication.push(message).expect("current publisher");
     }
     let mut player = hub
-        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .subscribe("1_gdrt137u_1", LegChoice::PreferPrimary)
         .expect("live");
     publication
         .push(inter(120, 100))
@@ -103,7 +103,7 @@ fn no_gap_and_no_duplicate_between_snapshot_and_live() {
     });
     let mut players = Vec::new();
     while !publisher.is_finished() {
-        if let Some(player) = hub.subscribe("1_gdrt137u_1", LegChoice::default()) {
+        if let Some(player) = hub.subscribe("1_gdrt137u_1", LegChoice::PreferPrimary) {
             players.push(player);
         }
         std::thread::sleep(Duration::from_micros(200));
@@ -143,7 +143,7 @@ fn oversized_gop_is_not_cached_and_new_players_wait_for_a_keyframe() {
     assert_eq!(summary.gop_cache_bytes, 0);
 
     let mut player = hub
-        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .subscribe("1_gdrt137u_1", LegChoice::PreferPrimary)
         .expect("live");
     publication.push(inter(80, 100)).expect("current");
     publication.push(aac(81)).expect("current");
@@ -161,7 +161,7 @@ async fn takeover_tells_the_old_publication_and_players_carry_on() {
     old.push(avc_header(0)).expect("current");
     old.push(keyframe(0, 100)).expect("current");
     let mut player = hub
-        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .subscribe("1_gdrt137u_1", LegChoice::PreferPrimary)
         .expect("live");
     assert_eq!(drain(&mut player).len(), 2);
 
@@ -213,7 +213,7 @@ async fn a_resumed_publication_continues_the_stream_without_a_rebase() {
     old.push(avc_header(0)).expect("current");
     old.push(keyframe(3_000, 100)).expect("current");
     let mut player = hub
-        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .subscribe("1_gdrt137u_1", LegChoice::PreferPrimary)
         .expect("live");
     assert_eq!(drain(&mut player).len(), 2);
 
@@ -233,7 +233,7 @@ async fn a_resumed_publication_continues_the_stream_without_a_rebase() {
     assert_eq!(drain(&mut player), vec![m(inter(3_040, 100))]);
     // A new player still gets the configuration and the GOP from before the resume.
     let mut late = hub
-        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .subscribe("1_gdrt137u_1", LegChoice::PreferPrimary)
         .expect("live");
     assert_eq!(
         drain(&mut late),
@@ -267,7 +267,7 @@ async fn finish_ends_the_stream_after_what_players_have_queued() {
     let hub = Hub::new();
     let (publication, _) = hub.publish(key(Leg::Primary), encoder(1));
     let mut player = hub
-        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .subscribe("1_gdrt137u_1", LegChoice::PreferPrimary)
         .expect("live");
     let waiter = tokio::spawn(async move {
         let mut events = Vec::new();
@@ -296,7 +296,7 @@ async fn finish_ends_the_stream_after_what_players_have_queued() {
     );
     assert!(!hub.is_live(&key(Leg::Primary)));
     assert!(hub
-        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .subscribe("1_gdrt137u_1", LegChoice::PreferPrimary)
         .is_none());
     assert!(hub.streams().is_empty());
 }
@@ -308,7 +308,7 @@ fn slow_player_is_skipped_to_a_keyframe_and_resumes_there() {
     publication.push(avc_header(0)).expect("current");
     publication.push(keyframe(0, 100)).expect("current");
     let mut slow = hub
-        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .subscribe("1_gdrt137u_1", LegChoice::PreferPrimary)
         .expect("live");
     let mut ts = 1;
     for _ in 0..PLAYER_QUEUE_MAX_MESSAGES + 10 {
@@ -344,10 +344,10 @@ fn publisher_never_blocks_on_a_stuck_player() {
     let (publication, _) = hub.publish(key(Leg::Primary), encoder(1));
     publication.push(avc_header(0)).expect("current");
     let _stuck = hub
-        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .subscribe("1_gdrt137u_1", LegChoice::PreferPrimary)
         .expect("live");
     let mut reader = hub
-        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .subscribe("1_gdrt137u_1", LegChoice::PreferPrimary)
         .expect("live");
     let started = Instant::now();
     let mut read = 0usize;
@@ -383,7 +383,7 @@ fn repeatedly_skipped_player_is_dropped() {
     let (publication, _) = hub.publish(key(Leg::Primary), encoder(1));
     publication.push(avc_header(0)).expect("current");
     let mut stuck = hub
-        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .subscribe("1_gdrt137u_1", LegChoice::PreferPrimary)
         .expect("live");
     let mut ts = 0;
     while hub
@@ -425,7 +425,7 @@ async fn hundred_players_that_keep_up_receive_everything_sharing_payloads() {
     let mut tasks = Vec::new();
     for _ in 0..PLAYERS {
         let mut player = hub
-            .subscribe("1_gdrt137u_1", LegChoice::default())
+            .subscribe("1_gdrt137u_1", LegChoice::PreferPrimary)
             .expect("live");
         let received = Arc::clone(&received);
         tasks.push(tokio::spawn(async move {
@@ -479,30 +479,30 @@ async fn hundred_players_that_keep_up_receive_everything_sharing_payloads() {
 fn leg_choice_prefers_primary_and_falls_back() {
     let hub = Hub::new();
     assert!(hub
-        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .subscribe("1_gdrt137u_1", LegChoice::PreferPrimary)
         .is_none());
     let (backup, _) = hub.publish(key(Leg::Backup), encoder(2));
     let player = hub
-        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .subscribe("1_gdrt137u_1", LegChoice::PreferPrimary)
         .expect("backup live");
-    assert_eq!(player.key(), &key(Leg::Backup));
+    assert_eq!(player.leg(), Some(Leg::Backup));
     assert!(hub
         .subscribe("1_gdrt137u_1", LegChoice::Only(Leg::Primary))
         .is_none());
     let (_primary, _) = hub.publish(key(Leg::Primary), encoder(1));
     let player = hub
-        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .subscribe("1_gdrt137u_1", LegChoice::PreferPrimary)
         .expect("live");
-    assert_eq!(player.key(), &key(Leg::Primary));
+    assert_eq!(player.leg(), Some(Leg::Primary));
     let player = hub
         .subscribe("1_gdrt137u_1", LegChoice::PreferBackup)
         .expect("live");
-    assert_eq!(player.key(), &key(Leg::Backup));
+    assert_eq!(player.leg(), Some(Leg::Backup));
     drop(backup);
     let player = hub
         .subscribe("1_gdrt137u_1", LegChoice::PreferBackup)
         .expect("live");
-    assert_eq!(player.key(), &key(Leg::Primary));
+    assert_eq!(player.leg(), Some(Leg::Primary));
 }
 
 #[test]
@@ -511,7 +511,7 @@ fn summaries_count_what_came_in() {
     let (publication, _) = hub.publish(key(Leg::Primary), encoder(1));
     let (_backup, _) = hub.publish(key(Leg::Backup), encoder(2));
     let _player = hub
-        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .subscribe("1_gdrt137u_1", LegChoice::PreferPrimary)
         .expect("live");
     publication.push(avc_header(0)).expect("current");
     publication.push(aac_header(0)).expect("current");
@@ -582,7 +582,7 @@ fn configuration_flood_is_refused_counted_and_logged_once() {
         publication.push(message).expect("current");
     }
     let mut early = hub
-        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .subscribe("1_gdrt137u_1", LegChoice::PreferPrimary)
         .expect("live");
     assert_eq!(drain(&mut early).len(), 3);
 
@@ -612,7 +612,7 @@ fn configuration_flood_is_refused_counted_and_logged_once() {
 
     // A new player's snapshot holds the bounded configuration, then the GOP.
     let mut late = hub
-        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .subscribe("1_gdrt137u_1", LegChoice::PreferPrimary)
         .expect("live");
     let mut expected = vec![m(avc_header(0)), m(aac_header(0))];
     expected.extend(flood[..kept].iter().cloned().map(m));
@@ -693,7 +693,7 @@ fn takeover_continues_the_timeline_for_attached_and_new_players() {
         "no takeover: the encoder's own timestamps"
     );
     let mut attached = hub
-        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .subscribe("1_gdrt137u_1", LegChoice::PreferPrimary)
         .expect("live");
     let before = drain(&mut attached);
     // A's own interleave, as sent (audio may trail video by a few ms).
@@ -739,7 +739,7 @@ fn takeover_continues_the_timeline_for_attached_and_new_players() {
     // A player that joins after the takeover gets the rebased configuration and GOP,
     // then live messages on the same timeline as the attached player.
     let mut late = hub
-        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .subscribe("1_gdrt137u_1", LegChoice::PreferPrimary)
         .expect("live");
     for message in b_rest {
         b.push(message.clone()).expect("current");
@@ -779,7 +779,7 @@ async fn reconnect_after_the_old_connection_closed_ends_the_stream_instead() {
     old.push(avc_header(3_600_000)).expect("current");
     old.push(keyframe(3_600_000, 100)).expect("current");
     let mut player = hub
-        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .subscribe("1_gdrt137u_1", LegChoice::PreferPrimary)
         .expect("live");
     drop(old); // the old connection's task saw FIN or RST first
     let (new, outcome) = hub.publish(key(Leg::Primary), encoder(2));
@@ -790,7 +790,7 @@ async fn reconnect_after_the_old_connection_closed_ends_the_stream_instead() {
     let summary = hub.stream(&key(Leg::Primary)).expect("live");
     assert_eq!((summary.takeovers, summary.timestamp_offset), (0, 0));
     let mut again = hub
-        .subscribe("1_gdrt137u_1", LegChoice::default())
+        .subscribe("1_gdrt137u_1", LegChoice::PreferPrimary)
         .expect("live");
     assert_eq!(
         drain(&mut again),
