@@ -440,6 +440,7 @@ fn origin_config(
         ingest: Default::default(),
         endpoints: dev_endpoints(cluster)?,
         abuse: Default::default(),
+        on_air: Default::default(),
         tunnel: Some(TunnelListenSection {
             listen: node.tunnel,
             tls: cluster_tls(tls, &node.id)?,

@@ -473,7 +473,11 @@ async fn fmle(
 
 async fn streams(State(state): State<Arc<OriginState>>) -> Response {
     let streams: Vec<_> = state.hub.streams().iter().map(stream_json).collect();
-    json(StatusCode::OK, &serde_json::json!({ "streams": streams }))
+    let renditions: Vec<_> = state.hub.renditions().iter().map(rendition_json).collect();
+    json(
+        StatusCode::OK,
+        &serde_json::json!({ "streams": streams, "renditions": renditions }),
+    )
 }
 
 async fn openapi() -> Response {
@@ -544,6 +548,46 @@ fn stream_json(s: &longhaul_hub::StreamSummary) -> serde_json::Value {
         "timestamp_offset": s.timestamp_offset,
         "config_bytes": s.config_bytes,
         "config_refused": s.config_refused,
+    })
+}
+
+/// The JSON form of a rendition's on-air stream.
+fn rendition_json(r: &longhaul_hub::RenditionSummary) -> serde_json::Value {
+    let secs = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    };
+    let switches: Vec<_> = r
+        .switches
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "to": c.to.as_str(),
+                "reason": c.reason.as_str(),
+                "count": c.count,
+            })
+        })
+        .collect();
+    let last_switch = r.last_switch.map(|(s, at)| {
+        serde_json::json!({
+            "from": s.from.map(|l| l.as_str()),
+            "to": s.to.as_str(),
+            "reason": s.reason.as_str(),
+            "at": secs(at),
+        })
+    });
+    serde_json::json!({
+        "name": r.name,
+        "on_air": r.on_air.map(|l| l.as_str()),
+        "primary_live": r.primary_live,
+        "backup_live": r.backup_live,
+        "backup_only": r.backup_only(),
+        "players": r.players,
+        "switches": switches,
+        "last_switch": last_switch,
+        "backup_on_air_seconds": r.backup_on_air_seconds,
+        "started_at": secs(r.started_at),
     })
 }
 

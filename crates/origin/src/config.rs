@@ -47,6 +47,64 @@ pub struct OriginConfig {
     /// Where edges connect their QUIC tunnels; off when absent.
     #[serde(default)]
     pub tunnel: Option<longhaul_tunnel::TunnelListenSection>,
+    /// How a rendition's on-air stream picks between its primary and backup legs.
+    #[serde(default)]
+    pub on_air: OnAirSection,
+}
+
+/// `[on_air]`: the rules of a rendition's one continuous stream (`longhaul_hub`'s
+/// renditions): the primary leg while it is healthy, the backup while it is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OnAirSection {
+    /// The leg on air is replaced after this many milliseconds without media. Default
+    /// [`longhaul_hub::DEFAULT_SILENCE`] (500 ms).
+    pub silence_ms: u64,
+    /// A recovered primary goes back on air after this many milliseconds healthy, at a
+    /// keyframe. Default [`longhaul_hub::DEFAULT_FAILBACK_AFTER`] (10 s).
+    pub failback_after_ms: u64,
+}
+
+impl Default for OnAirSection {
+    fn default() -> Self {
+        OnAirSection {
+            silence_ms: longhaul_hub::DEFAULT_SILENCE.as_millis() as u64,
+            failback_after_ms: longhaul_hub::DEFAULT_FAILBACK_AFTER.as_millis() as u64,
+        }
+    }
+}
+
+impl OnAirSection {
+    /// The shortest silence limit: 100 ms, two and a half frames at 25 fps; below it a
+    /// jittery path would switch legs back and forth.
+    pub const MIN_SILENCE_MS: u64 = 100;
+
+    pub fn settings(&self) -> longhaul_hub::OnAirSettings {
+        longhaul_hub::OnAirSettings {
+            silence: std::time::Duration::from_millis(self.silence_ms),
+            failback_after: std::time::Duration::from_millis(self.failback_after_ms),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        if !(Self::MIN_SILENCE_MS..=60_000).contains(&self.silence_ms) {
+            return Err(InvalidSetting {
+                key: "on_air.silence_ms",
+                reason: format!(
+                    "{} is not in {}..=60000",
+                    self.silence_ms,
+                    Self::MIN_SILENCE_MS
+                ),
+            });
+        }
+        if self.failback_after_ms > 3_600_000 {
+            return Err(InvalidSetting {
+                key: "on_air.failback_after_ms",
+                reason: format!("{} is over 3600000 (an hour)", self.failback_after_ms),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// The origin's `[http]`: the listener and limits every node has, and the API's token.
@@ -714,6 +772,7 @@ impl OriginConfig {
                 });
             }
         }
+        self.on_air.validate()?;
         self.endpoints.validate()?;
         self.endpoints.validate_play_urls()
     }

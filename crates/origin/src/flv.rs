@@ -1,6 +1,8 @@
-//! HTTP-FLV playback: `GET /live/{entryId}_{n}.flv` streams the live FLV. A stream not
-//! live here is a 404 whose JSON names the origins where it is live
-//! ([`crate::elsewhere`]).
+//! HTTP-FLV playback: `GET /live/{entryId}_{n}.flv` streams the rendition's on-air
+//! stream (the primary leg while it is healthy, else the backup, switched without the
+//! player noticing: `longhaul_hub`'s renditions), `/live/{entryId}_{n}.p.flv` and
+//! `.b.flv` one leg only. A stream not live here is a 404 whose JSON names the origins
+//! where it is live ([`crate::elsewhere`]).
 //!
 //! The response body is fed by a task that reads the player's hub subscription and
 //! writes it with `longhaul_rtmp::flv::FlvWriter`: per message one 15-byte buffer (the
@@ -54,9 +56,16 @@ pub async fn play(
             "HTTP-FLV paths are /live/{entryId}_{n}.flv",
         );
     };
+    // `{entryId}_{n}.flv` plays the rendition's on-air stream; `{entryId}_{n}.p.flv` or
+    // `.b.flv`, that leg only.
+    let (stream, choice) = LegChoice::from_play_name(stream);
     if method == Method::HEAD {
         // Whether it is live, without attaching a player.
-        let live = [longhaul_hub::Leg::Primary, longhaul_hub::Leg::Backup]
+        let legs = match choice {
+            LegChoice::Only(leg) => vec![leg],
+            _ => longhaul_hub::Leg::ALL.to_vec(),
+        };
+        let live = legs
             .into_iter()
             .any(|leg| state.hub.is_live(&StreamKey::new(stream, leg)));
         // A HEAD answer has no body: no lookup of where else it is live.
@@ -71,7 +80,7 @@ pub async fn play(
             )
         };
     }
-    let Some(subscription) = state.hub.subscribe(stream, LegChoice::default()) else {
+    let Some(subscription) = state.hub.subscribe(stream, choice) else {
         plays
             .with_label_values(&[protocol::HTTP_FLV, "not_found"])
             .inc();
@@ -133,7 +142,7 @@ async fn feed(
         .connections
         .bytes_sent
         .with_label_values(&[protocol::HTTP_FLV]);
-    let stream = subscription.key().name.clone();
+    let stream = subscription.name().to_string();
     let mut writer = FlvWriter::new();
     let mut open = body.send(writer.header()).await;
     while open == Sent::Ok {

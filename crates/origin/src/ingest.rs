@@ -285,9 +285,12 @@ impl Connection {
                     );
                     return Err(End::Rejected);
                 }
+                // `{entryId}_{n}` plays the rendition's on-air stream; `.p` or `.b`
+                // after it, that leg only.
                 let stream = name.split('?').next().unwrap_or_default().to_string();
+                let (rendition, choice) = LegChoice::from_play_name(&stream);
                 let plays = &self.state.metrics.plays;
-                match self.state.hub.subscribe(&stream, LegChoice::default()) {
+                match self.state.hub.subscribe(rendition, choice) {
                     Some(subscription) => {
                         plays.with_label_values(&[protocol::RTMP, "accepted"]).inc();
                         tracing::info!(client = %self.peer, %stream, "player attached");
@@ -309,7 +312,7 @@ impl Connection {
                         plays
                             .with_label_values(&[protocol::RTMP, "not_found"])
                             .inc();
-                        let answer = self.state.elsewhere.find(&self.state, &stream).await;
+                        let answer = self.state.elsewhere.find(&self.state, rendition).await;
                         let description = elsewhere::not_live_message(
                             &self.state.config.node.id,
                             &stream,

@@ -150,6 +150,8 @@ impl Origin {
         if let Some(registry) = &registry {
             metrics.register(Box::new(metrics::RegistryCollector::new(registry)));
         }
+        let hub = Hub::with_on_air(config.on_air.settings());
+        metrics.register(Box::new(metrics::OnAirCollector::new(hub.clone())));
         let abuse = AbuseGate::new(&config.abuse, metrics.abuse.clone())?;
         metrics.register(abuse.collector());
         metrics.register(certificates.collector());
@@ -158,7 +160,7 @@ impl Origin {
             abuse,
             registry,
             callback,
-            hub: Hub::new(),
+            hub,
             connections: limits.clone(),
             next_connection_id: std::sync::atomic::AtomicU64::new(1),
             live: longhaul_node::LivePublishes::new(),

@@ -311,6 +311,112 @@ impl prometheus::core::Collector for RegistryCollector {
     }
 }
 
+/// The renditions' on-air streams, read at scrape time from the hub
+/// ([`longhaul_hub::Hub::renditions`], [`longhaul_hub::Hub::on_air_totals`]):
+/// `on_air_switches_total{to,reason}` (`reason`: started, silent, ended, failback),
+/// `on_air_backup_seconds_total` (time a backup leg was on air), `renditions{on_air}`
+/// (live renditions by the leg on air: primary, backup, none yet) and
+/// `renditions_backup_only` (on air from the backup with no primary live).
+pub struct OnAirCollector {
+    hub: longhaul_hub::Hub,
+    templates: OnAirFamilies,
+}
+
+struct OnAirFamilies {
+    switches: IntCounterVec,
+    backup_seconds: prometheus::Counter,
+    renditions: IntGaugeVec,
+    backup_only: IntGauge,
+}
+
+impl OnAirFamilies {
+    fn new() -> Self {
+        // Constant names and labels: building them cannot fail.
+        let opts = prometheus::Opts::new;
+        OnAirFamilies {
+            switches: IntCounterVec::new(
+                opts(
+                    "on_air_switches_total",
+                    "Legs that went on air for their rendition's players, by leg and why",
+                ),
+                &["to", "reason"],
+            )
+            .expect("valid metric"),
+            backup_seconds: prometheus::Counter::with_opts(opts(
+                "on_air_backup_seconds_total",
+                "Time a backup leg was on air, all renditions together",
+            ))
+            .expect("valid metric"),
+            renditions: IntGaugeVec::new(
+                opts(
+                    "renditions",
+                    "Live renditions by the leg on air (none: no keyframe yet)",
+                ),
+                &["on_air"],
+            )
+            .expect("valid metric"),
+            backup_only: IntGauge::with_opts(opts(
+                "renditions_backup_only",
+                "Renditions on air from the backup with no primary leg live",
+            ))
+            .expect("valid metric"),
+        }
+    }
+
+    fn collectors(&self) -> [&dyn prometheus::core::Collector; 4] {
+        [
+            &self.switches,
+            &self.backup_seconds,
+            &self.renditions,
+            &self.backup_only,
+        ]
+    }
+}
+
+impl OnAirCollector {
+    pub fn new(hub: longhaul_hub::Hub) -> Self {
+        Self {
+            hub,
+            templates: OnAirFamilies::new(),
+        }
+    }
+}
+
+impl prometheus::core::Collector for OnAirCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.templates
+            .collectors()
+            .into_iter()
+            .flat_map(|c| c.desc())
+            .collect()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let f = OnAirFamilies::new();
+        let totals = self.hub.on_air_totals();
+        for c in &totals.switches {
+            f.switches
+                .with_label_values(&[c.to.as_str(), c.reason.as_str()])
+                .inc_by(c.count);
+        }
+        f.backup_seconds.inc_by(totals.backup_on_air_seconds);
+        for on_air in ["primary", "backup", "none"] {
+            f.renditions.with_label_values(&[on_air]);
+        }
+        for r in self.hub.renditions() {
+            let on_air = r.on_air.map_or("none", |l| l.as_str());
+            f.renditions.with_label_values(&[on_air]).inc();
+            if r.backup_only() {
+                f.backup_only.inc();
+            }
+        }
+        f.collectors()
+            .into_iter()
+            .flat_map(|c| c.collect())
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

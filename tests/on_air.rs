@@ -1,0 +1,324 @@
+//! One continuous stream per rendition at an origin. A real ffmpeg encoder sends both
+//! legs of a rendition, the way the product's primary and backup URLs ask, with ffmpeg's
+//! `tee` muxer and `onfail=ignore`; its primary leg goes through a TCP relay the test can
+//! cut. Players of the rendition attach at the origin: ffmpeg recording it over RTMP and
+//! over HTTP-FLV (one HTTP connection), and an RTMP client of the test's own that times
+//! each frame's arrival. Mid-stream the primary leg's connection is cut (the origin sees
+//! the leg end) or turned into a black hole (the leg goes silent), as a network failure
+//! between the encoder and its primary would; the test checks that
+//!
+//! - the encoder ran to the end (its backup leg carried on);
+//! - no player's connection closed before the end, and each got the stream to its end
+//!   with timestamps that never went back and no hole in the video;
+//! - the streams API and the metrics name the backup on air, and the switch;
+//!
+//! and prints the longest wait between two frames at the timing player.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::AbortHandle;
+
+/// A TCP relay to `target` that the test can cut ([`Relay::cut`]: every connection
+/// closed) or turn into a black hole ([`Relay::blackhole`]: connections stay open, bytes
+/// are read and dropped both ways, as on a path that died without a word).
+struct Relay {
+    addr: SocketAddr,
+    tasks: Arc<Mutex<Vec<AbortHandle>>>,
+    blackhole: Arc<AtomicBool>,
+}
+
+/// Copies `from` to `to` until either closes; drops what it reads while `blackhole`.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    blackhole: Arc<AtomicBool>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if !blackhole.load(Ordering::Relaxed) && to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+impl Relay {
+    async fn start(target: SocketAddr) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tasks: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let blackhole = Arc::new(AtomicBool::new(false));
+        let (held, hole) = (tasks.clone(), blackhole.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(node) = TcpStream::connect(target).await else {
+                    continue;
+                };
+                let (client_read, client_write) = client.into_split();
+                let (node_read, node_write) = node.into_split();
+                let up = tokio::spawn(pump(client_read, node_write, hole.clone()));
+                let down = tokio::spawn(pump(node_read, client_write, hole.clone()));
+                held.lock()
+                    .unwrap()
+                    .extend([up.abort_handle(), down.abort_handle()]);
+            }
+        });
+        tasks.lock().unwrap().push(accept.abort_handle());
+        Relay {
+            addr,
+            tasks,
+            blackhole,
+        }
+    }
+
+    /// Drops every connection (and takes no more): both ends see it closed.
+    fn cut(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    /// From now on nothing crosses, and nobody is told.
+    fn blackhole(&self) {
+        self.blackhole.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What happens to the primary leg.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    /// Its connection is closed: the origin sees the leg end.
+    Cut,
+    /// Its connection stays open and carries nothing: the origin sees the leg go silent.
+    Blackhole,
+}
+
+/// The clip: 12 s at 25 fps, a keyframe every second.
+const SECONDS: u32 = 12;
+
+/// ffmpeg sending one encode to both `urls` (the `tee` muxer; a leg that fails is
+/// dropped and the other goes on).
+fn ffmpeg_tee(urls: [&str; 2]) -> Child {
+    let outputs = urls.map(|u| format!("[f=flv:onfail=ignore]{u}")).join("|");
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", &SECONDS.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args(["-g", "25", "-c:a", "aac", "-b:a", "64k"])
+        // The flv muxer needs the codecs' headers up front; tee does not ask for them.
+        .args(["-flags", "+global_header", "-map", "0:v", "-map", "1:a"])
+        .args(["-f", "tee", &outputs])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ffmpeg")
+}
+
+/// Video packet timestamps (seconds) of a recording, in order.
+fn video_times(file: &Path) -> Vec<f64> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "packet=pts_time", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .expect("run ffprobe");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect()
+}
+
+/// What the timing player saw: per video frame, its timestamp and when it arrived.
+async fn time_frames(url: String) -> Result<Vec<(u32, Instant)>, String> {
+    let url = longhaul_rtmp::RtmpUrl::parse(&url).map_err(|e| e.to_string())?;
+    let io = TcpStream::connect(url.address())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut player = longhaul_rtmp::Player::start(io, url.client_config(), &url.name)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut frames = Vec::new();
+    loop {
+        match player.recv().await {
+            Ok(Some(m)) if m.type_id == 9 && m.payload.get(1) == Some(&1) => {
+                frames.push((m.timestamp, Instant::now()))
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => return Ok(frames),
+            Err(e) => return Err(format!("{e} after {} frames", frames.len())),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rendition_plays_on_from_the_backup_when_the_primary_legs_connection_is_cut() {
+    the_rendition_plays_on_from_the_backup(Fault::Cut).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rendition_plays_on_from_the_backup_when_the_primary_leg_goes_silent() {
+    the_rendition_plays_on_from_the_backup(Fault::Blackhole).await;
+}
+
+/// Publishes both legs, applies `fault` to the primary's connection, checks the players.
+async fn the_rendition_plays_on_from_the_backup(fault: Fault) {
+    require_ffmpeg();
+    let origin = start_origin("").await;
+    let entry = origin.create_entry().await;
+    let name = format!("{}_1", entry.id);
+    let relay = Relay::start(origin.origin.rtmp_addr).await;
+    let primary = format!("rtmp://{}/kLive/?t={}&i=0/{name}", relay.addr, entry.token);
+    let backup = format!("{}/kLive/?t={}&i=1/{name}", origin.rtmp(), entry.token);
+    let encoder = ffmpeg_tee([&primary, &backup]);
+    let started = Instant::now();
+    let hub = origin.origin.state.hub.clone();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !hub.renditions().iter().any(|r| {
+        r.name == name
+            && r.primary_live
+            && r.backup_live
+            && r.on_air == Some(longhaul_hub::Leg::Primary)
+    }) {
+        assert!(Instant::now() < deadline, "both legs never went live");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rtmp_file = dir.path().join("rtmp.flv");
+    let flv_file = dir.path().join("http.flv");
+    let rtmp_player = ffmpeg_record(&format!("{}/kLive/{name}", origin.rtmp()), &rtmp_file);
+    let flv_player = ffmpeg_record(&format!("{}/live/{name}.flv", origin.http()), &flv_file);
+    let timing = tokio::spawn(time_frames(format!("{}/kLive/{name}", origin.rtmp())));
+    let left = f64::from(SECONDS) - started.elapsed().as_secs_f64();
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    match fault {
+        Fault::Cut => relay.cut(),
+        Fault::Blackhole => relay.blackhole(),
+    }
+    let cut = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (status, _, body) = http(
+        "GET",
+        &format!("{}/api/v1/streams", origin.http()),
+        "",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let rendition = &v["renditions"][0];
+    assert_eq!(rendition["name"], name.as_str(), "{v}");
+    assert_eq!(rendition["on_air"], "backup", "{v}");
+    assert_eq!(rendition["last_switch"]["from"], "primary", "{v}");
+    let reason = rendition["last_switch"]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let m = origin.metrics();
+    match fault {
+        // The origin saw the connection close: the leg ended.
+        Fault::Cut => {
+            assert_eq!(reason, "ended", "{v}");
+            assert_eq!(rendition["backup_only"], true, "{v}");
+            assert_eq!(
+                metric(&m, "longhaul_renditions_backup_only", &[]),
+                1.0,
+                "{m}"
+            );
+        }
+        // The leg is still live, and silent.
+        Fault::Blackhole => {
+            assert_eq!(reason, "silent", "{v}");
+            assert_eq!(rendition["backup_only"], false, "{v}");
+            assert_eq!(rendition["primary_live"], true, "{v}");
+        }
+    }
+
+    let out = wait_child(encoder).await;
+    assert!(
+        out.status.success(),
+        "the encoder failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (player, file, what) in [
+        (rtmp_player, &rtmp_file, "RTMP"),
+        (flv_player, &flv_file, "HTTP-FLV"),
+    ] {
+        let out = wait_child(player).await;
+        assert!(
+            out.status.success(),
+            "the {what} player: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let times = video_times(file);
+        assert!(
+            times.windows(2).all(|w| w[1] > w[0]),
+            "the {what} player's video timestamps went back"
+        );
+        let hole = times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+        assert!(hole <= 0.081, "a hole of {hole:.3} s at the {what} player");
+        let span = times.last().unwrap() - times[0];
+        assert!(
+            span >= left - 0.5,
+            "the {what} player got {span:.2} s of the {left:.2} s left"
+        );
+    }
+    let frames = tokio::time::timeout(Duration::from_secs(30), timing)
+        .await
+        .expect("the timing player ends")
+        .expect("the timing task")
+        .expect("the timing player played to the end");
+    assert!(
+        frames.windows(2).all(|w| w[1].0 > w[0].0),
+        "timestamps went back at the timing player"
+    );
+    let after_cut: Vec<_> = frames.iter().filter(|f| f.1 >= cut).collect();
+    assert!(
+        after_cut.len() > 100,
+        "{} frames after the cut",
+        after_cut.len()
+    );
+    let longest = frames
+        .windows(2)
+        .map(|w| w[1].1.duration_since(w[0].1))
+        .max()
+        .unwrap_or_default();
+
+    let m = origin.metrics();
+    let switched = metric(&m, "longhaul_on_air_switches_total", &[("to", "backup")]);
+    assert_eq!(switched, 1.0, "{m}");
+    assert_eq!(
+        metric(
+            &m,
+            "longhaul_on_air_switches_total",
+            &[("to", "primary"), ("reason", "started")]
+        ),
+        1.0
+    );
+    eprintln!(
+        "{fault:?}: {} frames after the fault, the longest wait between two frames {:.3} s; switched for {reason}",
+        after_cut.len(),
+        longest.as_secs_f64()
+    );
+}
