@@ -269,9 +269,24 @@ async fn the_api_answers_as_its_openapi_document_says() {
         .send(&msg(9, 0, vec![0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff]))
         .await
         .unwrap();
+    // And a keyframe: its rendition goes on air, with a switch to describe.
+    publisher
+        .send(&msg(9, 0, vec![0x17, 1, 0, 0, 0, 0, 0, 0, 2, 0x65]))
+        .await
+        .unwrap();
     origin.wait_live(&format!("{id}_1")).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while origin.origin.state.hub.renditions()[0].on_air.is_none() {
+        assert!(std::time::Instant::now() < deadline, "never on air");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let (s, streams) = call(&mut c, b, "get", "/streams", "/streams", "", None).await;
     assert_eq!((s, streams["streams"].as_array().unwrap().len()), (200, 1));
+    assert_eq!(streams["renditions"][0]["on_air"], "primary", "{streams}");
+    assert_eq!(
+        streams["renditions"][0]["last_switch"]["reason"], "started",
+        "{streams}"
+    );
 
     let revoke = "/entries/{id}/revoke";
     let (s, v) = call(
