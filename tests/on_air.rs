@@ -12,7 +12,9 @@
 //!   with timestamps that never went back and no hole in the video;
 //! - the streams API and the metrics name the backup on air, and the switch;
 //!
-//! and prints the longest wait between two frames at the timing player.
+//! and prints the longest wait between two frames at the timing player. A last test
+//! sends the legs through two edges instead (`fra-p`, `fra-b`, both to one origin) and
+//! kills the primary leg's edge.
 
 mod support;
 
@@ -320,5 +322,116 @@ async fn the_rendition_plays_on_from_the_backup(fault: Fault) {
         "{fault:?}: {} frames after the fault, the longest wait between two frames {:.3} s; switched for {reason}",
         after_cut.len(),
         longest.as_secs_f64()
+    );
+}
+
+/// The legs through two edges of a region (`fra-p` and `fra-b`, as production runs
+/// them), both to nyc; the primary leg's edge is killed (SIGKILL) mid-stream. Its
+/// encoder leg fails (`tee` drops it), nyc's copy of the leg goes silent (the origin
+/// holds a failed tunnel publish a while for a resume that never comes), and the
+/// rendition's players carry on from the backup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rendition_plays_on_when_the_primary_legs_edge_is_killed() {
+    use support::processes::*;
+    require_ffmpeg();
+    let cluster = Cluster::new();
+    let nyc = cluster.origin(&NYC, None);
+    let edge_p = cluster.edge("fra-p-test", "fra", &[(&NYC, &nyc)], true);
+    let edge_b = cluster.edge("fra-b-test", "fra", &[(&NYC, &nyc)], true);
+    for edge in [&edge_p, &edge_b] {
+        until_metrics(edge, "nyc healthy", |m| healthy(m, NYC.id)).await;
+    }
+    let entry = cluster.registry().await.create_entry(None).await.unwrap();
+    let name = format!("{}_1", entry.id);
+    let url = |edge: &Node, leg: u8| {
+        format!(
+            "rtmp://{}/kLive/?t={}&i={leg}/{name}",
+            edge.addr("rtmp"),
+            entry.token
+        )
+    };
+    let encoder = ffmpeg_tee([&url(&edge_p, 0), &url(&edge_b, 1)]);
+    let started = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let api = format!("http://{}/api/v1/streams", nyc.addr("http"));
+    let on_air = |v: &serde_json::Value| v["renditions"][0]["on_air"].clone();
+    loop {
+        let (_, _, body) = http("GET", &api, "", None).await;
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let r = &v["renditions"][0];
+        if r["primary_live"] == true && r["backup_live"] == true && on_air(&v) == "primary" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "both legs never went live: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rtmp.flv");
+    let play = format!("rtmp://{}/kLive/{name}", nyc.addr("rtmp"));
+    let player = ffmpeg_record(&play, &file);
+    let timing = tokio::spawn(time_frames(play));
+    let left = f64::from(SECONDS) - started.elapsed().as_secs_f64();
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    drop(edge_p); // SIGKILL
+    let killed = Instant::now();
+
+    let out = wait_child(encoder).await;
+    assert!(
+        out.status.success(),
+        "the encoder failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = wait_child(player).await;
+    assert!(
+        out.status.success(),
+        "the player: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let times = video_times(&file);
+    assert!(
+        times.windows(2).all(|w| w[1] > w[0]),
+        "timestamps went back"
+    );
+    let hole = times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+    assert!(hole <= 0.081, "a hole of {hole:.3} s at the player");
+    let span = times.last().unwrap() - times[0];
+    assert!(
+        span >= left - 0.5,
+        "the player got {span:.2} s of {left:.2} s"
+    );
+    let frames = tokio::time::timeout(Duration::from_secs(30), timing)
+        .await
+        .expect("the timing player ends")
+        .expect("the timing task")
+        .expect("the timing player played to the end");
+    assert!(
+        frames.windows(2).all(|w| w[1].0 > w[0].0),
+        "timestamps went back"
+    );
+    let after: Vec<_> = frames.iter().filter(|f| f.1 >= killed).collect();
+    assert!(after.len() > 100, "{} frames after the kill", after.len());
+    let longest = frames
+        .windows(2)
+        .map(|w| w[1].1.duration_since(w[0].1))
+        .max()
+        .unwrap_or_default();
+    let m = metrics_of(&nyc).await;
+    let silent = metric(
+        &m,
+        "longhaul_on_air_switches_total",
+        &[("to", "backup"), ("reason", "silent")],
+    );
+    let ended = metric(
+        &m,
+        "longhaul_on_air_switches_total",
+        &[("to", "backup"), ("reason", "ended")],
+    );
+    assert_eq!(silent + ended, 1.0, "{m}");
+    eprintln!(
+        "edge killed: {} frames after the kill, the longest wait between two frames {:.3} s; switched for {}",
+        after.len(),
+        longest.as_secs_f64(),
+        if silent == 1.0 { "silent" } else { "ended" }
     );
 }
