@@ -22,8 +22,6 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use support::hosts::Hosts;
 use support::processes::*;
@@ -49,25 +47,6 @@ const LOAD_GOP_SECONDS: u64 = 5;
 /// (publish, headers, the player attached), so this is about 1 s after its second
 /// keyframe.
 const LOAD_FAULT_AT: Duration = Duration::from_millis(6300);
-
-/// Video packet timestamps (seconds) of a recording, in order.
-fn video_times(file: &Path) -> Vec<f64> {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-select_streams", "v:0"])
-        .args(["-show_entries", "packet=pts_time", "-of", "csv=p=0"])
-        .arg(file)
-        .output()
-        .expect("run ffprobe");
-    assert!(
-        out.status.success(),
-        "ffprobe: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
-        .collect()
-}
 
 /// What happens to the primary origin.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -103,7 +82,7 @@ fn play(origin: &Node, name: &str, started: Instant) -> Player {
 
 impl Player {
     /// Waits for the stream's end; checks the recording has no hole and runs to the
-    /// end of the clip. The worst gap between video packets.
+    /// end of the clip ([`check_recording`]). The worst gap between video packets.
     async fn check(self, origin: &str) -> f64 {
         let out = wait_child(self.child).await;
         assert!(
@@ -111,20 +90,11 @@ impl Player {
             "player on {origin}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let times = video_times(&self.dir.path().join("played.flv"));
-        assert!(times.len() > 25, "the player got {} frames", times.len());
-        let worst = times.windows(2).map(|w| w[1] - w[0]).fold(0.0f64, f64::max);
-        assert!(
-            worst <= 0.081,
-            "a hole of {worst:.3} s in what the player on {origin} received"
-        );
-        let span = times.last().copied().unwrap_or_default() - times[0];
-        assert!(
-            span >= self.left - 0.5,
-            "the player on {origin} got {span:.2} s of the {:.2} s left of the clip when it joined",
-            self.left
-        );
-        worst
+        check_recording(
+            &self.dir.path().join("played.flv"),
+            self.left,
+            &format!("the player on {origin}"),
+        )
     }
 }
 

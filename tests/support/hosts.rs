@@ -15,12 +15,11 @@
 //!
 //! Needs root, `ip` (iproute2) and /dev/net/tun; everything is removed when dropped.
 
-use super::netns::Netns;
+use super::netns::{ip, Netns};
 use longhaul_wan::link::{self, Finished};
 use longhaul_wan::tun::Tun;
 use longhaul_wan::{Direction, Spec};
 use std::net::{IpAddr, Ipv4Addr};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -38,19 +37,6 @@ pub struct WanLink {
     pub origin_ip: IpAddr,
     origin_ns: String,
     origin_dev: String,
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .expect("run ip (iproute2)");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 impl WanLink {

@@ -209,6 +209,76 @@ pub fn ffmpeg_publish(url: &str, size: &str, seconds: u32, gop: u32) -> Child {
         .expect("spawn ffmpeg")
 }
 
+/// [`ffmpeg_publish`]'s encode (320x240, 25 fps, a keyframe a second) sent to both
+/// `urls` at once with ffmpeg's `tee` muxer, as an encoder sends a rendition's primary
+/// and backup legs: a leg that fails is dropped (`onfail=ignore`) and the other goes on.
+pub fn ffmpeg_tee(urls: [&str; 2], seconds: u32) -> Child {
+    let outputs = urls.map(|u| format!("[f=flv:onfail=ignore]{u}")).join("|");
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-t", &seconds.to_string()])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args(["-g", "25", "-c:a", "aac", "-b:a", "64k"])
+        // The flv muxer needs the codecs' headers up front; tee does not ask for them.
+        .args(["-flags", "+global_header", "-map", "0:v", "-map", "1:a"])
+        .args(["-f", "tee", &outputs])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ffmpeg")
+}
+
+/// Video packet timestamps (seconds) of a recording, in order.
+pub fn video_times(file: &Path) -> Vec<f64> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "packet=pts_time", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .expect("run ffprobe");
+    assert!(
+        out.status.success(),
+        "ffprobe: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect()
+}
+
+/// Checks a recording of a 25 fps stream that a player `what` joined with `left`
+/// seconds of it to go: video timestamps always forward, no hole over two frame
+/// durations, and at least what was left. The worst hole, seconds.
+pub fn check_recording(file: &Path, left: f64, what: &str) -> f64 {
+    let times = video_times(file);
+    assert!(times.len() > 25, "{what} got {} frames", times.len());
+    assert!(
+        times.windows(2).all(|w| w[1] > w[0]),
+        "{what}: video timestamps went back"
+    );
+    let worst = times.windows(2).map(|w| w[1] - w[0]).fold(0.0f64, f64::max);
+    assert!(
+        worst <= 0.081,
+        "a hole of {worst:.3} s in what {what} received"
+    );
+    let span = times.last().copied().unwrap_or_default() - times[0];
+    assert!(
+        span >= left - 0.5,
+        "{what} got {span:.2} s of the {left:.2} s left of the clip when it joined"
+    );
+    worst
+}
+
 /// Records `url` (RTMP or HTTP-FLV) with stream copy into `out` until the stream ends.
 pub fn ffmpeg_record(url: &str, out: &Path) -> Child {
     Command::new("ffmpeg")

@@ -20,7 +20,8 @@ pub struct Netns {
     pub ip: IpAddr,
 }
 
-fn ip(args: &[&str]) {
+/// Runs `ip ARGS` (iproute2), failing the test with its words if it fails.
+pub fn ip(args: &[&str]) {
     let out = Command::new("ip")
         .args(args)
         .output()

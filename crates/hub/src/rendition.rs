@@ -31,6 +31,7 @@ use crate::on_air::{Offered, OnAir, OnAirSettings, Switch, SwitchReason, Verdict
 use crate::state::{Ingested, StreamState};
 use crate::stats::{RenditionSummary, SwitchCount};
 use crate::stream::{lock, Fanout};
+use crate::timeline::is_after;
 
 /// One rendition: its on-air choice and stream.
 #[derive(Debug)]
@@ -312,10 +313,4 @@ impl RenditionInner {
             }
         }
     }
-}
-
-/// Whether `a` is after `b` in RTMP's wrapping timestamp order.
-fn is_after(a: u32, b: u32) -> bool {
-    let ahead = a.wrapping_sub(b);
-    ahead != 0 && ahead < 1 << 31
 }

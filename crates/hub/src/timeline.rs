@@ -107,7 +107,7 @@ impl Timeline {
 
 /// Whether `a` is after `b` in RTMP's wrapping timestamp order (serial-number
 /// arithmetic: within half the 2^32 ms range ahead).
-fn is_after(a: u32, b: u32) -> bool {
+pub(crate) fn is_after(a: u32, b: u32) -> bool {
     let ahead = a.wrapping_sub(b);
     ahead != 0 && ahead < 1 << 31
 }

@@ -519,13 +519,15 @@ pub fn entry_json(entry: &Entry, state: &OriginState) -> serde_json::Value {
     v
 }
 
+/// Unix seconds of `t` (0 before 1970).
+fn secs(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// The JSON form of a live stream.
 fn stream_json(s: &longhaul_hub::StreamSummary) -> serde_json::Value {
-    let secs = |t: std::time::SystemTime| {
-        t.duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    };
     serde_json::json!({
         "name": s.key.name,
         "leg": s.key.leg.as_str(),
@@ -553,11 +555,6 @@ fn stream_json(s: &longhaul_hub::StreamSummary) -> serde_json::Value {
 
 /// The JSON form of a rendition's on-air stream.
 fn rendition_json(r: &longhaul_hub::RenditionSummary) -> serde_json::Value {
-    let secs = |t: std::time::SystemTime| {
-        t.duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    };
     let switches: Vec<_> = r
         .switches
         .iter()
