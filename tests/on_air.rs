@@ -108,6 +108,32 @@ enum Fault {
 /// The clip: 12 s at 25 fps, a keyframe every second.
 const SECONDS: u32 = 12;
 
+/// Waits for the timing player (at most 30 s); checks it played to the end with
+/// timestamps always forward and got over 100 frames after `fault`. The frames after
+/// the fault, and the longest wait between two frames over the whole play.
+async fn timing_figures(
+    timing: tokio::task::JoinHandle<Result<Vec<(u32, Instant)>, String>>,
+    fault: Instant,
+) -> (usize, Duration) {
+    let frames = tokio::time::timeout(Duration::from_secs(30), timing)
+        .await
+        .expect("the timing player ends")
+        .expect("the timing task")
+        .expect("the timing player played to the end");
+    assert!(
+        frames.windows(2).all(|w| w[1].0 > w[0].0),
+        "timestamps went back at the timing player"
+    );
+    let after = frames.iter().filter(|f| f.1 >= fault).count();
+    assert!(after > 100, "{after} frames after the fault");
+    let longest = frames
+        .windows(2)
+        .map(|w| w[1].1.duration_since(w[0].1))
+        .max()
+        .unwrap_or_default();
+    (after, longest)
+}
+
 /// What the timing player saw: per video frame, its timestamp and when it arrived.
 async fn time_frames(url: String) -> Result<Vec<(u32, Instant)>, String> {
     let url = longhaul_rtmp::RtmpUrl::parse(&url).map_err(|e| e.to_string())?;
@@ -232,27 +258,7 @@ async fn the_rendition_plays_on_from_the_backup(fault: Fault) {
         );
         check_recording(file, left, &format!("the {what} player"));
     }
-    let frames = tokio::time::timeout(Duration::from_secs(30), timing)
-        .await
-        .expect("the timing player ends")
-        .expect("the timing task")
-        .expect("the timing player played to the end");
-    assert!(
-        frames.windows(2).all(|w| w[1].0 > w[0].0),
-        "timestamps went back at the timing player"
-    );
-    let after_cut: Vec<_> = frames.iter().filter(|f| f.1 >= cut).collect();
-    assert!(
-        after_cut.len() > 100,
-        "{} frames after the cut",
-        after_cut.len()
-    );
-    let longest = frames
-        .windows(2)
-        .map(|w| w[1].1.duration_since(w[0].1))
-        .max()
-        .unwrap_or_default();
-
+    let (after, longest) = timing_figures(timing, cut).await;
     let m = origin.metrics();
     let switched = metric(&m, "longhaul_on_air_switches_total", &[("to", "backup")]);
     assert_eq!(switched, 1.0, "{m}");
@@ -266,7 +272,7 @@ async fn the_rendition_plays_on_from_the_backup(fault: Fault) {
     );
     eprintln!(
         "{fault:?}: {} frames after the fault, the longest wait between two frames {:.3} s; switched for {reason}",
-        after_cut.len(),
+        after,
         longest.as_secs_f64()
     );
 }
@@ -335,22 +341,7 @@ async fn the_rendition_plays_on_when_the_primary_legs_edge_is_killed() {
         String::from_utf8_lossy(&out.stderr)
     );
     check_recording(&file, left, "the player");
-    let frames = tokio::time::timeout(Duration::from_secs(30), timing)
-        .await
-        .expect("the timing player ends")
-        .expect("the timing task")
-        .expect("the timing player played to the end");
-    assert!(
-        frames.windows(2).all(|w| w[1].0 > w[0].0),
-        "timestamps went back"
-    );
-    let after: Vec<_> = frames.iter().filter(|f| f.1 >= killed).collect();
-    assert!(after.len() > 100, "{} frames after the kill", after.len());
-    let longest = frames
-        .windows(2)
-        .map(|w| w[1].1.duration_since(w[0].1))
-        .max()
-        .unwrap_or_default();
+    let (after, longest) = timing_figures(timing, killed).await;
     let m = metrics_of(&nyc).await;
     let silent = metric(
         &m,
@@ -365,7 +356,7 @@ async fn the_rendition_plays_on_when_the_primary_legs_edge_is_killed() {
     assert_eq!(silent + ended, 1.0, "{m}");
     eprintln!(
         "edge killed: {} frames after the kill, the longest wait between two frames {:.3} s; switched for {}",
-        after.len(),
+        after,
         longest.as_secs_f64(),
         if silent == 1.0 { "silent" } else { "ended" }
     );

@@ -187,7 +187,19 @@ pub fn require_ffmpeg() {
 /// A test source published to `url`: H.264 + AAC, `seconds` long, one keyframe per
 /// `gop` frames, at real time (`-re`), like a live encoder.
 pub fn ffmpeg_publish(url: &str, size: &str, seconds: u32, gop: u32) -> Child {
-    Command::new("ffmpeg")
+    ffmpeg_encode(size, seconds, gop)
+        .args(["-f", "flv", url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ffmpeg")
+}
+
+/// ffmpeg encoding the test source (`size`, 25 fps, a keyframe every `gop` frames, with
+/// AAC) for `seconds` at real time; the output is the caller's.
+fn ffmpeg_encode(size: &str, seconds: u32, gop: u32) -> Command {
+    let mut command = Command::new("ffmpeg");
+    command
         .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
         .args(["-f", "lavfi", "-i", &format!("testsrc=size={size}:rate=25")])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
@@ -199,14 +211,9 @@ pub fn ffmpeg_publish(url: &str, size: &str, seconds: u32, gop: u32) -> Child {
             "ultrafast",
             "-pix_fmt",
             "yuv420p",
-            "-g",
-            &gop.to_string(),
         ])
-        .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv", url])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ffmpeg")
+        .args(["-g", &gop.to_string(), "-c:a", "aac", "-b:a", "64k"]);
+    command
 }
 
 /// [`ffmpeg_publish`]'s encode (320x240, 25 fps, a keyframe a second) sent to both
@@ -214,20 +221,7 @@ pub fn ffmpeg_publish(url: &str, size: &str, seconds: u32, gop: u32) -> Child {
 /// and backup legs: a leg that fails is dropped (`onfail=ignore`) and the other goes on.
 pub fn ffmpeg_tee(urls: [&str; 2], seconds: u32) -> Child {
     let outputs = urls.map(|u| format!("[f=flv:onfail=ignore]{u}")).join("|");
-    Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args(["-t", &seconds.to_string()])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .args(["-g", "25", "-c:a", "aac", "-b:a", "64k"])
+    ffmpeg_encode("320x240", seconds, 25)
         // The flv muxer needs the codecs' headers up front; tee does not ask for them.
         .args(["-flags", "+global_header", "-map", "0:v", "-map", "1:a"])
         .args(["-f", "tee", &outputs])
