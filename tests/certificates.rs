@@ -271,12 +271,7 @@ async fn the_origin_tunnel_certificate_is_swapped_while_an_edge_relays() {
         .create_entry(Some("tunnel swap"))
         .await
         .unwrap();
-    let name = format!("{}_1", entry.id);
-    let url = format!(
-        "rtmp://{}/kLive/?t={}/{name}",
-        fra.addr("rtmp"),
-        entry.token
-    );
+    let (name, url) = publish_url(&fra, &entry);
     let publisher = ffmpeg_publish(&url, "320x240", CLIP_SECONDS, 1000);
     wait_live(&nyc, &name).await;
     let played = cluster.path("played.flv");
@@ -389,12 +384,7 @@ async fn a_denied_edge_certificate_cuts_its_live_tunnel_and_keeps_it_out() {
         .create_entry(Some("denied"))
         .await
         .unwrap();
-    let name = format!("{}_1", entry.id);
-    let url = format!(
-        "rtmp://{}/kLive/?t={}/{name}",
-        fra.addr("rtmp"),
-        entry.token
-    );
+    let (name, url) = publish_url(&fra, &entry);
     let publisher = ffmpeg_publish(&url, "320x240", 20, 25);
     wait_live(&nyc, &name).await;
 

@@ -190,11 +190,6 @@ async fn the_edge_reconnects_after_its_origin_restarts() {
         "{m}"
     );
     let entry = cluster.registry().await.create_entry(None).await.unwrap();
-    let name = format!("{}_1", entry.id);
-    let url = format!(
-        "rtmp://{}/kLive/?t={}/{name}",
-        fra.addr("rtmp"),
-        entry.token
-    );
+    let (name, url) = publish_url(&fra, &entry);
     relay_and_check(&url, &nyc, &name, (320, 240)).await;
 }

@@ -224,12 +224,7 @@ async fn encoder_stays_connected_through(fault: Fault) {
     for _ in 0..LOAD_PUBLISHERS {
         load_entries.push(registry.create_entry(None).await.unwrap());
     }
-    let name = format!("{}_1", entry.id);
-    let url = format!(
-        "rtmp://{}/kLive/?t={}/{name}",
-        fra.addr("rtmp"),
-        entry.token
-    );
+    let (name, url) = publish_url(&fra, &entry);
     let load_started = Instant::now();
     let load = load_through(
         &cluster,
@@ -464,12 +459,7 @@ async fn a_publish_resumes_at_the_same_origin_when_its_link_comes_back() {
     );
     until_metrics(&fra, "pao healthy", |m| healthy(m, PAO.id)).await;
     let entry = cluster.registry().await.create_entry(None).await.unwrap();
-    let name = format!("{}_1", entry.id);
-    let url = format!(
-        "rtmp://{}/kLive/?t={}/{name}",
-        fra.addr("rtmp"),
-        entry.token
-    );
+    let (name, url) = publish_url(&fra, &entry);
     let publisher = ffmpeg_publish(&url, "320x240", SECONDS, GOP);
     let started = Instant::now();
     until_metrics(&fra, "the stream on pao", |m| {
@@ -630,12 +620,7 @@ async fn a_live_stream_fails_back_to_its_preferred_origin_at_a_keyframe() {
     let (pao, _nyc, fra) = cluster.two_origins_and_an_edge_on(router, &hosts).await;
     let ports = (pao.addr("rtmp"), pao.addr("http"), pao.addr("tunnel"));
     let entry = cluster.registry().await.create_entry(None).await.unwrap();
-    let name = format!("{}_1", entry.id);
-    let url = format!(
-        "rtmp://{}/kLive/?t={}/{name}",
-        fra.addr("rtmp"),
-        entry.token
-    );
+    let (name, url) = publish_url(&fra, &entry);
     let publisher = ffmpeg_publish(&url, "320x240", 20, GOP);
     let started = Instant::now();
     let on = |origin: &'static str| {

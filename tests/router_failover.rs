@@ -139,12 +139,7 @@ async fn a_frozen_primary_is_found_silent_before_the_idle_timeout() {
         (NYC.id, Some("origin_silent"))
     );
     let entry = cluster.registry().await.create_entry(None).await.unwrap();
-    let name = format!("{}_1", entry.id);
-    let url = format!(
-        "rtmp://{}/kLive/?t={}/{name}",
-        fra.addr("rtmp"),
-        entry.token
-    );
+    let (name, url) = publish_url(&fra, &entry);
     let s = relay_and_check(&url, &nyc, &name, (320, 240)).await;
     assert_eq!(s["leg"], "primary", "{s}");
     signal(libc::SIGCONT);

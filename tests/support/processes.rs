@@ -549,6 +549,18 @@ impl Cluster {
     }
 }
 
+/// Rendition 1 of `entry` published at `node` (an edge or an origin), the token in the
+/// app: its stream name and publish URL.
+pub fn publish_url(node: &Node, entry: &longhaul_registry::Entry) -> (String, String) {
+    let name = format!("{}_1", entry.id);
+    let url = format!(
+        "rtmp://{}/kLive/?t={}/{name}",
+        node.addr("rtmp"),
+        entry.token
+    );
+    (name, url)
+}
+
 /// Whether an edge's router counts `origin` healthy.
 pub fn healthy(m: &str, origin: &str) -> bool {
     present(m, "longhaul_router_origin_healthy", &[("origin", origin)]) == 1.0
