@@ -441,6 +441,22 @@ fn origin_config(
         endpoints: dev_endpoints(cluster)?,
         abuse: Default::default(),
         on_air: Default::default(),
+        // Every other dev origin: each pulls the legs the other has, for its viewers.
+        peering: longhaul_origin::config::PeeringSection {
+            peers: cluster
+                .origins
+                .values()
+                .filter(|o| o.id != node.id)
+                .map(|o| OriginPeer {
+                    id: o.id.clone(),
+                    region: o.region.clone(),
+                    addr: o.tunnel.to_string(),
+                    server_name: tunnel_name(&o.id),
+                })
+                .collect(),
+            bind: ([127, 0, 0, 1], 0).into(),
+            ..Default::default()
+        },
         tunnel: Some(TunnelListenSection {
             listen: node.tunnel,
             tls: cluster_tls(tls, &node.id)?,

@@ -3,8 +3,9 @@
 //! uses; and `longhaul pki fingerprint`, what an operator puts in an origin's deny list.
 //!
 //! Each run makes a fresh CA (its key is never written: nothing can sign more later)
-//! and one certificate per name, for its role: `--origin` names serve the tunnel
-//! (`serverAuth`), `--edge` names connect to origins (`clientAuth`). A production
+//! and one certificate per name, for its role: `--origin` names serve the tunnel and
+//! dial their peer origins (`serverAuth` and `clientAuth`), `--edge` names connect to
+//! origins (`clientAuth`). A production
 //! cluster keeps its CA offline and points `tunnel.tls` at its own files.
 
 use anyhow::Context;

@@ -484,7 +484,7 @@ async fn raw_tunnel(cluster: &TestCluster, node_id: &str) -> longhaul_tunnel::Tu
             version: VERSION.into(),
         },
         section.origins[0].clone(),
-        &section,
+        &section.transport,
         &EdgeTls::load(&section.tls).unwrap(),
         longhaul_tunnel::EdgeHooks::load_only(std::sync::Arc::new(LoadReport::default)),
         &TunnelSet::new(),

@@ -361,3 +361,301 @@ async fn the_rendition_plays_on_when_the_primary_legs_edge_is_killed() {
         if silent == 1.0 { "silent" } else { "ended" }
     );
 }
+
+/// What happens to the primary leg when its legs reach two origins.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum PeerFault {
+    /// The encoder's connection to the primary leg's edge is cut: pao sees the leg end.
+    EncoderCut,
+    /// The primary leg's edge is killed: pao holds the leg for a resume, silent.
+    EdgeKilled,
+    /// pao, the primary leg's origin, is killed, then started again.
+    OriginKilled,
+}
+
+/// The UDP port of each origin's tunnel, on its own host.
+const PEER_TUNNEL_PORT: u16 = 7400;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_at_the_other_origin_plays_on_when_the_primary_legs_encoder_connection_is_cut() {
+    legs_at_two_origins(PeerFault::EncoderCut).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_at_the_other_origin_plays_on_when_the_primary_legs_edge_is_killed() {
+    legs_at_two_origins(PeerFault::EdgeKilled).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_at_the_other_origin_plays_on_when_the_primary_origin_is_killed_and_fails_back() {
+    legs_at_two_origins(PeerFault::OriginKilled).await;
+}
+
+/// The streams API of `node` (an origin on a host of its own, so with its token).
+async fn streams_of(node: &support::processes::Node) -> serde_json::Value {
+    let (status, _, body) = http(
+        "GET",
+        &format!("http://{}/api/v1/streams", node.addr("http")),
+        "",
+        node.api_token.as_deref(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// Polls `node`'s streams API until `check` holds of it, for at most `limit`.
+async fn until_streams(
+    node: &support::processes::Node,
+    what: &str,
+    limit: Duration,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let v = streams_of(node).await;
+        if check(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: never, at {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The leg `leg` of `name` in a streams API answer.
+fn leg_of<'a>(v: &'a serde_json::Value, name: &str, leg: &str) -> Option<&'a serde_json::Value> {
+    v["streams"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == name && s["leg"] == leg)
+}
+
+/// Origin peering end to end. pao and nyc each run on a host of their own, 80 ms apart
+/// (a WAN link of the project's emulator, 40 ms each way), and peer. The encoder sends
+/// both legs with `tee` through two edges of one region (`fra-p`, `fra-b`, in the
+/// test's namespace): leg p reaches pao, leg b nyc. The players attach at nyc, which
+/// pulls leg p from pao for them and puts it on air. Then `fault` hits the primary leg;
+/// the players must play on from the backup, with no connection closed and timestamps
+/// never going back, and the API and metrics at nyc must show the switch and the bytes
+/// pulled from pao.
+async fn legs_at_two_origins(fault: PeerFault) {
+    use support::hosts::{WanLink, WAN_ONE_WAY};
+    use support::netns::Netns;
+    use support::processes::*;
+    require_ffmpeg();
+    let seconds: u32 = match fault {
+        PeerFault::OriginKilled => 32,
+        _ => 16,
+    };
+    let cluster = Cluster::new();
+    let (pao_host, nyc_host) = (Netns::new(), Netns::new());
+    let between = WanLink::new(&pao_host, &nyc_host, WAN_ONE_WAY);
+    let peering = |peer: &OriginSpec, at: std::net::IpAddr| {
+        format!(
+            "{}\n[on_air]\nfailback_after_ms = 2000\n[peering]\npeers = [{{ id = {:?}, region = {:?}, addr = \"{at}:{PEER_TUNNEL_PORT}\", server_name = {:?} }}]\n",
+            cluster.sqlite_registry(),
+            peer.id,
+            peer.region,
+            tunnel_name(peer.id)
+        )
+    };
+    let (pao_rest, nyc_rest) = (
+        peering(&NYC, between.origin_ip),
+        peering(&PAO, between.edge_ip),
+    );
+    let ports = |host: &Netns| {
+        Some((
+            SocketAddr::new(host.ip, 1935),
+            SocketAddr::new(host.ip, 8080),
+            SocketAddr::new([0, 0, 0, 0].into(), PEER_TUNNEL_PORT),
+        ))
+    };
+    let start_pao = || {
+        cluster.origin_with_sections(
+            &PAO,
+            ports(&pao_host),
+            OriginExtra {
+                rest: &pao_rest,
+                netns: Some(&pao_host),
+                ..OriginExtra::default()
+            },
+        )
+    };
+    let mut pao = Some(start_pao());
+    let nyc = cluster.origin_with_sections(
+        &NYC,
+        ports(&nyc_host),
+        OriginExtra {
+            rest: &nyc_rest,
+            netns: Some(&nyc_host),
+            ..OriginExtra::default()
+        },
+    );
+    let origins = [
+        (&PAO, SocketAddr::new(pao_host.ip, PEER_TUNNEL_PORT)),
+        (&NYC, SocketAddr::new(nyc_host.ip, PEER_TUNNEL_PORT)),
+    ];
+    let router = "[router]\nrecover_hold_ms = 1000\nfailback_after_ms = 3000";
+    let mut edge_p = Some(cluster.edge_on("fra-p-test", "fra", &origins, true, router, None));
+    let edge_b = cluster.edge_on("fra-b-test", "fra", &origins, true, router, None);
+    for edge in [edge_p.as_ref().unwrap(), &edge_b] {
+        until_metrics(edge, "both origins healthy", |m| {
+            healthy(m, PAO.id) && healthy(m, NYC.id)
+        })
+        .await;
+    }
+    until_metrics(&nyc, "nyc's tunnel to pao", |m| connected(m, PAO.id)).await;
+    let entry = cluster.registry().await.create_entry(None).await.unwrap();
+    let name = format!("{}_1", entry.id);
+    let relay = Relay::start(edge_p.as_ref().unwrap().addr("rtmp")).await;
+    let url =
+        |at: SocketAddr, leg: u8| format!("rtmp://{at}/kLive/?t={}&i={leg}/{name}", entry.token);
+    let encoder = ffmpeg_tee([&url(relay.addr, 0), &url(edge_b.addr("rtmp"), 1)], seconds);
+    let started = Instant::now();
+    until_streams(&nyc, "leg b live at nyc", Duration::from_secs(15), |v| {
+        leg_of(v, &name, "backup").is_some()
+    })
+    .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (rtmp_file, flv_file) = (dir.path().join("rtmp.flv"), dir.path().join("http.flv"));
+    let play = format!("rtmp://{}/kLive/{name}", nyc.addr("rtmp"));
+    let rtmp_player = ffmpeg_record(&play, &rtmp_file);
+    let flv_player = ffmpeg_record(
+        &format!("http://{}/live/{name}.flv", nyc.addr("http")),
+        &flv_file,
+    );
+    let timing = tokio::spawn(time_frames(play));
+    let left = f64::from(seconds) - started.elapsed().as_secs_f64();
+    // nyc has viewers now: it pulls leg p from pao and, once it has been healthy for
+    // the failback time (2 s here), puts it on air.
+    let v = until_streams(
+        &nyc,
+        "leg p pulled from pao and on air at nyc",
+        Duration::from_secs(10),
+        |v| {
+            leg_of(v, &name, "primary").is_some_and(|p| p["pulled_from"] == PAO.id)
+                && v["renditions"][0]["on_air"] == "primary"
+        },
+    )
+    .await;
+    eprintln!("on air at nyc: {}", v["renditions"][0]);
+    let pao_m = metrics_of(pao.as_ref().unwrap()).await;
+    assert!(
+        metric(
+            &pao_m,
+            "longhaul_peer_bytes_total",
+            &[("peer", NYC.id), ("direction", "out")]
+        ) > 0.0,
+        "pao served nyc nothing: {pao_m}"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let at_fault = Instant::now();
+    match fault {
+        PeerFault::EncoderCut => relay.cut(),
+        PeerFault::EdgeKilled => drop(edge_p.take()),
+        PeerFault::OriginKilled => drop(pao.take()),
+    }
+    let v = until_streams(
+        &nyc,
+        "the backup on air at nyc",
+        Duration::from_secs(3),
+        |v| v["renditions"][0]["on_air"] == "backup",
+    )
+    .await;
+    let switched_after = at_fault.elapsed();
+    let rendition = &v["renditions"][0];
+    assert_eq!(rendition["last_switch"]["from"], "primary", "{v}");
+    let reason = rendition["last_switch"]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+
+    if fault == PeerFault::OriginKilled {
+        // pao comes back; the edge moves leg p back to it (failback, 3 s here), and nyc
+        // pulls it from there again and puts it back on air (failback, 2 s).
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        pao = Some(start_pao());
+        let v = until_streams(
+            &nyc,
+            "leg p back from pao and on air at nyc",
+            Duration::from_secs(20),
+            |v| {
+                leg_of(v, &name, "primary").is_some_and(|p| p["pulled_from"] == PAO.id)
+                    && v["renditions"][0]["on_air"] == "primary"
+            },
+        )
+        .await;
+        eprintln!("failed back at nyc: {}", v["renditions"][0]);
+    }
+
+    let out = wait_child(encoder).await;
+    assert!(
+        out.status.success(),
+        "the encoder failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut holes = Vec::new();
+    for (player, file, what) in [
+        (rtmp_player, &rtmp_file, "RTMP"),
+        (flv_player, &flv_file, "HTTP-FLV"),
+    ] {
+        let out = wait_child(player).await;
+        assert!(
+            out.status.success(),
+            "the {what} player: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let times = video_times(file);
+        assert!(
+            times.windows(2).all(|w| w[1] > w[0]),
+            "the {what} player: video timestamps went back"
+        );
+        let span =
+            times.last().copied().unwrap_or_default() - times.first().copied().unwrap_or_default();
+        assert!(
+            span >= left - 1.5,
+            "the {what} player got {span:.2} s of {left:.2} s"
+        );
+        let worst = times.windows(2).map(|w| w[1] - w[0]).fold(0.0f64, f64::max);
+        holes.push(format!("{what} {worst:.3} s"));
+    }
+    let (after, longest) = timing_figures(timing, at_fault).await;
+    assert!(
+        longest < Duration::from_millis(2500),
+        "the timing player waited {longest:?} between two frames"
+    );
+    let m = metrics_of(&nyc).await;
+    assert!(
+        metric(
+            &m,
+            "longhaul_peer_bytes_total",
+            &[("peer", PAO.id), ("direction", "in")]
+        ) > 0.0,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "longhaul_on_air_switches_total", &[("to", "backup")]) >= 1.0,
+        "{m}"
+    );
+    if let (PeerFault::OriginKilled, Some(pao)) = (fault, &pao) {
+        // The restarted pao served nyc the leg again.
+        let pao_m = metrics_of(pao).await;
+        assert!(
+            metric(
+                &pao_m,
+                "longhaul_peer_bytes_total",
+                &[("peer", NYC.id), ("direction", "out")]
+            ) > 0.0,
+            "{pao_m}"
+        );
+    }
+    eprintln!(
+        "{fault:?}: backup on air at nyc {:.3} s after the fault ({reason}); {after} frames after it, the longest wait between two frames {:.3} s; the largest timestamp step in the recordings: {}",
+        switched_after.as_secs_f64(),
+        longest.as_secs_f64(),
+        holes.join(", ")
+    );
+    drop(between);
+}

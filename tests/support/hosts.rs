@@ -35,6 +35,9 @@ pub struct WanLink {
     pumps: Vec<JoinHandle<Finished>>,
     /// The origin's address on the link: where the edge reaches it.
     pub origin_ip: IpAddr,
+    /// The edge's address on the link (the first namespace's: on a link between two
+    /// origins, where the second reaches the first).
+    pub edge_ip: IpAddr,
     origin_ns: String,
     origin_dev: String,
 }
@@ -82,6 +85,7 @@ impl WanLink {
             stop,
             pumps,
             origin_ip: IpAddr::V4(origin_ip),
+            edge_ip: IpAddr::V4(edge_ip),
             origin_ns: origin.name.clone(),
             origin_dev,
         }

@@ -128,7 +128,7 @@ impl Upstreams {
                     endpoint.clone(),
                     hello.clone(),
                     peer.clone(),
-                    section,
+                    &section.transport,
                     &tls,
                     hooks.clone(),
                     &set,

@@ -35,6 +35,8 @@ pub(crate) struct HubShared {
     next_publication_id: AtomicU64,
     /// Told when a stream starts or ends (not on a takeover): see [`Hub::live_changed`].
     changed: tokio::sync::Notify,
+    /// Bumped when a stream starts, ends or is taken over: see [`Hub::watch_live`].
+    generation: watch::Sender<u64>,
 }
 
 impl Hub {
@@ -63,7 +65,21 @@ impl Hub {
         key: StreamKey,
         publisher: PublisherInfo,
     ) -> (Publication, PublishOutcome) {
-        self.start(key, publisher, None)
+        self.start(key, publisher, None, false)
+            .expect("a publish that is not a replica always starts")
+    }
+
+    /// Publishes a leg pulled from a peer origin (`publisher.replica_of` names it), as
+    /// [`Hub::publish`] does, unless `key` is live with a publish made here: a replica
+    /// never takes one over (`None` then). A publish made here takes a replica over as it
+    /// would any publication.
+    pub fn publish_replica(
+        &self,
+        key: StreamKey,
+        publisher: PublisherInfo,
+    ) -> Option<(Publication, PublishOutcome)> {
+        debug_assert!(publisher.replica_of.is_some());
+        self.start(key, publisher, None, true)
     }
 
     /// Publishes `key` for the encoder publish the edge names `resumable` (a tunnel
@@ -80,15 +96,19 @@ impl Hub {
         publisher: PublisherInfo,
         resumable: u64,
     ) -> (Publication, PublishOutcome) {
-        self.start(key, publisher, Some(resumable))
+        self.start(key, publisher, Some(resumable), false)
+            .expect("a publish that is not a replica always starts")
     }
 
+    /// Starts a publication; `None` only for a `replica` that would take over a publish
+    /// made here.
     fn start(
         &self,
         key: StreamKey,
         publisher: PublisherInfo,
         resumable: Option<u64>,
-    ) -> (Publication, PublishOutcome) {
+        replica: bool,
+    ) -> Option<(Publication, PublishOutcome)> {
         let id = self
             .shared
             .next_publication_id
@@ -99,7 +119,14 @@ impl Hub {
             let stream = Arc::clone(stream);
             let (previous, resumed) = {
                 let mut inner = lock(&stream.inner);
+                if replica && inner.publisher.replica_of.is_none() {
+                    return None;
+                }
                 let resumed = resumable.is_some() && inner.resumable == resumable;
+                // A replica and the same leg published here are one encoder's leg, on
+                // one clock.
+                let same_clock =
+                    inner.publisher.replica_of.is_some() || publisher.replica_of.is_some();
                 inner.publication_id = id;
                 inner.resumable = resumable;
                 if resumed {
@@ -107,20 +134,25 @@ impl Hub {
                 } else {
                     inner.takeovers += 1;
                     inner.publisher_since = std::time::SystemTime::now();
-                    inner.fanout.state.take_over();
+                    if same_clock {
+                        inner.fanout.state.continue_clock();
+                    } else {
+                        inner.fanout.state.take_over();
+                    }
                 }
                 let old_sender = std::mem::replace(&mut inner.taken_over, sender);
                 old_sender.send_replace(true);
                 (std::mem::replace(&mut inner.publisher, publisher), resumed)
             };
             drop(streams);
+            self.shared.generation.send_modify(|g| *g += 1);
             let publication = self.publication(stream, id, receiver);
             if resumed {
                 tracing::info!(stream = %key, %previous, "publication resumed on a new stream");
-                return (publication, PublishOutcome::Resumed { previous });
+                return Some((publication, PublishOutcome::Resumed { previous }));
             }
             tracing::info!(stream = %key, %previous, "publication taken over");
-            return (publication, PublishOutcome::TookOver { previous });
+            return Some((publication, PublishOutcome::TookOver { previous }));
         }
         let rendition = {
             let mut renditions = lock(&self.shared.renditions);
@@ -144,7 +176,8 @@ impl Hub {
         streams.insert(key, Arc::clone(&stream));
         drop(streams);
         self.shared.changed.notify_one();
-        (self.publication(stream, id, receiver), PublishOutcome::New)
+        self.shared.generation.send_modify(|g| *g += 1);
+        Some((self.publication(stream, id, receiver), PublishOutcome::New))
     }
 
     fn publication(
@@ -197,6 +230,44 @@ impl Hub {
             });
         }
         None
+    }
+
+    /// Attaches a player to leg `leg` of `name` if it is live with a publish made here,
+    /// not a replica pulled from a peer: what a peer origin's pull is served from, so
+    /// that origins never feed one another in a ring. The player follows takeovers as
+    /// any does (a replica never takes over a publish made here).
+    pub fn subscribe_local(&self, name: &str, leg: crate::key::Leg) -> Option<Subscription> {
+        let stream = lock(&self.shared.streams)
+            .get(&StreamKey::new(name, leg))
+            .cloned()?;
+        let player = {
+            let mut inner = lock(&stream.inner);
+            if inner.fanout.ended || inner.publisher.replica_of.is_some() {
+                return None;
+            }
+            inner.fanout.attach()
+        };
+        Some(Subscription {
+            source: Source::Leg(stream),
+            player,
+        })
+    }
+
+    /// A counter bumped whenever a stream starts, ends or is taken over: for tasks
+    /// waiting on a stream's state (any number of them, unlike [`Hub::live_changed`]).
+    pub fn watch_live(&self) -> watch::Receiver<u64> {
+        self.shared.generation.subscribe()
+    }
+
+    /// The keys of the live streams published here (replicas left out): what this node
+    /// tells the cluster it has.
+    pub fn local_keys(&self) -> Vec<StreamKey> {
+        let streams: Vec<Arc<Stream>> = lock(&self.shared.streams).values().cloned().collect();
+        streams
+            .iter()
+            .filter(|s| lock(&s.inner).publisher.replica_of.is_none())
+            .map(|s| s.key.clone())
+            .collect()
     }
 
     /// Whether `key` has a live publication.
@@ -289,6 +360,7 @@ impl HubShared {
         {
             streams.remove(&stream.key);
             self.changed.notify_one();
+            self.generation.send_modify(|g| *g += 1);
         }
         if stream.rendition.leg_ended(stream.key.leg)
             && renditions

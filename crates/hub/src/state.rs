@@ -9,7 +9,7 @@ use longhaul_rtmp::RtmpMessage;
 use crate::classify::{classify, Class, MediaKind};
 use crate::config::{ConfigRefusal, StreamConfig};
 use crate::gop::{GopAppend, GopCache};
-use crate::timeline::Timeline;
+use crate::timeline::{Continuation, Timeline};
 
 /// A message as the hub forwards it, with what the players' queues need to know.
 #[derive(Debug, Clone)]
@@ -102,7 +102,7 @@ impl StreamState {
             }
             Class::Other => self.append_to_gop(&message),
         }
-        self.timeline.forwarded(message.timestamp);
+        self.timeline.forwarded(&message);
         Ok(Ingested {
             message,
             is_config: class.is_config(),
@@ -126,6 +126,43 @@ impl StreamState {
         self.config.clear();
         self.gop.reset();
         self.has_video = false;
+    }
+
+    /// A publication on the same clock took the stream over (a replica replaced by the
+    /// same leg published here, or the reverse: [`Timeline::continue_clock`]). The
+    /// configuration and GOP carry on (it is the same encoder's), and what it re-sends
+    /// is dropped ([`StreamState::already_forwarded`]).
+    pub fn continue_clock(&mut self) {
+        self.timeline.continue_clock();
+    }
+
+    /// Whether `message`, from a publication that continues the clock, is one the
+    /// stream already has: a configuration message identical to one in force, or media
+    /// at or before the highest timestamp forwarded. Such a message is counted in and
+    /// dropped. A publication whose media turns out to run on another clock is taken
+    /// over as usual ([`StreamState::take_over`]).
+    pub fn already_forwarded(&mut self, message: &RtmpMessage) -> bool {
+        if !self.timeline.is_continuing() {
+            return false;
+        }
+        let (stripped, class) = classify(message.clone());
+        let have = if class.is_config() {
+            self.config().any(|m| m.payload == stripped.payload)
+        } else {
+            match self.timeline.continuation(message) {
+                Continuation::Forward => false,
+                Continuation::AlreadyForwarded => true,
+                Continuation::OtherClock => {
+                    self.take_over();
+                    false
+                }
+            }
+        };
+        if have {
+            self.counters.messages_in += 1;
+            self.counters.bytes_in += message.payload.len() as u64;
+        }
+        have
     }
 
     /// A rendition's other leg goes on air (`crate::rendition`): its timestamps continue

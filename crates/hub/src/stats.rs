@@ -19,6 +19,11 @@ pub struct PublisherInfo {
     pub region: String,
     /// The edge node the stream came through, `None` for a direct publish.
     pub via: Option<String>,
+    /// The peer origin this leg is pulled from (origin peering): a *replica* of a
+    /// publish made there. A replica never takes over a publish made here
+    /// ([`crate::Hub::publish_replica`]), and is not served to peers in turn
+    /// ([`crate::Hub::subscribe_local`]). `None` for a publish made here.
+    pub replica_of: Option<String>,
 }
 
 impl fmt::Display for PublisherInfo {
@@ -26,6 +31,9 @@ impl fmt::Display for PublisherInfo {
         write!(f, "connection {} from {}", self.connection_id, self.addr)?;
         if let Some(edge) = &self.via {
             write!(f, " via edge {edge}")?;
+        }
+        if let Some(origin) = &self.replica_of {
+            write!(f, " pulled from origin {origin}")?;
         }
         Ok(())
     }

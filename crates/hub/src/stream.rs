@@ -170,7 +170,8 @@ impl StreamInner {
 
 impl Fanout {
     /// Takes in one message and offers it to every player: what was forwarded, or `None`
-    /// for a configuration message refused for the bounds (`refused` logs the first).
+    /// for a configuration message refused for the bounds (`refused` logs the first) or
+    /// a message the stream already has ([`StreamState::already_forwarded`]).
     /// `stream` names the stream in log lines.
     pub fn push(
         &mut self,
@@ -178,6 +179,9 @@ impl Fanout {
         message: RtmpMessage,
         refused: impl FnOnce(&crate::config::ConfigRefusal),
     ) -> Option<Ingested> {
+        if self.state.already_forwarded(&message) {
+            return None;
+        }
         let ingested = match self.state.ingest(message) {
             Ok(ingested) => ingested,
             Err(refusal) => {

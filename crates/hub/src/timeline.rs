@@ -44,12 +44,90 @@ pub(crate) struct Timeline {
     /// An on-air switch happened: the next message sets `offset` if it would not
     /// continue the timeline ([`Timeline::switch_source`]).
     rebase_if_off: bool,
+    /// A publication on the same clock took over ([`Timeline::continue_clock`]): what it
+    /// sends up to the highest timestamp forwarded is already forwarded.
+    continuing: bool,
+    /// The highest timestamp forwarded of audio and of video, for
+    /// [`Timeline::continuation`]: the tracks are interleaved a few tens of ms apart, so a
+    /// resent keyframe may be after the last video forwarded and before the last audio.
+    high_by_track: [Option<u32>; 2],
+}
+
+/// The index of `type_id`'s track in `Timeline::high_by_track`.
+fn track(type_id: u8) -> Option<usize> {
+    match type_id {
+        8 => Some(0),
+        9 => Some(1),
+        _ => None,
+    }
+}
+
+/// What a publication that continues the clock ([`Timeline::continue_clock`]) does with
+/// one of its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Continuation {
+    /// Forward it: it is after everything forwarded (or nothing needs checking).
+    Forward,
+    /// Drop it: at or before the highest timestamp forwarded, so the stream had it from
+    /// the publication before.
+    AlreadyForwarded,
+    /// It is further from the timeline than [`LEG_CLOCK_TOLERANCE_MS`]: another clock
+    /// after all (an encoder that started again). Take the stream over as usual.
+    OtherClock,
 }
 
 impl Timeline {
     /// A new publication took the stream over: its first message will set the offset.
     pub fn take_over(&mut self) {
         self.rebase_pending = true;
+    }
+
+    /// A publication on the *same clock* took over: a leg pulled from a peer origin
+    /// replaced by the same leg published here (the edge moved it here) or the reverse.
+    /// Its timestamps keep the current offset, and what it sends that the stream already
+    /// forwarded (an edge resumes from the keyframe before what it last knew delivered)
+    /// is dropped ([`Timeline::continuation`]) instead of rebased: a rebase would put
+    /// this leg a GOP ahead of the rendition's other leg, and the on-air stream would
+    /// jump by that much at its next switch.
+    pub fn continue_clock(&mut self) {
+        self.continuing = true;
+    }
+
+    /// Whether a media message of a publication that continues the clock has come past
+    /// its track's timeline: see [`Continuation`]. The continuation ends with the first
+    /// message past every track. Always [`Continuation::Forward`] otherwise.
+    pub fn continuation(&mut self, message: &RtmpMessage) -> Continuation {
+        if !self.continuing {
+            return Continuation::Forward;
+        }
+        let Some(high) = self.high else {
+            self.continuing = false;
+            return Continuation::Forward;
+        };
+        let at = message.timestamp.wrapping_add(self.offset);
+        if is_after(at, high) {
+            self.continuing = false;
+            return if at.wrapping_sub(high) > LEG_CLOCK_TOLERANCE_MS {
+                Continuation::OtherClock
+            } else {
+                Continuation::Forward
+            };
+        }
+        if high.wrapping_sub(at) > LEG_CLOCK_TOLERANCE_MS {
+            self.continuing = false;
+            return Continuation::OtherClock;
+        }
+        let track_high = track(message.type_id).and_then(|t| self.high_by_track[t]);
+        match track_high {
+            Some(h) if is_after(at, h) => Continuation::Forward,
+            // Data messages, and tracks not seen before, go by the stream's highest.
+            _ => Continuation::AlreadyForwarded,
+        }
+    }
+
+    /// Whether a publication continuing the clock has yet to come past the timeline.
+    pub fn is_continuing(&self) -> bool {
+        self.continuing
     }
 
     /// The stream now comes from another source on a clock that may or may not be the
@@ -91,11 +169,18 @@ impl Timeline {
         }
     }
 
-    /// `timestamp` (already rebased) was forwarded to the players.
-    pub fn forwarded(&mut self, timestamp: u32) {
+    /// `message` (already rebased) was forwarded to the players.
+    pub fn forwarded(&mut self, message: &RtmpMessage) {
+        let timestamp = message.timestamp;
         match self.high {
             Some(high) if !is_after(timestamp, high) => {}
             _ => self.high = Some(timestamp),
+        }
+        if let Some(t) = track(message.type_id) {
+            match self.high_by_track[t] {
+                Some(high) if !is_after(timestamp, high) => {}
+                _ => self.high_by_track[t] = Some(timestamp),
+            }
         }
     }
 
@@ -119,7 +204,7 @@ mod tests {
 
     fn forward(timeline: &mut Timeline, message: RtmpMessage) -> u32 {
         let message = timeline.rebase(message);
-        timeline.forwarded(message.timestamp);
+        timeline.forwarded(&message);
         message.timestamp
     }
 
@@ -142,7 +227,7 @@ mod tests {
         let rebased = timeline.rebase(first.clone());
         assert_eq!(rebased.timestamp, 3_600_001);
         assert_eq!(rebased.payload.as_ptr(), first.payload.as_ptr(), "no copy");
-        timeline.forwarded(rebased.timestamp);
+        timeline.forwarded(&rebased);
         assert_eq!(forward(&mut timeline, inter(40, 10)), 3_600_041);
         assert_eq!(timeline.offset(), 3_600_001);
 
@@ -160,6 +245,48 @@ mod tests {
         timeline.take_over();
         assert_eq!(forward(&mut timeline, inter(1000, 10)), 4);
         assert_eq!(forward(&mut timeline, inter(1040, 10)), 44);
+    }
+
+    #[test]
+    fn a_publication_on_the_same_clock_drops_what_was_forwarded_and_keeps_the_offset() {
+        let mut timeline = Timeline::default();
+        for ts in [1000, 1040, 1080] {
+            forward(&mut timeline, inter(ts, 10));
+        }
+        timeline.continue_clock();
+        // It starts again at the keyframe before: already forwarded.
+        for ts in [960, 1000, 1080] {
+            assert_eq!(
+                timeline.continuation(&inter(ts, 10)),
+                Continuation::AlreadyForwarded
+            );
+        }
+        assert_eq!(
+            timeline.continuation(&inter(1120, 10)),
+            Continuation::Forward
+        );
+        assert_eq!(forward(&mut timeline, inter(1120, 10)), 1120);
+        // Past the timeline, it is an ordinary publication.
+        assert!(!timeline.is_continuing());
+        assert_eq!(timeline.continuation(&inter(0, 10)), Continuation::Forward);
+    }
+
+    #[test]
+    fn a_publication_said_to_share_the_clock_that_does_not_is_taken_over() {
+        let mut timeline = Timeline::default();
+        forward(&mut timeline, inter(3_600_000, 10));
+        timeline.continue_clock();
+        assert_eq!(
+            timeline.continuation(&inter(0, 10)),
+            Continuation::OtherClock
+        );
+        let mut timeline = Timeline::default();
+        forward(&mut timeline, inter(0, 10));
+        timeline.continue_clock();
+        assert_eq!(
+            timeline.continuation(&inter(3_600_000, 10)),
+            Continuation::OtherClock
+        );
     }
 
     #[test]

@@ -833,3 +833,89 @@ async fn starts_and_ends_wake_the_live_set_watcher_once() {
     assert!(told(&hub).await);
     assert!(hub.keys().is_empty());
 }
+
+fn replica_of(peer: &str) -> PublisherInfo {
+    PublisherInfo {
+        addr: "192.0.2.200:7400".into(),
+        replica_of: Some(peer.into()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_replica_never_takes_over_a_publish_made_here_nor_is_served_on() {
+    let hub = Hub::new();
+    let (here, _) = hub.publish(key(Leg::Primary), encoder(1));
+    assert!(
+        hub.publish_replica(key(Leg::Primary), replica_of("pao-1"))
+            .is_none(),
+        "a replica took over a publish made here"
+    );
+    assert!(!here.is_taken_over());
+    let (_replica, _) = hub
+        .publish_replica(key(Leg::Backup), replica_of("pao-1"))
+        .expect("nothing here to refuse it");
+    // Served to a peer: the leg published here, never the replica.
+    assert!(hub.subscribe_local("1_gdrt137u_1", Leg::Primary).is_some());
+    assert!(hub.subscribe_local("1_gdrt137u_1", Leg::Backup).is_none());
+    // Told to the cluster: only what was published here.
+    assert_eq!(hub.local_keys(), vec![key(Leg::Primary)]);
+    // Players here get both.
+    assert!(hub
+        .subscribe("1_gdrt137u_1", LegChoice::Only(Leg::Backup))
+        .is_some());
+}
+
+#[test]
+fn the_leg_published_here_continues_its_replica_on_the_same_clock() {
+    let hub = Hub::new();
+    let (replica, _) = hub
+        .publish_replica(key(Leg::Primary), replica_of("pao-1"))
+        .expect("nothing here");
+    let stream = encoder_stream(3_600_000, 120);
+    // The replica got the first 100 frames (two GOPs) ...
+    let cut = stream
+        .iter()
+        .position(|m| m.type_id == 9 && m.timestamp == 3_600_000 + 100 * 40)
+        .expect("frame 100");
+    for message in &stream[..cut] {
+        replica.push(message.clone()).expect("current");
+    }
+    let mut player = hub
+        .subscribe("1_gdrt137u_1", LegChoice::Only(Leg::Primary))
+        .expect("live");
+    let before = drain(&mut player);
+    // ... then the edge moved the leg here, and resends from the keyframe before what
+    // it knew delivered: configuration, frame 50 (a keyframe) onwards.
+    let (here, outcome) = hub.publish(key(Leg::Primary), encoder(2));
+    assert!(matches!(outcome, PublishOutcome::TookOver { .. }));
+    assert!(replica.is_taken_over());
+    let resent = stream[..3].iter().chain(
+        stream
+            .iter()
+            .skip_while(|m| m.timestamp < 3_600_000 + 50 * 40),
+    );
+    for message in resent {
+        here.push(message.clone()).expect("current");
+    }
+    let after = drain(&mut player);
+    let all: Vec<PlayerEvent> = before.into_iter().chain(after).collect();
+    // What the player got is the encoder's stream once from the keyframe it joined at
+    // (frame 50), timestamps as sent: nothing twice, no rebase, nothing missing.
+    let want: Vec<u32> = stream
+        .iter()
+        .filter(|m| m.type_id == 9 && m.timestamp >= 3_600_000 + 50 * 40)
+        .map(|m| m.timestamp)
+        .collect();
+    let video = track_timestamps(&all, 9);
+    // The first is the video sequence header of the player's snapshot.
+    assert_eq!(video[1..], want[..]);
+    let audio = track_timestamps(&all, 8);
+    assert!(audio.windows(2).all(|w| w[0] < w[1]), "audio twice or back");
+    assert_eq!(
+        hub.stream(&key(Leg::Primary))
+            .expect("live")
+            .timestamp_offset,
+        0
+    );
+}

@@ -534,6 +534,7 @@ fn stream_json(s: &longhaul_hub::StreamSummary) -> serde_json::Value {
         "publisher": s.publisher.addr,
         "publisher_region": s.publisher.region,
         "via_edge": s.publisher.via,
+        "pulled_from": s.publisher.replica_of,
         "publisher_since": secs(s.publisher_since),
         "started_at": secs(s.started_at),
         "players": s.players,

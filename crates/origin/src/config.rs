@@ -50,6 +50,92 @@ pub struct OriginConfig {
     /// How a rendition's on-air stream picks between its primary and backup legs.
     #[serde(default)]
     pub on_air: OnAirSection,
+    /// The other origins this one pulls legs from while it has viewers for them.
+    #[serde(default)]
+    pub peering: PeeringSection,
+}
+
+/// `[peering]`: origin peering (`crate::peering`). Each origin keeps a tunnel to every
+/// peer named here and pulls from them the legs it has viewers for but no publish of,
+/// so a viewer here gets a rendition's on-air stream from both legs wherever they were
+/// published. Off while `peers` is empty. Needs `[tunnel]`: the peers dial this origin's
+/// tunnel, and it dials theirs with the same certificate (which must then be issued for
+/// `clientAuth` as well as `serverAuth`: `longhaul pki --origin` does both).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PeeringSection {
+    /// Every other origin (id, region, tunnel address, certificate name). A peer dialing
+    /// in is let in only if it is named here, with a certificate valid for its
+    /// `server_name`.
+    pub peers: Vec<longhaul_tunnel::OriginPeer>,
+    /// How long a pull goes on after the rendition's last viewer here left, so a viewer
+    /// reloading its page finds the leg's GOP still warm. Default 5000 ms.
+    pub linger_ms: u64,
+    /// Local UDP address of the endpoint this origin dials its peers from.
+    pub bind: SocketAddr,
+}
+
+impl Default for PeeringSection {
+    fn default() -> Self {
+        PeeringSection {
+            peers: Vec::new(),
+            linger_ms: 5_000,
+            bind: ([0, 0, 0, 0], 0).into(),
+        }
+    }
+}
+
+impl PeeringSection {
+    pub fn linger(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.linger_ms)
+    }
+
+    fn validate(&self, node_id: &str, tunnel_on: bool) -> Result<(), InvalidSetting> {
+        if self.peers.is_empty() {
+            return Ok(());
+        }
+        if !tunnel_on {
+            return Err(InvalidSetting {
+                key: "peering.peers",
+                reason: "origin peering needs [tunnel]: peers dial this origin's tunnel, and it dials theirs with its certificate".into(),
+            });
+        }
+        if self.linger_ms > 600_000 {
+            return Err(InvalidSetting {
+                key: "peering.linger_ms",
+                reason: format!("{} is over 600000 (ten minutes)", self.linger_ms),
+            });
+        }
+        let mut seen = std::collections::HashSet::new();
+        for peer in &self.peers {
+            let bad = |reason: String| InvalidSetting {
+                key: "peering.peers",
+                reason,
+            };
+            longhaul_tunnel::check_node_names(&peer.id, &peer.region)
+                .map_err(|r| bad(format!("peer {:?}: {r}", peer.id)))?;
+            if peer.id == node_id {
+                return Err(bad(format!("{:?} is this origin itself", peer.id)));
+            }
+            if !seen.insert(peer.id.as_str()) {
+                return Err(bad(format!("{:?} is named twice", peer.id)));
+            }
+            if !peer
+                .addr
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+            {
+                return Err(bad(format!(
+                    "peer {:?}: addr {:?} is not host:port",
+                    peer.id, peer.addr
+                )));
+            }
+            if peer.server_name.is_empty() {
+                return Err(bad(format!("peer {:?}: server_name is empty", peer.id)));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `[on_air]`: the rules of a rendition's one continuous stream (`longhaul_hub`'s
@@ -773,6 +859,8 @@ impl OriginConfig {
             }
         }
         self.on_air.validate()?;
+        self.peering
+            .validate(&self.node.id, self.tunnel.is_some())?;
         self.endpoints.validate()?;
         self.endpoints.validate_play_urls()
     }

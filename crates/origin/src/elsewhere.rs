@@ -205,6 +205,19 @@ impl Finder {
     }
 }
 
+/// Whether `stream` may be live somewhere: a stream name and, with registry
+/// authorisation, of an entry the registry holds. What is not could never be published,
+/// so nothing is asked of the database or the peers for it.
+pub fn may_be_live(state: &OriginState, stream: &str) -> bool {
+    let Some((entry_id, _)) = longhaul_endpoint::parse_stream_name(stream) else {
+        return false;
+    };
+    match (&state.registry, state.config.auth.mode) {
+        (Some(registry), crate::config::AuthMode::Registry) => registry.get(entry_id).is_some(),
+        _ => true,
+    }
+}
+
 /// The refusal's words: where the stream is not, and where it is.
 pub fn not_live_message(node: &str, stream: &str, answer: &Answer) -> String {
     match answer {

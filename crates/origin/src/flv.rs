@@ -80,7 +80,7 @@ pub async fn play(
             )
         };
     }
-    let Some(subscription) = state.hub.subscribe(stream, choice) else {
+    let Some(subscription) = state.subscribe(stream, choice).await else {
         plays
             .with_label_values(&[protocol::HTTP_FLV, "not_found"])
             .inc();

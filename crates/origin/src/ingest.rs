@@ -290,7 +290,7 @@ impl Connection {
                 let stream = name.split('?').next().unwrap_or_default().to_string();
                 let (rendition, choice) = LegChoice::from_play_name(&stream);
                 let plays = &self.state.metrics.plays;
-                match self.state.hub.subscribe(rendition, choice) {
+                match self.state.subscribe(rendition, choice).await {
                     Some(subscription) => {
                         plays.with_label_values(&[protocol::RTMP, "accepted"]).inc();
                         tracing::info!(client = %self.peer, %stream, "player attached");

@@ -24,6 +24,7 @@
 //! | [`revoke`] | cutting an entry's live publishes here and at every edge |
 //! | [`http`], [`api`], [`flv`] | the HTTP port: routing, entries API, HTTP-FLV playback |
 //! | [`presence`], [`elsewhere`] | the streams live here, written to the registry; where else a stream is live, for a play that misses here |
+//! | [`peering`] | pulling from peer origins the legs this origin has viewers for, and serving theirs |
 //! | [`metrics`] | Prometheus series |
 //! | [`tunnel`] | publishes arriving from edges over QUIC tunnels |
 //! | [`resume`] | what outlives a tunnel stream of a publish that can resume (wire v2) |
@@ -44,6 +45,7 @@ pub mod flv;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod peering;
 pub mod presence;
 pub mod publish;
 pub mod resume;
@@ -80,6 +82,8 @@ pub enum StartError {
     Callback(String),
     #[error("cannot start the tunnel listener: {0}")]
     Tunnel(#[from] longhaul_tunnel::TunnelError),
+    #[error("cannot start origin peering: {0}")]
+    Peering(longhaul_tunnel::TunnelError),
 }
 
 /// The handle of a running origin.
@@ -150,6 +154,7 @@ impl Origin {
         if let Some(registry) = &registry {
             metrics.register(Box::new(metrics::RegistryCollector::new(registry)));
         }
+        let peering = peering::Peering::start(&config, &tunnels).map_err(StartError::Peering)?;
         let hub = Hub::with_on_air(config.on_air.settings());
         metrics.register(Box::new(metrics::OnAirCollector::new(hub.clone())));
         let abuse = AbuseGate::new(&config.abuse, metrics.abuse.clone())?;
@@ -168,11 +173,13 @@ impl Origin {
             play_urls: presence::PlayUrls::resolve(&config.endpoints, rtmp_addr, http_addr),
             elsewhere: elsewhere::Finder::default(),
             draining: CancellationToken::new(),
+            peering,
             config,
         });
         revoke::watch_registry(&state);
         let mut tasks = NodeTasks::new();
         presence::spawn(&mut tasks, &state);
+        peering::spawn(&mut tasks, &state);
         let (rtmp, rtmps) = (listeners.rtmp, listeners.rtmps);
         accept::spawn_listeners(&mut tasks, rtmp, rtmps, limits, state.clone());
         tasks.spawn(http::serve(

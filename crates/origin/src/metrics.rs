@@ -82,6 +82,14 @@ pub struct Metrics {
     /// `presence_lookups_total{outcome}` (`crate::elsewhere::outcome`): play misses
     /// asking where else a stream is live.
     pub presence_lookups: IntCounterVec,
+    /// `peer_bytes_total{peer,direction}`: media bytes of pulled legs to and from each
+    /// peer origin (origin peering): what crosses between data centres.
+    pub peer_bytes: IntCounterVec,
+    /// `peer_pulls{peer,direction}`: pull streams open now, `in` (this origin pulling
+    /// from the peer) and `out` (serving the peer).
+    pub peer_pulls: IntGaugeVec,
+    /// `peer_legs_pulled_total{peer}`: publications of a leg pulled from each peer.
+    pub peer_legs_pulled: IntCounterVec,
 }
 
 impl Metrics {
@@ -176,6 +184,24 @@ impl Metrics {
                 "presence_lookups_total",
                 "Plays of a stream not live here that asked where else it is live, by outcome (found, not_found, cached, skipped, busy, failed)",
                 &["outcome"],
+            ),
+            peer_bytes: counter_vec(
+                &r,
+                "peer_bytes_total",
+                "Media bytes of legs pulled between origins (origin peering), by peer origin and direction (in: pulled from it, out: served to it)",
+                &["peer", "direction"],
+            ),
+            peer_pulls: gauge_vec(
+                &r,
+                "peer_pulls",
+                "Pull streams open now, by peer origin and direction (in: pulling from it, out: serving it); a pull lasts while the rendition has viewers at the asking origin",
+                &["peer", "direction"],
+            ),
+            peer_legs_pulled: counter_vec(
+                &r,
+                "peer_legs_pulled_total",
+                "Publications of a leg pulled from each peer origin (a replica started here)",
+                &["peer"],
             ),
             registry: r,
         }

@@ -217,7 +217,7 @@ async fn run(
 
 /// The streams live here now, one row per stream name (both legs are one).
 fn live_streams(state: &OriginState) -> Vec<LiveStream> {
-    let mut names: Vec<String> = state.hub.keys().into_iter().map(|k| k.name).collect();
+    let mut names: Vec<String> = state.hub.local_keys().into_iter().map(|k| k.name).collect();
     names.sort();
     names.dedup();
     names

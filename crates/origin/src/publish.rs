@@ -310,6 +310,7 @@ pub fn accept(
         connection_id: publisher.connection_id,
         region: publisher.region.clone(),
         via: publisher.via.clone(),
+        replica_of: None,
     };
     let (publication, outcome) = match resumable {
         Some(id) => state.hub.resume(key, info, id),

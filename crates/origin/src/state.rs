@@ -38,9 +38,26 @@ pub struct OriginState {
     /// Cancelled when the origin drains (SIGTERM, or `POST /api/v1/drain`): it takes no
     /// new publishes and tells its edges, which move their streams elsewhere.
     pub draining: tokio_util::sync::CancellationToken,
+    /// Origin peering, when `[peering]` names peers: the tunnels to them, and what this
+    /// origin pulls and serves.
+    pub peering: Option<Arc<crate::peering::Peering>>,
 }
 
 impl OriginState {
+    /// A player's subscription to `name` (see [`longhaul_hub::LegChoice`]): from the hub,
+    /// or, when no leg is live here and peers may have one, pulled from them
+    /// ([`crate::peering::Peering::subscribe`]: the play waits for it a little).
+    pub async fn subscribe(
+        &self,
+        name: &str,
+        choice: longhaul_hub::LegChoice,
+    ) -> Option<longhaul_hub::Subscription> {
+        match &self.peering {
+            Some(peering) => peering.subscribe(self, name, choice).await,
+            None => self.hub.subscribe(name, choice),
+        }
+    }
+
     /// The publish URLs and stream names this node hands out for `entry`.
     pub fn endpoints_of(&self, entry: &Entry) -> Endpoints {
         let e = &self.config.endpoints;

@@ -18,8 +18,8 @@ use longhaul_rtmp::{media_parts, MediaParts};
 use longhaul_tunnel::class::FrameClass;
 use longhaul_tunnel::dedupe::{Admit, Dedupe};
 use longhaul_tunnel::{
-    AuthoriseRequest, Hello, Incoming, IncomingPublish, LoadReport, PeerInfo, PublishHeader,
-    StreamEnd, TunnelService, Verdict,
+    AuthoriseRequest, Hello, Incoming, IncomingPublish, LoadReport, OutgoingPull, PeerInfo,
+    PublishHeader, PullHeader, StreamEnd, TunnelService, Verdict,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -142,6 +142,14 @@ impl TunnelService for TunnelSide {
     /// See [`load_report`].
     fn load(&self) -> LoadReport {
         load_report(&self.state, self.shutdown.is_cancelled())
+    }
+
+    fn peer_origin_name(&self, node_id: &str) -> Option<String> {
+        self.state.peering.as_ref()?.peer_name(node_id)
+    }
+
+    async fn pull(&self, peer: &PeerInfo, header: PullHeader, stream: OutgoingPull) {
+        crate::peering::serve(&self.state, peer, header, stream).await
     }
 
     async fn authorise(&self, peer: &PeerInfo, request: AuthoriseRequest) -> Verdict {
@@ -552,7 +560,7 @@ async fn relay(
 /// parts ([`media_parts`], shared with the RTMP session; other parts are dropped), data
 /// within the chunk decoder's cap. Anything else is not media and ends the stream: an
 /// edge never sends it, so it is a broken or hostile peer.
-fn check_media(message: RtmpMessage) -> Result<MediaParts, String> {
+pub(crate) fn check_media(message: RtmpMessage) -> Result<MediaParts, String> {
     match message.type_id {
         type_id::AUDIO | type_id::VIDEO | type_id::AGGREGATE => {}
         type_id::DATA_AMF0 | type_id::DATA_AMF3 => {

@@ -272,7 +272,7 @@ async fn start_tunnel(settings: &TransportSettings, path: Option<PathModel>) -> 
             version: VERSION.into(),
         },
         section.origins[0].clone(),
-        &section,
+        &section.transport,
         &edge_tls,
         longhaul_tunnel::EdgeHooks::load_only(Arc::new(LoadReport::default)),
         &TunnelSet::new(),

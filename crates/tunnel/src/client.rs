@@ -9,14 +9,14 @@
 use crate::backoff::{random_unit, Backoff};
 use crate::codes;
 use crate::link::{Link, StreamGuard, TunnelSet, TunnelState};
-use crate::settings::{OriginPeer, TunnelSection};
+use crate::settings::{OriginPeer, TransportSettings};
 use crate::stream::{
     control_writer, negotiated_version, write_media, write_message, write_sequenced, FrameReader,
     TunnelError, CONTROL_QUEUE,
 };
 use crate::wire::{
-    AuthoriseRequest, Frame, Hello, LoadReport, MediaFrame, Message, PublishHeader, Revocation,
-    StreamEnd, Verdict, WireVersion,
+    AuthoriseRequest, Frame, Hello, LoadReport, MediaFrame, Message, PublishHeader, PullHeader,
+    Revocation, StreamEnd, Verdict, WireVersion,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,7 +95,7 @@ impl TunnelClient {
         endpoint: quinn::Endpoint,
         local: Hello,
         peer: OriginPeer,
-        section: &TunnelSection,
+        transport: &TransportSettings,
         tls: &crate::tls::EdgeTls,
         hooks: EdgeHooks,
         set: &Arc<TunnelSet>,
@@ -105,7 +105,7 @@ impl TunnelClient {
                 "no tunnel client certificate configured (tunnel.tls.cert): origins will refuse this edge");
         }
         let mut client_config = quinn::ClientConfig::new(tls.crypto());
-        client_config.transport_config(Arc::new(section.transport.transport_config()));
+        client_config.transport_config(Arc::new(transport.transport_config()));
         let link = Link::new(&peer.id, &peer.region, TunnelState::Connecting);
         set.add(link.clone());
         let inner = Arc::new(Inner {
@@ -113,11 +113,11 @@ impl TunnelClient {
             link,
             live: Mutex::new(None),
             shutdown: CancellationToken::new(),
-            authorise_timeout: section.transport.authorise_timeout(),
-            report_every: section.transport.report_interval(),
+            authorise_timeout: transport.authorise_timeout(),
+            report_every: transport.report_interval(),
             set: set.clone(),
         });
-        let settings = section.transport.clone();
+        let settings = transport.clone();
         tokio::spawn(
             run(
                 inner.clone(),
@@ -255,6 +255,37 @@ impl TunnelClient {
         })
     }
 
+    /// Opens a pull stream (origin peering: this node is an origin, the peer another)
+    /// asking for one leg, within the `authorise_timeout`. See [`crate::wire::PullHeader`].
+    pub async fn open_pull(&self, header: PullHeader) -> Result<PullReceiver, TunnelError> {
+        let live = self.live().ok_or_else(|| self.not_connected())?;
+        let peer = self.inner.peer.id.clone();
+        let after = self.inner.authorise_timeout;
+        let open =
+            async {
+                let (mut send, recv) = live.connection.open_bi().await.map_err(|source| {
+                    TunnelError::ConnectionLost {
+                        peer: peer.clone(),
+                        source,
+                    }
+                })?;
+                write_message(&mut send, &Message::Pull(header), &peer).await?;
+                Ok::<_, TunnelError>((send, recv))
+            };
+        let (send, recv) =
+            tokio::time::timeout(after, open)
+                .await
+                .map_err(|_| TunnelError::Timeout {
+                    peer: peer.clone(),
+                    after,
+                })??;
+        Ok(PullReceiver {
+            send,
+            reader: FrameReader::new(recv, &peer),
+            _open: self.inner.link.stream_opened(),
+        })
+    }
+
     /// Closes the tunnel for good: the origin hears a normal close at once.
     pub fn close(&self) {
         self.inner.shutdown.cancel();
@@ -331,6 +362,53 @@ impl PublishSender {
         // Wait (briefly) for the peer to take the data, so closing the connection right
         // after does not cut the tail of the stream.
         let _ = tokio::time::timeout(Duration::from_secs(2), self.send.stopped()).await;
+    }
+}
+
+/// The asking side of a pull stream. Dropping it leaves the stream: the peer stops
+/// sending.
+pub struct PullReceiver {
+    send: quinn::SendStream,
+    reader: FrameReader,
+    _open: StreamGuard,
+}
+
+/// What a peer sends on a pull stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pulled {
+    /// A publication of the leg started at the peer; its messages follow.
+    Live,
+    /// One RTMP message of it.
+    Media(MediaFrame),
+    /// It ended.
+    Gone,
+    /// The peer refused or ended the stream, and why.
+    Refused(StreamEnd),
+}
+
+impl PullReceiver {
+    /// The next thing the peer sends; `None` when it finished the stream. Cancel-safe.
+    pub async fn next(&mut self) -> Result<Option<Pulled>, TunnelError> {
+        loop {
+            return match self.reader.next().await? {
+                None => Ok(None),
+                Some(Frame::Media(m)) => Ok(Some(Pulled::Media(m))),
+                Some(Frame::Message(Message::LegLive)) => Ok(Some(Pulled::Live)),
+                Some(Frame::Message(Message::LegGone)) => Ok(Some(Pulled::Gone)),
+                Some(Frame::Message(Message::End(e))) => Ok(Some(Pulled::Refused(e))),
+                Some(Frame::Message(Message::Unknown)) => continue,
+                Some(other) => Err(TunnelError::Protocol {
+                    peer: self.reader.peer().to_string(),
+                    what: format!("unexpected frame on a pull stream: {other:?}"),
+                }),
+            };
+        }
+    }
+}
+
+impl Drop for PullReceiver {
+    fn drop(&mut self) {
+        let _ = self.send.finish();
     }
 }
 

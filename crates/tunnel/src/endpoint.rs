@@ -72,6 +72,17 @@ pub fn client_endpoint(section: &TunnelSection) -> Result<quinn::Endpoint, Tunne
     endpoint(socket, None, section.bind)
 }
 
+/// A client endpoint on `bind`: what an origin dials its peer origins from (origin
+/// peering), with the transport settings of its own tunnel.
+pub fn client_endpoint_at(
+    bind: SocketAddr,
+    transport: &TransportSettings,
+) -> Result<quinn::Endpoint, TunnelError> {
+    transport.validate()?;
+    let (socket, _) = udp_socket(bind, transport)?;
+    endpoint(socket, None, bind)
+}
+
 /// The origin's endpoint, accepting edges with certificates of the cluster CA (see
 /// [`crate::tls::OriginTls::load`]).
 pub fn server_endpoint(

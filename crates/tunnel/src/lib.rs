@@ -60,6 +60,19 @@
 //! `{"type":"end","code","description"}` when the origin ends the stream (taken over,
 //! unknown grant), which the edge passes to the encoder as an RTMP status.
 //!
+//! **Pull stream** (origin peering): one bidirectional stream per leg an origin wants
+//! from a peer origin, opened on its own tunnel to that peer. Its hello says
+//! `"role":"origin"`, and the peer lets it in only if its node id is one of the peer's
+//! configured peers and its certificate is valid for that peer's name (origins'
+//! certificates are issued for `clientAuth` as well); such a tunnel may open pull
+//! streams only, and its authorisations are refused. Asker → peer:
+//! `{"type":"pull","stream_name","leg"}`, then nothing; the asker finishes its side to
+//! leave. Peer → asker: `{"type":"leg_live"}` each time a publication of that leg made
+//! at the peer starts (at once if one is live), then its RTMP message frames as a player
+//! would get them (configuration, GOP, live), and `{"type":"leg_gone"}` when it ends; or
+//! one `end` refusing the pull. Version 1 framing, on either wire version. A pulled leg
+//! is never served on to another peer.
+//!
 //! Application close and stream error codes are in [`codes`].
 //!
 //! ## Wire format, version 2
@@ -110,7 +123,7 @@
 //! | [`retain`] | the edge's unacknowledged frames of a publish, for a resume (v2) |
 //! | [`dedupe`] | the origin's admission of a resumed publish's frames, and its acks (v2) |
 //! | [`class`] | what a media frame is to a resume: configuration, keyframe, ... |
-//! | [`client`] | the edge's reconnecting tunnel to one origin |
+//! | [`client`] | the reconnecting tunnel to one origin (an edge's, or a peer origin's) |
 //! | [`server`] | the origin's accept loop and the [`server::TunnelService`] it calls |
 //! | [`settings`] | config sections and transport tunables, with their reasons |
 //! | [`tls`] | mutual TLS on a cluster CA, one role per certificate, reloadable; the deny list |
@@ -135,13 +148,16 @@ mod stream;
 pub mod tls;
 pub mod wire;
 
-pub use client::{EdgeHooks, EndSignal, LoadFn, PublishEnd, PublishSender, RevokeFn, TunnelClient};
+pub use client::{
+    EdgeHooks, EndSignal, LoadFn, PublishEnd, PublishSender, PullReceiver, Pulled, RevokeFn,
+    TunnelClient,
+};
 pub use endpoint::{client_endpoint, server_endpoint};
 pub use link::{LinkSnapshot, PathSample, TunnelSet, TunnelState};
 pub use metrics::TunnelCollector;
 pub use server::{
-    check_node_names, Incoming, IncomingPublish, MediaReceiver, PeerInfo, PublishEnder,
-    TunnelService,
+    check_node_names, Incoming, IncomingPublish, MediaReceiver, OutgoingPull, PeerInfo, PeerRole,
+    PublishEnder, PullAsker, PullSender, TunnelService,
 };
 pub use settings::{
     ClusterTlsPaths, Congestion, OriginPeer, TransportSettings, TunnelListenSection, TunnelSection,
@@ -149,8 +165,8 @@ pub use settings::{
 pub use stream::TunnelError;
 pub use tls::{EdgeTls, OriginTls};
 pub use wire::{
-    AuthoriseRequest, Hello, LoadReport, MediaFrame, PublishHeader, Revocation, SequencedFrame,
-    StreamEnd, Verdict, WireVersion,
+    AuthoriseRequest, Hello, LoadReport, MediaFrame, PublishHeader, PullHeader, Revocation,
+    SequencedFrame, StreamEnd, Verdict, WireVersion,
 };
 
 /// The ALPN of wire format version 1.

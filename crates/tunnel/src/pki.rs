@@ -2,10 +2,10 @@
 //! benchmarks. Production keeps its CA offline and points the configs at files.
 //!
 //! A certificate is issued for one role: an origin's to serve the tunnel (extended key
-//! usage `serverAuth`), an edge's to authenticate as its client (`clientAuth`). An
-//! origin is never a tunnel client (origins do not tunnel to each other, and their other
-//! TLS, to PostgreSQL, presents no certificate), so neither needs both; a stolen edge
-//! key cannot serve as an origin.
+//! usage `serverAuth`) and to dial its peer origins (origin peering: `clientAuth` too),
+//! an edge's only to authenticate as a tunnel client (`clientAuth`), so a stolen edge
+//! key cannot serve as an origin. An origin tells a peer origin from an edge by its
+//! hello and checks that its certificate is valid for that peer's configured name.
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
@@ -24,17 +24,20 @@ pub struct ClusterCa {
 /// What a node certificate is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeRole {
-    /// Serves the tunnel: `serverAuth`.
+    /// Serves the tunnel and dials peer origins: `serverAuth` and `clientAuth`.
     Origin,
     /// Connects to origins as a client: `clientAuth`.
     Edge,
 }
 
 impl NodeRole {
-    fn usage(self) -> ExtendedKeyUsagePurpose {
+    fn usages(self) -> Vec<ExtendedKeyUsagePurpose> {
         match self {
-            NodeRole::Origin => ExtendedKeyUsagePurpose::ServerAuth,
-            NodeRole::Edge => ExtendedKeyUsagePurpose::ClientAuth,
+            NodeRole::Origin => vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+            NodeRole::Edge => vec![ExtendedKeyUsagePurpose::ClientAuth],
         }
     }
 }
@@ -110,7 +113,7 @@ impl ClusterCa {
     pub fn issue(&self, name: &str, role: NodeRole, dir: &Path) -> Result<NodeFiles, PkiError> {
         let mut params = CertificateParams::new(vec![name.to_string()])?;
         params.distinguished_name.push(DnType::CommonName, name);
-        params.extended_key_usages = vec![role.usage()];
+        params.extended_key_usages = role.usages();
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.cert, &self.key)?;
         self.write_ca(dir)?;

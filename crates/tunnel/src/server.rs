@@ -4,7 +4,10 @@
 //! foreign certificate are counted by reason), hold a certificate that is not on the
 //! deny list, then say hello on its first stream. After that, authorisation requests on
 //! the control stream and publish streams go to the node's [`TunnelService`]; the node
-//! decides, the tunnel only carries. A certificate denied while its tunnel is up gets
+//! decides, the tunnel only carries. A peer origin (origin peering) says hello with the
+//! role `origin`: it must be one the node names ([`TunnelService::peer_origin_name`])
+//! and hold a certificate valid for that origin's name; it may only open pull streams
+//! ([`TunnelService::pull`]), never authorise or publish. A certificate denied while its tunnel is up gets
 //! that tunnel cut (closed with [`codes::DENIED`]) as soon as the new list is in force.
 
 use crate::client::{close_reason, send_reports, HELLO_TIMEOUT};
@@ -12,13 +15,13 @@ use crate::codes;
 use crate::link::{protocol_error, refusal, Link, StreamGuard, TunnelSet, TunnelState};
 use crate::settings::TunnelListenSection;
 use crate::stream::{
-    control_writer, negotiated_version, write_ack, write_message, FrameReader, TunnelError,
-    CONTROL_QUEUE,
+    control_writer, negotiated_version, write_ack, write_media, write_message, FrameReader,
+    TunnelError, CONTROL_QUEUE,
 };
 use crate::tls::{OriginTls, PeerCertificate};
 use crate::wire::{
-    AuthoriseRequest, Frame, Hello, LoadReport, MediaFrame, Message, PublishHeader, SequencedFrame,
-    StreamEnd, Verdict, WireVersion,
+    AuthoriseRequest, Frame, Hello, LoadReport, MediaFrame, Message, PublishHeader, PullHeader,
+    SequencedFrame, StreamEnd, Verdict, WireVersion,
 };
 use rustls_pki_types::{CertificateDer, ServerName};
 use std::future::Future;
@@ -37,6 +40,17 @@ pub struct PeerInfo {
     pub addr: SocketAddr,
     /// The wire version the tunnel's handshake chose.
     pub wire: WireVersion,
+    /// What the peer is: an edge, or a peer origin pulling legs.
+    pub role: PeerRole,
+}
+
+/// Who is on the other end of an accepted tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerRole {
+    /// An edge: authorises and publishes.
+    Edge,
+    /// A peer origin: pulls legs it has viewers for (origin peering).
+    Origin,
 }
 
 /// What the node (the origin) does with a tunnel's requests.
@@ -58,6 +72,31 @@ pub trait TunnelService: Send + Sync + 'static {
         header: PublishHeader,
         stream: IncomingPublish,
     ) -> impl Future<Output = ()> + Send;
+    /// The name the certificate of peer origin `node_id` must be valid for, if this node
+    /// peers with it; `None` (the default) refuses its tunnel.
+    fn peer_origin_name(&self, _node_id: &str) -> Option<String> {
+        None
+    }
+    /// Serves a peer origin's pull stream until the peer leaves it (see
+    /// [`crate::wire::PullHeader`]). By default, refused.
+    fn pull(
+        &self,
+        _peer: &PeerInfo,
+        header: PullHeader,
+        stream: OutgoingPull,
+    ) -> impl Future<Output = ()> + Send {
+        async move {
+            stream
+                .end(StreamEnd::new(
+                    "NetStream.Play.Failed",
+                    format!(
+                        "this node serves no pulls (asked for {} {})",
+                        header.stream_name, header.leg
+                    ),
+                ))
+                .await
+        }
+    }
 }
 
 /// Accepts tunnel connections on `endpoint` (made with `tls`, see
@@ -228,9 +267,23 @@ async fn handle<S: TunnelService>(
             return;
         }
     };
-    let checked = check_hello(&hello).and_then(|()| match &section.edge_name_suffix {
-        Some(suffix) => check_identity(&connection, &format!("{}.{suffix}", hello.node_id)),
-        None => Ok(()),
+    let role = if hello.role == "origin" {
+        PeerRole::Origin
+    } else {
+        PeerRole::Edge
+    };
+    let checked = check_hello(&hello).and_then(|()| match role {
+        PeerRole::Origin => match service.peer_origin_name(&hello.node_id) {
+            Some(name) => check_identity(&connection, &name),
+            None => Err(format!(
+                "origin {:?} is not one of this origin's peers (peering.peers)",
+                hello.node_id
+            )),
+        },
+        PeerRole::Edge => match &section.edge_name_suffix {
+            Some(suffix) => check_identity(&connection, &format!("{}.{suffix}", hello.node_id)),
+            None => Ok(()),
+        },
     });
     if let Err(why) = checked {
         set.count_refusal(refusal::BAD_HELLO);
@@ -245,10 +298,17 @@ async fn handle<S: TunnelService>(
         version: hello.version.clone(),
         addr,
         wire: negotiated_version(&connection),
+        role,
     };
     // One link per edge across its reconnects. A newer connection from the same edge
-    // (it restarted while its old connection was half-open) replaces the old one.
-    let link = set.link_for(&peer.node_id, &peer.region, TunnelState::Connected);
+    // (it restarted while its old connection was half-open) replaces the old one. A peer
+    // origin's tunnel gets a link of its own, outside the set: the set is the node's
+    // edges (revocations go to them), and its series are the peer's (this origin's
+    // tunnel to that peer is in the set under the peer's id).
+    let link = match role {
+        PeerRole::Edge => set.link_for(&peer.node_id, &peer.region, TunnelState::Connected),
+        PeerRole::Origin => Link::new(&peer.node_id, &peer.region, TunnelState::Connected),
+    };
     if let Some(old) = link.connection() {
         old.close(
             codes::NORMAL.into(),
@@ -263,7 +323,7 @@ async fn handle<S: TunnelService>(
         &format!("edge {} from {addr}", peer.node_id),
     );
     tracing::info!(peer = %peer.node_id, region = %peer.region, version = %peer.version,
-        wire = ?peer.wire, client = %addr, "tunnel from edge connected");
+        wire = ?peer.wire, client = %addr, role = %hello.role, "tunnel connected");
     if let Err(e) = write_message(
         &mut control_send,
         &Message::Hello(service.hello()),
@@ -342,11 +402,14 @@ async fn handle<S: TunnelService>(
 /// Longest node id or region a hello may carry: they become metric labels.
 const MAX_NAME_LEN: usize = 63;
 
-/// A hello the origin takes: from an edge, with a node id and region that are short
-/// lowercase names (they become log fields and metric labels).
+/// A hello the origin takes: from an edge or a peer origin, with a node id and region
+/// that are short lowercase names (they become log fields and metric labels).
 fn check_hello(hello: &Hello) -> Result<(), String> {
-    if hello.role != "edge" {
-        return Err(format!("hello from a {:?}, not an edge", hello.role));
+    if hello.role != "edge" && hello.role != "origin" {
+        return Err(format!(
+            "hello from a {:?}, not an edge or an origin",
+            hello.role
+        ));
     }
     check_node_names(&hello.node_id, &hello.region)
 }
@@ -407,6 +470,14 @@ async fn serve_control<S: TunnelService>(
     let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_AUTHORISATIONS_IN_FLIGHT));
     loop {
         match reader.next_message().await? {
+            Some(Message::Authorise { id, .. }) if peer.role == PeerRole::Origin => {
+                let verdict = Verdict::Refused {
+                    code: "NetStream.Publish.Rejected".into(),
+                    reason: "peer_origin".into(),
+                    description: "a peer origin does not publish through another origin".into(),
+                };
+                let _ = control.send(Message::Verdict { id, verdict }).await;
+            }
             Some(Message::Authorise { id, request }) => {
                 // Each request runs on its own so a slow registry lookup does not hold
                 // up the next publish's verdict; the permit bounds how many.
@@ -455,17 +526,30 @@ async fn accept_publishes<S: TunnelService>(
                 let mut reader = FrameReader::with_version(recv, &peer.node_id, peer.wire);
                 let header = match tokio::time::timeout(HELLO_TIMEOUT, reader.next_message()).await
                 {
-                    Ok(Ok(Some(Message::Publish(h)))) => h,
+                    Ok(Ok(Some(Message::Publish(h)))) if peer.role == PeerRole::Edge => h,
+                    Ok(Ok(Some(Message::Pull(h)))) if peer.role == PeerRole::Origin => {
+                        let stream = OutgoingPull {
+                            reader,
+                            send,
+                            peer: peer.node_id.clone(),
+                            _open: open,
+                        };
+                        service.pull(&peer, h, stream).await;
+                        return;
+                    }
                     other => {
                         set.count_protocol_error(protocol_error::PUBLISH_HEADER);
                         tracing::warn!(peer = %peer.node_id, client = %peer.addr,
-                        outcome = ?other.map(|r| r.map(|_| ())),
-                        "publish stream without a publish header; closed");
+                        role = ?peer.role, outcome = ?other.map(|r| r.map(|_| ())),
+                        "stream without the header its peer may send (publish from an edge, pull from a peer origin); closed");
                         let _ = write_message(
                             &mut send,
                             &Message::End(StreamEnd::new(
                                 "NetStream.Publish.BadName",
-                                "publish stream opened without a publish header",
+                                match peer.role {
+                                    PeerRole::Edge => "a stream from an edge must start with a publish header",
+                                    PeerRole::Origin => "a stream from a peer origin must start with a pull header",
+                                },
                             )),
                             &peer.node_id,
                         )
@@ -484,6 +568,87 @@ async fn accept_publishes<S: TunnelService>(
             }
             .in_current_span(),
         );
+    }
+}
+
+/// The serving side of a peer origin's pull stream, handed to [`TunnelService::pull`].
+pub struct OutgoingPull {
+    reader: FrameReader,
+    send: quinn::SendStream,
+    peer: String,
+    _open: StreamGuard,
+}
+
+impl OutgoingPull {
+    /// Splits into what watches the asker and what sends to it, so the node can send
+    /// media and notice the asker leaving at the same time.
+    pub fn split(self) -> (PullAsker, PullSender) {
+        (
+            PullAsker {
+                reader: self.reader,
+                _open: self._open,
+            },
+            PullSender {
+                send: self.send,
+                peer: self.peer,
+            },
+        )
+    }
+
+    /// Ends the stream with a reason (refused).
+    pub async fn end(self, end: StreamEnd) {
+        self.split().1.end(end).await
+    }
+}
+
+/// The asker's side of a pull stream, as the serving node watches it.
+pub struct PullAsker {
+    reader: FrameReader,
+    _open: StreamGuard,
+}
+
+impl PullAsker {
+    /// Resolves when the asker leaves the stream (it finished or reset its side, or the
+    /// tunnel went). Cancel-safe. Anything it sends on the stream is a protocol error,
+    /// which also ends it.
+    pub async fn left(&mut self) -> Result<(), TunnelError> {
+        match self.reader.next().await? {
+            None => Ok(()),
+            Some(other) => Err(TunnelError::Protocol {
+                peer: self.reader.peer().to_string(),
+                what: format!("the asker sent {other:?} on its pull stream"),
+            }),
+        }
+    }
+}
+
+/// Sends a pulled leg to the asker.
+pub struct PullSender {
+    send: quinn::SendStream,
+    peer: String,
+}
+
+impl PullSender {
+    /// Tells the asker a publication of the leg started here; its messages follow.
+    pub async fn live(&mut self) -> Result<(), TunnelError> {
+        write_message(&mut self.send, &Message::LegLive, &self.peer).await
+    }
+
+    /// Tells the asker that publication ended.
+    pub async fn gone(&mut self) -> Result<(), TunnelError> {
+        write_message(&mut self.send, &Message::LegGone, &self.peer).await
+    }
+
+    /// Sends RTMP messages of the live publication, in order. Waits while QUIC holds
+    /// the stream back.
+    pub async fn send(&mut self, frames: &[MediaFrame]) -> Result<(), TunnelError> {
+        write_media(&mut self.send, frames, &self.peer).await
+    }
+
+    /// Ends the stream with a reason.
+    pub async fn end(mut self, end: StreamEnd) {
+        let _ = write_message(&mut self.send, &Message::End(end), &self.peer).await;
+        let _ = self.send.finish();
     }
 }
 

@@ -189,6 +189,19 @@ pub struct PublishHeader {
     pub resume_from: Option<u64>,
 }
 
+/// The first frame of a pull stream: an origin asks a peer origin for one leg of a
+/// rendition (origin peering). The peer answers on the same stream, for as long as the
+/// asker keeps it open: [`Message::LegLive`] whenever a publication of that leg starts
+/// there (or at once if one is live), followed by its RTMP messages as its players get
+/// them (configuration, the GOP cache, then live); [`Message::LegGone`] when that
+/// publication ends. It serves only legs published there, never ones it pulled itself,
+/// so peers never feed one another in a ring.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullHeader {
+    pub stream_name: String,
+    pub leg: Leg,
+}
+
 /// The `reason` of a refusal by an origin that is draining: not the publish's fault, so an
 /// edge resuming a stream tries another origin instead of telling the encoder.
 pub const DRAINING_REASON: &str = "origin_draining";
@@ -260,6 +273,12 @@ pub enum Message {
     Publish(PublishHeader),
     End(StreamEnd),
     Revoke(Revocation),
+    /// Pull stream, asker to peer: the leg wanted.
+    Pull(PullHeader),
+    /// Pull stream, peer to asker: a publication of the leg started; its messages follow.
+    LegLive,
+    /// Pull stream, peer to asker: that publication ended.
+    LegGone,
     #[serde(other)]
     Unknown,
 }
@@ -594,6 +613,12 @@ mod tests {
                 retry: true,
                 ..StreamEnd::new("NetStream.Publish.Rejected", "origin shutting down")
             })),
+            Frame::Message(Message::Pull(PullHeader {
+                stream_name: "1_abcdefgh_1".into(),
+                leg: Leg::Backup,
+            })),
+            Frame::Message(Message::LegLive),
+            Frame::Message(Message::LegGone),
         ];
         let bytes = frames.iter().flat_map(encode_frame).collect();
         (frames, bytes)

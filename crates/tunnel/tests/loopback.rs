@@ -73,6 +73,39 @@ impl TunnelService for ToyOrigin {
         self.finished.lock().unwrap().push(header.stream_name);
         ender.finish();
     }
+
+    /// pao-1 is this toy origin's one peer.
+    fn peer_origin_name(&self, node_id: &str) -> Option<String> {
+        (node_id == "pao-1").then(|| "pao-1.longhaul.internal".to_string())
+    }
+
+    /// Serves the leg asked for as three frames between `leg_live` and `leg_gone`, then
+    /// waits for the asker to leave.
+    async fn pull(&self, peer: &PeerInfo, header: PullHeader, stream: OutgoingPull) {
+        self.peers.lock().unwrap().push(peer.clone());
+        let (mut asker, mut sender) = stream.split();
+        if header.stream_name == "not-here" {
+            sender
+                .end(StreamEnd::new("NetStream.Play.StreamNotFound", "not here"))
+                .await;
+            return;
+        }
+        let frames: Vec<MediaFrame> = (0..3)
+            .map(|i| MediaFrame {
+                kind: 9,
+                timestamp: i * 40,
+                payload: Bytes::from(vec![i as u8; 100]),
+            })
+            .collect();
+        let _ = sender.live().await;
+        let _ = sender.send(&frames).await;
+        let _ = sender.gone().await;
+        let _ = asker.left().await;
+        self.finished
+            .lock()
+            .unwrap()
+            .push(format!("pull {}", header.stream_name));
+    }
 }
 
 struct Cluster {
@@ -199,7 +232,7 @@ fn start_edge_with_tls(section: &TunnelSection) -> (TunnelClient, Arc<TunnelSet>
             version: VERSION.into(),
         },
         section.origins[0].clone(),
-        section,
+        &section.transport,
         &tls,
         longhaul_tunnel::EdgeHooks::load_only(Arc::new(LoadReport::default)),
         &set,
@@ -575,7 +608,7 @@ async fn hello_refused(node_id: &str) {
             version: VERSION.into(),
         },
         section.origins[0].clone(),
-        &section,
+        &section.transport,
         &EdgeTls::load(&section.tls).unwrap(),
         longhaul_tunnel::EdgeHooks::load_only(Arc::new(LoadReport::default)),
         &set,
@@ -648,14 +681,8 @@ async fn a_certificate_is_refused_in_the_other_role() {
         cert: Some(cert.clone()),
         key: Some(key.clone()),
     };
-    let err = EdgeTls::load(&mixed(&origin_cert, &origin_key))
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        err.contains("lacks clientAuth") && err.contains("nyc-1"),
-        "{err}"
-    );
+    // An origin's certificate is for both: origins dial their peers (origin peering).
+    assert!(EdgeTls::load(&mixed(&origin_cert, &origin_key)).is_ok());
     let section = TunnelListenSection {
         listen: ([127, 0, 0, 1], 0).into(),
         tls: mixed(&edge_cert, &edge_key),
@@ -705,40 +732,134 @@ async fn a_certificate_is_refused_in_the_other_role() {
     );
     accepting.abort();
 
-    // An origin's certificate presented as an edge's: the origin refuses it.
+    // An origin's certificate presented as an edge's: TLS lets it in (it is for
+    // clientAuth too), and the hello refuses it, as an edge (the certificate is not
+    // valid for the edge's name) and as an origin (nyc-1 is no peer of this origin).
     let origin = start_origin(&c.origin_tls, ([127, 0, 0, 1], 0).into());
-    let (chain, key) = pem_pair(&origin_cert, &origin_key);
-    let mut roots = rustls::RootCertStore::empty();
-    let (ca, _) = pem_pair(&c.origin_tls.ca, &origin_key);
-    roots.add(ca[0].clone()).unwrap();
-    let mut client = rustls::ClientConfig::builder_with_provider(longhaul_certs::provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .unwrap();
-    client.alpn_protocols = vec![ALPN.to_vec()];
-    let crypto = Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(client).unwrap());
-    // TLS 1.3: the client is done before the server has checked its certificate, so
-    // the refusal may come as the connection's close rather than the handshake's error.
-    if let Ok(connection) = handshake(crypto, origin.addr, "nyc-1.longhaul.internal").await {
-        let closed = tokio::time::timeout(Duration::from_secs(10), connection.closed())
-            .await
-            .expect("the origin closes the connection");
-        assert!(
-            !matches!(closed, quinn::ConnectionError::ApplicationClosed(_)),
-            "{closed}"
+    for role in ["edge", "origin"] {
+        let client = dial(
+            &mixed(&origin_cert, &origin_key),
+            "fra-1",
+            role,
+            origin.addr,
         );
+        until("the hello refused", || {
+            origin
+                .set
+                .refusals()
+                .iter()
+                .any(|(r, n)| *r == "bad_hello" && *n > 0)
+        })
+        .await;
+        assert_ne!(client.state(), TunnelState::Connected);
+        client.close();
     }
-    until("bad certificate counted", || {
+    assert!(origin.service.peers.lock().unwrap().is_empty());
+    origin.shutdown.cancel();
+}
+
+/// A tunnel client of `tls` saying hello as `node_id` in `role`, to the origin nyc-1 at
+/// `origin`.
+fn dial(tls: &ClusterTlsPaths, node_id: &str, role: &str, origin: SocketAddr) -> TunnelClient {
+    let section = edge_section(tls.clone(), origin);
+    let tls = EdgeTls::load(tls).unwrap();
+    TunnelClient::spawn(
+        client_endpoint(&section).unwrap(),
+        Hello {
+            node_id: node_id.into(),
+            region: "pao".into(),
+            role: role.into(),
+            version: VERSION.into(),
+        },
+        section.origins[0].clone(),
+        &section.transport,
+        &tls,
+        longhaul_tunnel::EdgeHooks::load_only(Arc::new(LoadReport::default)),
+        &TunnelSet::new(),
+    )
+    .unwrap()
+}
+
+/// Origin peering's pull stream: a peer origin (its hello says `origin`, its certificate
+/// is the peer's name) asks for a leg and gets it; a peer's refusal reaches the asker;
+/// an edge may not pull, and an origin may not claim another origin's name.
+#[tokio::test]
+async fn a_peer_origin_pulls_a_leg_and_no_one_else_may() {
+    let c = cluster();
+    let pao =
+        c.ca.issue("pao-1.longhaul.internal", NodeRole::Origin, c.dir.path())
+            .unwrap()
+            .tls_paths();
+    let origin = start_origin(&c.origin_tls, ([127, 0, 0, 1], 0).into());
+    let peer = dial(&pao, "pao-1", "origin", origin.addr);
+    until("the peer connected", || {
+        peer.state() == TunnelState::Connected
+    })
+    .await;
+    let header = |name: &str| PullHeader {
+        stream_name: name.into(),
+        leg: Leg::Primary,
+    };
+    let mut pull = peer.open_pull(header("0_abcdefgh_1")).await.unwrap();
+    let mut got = Vec::new();
+    while let Some(p) = tokio::time::timeout(Duration::from_secs(5), pull.next())
+        .await
+        .expect("the peer sends")
+        .unwrap()
+    {
+        let gone = p == Pulled::Gone;
+        got.push(p);
+        if gone {
+            break;
+        }
+    }
+    assert_eq!(got.len(), 5, "{got:?}");
+    assert_eq!(got[0], Pulled::Live);
+    assert!(matches!(&got[3], Pulled::Media(f) if f.timestamp == 80 && f.payload.len() == 100));
+    drop(pull);
+    until("the pull ended at the peer", || {
+        origin
+            .service
+            .finished
+            .lock()
+            .unwrap()
+            .contains(&"pull 0_abcdefgh_1".to_string())
+    })
+    .await;
+    let mut refused = peer.open_pull(header("not-here")).await.unwrap();
+    assert!(matches!(
+        refused.next().await.unwrap(),
+        Some(Pulled::Refused(e)) if e.description == "not here"
+    ));
+    let seen = origin.service.peers.lock().unwrap().clone();
+    assert!(seen
+        .iter()
+        .all(|p| p.role == PeerRole::Origin && p.node_id == "pao-1"));
+
+    // An edge opening a pull stream: refused, the tunnel goes on.
+    let (edge, _) = start_edge(&edge_section(c.edge_tls.clone(), origin.addr));
+    until("the edge connected", || {
+        edge.state() == TunnelState::Connected
+    })
+    .await;
+    let mut by_edge = edge.open_pull(header("0_abcdefgh_1")).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(5), by_edge.next())
+        .await
+        .expect("an answer");
+    assert!(matches!(answer, Ok(Some(Pulled::Refused(_)))), "{answer:?}");
+    assert_eq!(edge.state(), TunnelState::Connected);
+
+    // pao-1's certificate claiming to be another origin: refused at the hello.
+    let impostor = dial(&pao, "sin-1", "origin", origin.addr);
+    until("the impostor refused", || {
         origin
             .set
             .refusals()
             .iter()
-            .any(|(r, n)| *r == "bad_certificate" && *n > 0)
+            .any(|(r, n)| *r == "bad_hello" && *n > 0)
     })
     .await;
-    assert!(origin.set.links().is_empty());
+    impostor.close();
     origin.shutdown.cancel();
 }
 
