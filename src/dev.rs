@@ -595,36 +595,41 @@ fn print_banner(
     out.push_str(&format!("\nDemo entry {id} (token {token}).\n"));
     let test_pattern =
         "ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=440 \
-         -c:v libx264 -preset veryfast -tune zerolatency -g 60 -b:v 2500k -c:a aac -f flv";
+         -c:v libx264 -preset veryfast -tune zerolatency -g 60 -b:v 2500k -c:a aac";
     // Each region's encoder publishes to its edge: the primary leg (i=0) goes through the
-    // tunnel to the edge's primary origin, the backup leg (i=1) to the other origin.
+    // tunnel to the edge's primary origin, the backup leg (i=1) to the other origin. One
+    // encode sent to both legs (ffmpeg's tee; a leg that fails is dropped, the other goes
+    // on) is what the rendition's on-air stream switches between without a seam.
     for (node, edge) in edges {
         let primary = cluster.origins.get(&node.primary);
         let backup = cluster.origins.iter().find(|(k, _)| **k != node.primary);
-        let play = |o: Option<&DevOrigin>| {
-            o.map(|o| {
-                format!(
-                    "ffplay rtmp://{}/kLive/{id}_1   (origin {})",
-                    o.rtmp, o.region
-                )
-            })
-            .unwrap_or_default()
-        };
+        let leg = |i: u8| format!("rtmp://{}/kLive/?t={token}&i={i}/{id}_1", edge.rtmp_addr);
+        let origin_name = |o: Option<&DevOrigin>| o.map_or("-".to_string(), |o| o.region.clone());
         out.push_str(&format!(
-            "\nFrom {region}: publish through edge {region}, primary leg:\n\n  \
-             {test_pattern} \"rtmp://{rtmp}/kLive/?t={token}&i=0/{id}_1\"\n\
-             \n  play: {play_p}\n\
-             \n  backup leg: same command with i=1; play: {play_b}\n",
+            "\nFrom {region}: publish both legs through edge {region} (p to {p}, b to {b}):\n\n  \
+             {test_pattern} -flags +global_header -map 0:v -map 1:a -f tee \
+             \"[f=flv:onfail=ignore]{p_url}|[f=flv:onfail=ignore]{b_url}\"\n\
+             \n  or one leg: {test_pattern} -f flv \"{p_url}\"   (i=1 for the backup)\n",
             region = node.region,
-            rtmp = edge.rtmp_addr,
-            play_p = play(primary),
-            play_b = play(backup.map(|(_, o)| o)),
+            p = origin_name(primary),
+            b = origin_name(backup.map(|(_, o)| o)),
+            p_url = leg(0),
+            b_url = leg(1),
         ));
     }
     if let Some((node, origin)) = origins.first() {
         out.push_str(&format!(
-            "\nOr publish straight to origin {region}:\n\n  {test_pattern} \"rtmp://{rtmp}/kLive/?t={token}/{id}_1\"\n\
-             \n  play: ffplay http://{http}/live/{id}_1.flv\n",
+            "\nOr publish straight to origin {region}:\n\n  {test_pattern} -f flv \"rtmp://{rtmp}/kLive/?t={token}/{id}_1\"\n",
+            region = node.region,
+            rtmp = origin.rtmp_addr,
+        ));
+    }
+    // Either origin plays the rendition from whichever leg is healthy (the origins pull
+    // from each other what their viewers need); `.p` or `.b` after the name plays one leg.
+    out.push_str("\nPlay at either origin, from whichever leg is healthy:\n");
+    for (node, origin) in origins {
+        out.push_str(&format!(
+            "\n  {region}: ffplay rtmp://{rtmp}/kLive/{id}_1   or   ffplay http://{http}/live/{id}_1.flv\n",
             region = node.region,
             rtmp = origin.rtmp_addr,
             http = origin.http_addr,

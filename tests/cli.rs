@@ -269,7 +269,18 @@ fn a_second_dev_cluster_leaves_the_first_ones_files_alone() {
         }
     }
     assert!(banner.contains("rtmp://127.0.0.1:21935"), "{banner}");
-    let before = files_of(dir.path());
+    // The running cluster writes its own files too (a presence write retried after
+    // SQLite was busy): wait until they hold still for half a second.
+    let mut before = files_of(dir.path());
+    let settle = Instant::now() + Duration::from_secs(10);
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = files_of(dir.path());
+        if now == before || Instant::now() > settle {
+            break;
+        }
+        before = now;
+    }
     assert!(
         before.len() >= 5,
         "registry, certificates, lock: {before:?}"
@@ -289,7 +300,7 @@ fn a_second_dev_cluster_leaves_the_first_ones_files_alone() {
         err.contains("127.0.0.1:21935 (RTMP of origin nyc)") && err.contains("--port-offset"),
         "{err}"
     );
-    assert_eq!(files_of(dir.path()), before, "the port clash wrote nothing");
+    assert_unchanged(&before, &files_of(dir.path()), "the port clash");
 
     let out = second("10000");
     let err = String::from_utf8_lossy(&out.stderr);
@@ -298,7 +309,7 @@ fn a_second_dev_cluster_leaves_the_first_ones_files_alone() {
         err.contains("is in use by another `longhaul dev` (pid"),
         "{err}"
     );
-    assert_eq!(files_of(dir.path()), before, "the lock clash wrote nothing");
+    assert_unchanged(&before, &files_of(dir.path()), "the lock clash");
 
     // Its demo entry lists the product's endpoints on the cluster's (moved) loopback
     // ports: leg p at nyc, leg b at pao, and each region's edge.
@@ -348,6 +359,20 @@ fn a_second_dev_cluster_leaves_the_first_ones_files_alone() {
             "a line that names no node: {line}"
         );
     }
+}
+
+/// Fails naming the files that differ between `before` and `after`.
+fn assert_unchanged(
+    before: &std::collections::BTreeMap<std::path::PathBuf, Vec<u8>>,
+    after: &std::collections::BTreeMap<std::path::PathBuf, Vec<u8>>,
+    what: &str,
+) {
+    let changed: Vec<_> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|k| before.get(*k) != after.get(*k))
+        .collect();
+    assert!(changed.is_empty(), "{what} changed files: {changed:?}");
 }
 
 /// Every file under `dir` with its bytes.
@@ -405,40 +430,54 @@ fn dev_cluster_prints_commands_that_work_when_pasted() {
             "{port} missing:\n{text}"
         );
     }
-    // Each publish command is followed by the play command for the origin it reaches.
-    let mut pairs = Vec::new();
-    for (i, line) in banner.iter().enumerate() {
-        if !line.trim_start().starts_with("ffmpeg ") {
-            continue;
-        }
-        let play = banner[i + 1..]
-            .iter()
-            .find_map(|l| l.split("ffplay ").nth(1))
-            .unwrap_or_else(|| panic!("no play command after {line} in:\n{text}"));
-        let url = play.split_whitespace().next().unwrap().to_string();
-        pairs.push((line.trim().to_string(), url));
-    }
-    assert_eq!(pairs.len(), 4, "three edges and one origin:\n{text}");
+    // A publish command per edge (both legs, with tee) and one straight to an origin;
+    // then the play commands, RTMP and HTTP-FLV at each origin.
+    let publishes: Vec<String> = banner
+        .iter()
+        .filter(|l| l.trim_start().starts_with("ffmpeg "))
+        .map(|l| l.trim().to_string())
+        .collect();
+    assert_eq!(publishes.len(), 4, "three edges and one origin:\n{text}");
     assert!(
-        pairs[0].0.contains("127.0.0.1:3935"),
-        "fra first: {}",
-        pairs[0].0
+        publishes[0].contains("127.0.0.1:3935") && publishes[0].contains("-f tee"),
+        "fra first, both legs: {}",
+        publishes[0]
     );
-    for (publish, url) in pairs {
-        paste_and_probe(&publish, &url);
+    let plays: Vec<String> = banner
+        .iter()
+        .flat_map(|l| l.split("ffplay ").skip(1))
+        .filter_map(|p| p.split_whitespace().next())
+        .map(str::to_string)
+        .collect();
+    assert_eq!(plays.len(), 4, "RTMP and HTTP-FLV at both origins:\n{text}");
+    // The first edge's legs reach both origins: each plays the rendition. The others
+    // are checked at the first origin.
+    for (i, publish) in publishes.iter().enumerate() {
+        let urls = if i == 0 { &plays[..] } else { &plays[..1] };
+        paste_and_probe(publish, urls);
     }
 }
 
-/// Pastes a publish command (bounded), then probes what the play command names.
-fn paste_and_probe(publish: &str, url: &str) {
+/// Pastes a publish command (bounded), then probes what each play command names.
+fn paste_and_probe(publish: &str, urls: &[String]) {
+    // ffmpeg takes its options before the output: `-loglevel` goes first.
+    let publish = publish.replacen("ffmpeg ", "ffmpeg -loglevel error ", 1);
     let publisher = Command::new("sh")
         .arg("-c")
-        .arg(format!("exec timeout 8 {publish} -loglevel error"))
+        .arg(format!("exec timeout 8 {publish}"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(2));
+    for url in urls {
+        probe(&publish, url);
+    }
+    let _ = wait_bounded(publisher);
+}
+
+/// ffprobe finds H.264 and AAC at `url`.
+fn probe(publish: &str, url: &str) {
     let probe = Command::new("ffprobe")
         .args([
             "-v",
@@ -453,7 +492,6 @@ fn paste_and_probe(publish: &str, url: &str) {
         ])
         .output()
         .unwrap();
-    let _ = wait_bounded(publisher);
     let codecs = String::from_utf8_lossy(&probe.stdout);
     assert!(
         codecs.contains("h264") && codecs.contains("aac"),
@@ -527,14 +565,19 @@ fn shipped_configs_run_every_site_with_json_logs_and_pki_files() {
     std::fs::write(&password_file, format!("{}\n", server.password())).unwrap();
     let registry_ca = dir.path().join("registry-ca.pem");
     std::fs::write(&registry_ca, ca).unwrap();
+    // Each region's edges: its `p` node (the site file) and its `b` node (the site file,
+    // then `{site}-b.toml`).
     let sites = [
-        ("origin", "nyc"),
-        ("origin", "pao"),
-        ("edge", "fra"),
-        ("edge", "gru"),
-        ("edge", "sin"),
+        ("origin", "nyc", None),
+        ("origin", "pao", None),
+        ("edge", "fra", None),
+        ("edge", "fra", Some("fra-b")),
+        ("edge", "gru", None),
+        ("edge", "gru", Some("gru-b")),
+        ("edge", "sin", None),
+        ("edge", "sin", Some("sin-b")),
     ];
-    for (role, site) in sites {
+    for (role, site, node_file) in sites {
         let files = files(role);
         // Each role has its own keys: variables for the other role's would be refused.
         let role_env: Vec<(&str, std::ffi::OsString)> = if role == "origin" {
@@ -565,6 +608,11 @@ fn shipped_configs_run_every_site_with_json_logs_and_pki_files() {
                 &[][..]
             })
             .args(["-c", &format!("config/{site}.toml")])
+            .args(
+                node_file
+                    .map(|f| vec!["-c".to_string(), format!("config/{f}.toml")])
+                    .unwrap_or_default(),
+            )
             .env("LONGHAUL_RTMP__LISTEN", "127.0.0.1:0")
             .env("LONGHAUL_RTMPS__LISTEN", "127.0.0.1:0")
             .env("LONGHAUL_RTMPS__CERT", &cert)
@@ -599,6 +647,10 @@ fn shipped_configs_run_every_site_with_json_logs_and_pki_files() {
             }
         };
         assert_eq!(ready["region"], site, "{ready}");
+        if role == "edge" {
+            let id = node_file.map_or(format!("{site}-p"), str::to_string);
+            assert_eq!(ready["node"], id.as_str(), "{ready}");
+        }
         assert_eq!(ready["level"], "INFO", "{ready}");
     }
 }

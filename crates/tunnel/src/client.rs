@@ -525,6 +525,9 @@ async fn run(
                     _ = inner.shutdown.cancelled() => ("edge shutting down".to_string(), false),
                 };
                 *lock(&inner.live) = None;
+                // Read before our own close below, which would replace it.
+                let peer_left = matches!(connection.close_reason(),
+                    Some(quinn::ConnectionError::ApplicationClosed(c)) if c.error_code == codes::NORMAL.into());
                 // A broken control stream ends the connection, publish streams and all:
                 // they reopen on the next connection. (A no-op if it is already closed.)
                 if broken {
@@ -547,15 +550,20 @@ async fn run(
                 }
                 writer.abort();
                 link.detach();
-                why
+                (why, peer_left)
             }
-            Err(e) => e.to_string(),
+            Err(e) => (e.to_string(), false),
         };
+        let (why, peer_left) = why;
         if inner.shutdown.is_cancelled() {
             break;
         }
         let delay = backoff.next_delay(random_unit());
-        link.set_state(TunnelState::Backoff, &why);
+        if peer_left {
+            link.set_state_after_peer_left(TunnelState::Backoff, &why);
+        } else {
+            link.set_state(TunnelState::Backoff, &why);
+        }
         tracing::info!(peer = %peer.id, ?delay, failures = backoff.failures(), "tunnel reconnect scheduled");
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}

@@ -149,6 +149,12 @@ impl Link {
         self.transition(to, why, false)
     }
 
+    /// Like [`Link::set_state`], after the peer closed the connection on purpose (it is
+    /// shutting down, saying so with the normal code): logged as an end, not a loss.
+    pub(crate) fn set_state_after_peer_left(&self, to: TunnelState, why: &str) -> TunnelState {
+        self.transition(to, why, true)
+    }
+
     /// Closes for good: at `orderly` (this node or its peer shutting down, each saying
     /// so) an INFO line, as an operator's Ctrl-C is no incident; otherwise a warning.
     pub(crate) fn close(&self, why: &str, orderly: bool) -> TunnelState {
@@ -163,8 +169,8 @@ impl Link {
             match to {
                 TunnelState::Connected => tracing::info!(%peer, %region, from = from.as_str(),
                     "tunnel connected{}", if why.is_empty() { String::new() } else { format!(": {why}") }),
-                TunnelState::Closed if orderly => {
-                    tracing::info!(%peer, %region, reason = why, "tunnel closed")
+                TunnelState::Closed | TunnelState::Backoff if orderly => {
+                    tracing::info!(%peer, %region, to = to.as_str(), reason = why, "tunnel closed")
                 }
                 TunnelState::Backoff | TunnelState::Closed if from == TunnelState::Connected => {
                     tracing::warn!(%peer, %region, to = to.as_str(), reason = why, "tunnel lost")

@@ -2,8 +2,9 @@
 //! each.
 //!
 //! Origins present a certificate for their `server_name`, issued to serve
-//! (`serverAuth`), and require a client certificate from every edge, issued to
-//! authenticate as a client (`clientAuth`); both chain to the cluster CA and nothing else
+//! (`serverAuth`; and `clientAuth`, to dial their peer origins with it), and require a
+//! client certificate from every edge or peer, issued to authenticate as a client
+//! (`clientAuth`); both chain to the cluster CA and nothing else
 //! (no web PKI roots), so a host that is not part of the cluster cannot open a tunnel,
 //! an edge cannot be led to a host that merely holds some public certificate, and an
 //! edge's certificate cannot serve as an origin (webpki checks the extended key usage
