@@ -430,14 +430,97 @@ fn leg_of<'a>(v: &'a serde_json::Value, name: &str, leg: &str) -> Option<&'a ser
         .find(|s| s["name"] == name && s["leg"] == leg)
 }
 
+/// The players of a rendition at one origin: ffmpeg recording it over RTMP and over
+/// HTTP-FLV, and the timing player.
+struct Viewers {
+    at: &'static str,
+    recorders: Vec<(std::process::Child, std::path::PathBuf, &'static str)>,
+    timing: tokio::task::JoinHandle<Result<Vec<(u32, Instant)>, String>>,
+}
+
+impl Viewers {
+    fn attach(
+        node: &support::processes::Node,
+        at: &'static str,
+        name: &str,
+        dir: &std::path::Path,
+    ) -> Viewers {
+        let play = format!("rtmp://{}/kLive/{name}", node.addr("rtmp"));
+        let (rtmp_file, flv_file) = (
+            dir.join(format!("{at}-rtmp.flv")),
+            dir.join(format!("{at}-http.flv")),
+        );
+        let recorders = vec![
+            (ffmpeg_record(&play, &rtmp_file), rtmp_file, "RTMP"),
+            (
+                ffmpeg_record(
+                    &format!("http://{}/live/{name}.flv", node.addr("http")),
+                    &flv_file,
+                ),
+                flv_file,
+                "HTTP-FLV",
+            ),
+        ];
+        Viewers {
+            at,
+            recorders,
+            timing: tokio::spawn(time_frames(play)),
+        }
+    }
+
+    /// Every player played to the end (`left` seconds of the clip at least) with video
+    /// timestamps always forward; the timing player's longest wait between two frames is
+    /// bounded. What they saw, for the log.
+    async fn check(self, left: f64, at_fault: Instant) -> String {
+        let mut steps = Vec::new();
+        for (player, file, what) in self.recorders {
+            let out = wait_child(player).await;
+            assert!(
+                out.status.success(),
+                "the {what} player at {}: {}",
+                self.at,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let times = video_times(&file);
+            assert!(
+                times.windows(2).all(|w| w[1] > w[0]),
+                "the {what} player at {}: video timestamps went back",
+                self.at
+            );
+            let span = times.last().copied().unwrap_or_default()
+                - times.first().copied().unwrap_or_default();
+            assert!(
+                span >= left - 1.5,
+                "the {what} player at {} got {span:.2} s of {left:.2} s",
+                self.at
+            );
+            let worst = times.windows(2).map(|w| w[1] - w[0]).fold(0.0f64, f64::max);
+            steps.push(format!("{what} {worst:.3} s"));
+        }
+        let (after, longest) = timing_figures(self.timing, at_fault).await;
+        assert!(
+            longest < Duration::from_millis(2500),
+            "the timing player at {} waited {longest:?} between two frames",
+            self.at
+        );
+        format!(
+            "at {}: {after} frames after the fault, the longest wait between two frames {:.3} s, the largest timestamp step {}",
+            self.at,
+            longest.as_secs_f64(),
+            steps.join(", ")
+        )
+    }
+}
+
 /// Origin peering end to end. pao and nyc each run on a host of their own, 80 ms apart
 /// (a WAN link of the project's emulator, 40 ms each way), and peer. The encoder sends
 /// both legs with `tee` through two edges of one region (`fra-p`, `fra-b`, in the
-/// test's namespace): leg p reaches pao, leg b nyc. The players attach at nyc, which
-/// pulls leg p from pao for them and puts it on air. Then `fault` hits the primary leg;
-/// the players must play on from the backup, with no connection closed and timestamps
-/// never going back, and the API and metrics at nyc must show the switch and the bytes
-/// pulled from pao.
+/// test's namespace): leg p reaches pao, leg b nyc. Players attach at both origins;
+/// each origin pulls the leg it lacks from the other for them, and both put leg p on
+/// air. Then `fault` hits the primary leg: the players must play on from the backup,
+/// with no connection closed and timestamps never going back, and the API and metrics
+/// must show the switch and the bytes pulled. When pao itself is killed, its players go
+/// with it: the check is at nyc, and pao is started again to see leg p come back on air.
 async fn legs_at_two_origins(fault: PeerFault) {
     use support::hosts::{WanLink, WAN_ONE_WAY};
     use support::netns::Netns;
@@ -505,6 +588,10 @@ async fn legs_at_two_origins(fault: PeerFault) {
         .await;
     }
     until_metrics(&nyc, "nyc's tunnel to pao", |m| connected(m, PAO.id)).await;
+    until_metrics(pao.as_ref().unwrap(), "pao's tunnel to nyc", |m| {
+        connected(m, NYC.id)
+    })
+    .await;
     let entry = cluster.registry().await.create_entry(None).await.unwrap();
     let name = format!("{}_1", entry.id);
     let relay = Relay::start(edge_p.as_ref().unwrap().addr("rtmp")).await;
@@ -516,19 +603,27 @@ async fn legs_at_two_origins(fault: PeerFault) {
         leg_of(v, &name, "backup").is_some()
     })
     .await;
+    until_streams(
+        pao.as_ref().unwrap(),
+        "leg p live at pao",
+        Duration::from_secs(15),
+        |v| leg_of(v, &name, "primary").is_some(),
+    )
+    .await;
 
     let dir = tempfile::tempdir().unwrap();
-    let (rtmp_file, flv_file) = (dir.path().join("rtmp.flv"), dir.path().join("http.flv"));
-    let play = format!("rtmp://{}/kLive/{name}", nyc.addr("rtmp"));
-    let rtmp_player = ffmpeg_record(&play, &rtmp_file);
-    let flv_player = ffmpeg_record(
-        &format!("http://{}/live/{name}.flv", nyc.addr("http")),
-        &flv_file,
-    );
-    let timing = tokio::spawn(time_frames(play));
+    let mut viewers = vec![Viewers::attach(&nyc, "nyc", &name, dir.path())];
+    if fault != PeerFault::OriginKilled {
+        viewers.push(Viewers::attach(
+            pao.as_ref().unwrap(),
+            "pao",
+            &name,
+            dir.path(),
+        ));
+    }
     let left = f64::from(seconds) - started.elapsed().as_secs_f64();
     // nyc has viewers now: it pulls leg p from pao and, once it has been healthy for
-    // the failback time (2 s here), puts it on air.
+    // the failback time (2 s here), puts it on air. pao pulls leg b from nyc.
     let v = until_streams(
         &nyc,
         "leg p pulled from pao and on air at nyc",
@@ -540,6 +635,18 @@ async fn legs_at_two_origins(fault: PeerFault) {
     )
     .await;
     eprintln!("on air at nyc: {}", v["renditions"][0]);
+    if fault != PeerFault::OriginKilled {
+        until_streams(
+            pao.as_ref().unwrap(),
+            "leg b pulled from nyc to pao",
+            Duration::from_secs(10),
+            |v| {
+                leg_of(v, &name, "backup").is_some_and(|b| b["pulled_from"] == NYC.id)
+                    && v["renditions"][0]["on_air"] == "primary"
+            },
+        )
+        .await;
+    }
     let pao_m = metrics_of(pao.as_ref().unwrap()).await;
     assert!(
         metric(
@@ -557,20 +664,26 @@ async fn legs_at_two_origins(fault: PeerFault) {
         PeerFault::EdgeKilled => drop(edge_p.take()),
         PeerFault::OriginKilled => drop(pao.take()),
     }
-    let v = until_streams(
-        &nyc,
-        "the backup on air at nyc",
-        Duration::from_secs(3),
-        |v| v["renditions"][0]["on_air"] == "backup",
-    )
-    .await;
-    let switched_after = at_fault.elapsed();
-    let rendition = &v["renditions"][0];
-    assert_eq!(rendition["last_switch"]["from"], "primary", "{v}");
-    let reason = rendition["last_switch"]["reason"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let mut switched = Vec::new();
+    let watched = match &pao {
+        Some(pao) => vec![(&nyc, "nyc"), (pao, "pao")],
+        None => vec![(&nyc, "nyc")],
+    };
+    for (node, at) in watched {
+        let v = until_streams(node, "the backup on air", Duration::from_secs(3), |v| {
+            v["renditions"][0]["on_air"] == "backup"
+        })
+        .await;
+        let rendition = &v["renditions"][0];
+        assert_eq!(rendition["last_switch"]["from"], "primary", "{at}: {v}");
+        switched.push(format!(
+            "at {at} {:.3} s ({})",
+            at_fault.elapsed().as_secs_f64(),
+            rendition["last_switch"]["reason"]
+                .as_str()
+                .unwrap_or_default()
+        ));
+    }
 
     if fault == PeerFault::OriginKilled {
         // pao comes back; the edge moves leg p back to it (failback, 3 s here), and nyc
@@ -596,36 +709,10 @@ async fn legs_at_two_origins(fault: PeerFault) {
         "the encoder failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut holes = Vec::new();
-    for (player, file, what) in [
-        (rtmp_player, &rtmp_file, "RTMP"),
-        (flv_player, &flv_file, "HTTP-FLV"),
-    ] {
-        let out = wait_child(player).await;
-        assert!(
-            out.status.success(),
-            "the {what} player: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let times = video_times(file);
-        assert!(
-            times.windows(2).all(|w| w[1] > w[0]),
-            "the {what} player: video timestamps went back"
-        );
-        let span =
-            times.last().copied().unwrap_or_default() - times.first().copied().unwrap_or_default();
-        assert!(
-            span >= left - 1.5,
-            "the {what} player got {span:.2} s of {left:.2} s"
-        );
-        let worst = times.windows(2).map(|w| w[1] - w[0]).fold(0.0f64, f64::max);
-        holes.push(format!("{what} {worst:.3} s"));
+    let mut seen = Vec::new();
+    for v in viewers {
+        seen.push(v.check(left, at_fault).await);
     }
-    let (after, longest) = timing_figures(timing, at_fault).await;
-    assert!(
-        longest < Duration::from_millis(2500),
-        "the timing player waited {longest:?} between two frames"
-    );
     let m = metrics_of(&nyc).await;
     assert!(
         metric(
@@ -639,9 +726,9 @@ async fn legs_at_two_origins(fault: PeerFault) {
         metric(&m, "longhaul_on_air_switches_total", &[("to", "backup")]) >= 1.0,
         "{m}"
     );
-    if let (PeerFault::OriginKilled, Some(pao)) = (fault, &pao) {
-        // The restarted pao served nyc the leg again.
+    if let Some(pao) = &pao {
         let pao_m = metrics_of(pao).await;
+        // The restarted pao served nyc the leg again; a pao that stayed pulled leg b.
         assert!(
             metric(
                 &pao_m,
@@ -650,12 +737,21 @@ async fn legs_at_two_origins(fault: PeerFault) {
             ) > 0.0,
             "{pao_m}"
         );
+        if fault != PeerFault::OriginKilled {
+            assert!(
+                metric(
+                    &pao_m,
+                    "longhaul_peer_bytes_total",
+                    &[("peer", NYC.id), ("direction", "in")]
+                ) > 0.0,
+                "{pao_m}"
+            );
+        }
     }
     eprintln!(
-        "{fault:?}: backup on air at nyc {:.3} s after the fault ({reason}); {after} frames after it, the longest wait between two frames {:.3} s; the largest timestamp step in the recordings: {}",
-        switched_after.as_secs_f64(),
-        longest.as_secs_f64(),
-        holes.join(", ")
+        "{fault:?}: the backup on air {}; {}",
+        switched.join(", "),
+        seen.join("; ")
     );
     drop(between);
 }
