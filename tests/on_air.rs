@@ -755,3 +755,98 @@ async fn legs_at_two_origins(fault: PeerFault) {
     );
     drop(between);
 }
+
+/// A free UDP port on loopback, for a node's tunnel that its peer must know before it
+/// starts.
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free UDP port")
+}
+
+/// A play of a rendition at an origin that has no leg of it: the origin asks its peer,
+/// which has the leg, and the player gets the stream (RTMP and HTTP-FLV). Once the
+/// players have gone, the pull stops after `peering.linger_ms`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_play_at_an_origin_with_no_leg_pulls_the_rendition_from_its_peer() {
+    use support::processes::*;
+    require_ffmpeg();
+    let cluster = Cluster::new();
+    let (pao_port, nyc_port) = (free_udp_port(), free_udp_port());
+    let rest = |peer: &OriginSpec, port: u16| {
+        format!(
+            "{}\n[peering]\nlinger_ms = 1000\npeers = [{{ id = {:?}, region = {:?}, addr = \"127.0.0.1:{port}\", server_name = {:?} }}]\n",
+            cluster.sqlite_registry(),
+            peer.id,
+            peer.region,
+            tunnel_name(peer.id)
+        )
+    };
+    let (pao_rest, nyc_rest) = (rest(&NYC, nyc_port), rest(&PAO, pao_port));
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let start = |spec: &OriginSpec, port: u16, rest: &str| {
+        cluster.origin_with_sections(
+            spec,
+            Some((any, any, SocketAddr::new([127, 0, 0, 1].into(), port))),
+            OriginExtra {
+                rest,
+                ..OriginExtra::default()
+            },
+        )
+    };
+    let pao = start(&PAO, pao_port, &pao_rest);
+    let nyc = start(&NYC, nyc_port, &nyc_rest);
+    until_metrics(&nyc, "nyc's tunnel to pao", |m| connected(m, PAO.id)).await;
+    let entry = cluster.registry().await.create_entry(None).await.unwrap();
+    let (name, url) = publish_url(&pao, &entry);
+    let encoder = ffmpeg_publish(&url, "320x240", 12, 25);
+    wait_live(&pao, &name).await;
+
+    for play in [
+        format!("rtmp://{}/kLive/{name}", nyc.addr("rtmp")),
+        format!("http://{}/live/{name}.flv", nyc.addr("http")),
+    ] {
+        let probe = tokio::process::Command::new("ffprobe")
+            .args(["-v", "error", "-rw_timeout", "5000000"])
+            .args(["-show_entries", "stream=codec_name", "-of", "csv=p=0"])
+            .arg(&play)
+            .output()
+            .await
+            .unwrap();
+        let codecs = String::from_utf8_lossy(&probe.stdout);
+        assert!(
+            codecs.contains("h264") && codecs.contains("aac"),
+            "{play}: {codecs} {}",
+            String::from_utf8_lossy(&probe.stderr)
+        );
+    }
+    let m = metrics_of(&nyc).await;
+    assert!(
+        metric(&m, "longhaul_peer_legs_pulled_total", &[("peer", PAO.id)]) >= 1.0,
+        "{m}"
+    );
+    // The players have gone: a second after the last, the pull ends and with it the
+    // replica (pao keeps its own publish).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = metrics_of(&pao).await;
+        let serving = metric(
+            &m,
+            "longhaul_peer_pulls",
+            &[("peer", NYC.id), ("direction", "out")],
+        );
+        if serving == 0.0 && streams_of(&nyc).await["streams"] == serde_json::json!([]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the pull never ended: {m}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(streams_of(&pao).await["streams"][0]["name"] == name.as_str());
+    let out = wait_child(encoder).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -125,23 +125,22 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Peering {
     /// Starts the tunnels to every peer in `[peering]`; `None` when it names none.
+    /// The tunnels' links go into `tunnels`, under each peer's id: their series are
+    /// this origin's view of the path to that peer.
     pub fn start(
-        state_config: &crate::config::OriginConfig,
+        config: &crate::config::OriginConfig,
         tunnels: &Arc<longhaul_tunnel::TunnelSet>,
     ) -> Result<Option<Arc<Peering>>, longhaul_tunnel::TunnelError> {
-        let section = &state_config.peering;
-        let Some(tunnel) = (!section.peers.is_empty())
-            .then_some(())
-            .and(state_config.tunnel.as_ref())
-        else {
+        let section = &config.peering;
+        let Some(tunnel) = config.tunnel.as_ref().filter(|_| !section.peers.is_empty()) else {
             return Ok(None);
         };
         let tls = longhaul_tunnel::EdgeTls::load(&tunnel.tls)?;
         let endpoint =
             longhaul_tunnel::endpoint::client_endpoint_at(section.bind, &tunnel.transport)?;
         let hello = longhaul_tunnel::Hello {
-            node_id: state_config.node.id.clone(),
-            region: state_config.node.region.clone(),
+            node_id: config.node.id.clone(),
+            region: config.node.region.clone(),
             role: "origin".into(),
             version: longhaul_tunnel::VERSION.into(),
         };
@@ -448,7 +447,7 @@ pub async fn serve(state: &OriginState, peer: &PeerInfo, header: PullHeader, str
     let (mut asker, mut sender) = stream.split();
     let mut changes = state.hub.watch_live();
     let why = 'serving: loop {
-        let subscription = loop {
+        let mut subscription = loop {
             if let Some(s) = state.hub.subscribe_local(&name, header.leg) {
                 break s;
             }
@@ -457,7 +456,6 @@ pub async fn serve(state: &OriginState, peer: &PeerInfo, header: PullHeader, str
                 r = asker.left() => break 'serving left(r),
             }
         };
-        let mut subscription = subscription;
         if let Err(e) = sender.live().await {
             break e.to_string();
         }

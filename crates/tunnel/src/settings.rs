@@ -89,7 +89,8 @@ impl TunnelSection {
     }
 }
 
-/// One origin an edge keeps a tunnel to.
+/// One origin a node keeps a tunnel to: an edge's origins (`[tunnel] origins`), or an
+/// origin's peers (`[peering] peers`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OriginPeer {
