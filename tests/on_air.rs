@@ -726,6 +726,17 @@ async fn legs_at_two_origins(fault: PeerFault) {
         metric(&m, "longhaul_on_air_switches_total", &[("to", "backup")]) >= 1.0,
         "{m}"
     );
+    if fault == PeerFault::OriginKilled {
+        // Leg p went back on air at nyc after pao's restart.
+        assert!(
+            metric(
+                &m,
+                "longhaul_on_air_switches_total",
+                &[("to", "primary"), ("reason", "failback")]
+            ) >= 1.0,
+            "{m}"
+        );
+    }
     if let Some(pao) = &pao {
         let pao_m = metrics_of(pao).await;
         // The restarted pao served nyc the leg again; a pao that stayed pulled leg b.
