@@ -861,3 +861,159 @@ async fn a_play_at_an_origin_with_no_leg_pulls_the_rendition_from_its_peer() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The page the browser check opens: mpegts.js playing `flv` (HTTP-FLV), muted so it may
+/// start on its own; mpegts.js's errors kept for the driver to read.
+fn player_page(flv: &str) -> String {
+    format!(
+        r#"<!doctype html><html><body><video muted autoplay></video>
+<script src="/mpegts.js"></script>
+<script>
+window.lastError = null;
+const player = mpegts.createPlayer({{ type: "flv", isLive: true, url: "{flv}" }},
+  {{ enableWorker: false, liveBufferLatencyChasing: false }});
+player.on(mpegts.Events.ERROR, (kind, detail) => {{ window.lastError = kind + ": " + detail; }});
+player.attachMediaElement(document.querySelector("video"));
+player.load();
+player.play();
+</script></body></html>"#
+    )
+}
+
+/// Serves the player page and mpegts.js on loopback until the task is dropped.
+async fn serve_page(page: String) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let script = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/browser/node_modules/mpegts.js/dist/mpegts.js"),
+    )
+    .expect("mpegts.js: run `npm ci --prefix tests/browser` (.ci/run does)");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let (page, script) = (page.clone(), script.clone());
+            tokio::spawn(async move {
+                let mut request = vec![0u8; 4096];
+                let n = socket.read(&mut request).await.unwrap_or(0);
+                let line = String::from_utf8_lossy(&request[..n]);
+                let (kind, body) = if line.starts_with("GET /mpegts.js") {
+                    ("application/javascript", script)
+                } else if line.starts_with("GET / ") {
+                    ("text/html", page.into_bytes())
+                } else {
+                    ("text/plain", b"not here".to_vec())
+                };
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = socket.write_all(head.as_bytes()).await;
+                let _ = socket.write_all(&body).await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+/// What the browser's video element said, each 200 ms.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct VideoState {
+    ms: u64,
+    current: f64,
+    error: Option<String>,
+}
+
+/// The browser check: the rendition's HTTP-FLV stream played by mpegts.js in Debian's
+/// headless Chromium (driven by `tests/browser/play.mjs`) keeps playing when the
+/// primary leg's connection is killed: the video element's currentTime goes on past the
+/// kill as fast as the wall clock, with no error and no reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_player_plays_on_across_a_primary_kill() {
+    require_ffmpeg();
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "no Chromium at {chromium}: install Debian's chromium (.ci/run does)"
+    );
+    let origin = start_origin("").await;
+    let entry = origin.create_entry().await;
+    let name = format!("{}_1", entry.id);
+    let relay = Relay::start(origin.origin.rtmp_addr).await;
+    let primary = format!("rtmp://{}/kLive/?t={}&i=0/{name}", relay.addr, entry.token);
+    let backup = format!("{}/kLive/?t={}&i=1/{name}", origin.rtmp(), entry.token);
+    let encoder = ffmpeg_tee([&primary, &backup], 20);
+    let hub = origin.origin.state.hub.clone();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !hub
+        .renditions()
+        .iter()
+        .any(|r| r.name == name && r.backup_live && r.on_air == Some(longhaul_hub::Leg::Primary))
+    {
+        assert!(Instant::now() < deadline, "both legs never went live");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (page, _server) =
+        serve_page(player_page(&format!("{}/live/{name}.flv", origin.http()))).await;
+    let mut browser = tokio::process::Command::new("node")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/play.mjs"))
+        .arg(format!("http://{page}/"))
+        .arg("12")
+        .env("CHROMIUM", &chromium)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node (Debian's nodejs) runs tests/browser/play.mjs");
+    let stdout = browser.stdout.take().unwrap();
+    let states: Arc<Mutex<Vec<VideoState>>> = Arc::default();
+    let reader = tokio::spawn({
+        let states = states.clone();
+        async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(state) = serde_json::from_str::<VideoState>(&line) {
+                    states.lock().unwrap().push(state);
+                }
+            }
+        }
+    });
+    let current = || states.lock().unwrap().last().cloned();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while current().is_none_or(|s| s.current < 2.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the browser never played 2 s: {:?}",
+            current()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    relay.cut();
+    let before = current().unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = current().unwrap();
+    let out = browser.wait_with_output().await.unwrap();
+    reader.abort();
+    assert!(
+        out.status.success(),
+        "the browser driver: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = states.lock().unwrap().clone();
+    assert!(all.iter().all(|s| s.error.is_none()), "mpegts.js: {all:?}");
+    assert!(
+        all.windows(2).all(|w| w[1].current >= w[0].current),
+        "currentTime went back: {all:?}"
+    );
+    let played = after.current - before.current;
+    let wall = (after.ms - before.ms) as f64 / 1000.0;
+    assert!(
+        played >= wall - 1.0,
+        "the video played {played:.2} s of the {wall:.2} s after the kill: {all:?}"
+    );
+    eprintln!(
+        "browser: currentTime {:.2} s at the kill, {:.2} s {wall:.2} s later",
+        before.current, after.current
+    );
+    let _ = wait_child(encoder).await;
+}

@@ -1,0 +1,40 @@
+// A real browser player for the tests: Debian's headless Chromium opens PAGE (served by
+// the test; it plays an HTTP-FLV stream with mpegts.js) and this prints, every 200 ms
+// for SECONDS, one JSON line: {"ms": since start, "current": the video element's
+// currentTime, "state": its readyState, "error": mpegts.js's last error or null}.
+//
+//   node tests/browser/play.mjs PAGE SECONDS
+import { chromium } from "playwright-core";
+
+const [page_url, seconds] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  // The machine reaches no network but loopback: nothing of Chromium's own traffic.
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+  ],
+});
+try {
+  const page = await browser.newPage();
+  page.on("console", (m) => process.stderr.write(`console: ${m.text()}\n`));
+  await page.goto(page_url);
+  const start = Date.now();
+  while (Date.now() - start < Number(seconds) * 1000) {
+    const state = await page.evaluate(() => ({
+      current: document.querySelector("video").currentTime,
+      state: document.querySelector("video").readyState,
+      error: window.lastError || null,
+    }));
+    process.stdout.write(JSON.stringify({ ms: Date.now() - start, ...state }) + "\n");
+    await new Promise((r) => setTimeout(r, 200));
+  }
+} finally {
+  await browser.close();
+}
