@@ -55,6 +55,18 @@ struct DevOrigin {
     tunnel: SocketAddr,
 }
 
+impl DevOrigin {
+    /// How another node reaches this origin's tunnel: an edge, or a peer origin.
+    fn tunnel_peer(&self) -> OriginPeer {
+        OriginPeer {
+            id: self.id.clone(),
+            region: self.region.clone(),
+            addr: self.tunnel.to_string(),
+            server_name: tunnel_name(&self.id),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DevEdge {
@@ -447,12 +459,7 @@ fn origin_config(
                 .origins
                 .values()
                 .filter(|o| o.id != node.id)
-                .map(|o| OriginPeer {
-                    id: o.id.clone(),
-                    region: o.region.clone(),
-                    addr: o.tunnel.to_string(),
-                    server_name: tunnel_name(&o.id),
-                })
+                .map(DevOrigin::tunnel_peer)
                 .collect(),
             bind: ([127, 0, 0, 1], 0).into(),
             ..Default::default()
@@ -495,12 +502,7 @@ fn edge_config(node: &DevEdge, cluster: &DevCluster, tls: &DevTls) -> anyhow::Re
             origins: cluster
                 .origins
                 .values()
-                .map(|o| OriginPeer {
-                    id: o.id.clone(),
-                    region: o.region.clone(),
-                    addr: o.tunnel.to_string(),
-                    server_name: tunnel_name(&o.id),
-                })
+                .map(DevOrigin::tunnel_peer)
                 .collect(),
             primary: primary.id.clone(),
             tls: cluster_tls(tls, &node.id)?,

@@ -422,6 +422,13 @@ async fn until_streams(
     }
 }
 
+/// Whether leg `leg` of `name` is pulled from `from` and the rendition has the primary
+/// on air, in a streams API answer.
+fn pulled_and_on_air(v: &serde_json::Value, name: &str, leg: &str, from: &str) -> bool {
+    leg_of(v, name, leg).is_some_and(|l| l["pulled_from"] == from)
+        && v["renditions"][0]["on_air"] == "primary"
+}
+
 /// The leg `leg` of `name` in a streams API answer.
 fn leg_of<'a>(v: &'a serde_json::Value, name: &str, leg: &str) -> Option<&'a serde_json::Value> {
     v["streams"]
@@ -628,10 +635,7 @@ async fn legs_at_two_origins(fault: PeerFault) {
         &nyc,
         "leg p pulled from pao and on air at nyc",
         Duration::from_secs(10),
-        |v| {
-            leg_of(v, &name, "primary").is_some_and(|p| p["pulled_from"] == PAO.id)
-                && v["renditions"][0]["on_air"] == "primary"
-        },
+        |v| pulled_and_on_air(v, &name, "primary", PAO.id),
     )
     .await;
     eprintln!("on air at nyc: {}", v["renditions"][0]);
@@ -640,10 +644,7 @@ async fn legs_at_two_origins(fault: PeerFault) {
             pao.as_ref().unwrap(),
             "leg b pulled from nyc to pao",
             Duration::from_secs(10),
-            |v| {
-                leg_of(v, &name, "backup").is_some_and(|b| b["pulled_from"] == NYC.id)
-                    && v["renditions"][0]["on_air"] == "primary"
-            },
+            |v| pulled_and_on_air(v, &name, "backup", NYC.id),
         )
         .await;
     }
@@ -694,10 +695,7 @@ async fn legs_at_two_origins(fault: PeerFault) {
             &nyc,
             "leg p back from pao and on air at nyc",
             Duration::from_secs(20),
-            |v| {
-                leg_of(v, &name, "primary").is_some_and(|p| p["pulled_from"] == PAO.id)
-                    && v["renditions"][0]["on_air"] == "primary"
-            },
+            |v| pulled_and_on_air(v, &name, "primary", PAO.id),
         )
         .await;
         eprintln!("failed back at nyc: {}", v["renditions"][0]);

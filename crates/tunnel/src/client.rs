@@ -213,10 +213,13 @@ impl TunnelClient {
         result
     }
 
-    /// Opens the stream of an allowed publish and sends its header, within the
-    /// `authorise_timeout`. Media may follow at once: the origin checks the grant as the
-    /// header arrives, without a round trip here.
-    pub async fn open_publish(&self, header: PublishHeader) -> Result<PublishSender, TunnelError> {
+    /// Opens a bidirectional stream on the connection of the moment and sends `header`
+    /// on it, within the `authorise_timeout`: the stream, its peer's id and the
+    /// connection's wire version.
+    async fn open_stream(
+        &self,
+        header: Message,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream, String, WireVersion), TunnelError> {
         let live = self.live().ok_or_else(|| self.not_connected())?;
         let peer = self.inner.peer.id.clone();
         let after = self.inner.authorise_timeout;
@@ -228,7 +231,7 @@ impl TunnelClient {
                         source,
                     }
                 })?;
-                write_message(&mut send, &Message::Publish(header), &peer).await?;
+                write_message(&mut send, &header, &peer).await?;
                 Ok::<_, TunnelError>((send, recv))
             };
         // Waiting here means every stream the origin allows is in use, or the path is
@@ -240,15 +243,23 @@ impl TunnelClient {
                     peer: peer.clone(),
                     after,
                 })??;
+        Ok((send, recv, peer, live.version))
+    }
+
+    /// Opens the stream of an allowed publish and sends its header, within the
+    /// `authorise_timeout`. Media may follow at once: the origin checks the grant as the
+    /// header arrives, without a round trip here.
+    pub async fn open_publish(&self, header: PublishHeader) -> Result<PublishSender, TunnelError> {
+        let (send, recv, peer, version) = self.open_stream(Message::Publish(header)).await?;
         let (end_tx, end_rx) = watch::channel(None);
         let (ack_tx, ack_rx) = watch::channel(None);
-        let reader = FrameReader::with_version(recv, &peer, live.version);
+        let reader = FrameReader::with_version(recv, &peer, version);
         tokio::spawn(watch_end(reader, end_tx, ack_tx, peer.clone()).in_current_span());
         Ok(PublishSender {
             send,
             end: EndSignal(end_rx),
             acks: ack_rx,
-            version: live.version,
+            version,
             peer,
             finished: false,
             _open: self.inner.link.stream_opened(),
@@ -258,27 +269,7 @@ impl TunnelClient {
     /// Opens a pull stream (origin peering: this node is an origin, the peer another)
     /// asking for one leg, within the `authorise_timeout`. See [`crate::wire::PullHeader`].
     pub async fn open_pull(&self, header: PullHeader) -> Result<PullReceiver, TunnelError> {
-        let live = self.live().ok_or_else(|| self.not_connected())?;
-        let peer = self.inner.peer.id.clone();
-        let after = self.inner.authorise_timeout;
-        let open =
-            async {
-                let (mut send, recv) = live.connection.open_bi().await.map_err(|source| {
-                    TunnelError::ConnectionLost {
-                        peer: peer.clone(),
-                        source,
-                    }
-                })?;
-                write_message(&mut send, &Message::Pull(header), &peer).await?;
-                Ok::<_, TunnelError>((send, recv))
-            };
-        let (send, recv) =
-            tokio::time::timeout(after, open)
-                .await
-                .map_err(|_| TunnelError::Timeout {
-                    peer: peer.clone(),
-                    after,
-                })??;
+        let (send, recv, peer, _) = self.open_stream(Message::Pull(header)).await?;
         Ok(PullReceiver {
             send,
             reader: FrameReader::new(recv, &peer),
