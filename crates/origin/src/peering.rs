@@ -382,7 +382,9 @@ async fn pull(
                     };
                     let parts = match check_media(message) {
                         Ok(parts) => parts,
-                        Err(error) => break format!("the peer sent what is not media: {error}"),
+                        Err(error) => {
+                            break (format!("the peer sent what is not media: {error}"), true)
+                        }
                     };
                     for part in parts {
                         if p.push(part).is_err() {
@@ -397,12 +399,28 @@ async fn pull(
                         tracing::info!(%peer, stream = %key, "the pulled leg ended at the peer origin");
                     }
                 }
-                Ok(Some(Pulled::Refused(end))) => break format!("refused: {}", end.description),
-                Ok(None) => break "the peer finished the stream".to_string(),
-                Err(e) => break e.to_string(),
+                Ok(Some(Pulled::Refused(end))) => {
+                    break (format!("refused: {}", end.description), false)
+                }
+                Ok(None) => break ("the peer finished the stream".to_string(), false),
+                Err(e) => {
+                    let broken = matches!(
+                        e,
+                        longhaul_tunnel::TunnelError::Wire { .. }
+                            | longhaul_tunnel::TunnelError::Protocol { .. }
+                    );
+                    break (e.to_string(), broken);
+                }
             }
         };
-        if publication.take().is_some() {
+        let (ended, broken) = ended;
+        // A peer that breaks the format is an incident whether or not the leg was live;
+        // the stream is left (the peer sees it go) and asked for again after a pause.
+        if broken {
+            tracing::warn!(%peer, stream = %key, why = %ended, live = publication.is_some(),
+                "pull from a peer origin broken off");
+            drop(publication.take());
+        } else if publication.take().is_some() {
             tracing::info!(%peer, stream = %key, why = %ended, "pull from a peer origin ended");
         } else {
             tracing::debug!(%peer, stream = %key, why = %ended, "pull stream ended");
