@@ -301,6 +301,61 @@ pub fn inspect_data(payload: &[u8]) -> DataKind {
     }
 }
 
+/// What an encoder declares of its stream in `onMetaData`: the figures an operator
+/// compares with what actually arrives. Each is `None` when absent, not a number, not
+/// finite, or negative.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DeclaredFigures {
+    /// `videodatarate`, kbit/s (FLV specification, E.5 onMetaData).
+    pub video_kbps: Option<f64>,
+    /// `audiodatarate`, kbit/s.
+    pub audio_kbps: Option<f64>,
+    /// `framerate`, frames per second.
+    pub frame_rate: Option<f64>,
+}
+
+impl DeclaredFigures {
+    /// Video and audio together, in bits per second; `None` if neither is declared.
+    pub fn bitrate_bps(&self) -> Option<f64> {
+        match (self.video_kbps, self.audio_kbps) {
+            (None, None) => None,
+            (v, a) => Some((v.unwrap_or(0.0) + a.unwrap_or(0.0)) * 1000.0),
+        }
+    }
+}
+
+/// Reads the declared figures from a metadata body as players get it (`onMetaData`,
+/// then an ECMA array or object of properties; the `@setDataFrame` wrapper already
+/// removed, see [`DataKind::Metadata`]). Anything else, or a body that does not
+/// decode, declares nothing. At most 64 values are decoded: ffmpeg's and OBS's
+/// metadata have about 20 properties, and only top-level numbers are read.
+pub fn declared_figures(body: &[u8]) -> DeclaredFigures {
+    /// Values decoded at most: the name, the array, and its properties with nested values.
+    const MAX_VALUES: usize = 64;
+    let mut rest = body;
+    if amf0::decode_string(&mut rest).as_deref() != Some("onMetaData") {
+        return DeclaredFigures::default();
+    }
+    let Ok(values) = amf0::decode_all_with_limit(rest, MAX_VALUES) else {
+        return DeclaredFigures::default();
+    };
+    let props = match values.into_iter().next() {
+        Some(amf0::Amf0Value::EcmaArray(props) | amf0::Amf0Value::Object(props)) => props,
+        _ => return DeclaredFigures::default(),
+    };
+    let number = |name: &str| {
+        props.iter().find_map(|(key, value)| match value {
+            amf0::Amf0Value::Number(n) if key == name && n.is_finite() && *n >= 0.0 => Some(*n),
+            _ => None,
+        })
+    };
+    DeclaredFigures {
+        video_kbps: number("videodatarate"),
+        audio_kbps: number("audiodatarate"),
+        frame_rate: number("framerate"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,6 +368,52 @@ mod tests {
         })
     }
     const AVC: Codec = Codec::Legacy(7);
+
+    #[test]
+    fn declared_figures_from_ffmpeg_style_metadata() {
+        use amf0::Amf0Value as V;
+        let mut body = bytes::BytesMut::new();
+        amf0::encode_all(
+            &[
+                V::String("onMetaData".into()),
+                V::EcmaArray(vec![
+                    ("width".into(), V::Number(1280.0)),
+                    ("videodatarate".into(), V::Number(3906.25)),
+                    ("framerate".into(), V::Number(30.0)),
+                    ("audiodatarate".into(), V::Number(128.0)),
+                    ("encoder".into(), V::String("Lavf60".into())),
+                ]),
+            ],
+            &mut body,
+        );
+        let d = declared_figures(&body);
+        assert_eq!(d.video_kbps, Some(3906.25));
+        assert_eq!(d.audio_kbps, Some(128.0));
+        assert_eq!(d.frame_rate, Some(30.0));
+        assert_eq!(d.bitrate_bps(), Some(4_034_250.0));
+    }
+
+    #[test]
+    fn declared_figures_of_anything_else_are_none() {
+        use amf0::Amf0Value as V;
+        let mut odd = bytes::BytesMut::new();
+        amf0::encode_all(
+            &[
+                V::String("onMetaData".into()),
+                V::Object(vec![
+                    ("videodatarate".into(), V::String("4000".into())),
+                    ("audiodatarate".into(), V::Number(-1.0)),
+                    ("framerate".into(), V::Number(f64::NAN)),
+                ]),
+            ],
+            &mut odd,
+        );
+        for body in [&odd[..], b"", b"\x02\x00\x03abc", &[0x02, 0x00, 0x0a]] {
+            let d = declared_figures(body);
+            assert_eq!(d, DeclaredFigures::default(), "{body:?}");
+            assert_eq!(d.bitrate_bps(), None);
+        }
+    }
 
     #[test]
     fn legacy_avc() {

@@ -1,11 +1,13 @@
 //! Fuzzes the AMF0 decoder; whatever decodes must re-encode and decode to the same value.
+//! The same input is read as stream metadata too (`media::declared_figures`): no panic.
 #![no_main]
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use longhaul_rtmp::amf0;
+use longhaul_rtmp::{amf0, media};
 
 fuzz_target!(|data: &[u8]| {
+    let _ = media::declared_figures(data);
     let mut rest = data;
     while !rest.is_empty() {
         let Ok(v) = amf0::decode(&mut rest) else {
