@@ -138,6 +138,7 @@ impl Hub {
                         inner.fanout.state.continue_clock();
                     } else {
                         inner.fanout.state.take_over();
+                        inner.health.new_clock();
                     }
                 }
                 let old_sender = std::mem::replace(&mut inner.taken_over, sender);

@@ -5,6 +5,7 @@ use std::time::SystemTime;
 
 use longhaul_rtmp::media::Codec;
 
+use crate::health::HealthFigures;
 use crate::key::{Leg, StreamKey};
 use crate::on_air::{Switch, SwitchReason};
 
@@ -41,7 +42,7 @@ impl fmt::Display for PublisherInfo {
 
 /// A snapshot of one live stream and its counters. Counters run from when the stream
 /// started and carry on across takeovers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StreamSummary {
     pub key: StreamKey,
     /// The current publisher.
@@ -86,6 +87,8 @@ pub struct StreamSummary {
     /// continues the stream's timeline after a takeover; 0 on a stream that never saw
     /// one, whose timestamps are exactly the encoder's.
     pub timestamp_offset: u32,
+    /// How the leg is doing now: rates, keyframe interval, declared figures, drift.
+    pub health: HealthFigures,
 }
 
 /// A snapshot of one rendition's on-air stream: the stream of `name` that players get

@@ -10,6 +10,7 @@ use std::time::{Instant, SystemTime};
 use longhaul_rtmp::RtmpMessage;
 use tokio::sync::{watch, Notify};
 
+use crate::health::Health;
 use crate::key::StreamKey;
 use crate::player_queue::{Offer, PlayerQueue};
 use crate::rendition::Rendition;
@@ -89,6 +90,8 @@ pub(crate) struct StreamInner {
     /// The edge's id of the encoder publish being carried, for a tunnel publish that
     /// can resume ([`crate::Hub::resume`]); `None` for any other.
     pub resumable: Option<u64>,
+    /// How the leg is doing: rates, keyframe interval, drift ([`crate::health`]).
+    pub health: Health,
 }
 
 impl Stream {
@@ -113,6 +116,7 @@ impl Stream {
                 takeovers: 0,
                 resumes: 0,
                 resumable: None,
+                health: Health::new(Instant::now()),
             }),
         }
     }
@@ -142,6 +146,7 @@ impl Stream {
             takeovers: inner.takeovers,
             resumes: inner.resumes,
             timestamp_offset: fanout.state.timestamp_offset(),
+            health: inner.health.figures(Instant::now()),
         }
     }
 }
@@ -161,6 +166,7 @@ impl StreamInner {
             );
         });
         if let Some(ingested) = ingested {
+            self.health.record(&ingested, Instant::now());
             stream
                 .rendition
                 .offer(stream.key.leg, &ingested, &self.fanout.state);

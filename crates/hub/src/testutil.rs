@@ -52,6 +52,26 @@ pub fn set_data_frame(ts: u32) -> (RtmpMessage, usize) {
     (message(type_id::DATA_AMF0, ts, payload), offset)
 }
 
+/// `@setDataFrame`, `onMetaData` declaring `videodatarate` and `audiodatarate` (kbit/s)
+/// and a frame rate, as ffmpeg writes them.
+pub fn metadata_declaring(ts: u32, video_kbps: f64, audio_kbps: f64, fps: f64) -> RtmpMessage {
+    use longhaul_rtmp::amf0::{self, Amf0Value as V};
+    let mut payload = bytes::BytesMut::new();
+    amf0::encode_all(
+        &[
+            V::String("@setDataFrame".into()),
+            V::String("onMetaData".into()),
+            V::EcmaArray(vec![
+                ("videodatarate".into(), V::Number(video_kbps)),
+                ("framerate".into(), V::Number(fps)),
+                ("audiodatarate".into(), V::Number(audio_kbps)),
+            ]),
+        ],
+        &mut payload,
+    );
+    message(type_id::DATA_AMF0, ts, payload.to_vec())
+}
+
 fn amf0_string(out: &mut Vec<u8>, s: &str) {
     out.push(0x02);
     out.extend_from_slice(&(s.len() as u16).to_be_bytes());
