@@ -169,6 +169,24 @@ impl AbuseSeries {
     }
 }
 
+/// Streams (legs) that get per-stream series on one node, at most: the origin's health
+/// series and the edge's relay series. An origin leg has 13 series and a rendition 4,
+/// so 2,000 legs (1,000 renditions with both legs) make about 30,000: a scrape of a few
+/// MB, within the 50,000-sample limit operators commonly set per target. Streams beyond
+/// it are left out by name order and counted (`*_series_omitted`); the per-node series
+/// still count every stream.
+pub const STREAM_SERIES_LIMIT: usize = 2_000;
+
+/// The `entry` and `rendition` labels of a stream name `{entryId}_{n}`. A name of
+/// another form (the publish path refuses them; this is for safety) is its own entry
+/// with an empty rendition.
+pub fn stream_labels(name: &str) -> (String, String) {
+    match longhaul_endpoint::parse_stream_name(name) {
+        Some((entry, n)) => (entry.to_owned(), n.to_string()),
+        None => (name.to_owned(), String::new()),
+    }
+}
+
 /// A gauge whose value is read when the registry is scraped (a figure kept elsewhere,
 /// such as the bytes charged to a budget), so it is never stale.
 pub struct ReadAtScrape {

@@ -541,8 +541,8 @@ fn stream_json(s: &longhaul_hub::StreamSummary) -> serde_json::Value {
         "messages_in": s.messages_in,
         "bytes_in": s.bytes_in,
         "keyframes": s.keyframes,
-        "video_codec": s.video_codec.map(|c| codec_name(&c)),
-        "audio_codec": s.audio_codec.map(|c| codec_name(&c)),
+        "video_codec": s.video_codec.map(crate::stream_metrics::codec_label),
+        "audio_codec": s.audio_codec.map(crate::stream_metrics::codec_label),
         "gop_cache_bytes": s.gop_cache_bytes,
         "player_skips": s.player_skips,
         "players_dropped": s.players_dropped,
@@ -551,6 +551,24 @@ fn stream_json(s: &longhaul_hub::StreamSummary) -> serde_json::Value {
         "timestamp_offset": s.timestamp_offset,
         "config_bytes": s.config_bytes,
         "config_refused": s.config_refused,
+        "health": health_json(s),
+    })
+}
+
+/// How a leg is doing: the figures the per-stream metrics carry.
+fn health_json(s: &longhaul_hub::StreamSummary) -> serde_json::Value {
+    let h = &s.health;
+    serde_json::json!({
+        "bitrate_bps": h.bitrate_bps.round(),
+        "declared_bitrate_bps": h.declared.bitrate_bps(),
+        "frame_rate": h.frame_rate,
+        "declared_frame_rate": h.declared.frame_rate,
+        "keyframe_interval_seconds": h.keyframe_interval.map(|d| d.as_secs_f64()),
+        "video_present": h.video_present,
+        "audio_present": h.audio_present,
+        "timestamp_drift_seconds": h.timestamp_drift_seconds,
+        "since_last_media_seconds": h.since_last_media.map(|d| d.as_secs_f64()),
+        "reconnects": s.takeovers + s.resumes,
     })
 }
 
@@ -587,11 +605,4 @@ fn rendition_json(r: &longhaul_hub::RenditionSummary) -> serde_json::Value {
         "backup_on_air_seconds": r.backup_on_air_seconds,
         "started_at": secs(r.started_at),
     })
-}
-
-fn codec_name(codec: &longhaul_rtmp::media::Codec) -> String {
-    match codec {
-        longhaul_rtmp::media::Codec::FourCc(f) => String::from_utf8_lossy(f).into_owned(),
-        longhaul_rtmp::media::Codec::Legacy(id) => format!("flv:{id}"),
-    }
 }

@@ -25,7 +25,7 @@
 //! | [`http`], [`api`], [`flv`] | the HTTP port: routing, entries API, HTTP-FLV playback |
 //! | [`presence`], [`elsewhere`] | the streams live here, written to the registry; where else a stream is live, for a play that misses here |
 //! | [`peering`] | pulling from peer origins the legs this origin has viewers for, and serving theirs |
-//! | [`metrics`] | Prometheus series |
+//! | [`metrics`], [`stream_metrics`] | Prometheus series: per node, and per stream (health read from the hub at scrape time) |
 //! | [`tunnel`] | publishes arriving from edges over QUIC tunnels |
 //! | [`resume`] | what outlives a tunnel stream of a publish that can resume (wire v2) |
 //! | [`drain`] | taking the origin out of service: edges move its streams elsewhere |
@@ -51,6 +51,7 @@ pub mod publish;
 pub mod resume;
 pub mod revoke;
 pub mod state;
+pub mod stream_metrics;
 pub mod tunnel;
 
 use crate::config::OriginConfig;
@@ -157,6 +158,7 @@ impl Origin {
         let peering = peering::Peering::start(&config, &tunnels).map_err(StartError::Peering)?;
         let hub = Hub::with_on_air(config.on_air.settings());
         metrics.register(Box::new(metrics::OnAirCollector::new(hub.clone())));
+        metrics.register(Box::new(stream_metrics::StreamCollector::new(hub.clone())));
         let abuse = AbuseGate::new(&config.abuse, metrics.abuse.clone())?;
         metrics.register(abuse.collector());
         metrics.register(certificates.collector());

@@ -1,8 +1,9 @@
 //! The origin's Prometheus metrics, all prefixed `longhaul_`.
 //!
 //! Built on `longhaul_node::metrics`: the node's own registry, `node` and `region` as
-//! constant labels. Labels are kept to small fixed sets (transport, outcome, reason):
-//! per-stream series come with the operations work, behind a cardinality limit.
+//! constant labels. Labels here are kept to small fixed sets (transport, outcome,
+//! reason); the per-stream series, behind a cardinality limit, are
+//! [`crate::stream_metrics`]'s.
 
 use longhaul_node::metrics::{
     counter, counter_vec, gauge, gauge_vec, node_registry, AbuseSeries, ConnectionSeries,
