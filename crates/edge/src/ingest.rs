@@ -30,7 +30,7 @@
 use crate::metrics::{end, outcome};
 use crate::relay::{Relay, RelayEnd, Resume};
 use crate::relay_queue::RelayStats;
-use crate::state::EdgeState;
+use crate::state::{EdgeState, RelayedStream};
 use crate::upstream::Decision;
 use longhaul_node::connection::{self, DriverSettings, NodeEnd};
 use longhaul_node::{Accepted, ConnectionHandler, GaugeGuard, Io, Transport};
@@ -473,7 +473,14 @@ impl Connection {
                     config.ingest.write_timeout(),
                     &self.state.relay_writers,
                 );
-                self.state.relays.add(self.id, relay.steer());
+                self.state.relays.add(
+                    self.id,
+                    RelayedStream {
+                        name: stream_name.clone(),
+                        leg: target.leg,
+                        steer: relay.steer(),
+                    },
+                );
                 self.published = Some(stream_name.clone());
                 self.state.upstreams.placed(self.id, target.leg, &origin);
                 self.relaying = Some(Relaying {

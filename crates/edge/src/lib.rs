@@ -53,7 +53,7 @@
 //! | [`relay_queue`] | the bounded queue between encoder and tunnel, sans IO |
 //! | [`relay`] | the writer task that feeds a tunnel stream from the queue |
 //! | [`http`] | `/metrics` and `/healthz` |
-//! | [`metrics`] | Prometheus series |
+//! | [`metrics`], [`stream_metrics`] | Prometheus series: per node, and per relayed stream (queue, pauses, drops, read at scrape time) |
 //! | [`state`] | what the node's tasks share |
 //!
 //! Start a node with [`Edge::start`]; it binds every listener and opens the tunnels'
@@ -68,6 +68,7 @@ pub mod relay;
 pub mod relay_queue;
 pub mod routing;
 pub mod state;
+pub mod stream_metrics;
 pub mod upstream;
 
 pub use config::EdgeConfig;
@@ -208,6 +209,9 @@ impl Edge {
             draining,
             config,
         });
+        state
+            .metrics
+            .register(Box::new(stream_metrics::RelayStreamCollector::new(&state)));
         let (rtmp_addr, rtmps_addr, http_addr) = (
             listeners.rtmp_addr,
             listeners.rtmps_addr,

@@ -306,6 +306,29 @@ impl SteerHandle {
     pub fn origin(&self) -> String {
         self.0.origin()
     }
+
+    /// The stream's queue now, and its counts since it started (an ongoing pause up
+    /// to `now`): what the per-stream metrics report.
+    pub fn report(&self, now: Instant) -> RelayReport {
+        let queue = self.0.queue();
+        RelayReport {
+            queued_bytes: queue.queued_bytes(),
+            queued_messages: queue.len(),
+            paused: queue.is_paused(),
+            totals: queue.totals(now),
+        }
+    }
+}
+
+/// One relayed stream's queue as [`SteerHandle::report`] sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayReport {
+    pub queued_bytes: usize,
+    pub queued_messages: usize,
+    /// Reading the encoder is paused now (the queue is full).
+    pub paused: bool,
+    /// Drops and pauses since the stream started.
+    pub totals: RelayStats,
 }
 
 /// How long frames may wait for an acknowledgement, with the tunnel said to be up,

@@ -109,6 +109,16 @@ pub struct RelayStats {
     pub paused: Duration,
 }
 
+impl std::ops::AddAssign for RelayStats {
+    fn add_assign(&mut self, other: RelayStats) {
+        self.dropped_gops += other.dropped_gops;
+        self.dropped_messages += other.dropped_messages;
+        self.dropped_bytes += other.dropped_bytes;
+        self.pauses += other.pauses;
+        self.paused += other.paused;
+    }
+}
+
 /// What one message is to the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
@@ -162,6 +172,9 @@ pub struct RelayQueue {
     /// only a push or a pop can change that, so [`RelayQueue::poll_timeout`] waits for one.
     blocked: bool,
     stats: RelayStats,
+    /// What earlier [`RelayQueue::take_stats`] calls took: with `stats`, the counts
+    /// since the queue started ([`RelayQueue::totals`]).
+    taken: RelayStats,
 }
 
 impl RelayQueue {
@@ -175,6 +188,7 @@ impl RelayQueue {
             last_pop: None,
             blocked: false,
             stats: RelayStats::default(),
+            taken: RelayStats::default(),
         }
     }
 
@@ -280,7 +294,19 @@ impl RelayQueue {
             self.stats.paused += now.saturating_duration_since(*since);
             *since = now;
         }
-        std::mem::take(&mut self.stats)
+        let stats = std::mem::take(&mut self.stats);
+        self.taken += stats;
+        stats
+    }
+
+    /// Counts since the queue started, an ongoing pause up to `now`; takes nothing.
+    pub fn totals(&self, now: Instant) -> RelayStats {
+        let mut totals = self.taken;
+        totals += self.stats;
+        if let Some(since) = self.paused_since {
+            totals.paused += now.saturating_duration_since(since);
+        }
+        totals
     }
 
     /// Payload bytes queued.
@@ -820,7 +846,18 @@ mod tests {
             let sum: usize = q.items.iter().map(|i| i.message.payload.len()).sum();
             assert_eq!(sum, q.queued_bytes(), "step {step}: byte count");
         }
+        let totals_before = q.totals(now);
         dropped.dropped_messages += q.take_stats(now).dropped_messages;
+        assert_eq!(
+            q.totals(now),
+            totals_before,
+            "take_stats moves counts, totals keep them"
+        );
+        assert_eq!(
+            q.totals(now).dropped_messages,
+            dropped.dropped_messages,
+            "totals are every count taken"
+        );
         let left = q.len() as u64;
         kept_out += q.items.iter().filter(|i| i.class == Class::Kept).count() as u64;
         assert_eq!(

@@ -5,6 +5,7 @@ use crate::config::EdgeConfig;
 use crate::metrics::Metrics;
 use crate::relay::SteerHandle;
 use crate::upstream::Upstreams;
+use longhaul_endpoint::Leg;
 use longhaul_node::{AbuseGate, ConnectionLimits, LivePublishes};
 use longhaul_router::StreamId;
 use std::collections::HashMap;
@@ -33,15 +34,24 @@ pub struct EdgeState {
 }
 
 /// The relayed streams by the router's stream id (the connection's), so the router's
-/// driver can ask one to move.
+/// driver can ask one to move and the per-stream metrics can read each one's queue.
 #[derive(Default)]
 pub struct Relays {
-    by_stream: Mutex<HashMap<StreamId, SteerHandle>>,
+    by_stream: Mutex<HashMap<StreamId, RelayedStream>>,
+}
+
+/// One relayed stream: what it is, and the handle on its relay.
+#[derive(Clone)]
+pub struct RelayedStream {
+    /// `{entryId}_{n}`.
+    pub name: String,
+    pub leg: Leg,
+    pub steer: SteerHandle,
 }
 
 impl Relays {
-    pub fn add(&self, stream: StreamId, steer: SteerHandle) {
-        self.lock().insert(stream, steer);
+    pub fn add(&self, stream: StreamId, relayed: RelayedStream) {
+        self.lock().insert(stream, relayed);
     }
 
     pub fn remove(&self, stream: StreamId) {
@@ -49,10 +59,15 @@ impl Relays {
     }
 
     pub fn get(&self, stream: StreamId) -> Option<SteerHandle> {
-        self.lock().get(&stream).cloned()
+        self.lock().get(&stream).map(|r| r.steer.clone())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StreamId, SteerHandle>> {
+    /// Every relayed stream now.
+    pub fn all(&self) -> Vec<RelayedStream> {
+        self.lock().values().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StreamId, RelayedStream>> {
         self.by_stream.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
