@@ -165,16 +165,16 @@ impl ConnectionLimits {
         &self.per_address
     }
 
-    /// `unauthorised_held_bytes`: what connections not yet authorised hold now,
-    /// charged to the budget (`ingest.unauthorised_memory_bytes`), read at scrape time.
+    /// `unauthorised_held_bytes` (what connections not yet authorised hold now, charged
+    /// to `ingest.unauthorised_memory_bytes`), `connections_limit` and
+    /// `connections_open`, read at scrape time.
     pub fn collector(&self) -> Box<dyn prometheus::core::Collector> {
-        let budget = self.budget.clone();
-        Box::new(crate::metrics::ReadAtScrape::new(
-            "unauthorised_held_bytes",
-            "Bytes held in the buffers of connections not yet authorised, charged to \
-             ingest.unauthorised_memory_bytes",
-            move || i64::try_from(budget.used()).unwrap_or(i64::MAX),
-        ))
+        Box::new(LimitsCollector {
+            budget: self.budget.clone(),
+            slots: self.slots.clone(),
+            max_connections: self.max_connections,
+            templates: LimitsFamilies::new(),
+        })
     }
 
     /// Connections open now, all listeners together (for load reports).
@@ -186,6 +186,77 @@ impl ConnectionLimits {
         self.refused
             .with_label_values(&[transport.as_str(), reason])
             .inc();
+    }
+}
+
+/// The connection cap's figures, read at scrape time: `unauthorised_held_bytes` (bytes
+/// held in the buffers of connections not yet authorised), `connections_limit`
+/// (`ingest.max_connections`) and `connections_open` (all listeners together), so an
+/// alert can compare the two without knowing the config.
+struct LimitsCollector {
+    budget: UnauthorisedBudget,
+    slots: Arc<Semaphore>,
+    max_connections: usize,
+    templates: LimitsFamilies,
+}
+
+struct LimitsFamilies {
+    held: prometheus::IntGauge,
+    limit: prometheus::IntGauge,
+    open: prometheus::IntGauge,
+}
+
+impl LimitsFamilies {
+    fn new() -> LimitsFamilies {
+        // Constant names: building them cannot fail.
+        let gauge = |name: &str, help: &str| {
+            prometheus::IntGauge::new(name, help).expect("valid metric definition")
+        };
+        LimitsFamilies {
+            held: gauge(
+                "unauthorised_held_bytes",
+                "Bytes held in the buffers of connections not yet authorised, charged to \
+                 ingest.unauthorised_memory_bytes",
+            ),
+            limit: gauge(
+                "connections_limit",
+                "RTMP connections this node takes at once, all listeners together (ingest.max_connections)",
+            ),
+            open: gauge(
+                "connections_open",
+                "RTMP connections holding one of the ingest.max_connections slots now",
+            ),
+        }
+    }
+
+    fn collectors(&self) -> [&dyn prometheus::core::Collector; 3] {
+        [&self.held, &self.limit, &self.open]
+    }
+}
+
+impl prometheus::core::Collector for LimitsCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.templates
+            .collectors()
+            .into_iter()
+            .flat_map(|c| c.desc())
+            .collect()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let f = LimitsFamilies::new();
+        f.held
+            .set(i64::try_from(self.budget.used()).unwrap_or(i64::MAX));
+        f.limit
+            .set(i64::try_from(self.max_connections).unwrap_or(i64::MAX));
+        let open = self
+            .max_connections
+            .saturating_sub(self.slots.available_permits());
+        f.open.set(i64::try_from(open).unwrap_or(i64::MAX));
+        f.collectors()
+            .into_iter()
+            .flat_map(|c| c.collect())
+            .collect()
     }
 }
 

@@ -58,6 +58,7 @@ impl TunnelState {
 struct Totals {
     sent_bytes: u64,
     received_bytes: u64,
+    sent_packets: u64,
     lost_packets: u64,
 }
 
@@ -114,6 +115,9 @@ pub struct LinkSnapshot {
     /// UDP bytes over the link's whole life.
     pub sent_bytes: u64,
     pub received_bytes: u64,
+    /// QUIC packets sent and declared lost over the link's whole life: their ratio is
+    /// the path's loss.
+    pub sent_packets: u64,
     pub lost_packets: u64,
     /// The peer's last health and load report.
     pub peer_load: Option<LoadReport>,
@@ -227,6 +231,7 @@ impl Link {
         let mut t = lock(&self.retired);
         t.sent_bytes += s.udp_tx.bytes;
         t.received_bytes += s.udp_rx.bytes;
+        t.sent_packets += s.path.sent_packets;
         t.lost_packets += s.path.lost_packets;
     }
 
@@ -291,11 +296,13 @@ impl Link {
     pub fn snapshot(&self) -> LinkSnapshot {
         let live = self.connection().map(|c| (c.stats(), c.rtt()));
         let t = *lock(&self.retired);
-        let (mut sent, mut received, mut lost) = (t.sent_bytes, t.received_bytes, t.lost_packets);
+        let (mut sent, mut received) = (t.sent_bytes, t.received_bytes);
+        let (mut sent_packets, mut lost) = (t.sent_packets, t.lost_packets);
         let (mut srtt, mut cwnd) = (None, None);
         if let Some((s, rtt)) = &live {
             sent += s.udp_tx.bytes;
             received += s.udp_rx.bytes;
+            sent_packets += s.path.sent_packets;
             lost += s.path.lost_packets;
             srtt = Some(*rtt);
             cwnd = Some(s.path.cwnd);
@@ -312,6 +319,7 @@ impl Link {
             cwnd,
             sent_bytes: sent,
             received_bytes: received,
+            sent_packets,
             lost_packets: lost,
             peer_load: lock(&self.peer_load).clone(),
         }

@@ -20,6 +20,7 @@ struct Families {
     srtt: GaugeVec,
     cwnd: IntGaugeVec,
     lost: IntCounterVec,
+    sent_packets: IntCounterVec,
     sent: IntCounterVec,
     received: IntCounterVec,
     open_streams: IntGaugeVec,
@@ -68,6 +69,11 @@ impl Families {
                 "Packets each tunnel declared lost",
                 PEER,
             ),
+            sent_packets: counter(
+                "tunnel_sent_packets_total",
+                "QUIC packets each tunnel sent (with tunnel_lost_packets_total, the path's loss)",
+                PEER,
+            ),
             sent: counter(
                 "tunnel_sent_bytes_total",
                 "UDP bytes each tunnel sent",
@@ -111,13 +117,14 @@ impl Families {
         }
     }
 
-    fn collectors(&self) -> [&dyn Collector; 13] {
+    fn collectors(&self) -> [&dyn Collector; 14] {
         [
             &self.state,
             &self.state_changes,
             &self.srtt,
             &self.cwnd,
             &self.lost,
+            &self.sent_packets,
             &self.sent,
             &self.received,
             &self.open_streams,
@@ -172,6 +179,9 @@ impl Collector for TunnelCollector {
                 f.cwnd.with_label_values(&peer).set(cwnd as i64);
             }
             f.lost.with_label_values(&peer).inc_by(s.lost_packets);
+            f.sent_packets
+                .with_label_values(&peer)
+                .inc_by(s.sent_packets);
             f.sent.with_label_values(&peer).inc_by(s.sent_bytes);
             f.received.with_label_values(&peer).inc_by(s.received_bytes);
             f.open_streams.with_label_values(&peer).set(s.open_streams);
