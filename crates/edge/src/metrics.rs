@@ -137,8 +137,18 @@ impl Metrics {
             "Publish requests at this edge by outcome (accepted, refused) and reason (the origin's, tunnel_unavailable, bad_request, too_many_failures)",
             &["outcome", "reason"],
         );
+        // Every outcome the edge decides itself starts at 0, so a rate over it (a
+        // dashboard panel, an alert) has a series before the first such refusal.
         publishes.with_label_values(&[outcome::ACCEPTED, outcome::OK]);
-        publishes.with_label_values(&[outcome::REFUSED, outcome::TOO_MANY_FAILURES]);
+        for reason in [
+            outcome::TUNNEL_UNAVAILABLE,
+            outcome::ORIGIN_TIMEOUT,
+            outcome::BAD_REQUEST,
+            outcome::TOO_MANY_FAILURES,
+            outcome::EDGE_DRAINING,
+        ] {
+            publishes.with_label_values(&[outcome::REFUSED, reason]);
+        }
         let failover_frames = counter_vec(
             &r,
             "failover_frames_total",

@@ -40,6 +40,7 @@ fn status(state: TunnelState) -> TunnelStatus {
 
 /// Runs until `shutdown`.
 pub async fn drive(state: Arc<EdgeState>, shutdown: CancellationToken) {
+    start_move_series(&state);
     let mut tick = tokio::time::interval(LISTEN_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_sample: Option<Instant> = None;
@@ -57,6 +58,28 @@ pub async fn drive(state: Arc<EdgeState>, shutdown: CancellationToken) {
             last_sample = Some(now);
         }
         sample(&state, now, full);
+    }
+}
+
+/// `router_moves_wanted_total` starts at 0 for every pair of configured origins and
+/// every reason (two origins: 12 series), so a rate over it has a series before the
+/// first move.
+fn start_move_series(state: &EdgeState) {
+    let origins: Vec<String> = state
+        .upstreams
+        .clients()
+        .iter()
+        .map(|c| c.peer().id.clone())
+        .collect();
+    for from in &origins {
+        for to in origins.iter().filter(|to| *to != from) {
+            for reason in longhaul_router::Reason::ALL {
+                state
+                    .metrics
+                    .router_moves_wanted
+                    .with_label_values(&[from, to, reason.as_str()]);
+            }
+        }
     }
 }
 

@@ -156,6 +156,7 @@ impl Origin {
             metrics.register(Box::new(metrics::RegistryCollector::new(registry)));
         }
         let peering = peering::Peering::start(&config, &tunnels).map_err(StartError::Peering)?;
+        metrics.start_peer_series(config.peering.peers.iter().map(|p| p.id.as_str()));
         let hub = Hub::with_on_air(config.on_air.settings());
         metrics.register(Box::new(metrics::OnAirCollector::new(hub.clone())));
         metrics.register(Box::new(stream_metrics::StreamCollector::new(hub.clone())));

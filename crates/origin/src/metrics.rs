@@ -206,6 +206,30 @@ impl Metrics {
             ),
             registry: r,
         }
+        .with_player_series()
+    }
+
+    /// The peering series of every configured peer start at 0 (both directions), so
+    /// a rate over them has a series before the first pull.
+    pub fn start_peer_series<'a>(&self, peers: impl IntoIterator<Item = &'a str>) {
+        for peer in peers {
+            for direction in ["in", "out"] {
+                self.peer_bytes.with_label_values(&[peer, direction]);
+                self.peer_pulls.with_label_values(&[peer, direction]);
+            }
+            self.peer_legs_pulled.with_label_values(&[peer]);
+        }
+    }
+
+    /// The player series start at 0 for both protocols, so a rate over them (a
+    /// dashboard panel, an alert) has a series before the first player or drop.
+    fn with_player_series(self) -> Self {
+        for p in [protocol::RTMP, protocol::HTTP_FLV] {
+            self.players_active.with_label_values(&[p]);
+            self.player_skips.with_label_values(&[p]);
+            self.player_drops.with_label_values(&[p]);
+        }
+        self
     }
 
     /// Adds a collector (the tunnels') to this node's registry, under its prefix and labels.
