@@ -14,8 +14,11 @@
 //! - `deploy/container/Containerfile`: what it copies exists, it builds and runs the
 //!   binary Cargo.toml names, on the toolchain the workspace asks for, and exposes the
 //!   shipped config's ports; its user is the one the manifests run as.
+//! - `deploy/prometheus/`: the dev job scrapes every node of `config/dev.toml` at its HTTP
+//!   port; the Kubernetes job keeps the manifests' pods and reads labels they carry.
 //!
-//! Schemas are `.ci/run`'s (kubernetes-validate); these are the checks no schema knows.
+//! Schemas and promtool are `.ci/run`'s (kubernetes-validate, promtool check config);
+//! these are the checks no schema knows.
 
 mod support;
 
@@ -959,6 +962,139 @@ fn the_containerfile_builds_and_runs_the_binary_with_the_shipped_config() {
             .is_some_and(|f| f == Path::new(ROOT).join("config/").join("base.toml")),
         "the image has config/ at /usr/share/longhaul/config/"
     );
+}
+
+/// `config/dev.toml`'s nodes: (HTTP address, node id, role).
+fn dev_nodes() -> BTreeSet<(String, String, String)> {
+    let dev: toml::Table = read("config/dev.toml").parse().expect("config/dev.toml");
+    let mut nodes = BTreeSet::new();
+    for (table, role) in [("origins", "origin"), ("edges", "edge")] {
+        for node in dev[table].as_table().expect("a table of nodes").values() {
+            nodes.insert((
+                node["http"].as_str().expect("http").to_string(),
+                node["id"].as_str().expect("id").to_string(),
+                role.to_string(),
+            ));
+        }
+    }
+    nodes
+}
+
+#[test]
+fn the_dev_scrape_job_scrapes_every_node_of_longhaul_dev() {
+    let documents = yaml_documents("deploy/prometheus/prometheus.yml");
+    let config = &documents[0];
+    assert!(
+        config["rule_files"].as_array().is_some_and(|r| r
+            .iter()
+            .any(|f| f.as_str().is_some_and(|f| f.starts_with("rules/")))),
+        "prometheus.yml reads the rules in rules/"
+    );
+    let job = config["scrape_configs"]
+        .as_array()
+        .expect("scrape_configs")
+        .iter()
+        .find(|j| j["job_name"] == "longhaul-dev")
+        .expect("a longhaul-dev job");
+    assert_eq!(
+        job["metrics_path"].as_str().unwrap_or("/metrics"),
+        "/metrics"
+    );
+    let mut scraped = BTreeSet::new();
+    for group in job["static_configs"].as_array().expect("static_configs") {
+        for target in group["targets"].as_array().expect("targets") {
+            scraped.insert((
+                text(target, "a target").to_string(),
+                text(&group["labels"]["node"], "a node label").to_string(),
+                text(&group["labels"]["role"], "a role label").to_string(),
+            ));
+        }
+    }
+    assert_eq!(scraped, dev_nodes(), "the dev job against config/dev.toml");
+}
+
+/// Prometheus's name for a Kubernetes label or annotation in its meta labels.
+fn meta_name(prefix: &str, key: &str) -> String {
+    let sanitized: String = key
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("{prefix}{sanitized}")
+}
+
+#[test]
+fn the_kubernetes_scrape_job_keeps_the_pods_and_reads_their_labels() {
+    let documents = yaml_documents("deploy/prometheus/kubernetes.yml");
+    let job = documents[0]["scrape_configs"]
+        .as_array()
+        .expect("scrape_configs")
+        .iter()
+        .find(|j| j["job_name"] == "longhaul-kubernetes")
+        .expect("a longhaul-kubernetes job");
+    assert_eq!(job["kubernetes_sd_configs"][0]["role"], "pod");
+    let rules = job["relabel_configs"].as_array().expect("relabel_configs");
+    let manifests = manifests();
+    for w in workloads(&manifests) {
+        let template = &w.document["spec"]["template"]["metadata"];
+        let mut meta: BTreeMap<String, String> = BTreeMap::new();
+        for (prefix, map) in [
+            ("__meta_kubernetes_pod_label_", &template["labels"]),
+            (
+                "__meta_kubernetes_pod_annotation_",
+                &template["annotations"],
+            ),
+        ] {
+            for (key, value) in map.as_object().into_iter().flatten() {
+                meta.insert(meta_name(prefix, key), value.as_str().unwrap_or("").into());
+            }
+        }
+        // Discovery's own labels, always there.
+        meta.insert("__meta_kubernetes_namespace".into(), "longhaul".into());
+        meta.insert("__meta_kubernetes_pod_name".into(), w.name.clone());
+        meta.insert("__address__".into(), "10.0.0.1:8081".into());
+        for rule in rules {
+            let sources: Vec<&str> = rule["source_labels"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| text(s, "a source label"))
+                .collect();
+            for source in &sources {
+                assert!(
+                    meta.contains_key(*source),
+                    "{}: the scrape job reads {source}, which the pod does not have",
+                    w.what()
+                );
+            }
+            if rule["action"] == "keep" {
+                // The keep rules match literal values; a pattern would need a regex
+                // engine here.
+                let regex = text(&rule["regex"], "a keep rule's regex");
+                assert!(regex.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+                let value: Vec<&str> = sources.iter().map(|s| meta[*s].as_str()).collect();
+                assert_eq!(
+                    value.join(";"),
+                    regex,
+                    "{}: dropped by a keep rule",
+                    w.what()
+                );
+            }
+        }
+        let http = w.port("http").expect("an http port").0;
+        let annotations = &template["annotations"];
+        assert_eq!(
+            annotations["prometheus.io/port"],
+            http.to_string(),
+            "{}",
+            w.what()
+        );
+        assert_eq!(
+            annotations["prometheus.io/path"],
+            "/metrics",
+            "{}",
+            w.what()
+        );
+    }
 }
 
 /// The liveness and readiness paths the manifests give a role.
