@@ -1,4 +1,5 @@
-//! The edge's HTTP port: `/metrics` and `/healthz`, nothing else. A request for the
+//! The edge's HTTP port: `/metrics`, `/healthz` and the probes `/livez` and `/readyz`,
+//! nothing else. A request for the
 //! entries API (`/api/...`, what `longhaul entry --api` sends) is answered with a JSON 404
 //! that says this is an edge and names the origins that serve the API, so a client
 //! pointed at the wrong node learns where to go.
@@ -21,6 +22,15 @@
 //! (503) without leg p: every encoder's default leg would be refused, so a load balancer
 //! should send encoders elsewhere. The accept loop (connection cap, header timeout) is
 //! `longhaul_node::http`'s.
+//!
+//! For Kubernetes (`deploy/kubernetes/edge.yaml`) and load balancers that tell liveness
+//! from readiness:
+//! - `/readyz` is 200 while the edge takes new publishes: 503 with `reason` `draining`
+//!   once it drains (SIGTERM), or `unavailable` when `/healthz` is 503. Its pod then
+//!   leaves the Service, and new encoders go to another edge.
+//! - `/livez` is 200 while the node answers HTTP at all. `/healthz` is no liveness check
+//!   for an edge: it is 503 while no origin can be reached, which a restart cannot mend,
+//!   and a liveness probe on it would restart every edge through an origin outage.
 
 use crate::state::EdgeState;
 use axum::extract::{Request, State};
@@ -41,12 +51,21 @@ pub async fn serve(listener: TcpListener, state: Arc<EdgeState>, shutdown: Cance
     longhaul_node::http::serve(listener, settings, refused, shutdown, router(state)).await
 }
 
-/// `/healthz` and `/metrics` (GET and HEAD); anything else is a JSON 404.
+/// `/healthz`, `/livez`, `/readyz` and `/metrics` (GET and HEAD); anything else is a
+/// JSON 404.
 pub fn router(state: Arc<EdgeState>) -> axum::Router {
     axum::Router::new()
         .route(
             "/healthz",
             get(|State(s): State<Arc<EdgeState>>| async move { health(&s) }),
+        )
+        .route(
+            "/livez",
+            get(|State(s): State<Arc<EdgeState>>| async move { liveness(&s) }),
+        )
+        .route(
+            "/readyz",
+            get(|State(s): State<Arc<EdgeState>>| async move { readiness(&s) }),
         )
         .route(
             "/metrics",
@@ -92,6 +111,8 @@ fn not_an_origin(state: &EdgeState) -> Response<Body> {
 async fn count(State(state): State<Arc<EdgeState>>, req: Request, next: Next) -> Response<Body> {
     let route = match req.uri().path().trim_matches('/') {
         "healthz" => "healthz",
+        "livez" => "livez",
+        "readyz" => "readyz",
         "metrics" => "metrics",
         p if p == "api" || p.starts_with("api/") => "api",
         _ => "unknown",
@@ -108,6 +129,39 @@ async fn count(State(state): State<Arc<EdgeState>>, req: Request, next: Next) ->
         tracing::debug!(client = ?client, %path, "http request for an unknown route");
     }
     response
+}
+
+/// `/livez`: 200 while the node answers HTTP; see the module documentation.
+fn liveness(state: &EdgeState) -> Response<Body> {
+    json(
+        StatusCode::OK,
+        &serde_json::json!({ "live": true, "node": state.config.node.id, "role": "edge" }),
+    )
+}
+
+/// `/readyz`: 200 while the edge takes new publishes, 503 while it drains or while
+/// `/healthz` is 503 (no origin for leg p); see the module documentation.
+fn readiness(state: &EdgeState) -> Response<Body> {
+    let reason = if state.draining.is_cancelled() {
+        Some("draining")
+    } else if health(state).status() == StatusCode::SERVICE_UNAVAILABLE {
+        Some("unavailable")
+    } else {
+        None
+    };
+    let code = match reason {
+        Some(_) => StatusCode::SERVICE_UNAVAILABLE,
+        None => StatusCode::OK,
+    };
+    json(
+        code,
+        &serde_json::json!({
+            "ready": reason.is_none(),
+            "reason": reason,
+            "node": state.config.node.id,
+            "role": "edge",
+        }),
+    )
 }
 
 /// The health document; see the module documentation.

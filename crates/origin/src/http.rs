@@ -1,4 +1,11 @@
-//! The origin's HTTP port: entries API, HTTP-FLV playback, `/metrics` and `/healthz`.
+//! The origin's HTTP port: entries API, HTTP-FLV playback, `/metrics`, `/healthz` and
+//! `/readyz`.
+//!
+//! `/healthz` is 200 while the node runs, draining or not (a liveness check: restarting
+//! a draining origin would cut what it is waiting for). `/readyz` is 200 while the origin
+//! takes new publishes, 503 once it drains (SIGTERM or `POST /api/v1/drain`), so a load
+//! balancer or Kubernetes' readiness probe sends new encoders and players elsewhere at
+//! once (`deploy/kubernetes/origin.yaml` probes both).
 //!
 //! The accept loop (connection cap, header timeout) is `longhaul_node::http`'s; routing
 //! is an `axum::Router` ([`router`]), the API's part in [`crate::api`]. Every error is a
@@ -36,6 +43,10 @@ pub fn router(state: Arc<OriginState>) -> Router {
             get(|State(s): State<Arc<OriginState>>| async move { health(&s) }),
         )
         .route(
+            "/readyz",
+            get(|State(s): State<Arc<OriginState>>| async move { readiness(&s) }),
+        )
+        .route(
             "/metrics",
             get(|State(s): State<Arc<OriginState>>| async move { metrics(s.metrics.render()) }),
         )
@@ -65,7 +76,7 @@ async fn play(
 }
 
 /// Counts each request in `http_requests_total{route, status}` (route: `healthz`,
-/// `metrics`, `live`, `api`, `unknown`) and logs server errors.
+/// `readyz`, `metrics`, `live`, `api`, `unknown`) and logs server errors.
 async fn count(State(state): State<Arc<OriginState>>, req: Request, next: Next) -> Response<Body> {
     let matched = req
         .extensions()
@@ -73,6 +84,7 @@ async fn count(State(state): State<Arc<OriginState>>, req: Request, next: Next) 
         .map(|m| m.as_str().to_owned());
     let route = match matched.as_deref().unwrap_or(req.uri().path()) {
         "/healthz" => "healthz",
+        "/readyz" => "readyz",
         "/metrics" => "metrics",
         p if p.starts_with("/live/") => "live",
         p if p.starts_with("/api/") => "api",
@@ -142,6 +154,27 @@ fn health(state: &OriginState) -> Response<Body> {
             "streams": state.hub.streams().len(),
             "registry": registry,
             "auth": if state.callback.is_some() { "callback" } else { "registry" },
+        }),
+    )
+}
+
+/// `/readyz`: 200 `{"ready": true, ...}` while the origin takes new publishes, 503
+/// `{"ready": false, "reason": "draining", ...}` once it drains. A degraded registry
+/// leaves it ready, as `/healthz` says why: publishes are still decided, from memory.
+fn readiness(state: &OriginState) -> Response<Body> {
+    let draining = state.draining.is_cancelled();
+    let code = if draining {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    json(
+        code,
+        &serde_json::json!({
+            "ready": !draining,
+            "reason": if draining { Some("draining") } else { None },
+            "node": state.config.node.id,
+            "role": "origin",
         }),
     )
 }
