@@ -50,9 +50,11 @@ fn moved(port: u16) -> u16 {
 /// Starts `longhaul dev` and returns it with its banner (up to the `entry create` hint).
 fn start_dev(dir: &Path) -> (Killed, String) {
     std::fs::create_dir_all(dir).expect("the dev data directory");
-    let log = dir.join("dev.log");
+    let log = dev_log(dir);
     let mut dev = Command::new(BIN)
         .args([
+            "--log-format",
+            "json",
             "dev",
             "--port-offset",
             &PORT_OFFSET.to_string(),
@@ -87,6 +89,72 @@ fn start_dev(dir: &Path) -> (Killed, String) {
         std::fs::read_to_string(&log).unwrap_or_default()
     );
     (dev, text)
+}
+
+/// Where [`start_dev`] writes the cluster's log (JSON lines).
+fn dev_log(dir: &Path) -> PathBuf {
+    dir.join("dev.log")
+}
+
+/// The fields every publish, refusal, failover and drain line carries, at origins and
+/// edges alike (README, "Log fields").
+const STREAM_FIELDS: [&str; 7] = [
+    "entry",
+    "rendition",
+    "stream",
+    "client",
+    "region",
+    "edge",
+    "origin",
+];
+
+/// Checks the cluster's JSON log: the publishes and refusals this test made are
+/// logged with [`STREAM_FIELDS`] (and `leg` once known, `reason` on refusals), and the
+/// rendition's first leg going on air names its entry and rendition.
+fn check_log_fields(log: &Path, entry: &str) {
+    let text = std::fs::read_to_string(log).expect("the dev log");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let with = |message: &str| -> Vec<&serde_json::Value> {
+        lines
+            .iter()
+            .filter(|l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(message))
+            })
+            .collect()
+    };
+    let has = |line: &serde_json::Value, fields: &[&str]| {
+        for field in fields {
+            assert!(!line[field].is_null(), "no {field} in {line}");
+        }
+    };
+    let accepted = with("publish accepted");
+    // Rendition 1's two legs and rendition 2's one: at the edge and again at the origin.
+    assert!(accepted.len() >= 6, "publish accepted lines: {accepted:?}");
+    for line in &accepted {
+        has(line, &STREAM_FIELDS);
+        has(line, &["leg", "transport"]);
+        assert_eq!(line["entry"], entry, "{line}");
+    }
+    let refused: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["reason"] == "wrong_token" || l["reason"] == "bad_stream_name")
+        .collect();
+    // The wrong token at the edge and at the origin it asked; the bad name at an origin.
+    assert!(refused.len() >= 3, "refusals: {refused:?}");
+    for line in &refused {
+        has(line, &STREAM_FIELDS);
+        has(line, &["reason", "transport"]);
+    }
+    let on_air = with("on-air leg switched");
+    assert!(!on_air.is_empty(), "no on-air switch logged");
+    for line in &on_air {
+        has(line, &["entry", "rendition", "stream", "leg", "reason"]);
+    }
 }
 
 /// A shell command run for at most [`RUN_SECONDS`], quiet.
@@ -467,4 +535,5 @@ async fn every_panel_and_alert_query_returns_data_from_longhaul_dev() {
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    check_log_fields(&dev_log(&dir.path().join("dev")), &entry);
 }

@@ -453,8 +453,11 @@ impl Connection {
                 session.resume_media_clock(Instant::now());
                 let m = &self.state.metrics;
                 m.count_publish(outcome::ACCEPTED, outcome::OK);
-                tracing::info!(client = %self.peer, stream = %stream_name, leg = %target.leg,
-                    %origin, transport = self.transport.as_str(), connection = self.id,
+                let node = &self.state.config.node;
+                tracing::info!(entry = %target.entry_id, rendition = target.rendition,
+                    leg = %target.leg, stream = %stream_name, client = %self.peer,
+                    region = %node.region, edge = %node.id, %origin,
+                    transport = self.transport.as_str(), connection = self.id,
                     "publish accepted: relaying to the origin");
                 let config = &self.state.config;
                 let resume = publication.map(|publication| Resume {
@@ -550,7 +553,13 @@ impl Connection {
         self.state.metrics.count_publish(outcome::REFUSED, reason);
         // A publish name may carry the token (`name?t=...`): never into the logs.
         let stream = longhaul_endpoint::redact_tokens(stream);
-        tracing::warn!(client = %self.peer, %stream, reason, "{description}");
+        let (entry, rendition) =
+            longhaul_endpoint::stream_parts(stream.split('?').next().unwrap_or_default());
+        let node = &self.state.config.node;
+        // `origin` is empty: an origin's refusal names itself in its own log line.
+        tracing::warn!(%entry, %rendition, %stream, client = %self.peer, region = %node.region,
+            edge = %node.id, origin = "", reason, transport = self.transport.as_str(),
+            "{description}");
         End::Rejected
     }
 

@@ -272,6 +272,9 @@ impl Edge {
         if !state.draining.is_cancelled() {
             state.draining.cancel();
             tracing::info!(
+                edge = %state.config.node.id,
+                region = %state.config.node.region,
+                reason = "shutdown",
                 publishers = state.metrics.publishers_active.get(),
                 "draining: no new publishes; encoders that support it are asked to reconnect"
             );

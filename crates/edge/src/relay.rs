@@ -741,7 +741,11 @@ impl Writer {
         let from = self.shared.origin();
         m.failover_detect
             .observe(decided.saturating_duration_since(cause.since).as_secs_f64());
-        tracing::warn!(stream = %r.setup.stream_name, origin = %from,
+        let (entry, rendition) = longhaul_endpoint::stream_parts(&r.setup.stream_name);
+        let node = &state.config.node;
+        tracing::warn!(%entry, %rendition, leg = %r.setup.request.leg,
+            stream = %r.setup.stream_name, client = %r.setup.request.client_addr,
+            region = %node.region, edge = %node.id, origin = %from,
             reason = cause.reason, detail = %cause.detail,
             "relayed stream failing over: resuming it on a new tunnel stream");
         // Make before break: a stream the router moves still works, and is finished
@@ -843,7 +847,12 @@ impl Writer {
             m.failover_frames
                 .with_label_values(&["resent"])
                 .inc_by(plan.frames.len() as u64);
-            tracing::info!(stream = %granted.stream_name, %from, %to, reason = cause.reason,
+            let (entry, rendition) = longhaul_endpoint::stream_parts(&granted.stream_name);
+            let node = &state.config.node;
+            tracing::info!(%entry, %rendition, leg = %r.setup.request.leg,
+                stream = %granted.stream_name, client = %r.setup.request.client_addr,
+                region = %node.region, edge = %node.id, origin = %to, %from, %to,
+                reason = cause.reason,
                 resent = plan.frames.len(), config = plan.config.len(), lost = plan.lost,
                 resume_from = plan.resume_from, attempts,
                 took_ms = decided.elapsed().as_millis() as u64,

@@ -20,7 +20,8 @@
 
 use std::time::Instant;
 
-use longhaul_node::metrics::{stream_labels, STREAM_SERIES_LIMIT};
+use longhaul_endpoint::stream_parts;
+use longhaul_node::metrics::STREAM_SERIES_LIMIT;
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 use prometheus::{CounterVec, IntCounterVec, IntGauge, IntGaugeVec, Opts};
@@ -113,7 +114,7 @@ impl Families {
     }
 
     fn stream(&self, relayed: &RelayedStream, now: Instant) {
-        let (entry, rendition) = stream_labels(&relayed.name);
+        let (entry, rendition) = stream_parts(&relayed.name);
         let leg = relayed.leg.as_str();
         let labels = [entry.as_str(), rendition.as_str(), leg];
         let report = relayed.steer.report(now);

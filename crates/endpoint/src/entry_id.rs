@@ -43,6 +43,17 @@ pub fn parse_stream_name(name: &str) -> Option<(&str, u32)> {
         .then_some((entry_id, rendition))
 }
 
+/// The `entry` and `rendition` of a stream name as metrics labels and log fields give
+/// them: `("1_gdrt137u", "2")` for `1_gdrt137u_2`. A name of another form (the publish
+/// path refuses them, but a refusal is logged with what was asked) is its own entry,
+/// with an empty rendition.
+pub fn stream_parts(name: &str) -> (String, String) {
+    match parse_stream_name(name) {
+        Some((entry, n)) => (entry.to_owned(), n.to_string()),
+        None => (name.to_owned(), String::new()),
+    }
+}
+
 /// The stream name of rendition `rendition` of `entry_id`.
 pub fn stream_name(entry_id: &str, rendition: u32) -> String {
     format!("{entry_id}_{rendition}")
@@ -51,6 +62,18 @@ pub fn stream_name(entry_id: &str, rendition: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_parts_as_logged() {
+        assert_eq!(
+            stream_parts("1_gdrt137u_2"),
+            ("1_gdrt137u".into(), "2".into())
+        );
+        assert_eq!(
+            stream_parts("not-a-stream"),
+            ("not-a-stream".into(), String::new())
+        );
+    }
 
     #[test]
     fn entry_id_shapes() {

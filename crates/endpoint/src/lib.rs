@@ -89,7 +89,7 @@ pub use endpoints::{
     check_host, entry_endpoints, BadLegAddress, EndpointHosts, Endpoints, IngestAddress, LegHosts,
     LegUrls, RegionEndpoints, RegionHosts, SpeedTest, MAX_SUBDOMAIN_HOST_LEN,
 };
-pub use entry_id::{is_entry_id, parse_stream_name, stream_name, MAX_RENDITION};
+pub use entry_id::{is_entry_id, parse_stream_name, stream_name, stream_parts, MAX_RENDITION};
 pub use error::{EndpointError, EntrySource, Place};
 pub use fmle::{fmle_profile_xml, RenditionProfile, DEFAULT_LADDER};
 pub use leg::{Leg, LegSource};

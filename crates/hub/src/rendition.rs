@@ -231,7 +231,7 @@ impl RenditionInner {
             _ => {}
         }
         self.out.push(&name, message, |refusal| {
-            tracing::warn!(rendition = name, %refusal, "configuration refused on air");
+            tracing::warn!(stream = name, %refusal, "configuration refused on air");
         });
     }
 
@@ -257,8 +257,12 @@ impl RenditionInner {
             _ if ingested.resume_point => None,
             join => join,
         };
+        let (entry, rendition) = longhaul_endpoint::stream_parts(name);
         tracing::info!(
-            rendition = name,
+            %entry,
+            %rendition,
+            stream = name,
+            leg = switch.to.as_str(),
             from = switch.from.map_or("none", Leg::as_str),
             to = switch.to.as_str(),
             reason = switch.reason.as_str(),

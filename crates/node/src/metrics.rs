@@ -177,16 +177,6 @@ impl AbuseSeries {
 /// still count every stream.
 pub const STREAM_SERIES_LIMIT: usize = 2_000;
 
-/// The `entry` and `rendition` labels of a stream name `{entryId}_{n}`. A name of
-/// another form (the publish path refuses them; this is for safety) is its own entry
-/// with an empty rendition.
-pub fn stream_labels(name: &str) -> (String, String) {
-    match longhaul_endpoint::parse_stream_name(name) {
-        Some((entry, n)) => (entry.to_owned(), n.to_string()),
-        None => (name.to_owned(), String::new()),
-    }
-}
-
 /// A gauge whose value is read when the registry is scraped (a figure kept elsewhere,
 /// such as the bytes charged to a budget), so it is never stale.
 pub struct ReadAtScrape {

@@ -441,7 +441,7 @@ async fn drain(
     State(state): State<Arc<OriginState>>,
     Extension(caller): Extension<Caller>,
 ) -> Response {
-    let (started, edges) = crate::drain::begin(&state);
+    let (started, edges) = crate::drain::begin(&state, "api");
     tracing::info!(%caller, started, edges_told = edges, "drain requested");
     let publishers = state.metrics.publishers_active.get().max(0);
     json(

@@ -13,9 +13,9 @@
 use crate::state::OriginState;
 use std::time::Duration;
 
-/// Starts draining (once; later calls change nothing). Returns whether this call
-/// started it, and how many edges were told.
-pub fn begin(state: &OriginState) -> (bool, usize) {
+/// Starts draining (once; later calls change nothing) for `reason` (`shutdown`, `api`).
+/// Returns whether this call started it, and how many edges were told.
+pub fn begin(state: &OriginState, reason: &'static str) -> (bool, usize) {
     if state.draining.is_cancelled() {
         return (false, 0);
     }
@@ -24,6 +24,9 @@ pub fn begin(state: &OriginState) -> (bool, usize) {
     let report = crate::tunnel::load_report(state, false);
     let told = state.tunnels.report_now(&report);
     tracing::info!(
+        origin = %state.config.node.id,
+        region = %state.config.node.region,
+        reason,
         edges_told = told,
         publishers = report.publishers,
         "draining: no new publishes; edges move their streams to another origin"

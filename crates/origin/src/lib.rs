@@ -244,7 +244,7 @@ impl Origin {
     /// Drains the origin ([`drain`]): no new publishes, edges told to move their
     /// streams; returns once no publish is left or after `node.drain_grace_secs`.
     pub async fn drain(&self) {
-        drain::begin(&self.state);
+        drain::begin(&self.state, "shutdown");
         drain::until_empty(&self.state, self.state.config.node.drain_grace()).await;
     }
 

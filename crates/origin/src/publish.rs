@@ -326,23 +326,32 @@ pub fn accept(
         ])
         .inc();
     let client = &publisher.client;
+    // The same fields on every publish event, at origins and edges (README, "Log fields").
+    let (entry, rendition, leg, stream) = (
+        &target.entry_id,
+        target.rendition,
+        target.leg,
+        &target.stream_name,
+    );
+    let (region, edge, origin) = (
+        &publisher.region,
+        publisher.via.as_deref().unwrap_or(""),
+        &state.config.node.id,
+    );
     match &outcome {
         PublishOutcome::TookOver { previous } => {
             m.publish_takeovers.inc();
-            tracing::info!(%client, stream = %target.stream_name, leg = %target.leg, %previous,
-                "publish took over the stream from an older connection");
+            tracing::info!(%entry, rendition, %leg, %stream, %client, %region, edge, %origin,
+                %previous, "publish took over the stream from an older connection");
         }
         PublishOutcome::Resumed { previous } => {
-            tracing::info!(%client, stream = %target.stream_name, leg = %target.leg, %previous,
-                via = publisher.via.as_deref().unwrap_or("direct"),
-                "publish resumed on a new tunnel stream: players stay attached");
+            tracing::info!(%entry, rendition, %leg, %stream, %client, %region, edge, %origin,
+                %previous, "publish resumed on a new tunnel stream: players stay attached");
         }
         PublishOutcome::New => {}
     }
-    tracing::info!(%client, stream = %target.stream_name, entry = %target.entry_id,
-        rendition = target.rendition, leg = %target.leg, leg_source = ?target.leg_source,
-        transport = publisher.transport, encoder_region = %publisher.region,
-        via = publisher.via.as_deref().unwrap_or("direct"), "publish accepted");
+    tracing::info!(%entry, rendition, %leg, %stream, %client, %region, edge, %origin,
+        transport = publisher.transport, leg_source = ?target.leg_source, "publish accepted");
     Ok(Accepted {
         publication,
         live,
@@ -393,8 +402,11 @@ fn refuse(
         .inc();
     // A publish name may carry the token (`name?t=...`): never into the logs.
     let stream = longhaul_endpoint::redact_tokens(stream);
-    tracing::warn!(client = %publisher.client, %stream, reason = why, transport = publisher.transport,
-        encoder_region = %publisher.region, via = publisher.via.as_deref().unwrap_or("direct"),
+    let (entry, rendition) =
+        longhaul_endpoint::stream_parts(stream.split('?').next().unwrap_or_default());
+    tracing::warn!(%entry, %rendition, %stream, client = %publisher.client,
+        region = %publisher.region, edge = publisher.via.as_deref().unwrap_or(""),
+        origin = %state.config.node.id, reason = why, transport = publisher.transport,
         "{description}");
     Refusal {
         code,

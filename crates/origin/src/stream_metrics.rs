@@ -33,8 +33,9 @@
 //! | `rendition_backup_only` | entry, rendition | 1 while it plays from the backup with no primary |
 //! | `stream_series_omitted` | | legs beyond the limit, left out |
 
+use longhaul_endpoint::stream_parts;
 use longhaul_hub::{Hub, Leg, RenditionSummary, StreamSummary};
-use longhaul_node::metrics::{stream_labels, STREAM_SERIES_LIMIT};
+use longhaul_node::metrics::STREAM_SERIES_LIMIT;
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 use prometheus::{GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts};
@@ -317,7 +318,7 @@ impl Collector for StreamCollector {
         f.omitted.set(omitted as i64);
         let mut names = std::collections::BTreeSet::new();
         for s in &legs {
-            let (entry, rendition) = stream_labels(&s.key.name);
+            let (entry, rendition) = stream_parts(&s.key.name);
             f.leg(s, &entry, &rendition);
             names.insert(s.key.name.clone());
         }
@@ -325,7 +326,7 @@ impl Collector for StreamCollector {
         // peer's legs (their players are this origin's).
         for r in self.hub.renditions() {
             if names.contains(&r.name) || r.players > 0 {
-                let (entry, rendition) = stream_labels(&r.name);
+                let (entry, rendition) = stream_parts(&r.name);
                 f.rendition(&r, &entry, &rendition);
             }
         }

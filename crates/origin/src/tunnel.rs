@@ -189,8 +189,11 @@ impl TunnelService for TunnelSide {
     async fn publish(&self, peer: &PeerInfo, header: PublishHeader, stream: IncomingPublish) {
         let (mut media, mut ender) = stream.split();
         let Some(grant) = self.redeem(header.grant, peer) else {
-            tracing::warn!(edge = %peer.node_id, client = %header.client_addr,
-                stream = %header.stream_name, "tunnel publish refused: unknown or expired grant");
+            let (entry, rendition) = longhaul_endpoint::stream_parts(&header.stream_name);
+            tracing::warn!(%entry, %rendition, stream = %header.stream_name,
+                client = %header.client_addr, region = %peer.region, edge = %peer.node_id,
+                origin = %self.state.config.node.id, reason = reason::UNKNOWN_GRANT,
+                "tunnel publish refused: unknown or expired grant");
             self.state
                 .metrics
                 .publishes
