@@ -1,4 +1,5 @@
-//! The origin's HTTP port: entries API, HTTP-FLV playback, `/metrics` and `/healthz`.
+//! The origin's HTTP port: entries API, HTTP-FLV playback, `/metrics`, `/healthz` and
+//! the speed test (`/speedtest`, `longhaul_node::speedtest`'s routes).
 //!
 //! The accept loop (connection cap, header timeout) is `longhaul_node::http`'s; routing
 //! is an `axum::Router` ([`router`]), the API's part in [`crate::api`]. Every error is a
@@ -44,6 +45,7 @@ pub fn router(state: Arc<OriginState>) -> Router {
             get(play).options(|| async { with_cors(preflight()) }),
         )
         .nest("/api/v1", api::router(state.clone()))
+        .merge(state.speedtest.routes())
         .fallback(|req: Request| async move { not_found(req.method(), req.uri().path()) })
         .method_not_allowed_fallback(|req: Request| async move {
             method_not_allowed(req.method(), req.uri().path())
@@ -65,7 +67,7 @@ async fn play(
 }
 
 /// Counts each request in `http_requests_total{route, status}` (route: `healthz`,
-/// `metrics`, `live`, `api`, `unknown`) and logs server errors.
+/// `metrics`, `live`, `api`, `speedtest`, `unknown`) and logs server errors.
 async fn count(State(state): State<Arc<OriginState>>, req: Request, next: Next) -> Response<Body> {
     let matched = req
         .extensions()
@@ -76,6 +78,7 @@ async fn count(State(state): State<Arc<OriginState>>, req: Request, next: Next) 
         "/metrics" => "metrics",
         p if p.starts_with("/live/") => "live",
         p if p.starts_with("/api/") => "api",
+        p if p == "/speedtest" || p.starts_with("/speedtest/") => "speedtest",
         _ => "unknown",
     };
     let client = req.extensions().get::<Client>().map(|c| c.0);
