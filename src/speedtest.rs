@@ -466,6 +466,17 @@ pub fn rank(rows: &mut Vec<Row>) {
     rows.extend(failed);
 }
 
+/// Milliseconds as people read them: two decimals below 10 (a loopback or LAN connect
+/// is a fraction of one), one above.
+fn milliseconds(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 10.0 {
+        format!("{ms:.2}")
+    } else {
+        format!("{ms:.1}")
+    }
+}
+
 fn mbit(bps: Option<f64>, at_cap: bool) -> String {
     match bps {
         Some(b) => format!("{:.1}{}", b / 1e6, if at_cap { "+" } else { "" }),
@@ -500,8 +511,7 @@ pub fn table(rows: &[Row], download: bool) -> String {
             opt(&r.target.name),
             opt(&r.target.node),
             opt(&r.target.role),
-            m.connect
-                .map_or("-".into(), |c| format!("{:.1}", c.as_secs_f64() * 1000.0)),
+            m.connect.map_or("-".into(), milliseconds),
             mbit(m.upload_bps, m.upload_at_cap),
         ];
         if download {
