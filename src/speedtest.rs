@@ -56,9 +56,10 @@ pub struct SpeedtestArgs {
         env = "LONGHAUL_DEV_PORT_OFFSET"
     )]
     port_offset: u16,
-    /// Seconds of upload (and of download) per endpoint.
+    /// Seconds of upload (and of download) per endpoint, 1 to 10 (a node stops reading
+    /// an upload after 15 s, and what the socket buffered still has to arrive).
     #[arg(long, default_value_t = longhaul_node::speedtest::DEFAULT_TEST_SECONDS,
-          value_parser = clap::value_parser!(u64).range(1..=15), value_name = "S")]
+          value_parser = clap::value_parser!(u64).range(1..=10), value_name = "S")]
     seconds: u64,
     /// Also measure the download (encoders only send; off by default).
     #[arg(long)]
@@ -104,7 +105,8 @@ pub struct Row {
 }
 
 pub async fn run(args: SpeedtestArgs) -> anyhow::Result<()> {
-    let targets = if args.endpoints.is_empty() {
+    let dev = args.endpoints.is_empty();
+    let targets = if dev {
         dev_targets(args.port_offset)?
     } else {
         args.endpoints
@@ -133,6 +135,12 @@ pub async fn run(args: SpeedtestArgs) -> anyhow::Result<()> {
         print!("{}", table(&rows, args.download));
     }
     if rows.iter().all(|r| r.rank.is_none()) {
+        if dev {
+            anyhow::bail!(
+                "no endpoint could be measured (is `longhaul dev` running, with this \
+                 --port-offset? Otherwise name the nodes with --endpoint URL)"
+            );
+        }
         anyhow::bail!("no endpoint could be measured");
     }
     Ok(())
@@ -220,22 +228,19 @@ async fn measure_into(
 ) -> anyhow::Result<()> {
     let addr = resolve(&target.url).await?;
     let mut connects = Vec::with_capacity(CONNECTS);
-    let mut last_error = None;
     for _ in 0..CONNECTS {
         let start = Instant::now();
+        // A refusal or a timeout says enough: the endpoint is not one to publish to.
         match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await {
             Ok(Ok(_stream)) => connects.push(start.elapsed()),
-            Ok(Err(e)) => last_error = Some(e.to_string()),
-            Err(_) => last_error = Some(format!("no answer in {} s", CONNECT_TIMEOUT.as_secs())),
+            Ok(Err(e)) => anyhow::bail!("cannot connect to {addr}: {e}"),
+            Err(_) => anyhow::bail!(
+                "cannot connect to {addr}: no answer in {} s",
+                CONNECT_TIMEOUT.as_secs()
+            ),
         }
     }
     m.connect = median(&mut connects);
-    if m.connect.is_none() {
-        anyhow::bail!(
-            "cannot connect to {addr}: {}",
-            last_error.unwrap_or_default()
-        );
-    }
 
     // What the node says it is, and its limits.
     let info = get_json(addr, &target.url)
