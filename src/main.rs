@@ -8,7 +8,7 @@
 //! | `longhaul entry ...` | create, list, show, regenerate or delete entries over the API |
 //! | `longhaul pki --dir DIR --origin NAME... --edge NAME...` | a throwaway cluster CA and node certificates, one role each (test clusters, benchmarks) |
 //! | `longhaul pki fingerprint FILE...` | a certificate's SHA-256 fingerprint, for an origin's deny list |
-//! | `longhaul speedtest [--endpoint URL...] [--seconds S] [--download] [--json]` | measure every region's speed test (default: the `longhaul dev` nodes), ranked, with the endpoint to use |
+//! | `longhaul speedtest [--entry ID \| --endpoint URL...] [--seconds S] [--download] [--json]` | measure every region's speed test (an entry's, the URLs given, or the `longhaul dev` nodes), ranked, with the endpoint to use |
 //!
 //! The CLI knows the nodes; the nodes know nothing of the CLI: each node crate takes a
 //! plain config struct, and this binary only loads it, sets up logging and waits.

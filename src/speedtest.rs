@@ -5,8 +5,10 @@
 //! For each endpoint, one after the other (measured together they would share the
 //! uplink they measure): the TCP connect time (median of [`CONNECTS`]), then an upload
 //! for `--seconds` (what an encoder does: it sends), then with `--download` a download
-//! for as long. The targets are the `--endpoint` URLs, or by default the five nodes of
-//! `longhaul dev` (from the embedded `config/dev.toml`, moved by `--port-offset`).
+//! for as long. The targets are the `--endpoint` URLs; or an entry's speed tests
+//! (`--entry ID`, read from an origin's API: the data centres' and each region's, with
+//! the entry's URL to publish to there); or by default the five nodes of `longhaul dev`
+//! (from the embedded `config/dev.toml`, moved by `--port-offset`).
 //!
 //! Ranking ([`rank`]): upload throughput decides; endpoints within [`CLOSE_ENOUGH`] of
 //! the best upload are ranked among themselves by connect time (a shorter round trip
@@ -46,8 +48,18 @@ pub struct SpeedtestArgs {
     /// A node's speed-test URL (`http://fr-publish-speedtest.example.com/speedtest`, or
     /// `host:port` of its HTTP port); repeat for several. Default: the `longhaul dev`
     /// nodes.
-    #[arg(long = "endpoint", value_name = "URL")]
+    #[arg(long = "endpoint", value_name = "URL", conflicts_with = "entry")]
     endpoints: Vec<String>,
+    /// Measure the speed tests an entry lists (the data centres', each region's), read
+    /// from an origin's API, and name the entry's URL to publish to in each region.
+    #[arg(long, value_name = "ID")]
+    entry: Option<String>,
+    /// Base URL of an origin's HTTP port, for `--entry`.
+    #[arg(long, default_value = crate::entry::DEFAULT_API, env = "LONGHAUL_API", value_name = "URL")]
+    api: String,
+    /// Bearer token, when the origin sets `http.api_token`.
+    #[arg(long, env = "LONGHAUL_API_TOKEN", value_name = "TOKEN")]
+    api_token: Option<String>,
     /// The `longhaul dev` cluster's `--port-offset`, for the default targets.
     #[arg(
         long,
@@ -105,8 +117,11 @@ pub struct Row {
 }
 
 pub async fn run(args: SpeedtestArgs) -> anyhow::Result<()> {
-    let dev = args.endpoints.is_empty();
-    let targets = if dev {
+    let dev = args.endpoints.is_empty() && args.entry.is_none();
+    let targets = if let Some(id) = &args.entry {
+        let entry = read_entry(&args.api, args.api_token.as_deref(), id).await?;
+        entry_targets(&entry)?
+    } else if dev {
         dev_targets(args.port_offset)?
     } else {
         args.endpoints
@@ -163,6 +178,69 @@ fn dev_targets(offset: u16) -> anyhow::Result<Vec<Target>> {
             })
         })
         .collect()
+}
+
+/// An entry, as the origin's API has it.
+async fn read_entry(api: &str, token: Option<&str>, id: &str) -> anyhow::Result<serde_json::Value> {
+    let api = crate::entry::api_base(api);
+    let url: Uri = format!("{api}/api/v1/entries/{id}")
+        .parse()
+        .with_context(|| format!("bad API URL {api}"))?;
+    let addr = resolve(&url).await?;
+    let mut request = Request::get(&url).header(hyper::header::HOST, host_header(&url));
+    if let Some(token) = token {
+        request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = request
+        .body(Empty::<Bytes>::new())
+        .context("building the request")?;
+    let response = send(addr, request, ANSWER_TIMEOUT)
+        .await
+        .with_context(|| format!("cannot reach the longhaul API at {api}"))?;
+    let (status, body) = read_body(response, ANSWER_TIMEOUT).await?;
+    if !status.is_success() {
+        anyhow::bail!("GET {url} answered {}", refusal(status, &body));
+    }
+    serde_json::from_slice(&body).context("the API's answer is not JSON")
+}
+
+/// The speed tests an entry lists: the data centres' (origins; publish to the entry's
+/// primary URL, which the cluster sends to its primary origin), then each region's
+/// (edges; publish to the region's primary URL). A region without a speed test is
+/// left out: there is nothing to measure.
+pub fn entry_targets(entry: &serde_json::Value) -> anyhow::Result<Vec<Target>> {
+    let endpoints = &entry["endpoints"];
+    let text = |v: &serde_json::Value, key: &str| v[key].as_str().map(str::to_owned);
+    let mut targets = Vec::new();
+    let data_centres = endpoints["speed_tests"].as_array().into_iter().flatten();
+    for t in data_centres {
+        if let Some(url) = text(t, "url") {
+            let mut target = endpoint_target(&url)?;
+            target.region = text(t, "region");
+            target.name = text(t, "name");
+            target.role = Some("origin".into());
+            target.ingest = text(endpoints, "primary_rtmp");
+            targets.push(target);
+        }
+    }
+    for r in endpoints["regions"].as_array().into_iter().flatten() {
+        if let Some(url) = text(r, "speed_test") {
+            let mut target = endpoint_target(&url)?;
+            target.region = text(r, "region");
+            target.name = text(r, "name");
+            target.role = Some("edge".into());
+            target.ingest = text(r, "primary_rtmp");
+            targets.push(target);
+        }
+    }
+    if targets.is_empty() {
+        anyhow::bail!(
+            "entry {} lists no speed tests (the origins' [endpoints] speed_tests and each \
+             region's speed_test set them)",
+            entry["id"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(targets)
 }
 
 /// A target from a URL as typed: `http://` is assumed without a scheme, and a URL
@@ -724,6 +802,56 @@ mod tests {
     fn throughput_arithmetic() {
         assert_eq!(throughput(6_250_000, Duration::from_secs(1)), 50e6);
         assert_eq!(throughput(1, Duration::ZERO), 0.0);
+    }
+
+    #[test]
+    fn an_entrys_speed_tests_with_where_to_publish() {
+        let entry = serde_json::json!({
+            "id": "1_abcd1234",
+            "endpoints": {
+                "primary_rtmp": "rtmp://1_abcd1234.p.kpublish.example.com:1935/kLive/?t=tok",
+                "speed_tests": [
+                    {"region": "nyc", "name": "US (New York)", "url": "http://ny-publish-speedtest.example.com/speedtest"},
+                ],
+                "regions": [
+                    {"region": "fra", "name": "EMEA (Frankfurt)", "speed_test": "http://fr-publish-speedtest.example.com",
+                     "primary_rtmp": "rtmp://1_abcd1234.p.fra.kpublish.example.com:1935/kLive/?t=tok"},
+                    {"region": "gru", "name": "LATAM (Sao Paulo)", "speed_test": null,
+                     "primary_rtmp": "rtmp://1_abcd1234.p.gru.kpublish.example.com:1935/kLive/?t=tok"},
+                ],
+            },
+        });
+        let targets = entry_targets(&entry).expect("targets");
+        let seen: Vec<(String, String, String)> = targets
+            .iter()
+            .map(|t| {
+                (
+                    t.region.clone().unwrap_or_default(),
+                    t.url.to_string(),
+                    t.ingest.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "nyc".to_string(),
+                    "http://ny-publish-speedtest.example.com/speedtest".to_string(),
+                    "rtmp://1_abcd1234.p.kpublish.example.com:1935/kLive/?t=tok".to_string()
+                ),
+                (
+                    "fra".to_string(),
+                    "http://fr-publish-speedtest.example.com/speedtest".to_string(),
+                    "rtmp://1_abcd1234.p.fra.kpublish.example.com:1935/kLive/?t=tok".to_string()
+                ),
+            ]
+        );
+        let none = serde_json::json!({"id": "1_x", "endpoints": {"regions": []}});
+        let error = entry_targets(&none)
+            .expect_err("nothing to measure")
+            .to_string();
+        assert!(error.contains("lists no speed tests"), "{error}");
     }
 
     #[test]

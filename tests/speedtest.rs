@@ -27,8 +27,8 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// `longhaul dev` at [`OFFSET`], once its banner is printed.
-fn start_dev(dir: &std::path::Path) -> KillOnDrop {
+/// `longhaul dev` at [`OFFSET`], once its banner is printed, and its demo entry's id.
+fn start_dev(dir: &std::path::Path) -> (KillOnDrop, String) {
     let log = dir.join("dev.log");
     let mut dev = Command::new(BIN)
         .args(["dev", "--port-offset", &OFFSET.to_string(), "--data-dir"])
@@ -46,6 +46,7 @@ fn start_dev(dir: &std::path::Path) -> KillOnDrop {
         }
     });
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut entry = None;
     loop {
         assert!(
             Instant::now() < deadline,
@@ -59,8 +60,11 @@ fn start_dev(dir: &std::path::Path) -> KillOnDrop {
             );
         }
         if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            if let Some(rest) = line.strip_prefix("Demo entry ") {
+                entry = rest.split_whitespace().next().map(str::to_owned);
+            }
             if line.contains("longhaul entry create") {
-                return dev;
+                return (dev, entry.expect("the banner names the demo entry"));
             }
         }
     }
@@ -160,7 +164,7 @@ fn get(addr: &str, path: &str, read_body: bool) -> (Answer, TcpStream) {
 #[test]
 fn speedtest_ranks_every_dev_node_and_the_limits_hold() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let _dev = start_dev(dir.path());
+    let (_dev, entry) = start_dev(dir.path());
 
     // The table: a header, a ranked row per node with a positive upload, the advice.
     let out = speedtest(&[]);
@@ -214,6 +218,21 @@ fn speedtest_ranks_every_dev_node_and_the_limits_hold() {
         assert!(r["connect_ms"].as_f64().is_some_and(|m| m > 0.0), "{r}");
     }
     assert_eq!(report["best"], results[0]);
+
+    // The speed tests the demo entry lists, each with the entry's URL to publish to.
+    let api = http_port(8081);
+    let out = speedtest(&["--entry", &entry, "--api", &api, "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let results = report["results"].as_array().expect("results");
+    assert_eq!(results.len(), 5, "{report}");
+    for r in results {
+        assert_eq!(r["error"], serde_json::Value::Null, "{r}");
+        let ingest = r["ingest"].as_str().expect("ingest");
+        assert!(
+            ingest.starts_with("rtmp://127.0.0.1:") && ingest.contains("?t="),
+            "{ingest}"
+        );
+    }
 
     // The limits, at fra.
     let fra = http_port(8083);
@@ -272,7 +291,7 @@ fn speedtest_ranks_every_dev_node_and_the_limits_hold() {
         .expect("the busy series");
     assert!(busy_count >= 1, "{}", metrics.body);
 
-    // One address past its budget (10, less the two speedtest runs'), at gru.
+    // One address past its budget (10, less the three speedtest runs'), at gru.
     let gru = http_port(8084);
     let mut allowed = 0;
     let limited = loop {
@@ -284,7 +303,7 @@ fn speedtest_ranks_every_dev_node_and_the_limits_hold() {
             other => panic!("unexpected {other}: {}", answer.head),
         }
     };
-    assert!(allowed >= 7, "only {allowed} tests before the limit");
+    assert!(allowed >= 6, "only {allowed} tests before the limit");
     assert_eq!(limited.error_code(), "rate_limited");
     let retry: u64 = limited
         .header("retry-after")
