@@ -10,6 +10,10 @@
 //! the entry's URL to publish to there); or by default the five nodes of `longhaul dev`
 //! (from the embedded `config/dev.toml`, moved by `--port-offset`).
 //!
+//! The upload's throughput is the bytes the node read over the time it spent reading
+//! them (its answer says both); the download's, the bytes read here from the answer's
+//! head on. Neither counts the connect, measured on its own.
+//!
 //! Ranking ([`rank`]): upload throughput decides; endpoints within [`CLOSE_ENOUGH`] of
 //! the best upload are ranked among themselves by connect time (a shorter round trip
 //! recovers from loss sooner and carries less latency). An endpoint that cannot be
@@ -354,7 +358,14 @@ async fn measure_into(
     let bytes = answer["bytes"]
         .as_u64()
         .context("upload: no `bytes` in the answer")?;
-    let bps = throughput(bytes, elapsed);
+    // The node's own time, from the request's head to the body's last byte: neither
+    // the connect nor the answer's way back (a round trip on a long path) is counted.
+    // The client's time is the fallback, an underestimate by about a round trip.
+    let reading = answer["seconds"]
+        .as_f64()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s <= elapsed.as_secs_f64())
+        .map_or(elapsed, Duration::from_secs_f64);
+    let bps = throughput(bytes, reading);
     m.upload_bps = Some(bps);
     m.upload_at_cap = cap.is_some_and(|c| bps >= c * AT_CAP);
 
@@ -364,10 +375,11 @@ async fn measure_into(
             .header(hyper::header::HOST, host_header(&target.url))
             .body(Empty::<Bytes>::new())
             .context("building the download request")?;
-        let start = Instant::now();
         let response = send(addr, request, ANSWER_TIMEOUT)
             .await
             .context("download")?;
+        // From the answer's head: the connect and the request's way out are not counted.
+        let start = Instant::now();
         let status = response.status();
         if !status.is_success() {
             let (_, body) = read_body(response, ANSWER_TIMEOUT).await?;
