@@ -3,9 +3,9 @@
 //! longhaul runs two kinds of node. An **origin** takes encoders and players and keeps
 //! the streams; an **edge** takes encoders near them and forwards each stream over a QUIC
 //! tunnel to an origin. Both listen for RTMP and RTMPS the same way, read the same
-//! settings sections, serve `/metrics` and `/healthz` over HTTP, and count what they do in
-//! Prometheus series labelled with the node. That common part lives here, once; what a
-//! node does with a connection stays in its own crate.
+//! settings sections, serve `/metrics`, `/healthz` and a speed test over HTTP, and count
+//! what they do in Prometheus series labelled with the node. That common part lives
+//! here, once; what a node does with a connection stays in its own crate.
 //!
 //! ```text
 //!             ┌────────────────────── longhaul-node ──────────────────────┐
