@@ -767,12 +767,27 @@ mod tests {
         let test = SpeedTest::new(node());
         registry.register(test.collector()).expect("registered");
         let text = crate::metrics::render(&registry);
-        for series in [
-            "longhaul_speedtest_requests_total{kind=\"upload\",outcome=\"busy\",node=\"fra-1\",region=\"fra\"} 0",
-            "longhaul_speedtest_bytes_total{direction=\"download\",node=\"fra-1\",region=\"fra\"} 0",
-            "longhaul_speedtest_active{node=\"fra-1\",region=\"fra\"} 0",
+        // The node's labels come in no fixed order: each label is looked for on its own.
+        for (name, labels) in [
+            (
+                "longhaul_speedtest_requests_total{",
+                &["kind=\"upload\"", "outcome=\"busy\""][..],
+            ),
+            (
+                "longhaul_speedtest_bytes_total{",
+                &["direction=\"download\""][..],
+            ),
+            ("longhaul_speedtest_active{", &[][..]),
         ] {
-            assert!(text.lines().any(|l| l == series), "{series} missing in\n{text}");
+            let found = text.lines().any(|l| {
+                l.starts_with(name)
+                    && l.ends_with("} 0")
+                    && ["node=\"fra-1\"", "region=\"fra\""]
+                        .iter()
+                        .chain(labels)
+                        .all(|label| l.contains(label))
+            });
+            assert!(found, "{name} {labels:?} missing in\n{text}");
         }
     }
 }
