@@ -13,7 +13,9 @@ use anyhow::Context;
 use longhaul_edge::config::RelaySection;
 use longhaul_edge::{Edge, EdgeConfig};
 use longhaul_node::config::{HttpSection, NodeSection, RtmpSection, RtmpsSection};
-use longhaul_origin::config::{EndpointsSection, LegAddress, RegionEndpoint, RegistrySection};
+use longhaul_origin::config::{
+    EndpointsSection, LegAddress, RegionEndpoint, RegistrySection, SpeedTestSection,
+};
 use longhaul_origin::{Config as OriginConfig, Origin};
 use longhaul_tunnel::pki::{ClusterCa, NodeFiles, NodeRole};
 use longhaul_tunnel::{
@@ -48,6 +50,8 @@ struct DevCluster {
 struct DevOrigin {
     id: String,
     region: String,
+    /// What an entry's speed tests call the data centre, `US (New York)`.
+    name: String,
     rtmp: SocketAddr,
     rtmps: SocketAddr,
     http: SocketAddr,
@@ -417,11 +421,58 @@ fn dev_endpoints(cluster: &DevCluster) -> anyhow::Result<EndpointsSection> {
                 rtmp_port: e.rtmp.port(),
                 rtmps_port: e.rtmps.port(),
                 backup: None,
-                speed_test: None,
+                speed_test: Some(speed_test_url(e.http)),
+            })
+            .collect(),
+        speed_tests: cluster
+            .origins
+            .values()
+            .map(|o| SpeedTestSection {
+                region: o.region.clone(),
+                name: o.name.clone(),
+                url: speed_test_url(o.http),
             })
             .collect(),
         ..EndpointsSection::default()
     })
+}
+
+/// A dev node's speed test, on its HTTP port.
+fn speed_test_url(http: SocketAddr) -> String {
+    format!("http://{http}{}", longhaul_node::speedtest::PATH)
+}
+
+/// A node of the dev cluster, as `longhaul speedtest` measures it.
+pub struct DevNode {
+    pub id: String,
+    pub region: String,
+    /// What the product calls the place, `EMEA (Frankfurt)`.
+    pub name: String,
+    pub role: &'static str,
+    pub http: SocketAddr,
+    pub rtmp: SocketAddr,
+}
+
+/// The five nodes of the dev cluster, origins first, its ports moved by `offset`.
+pub fn nodes(offset: u16) -> anyhow::Result<Vec<DevNode>> {
+    let cluster = DevCluster::load(offset)?;
+    let origins = cluster.origins.values().map(|o| DevNode {
+        id: o.id.clone(),
+        region: o.region.clone(),
+        name: o.name.clone(),
+        role: "origin",
+        http: o.http,
+        rtmp: o.rtmp,
+    });
+    let edges = cluster.edges.values().map(|e| DevNode {
+        id: e.id.clone(),
+        region: e.region.clone(),
+        name: e.name.clone(),
+        role: "edge",
+        http: e.http,
+        rtmp: e.rtmp,
+    });
+    Ok(origins.chain(edges).collect())
 }
 
 fn origin_config(

@@ -181,7 +181,7 @@ pub async fn run(args: EntryArgs) -> anyhow::Result<()> {
 
 /// The API's base URL as typed: `http://` is assumed without a scheme, and a trailing
 /// `/` is dropped.
-fn api_base(typed: &str) -> String {
+pub(crate) fn api_base(typed: &str) -> String {
     let typed = typed.trim().trim_end_matches('/');
     if typed.contains("://") {
         typed.to_string()

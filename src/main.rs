@@ -8,6 +8,7 @@
 //! | `longhaul entry ...` | create, list, show, regenerate or delete entries over the API |
 //! | `longhaul pki --dir DIR --origin NAME... --edge NAME...` | a throwaway cluster CA and node certificates, one role each (test clusters, benchmarks) |
 //! | `longhaul pki fingerprint FILE...` | a certificate's SHA-256 fingerprint, for an origin's deny list |
+//! | `longhaul speedtest [--entry ID \| --endpoint URL...] [--seconds S] [--download] [--json]` | measure every region's speed test (an entry's, the URLs given, or the `longhaul dev` nodes), ranked, with the endpoint to use |
 //!
 //! The CLI knows the nodes; the nodes know nothing of the CLI: each node crate takes a
 //! plain config struct, and this binary only loads it, sets up logging and waits.
@@ -17,6 +18,7 @@ mod dev;
 mod entry;
 mod logging;
 mod pki;
+mod speedtest;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -85,6 +87,10 @@ enum Command {
     /// staging, the benchmarks; production keeps its CA offline), or print a
     /// certificate's fingerprint (`longhaul pki fingerprint FILE`) for a deny list.
     Pki(pki::PkiArgs),
+    /// Measure each region's speed test as OBS's auto-config does (connect time, then a
+    /// few seconds of upload per node) and print them ranked, with the endpoint to use.
+    /// Default targets: the `longhaul dev` nodes.
+    Speedtest(speedtest::SpeedtestArgs),
 }
 
 fn main() -> ExitCode {
@@ -119,6 +125,7 @@ fn main() -> ExitCode {
             }
             Command::Entry(args) => entry::run(args).await,
             Command::Pki(args) => pki::run(args),
+            Command::Speedtest(args) => speedtest::run(args).await,
         }
     });
     match result {

@@ -1,8 +1,8 @@
-//! The edge's HTTP port: `/metrics`, `/healthz` and the probes `/livez` and `/readyz`,
-//! nothing else. A request for the
-//! entries API (`/api/...`, what `longhaul entry --api` sends) is answered with a JSON 404
-//! that says this is an edge and names the origins that serve the API, so a client
-//! pointed at the wrong node learns where to go.
+//! The edge's HTTP port: `/metrics`, `/healthz`, the probes `/livez` and `/readyz`, and
+//! the speed test (`/speedtest`, `longhaul_node::speedtest`'s routes), nothing else. A
+//! request for the entries API (`/api/...`, what `longhaul entry --api` sends) is
+//! answered with a JSON 404 that says this is an edge and names the origins that serve
+//! the API, so a client pointed at the wrong node learns where to go.
 //!
 //! `/healthz` says whether the edge can do its job, which is to reach origins:
 //!
@@ -51,8 +51,8 @@ pub async fn serve(listener: TcpListener, state: Arc<EdgeState>, shutdown: Cance
     longhaul_node::http::serve(listener, settings, refused, shutdown, router(state)).await
 }
 
-/// `/healthz`, `/livez`, `/readyz` and `/metrics` (GET and HEAD); anything else is a
-/// JSON 404.
+/// `/healthz`, `/livez`, `/readyz` and `/metrics` (GET and HEAD), `/speedtest`;
+/// anything else is a JSON 404.
 pub fn router(state: Arc<EdgeState>) -> axum::Router {
     axum::Router::new()
         .route(
@@ -79,6 +79,7 @@ pub fn router(state: Arc<EdgeState>) -> axum::Router {
             "/api/{*rest}",
             axum::routing::any(|State(s): State<Arc<EdgeState>>| async move { not_an_origin(&s) }),
         )
+        .merge(state.speedtest.routes())
         .fallback(|req: Request| async move { not_found(req.method(), req.uri().path()) })
         .method_not_allowed_fallback(|req: Request| async move {
             method_not_allowed(req.method(), req.uri().path())
@@ -115,6 +116,7 @@ async fn count(State(state): State<Arc<EdgeState>>, req: Request, next: Next) ->
         "readyz" => "readyz",
         "metrics" => "metrics",
         p if p == "api" || p.starts_with("api/") => "api",
+        p if p == "speedtest" || p.starts_with("speedtest/") => "speedtest",
         _ => "unknown",
     };
     let client = req.extensions().get::<Client>().map(|c| c.0);

@@ -76,6 +76,7 @@ pub use config::EdgeConfig;
 use crate::metrics::Metrics;
 use crate::state::EdgeState;
 use crate::upstream::Upstreams;
+use longhaul_node::speedtest::NodeIdentity;
 use longhaul_node::{
     accept, AbuseGate, CertificateWatch, ConnectionLimits, Cut, InvalidSetting, ListenError,
     Listeners, LivePublishes, NodeTasks, Revoked,
@@ -197,7 +198,14 @@ impl Edge {
         reloadables.extend(upstreams.reloadables());
         let certificates = CertificateWatch::new(reloadables, config.node.certificate_poll());
         metrics.register(certificates.collector());
+        let speedtest = longhaul_node::speedtest::SpeedTest::new(NodeIdentity {
+            id: config.node.id.clone(),
+            region: config.node.region.clone(),
+            role: "edge",
+        });
+        metrics.register(speedtest.collector());
         let state = Arc::new(EdgeState {
+            speedtest,
             metrics,
             upstreams,
             connections: limits.clone(),

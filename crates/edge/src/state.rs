@@ -31,6 +31,8 @@ pub struct EdgeState {
     /// Cancelled when the edge drains (SIGTERM): no new publishes, encoders asked to
     /// reconnect elsewhere.
     pub draining: tokio_util::sync::CancellationToken,
+    /// The speed-test routes' limits and series (`/speedtest`).
+    pub speedtest: longhaul_node::speedtest::SpeedTest,
 }
 
 /// The relayed streams by the router's stream id (the connection's), so the router's

@@ -3,9 +3,9 @@
 //! longhaul runs two kinds of node. An **origin** takes encoders and players and keeps
 //! the streams; an **edge** takes encoders near them and forwards each stream over a QUIC
 //! tunnel to an origin. Both listen for RTMP and RTMPS the same way, read the same
-//! settings sections, serve `/metrics` and `/healthz` over HTTP, and count what they do in
-//! Prometheus series labelled with the node. That common part lives here, once; what a
-//! node does with a connection stays in its own crate.
+//! settings sections, serve `/metrics`, `/healthz` and a speed test over HTTP, and count
+//! what they do in Prometheus series labelled with the node. That common part lives
+//! here, once; what a node does with a connection stays in its own crate.
 //!
 //! ```text
 //!             ┌────────────────────── longhaul-node ──────────────────────┐
@@ -34,6 +34,7 @@
 //! | [`metrics`] | a per-node Prometheus registry, metric builders, [`GaugeGuard`] |
 //! | [`revocation`] | live publishes by entry, so a revoked token or a deleted entry cuts them all ([`LivePublishes`]) |
 //! | [`connection`] | the loop every node runs per RTMP connection; the node's part is a [`connection::Connection`] |
+//! | [`speedtest`] | the speed-test routes both nodes mount (`/speedtest`): bounded, paced, limited per node and per client |
 //! | [`session_io`] | an RTMP session's writes with a time limit, and its deadline timer |
 //! | [`tasks`] | [`NodeTasks`]: a node's tasks and the token that stops them |
 //!
@@ -72,6 +73,7 @@ pub mod proxy_header;
 pub mod reload;
 pub mod revocation;
 pub mod session_io;
+pub mod speedtest;
 pub mod tasks;
 pub mod tls;
 pub mod unauthorised;

@@ -1,5 +1,5 @@
 //! The origin's HTTP port: entries API, HTTP-FLV playback, `/metrics`, `/healthz` and
-//! `/readyz`.
+//! `/readyz`, and the speed test (`/speedtest`, `longhaul_node::speedtest`'s routes).
 //!
 //! `/healthz` is 200 while the node runs, draining or not (a liveness check: restarting
 //! a draining origin would cut what it is waiting for). `/readyz` is 200 while the origin
@@ -9,9 +9,8 @@
 //!
 //! The accept loop (connection cap, header timeout) is `longhaul_node::http`'s; routing
 //! is an `axum::Router` ([`router`]), the API's part in [`crate::api`]. Every error is a
-//! JSON body
-//! `{"error": {"code": ..., "message": ...}}` with a fitting status, and is counted in
-//! `longhaul_http_requests_total{route,status}`.
+//! JSON body `{"error": {"code": ..., "message": ...}}` with a fitting status, and is
+//! counted in `longhaul_http_requests_total{route,status}`.
 
 use crate::api;
 use crate::flv;
@@ -55,6 +54,7 @@ pub fn router(state: Arc<OriginState>) -> Router {
             get(play).options(|| async { with_cors(preflight()) }),
         )
         .nest("/api/v1", api::router(state.clone()))
+        .merge(state.speedtest.routes())
         .fallback(|req: Request| async move { not_found(req.method(), req.uri().path()) })
         .method_not_allowed_fallback(|req: Request| async move {
             method_not_allowed(req.method(), req.uri().path())
@@ -76,7 +76,7 @@ async fn play(
 }
 
 /// Counts each request in `http_requests_total{route, status}` (route: `healthz`,
-/// `readyz`, `metrics`, `live`, `api`, `unknown`) and logs server errors.
+/// `readyz`, `metrics`, `live`, `api`, `speedtest`, `unknown`) and logs server errors.
 async fn count(State(state): State<Arc<OriginState>>, req: Request, next: Next) -> Response<Body> {
     let matched = req
         .extensions()
@@ -88,6 +88,7 @@ async fn count(State(state): State<Arc<OriginState>>, req: Request, next: Next) 
         "/metrics" => "metrics",
         p if p.starts_with("/live/") => "live",
         p if p.starts_with("/api/") => "api",
+        p if p == "/speedtest" || p.starts_with("/speedtest/") => "speedtest",
         _ => "unknown",
     };
     let client = req.extensions().get::<Client>().map(|c| c.0);

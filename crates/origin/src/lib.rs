@@ -58,6 +58,7 @@ use crate::config::OriginConfig;
 use crate::metrics::Metrics;
 use crate::state::OriginState;
 use longhaul_hub::Hub;
+use longhaul_node::speedtest::NodeIdentity;
 use longhaul_node::{
     accept, AbuseGate, CertificateWatch, ConnectionLimits, ListenError, Listeners, NodeTasks,
 };
@@ -163,7 +164,14 @@ impl Origin {
         let abuse = AbuseGate::new(&config.abuse, metrics.abuse.clone())?;
         metrics.register(abuse.collector());
         metrics.register(certificates.collector());
+        let speedtest = longhaul_node::speedtest::SpeedTest::new(NodeIdentity {
+            id: config.node.id.clone(),
+            region: config.node.region.clone(),
+            role: "origin",
+        });
+        metrics.register(speedtest.collector());
         let state = Arc::new(OriginState {
+            speedtest,
             metrics,
             abuse,
             registry,

@@ -41,6 +41,8 @@ pub struct OriginState {
     /// Origin peering, when `[peering]` names peers: the tunnels to them, and what this
     /// origin pulls and serves.
     pub peering: Option<Arc<crate::peering::Peering>>,
+    /// The speed-test routes' limits and series (`/speedtest`).
+    pub speedtest: longhaul_node::speedtest::SpeedTest,
 }
 
 impl OriginState {
