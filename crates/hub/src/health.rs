@@ -85,8 +85,11 @@ pub(crate) struct Health {
     /// The highest timestamp seen, unwrapped (RTMP timestamps are 32-bit ms and wrap).
     media_ms: Option<(u32, i64)>,
     anchor: Option<Anchor>,
-    /// Wall instant and unwrapped media time of the last audio or video frame.
-    last_media: Option<(Instant, i64)>,
+    /// Wall instant of the last audio or video frame (a new publisher's clock keeps it:
+    /// silence is silence, whoever publishes next).
+    last_media_at: Option<Instant>,
+    /// Unwrapped media time of the last audio or video frame, on the current clock.
+    last_media_ms: Option<(Instant, i64)>,
     last_video: Option<Instant>,
     last_audio: Option<Instant>,
     /// Unwrapped media time of the last keyframe, and the interval before it.
@@ -102,7 +105,8 @@ impl Health {
             seconds: VecDeque::with_capacity(RATE_WINDOW_SECONDS as usize + 1),
             media_ms: None,
             anchor: None,
-            last_media: None,
+            last_media_at: None,
+            last_media_ms: None,
             last_video: None,
             last_audio: None,
             last_keyframe_ms: None,
@@ -119,7 +123,7 @@ impl Health {
         self.anchor = None;
         self.last_keyframe_ms = None;
         self.keyframe_interval_ms = None;
-        self.last_media = None;
+        self.last_media_ms = None;
     }
 
     /// Takes in one message the leg forwarded, at `now`.
@@ -158,7 +162,8 @@ impl Health {
             media_ms,
         });
         let highest = self.media_ms.map_or(media_ms, |(_, h)| h);
-        self.last_media = Some((now, highest));
+        self.last_media_at = Some(now);
+        self.last_media_ms = Some((now, highest));
     }
 
     /// The message's timestamp on an unwrapped, monotonic-ish scale: steps from the
@@ -225,16 +230,16 @@ impl Health {
             }
         };
         let since_last_media = self
-            .last_media
-            .map(|(at, _)| now.saturating_duration_since(at));
+            .last_media_at
+            .map(|at| now.saturating_duration_since(at));
         let keyframe_interval = self.keyframe_interval_ms.map(|interval| {
-            let open = match (self.last_keyframe_ms, self.last_media) {
+            let open = match (self.last_keyframe_ms, self.last_media_ms) {
                 (Some(keyframe), Some((_, media))) => media - keyframe,
                 _ => 0,
             };
             Duration::from_millis(interval.max(open).max(0) as u64)
         });
-        let timestamp_drift_seconds = match (self.anchor, self.last_media) {
+        let timestamp_drift_seconds = match (self.anchor, self.last_media_ms) {
             (Some(anchor), Some((wall, media))) => {
                 let media = (media - anchor.media_ms) as f64 / 1000.0;
                 let wall = wall.saturating_duration_since(anchor.wall).as_secs_f64();
@@ -391,6 +396,19 @@ mod tests {
         assert_eq!(f.since_last_media, Some(Duration::from_millis(6020)));
         assert_eq!(f.bitrate_bps, 0.0);
         assert!(!f.video_present && !f.audio_present, "{f:?}");
+    }
+
+    #[test]
+    fn a_new_clock_measures_drift_afresh_but_keeps_the_silence() {
+        let t0 = Instant::now();
+        let mut state = StreamState::default();
+        let mut health = Health::new(t0);
+        steady(&mut state, &mut health, t0, 3, 2000, 100);
+        health.new_clock();
+        let f = health.figures(t0 + Duration::from_millis(4000));
+        assert_eq!(f.since_last_media, Some(Duration::from_millis(1020)));
+        assert_eq!(f.timestamp_drift_seconds, 0.0);
+        assert_eq!(f.keyframe_interval, None);
     }
 
     #[test]
