@@ -38,6 +38,21 @@ impl Drop for Killed {
     }
 }
 
+/// A command run in a process group of its own, which is killed whole however the
+/// test ends: `timeout` does not pass a SIGKILL on to what it runs, so killing it alone
+/// would leave an encoder or a player loop behind.
+struct KilledGroup(Child);
+impl Drop for KilledGroup {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.0.id()) {
+            // SAFETY: kill(2) with a negative pid signals the process group this test
+            // made for the child (`process_group(0)`); no memory is involved.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
+        let _ = self.0.wait();
+    }
+}
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -158,13 +173,15 @@ fn check_log_fields(log: &Path, entry: &str) {
 }
 
 /// A shell command run for at most [`RUN_SECONDS`], quiet.
-fn run_bounded(command: &str) -> Killed {
-    Killed(
+fn run_bounded(command: &str) -> KilledGroup {
+    use std::os::unix::process::CommandExt;
+    KilledGroup(
         Command::new("sh")
             .arg("-c")
             .arg(format!("exec timeout {RUN_SECONDS} {command}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("spawn sh"),
     )
@@ -361,12 +378,13 @@ async fn every_panel_and_alert_query_returns_data_from_longhaul_dev() {
     let one_leg = replaced(&one_leg, "-b:v 2500k", "-b:v 4M -maxrate 1M -bufsize 1M");
     let _second = run_bounded(&replaced(&one_leg, "ffmpeg ", "ffmpeg -loglevel error "));
     // Players of rendition 1 at both origins; each origin pulls the leg it lacks.
-    let _players: Vec<Killed> = [8081u16, 8082]
+    let _players: Vec<KilledGroup> = [8081u16, 8082]
         .iter()
         .map(|port| {
-            // Again after a 404 (the stream not live yet) or an end, until killed.
+            // Again after a 404 (the stream not live yet) or an end: 200 tries at most,
+            // and the whole group is killed with the test.
             run_bounded(&format!(
-                "sh -c 'while :; do curl -s -N --max-time 20 -o /dev/null http://127.0.0.1:{}/live/{entry}_1.flv; sleep 0.5; done'",
+                "sh -c 'for i in $(seq 200); do curl -s -N --max-time 20 -o /dev/null http://127.0.0.1:{}/live/{entry}_1.flv; sleep 0.5; done'",
                 moved(*port)
             ))
         })
