@@ -129,8 +129,9 @@ impl Health {
     /// Takes in one message the leg forwarded, at `now`.
     pub fn record(&mut self, ingested: &Ingested, now: Instant) {
         let message = &ingested.message;
-        self.count(now, message.payload.len() as u64, false);
         let kind = message.type_id;
+        let video_frame = kind == type_id::VIDEO && !ingested.is_config;
+        self.count(now, message.payload.len() as u64, video_frame);
         if ingested.is_config {
             if kind == type_id::DATA_AMF0 {
                 self.declared = declared_figures(&message.payload);
@@ -143,7 +144,6 @@ impl Health {
         let media_ms = self.unwrap(message);
         if kind == type_id::VIDEO {
             self.last_video = Some(now);
-            self.count(now, 0, true);
             if ingested.resume_point {
                 if let Some(previous) = self.last_keyframe_ms {
                     if media_ms > previous {

@@ -102,8 +102,8 @@ impl Rendition {
 
     /// One message `ingested` into the stream of `leg`, whose state (after it) is
     /// `leg_state`: forwarded on air, dropped, or the leg goes on air with it.
-    pub fn offer(&self, leg: Leg, ingested: &Ingested, leg_state: &StreamState) {
-        let now = Instant::now();
+    /// `now` is when the message arrived.
+    pub fn offer(&self, leg: Leg, ingested: &Ingested, leg_state: &StreamState, now: Instant) {
         let mut guard = lock(&self.inner);
         let inner = &mut *guard;
         if inner.out.ended {
@@ -122,7 +122,7 @@ impl Rendition {
         });
         match verdict {
             Verdict::Drop => {}
-            Verdict::Forward => inner.forward(&self.name, ingested.message.clone()),
+            Verdict::Forward => inner.forward(&self.name, ingested.message.clone(), now),
             Verdict::Switch(switch) => {
                 self.totals.switches[usize::from(switch.to == Leg::Backup)]
                     [switch_index(switch.reason)]
@@ -224,13 +224,13 @@ fn join_point(last_video: Option<&(u32, Bytes)>, leg_state: &StreamState) -> Opt
 
 impl RenditionInner {
     /// Forwards one leg message on air.
-    fn forward(&mut self, name: &str, message: RtmpMessage) {
+    fn forward(&mut self, name: &str, message: RtmpMessage, now: Instant) {
         match message.type_id {
             type_id::VIDEO => self.last_video = Some((message.timestamp, message.payload.clone())),
             type_id::AUDIO => self.last_audio = Some(message.timestamp),
             _ => {}
         }
-        self.out.push(&name, message, |refusal| {
+        self.out.push(&name, message, now, |refusal| {
             tracing::warn!(stream = name, %refusal, "configuration refused on air");
         });
     }
@@ -285,7 +285,7 @@ impl RenditionInner {
                         _ => false,
                     };
                     if !seen {
-                        self.forward(name, message.clone());
+                        self.forward(name, message.clone(), now);
                     }
                 }
             }
@@ -312,7 +312,7 @@ impl RenditionInner {
                     .collect();
                 self.out.state.switch_source();
                 for message in differs.into_iter().chain(media) {
-                    self.forward(name, message);
+                    self.forward(name, message, now);
                 }
             }
         }

@@ -156,7 +156,10 @@ impl StreamInner {
     /// then to the rendition's on-air stream.
     pub fn push(&mut self, stream: &Stream, message: RtmpMessage) {
         let publisher = &self.publisher;
-        let ingested = self.fanout.push(&stream.key, message, |refusal| {
+        // One clock read per message, for the players' queues, the health figures and
+        // the on-air stream alike.
+        let now = Instant::now();
+        let ingested = self.fanout.push(&stream.key, message, now, |refusal| {
             tracing::warn!(
                 stream = %stream.key,
                 %publisher,
@@ -166,10 +169,10 @@ impl StreamInner {
             );
         });
         if let Some(ingested) = ingested {
-            self.health.record(&ingested, Instant::now());
+            self.health.record(&ingested, now);
             stream
                 .rendition
-                .offer(stream.key.leg, &ingested, &self.fanout.state);
+                .offer(stream.key.leg, &ingested, &self.fanout.state, now);
         }
     }
 }
@@ -178,11 +181,12 @@ impl Fanout {
     /// Takes in one message and offers it to every player: what was forwarded, or `None`
     /// for a configuration message refused for the bounds (`refused` logs the first) or
     /// a message the stream already has ([`StreamState::already_forwarded`]).
-    /// `stream` names the stream in log lines.
+    /// `stream` names the stream in log lines; `now` is when the message arrived.
     pub fn push(
         &mut self,
         stream: &dyn std::fmt::Display,
         message: RtmpMessage,
+        now: Instant,
         refused: impl FnOnce(&crate::config::ConfigRefusal),
     ) -> Option<Ingested> {
         if self.state.already_forwarded(&message) {
@@ -198,13 +202,12 @@ impl Fanout {
                 return None;
             }
         };
-        self.offer(stream, &ingested);
+        self.offer(stream, &ingested, now);
         Some(ingested)
     }
 
     /// Offers an ingested message to every player.
-    fn offer(&mut self, stream: &dyn std::fmt::Display, ingested: &Ingested) {
-        let now = Instant::now();
+    fn offer(&mut self, stream: &dyn std::fmt::Display, ingested: &Ingested, now: Instant) {
         let state = &self.state;
         let mut dropped = Vec::new();
         for player in &self.players {
