@@ -17,6 +17,8 @@ in turn, in one run:
   nginx-bbr         nginx-rtmp as the edge (Debian's libnginx-mod-rtmp), pushing to the
                     origin over TCP with BBR, which an operator running a long-haul relay picks
   longhaul-{cc}     the longhaul edge over its QUIC tunnel, with each congestion controller
+  longhaul-bbr-unheld  the same with quinn's BBR as it is: its window is not kept through
+                    ProbeRTT (crates/tunnel/src/probe_rtt_hold.rs)
 
 and the generator's figures are kept: share of the offered bitrate delivered, frames within
 1 s and 3 s, latency p50/p99, publish setup time, stalls. At the end the script prints the
@@ -96,6 +98,10 @@ PATHS = [
     {"name": "direct-bbr", "kind": "direct", "tcp": "bbr"},
     {"name": "nginx-bbr", "kind": "nginx", "tcp": "bbr"},
     {"name": "longhaul-bbr", "kind": "longhaul", "quic": "bbr"},
+    # quinn's BBR as it is, without the window kept through ProbeRTT
+    # (crates/tunnel/src/probe_rtt_hold.rs): the goal check runs both, alternately.
+    {"name": "longhaul-bbr-unheld", "kind": "longhaul", "quic": "bbr",
+     "transport": ["hold_window_in_probe_rtt = false"]},
     {"name": "longhaul-cubic", "kind": "longhaul", "quic": "cubic"},
     {"name": "longhaul-newreno", "kind": "longhaul", "quic": "newreno"},
 ]
@@ -390,7 +396,7 @@ def measure(procs, work, tls, path, rtt, loss, duration_s, seed, transport=(), l
     set_tcp(EDGE, path.get("tcp", "bbr"))
     if path["kind"] == "longhaul":
         conf = work / f"edge-{path['quic']}.toml"
-        conf.write_text(edge_config(tls, path["quic"], rtt, transport))
+        conf.write_text(edge_config(tls, path["quic"], rtt, list(path.get("transport", [])) + list(transport)))
         edge = procs.start(f"edge-{path['name']}", in_ns(EDGE, [RELEASE / "longhaul", "edge", "-c", conf]))
         try:
             wait_http(EDGE, f"http://127.0.0.1:{EDGE_HTTP}/healthz", 30)
@@ -614,7 +620,8 @@ def main():
     wanted = args.paths.split(",")
     if args.goal:
         rtts, losses = [230], [1.0]
-        wanted = ["direct-cubic", "direct-bbr", "nginx-bbr", "longhaul-bbr"]
+        if args.paths == ap.get_default("paths"):
+            wanted = ["direct-cubic", "direct-bbr", "nginx-bbr", "longhaul-bbr", "longhaul-bbr-unheld"]
         args.repeat, args.duration = 3, 60
     paths = [p for p in PATHS if p["name"] in wanted]
     if len(paths) != len(wanted):
@@ -678,8 +685,10 @@ def main():
                 start_link(procs, f"wan-enc-origin-{rtt}-{loss:g}", (ENC, "lhb-no", ENC_ORIGIN[0]), (ORIGIN, "lhb-no", ENC_ORIGIN[1]), spec),
             ]
             try:
-                for path in paths:
-                    for n in range(1, args.repeat + 1):
+                # Runs alternate between paths, so a slow minute of a shared machine does
+                # not land on one path's runs only.
+                for n in range(1, args.repeat + 1):
+                    for path in paths:
                         try:
                             report_json = measure(procs, work, tls, path, rtt, loss, args.duration,
                                                   100 * (i + 1) + n, args.transport,

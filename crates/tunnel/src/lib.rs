@@ -141,6 +141,7 @@ pub mod endpoint;
 pub mod link;
 pub mod metrics;
 pub mod pki;
+pub mod probe_rtt_hold;
 pub mod retain;
 pub mod server;
 pub mod settings;

@@ -5,6 +5,7 @@
 //! says why it is what it is. A site file overrides what differs (`initial_rtt_ms` per
 //! region, for instance).
 
+use crate::probe_rtt_hold::ProbeRttHoldConfig;
 use quinn::congestion::{BbrConfig, CubicConfig, NewRenoConfig};
 use quinn::{IdleTimeout, TransportConfig, VarInt};
 use serde::Deserialize;
@@ -186,13 +187,18 @@ pub struct TransportSettings {
     /// does (17 %). The caveat: quinn 0.11's BBRv1 overshoots a bottleneck when offered
     /// more than it carries (`cargo bench -p longhaul-tunnel --bench tunnel -- lossy`:
     /// 64-71 Mbit/s of 100 in bulk runs, with many bottleneck drops, where Cubic gets
-    /// 91), so a tunnel should not be offered more than its path carries. And a publish
-    /// on an idle tunnel meets BBR's first ProbeRTT with no bandwidth sample yet: the
-    /// window falls to 4 packets for 200 ms and a round trip (seen 0.7 s into a stream:
-    /// 246 KB to 5.7 KB), which likely contributes to the one-RTT tail at 0 % loss (p99
-    /// 351 ms at 230 ms) and to missing the goal of p99 within 2 x RTT at 1 % loss by
-    /// 5-20 % (BENCHMARKS.md, "The goal check").
+    /// 91), so a tunnel should not be offered more than its path carries. And its
+    /// ProbeRTT drops the window to 4 packets for 200 ms and a round trip (seen 0.7 s
+    /// into a stream: 246 KB to 5.7 KB); `hold_window_in_probe_rtt` keeps the window.
     pub congestion: Congestion,
+    /// With BBR: keep the window through BBR's ProbeRTTs ([`crate::probe_rtt_hold`]),
+    /// where quinn's BBR drops it to 4 packets for 200 ms and a round trip to measure a
+    /// minimum RTT it then takes from the connection's lifetime minimum anyway. On by
+    /// default: at 230 ms RTT and 1 % loss it took the p99 of a 6 Mbit/s stream from
+    /// 487-552 ms to 399-460 ms, within the goal of 2 x RTT in 3 of 3 runs (BENCHMARKS.md,
+    /// "The goal check", both measured alternately in one run). Off gives quinn's BBR
+    /// unchanged, for side-by-side runs of the long-haul benchmark.
+    pub hold_window_in_probe_rtt: bool,
     /// Per-stream receive window: what one publish may have in flight or queued inside
     /// QUIC. It is also how much media can sit in the tunnel when the path is slower
     /// than the stream, before the edge's relay queue (which drops old GOPs) sees any
@@ -244,6 +250,7 @@ impl Default for TransportSettings {
     fn default() -> Self {
         Self {
             congestion: Congestion::Bbr,
+            hold_window_in_probe_rtt: true,
             stream_window: 1024 * 1024,
             connection_window: 64 * 1024 * 1024,
             send_window: 64 * 1024 * 1024,
@@ -394,6 +401,9 @@ impl TransportSettings {
             .max_concurrent_uni_streams(VarInt::from_u32(0))
             .datagram_receive_buffer_size(None);
         match self.congestion {
+            Congestion::Bbr if self.hold_window_in_probe_rtt => t.congestion_controller_factory(
+                Arc::new(ProbeRttHoldConfig::new(Arc::new(BbrConfig::default()))),
+            ),
             Congestion::Bbr => t.congestion_controller_factory(Arc::new(BbrConfig::default())),
             Congestion::Cubic => t.congestion_controller_factory(Arc::new(CubicConfig::default())),
             Congestion::NewReno => {
