@@ -44,6 +44,18 @@ struct Cli {
         help_heading = "Logging"
     )]
     log: String,
+    /// Threads that run the node: `1` runs everything on one thread (tokio's current-thread
+    /// runtime, no work stealing, no cross-thread wake-ups), more runs tokio's
+    /// multi-thread runtime with that many workers. Default: one per core this process
+    /// may run on (its CPU affinity and cgroup quota), and one thread when that is one.
+    #[arg(
+        long,
+        global = true,
+        env = "LONGHAUL_THREADS",
+        value_name = "N",
+        help_heading = "Runtime"
+    )]
+    threads: Option<std::num::NonZeroUsize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -99,10 +111,21 @@ fn main() -> ExitCode {
         eprintln!("longhaul: {e}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let threads = cli
+        .threads
+        .map(usize::from)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let runtime = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("longhaul: cannot start the async runtime: {e}");
