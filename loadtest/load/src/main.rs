@@ -35,7 +35,7 @@ fn load(cli: LoadArgs) -> ExitCode {
         }
     };
     raise_file_limit(settings.total_publishers());
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("longhaul-load: cannot start the tokio runtime: {e}");
@@ -87,7 +87,7 @@ fn soak(args: SoakArgs) -> ExitCode {
         }
     };
     raise_file_limit(settings.sockets() / 2);
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("longhaul-load soak: cannot start the tokio runtime: {e}");
@@ -172,5 +172,18 @@ fn raise_file_limit(streams: usize) {
                 limit.rlim_cur
             );
         }
+    }
+}
+
+/// The generator's runtime: tokio's current-thread runtime when the process may run on one
+/// core (the benchmarks pin it to one with `taskset`), where a multi-thread runtime's single
+/// worker pays for cross-thread wake-ups it never needs; one worker per core otherwise.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    if std::thread::available_parallelism().map_or(1, usize::from) == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Runtime::new()
     }
 }
