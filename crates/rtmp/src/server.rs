@@ -214,6 +214,18 @@ enum Phase {
     Failed,
 }
 
+/// Capacity of each block the session's input is gathered in: 16 KiB. A message that
+/// arrives whole in one chunk (most of a stream's, at the 4096-byte chunk size encoders
+/// set) is a slice of its block, not a copy, so a block lives as long as any of its
+/// messages is held: in the hub's GOP cache at an origin, in the edge's retained window
+/// (wire v2) for a group of pictures. Once a block is held, the next read needs a fresh
+/// one. Without a capacity the buffer started at zero and bytes allocated each fresh block
+/// at the size of the read (about one message), plus its shared header: two `malloc`s
+/// and two `free`s per message, 7.6 % of an edge relaying 200 publishers, where blocks of
+/// 16 KiB take one per dozen messages of a 600 kbit/s stream. At most one partly filled
+/// block per connection stays held beyond what is kept anyway.
+const INPUT_BLOCK: usize = 16 * 1024;
+
 /// The server side of one RTMP connection.
 pub struct ServerSession {
     config: ServerConfig,
@@ -272,7 +284,7 @@ impl ServerSession {
                 crate::handshake::HandshakeRole::Server,
             ))),
             encoder: ChunkEncoder::new(),
-            input: BytesMut::new(),
+            input: BytesMut::with_capacity(INPUT_BLOCK),
             output: OutputQueue::new(),
             pending_events: VecDeque::new(),
             connect: None,
