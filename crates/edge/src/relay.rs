@@ -541,19 +541,15 @@ impl Writer {
                     return Stop::Done(RelayEnd::Finished);
                 }
                 // Nothing to send: wait for a message, for the origin to end the stream,
-                // or (version 2) for an acknowledgement, the router, or the ack deadline.
+                // or (version 2) for the router or the ack deadline. Acknowledgements do
+                // not wake the writer: [`Writer::check`] applies the newest at the next
+                // message or at the deadline, which is all they decide (what is kept,
+                // whether they stalled). Waking for each (20 a second per stream) cost
+                // a task wake-up per ack on a loaded edge.
                 let ack_at = self.ack_deadline();
                 tokio::select! {
                     _ = self.shared.data.notified() => continue,
                     e = self.end.wait() => return self.ended(e),
-                    changed = self.acks.changed(), if v2 => {
-                        if changed.is_err() {
-                            // The origin's side is gone; the end signal says how.
-                            let e = self.end.wait().await;
-                            return self.ended(e);
-                        }
-                        continue;
-                    }
                     _ = self.shared.steer.changed.notified(), if v2 => continue,
                     _ = longhaul_node::tasks::sleep_until(ack_at) => continue,
                 }
