@@ -270,6 +270,7 @@ def main():
     ap.add_argument("--duration", type=int, default=30, help="seconds each stream sends")
     ap.add_argument("--ramp", type=int, default=100, help="publishers started per second")
     ap.add_argument("--report-only", action="store_true", help="table from the saved results")
+    ap.add_argument("--no-build", action="store_true", help="use the release binaries as they are")
     args = ap.parse_args()
     if args.report_only:
         results = json.loads(RESULTS_JSON.read_text())
@@ -293,7 +294,7 @@ def main():
 
     signal.signal(signal.SIGTERM, on_signal)
     relays = args.relays.split(",")
-    lb.ensure_tools()
+    lb.ensure_tools(build=not args.no_build)
     lb.RESULTS.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="longhaul-capacity-"))
     lb.log(f"work directory (logs, configs): {work}")

@@ -562,13 +562,14 @@ def report(results):
 # Main
 
 
-def ensure_tools():
+def ensure_tools(build=True):
     missing = [p for p in ("/usr/lib/nginx/modules/ngx_rtmp_module.so",) if not Path(p).exists()]
     if missing or not shutil.which("nginx") or not shutil.which("curl"):
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         run(["apt-get", "install", "-y", "-q", "libnginx-mod-rtmp", "curl"], timeout=600, env=env)
-    run(["cargo", "build", "--release", "--locked", "-p", "longhaul", "-p", "longhaul-wan", "-p", "longhaul-load"],
-        timeout=1800, cwd=ROOT)
+    if build:
+        run(["cargo", "build", "--release", "--locked", "-p", "longhaul", "-p", "longhaul-wan", "-p", "longhaul-load"],
+            timeout=1800, cwd=ROOT)
 
 
 def main():

@@ -324,6 +324,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Player<S> {
         self.driver.io.shutdown().await?;
         Ok(())
     }
+
+    /// The stream, once playing, for a reader that only counts what arrives (the load
+    /// generator's viewers). Bytes already read past `NetStream.Play.Start` stay behind.
+    pub fn into_inner(self) -> S {
+        self.driver.io
+    }
 }
 
 /// Adds Enhanced RTMP's `fourCcList` to a config (the codecs a client announces).

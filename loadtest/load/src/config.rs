@@ -115,6 +115,17 @@ pub struct LoadArgs {
     /// Seed of the frame-size randomness: the same seed sends the same streams.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub seed: u64,
+    /// Viewers per stream besides its measuring player: connections that only count the
+    /// bytes they get, cheap enough to load a server with thousands from one core (the
+    /// players-per-core benchmark). Each attaches with the player and stops when the
+    /// stream's media ends.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub viewers: u32,
+    /// Where viewers play: `rtmp://HOST:PORT/APP` (plays `{base}/{name}`) or
+    /// `http://HOST:PORT/PATH` (HTTP-FLV, gets `{base}/{name}.flv`). Default: the
+    /// region's play URL.
+    #[arg(long, value_name = "URL")]
+    pub viewers_at: Option<String>,
 }
 
 /// Where the publish token goes in the URL.
@@ -190,6 +201,24 @@ pub struct Settings {
     /// Show the progress bar (when stderr is a terminal).
     #[serde(skip)]
     pub progress: bool,
+    /// Counting viewers per stream (`--viewers`).
+    pub viewers: u32,
+    /// Where they play; `None`: the region's (first) play URL, over RTMP.
+    #[serde(serialize_with = "viewer_url")]
+    pub viewers_at: Option<crate::viewer::ViewerUrl>,
+}
+
+fn viewer_url<S: serde::Serializer>(
+    url: &Option<crate::viewer::ViewerUrl>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(crate::viewer::ViewerUrl::Rtmp(base)) => s.serialize_some(base),
+        Some(crate::viewer::ViewerUrl::HttpFlv { host_port, path }) => {
+            s.serialize_some(&format!("http://{host_port}{path}"))
+        }
+        None => s.serialize_none(),
+    }
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -279,6 +308,19 @@ impl LoadArgs {
         if self.total_publishers_hint() as f64 / self.ramp > DAY.as_secs_f64() {
             return Err(bad("--ramp", "the ramp would take over a day"));
         }
+        // Each viewer is a socket of this process: a few hundred thousand at most.
+        if u64::from(self.viewers) * self.total_publishers_hint() as u64 > 200_000 {
+            return Err(bad(
+                "--viewers",
+                "over 200,000 viewers in all (one socket each)",
+            ));
+        }
+        let viewers_at = self
+            .viewers_at
+            .as_deref()
+            .map(crate::viewer::ViewerUrl::parse)
+            .transpose()
+            .map_err(|e| bad("--viewers-at", e))?;
         Ok(Settings {
             regions,
             publishers_per_region: self.publishers,
@@ -295,6 +337,8 @@ impl LoadArgs {
             token_in: self.token_in,
             seed: self.seed,
             progress: !self.quiet,
+            viewers: self.viewers,
+            viewers_at,
         })
     }
 }

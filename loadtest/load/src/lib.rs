@@ -80,6 +80,7 @@ pub mod report;
 pub mod run;
 pub mod soak;
 pub mod stamp;
+pub mod viewer;
 
 pub use config::{Cli, LoadArgs, Mode, Settings, TokenIn};
 pub use report::Report;

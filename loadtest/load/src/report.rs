@@ -9,6 +9,7 @@
 
 use crate::config::Settings;
 use crate::measure::{percentile, percentile_ms, Figures};
+use crate::viewer::ViewerFigures;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -71,6 +72,8 @@ pub struct Outcome {
     pub setup: Option<Duration>,
     pub figures: Figures,
     pub error: Option<String>,
+    /// The stream's counting viewers (`--viewers`), if any.
+    pub viewers: ViewerFigures,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -158,6 +161,13 @@ pub struct Aggregate {
     pub video_latency_ms: Latency,
     pub stalls: u64,
     pub stall_ms: f64,
+    /// Counting viewers (`--viewers`) in all, and those that never attached or broke.
+    pub viewers: u64,
+    pub viewers_failed: u64,
+    /// What they received together, kbit/s over the media's duration.
+    pub viewer_kbps: f64,
+    /// The least any viewer got of its stream's sent bytes (1.0 when there were none).
+    pub viewers_min_share: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -226,7 +236,15 @@ fn aggregate<'a>(outcomes: impl Iterator<Item = &'a Outcome>, media: Duration) -
     let mut latencies = Vec::new();
     let mut video_latencies = Vec::new();
     let mut video_lost = 0u64;
+    let mut viewer_bytes = 0u64;
+    a.viewers_min_share = 1.0;
     for o in outcomes {
+        a.viewers += o.viewers.viewers;
+        a.viewers_failed += o.viewers.failed;
+        viewer_bytes += o.viewers.bytes;
+        if o.viewers.viewers > 0 {
+            a.viewers_min_share = a.viewers_min_share.min(o.viewers.min_share);
+        }
         let f = &o.figures;
         a.publishers += 1;
         a.publishers_failed += u64::from(o.error.is_some());
@@ -263,6 +281,7 @@ fn aggregate<'a>(outcomes: impl Iterator<Item = &'a Outcome>, media: Duration) -
     video_latencies.sort_unstable();
     a.video_latency_ms = Latency::of(&video_latencies, video_lost);
     a.stall_ms = stall_us as f64 / 1e3;
+    a.viewer_kbps = kbps(viewer_bytes, media);
     a
 }
 
@@ -425,6 +444,7 @@ mod tests {
                 ..Sent::default()
             }),
             error: None,
+            viewers: Default::default(),
         }
     }
 

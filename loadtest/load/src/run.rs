@@ -23,6 +23,7 @@ use crate::player::{self, unix_us, Done};
 use crate::progress::{Live, Progress};
 use crate::publisher::{self, Pacing};
 use crate::report::{Outcome, Report};
+use crate::viewer::{self, Viewed, ViewerFigures, ViewerUrl};
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -192,6 +193,7 @@ fn failed(ctx: &Ctx, k: usize, region: usize, name: String, error: String) -> Ou
         setup: None,
         figures: ctx.unsent_plan(k),
         error: Some(error),
+        viewers: Default::default(),
     }
 }
 
@@ -270,6 +272,7 @@ pub(crate) async fn one_stream(
         setup: None,
         figures: Figures::default(),
         error: None,
+        viewers: Default::default(),
     };
     stream(ctx, spec, entry, &mut outcome).await;
     if outcome.error.is_some() {
@@ -316,6 +319,21 @@ async fn stream(ctx: &Ctx, spec: &StreamSpec, entry: &Entry, outcome: &mut Outco
             return;
         }
     };
+    // Counting viewers attach beside the player and stop when the media is due to end.
+    let viewers_stop = (Instant::now() + ctx.phase(k) + s.duration).min(hard_limit);
+    let viewer_url = s.viewers_at.clone().unwrap_or_else(|| {
+        ViewerUrl::Rtmp(region.play.split('|').next().unwrap_or("").to_string())
+    });
+    let viewers: Vec<_> = (0..s.viewers)
+        .map(|_| {
+            tokio::spawn(viewer::view(
+                viewer_url.clone(),
+                spec.name.clone(),
+                step(Instant::now()),
+                viewers_stop,
+            ))
+        })
+        .collect();
     tokio::time::sleep(ctx.phase(k)).await;
     let (done_tx, done_rx) = watch::channel(None);
     let meter = Meter::with_capacity(s.late, ctx.frames_per_stream());
@@ -365,6 +383,23 @@ async fn stream(ctx: &Ctx, spec: &StreamSpec, entry: &Entry, outcome: &mut Outco
                 Some("the player did not stop by the run's hard limit".into()),
             ),
         };
+    let mut viewed = Vec::with_capacity(viewers.len());
+    for v in viewers {
+        viewed.push(
+            match tokio::time::timeout_at((hard_limit + FINISH_LIMIT).into(), v).await {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => Viewed {
+                    bytes: 0,
+                    error: Some(format!("the viewer's task failed: {e}")),
+                },
+                Err(_) => Viewed {
+                    bytes: 0,
+                    error: Some("the viewer did not stop by the run's hard limit".into()),
+                },
+            },
+        );
+    }
+    outcome.viewers = ViewerFigures::of(&viewed, sending.sent.bytes);
     outcome.figures = meter.finish(sending.sent);
     outcome.error = sending.error.or(play_error);
 }

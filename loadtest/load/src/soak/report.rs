@@ -381,6 +381,7 @@ mod tests {
                 ..Figures::default()
             },
             error: error.map(str::to_string),
+            viewers: Default::default(),
         };
         let plan = |frames, unsent| Sent {
             frames,
