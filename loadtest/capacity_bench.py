@@ -255,12 +255,7 @@ def write_benchmarks_md(results):
             f"{STREAM_KBPS} kbit/s streams ({VIDEO_BITRATE} video at 25 fps, {AUDIO_BITRATE} AAC), "
             f"{meta['duration_s']} s each, ramped at {meta['ramp']}/s; the relay on core {RELAY_CORE}, origin and "
             f"generator on core {LOAD_CORE}.\n\n" + table(results["rows"]) + "\n" + summary(results["rows"]) + END_MARK)
-    text = lb.BENCHMARKS_MD.read_text()
-    if BEGIN_MARK in text and END_MARK in text:
-        text = text.split(BEGIN_MARK)[0] + body + text.split(END_MARK, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n## Capacity (loadtest/capacity_bench.py)\n\n" + body + "\n"
-    lb.BENCHMARKS_MD.write_text(text)
+    lb.write_section("capacity-bench", "Capacity (loadtest/capacity_bench.py)", body)
 
 
 def main():

@@ -476,11 +476,19 @@ def write_benchmarks_md(results):
         f"over every frame the encoder produced (a lost frame is infinitely late: p99 \"n/d\").\n\n"
         + table(results["rows"]) + picture + end
     )
+    write_section(tag, f"{tag} (loadtest/longhaul_bench.py)", body)
+
+
+def write_section(tag, heading, body):
+    """Puts `body` (which starts with `<!-- {tag}:begin -->` and ends with its end marker)
+    in BENCHMARKS.md in place of the section between those markers, or at the end under
+    `## {heading}` the first time. Every benchmark script writes its table this way."""
+    begin, end = f"<!-- {tag}:begin -->", f"<!-- {tag}:end -->"
     text = BENCHMARKS_MD.read_text()
     if begin in text and end in text:
         text = text.split(begin)[0] + body + text.split(end, 1)[1]
     else:
-        text = text.rstrip() + f"\n\n## {tag} (loadtest/longhaul_bench.py)\n\n" + body + "\n"
+        text = text.rstrip() + f"\n\n## {heading}\n\n" + body + "\n"
     BENCHMARKS_MD.write_text(text)
 
 

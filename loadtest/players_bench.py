@@ -226,12 +226,7 @@ def write_benchmarks_md(results):
             f"{STREAMS} streams of {STREAM_KBPS} kbit/s ({VIDEO_BITRATE} video at 25 fps, {AUDIO_BITRATE} AAC), "
             f"{meta['duration_s']} s each; the server on core {SERVER_CORE}, the generator on core {LOAD_CORE}.\n\n"
             + table(results["rows"]) + "\n" + summary(results["rows"]) + END_MARK)
-    text = lb.BENCHMARKS_MD.read_text()
-    if BEGIN_MARK in text and END_MARK in text:
-        text = text.split(BEGIN_MARK)[0] + body + text.split(END_MARK, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n## Players per core (loadtest/players_bench.py)\n\n" + body + "\n"
-    lb.BENCHMARKS_MD.write_text(text)
+    lb.write_section("players-bench", "Players per core (loadtest/players_bench.py)", body)
 
 
 def main():
