@@ -252,7 +252,7 @@ pub const DEFAULT_UNAUTHORISED_MEMORY_BYTES: usize = 256 * 1024 * 1024;
 /// messages (the pre-publish decoder limit) and one read, so that one honest client
 /// sending a large message before it is authorised always fits.
 pub const MIN_UNAUTHORISED_MEMORY_BYTES: usize =
-    longhaul_rtmp::server::PRE_PUBLISH_MAX_BYTES + crate::connection::READ_BUFFER;
+    longhaul_rtmp::server::PRE_PUBLISH_MAX_BYTES + longhaul_rtmp::server::READ_BLOCK;
 
 impl Default for IngestSection {
     fn default() -> Self {

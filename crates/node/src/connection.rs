@@ -29,10 +29,6 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
-/// Read buffer per connection. 64 KiB: one read takes several 4 KiB chunks of a
-/// high-bitrate stream, and 10,000 connections stay under 700 MB.
-pub const READ_BUFFER: usize = 64 * 1024;
-
 /// Why a connection ended, for the log and `session_errors_total{kind}`. `N` holds the
 /// node's own reasons.
 #[derive(Debug)]
@@ -203,7 +199,6 @@ where
 {
     let mut session = ServerSession::new(settings.session, Instant::now());
     let (mut reader, writer) = tokio::io::split(io);
-    let mut buf = vec![0u8; READ_BUFFER];
     let mut out = SessionWriter::new(writer, settings.write_timeout, settings.bytes_out);
     let mut timer = DeadlineTimer::new();
     let peer = settings.peer;
@@ -224,17 +219,19 @@ where
         // node may take more) before reading the socket again.
         let undecoded = session.has_undecoded_input();
         let result: Result<(), End<C::End>> = tokio::select! {
-            read = reader.read(&mut buf), if reading && !undecoded => match read {
+            // Straight into the session's buffer: its messages are slices of what the
+            // kernel wrote, with no copy between.
+            read = reader.read_buf(session.read_buffer()), if reading && !undecoded => match read {
                 Ok(0) => Err(End::PeerClosed),
                 Ok(n) => {
                     settings.bytes_in.inc_by(n as u64);
                     conn.on_input(n);
-                    feed(conn, &mut session, &buf[..n], peer, &mut unauthorised).await
+                    feed(conn, &mut session, n, peer, &mut unauthorised).await
                 }
                 Err(e) => Err(End::Io(e)),
             },
             _ = std::future::ready(()), if reading && undecoded => {
-                feed(conn, &mut session, &[], peer, &mut unauthorised).await
+                feed(conn, &mut session, 0, peer, &mut unauthorised).await
             }
             _ = timer.wait() => conn.on_timer(&mut session, Instant::now()),
             wake = conn.wake() => conn.on_wake(&mut session, wake),
@@ -252,23 +249,24 @@ where
                 out.close(&mut session).await;
             }
             if matches!(end, End::Node(_)) {
-                linger(&mut reader, &mut buf).await;
+                linger(&mut reader).await;
             }
             return end;
         }
     }
 }
 
-/// Gives the session `input` (empty: decode on what it still holds) and acts on what
-/// it reports, then charges what it holds to the unauthorised budget.
+/// Hands the session the `received` bytes just read into its buffer (0: decode on what
+/// it still holds) and acts on what it reports, then charges what it holds to the
+/// unauthorised budget.
 async fn feed<C: Connection>(
     conn: &mut C,
     session: &mut ServerSession,
-    input: &[u8],
+    received: usize,
     peer: SocketAddr,
     unauthorised: &mut Option<UnauthorisedCharge>,
 ) -> Result<(), End<C::End>> {
-    match session.handle_input(Instant::now(), input) {
+    match session.handle_read(Instant::now(), received) {
         Ok(events) => {
             on_events(conn, session, events, peer).await?;
             charge(unauthorised, session, peer)
@@ -317,9 +315,10 @@ fn charge<N>(
 pub const LINGER: Duration = Duration::from_secs(1);
 
 /// Reads and discards until the peer closes, an error, or [`LINGER`].
-async fn linger<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut [u8]) {
+async fn linger<R: AsyncRead + Unpin>(reader: &mut R) {
+    let mut buf = [0u8; 4096];
     let _ = tokio::time::timeout(LINGER, async {
-        while let Ok(n) = reader.read(buf).await {
+        while let Ok(n) = reader.read(&mut buf).await {
             if n == 0 {
                 break;
             }

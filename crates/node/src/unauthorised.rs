@@ -18,12 +18,12 @@
 //! of it: an encoder's `connect` and `publish` arrive whole within a read, so between
 //! reads it holds nothing and is never refused, even while an attack has the budget full.
 //! Only a connection that holds partial messages across reads competes for it. The peak
-//! within one read is not charged: it is at most one read buffer
-//! (`connection::READ_BUFFER`) per connection being processed at that moment.
+//! within one read is not charged: it is at most one read block
+//! (`longhaul_rtmp::server::READ_BLOCK`, 4 KiB) per connection being processed at that
+//! moment.
 //!
-//! Not counted: the per-connection buffers every connection has whatever it sends (the
-//! 64 KiB read buffer, a TLS session's record buffers), which `ingest.max_connections`
-//! bounds.
+//! Not counted: the buffers every connection has whatever it sends (its 4 KiB read
+//! block, a TLS session's record buffers), which `ingest.max_connections` bounds.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

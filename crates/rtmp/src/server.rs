@@ -1,7 +1,8 @@
 //! The server side of an RTMP session: handshake, `connect`, publish and play.
 //!
-//! A [`ServerSession`] is a state machine. The driver feeds it received bytes with
-//! [`ServerSession::handle_input`], writes out whatever [`ServerSession::output`] holds,
+//! A [`ServerSession`] is a state machine. The driver reads the peer's bytes into
+//! [`ServerSession::read_buffer`] and hands them over with [`ServerSession::handle_read`]
+//! (tests and fuzzers pass a slice to [`ServerSession::handle_input`]), writes out whatever [`ServerSession::output`] holds,
 //! and answers the requests it reports ([`ServerEvent`]) with the `accept_*`/`reject_*`
 //! methods. Time is passed in, never read, so timeouts are tested without sockets.
 //! When the session fails (an error from `handle_input` or `handle_timeout`),
@@ -168,7 +169,7 @@ pub const HELD_MESSAGE_COST: usize = std::mem::size_of::<RtmpMessage>();
 
 /// Most messages one [`ServerSession::handle_input`] call decodes; the rest of the input
 /// waits in the session ([`ServerSession::has_undecoded_input`]) until the driver calls
-/// again. 1,024: a 64 KiB read of an honest stream holds a few video chunks and at most
+/// again. 1,024: 64 KiB of an honest stream hold a few video chunks and at most
 /// some 200 audio frames, so only a flood of tiny messages meets it, and the events of
 /// one call stay under 100 KB however the input is made (65,536 empty messages from one
 /// 64 KiB read took 19.7 MB of events at once, measured with heaptrack on an edge).
@@ -214,7 +215,7 @@ enum Phase {
     Failed,
 }
 
-/// Capacity of each block the session's input is gathered in: 16 KiB. A message that
+/// Capacity of each block a publisher's input is read into: 16 KiB. A message that
 /// arrives whole in one chunk (most of a stream's, at the 4096-byte chunk size encoders
 /// set) is a slice of its block, not a copy, so a block lives as long as any of its
 /// messages is held: in the hub's GOP cache at an origin, in the edge's retained window
@@ -224,7 +225,21 @@ enum Phase {
 /// and two `free`s per message, 7.6 % of an edge relaying 200 publishers, where blocks of
 /// 16 KiB take one per dozen messages of a 600 kbit/s stream. At most one partly filled
 /// block per connection stays held beyond what is kept anyway.
-const INPUT_BLOCK: usize = 16 * 1024;
+pub const PUBLISH_READ_BLOCK: usize = 16 * 1024;
+
+/// Capacity of the block every other connection reads into: 4 KiB, until a publish is
+/// accepted. A player sends a few small commands and acknowledgements, consumed as they
+/// arrive, so its one block is reused in place for the whole connection; a connection
+/// not yet authorised reads its handshake (1,537 then 1,536 bytes) and `connect` in a
+/// read or two. A player's connection used to cost a 64 KiB read buffer and a 16 KiB
+/// input block (72 KiB of resident memory per RTMP player against 21 KiB over
+/// HTTP-FLV in `loadtest/players_bench.py`, 2026-12-04).
+pub const READ_BLOCK: usize = 4 * 1024;
+
+/// Least room [`ServerSession::read_buffer`] leaves for one read: 4 KiB, one chunk at the
+/// chunk size encoders set, so a read rarely splits a message. With less room left in
+/// the block, the next read goes to a fresh one.
+const MIN_READ_ROOM: usize = 4 * 1024;
 
 /// The server side of one RTMP connection.
 pub struct ServerSession {
@@ -233,7 +248,11 @@ pub struct ServerSession {
     phase: Phase,
     decoder: ChunkDecoder,
     encoder: ChunkEncoder,
+    /// Received bytes not yet decoded; the driver reads into it ([`ServerSession::read_buffer`]).
     input: BytesMut,
+    /// Capacity of each fresh block of `input`: [`READ_BLOCK`], then
+    /// [`PUBLISH_READ_BLOCK`] once a publish is accepted.
+    read_block: usize,
     output: OutputQueue,
     /// Events produced outside `handle_input` (media released by `accept_publish`).
     pending_events: VecDeque<ServerEvent>,
@@ -284,7 +303,8 @@ impl ServerSession {
                 crate::handshake::HandshakeRole::Server,
             ))),
             encoder: ChunkEncoder::new(),
-            input: BytesMut::with_capacity(INPUT_BLOCK),
+            input: BytesMut::new(),
+            read_block: READ_BLOCK,
             output: OutputQueue::new(),
             pending_events: VecDeque::new(),
             connect: None,
@@ -305,7 +325,8 @@ impl ServerSession {
         }
     }
 
-    /// Feeds bytes received from the peer (handshake included).
+    /// Feeds bytes received from the peer (handshake included): a copy of them, for
+    /// tests and fuzzing; a driver reads into [`ServerSession::read_buffer`] instead.
     ///
     /// Events made outside this call (media held until `accept_publish`) come first. After
     /// an error the session is dead: the driver calls [`ServerSession::fail`] to tell the
@@ -315,9 +336,34 @@ impl ServerSession {
         now: Instant,
         input: &[u8],
     ) -> Result<Vec<ServerEvent>, SessionError> {
+        self.input.extend_from_slice(input);
+        self.handle_read(now, input.len())
+    }
+
+    /// Where the driver reads the peer's bytes: append only, then call
+    /// [`ServerSession::handle_read`] with the count. It has room for a read of at least
+    /// 4 KiB; messages are slices of it, so bytes are copied once, by the kernel.
+    pub fn read_buffer(&mut self) -> &mut BytesMut {
+        if self.input.capacity() - self.input.len() < MIN_READ_ROOM {
+            // Reuses the block in place when nothing of it is held any more (a player's,
+            // every time); else takes a fresh one and moves the undecoded tail there.
+            self.input.reserve(self.read_block);
+        }
+        &mut self.input
+    }
+
+    /// Handles the `received` bytes the driver appended to
+    /// [`ServerSession::read_buffer`] (0: decode on what the session still holds, after
+    /// [`ServerSession::has_undecoded_input`]). As [`ServerSession::handle_input`] for
+    /// the rest.
+    pub fn handle_read(
+        &mut self,
+        now: Instant,
+        received: usize,
+    ) -> Result<Vec<ServerEvent>, SessionError> {
         let mut events: Vec<ServerEvent> = self.pending_events.drain(..).collect();
-        self.control.count_received(input.len());
-        let result = self.process_input(now, input, &mut events);
+        self.control.count_received(received);
+        let result = self.process_input(now, &mut events);
         if result.is_err() {
             self.phase = Phase::Failed;
         }
@@ -327,7 +373,6 @@ impl ServerSession {
     fn process_input(
         &mut self,
         now: Instant,
-        input: &[u8],
         events: &mut Vec<ServerEvent>,
     ) -> Result<(), SessionError> {
         match &mut self.phase {
@@ -337,8 +382,9 @@ impl ServerSession {
                 ))
             }
             Phase::Handshake(handshake) => {
+                let input = self.input.split();
                 match handshake
-                    .process(input)
+                    .process(&input)
                     .map_err(|e| SessionError::Handshake(e.to_string()))?
                 {
                     HandshakeProgress::InProgress { response } => {
@@ -356,7 +402,7 @@ impl ServerSession {
                     }
                 }
             }
-            Phase::Chunks => self.input.extend_from_slice(input),
+            Phase::Chunks => {}
         }
         self.undecoded = false;
         let mut decoded = 0;
@@ -1040,6 +1086,7 @@ impl ServerSession {
         stream.state = StreamState::Publishing { name };
         self.authorised = true;
         self.decoder.set_limits(self.config.limits.clone());
+        self.read_block = PUBLISH_READ_BLOCK;
         self.send_control(message::stream_begin(stream_id));
         self.send_message(
             csid::COMMAND,

@@ -7,7 +7,7 @@ use crate::message::{self, Command};
 use crate::message::{type_id, RtmpMessage};
 use crate::server::{
     ServerConfig, ServerEvent, ServerSession, SessionError, HELD_MESSAGE_COST,
-    MAX_HELD_MEDIA_BYTES, MAX_MESSAGES_PER_INPUT, MAX_OPEN_STREAMS,
+    MAX_HELD_MEDIA_BYTES, MAX_MESSAGES_PER_INPUT, MAX_OPEN_STREAMS, PUBLISH_READ_BLOCK, READ_BLOCK,
 };
 use bytes::{BufMut, Bytes, BytesMut};
 use std::time::{Duration, Instant};
@@ -1147,4 +1147,123 @@ fn caps_ex_says_whether_a_client_handles_a_reconnect_request() {
     assert!(!with(Amf0Value::Number(-1.0)));
     assert!(!with(Amf0Value::Number(f64::NAN)));
     assert!(!with(Amf0Value::String("1".into())));
+}
+
+/// Hands `bytes` to the server the way a driver does: read into its buffer, no more per
+/// read than the room it offers.
+fn read_in(server: &mut ServerSession, now: Instant, mut bytes: &[u8]) -> Vec<ServerEvent> {
+    let mut events = Vec::new();
+    while !bytes.is_empty() {
+        let buffer = server.read_buffer();
+        let n = (buffer.capacity() - buffer.len()).min(bytes.len());
+        assert!(n > 0, "the read buffer offers room");
+        buffer.extend_from_slice(&bytes[..n]);
+        bytes = &bytes[n..];
+        events.extend(server.handle_read(now, n).unwrap());
+        while server.has_undecoded_input() {
+            events.extend(server.handle_read(now, 0).unwrap());
+        }
+    }
+    events
+}
+
+/// What a peer's `ChunkEncoder` writes for `messages` on chunk stream `csid`.
+fn chunked(
+    encoder: &mut crate::chunk::ChunkEncoder,
+    csid: u32,
+    messages: &[RtmpMessage],
+) -> Vec<u8> {
+    let mut out = crate::output::OutputQueue::new();
+    for m in messages {
+        encoder.encode(csid, m, &mut out);
+    }
+    out.to_vec()
+}
+
+/// Where `buffer`'s allocation ends: the same for as long as it reads into one block
+/// (its start moves as bytes are consumed and moved back to the front).
+fn block_end(buffer: &BytesMut) -> usize {
+    buffer.as_ptr() as usize + buffer.capacity()
+}
+
+#[test]
+fn a_players_one_small_block_is_reused_for_the_whole_connection() {
+    let mut pair = Pair::new(ClientGoal::Play { name: "x".into() });
+    pair.connect();
+    pair.take_server_events();
+    pair.server.accept_play(1);
+    pair.pump().unwrap();
+    let buffer = pair.server.read_buffer();
+    assert!(
+        buffer.capacity() <= 2 * READ_BLOCK,
+        "{} bytes",
+        buffer.capacity()
+    );
+    let end = block_end(buffer);
+    let mut encoder = crate::chunk::ChunkEncoder::new();
+    // 300 KB of acknowledgements and pings, far more than the block holds.
+    for i in 0..20_000 {
+        pair.now += Duration::from_millis(1); // 2,000 messages a second: within the rate
+        let bytes = chunked(
+            &mut encoder,
+            2,
+            &[message::acknowledgement(i), message::ping_response(i)],
+        );
+        read_in(&mut pair.server, pair.now, &bytes);
+        assert_eq!(
+            block_end(pair.server.read_buffer()),
+            end,
+            "read {i} went to a new block"
+        );
+    }
+}
+
+#[test]
+fn a_publishers_media_are_slices_of_its_read_blocks() {
+    let mut pair = Pair::publishing("stream");
+    let mut encoder = crate::chunk::ChunkEncoder::new();
+    let mut bytes = chunked(&mut encoder, 2, &[message::set_chunk_size(4096)]);
+    encoder.set_chunk_size(4096);
+    let frame = |i: u32| RtmpMessage {
+        timestamp: i * 40,
+        type_id: type_id::VIDEO,
+        stream_id: 1,
+        payload: Bytes::from(vec![0x27; 3000]),
+    };
+    bytes.extend(chunked(&mut encoder, 6, &[frame(0)]));
+    let buffer = pair.server.read_buffer();
+    let block = buffer.as_ptr() as usize..block_end(buffer);
+    let events = read_in(&mut pair.server, pair.now, &bytes);
+    let media = media_events(&events);
+    assert_eq!(media.len(), 1);
+    let payload = media[0].1.payload.as_ptr() as usize;
+    assert!(
+        block.contains(&payload),
+        "the frame was copied out of the block"
+    );
+
+    // Held frames keep their blocks, and a fresh block (a publisher's size) takes
+    // several frames: not an allocation per message.
+    let mut held = Vec::new();
+    let mut blocks = std::collections::HashSet::from([block.end]);
+    for i in 1..=100 {
+        let bytes = chunked(&mut encoder, 6, &[frame(i)]);
+        held.extend(media_events(&read_in(&mut pair.server, pair.now, &bytes)));
+        let buffer = pair.server.read_buffer();
+        if blocks.insert(block_end(buffer)) {
+            assert!(
+                buffer.capacity() >= PUBLISH_READ_BLOCK,
+                "{}",
+                buffer.capacity()
+            );
+        }
+    }
+    assert_eq!(held.len(), 100);
+    assert!(held.iter().all(|(_, m)| m.payload.len() == 3000));
+    // 300 KB in blocks of at least 16 KiB, each left once less than 4 KiB is free.
+    assert!(
+        blocks.len() <= 300_000 / (PUBLISH_READ_BLOCK - 4096) + 2,
+        "{} blocks",
+        blocks.len()
+    );
 }
