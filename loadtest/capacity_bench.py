@@ -122,15 +122,25 @@ def nginx_conf(work):
     return lb.NGINX_CONF.format(work=work, port=EDGE_RTMP, hook=lb.HOOK_PORT)
 
 
-def edge_conf(tls):
+# The longhaul edges the benchmark can run, by name, and what each adds to the edge's
+# configuration: "longhaul" as deployed; "longhaul-lean" keeps only unacknowledged frames
+# per stream (`relay.retain_gop_head = false`), trading a picture at once after a failover
+# to another origin for memory.
+EDGE_VARIANTS = {
+    "longhaul": (),
+    "longhaul-lean": ("[relay]", "retain_gop_head = false"),
+}
+
+
+def edge_conf(tls, relay):
     # Loopback: the path's RTT is well under a millisecond.
-    return lb.edge_config(tls, "bbr", 1, rtmp_listen=f"127.0.0.1:{EDGE_RTMP}", origin_addr="127.0.0.1",
-                          max_connections=MAX_CONNECTIONS)
+    return lb.edge_config(tls, "bbr", 1, transport=EDGE_VARIANTS[relay], rtmp_listen=f"127.0.0.1:{EDGE_RTMP}",
+                          origin_addr="127.0.0.1", max_connections=MAX_CONNECTIONS)
 
 
 def run_step(procs, work, tls, relay, n, duration_s, ramp):
-    if relay == "longhaul":
-        (work / "edge.toml").write_text(edge_conf(tls))
+    if relay in EDGE_VARIANTS:
+        (work / "edge.toml").write_text(edge_conf(tls, relay))
         p = procs.start(f"edge-{n}", lb.in_ns(NS, ["taskset", "-c", RELAY_CORE, lb.RELEASE / "longhaul", "--log", "warn",
                                                   "edge", "-c", work / "edge.toml"]))
         try:
@@ -221,7 +231,7 @@ def table(rows):
 
 def summary(rows):
     lines = []
-    for relay in ("longhaul", "nginx"):
+    for relay in dict.fromkeys(r["relay"] for r in rows):
         ok = [r for r in rows if r["relay"] == relay and all_delivered(r)]
         if not ok:
             lines.append(f"- {relay}: no step delivered every frame.")
@@ -261,7 +271,8 @@ def write_benchmarks_md(results):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", default="100,200,400,800,1200,1600", help="publisher counts to try, ascending")
-    ap.add_argument("--relays", default="longhaul,nginx")
+    ap.add_argument("--relays", default="longhaul,nginx",
+                    help="from longhaul, longhaul-lean (relay.retain_gop_head = false) and nginx")
     ap.add_argument("--duration", type=int, default=30, help="seconds each stream sends")
     ap.add_argument("--ramp", type=int, default=100, help="publishers started per second")
     ap.add_argument("--report-only", action="store_true", help="table from the saved results")
@@ -289,6 +300,10 @@ def main():
 
     signal.signal(signal.SIGTERM, on_signal)
     relays = args.relays.split(",")
+    unknown = [r for r in relays if r not in EDGE_VARIANTS and r != "nginx"]
+    if unknown:
+        sys.exit(f"capacity_bench: unknown relay {', '.join(unknown)}: --relays takes "
+                 f"{', '.join(EDGE_VARIANTS)} and nginx")
     lb.ensure_tools(build=not args.no_build)
     lb.RESULTS.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="longhaul-capacity-"))

@@ -192,6 +192,12 @@ pub struct RelaySection {
     pub retain_bytes: usize,
     /// ... and frames. Default `longhaul_tunnel::retain::DEFAULT_MAX_MESSAGES` (4,096).
     pub retain_messages: usize,
+    /// Keep each stream's acknowledged frames back to its last keyframe too, so that a
+    /// resume at another origin gives its players a picture at once. Default true. Off,
+    /// the edge keeps only what is unacknowledged: about a round trip of each stream
+    /// instead of up to a group of pictures (BENCHMARKS.md, "Relay cost": memory per
+    /// stream), and players at a new origin wait for the next keyframe.
+    pub retain_gop_head: bool,
 }
 
 impl Default for RelaySection {
@@ -201,6 +207,7 @@ impl Default for RelaySection {
             max_delay_ms: DEFAULT_MAX_DELAY.as_millis() as u64,
             retain_bytes: longhaul_tunnel::retain::DEFAULT_MAX_BYTES,
             retain_messages: longhaul_tunnel::retain::DEFAULT_MAX_MESSAGES,
+            retain_gop_head: true,
         }
     }
 }
@@ -228,6 +235,7 @@ impl RelaySection {
         longhaul_tunnel::retain::RetainLimits {
             max_bytes: self.retain_bytes,
             max_messages: self.retain_messages,
+            keep_gop_head: self.retain_gop_head,
             ..Default::default()
         }
     }

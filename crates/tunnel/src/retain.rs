@@ -24,7 +24,9 @@
 //!    instead of after the next keyframe (up to a GOP, 2 s and more, later). A resume at
 //!    the *same* origin ([`ResumePoint::After`] what it acknowledged) does not send them:
 //!    its hub has them, and its tunnel may be a new connection in slow start, where a GOP
-//!    of megabytes takes several round trips.
+//!    of megabytes takes several round trips. They are most of what an edge holds per
+//!    stream; [`RetainLimits::keep_gop_head`] (`relay.retain_gop_head` at the edge)
+//!    turns them off where memory matters more than a picture at once after a failover.
 //! 3. **The configuration in force**: the last metadata and the last sequence header of
 //!    each track, as of the oldest retained frame. Configuration frames that leave the
 //!    window (acknowledged or evicted) move here; a resume sends it first, unsequenced,
@@ -81,6 +83,13 @@ pub struct RetainLimits {
     pub max_messages: usize,
     /// What each retained frame costs beside its payload: [`MESSAGE_COST`]; tests set 0.
     pub message_cost: usize,
+    /// Keep acknowledged frames back to the keyframe of the first unacknowledged one
+    /// (point 2 of the module's list). Default true. False keeps only what is
+    /// unacknowledged, a round trip of the stream instead of up to a whole group of
+    /// pictures (150 KB of a 600 kbit/s stream with a 2 s GOP, most of an edge's memory
+    /// per stream), at a price: a resume at another origin starts at the first
+    /// unacknowledged frame, and that origin's players wait for the next keyframe.
+    pub keep_gop_head: bool,
 }
 
 impl Default for RetainLimits {
@@ -89,6 +98,7 @@ impl Default for RetainLimits {
             max_bytes: DEFAULT_MAX_BYTES,
             max_messages: DEFAULT_MAX_MESSAGES,
             message_cost: MESSAGE_COST,
+            keep_gop_head: true,
         }
     }
 }
@@ -234,7 +244,8 @@ impl Retain {
     }
 
     /// The origin has everything up to and including `seq`: frames before the group of
-    /// pictures of the first unacknowledged one go. Old or repeated acks change nothing.
+    /// pictures of the first unacknowledged one go (every acknowledged frame, without
+    /// [`RetainLimits::keep_gop_head`]). Old or repeated acks change nothing.
     pub fn ack(&mut self, seq: u64, now: Instant) -> Result<(), AckError> {
         if seq >= self.next_seq {
             return Err(AckError {
@@ -247,7 +258,11 @@ impl Retain {
         }
         self.first_unacked = seq + 1;
         self.ack_awaited_since = (self.first_unacked < self.next_seq).then_some(now);
-        let keep_from = self.gop_start();
+        let keep_from = if self.limits.keep_gop_head {
+            self.gop_start()
+        } else {
+            self.first_unacked
+        };
         while self.entries.front().is_some_and(|e| e.seq < keep_from) {
             self.pop_front();
         }
@@ -474,6 +489,7 @@ mod tests {
             max_bytes,
             max_messages,
             message_cost: 0,
+            keep_gop_head: true,
         }
     }
     fn seqs(r: &Retain) -> Vec<u64> {
@@ -525,6 +541,35 @@ mod tests {
             vec![(3, key(50)), (4, inter(10))],
             "another origin gets the picture back from its keyframe"
         );
+    }
+
+    #[test]
+    fn without_the_gop_head_acks_let_go_of_everything_acknowledged() {
+        let t = Instant::now();
+        let mut r = Retain::new(RetainLimits {
+            keep_gop_head: false,
+            ..RetainLimits::default()
+        });
+        push_all(
+            &mut r,
+            [avc_header(1), key(50), inter(10), inter(10), key(50), inter(10)],
+            t,
+        );
+        let table: &[(u64, &[u64])] = &[
+            (2, &[3, 4, 5]), // the header went aside, the keyframe with the rest
+            (4, &[5]),
+            (5, &[]),
+        ];
+        for (ack, kept) in table {
+            r.ack(*ack, t).unwrap();
+            assert_eq!(seqs(&r), *kept, "after ack {ack}");
+        }
+        push_all(&mut r, [inter(10), inter(10)], t);
+        // Another origin gets the configuration, then the first unacknowledged frame:
+        // nothing unacknowledged is lost, but its players wait for a keyframe.
+        let other = r.resume_plan(ResumePoint::Keyframe);
+        assert_eq!(other.config, vec![avc_header(1)]);
+        assert_eq!((other.resume_from, other.frames.len(), other.lost), (6, 2, 0));
     }
 
     #[test]
