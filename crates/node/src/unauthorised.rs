@@ -18,9 +18,9 @@
 //! of it: an encoder's `connect` and `publish` arrive whole within a read, so between
 //! reads it holds nothing and is never refused, even while an attack has the budget full.
 //! Only a connection that holds partial messages across reads competes for it. The peak
-//! within one read is not charged: it is at most one read block
-//! (`longhaul_rtmp::server::READ_BLOCK`, 4 KiB) per connection being processed at that
-//! moment.
+//! within one read is not charged: a read goes into the session's block, 4 KiB of room
+//! (`longhaul_rtmp::server::READ_BLOCK`) unless what the connection held already made
+//! it larger, per connection being processed at that moment.
 //!
 //! Not counted: the buffers every connection has whatever it sends (its 4 KiB read
 //! block, a TLS session's record buffers), which `ingest.max_connections` bounds.

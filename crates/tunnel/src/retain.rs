@@ -552,7 +552,14 @@ mod tests {
         });
         push_all(
             &mut r,
-            [avc_header(1), key(50), inter(10), inter(10), key(50), inter(10)],
+            [
+                avc_header(1),
+                key(50),
+                inter(10),
+                inter(10),
+                key(50),
+                inter(10),
+            ],
             t,
         );
         let table: &[(u64, &[u64])] = &[
@@ -569,7 +576,10 @@ mod tests {
         // nothing unacknowledged is lost, but its players wait for a keyframe.
         let other = r.resume_plan(ResumePoint::Keyframe);
         assert_eq!(other.config, vec![avc_header(1)]);
-        assert_eq!((other.resume_from, other.frames.len(), other.lost), (6, 2, 0));
+        assert_eq!(
+            (other.resume_from, other.frames.len(), other.lost),
+            (6, 2, 0)
+        );
     }
 
     #[test]
