@@ -45,6 +45,11 @@ for a flame graph (`perf script -i FILE | inferno-collapse-perf | inferno-flameg
     python3 loadtest/relay_cost.py --runs 3 --json cost.json
     python3 loadtest/relay_cost.py --perf-record edge.data      # and a profile of the window
     python3 loadtest/relay_cost.py --publishers 10 --ramp 10 --seconds 10 --callgrind cg.out
+    python3 loadtest/relay_cost.py --edge-setting '[relay]' --edge-setting 'retain_gop_head = false'
+    python3 loadtest/relay_cost.py --heaptrack edge-heap       # where the edge's memory per stream goes
+
+Each run also reads the edge's resident memory before the load and at the window's end:
+`edge_rss_kib_per_stream` is the difference per publisher.
 
 Every run is bounded: the generator by its own duration plus a timeout, the nodes stopped
 (TERM, then KILL) however the run ends.
@@ -86,6 +91,13 @@ SYSCALLS = ["sendmsg", "sendmmsg", "sendto", "recvmsg", "recvmmsg", "recvfrom", 
 def proc_cpu_seconds(pid):
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+def proc_rss_bytes(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 def proc_ctx_switches(pid):
@@ -152,7 +164,7 @@ def parse_perf_stat(path):
     return values
 
 
-def start_nodes(procs, work, edge_core, load_core, wrap_edge=()):
+def start_nodes(procs, work, edge_core, load_core, wrap_edge=(), edge_extra=""):
     tls = work / "tls"
     lb.run([lb.RELEASE / "longhaul", "pki", "--dir", tls, "--origin", f"{soak.ORIGIN_ID}.{soak.SUFFIX}",
             "--edge", f"{soak.EDGE_ID}.{soak.SUFFIX}"], quiet=True)
@@ -160,7 +172,7 @@ def start_nodes(procs, work, edge_core, load_core, wrap_edge=()):
     origin = procs.start("origin", ["taskset", "-c", load_core, lb.RELEASE / "longhaul", "--log-format", "json",
                                     "--log", "info", "origin", "-c", work / "origin.toml"])
     o = soak.wait_ready(work / "origin.log", "origin", origin)
-    (work / "edge.toml").write_text(soak.edge_config(tls, o["tunnel"]))
+    (work / "edge.toml").write_text(soak.edge_config(tls, o["tunnel"]) + edge_extra)
     edge = procs.start("edge", ["taskset", "-c", edge_core, *wrap_edge, lb.RELEASE / "longhaul", "--log-format",
                                 "json", "--log", "info", "edge", "-c", work / "edge.toml"])
     e = soak.wait_ready(work / "edge.log", "edge", edge, timeout=120 if wrap_edge else 30)
@@ -174,10 +186,14 @@ def one_run(args, work, index, perf, events):
     if args.callgrind:
         callgrind_out = Path(f"{args.callgrind}.{index}").resolve()
         wrap = ("valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={callgrind_out}")
+    if args.heaptrack:
+        wrap = ("heaptrack", "-o", str(Path(f"{args.heaptrack}.{index}").resolve()))
     try:
-        origin, o, edge, e = start_nodes(procs, work, args.edge_core, args.load_core, wrap)
+        origin, o, edge, e = start_nodes(procs, work, args.edge_core, args.load_core, wrap,
+                                         "".join(f"{line}\n" for line in args.edge_setting))
         edge_pid = edge.pid  # taskset and valgrind exec into the node: the child's pid is the edge's
         time.sleep(1)
+        rss_idle = proc_rss_bytes(edge_pid)
         ramp_s = args.publishers / args.ramp
         duration = math.ceil(ramp_s + WARMUP_S + args.seconds + TAIL_S)
         out = work / f"load-{index}.json"
@@ -217,6 +233,7 @@ def one_run(args, work, index, perf, events):
         time.sleep(args.seconds)
         cpu1 = {n: proc_cpu_seconds(p) for n, p in (("edge", edge_pid), ("origin", origin.pid), ("load", load.pid))}
         cs1 = proc_ctx_switches(edge_pid)
+        rss_loaded = proc_rss_bytes(edge_pid)
         t1 = time.monotonic()
         m1 = scrape(e["http"])
         if callgrind_out:
@@ -242,6 +259,8 @@ def one_run(args, work, index, perf, events):
         "origin_cpu_s": cpu1["origin"] - cpu0["origin"],
         "load_cpu_s": cpu1["load"] - cpu0["load"],
         "edge_ctx_switches": cs1 - cs0,
+        "edge_rss_idle": rss_idle,
+        "edge_rss_loaded": rss_loaded,
         "perf": parse_perf_stat(perf_out) if stat else {},
         "load_total": {k: report.get(k) for k in ("publishers", "publishers_failed", "frames_sent", "frames_received",
                                                   "frames_lost", "within_1s_share", "latency_ms")},
@@ -276,6 +295,10 @@ def per_mb(row):
         "tunnel_packets_per_mb": row["tunnel_packets_out"] / mb,
         "tunnel_overhead": row["tunnel_bytes_out"] / row["rtmp_bytes_in"],
         "cpu_cores_per_gbit_s": row["edge_cpu_s"] / (row["rtmp_bytes_in"] * 8 / 1e9),
+        # Resident memory the load added, per publisher (as capacity_bench.py, at the
+        # window's end rather than the peak).
+        "edge_rss_kib_per_stream": (row.get("edge_rss_loaded", 0) - row.get("edge_rss_idle", 0))
+        / 1024 / max(row["publishers"], 1),
     }
     if p.get("task-clock") is not None:
         out["perf_task_clock_ms_per_mb"] = p["task-clock"] / mb
@@ -339,6 +362,12 @@ def main():
     ap.add_argument("--perf-freq", type=int, default=499, help="samples per second for --perf-record")
     ap.add_argument("--call-graph", default="dwarf,16384", help="perf's --call-graph for --perf-record")
     ap.add_argument("--callgrind", metavar="PREFIX", help="run the edge under callgrind (PREFIX.RUN written)")
+    ap.add_argument("--edge-setting", action="append", default=[], metavar="LINE",
+                    help="a line added to the edge's configuration, in order (repeat it): "
+                         "--edge-setting '[relay]' --edge-setting 'retain_gop_head = false'")
+    ap.add_argument("--heaptrack", metavar="PREFIX",
+                    help="run the edge under heaptrack (PREFIX.RUN.zst written; its CPU figures are then "
+                         "heaptrack's process, not the edge's); heaptrack_print shows the peak by allocation site")
     ap.add_argument("--json", metavar="FILE", help="write every figure here")
     args = ap.parse_args()
     if args.runs < 1 or args.publishers < 1 or args.seconds <= 0:
