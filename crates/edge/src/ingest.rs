@@ -173,13 +173,9 @@ impl connection::Connection for Connection {
     ) -> Result<(), End> {
         match event {
             ServerEvent::ConnectRequested { .. } => session.accept_connect(),
-            // Boxed: the publish's asking (abuse guard, router, the origin's verdict over
-            // the tunnel) is the largest state this connection ever holds and lasts a
-            // round trip; inline, it sized every connection's task for its whole life
-            // (an 11.8 KiB task per publisher, heaptrack at 200 publishers).
             ServerEvent::PublishRequested {
                 stream_id, name, ..
-            } => Box::pin(self.on_publish(session, stream_id, name)).await?,
+            } => self.on_publish(session, stream_id, name).await?,
             ServerEvent::Media { message, .. } => {
                 if let Some(r) = &self.relaying {
                     r.relay.push(message, Instant::now());
