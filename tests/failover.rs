@@ -343,6 +343,96 @@ async fn the_encoder_stays_connected_when_its_primary_origin_drains_and_restarts
     encoder_stays_connected_through(Fault::Drain).await;
 }
 
+/// An edge that keeps only what the origin has not acknowledged
+/// (`relay.retain_gop_head = false`, for memory) still keeps its encoders connected
+/// through a failover and loses nothing it had not delivered: the price is a picture
+/// after the next keyframe at the new origin, not at once. The primary is killed; the
+/// streams resume at the other origin from their first unacknowledged frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_gop_head_the_encoder_stays_connected_and_players_wait_for_a_keyframe() {
+    require_ffmpeg();
+    let cluster = Cluster::new();
+    let hosts = Hosts::new();
+    let edge_settings = format!("{ROUTER}\n[relay]\nretain_gop_head = false");
+    let (pao, nyc, fra) = cluster
+        .two_origins_and_an_edge_on(&edge_settings, &hosts)
+        .await;
+    let registry = cluster.registry().await;
+    let entry = registry.create_entry(None).await.unwrap();
+    let mut load_entries = Vec::new();
+    for _ in 0..LOAD_PUBLISHERS {
+        load_entries.push(registry.create_entry(None).await.unwrap());
+    }
+    let (name, url) = publish_url(&fra, &entry);
+    let load_started = Instant::now();
+    let load = load_through(
+        &cluster,
+        &fra,
+        &[&pao, &nyc],
+        &load_entries,
+        u64::from(SECONDS) - 1,
+        LOAD_GOP_SECONDS,
+    );
+    let publisher = ffmpeg_publish(&url, "320x240", SECONDS, GOP);
+    until_metrics(&fra, "the streams on pao", |m| {
+        metric(
+            m,
+            "longhaul_router_streams",
+            &[("origin", PAO.id), ("leg", "p")],
+        ) == (1 + LOAD_PUBLISHERS) as f64
+    })
+    .await;
+    tokio::time::sleep_until((load_started + LOAD_FAULT_AT).into()).await;
+    pao.signal(libc::SIGKILL);
+    wait_live_polling(&nyc, &name, Duration::from_millis(20)).await;
+    let out = wait_child(publisher).await;
+    assert!(
+        out.status.success(),
+        "the encoder was disconnected: {}\nedge: {}",
+        String::from_utf8_lossy(&out.stderr),
+        fra.logs()
+    );
+    let report = tokio::time::timeout(Duration::from_secs(90), load)
+        .await
+        .expect("the load run ends")
+        .expect("the load task")
+        .expect("the load run completes");
+    eprintln!("{}", report.table());
+    assert!(report.errors().is_empty(), "{:#?}", report.errors());
+    for s in &report.streams {
+        // The player followed its stream to nyc and lost at most what came before the
+        // next keyframe there (a GOP of the run's 13 s).
+        assert!(s.frames_sent > 0, "{s:?}");
+        assert!(
+            s.frames_lost * (u64::from(SECONDS) - 1) <= s.frames_sent * LOAD_GOP_SECONDS,
+            "more than a GOP lost: {s:?}"
+        );
+    }
+    // The setting took: the head of the GOP was not kept, so the players at nyc began
+    // at a keyframe after the resume point (the fault comes 1 s into a 5 s GOP).
+    assert!(
+        report.streams.iter().all(|s| s.frames_lost > 0),
+        "{:#?}",
+        report.streams
+    );
+    let (failovers, lost, ..) = edge_figures(&fra, PAO.id, NYC.id).await;
+    assert_eq!(
+        (failovers, lost),
+        (1.0 + LOAD_PUBLISHERS as f64, 0.0),
+        "every stream moved, and the edge gave up nothing unacknowledged"
+    );
+    let n = metrics_of(&nyc).await;
+    assert_eq!(
+        metric(
+            &n,
+            "longhaul_tunnel_resumes_total",
+            &[("how", "moved_here")]
+        ),
+        (1 + LOAD_PUBLISHERS) as f64,
+        "{n}"
+    );
+}
+
 /// Publishers of the rolling restart, through the edge.
 const ROLLING_PUBLISHERS: u32 = 50;
 
