@@ -374,7 +374,12 @@ pub async fn serve<H: ConnectionHandler>(
                             shutdown,
                             unauthorised,
                         };
-                        handler.serve_connection(accepted).await
+                        // Boxed: a TLS connection's state is larger (its stream's record
+                        // layer, 1.2 KB, inside every future of it), and this task is
+                        // sized by its largest branch: inline, every plain RTMP
+                        // connection's task was 11.8 KiB for the TLS branch's 10 KB
+                        // (`-Zprint-type-sizes`, 2026-12-04).
+                        Box::pin(handler.serve_connection(accepted)).await
                     }
                     Ok(Err(e)) => {
                         limits.refuse(transport, reason::TLS_HANDSHAKE);

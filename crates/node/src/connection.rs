@@ -316,7 +316,9 @@ pub const LINGER: Duration = Duration::from_secs(1);
 
 /// Reads and discards until the peer closes, an error, or [`LINGER`].
 async fn linger<R: AsyncRead + Unpin>(reader: &mut R) {
-    let mut buf = [0u8; 4096];
+    // On the heap, and only while lingering: an array here sat in every connection's
+    // task for its whole life, 4 KiB of it (`-Zprint-type-sizes`).
+    let mut buf = vec![0u8; 4096];
     let _ = tokio::time::timeout(LINGER, async {
         while let Ok(n) = reader.read(&mut buf).await {
             if n == 0 {

@@ -226,14 +226,18 @@ impl Connection {
                     return Err(End::Rejected);
                 }
                 let connect = session.connect_request().cloned();
-                let decision = publish::decide(
+                // Boxed, as the subscription below: the decision (the registry's
+                // lookup) and a play's subscription (a pull from the peer origin) last a
+                // round trip; inline, they sized every connection's task for its whole
+                // life (`-Zprint-type-sizes`).
+                let decision = Box::pin(publish::decide(
                     &self.state,
                     connect.as_ref(),
                     &name,
                     self.peer,
                     self.transport,
                     self.id,
-                )
+                ))
                 .await;
                 match decision {
                     PublishDecision::Accept(publish::Accepted {
@@ -290,7 +294,7 @@ impl Connection {
                 let stream = name.split('?').next().unwrap_or_default().to_string();
                 let (rendition, choice) = LegChoice::from_play_name(&stream);
                 let plays = &self.state.metrics.plays;
-                match self.state.subscribe(rendition, choice).await {
+                match Box::pin(self.state.subscribe(rendition, choice)).await {
                     Some(subscription) => {
                         plays.with_label_values(&[protocol::RTMP, "accepted"]).inc();
                         tracing::info!(client = %self.peer, %stream, "player attached");
