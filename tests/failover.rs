@@ -107,7 +107,7 @@ fn load_through(
     entries: &[longhaul_registry::Entry],
     seconds: u64,
     gop_seconds: u64,
-) -> tokio::task::JoinHandle<Result<longhaul_load::Report, longhaul_load::LoadError>> {
+) -> LoadRun {
     let file = cluster.path("load-entries.txt");
     let lines: Vec<String> = entries
         .iter()
@@ -148,12 +148,10 @@ fn load_through(
     tokio::spawn(longhaul_load::run(settings))
 }
 
-/// Waits for a load run; checks every stamped frame of every stream reached its
-/// player. The report, for its figures.
-async fn no_stamped_frame_lost(
-    run: tokio::task::JoinHandle<Result<longhaul_load::Report, longhaul_load::LoadError>>,
-    streams: usize,
-) -> longhaul_load::Report {
+type LoadRun = tokio::task::JoinHandle<Result<longhaul_load::Report, longhaul_load::LoadError>>;
+
+/// Waits for a load run; checks it completed without errors, with `streams` streams.
+async fn load_report(run: LoadRun, streams: usize) -> longhaul_load::Report {
     let report = tokio::time::timeout(Duration::from_secs(90), run)
         .await
         .expect("the load run ends")
@@ -162,6 +160,13 @@ async fn no_stamped_frame_lost(
     eprintln!("{}", report.table());
     assert!(report.errors().is_empty(), "{:#?}", report.errors());
     assert_eq!(report.streams.len(), streams);
+    report
+}
+
+/// Waits for a load run; checks every stamped frame of every stream reached its
+/// player. The report, for its figures.
+async fn no_stamped_frame_lost(run: LoadRun, streams: usize) -> longhaul_load::Report {
+    let report = load_report(run, streams).await;
     for s in &report.streams {
         assert!(s.frames_sent > 0, "{s:?}");
         assert_eq!(s.frames_received, s.frames_sent, "frames lost: {s:?}");
@@ -212,12 +217,31 @@ async fn took_them_over(origin: &Node, count: usize) {
 /// Publishes through the edge to its primary (ffmpeg, and `longhaul-load`'s stamped
 /// streams), applies `fault` to the primary, and checks the streams went on at the
 /// other origin with the encoders none the wiser and no frame lost.
-async fn encoder_stays_connected_through(fault: Fault) {
+/// A fault test's cluster, just before the fault: both origins and the edge, ffmpeg and
+/// `longhaul-load`'s publishers streaming through the edge to pao for a while.
+struct BeforeFault {
+    cluster: Cluster,
+    hosts: Hosts,
+    pao: Node,
+    nyc: Node,
+    fra: Node,
+    /// The ffmpeg encoder's stream, and the encoder.
+    name: String,
+    publisher: std::process::Child,
+    /// When the encoder started.
+    started: Instant,
+    load: LoadRun,
+}
+
+/// Starts the cluster (the edge with `edge_settings` added) and the publishers, waits
+/// for every stream to be on pao, and then until [`LOAD_FAULT_AT`] into the load run.
+async fn until_the_fault(edge_settings: &str) -> BeforeFault {
     require_ffmpeg();
     let cluster = Cluster::new();
     let hosts = Hosts::new();
-    let (mut pao, nyc, fra) = cluster.two_origins_and_an_edge_on(ROUTER, &hosts).await;
-    let ports = (pao.addr("rtmp"), pao.addr("http"), pao.addr("tunnel"));
+    let (pao, nyc, fra) = cluster
+        .two_origins_and_an_edge_on(edge_settings, &hosts)
+        .await;
     let registry = cluster.registry().await;
     let entry = registry.create_entry(None).await.unwrap();
     let mut load_entries = Vec::new();
@@ -247,6 +271,43 @@ async fn encoder_stays_connected_through(fault: Fault) {
     .await;
     // Media flows to the primary for a while, acknowledged as it goes.
     tokio::time::sleep_until((load_started + LOAD_FAULT_AT).into()).await;
+    BeforeFault {
+        cluster,
+        hosts,
+        pao,
+        nyc,
+        fra,
+        name,
+        publisher,
+        started,
+        load,
+    }
+}
+
+/// Waits for the ffmpeg encoder to finish its clip; checks it was never disconnected.
+async fn encoder_finished(publisher: std::process::Child, edge: &Node) {
+    let out = wait_child(publisher).await;
+    assert!(
+        out.status.success(),
+        "the encoder was disconnected: {}\nedge: {}",
+        String::from_utf8_lossy(&out.stderr),
+        edge.logs()
+    );
+}
+
+async fn encoder_stays_connected_through(fault: Fault) {
+    let BeforeFault {
+        cluster,
+        hosts,
+        mut pao,
+        nyc,
+        fra,
+        name,
+        publisher,
+        started,
+        load,
+    } = until_the_fault(ROUTER).await;
+    let ports = (pao.addr("rtmp"), pao.addr("http"), pao.addr("tunnel"));
     let faulted = Instant::now();
     match fault {
         Fault::Kill => pao.signal(libc::SIGKILL),
@@ -278,13 +339,7 @@ async fn encoder_stays_connected_through(fault: Fault) {
         })
         .await;
     }
-    let out = wait_child(publisher).await;
-    assert!(
-        out.status.success(),
-        "the encoder was disconnected: {}\nedge: {}",
-        String::from_utf8_lossy(&out.stderr),
-        fra.logs()
-    );
+    encoder_finished(publisher, &fra).await;
     let worst = player.check(NYC.id).await;
     let report = no_stamped_frame_lost(load, LOAD_PUBLISHERS).await;
     let (failovers, lost, resent, detect, resume) = edge_figures(&fra, PAO.id, NYC.id).await;
@@ -350,55 +405,22 @@ async fn the_encoder_stays_connected_when_its_primary_origin_drains_and_restarts
 /// streams resume at the other origin from their first unacknowledged frame.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_gop_head_the_encoder_stays_connected_and_players_wait_for_a_keyframe() {
-    require_ffmpeg();
-    let cluster = Cluster::new();
-    let hosts = Hosts::new();
-    let edge_settings = format!("{ROUTER}\n[relay]\nretain_gop_head = false");
-    let (pao, nyc, fra) = cluster
-        .two_origins_and_an_edge_on(&edge_settings, &hosts)
-        .await;
-    let registry = cluster.registry().await;
-    let entry = registry.create_entry(None).await.unwrap();
-    let mut load_entries = Vec::new();
-    for _ in 0..LOAD_PUBLISHERS {
-        load_entries.push(registry.create_entry(None).await.unwrap());
-    }
-    let (name, url) = publish_url(&fra, &entry);
-    let load_started = Instant::now();
-    let load = load_through(
-        &cluster,
-        &fra,
-        &[&pao, &nyc],
-        &load_entries,
-        u64::from(SECONDS) - 1,
-        LOAD_GOP_SECONDS,
-    );
-    let publisher = ffmpeg_publish(&url, "320x240", SECONDS, GOP);
-    until_metrics(&fra, "the streams on pao", |m| {
-        metric(
-            m,
-            "longhaul_router_streams",
-            &[("origin", PAO.id), ("leg", "p")],
-        ) == (1 + LOAD_PUBLISHERS) as f64
-    })
-    .await;
-    tokio::time::sleep_until((load_started + LOAD_FAULT_AT).into()).await;
+    // The cluster and the hosts (namespaces) live to the end of the test.
+    let BeforeFault {
+        cluster: _cluster,
+        hosts: _hosts,
+        pao,
+        nyc,
+        fra,
+        name,
+        publisher,
+        load,
+        ..
+    } = until_the_fault(&format!("{ROUTER}\n[relay]\nretain_gop_head = false")).await;
     pao.signal(libc::SIGKILL);
     wait_live_polling(&nyc, &name, Duration::from_millis(20)).await;
-    let out = wait_child(publisher).await;
-    assert!(
-        out.status.success(),
-        "the encoder was disconnected: {}\nedge: {}",
-        String::from_utf8_lossy(&out.stderr),
-        fra.logs()
-    );
-    let report = tokio::time::timeout(Duration::from_secs(90), load)
-        .await
-        .expect("the load run ends")
-        .expect("the load task")
-        .expect("the load run completes");
-    eprintln!("{}", report.table());
-    assert!(report.errors().is_empty(), "{:#?}", report.errors());
+    encoder_finished(publisher, &fra).await;
+    let report = load_report(load, LOAD_PUBLISHERS).await;
     for s in &report.streams {
         // The player followed its stream to nyc and lost at most what came before the
         // next keyframe there (a GOP of the run's 13 s).
@@ -421,16 +443,7 @@ async fn without_the_gop_head_the_encoder_stays_connected_and_players_wait_for_a
         (1.0 + LOAD_PUBLISHERS as f64, 0.0),
         "every stream moved, and the edge gave up nothing unacknowledged"
     );
-    let n = metrics_of(&nyc).await;
-    assert_eq!(
-        metric(
-            &n,
-            "longhaul_tunnel_resumes_total",
-            &[("how", "moved_here")]
-        ),
-        (1 + LOAD_PUBLISHERS) as f64,
-        "{n}"
-    );
+    took_them_over(&nyc, 1 + LOAD_PUBLISHERS).await;
 }
 
 /// Publishers of the rolling restart, through the edge.
