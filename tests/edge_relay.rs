@@ -482,6 +482,7 @@ async fn raw_tunnel(cluster: &TestCluster, node_id: &str) -> longhaul_tunnel::Tu
             region: "gru".into(),
             role: "edge".into(),
             version: VERSION.into(),
+            lane: 0,
         },
         section.origins[0].clone(),
         &section.transport,

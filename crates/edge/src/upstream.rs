@@ -119,6 +119,7 @@ impl Upstreams {
             region: node.region.clone(),
             role: "edge".into(),
             version: longhaul_tunnel::VERSION.into(),
+            lane: 0,
         };
         let clients = section
             .origins

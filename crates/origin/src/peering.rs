@@ -143,6 +143,7 @@ impl Peering {
             region: config.node.region.clone(),
             role: "origin".into(),
             version: longhaul_tunnel::VERSION.into(),
+            lane: 0,
         };
         let mut clients = Vec::new();
         for peer in &section.peers {

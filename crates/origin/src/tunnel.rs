@@ -136,6 +136,7 @@ impl TunnelService for TunnelSide {
             region: self.state.config.node.region.clone(),
             role: "origin".into(),
             version: longhaul_tunnel::VERSION.into(),
+            lane: 0,
         }
     }
 

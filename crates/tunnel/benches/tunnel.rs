@@ -151,6 +151,7 @@ impl TunnelService for BenchOrigin {
             region: "nyc".into(),
             role: "origin".into(),
             version: VERSION.into(),
+            lane: 0,
         }
     }
     fn load(&self) -> LoadReport {
@@ -270,6 +271,7 @@ async fn start_tunnel(settings: &TransportSettings, path: Option<PathModel>) -> 
             region: "sin".into(),
             role: "edge".into(),
             version: VERSION.into(),
+            lane: 0,
         },
         section.origins[0].clone(),
         &section.transport,

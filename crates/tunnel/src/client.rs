@@ -106,7 +106,7 @@ impl TunnelClient {
         }
         let mut client_config = quinn::ClientConfig::new(tls.crypto());
         client_config.transport_config(Arc::new(transport.transport_config()));
-        let link = Link::new(&peer.id, &peer.region, TunnelState::Connecting);
+        let link = Link::new(&peer.id, &peer.region, local.lane, TunnelState::Connecting);
         set.add(link.clone());
         let inner = Arc::new(Inner {
             peer,

@@ -31,8 +31,11 @@
 //!   (at most 16 MiB). Nine bytes of framing per message.
 //!
 //! **Control stream**: the first bidirectional stream, opened by the edge.
-//! 1. edge → origin `{"type":"hello","node_id","region","role":"edge","version"}`;
+//! 1. edge → origin `{"type":"hello","node_id","region","role":"edge","version","lane"}`;
 //!    origin → edge the same with `"role":"origin"`. Nothing else before the hellos.
+//!    `lane` (absent: 0) tells an edge's tunnels to one origin apart: a sharded edge
+//!    keeps one per shard, and the origin keeps one link per (edge, lane); a second
+//!    connection on the same lane replaces the first (the edge restarted).
 //! 2. Both ways, every `report_interval_ms`: `{"type":"report","healthy","publishers",
 //!    "connections","draining"}`. `healthy`: the node takes new work (an origin: its
 //!    registry is reachable and it is not shutting down); `draining` (absent: false): it

@@ -68,6 +68,8 @@ pub struct Link {
     /// The peer's node id (from config on an edge, from its hello on an origin).
     pub peer: String,
     pub peer_region: String,
+    /// Which of the edge's tunnels to the origin this is ([`crate::Hello::lane`]).
+    pub lane: u16,
     state: AtomicU8,
     transitions: [AtomicU64; 4],
     reconnects: AtomicU64,
@@ -101,6 +103,7 @@ pub struct PathSample {
 pub struct LinkSnapshot {
     pub peer: String,
     pub peer_region: String,
+    pub lane: u16,
     pub state: TunnelState,
     /// Times the link entered each state, in [`TunnelState::ALL`] order.
     pub transitions: [u64; 4],
@@ -124,10 +127,11 @@ pub struct LinkSnapshot {
 }
 
 impl Link {
-    pub(crate) fn new(peer: &str, peer_region: &str, state: TunnelState) -> Arc<Link> {
+    pub(crate) fn new(peer: &str, peer_region: &str, lane: u16, state: TunnelState) -> Arc<Link> {
         let link = Link {
             peer: peer.to_string(),
             peer_region: peer_region.to_string(),
+            lane,
             state: AtomicU8::new(state.index() as u8),
             transitions: Default::default(),
             reconnects: AtomicU64::new(0),
@@ -310,6 +314,7 @@ impl Link {
         LinkSnapshot {
             peer: self.peer.clone(),
             peer_region: self.peer_region.clone(),
+            lane: self.lane,
             state: self.state(),
             transitions: std::array::from_fn(|i| self.transitions[i].load(Ordering::Relaxed)),
             reconnects: self.reconnects.load(Ordering::Relaxed),
@@ -393,14 +398,20 @@ impl TunnelSet {
         lock(&self.links).push(link);
     }
 
-    /// The link to `peer`, made (in `state`) if this set has none yet. An origin keeps
-    /// one link per edge across that edge's reconnects, so its counters run on.
-    pub(crate) fn link_for(&self, peer: &str, peer_region: &str, state: TunnelState) -> Arc<Link> {
+    /// The link to `peer`'s `lane`, made (in `state`) if this set has none yet. An origin
+    /// keeps one link per edge lane across that edge's reconnects, so its counters run on.
+    pub(crate) fn link_for(
+        &self,
+        peer: &str,
+        peer_region: &str,
+        lane: u16,
+        state: TunnelState,
+    ) -> Arc<Link> {
         let mut links = lock(&self.links);
-        if let Some(link) = links.iter().find(|l| l.peer == peer) {
+        if let Some(link) = links.iter().find(|l| l.peer == peer && l.lane == lane) {
             return link.clone();
         }
-        let link = Link::new(peer, peer_region, state);
+        let link = Link::new(peer, peer_region, lane, state);
         links.push(link.clone());
         link
     }

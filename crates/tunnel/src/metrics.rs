@@ -11,7 +11,10 @@ use prometheus::proto::MetricFamily;
 use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts};
 use std::sync::Arc;
 
-const PEER: &[&str] = &["peer", "peer_region"];
+/// Each link's labels: its peer, and which of the edge's tunnels to that peer it is
+/// (`lane`, "0" on an edge that runs one shard). `max by (peer)` or `sum by (peer)`
+/// gives a peer's view across lanes.
+const PEER: &[&str] = &["peer", "peer_region", "lane"];
 
 /// One family's definition, made afresh for every scrape.
 struct Families {
@@ -44,12 +47,12 @@ impl Families {
             state: gauge(
                 "tunnel_state",
                 "1 for the state each tunnel is in",
-                &["peer", "peer_region", "state"],
+                &["peer", "peer_region", "lane", "state"],
             ),
             state_changes: counter(
                 "tunnel_state_changes_total",
                 "Times each tunnel entered each state",
-                &["peer", "peer_region", "to"],
+                &["peer", "peer_region", "lane", "to"],
             ),
             srtt: GaugeVec::new(
                 Opts::new(
@@ -164,9 +167,10 @@ impl Collector for TunnelCollector {
     fn collect(&self) -> Vec<MetricFamily> {
         let f = Families::new();
         for s in self.set.snapshots() {
-            let peer = [s.peer.as_str(), s.peer_region.as_str()];
+            let lane = s.lane.to_string();
+            let peer = [s.peer.as_str(), s.peer_region.as_str(), lane.as_str()];
             for (state, entered) in TunnelState::ALL.iter().zip(s.transitions) {
-                let labels = [peer[0], peer[1], state.as_str()];
+                let labels = [peer[0], peer[1], peer[2], state.as_str()];
                 f.state
                     .with_label_values(&labels)
                     .set(i64::from(s.state == *state));

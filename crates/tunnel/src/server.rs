@@ -37,6 +37,8 @@ pub struct PeerInfo {
     pub node_id: String,
     pub region: String,
     pub version: String,
+    /// Which of the edge's tunnels this is ([`crate::Hello::lane`]).
+    pub lane: u16,
     pub addr: SocketAddr,
     /// The wire version the tunnel's handshake chose.
     pub wire: WireVersion,
@@ -296,26 +298,38 @@ async fn handle<S: TunnelService>(
         node_id: hello.node_id.clone(),
         region: hello.region.clone(),
         version: hello.version.clone(),
+        lane: hello.lane,
         addr,
         wire: negotiated_version(&connection),
         role,
     };
-    // One link per edge across its reconnects. A newer connection from the same edge
-    // (it restarted while its old connection was half-open) replaces the old one. A peer
+    // One link per edge lane across its reconnects. A newer connection from the same edge
+    // and lane (it restarted while its old connection was half-open) replaces the old
+    // one; an edge's other lanes (its other shards) keep theirs. A peer
     // origin's tunnel gets a link of its own, outside the set: the set is the node's
     // edges (revocations go to them), and its series are the peer's (this origin's
     // tunnel to that peer is in the set under the peer's id).
     let link = match role {
-        PeerRole::Edge => set.link_for(&peer.node_id, &peer.region, TunnelState::Connected),
-        PeerRole::Origin => Link::new(&peer.node_id, &peer.region, TunnelState::Connected),
+        PeerRole::Edge => set.link_for(
+            &peer.node_id,
+            &peer.region,
+            peer.lane,
+            TunnelState::Connected,
+        ),
+        PeerRole::Origin => Link::new(
+            &peer.node_id,
+            &peer.region,
+            peer.lane,
+            TunnelState::Connected,
+        ),
     };
     if let Some(old) = link.connection() {
         old.close(
             codes::NORMAL.into(),
             b"replaced by a newer connection from the same node",
         );
-        tracing::info!(peer = %peer.node_id, old = %old.remote_address(), new = %addr,
-            "a newer tunnel from the same edge replaces the old one");
+        tracing::info!(peer = %peer.node_id, lane = peer.lane, old = %old.remote_address(),
+            new = %addr, "a newer tunnel from the same edge and lane replaces the old one");
     }
     link.attach(connection.clone());
     link.set_state(
@@ -323,7 +337,7 @@ async fn handle<S: TunnelService>(
         &format!("edge {} from {addr}", peer.node_id),
     );
     tracing::info!(peer = %peer.node_id, region = %peer.region, version = %peer.version,
-        wire = ?peer.wire, client = %addr, role = %hello.role, "tunnel connected");
+        lane = peer.lane, wire = ?peer.wire, client = %addr, role = %hello.role, "tunnel connected");
     if let Err(e) = write_message(
         &mut control_send,
         &Message::Hello(service.hello()),

@@ -92,6 +92,13 @@ pub struct Hello {
     pub role: String,
     /// The sender's software version (`CARGO_PKG_VERSION`).
     pub version: String,
+    /// Which of the sender's tunnels to this peer this is. An edge that runs one shard
+    /// per core keeps one tunnel per shard to each origin (each driven by its shard's
+    /// thread, so no one connection caps the node at a core); the origin keeps them side
+    /// by side, one link per (edge, lane), instead of taking the second for a reconnect
+    /// of the first. Absent from older peers' hellos: lane 0.
+    #[serde(default)]
+    pub lane: u16,
 }
 
 /// Health and load, sent both ways every report interval. Fields added later must be

@@ -26,6 +26,7 @@ impl TunnelService for ToyOrigin {
             region: "nyc".into(),
             role: "origin".into(),
             version: VERSION.into(),
+            lane: 0,
         }
     }
     fn load(&self) -> LoadReport {
@@ -220,6 +221,11 @@ fn start_edge(section: &TunnelSection) -> (TunnelClient, Arc<TunnelSet>) {
 
 /// [`start_edge`], with the edge's TLS files to reload.
 fn start_edge_with_tls(section: &TunnelSection) -> (TunnelClient, Arc<TunnelSet>, EdgeTls) {
+    start_edge_lane(section, 0)
+}
+
+/// Edge `fra-1`'s tunnel on `lane` (one per shard of a sharded edge).
+fn start_edge_lane(section: &TunnelSection, lane: u16) -> (TunnelClient, Arc<TunnelSet>, EdgeTls) {
     let endpoint = client_endpoint(section).unwrap();
     let set = TunnelSet::new();
     let tls = EdgeTls::load(&section.tls).unwrap();
@@ -230,6 +236,7 @@ fn start_edge_with_tls(section: &TunnelSection) -> (TunnelClient, Arc<TunnelSet>
             region: "fra".into(),
             role: "edge".into(),
             version: VERSION.into(),
+            lane,
         },
         section.origins[0].clone(),
         &section.transport,
@@ -337,13 +344,15 @@ async fn authorise_publish_and_end_over_one_connection() {
     .await;
     let text = render(&edge_set);
     assert!(
-        text.contains(r#"longhaul_tunnel_open_streams{peer="nyc-1",peer_region="nyc"} 3"#),
+        text.contains(r#"longhaul_tunnel_open_streams{lane="0",peer="nyc-1",peer_region="nyc"} 3"#),
         "{text}"
     );
-    assert!(text
-        .contains(r#"longhaul_tunnel_state{peer="nyc-1",peer_region="nyc",state="connected"} 1"#));
+    assert!(text.contains(
+        r#"longhaul_tunnel_state{lane="0",peer="nyc-1",peer_region="nyc",state="connected"} 1"#
+    ));
     assert!(text.contains("longhaul_tunnel_srtt_seconds{"));
-    assert!(text.contains(r#"longhaul_tunnel_streams_total{peer="nyc-1",peer_region="nyc"} 3"#));
+    assert!(text
+        .contains(r#"longhaul_tunnel_streams_total{lane="0",peer="nyc-1",peer_region="nyc"} 3"#));
     for s in senders {
         s.finish().await;
     }
@@ -586,6 +595,47 @@ async fn an_origin_keeps_one_link_per_edge_across_reconnects() {
 }
 
 #[tokio::test]
+async fn an_edge_s_lanes_are_kept_side_by_side_and_labelled() {
+    let c = cluster();
+    let origin = start_origin(&c.origin_tls, ([127, 0, 0, 1], 0).into());
+    let section = edge_section(c.edge_tls.clone(), origin.addr);
+    let (lane0, edge_set, _) = start_edge_lane(&section, 0);
+    let (lane1, _, _) = start_edge_lane(&section, 1);
+    until("both lanes connected", || {
+        lane0.state() == TunnelState::Connected && lane1.state() == TunnelState::Connected
+    })
+    .await;
+    // Neither is taken for a reconnect of the other: both stay, and both carry work.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(lane0.state(), TunnelState::Connected);
+    assert_eq!(lane1.state(), TunnelState::Connected);
+    for lane in [&lane0, &lane1] {
+        assert!(matches!(
+            lane.authorise(request("ok-lane")).await.unwrap(),
+            Verdict::Allowed { .. }
+        ));
+    }
+    let mut links = origin.set.snapshots();
+    links.sort_by_key(|l| l.lane);
+    assert_eq!(links.len(), 2, "{links:?}");
+    assert_eq!((links[0].lane, links[1].lane), (0, 1));
+    assert!(links
+        .iter()
+        .all(|l| l.peer == "fra-1" && l.state == TunnelState::Connected));
+    let series = render(&origin.set);
+    for lane in ["0", "1"] {
+        let line = format!(
+            "longhaul_tunnel_state{{lane=\"{lane}\",peer=\"fra-1\",peer_region=\"fra\",state=\"connected\"}} 1"
+        );
+        assert!(series.contains(&line), "{line} missing from\n{series}");
+    }
+    assert!(render(&edge_set).contains("lane=\"0\""));
+    lane0.close();
+    lane1.close();
+    origin.shutdown.cancel();
+}
+
+#[tokio::test]
 async fn a_hello_that_is_not_an_edge_s_is_refused() {
     for node_id in ["Not A Name {}", "sin-1"] {
         hello_refused(node_id).await;
@@ -606,6 +656,7 @@ async fn hello_refused(node_id: &str) {
             region: "fra".into(),
             role: "edge".into(),
             version: VERSION.into(),
+            lane: 0,
         },
         section.origins[0].clone(),
         &section.transport,
@@ -770,6 +821,7 @@ fn dial(tls: &ClusterTlsPaths, node_id: &str, role: &str, origin: SocketAddr) ->
             region: "pao".into(),
             role: role.into(),
             version: VERSION.into(),
+            lane: 0,
         },
         section.origins[0].clone(),
         &section.transport,
