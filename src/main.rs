@@ -45,7 +45,9 @@ struct Cli {
     )]
     log: String,
     /// Threads that run the node: `1` runs everything on one thread (tokio's current-thread
-    /// runtime, no work stealing, no cross-thread wake-ups), more runs tokio's
+    /// runtime, no work stealing, no cross-thread wake-ups). More: an edge runs that many
+    /// shards, each a thread with its own current-thread runtime, its share of the
+    /// connections and its own tunnel to each origin; other commands run tokio's
     /// multi-thread runtime with that many workers. Default: one per core this process
     /// may run on (its CPU affinity and cgroup quota), and one thread when that is one.
     #[arg(
@@ -115,7 +117,10 @@ fn main() -> ExitCode {
         .threads
         .map(usize::from)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-    let runtime = if threads == 1 {
+    // An edge runs its threads as shards (longhaul_node::shards): a current-thread runtime
+    // here, shard 0, and one thread of its own per other shard; no work stealing.
+    let sharded = matches!(cli.command, Command::Edge { .. });
+    let runtime = if threads == 1 || sharded {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -135,7 +140,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Origin { configs } => run_origin(configs).await,
-            Command::Edge { configs } => run_edge(configs).await,
+            Command::Edge { configs } => run_edge(configs, threads).await,
             Command::Dev {
                 data_dir,
                 port_offset,
@@ -193,9 +198,9 @@ async fn run_origin(configs: Vec<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_edge(configs: Vec<PathBuf>) -> anyhow::Result<()> {
+async fn run_edge(configs: Vec<PathBuf>, shards: usize) -> anyhow::Result<()> {
     let config: longhaul_edge::EdgeConfig = config_file::load(&configs)?;
-    let mut edge = longhaul_edge::Edge::start(config).await?;
+    let mut edge = longhaul_edge::Edge::start_sharded(config, shards).await?;
     tokio::select! {
         _ = edge.wait() => anyhow::bail!("a listener of the edge stopped unexpectedly"),
         _ = shutdown_signal() => tracing::info!("draining, then shutting down (a second signal stops at once)"),

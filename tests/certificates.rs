@@ -333,8 +333,8 @@ async fn the_origin_tunnel_certificate_is_swapped_while_an_edge_relays() {
         .await;
     assert!(line.contains(&*live.cert.to_string_lossy()), "{line}");
 
-    // The tunnel never dropped: the stream went through whole, and the edge connected
-    // once and never again.
+    // The tunnel never dropped: the stream went through whole, and each of the edge's
+    // tunnels (one per shard) connected once and never again.
     let out = wait_child(publisher).await;
     assert!(
         out.status.success(),
@@ -354,7 +354,8 @@ async fn the_origin_tunnel_certificate_is_swapped_while_an_edge_relays() {
     let entered = [("peer", NYC.id), ("to", "connected")];
     assert_eq!(
         present(&m, "longhaul_tunnel_state_changes_total", &entered),
-        1.0
+        lanes(&m, NYC.id),
+        "each lane connected once"
     );
     assert!(connected(&m, NYC.id));
 }
@@ -377,7 +378,9 @@ async fn a_denied_edge_certificate_cuts_its_live_tunnel_and_keeps_it_out() {
         },
     );
     let fra = cluster.edge("fra-test", "fra", &[(&NYC, &nyc)], true);
-    until_metrics(&fra, "the tunnel up", |m| connected(m, NYC.id)).await;
+    let m = until_metrics(&fra, "the tunnel up", |m| connected(m, NYC.id)).await;
+    // One live tunnel per shard of the edge.
+    let tunnels = lanes(&m, NYC.id);
     let entry = cluster
         .registry()
         .await
@@ -403,8 +406,8 @@ async fn a_denied_edge_certificate_cuts_its_live_tunnel_and_keeps_it_out() {
         format!("# fra-test: key copied off the host\n{fingerprint}\n"),
     )
     .unwrap();
-    until_metrics(&nyc, "the live tunnel cut", |m| {
-        metric(m, "longhaul_tunnel_denied_cuts_total", &[]) == 1.0
+    until_metrics(&nyc, "the live tunnels cut", |m| {
+        metric(m, "longhaul_tunnel_denied_cuts_total", &[]) == tunnels
     })
     .await;
     eprintln!(
@@ -427,8 +430,17 @@ async fn a_denied_edge_certificate_cuts_its_live_tunnel_and_keeps_it_out() {
         ) >= 2.0
     })
     .await;
-    assert!(!connected(&metrics_of(&fra).await, NYC.id));
-    assert_eq!(metric(&m, "longhaul_tunnel_denied_cuts_total", &[]), 1.0);
+    let at_fra = metrics_of(&fra).await;
+    let up = [("peer", NYC.id), ("state", "connected")];
+    assert_eq!(
+        metric(&at_fra, "longhaul_tunnel_state", &up),
+        0.0,
+        "{at_fra}"
+    );
+    assert_eq!(
+        metric(&m, "longhaul_tunnel_denied_cuts_total", &[]),
+        tunnels
+    );
     nyc.logged(&["tunnel refused", "deny list", &fingerprint])
         .await;
     fra.logged(&["the origin denies this edge's certificate"])

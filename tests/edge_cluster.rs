@@ -95,7 +95,8 @@ async fn each_edge_relays_to_the_origin_its_leg_is_routed_to() {
     let s = relay_and_check(&url, &pao, &format!("{id}_1"), (320, 240)).await;
     assert_eq!(s["leg"], "backup", "{s}");
 
-    // Three renditions through one edge at once, all on its one connection to nyc.
+    // Three renditions through one edge at once, all on its connections to nyc (one per
+    // shard).
     let (fra_rtmp, nyc_ref) = (fra.addr("rtmp"), &nyc);
     let run = |n: u32, size: (u64, u64)| {
         let url = format!("rtmp://{fra_rtmp}/kLive/?t={token}/{id}_{n}");
@@ -103,7 +104,7 @@ async fn each_edge_relays_to_the_origin_its_leg_is_routed_to() {
         async move { relay_and_check(&url, nyc_ref, &name, size).await }
     };
     let watch = async {
-        // While all three run, the edge's one tunnel to nyc carries three streams.
+        // While all three run, the edge's tunnels to nyc carry three streams.
         until_metrics(&fra, "three open streams", |m| {
             metric(m, "longhaul_tunnel_open_streams", &[("peer", NYC.id)]) == 3.0
         })
@@ -126,8 +127,8 @@ async fn each_edge_relays_to_the_origin_its_leg_is_routed_to() {
             "longhaul_tunnel_state_changes_total",
             &[("peer", NYC.id), ("to", "connected")]
         ),
-        1.0,
-        "one connection for everything: {m}"
+        lanes(&m, NYC.id),
+        "one connection per lane (shard) for everything: {m}"
     );
     let m = metrics_of(&nyc).await;
     assert_eq!(

@@ -752,3 +752,108 @@ async fn a_regeneration_cuts_relays_and_voids_outstanding_grants() {
     raw.close();
     cluster.stop().await;
 }
+
+/// A UDP port on loopback free now, with the one after it free too.
+fn two_free_udp_ports() -> u16 {
+    for _ in 0..100 {
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let port = a.local_addr().expect("addr").port();
+        if port < u16::MAX && std::net::UdpSocket::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no two free UDP ports in a row on loopback");
+}
+
+/// An edge on two shards: its connections are shared out between the shards, each
+/// shard's publishes go over its own tunnel (lane) to the origin, which keeps both lanes
+/// side by side, and a regeneration cuts the streams of both.
+#[tokio::test]
+async fn an_edge_on_two_shards_relays_over_a_lane_each_and_a_regeneration_cuts_both() {
+    // A fixed tunnel port: lane 1 takes the next one.
+    let port = two_free_udp_ports();
+    let bind = format!("[tunnel]\nbind = \"127.0.0.1:{port}\"");
+    let cluster = start_cluster_sharded("", &bind, 2).await;
+    let lanes = cluster.edge.state.upstreams.lanes();
+    let ports: Vec<u16> = lanes
+        .iter()
+        .map(|l| l.local_addr().expect("bound").port())
+        .collect();
+    assert_eq!(ports, [port, port + 1]);
+    let entry = cluster.origin.create_entry().await;
+    let mut publishers = Vec::new();
+    for n in 1..=4 {
+        let name = format!("{}_{n}", entry.id);
+        let mut p = publish(&cluster.edge_publish_url(&entry.token, &name))
+            .await
+            .expect("publish accepted through the edge");
+        p.send(&avc_header()).await.expect("send");
+        p.send(&keyframe(0, n as u8)).await.expect("send");
+        cluster.origin.wait_live(&name).await;
+        publishers.push(p);
+    }
+    // The origin sees the edge twice, once per lane, two streams on each.
+    let mut links: Vec<_> = cluster
+        .origin
+        .origin
+        .tunnels
+        .snapshots()
+        .into_iter()
+        .filter(|l| l.peer == "test-edge")
+        .collect();
+    links.sort_by_key(|l| l.lane);
+    let lanes: Vec<(u16, i64)> = links.iter().map(|l| (l.lane, l.open_streams)).collect();
+    assert_eq!(lanes, [(0, 2), (1, 2)], "{links:?}");
+    let m = cluster.edge_metrics();
+    for lane in ["lane=\"0\"", "lane=\"1\""] {
+        assert_eq!(
+            series(&m, "longhaul_tunnel_open_streams", &[lane]),
+            Some(2.0),
+            "{m}"
+        );
+    }
+    let (status, _, _) = http(
+        "POST",
+        &format!(
+            "{}/api/v1/entries/{}/regenerate-token",
+            cluster.origin.http(),
+            entry.id
+        ),
+        "",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    for p in &mut publishers {
+        let (_, description) = next_refusal(p).await;
+        assert!(description.contains("was regenerated"), "{description}");
+    }
+    // Each lane heard the revocation; each stream ended, by the revocation or by the
+    // origin's end of its stream, whichever came first (both carry the origin's words).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = cluster.edge_metrics();
+        let ends = ["revoked", "origin_ended"]
+            .map(|r| {
+                series(
+                    &m,
+                    "longhaul_edge_publish_ends_total",
+                    &[&format!("reason=\"{r}\"")],
+                )
+                .unwrap_or(0.0)
+            })
+            .iter()
+            .sum::<f64>();
+        let told = series(
+            &m,
+            "longhaul_edge_revocations_total",
+            &["reason=\"token_revoked\""],
+        );
+        if ends == 4.0 && told == Some(2.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{m}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cluster.stop().await;
+}

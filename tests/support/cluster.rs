@@ -52,6 +52,16 @@ pub async fn start_cluster(edge_extra: &str) -> TestCluster {
 
 /// [`start_cluster`], with `origin_extra` added to the origin's config too.
 pub async fn start_cluster_with(origin_extra: &str, edge_extra: &str) -> TestCluster {
+    start_cluster_sharded(origin_extra, edge_extra, 1).await
+}
+
+/// [`start_cluster_with`], the edge on `shards` shards (a thread each past the first, and
+/// a tunnel lane each); [`wait_connected`] waits for every lane.
+pub async fn start_cluster_sharded(
+    origin_extra: &str,
+    edge_extra: &str,
+    shards: usize,
+) -> TestCluster {
     let pki = tempfile::tempdir().expect("tempdir");
     let ca = ClusterCa::generate("longhaul test cluster").expect("CA");
     let origin_files = ca
@@ -75,7 +85,7 @@ pub async fn start_cluster_with(origin_extra: &str, edge_extra: &str) -> TestClu
         .origin
         .tunnel_addr
         .expect("the origin's tunnel is on");
-    let edge = start_edge(tunnel, &edge_files, edge_extra).await;
+    let edge = start_edge_on(tunnel, &edge_files, edge_extra, shards).await;
     wait_connected(&edge).await;
     TestCluster {
         origin,
@@ -87,6 +97,16 @@ pub async fn start_cluster_with(origin_extra: &str, edge_extra: &str) -> TestClu
 
 /// An edge on ephemeral ports whose one origin is at `tunnel` (nothing need listen there).
 pub async fn start_edge(tunnel: SocketAddr, files: &NodeFiles, extra: &str) -> Edge {
+    start_edge_on(tunnel, files, extra, 1).await
+}
+
+/// [`start_edge`] on `shards` shards.
+pub async fn start_edge_on(
+    tunnel: SocketAddr,
+    files: &NodeFiles,
+    extra: &str,
+    shards: usize,
+) -> Edge {
     let doc = format!(
         r#"
         [node]
@@ -107,7 +127,9 @@ pub async fn start_edge(tunnel: SocketAddr, files: &NodeFiles, extra: &str) -> E
     let mut table: toml::Table = doc.parse().expect("edge test config");
     merge(&mut table, extra.parse().expect("extra edge config"));
     let config: EdgeConfig = table.try_into().expect("edge test config");
-    Edge::start(config).await.expect("edge starts")
+    Edge::start_sharded(config, shards)
+        .await
+        .expect("edge starts")
 }
 
 /// `[tunnel.tls]` with a node's files and `[tunnel.transport]` for loopback.

@@ -666,12 +666,33 @@ pub fn present(m: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     metric(m, name, labels)
 }
 
+/// How many tunnels the node keeps to `peer`: one per lane (an edge process runs a
+/// shard per core, each with its own tunnel to every origin).
+pub fn lanes(m: &str, peer: &str) -> f64 {
+    let labels = [("peer", peer), ("state", "connected")];
+    m.lines()
+        .filter(|l| l.starts_with("longhaul_tunnel_state{"))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .count() as f64
+}
+
+/// Every tunnel to `peer` is connected: an edge process runs one shard per core, each
+/// with its own tunnel (its `lane`) to every origin.
 pub fn connected(m: &str, peer: &str) -> bool {
-    present(
-        m,
-        "longhaul_tunnel_state",
-        &[("peer", peer), ("state", "connected")],
-    ) == 1.0
+    let labels = [("peer", peer), ("state", "connected")];
+    present(m, "longhaul_tunnel_state", &labels);
+    m.lines()
+        .filter(|l| l.starts_with("longhaul_tunnel_state{"))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .all(|l| l.ends_with(" 1"))
 }
 
 /// Polls the origin's streams API until `name` is live.

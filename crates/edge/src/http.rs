@@ -11,13 +11,16 @@
 //!  "publishers": 3, "connections": 4, "legs": {"primary": true, "backup": true},
 //!  "routes": {"primary": {"origin": "nyc-1", "preferred": "nyc-1", "reason": null},
 //!             "backup": {"origin": "nyc-1", "preferred": "pao-1", "reason": "origin_down"}},
-//!  "tunnels": [{"origin": "nyc-1", "region": "nyc", "primary": true, "state": "connected",
-//!               "healthy": true, "srtt_ms": 92.4, "open_streams": 3, "reconnects": 0}, ...]}
+//!  "tunnels": [{"origin": "nyc-1", "region": "nyc", "lane": 0, "primary": true,
+//!               "state": "connected", "healthy": true, "srtt_ms": 92.4,
+//!               "open_streams": 3, "reconnects": 0}, ...]}
 //! ```
 //!
 //! `routes` says where the router sends each leg's new publishes now, and why not to its
 //! preferred origin; `legs` says which legs can be published now (the tunnel to the
-//! origin the router picks for it is connected).
+//! origin the router picks for it is connected). An edge on several shards lists each
+//! shard's tunnels (`lane`), each with its lane's router's judgement; `routes` and `legs`
+//! are lane 0's.
 //! `status` is `ok` (HTTP 200) with both, `degraded` (200) with only leg p, `unavailable`
 //! (503) without leg p: every encoder's default leg would be refused, so a load balancer
 //! should send encoders elsewhere. The accept loop (connection cap, header timeout) is
@@ -171,21 +174,30 @@ pub fn health(state: &EdgeState) -> Response<Body> {
     let tunnel = &state.config.tunnel;
     let primary = &tunnel.primary;
     let snapshots = state.upstreams.set().snapshots();
-    let (routes, healthy) = {
-        let mut router = state.upstreams.router();
-        let now = std::time::Instant::now();
-        let routes = Leg::ALL.map(|leg| router.choose(leg, now));
-        let healthy: Vec<(String, bool)> = router
-            .statuses()
-            .into_iter()
-            .map(|(o, s)| (o.to_string(), s.rank() == 0))
-            .collect();
-        (routes, healthy)
+    // Routes as lane 0 would take them (every lane's router sees the same origins, over
+    // paths of its own); each tunnel's health as its lane's router judges it.
+    let now = std::time::Instant::now();
+    let routes = {
+        let mut router = state.upstreams.lane(0).router();
+        Leg::ALL.map(|leg| router.choose(leg, now))
     };
+    let healthy: Vec<(String, u16, bool)> = state
+        .upstreams
+        .lanes()
+        .iter()
+        .flat_map(|lane| {
+            let router = lane.router();
+            router
+                .statuses()
+                .into_iter()
+                .map(|(o, s)| (o.to_string(), lane.index(), s.rank() == 0))
+                .collect::<Vec<_>>()
+        })
+        .collect();
     let up = |choice: &longhaul_router::Choice| {
         snapshots
             .iter()
-            .any(|s| s.peer == choice.origin && s.state == TunnelState::Connected)
+            .any(|s| s.peer == choice.origin && s.lane == 0 && s.state == TunnelState::Connected)
     };
     let (primary_up, backup_up) = (up(&routes[0]), up(&routes[1]));
     // A leg whose routed origin is unreachable (none is) is refused; with leg p (every
@@ -208,9 +220,10 @@ pub fn health(state: &EdgeState) -> Response<Body> {
             serde_json::json!({
                 "origin": s.peer,
                 "region": s.peer_region,
+                "lane": s.lane,
                 "primary": &s.peer == primary,
                 "state": s.state.as_str(),
-                "healthy": healthy.iter().any(|(o, h)| *o == s.peer && *h),
+                "healthy": healthy.iter().any(|(o, l, h)| *o == s.peer && *l == s.lane && *h),
                 "srtt_ms": s.srtt.map(|d| d.as_secs_f64() * 1000.0),
                 "open_streams": s.open_streams,
                 "reconnects": s.reconnects,

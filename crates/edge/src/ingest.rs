@@ -58,6 +58,8 @@ struct Connection {
     peer: SocketAddr,
     transport: Transport,
     state: Arc<EdgeState>,
+    /// The shard that runs the connection, whose tunnels (lane) its publish goes on.
+    shard: usize,
     relaying: Option<Relaying>,
     /// The stream it published, for its last log line (kept after the relay ends).
     published: Option<String>,
@@ -131,6 +133,7 @@ async fn run<S: Io>(accepted: Accepted<S>, state: Arc<EdgeState>) {
         transport,
         shutdown,
         unauthorised,
+        shard,
     } = accepted;
     let series = &state.metrics.connections;
     let _active = series.opened(transport.as_str());
@@ -142,6 +145,7 @@ async fn run<S: Io>(accepted: Accepted<S>, state: Arc<EdgeState>) {
         peer,
         transport,
         state: state.clone(),
+        shard,
         relaying: None,
         published: None,
         reading: true,
@@ -425,7 +429,13 @@ impl Connection {
         };
         let stream = target.stream_name.clone();
         let epoch = self.state.live.epoch();
-        match self.state.upstreams.open_publish(request.clone()).await {
+        match self
+            .state
+            .upstreams
+            .lane(self.shard)
+            .open_publish(request.clone())
+            .await
+        {
             Decision::Allowed {
                 sender,
                 stream_name,
@@ -466,6 +476,7 @@ impl Connection {
                 let config = &self.state.config;
                 let resume = publication.map(|publication| Resume {
                     state: self.state.clone(),
+                    shard: self.shard,
                     request,
                     stream_name: stream_name.clone(),
                     stream: self.id,
@@ -489,7 +500,10 @@ impl Connection {
                     },
                 );
                 self.published = Some(stream_name.clone());
-                self.state.upstreams.placed(self.id, target.leg, &origin);
+                self.state
+                    .upstreams
+                    .lane(self.shard)
+                    .placed(self.id, target.leg, &origin);
                 self.relaying = Some(Relaying {
                     stream_id,
                     stream: stream_name,
@@ -605,7 +619,7 @@ impl Connection {
             .inc();
         tracing::info!(client = %self.peer, stream = %r.stream, origin = %r.relay.origin(), reason = why,
             "relayed stream ended");
-        let upstreams = &self.state.upstreams;
+        let upstreams = self.state.upstreams.lane(self.shard);
         upstreams.ended(self.id);
         self.state.relays.remove(self.id);
         if why == end::TUNNEL_LOST {

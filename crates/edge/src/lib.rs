@@ -43,6 +43,12 @@
 //!   publishes are refused at the edge for `abuse.ban_secs`, without a tunnel round trip
 //!   (`longhaul_node::abuse`, fail2ban's rule; `too_many_failures` in the metrics).
 //! - **Publishes only.** A play is refused: players play from the origins.
+//! - **A shard per core** ([`Edge::start_sharded`], `longhaul --threads N edge`): each
+//!   shard is a thread with tokio's current-thread runtime, takes its share of the
+//!   connections (the least loaded gets the next) and has its own lane of tunnels, one
+//!   to each origin, with its own router. A stream's connection, relay writer and QUIC
+//!   connection driver then run on one thread, and no one tunnel caps the edge at a
+//!   core. The origins keep an edge's lanes side by side (the hello says the lane).
 //!
 //! | module | what it holds |
 //! |---|---|
@@ -56,7 +62,7 @@
 //! | [`metrics`], [`stream_metrics`] | Prometheus series: per node, and per relayed stream (queue, pauses, drops, read at scrape time) |
 //! | [`state`] | what the node's tasks share |
 //!
-//! Start a node with [`Edge::start`]; it binds every listener and opens the tunnels'
+//! Start a node with [`Edge::start`] (one shard) or [`Edge::start_sharded`]; it binds every listener and opens the tunnels'
 //! UDP socket before returning, so the caller learns the real addresses (port 0 in tests)
 //! and bind errors at once.
 
@@ -79,7 +85,7 @@ use crate::upstream::Upstreams;
 use longhaul_node::speedtest::NodeIdentity;
 use longhaul_node::{
     accept, AbuseGate, CertificateWatch, ConnectionLimits, Cut, InvalidSetting, ListenError,
-    Listeners, LivePublishes, NodeTasks, Revoked,
+    Listeners, LivePublishes, NodeTasks, Revoked, Shards,
 };
 use longhaul_tunnel::{EdgeHooks, LoadFn, LoadReport, Revocation, RevokeFn, TunnelError};
 use std::net::SocketAddr;
@@ -96,6 +102,8 @@ pub enum StartError {
     Listen(#[from] ListenError),
     #[error("cannot start the tunnels: {0}")]
     Tunnel(#[from] TunnelError),
+    #[error("cannot start the shards' threads: {0}")]
+    Shards(std::io::Error),
 }
 
 /// Time on top of the drain limit: connections notice a shutdown in one scheduler turn,
@@ -153,16 +161,28 @@ pub struct Edge {
     pub rtmps_addr: Option<SocketAddr>,
     pub http_addr: SocketAddr,
     tasks: NodeTasks,
+    shards: Arc<Shards>,
 }
 
 impl Edge {
-    /// Binds every listener, starts a tunnel to every configured origin, and serves.
+    /// Binds every listener, starts a tunnel to every configured origin, and serves, all
+    /// on the caller's runtime (one shard).
     pub async fn start(config: EdgeConfig) -> Result<Edge, StartError> {
-        let span = longhaul_node::node_span(&config.node.id);
-        Self::start_in_span(config).instrument(span).await
+        Self::start_sharded(config, 1).await
     }
 
-    async fn start_in_span(config: EdgeConfig) -> Result<Edge, StartError> {
+    /// [`Edge::start`] with `shards` shards (`longhaul_node::shards`): the caller's
+    /// runtime and `shards - 1` threads of their own, each running the connections handed
+    /// to it and its own lane of tunnels to every origin. Give it a current-thread
+    /// runtime: the caller's is shard 0.
+    pub async fn start_sharded(config: EdgeConfig, shards: usize) -> Result<Edge, StartError> {
+        let span = longhaul_node::node_span(&config.node.id);
+        Self::start_in_span(config, shards.max(1))
+            .instrument(span)
+            .await
+    }
+
+    async fn start_in_span(config: EdgeConfig, shards: usize) -> Result<Edge, StartError> {
         config.validate()?;
         let listeners = Listeners::bind(&config.rtmp, &config.rtmps, &config.http).await?;
         let metrics = Metrics::new(&config.node.id, &config.node.region);
@@ -180,11 +200,19 @@ impl Edge {
         );
         let live = LivePublishes::new();
         let revoke = revoke_hook(live.clone(), metrics.revocations.clone());
+        let shards = match shards {
+            1 => Shards::single(),
+            n => {
+                Shards::start(std::num::NonZeroUsize::new(n).unwrap_or(std::num::NonZeroUsize::MIN))
+                    .map_err(StartError::Shards)?
+            }
+        };
         let upstreams = Upstreams::start(
             &config.tunnel,
             config.router.thresholds(),
             &config.node,
             EdgeHooks { load, revoke },
+            &shards,
         )?;
         for o in &config.tunnel.origins {
             metrics.router_origin_healthy.with_label_values(&[&o.id]);
@@ -226,7 +254,14 @@ impl Edge {
             listeners.http_addr,
         );
         let (rtmp, rtmps) = (listeners.rtmp, listeners.rtmps);
-        accept::spawn_listeners(&mut tasks, rtmp, rtmps, limits, state.clone());
+        accept::spawn_listeners(
+            &mut tasks,
+            rtmp,
+            rtmps,
+            limits,
+            state.clone(),
+            shards.clone(),
+        );
         tasks.spawn(http::serve(
             listeners.http,
             state.clone(),
@@ -255,6 +290,7 @@ impl Edge {
             http = %http_addr,
             origins = %origins.join(","),
             primary = %state.config.tunnel.primary,
+            shards = shards.len(),
             "edge ready"
         );
         Ok(Edge {
@@ -263,6 +299,7 @@ impl Edge {
             rtmps_addr,
             http_addr,
             tasks,
+            shards,
         })
     }
 
@@ -309,6 +346,7 @@ impl Edge {
             );
         }
         self.state.upstreams.close().await;
+        self.shards.stop().await;
     }
 
     /// Runs until the shutdown token is cancelled or a listener task ends.

@@ -154,6 +154,8 @@ impl Steer {
 /// What a relay needs to resume its stream on a new tunnel stream (wire version 2).
 pub struct Resume {
     pub state: Arc<EdgeState>,
+    /// The shard of the stream's connection: it resumes on that shard's lane.
+    pub shard: usize,
     /// The publish as first authorised: authorised again wherever the stream resumes.
     pub request: AuthoriseRequest,
     /// The stream's name as the origin files it, for the logs.
@@ -731,7 +733,7 @@ impl Writer {
             return Err(RelayEnd::TunnelLost(cause.detail));
         };
         let state = r.setup.state.clone();
-        let upstreams = &state.upstreams;
+        let upstreams = state.upstreams.lane(r.setup.shard);
         let m = &state.metrics;
         let decided = Instant::now();
         let from = self.shared.origin();

@@ -3,8 +3,9 @@
 //!
 //! Every [`SAMPLE_INTERVAL`] (250 ms) it reads each tunnel's state, its live
 //! connection's path counters (quinn's `Connection::stats()`) and the origin's last
-//! report, and gives them to the router held by [`Upstreams`](crate::upstream::Upstreams)
-//! with the time. Between samples, every [`LISTEN_INTERVAL`] (50 ms), it gives the
+//! report, and gives them with the time to the router of the tunnel's
+//! [`Lane`](crate::upstream::Lane) (one per shard: each lane's router judges the paths
+//! its own streams take). Between samples, every [`LISTEN_INTERVAL`] (50 ms), it gives the
 //! router each connection's received-datagram counter alone, so a silent origin is
 //! noticed within 50 ms of the silence limit, and hands out the moves that follow. Publishes ask the router directly; stream failures are fed where they
 //! happen (upstream, ingest). The router is a pure state machine: this task only moves
@@ -20,6 +21,7 @@
 
 use crate::relay::Wanted;
 use crate::state::EdgeState;
+use crate::upstream::Lane;
 use longhaul_endpoint::Leg;
 use longhaul_router::{
     OriginReport, PathStats, Status, TunnelStatus, LISTEN_INTERVAL, SAMPLE_INTERVAL,
@@ -67,6 +69,7 @@ pub async fn drive(state: Arc<EdgeState>, shutdown: CancellationToken) {
 fn start_move_series(state: &EdgeState) {
     let origins: Vec<String> = state
         .upstreams
+        .lane(0)
         .clients()
         .iter()
         .map(|c| c.peer().id.clone())
@@ -83,13 +86,53 @@ fn start_move_series(state: &EdgeState) {
     }
 }
 
-/// One round: observations in (path samples when `full`, else the received-datagram
-/// counters alone), changes and moves out, gauges set.
+/// One round, lane by lane: observations in (path samples when `full`, else the
+/// received-datagram counters alone), changes and moves out; then the gauges, across
+/// lanes: an origin is healthy when it is on every lane, and streams placed are summed.
 pub fn sample(state: &EdgeState, now: Instant, full: bool) {
-    let upstreams = &state.upstreams;
+    let mut healthy: Vec<(String, bool)> = Vec::new();
+    let mut placed: Vec<(String, Leg, usize)> = Vec::new();
+    for lane in state.upstreams.lanes() {
+        let (statuses, placements) = sample_lane(state, lane, now, full);
+        for (origin, s) in statuses {
+            let ok = matches!(s, Status::Healthy { .. });
+            match healthy.iter_mut().find(|(o, _)| *o == origin) {
+                Some((_, h)) => *h &= ok,
+                None => healthy.push((origin, ok)),
+            }
+        }
+        for (origin, leg, n) in placements {
+            match placed
+                .iter_mut()
+                .find(|(o, l, _)| *o == origin && *l == leg)
+            {
+                Some((_, _, sum)) => *sum += n,
+                None => placed.push((origin, leg, n)),
+            }
+        }
+    }
+    let m = &state.metrics;
+    for (origin, ok) in healthy {
+        m.router_origin_healthy
+            .with_label_values(&[&origin])
+            .set(i64::from(ok));
+    }
+    for (origin, leg, n) in placed {
+        m.router_streams
+            .with_label_values(&[&origin, leg.label()])
+            .set(n as i64);
+    }
+}
+
+/// What one lane's router says of each origin, and its streams placed per origin and leg.
+type LaneView = (Vec<(String, Status)>, Vec<(String, Leg, usize)>);
+
+/// One lane's round: its tunnels' observations into its router; the router's health
+/// changes logged, its moves handed to the streams' relays.
+fn sample_lane(state: &EdgeState, lane: &Lane, now: Instant, full: bool) -> LaneView {
     let (changes, moves, statuses, placements) = {
-        let mut router = upstreams.router();
-        for client in upstreams.clients() {
+        let mut router = lane.router();
+        for client in lane.clients() {
             let origin = client.peer().id.as_str();
             let link = client.link();
             router.tunnel(origin, status(client.state()), now);
@@ -129,20 +172,22 @@ pub fn sample(state: &EdgeState, now: Instant, full: bool) {
             .collect();
         (changes, moves, statuses, placements)
     };
+    let lane_index = lane.index();
     for c in changes {
         let trouble = c.to.trouble().map(|t| format!("{t:?}")).unwrap_or_default();
         match c.to {
-            Status::Troubled { .. } => tracing::warn!(origin = %c.origin,
+            Status::Troubled { .. } => tracing::warn!(origin = %c.origin, lane = lane_index,
                 from = c.from.as_str(), to = c.to.as_str(), %trouble,
                 "router: origin in trouble; new publishes of its legs go elsewhere"),
-            _ => tracing::info!(origin = %c.origin, from = c.from.as_str(),
+            _ => tracing::info!(origin = %c.origin, lane = lane_index, from = c.from.as_str(),
                 to = c.to.as_str(), %trouble, "router: origin health changed"),
         }
     }
     let m = &state.metrics;
     for mv in moves {
         tracing::info!(stream = mv.stream, leg = %mv.leg, from = %mv.from, to = %mv.to,
-            reason = %mv.reason, when = ?mv.when, "router: a live stream should move");
+            reason = %mv.reason, when = ?mv.when, lane = lane_index,
+            "router: a live stream should move");
         m.router_moves_wanted
             .with_label_values(&[&mv.from, &mv.to, mv.reason.as_str()])
             .inc();
@@ -155,15 +200,5 @@ pub fn sample(state: &EdgeState, now: Instant, full: bool) {
             });
         }
     }
-    for (origin, s) in statuses {
-        let healthy = matches!(s, Status::Healthy { .. });
-        m.router_origin_healthy
-            .with_label_values(&[&origin])
-            .set(i64::from(healthy));
-    }
-    for (origin, leg, n) in placements {
-        m.router_streams
-            .with_label_values(&[&origin, leg.label()])
-            .set(n as i64);
-    }
+    (statuses, placements)
 }

@@ -2,10 +2,12 @@
 //! router that says which origin takes a leg, and the two questions a publish asks.
 //!
 //! All the edge knows of `longhaul_tunnel` is here (and in [`crate::routing`], which reads
-//! its links for the router). At start-up [`Upstreams::start`] opens
-//! one QUIC endpoint and spawns one [`TunnelClient`] per origin in `[tunnel] origins`;
-//! they connect at once and reconnect with backoff for as long as the edge runs, so a
-//! publish never waits for a QUIC handshake. Which origin a publish's leg goes to is
+//! its links for the router). At start-up [`Upstreams::start`] opens, for each of the
+//! edge's shards, a [`Lane`]: one QUIC endpoint and one [`TunnelClient`] per origin in
+//! `[tunnel] origins`, started on that shard's runtime and saying the shard's index as
+//! their lane; they connect at once and reconnect with backoff for as long as the edge
+//! runs, so a publish never waits for a QUIC handshake. A connection asks and relays
+//! through its own shard's lane. Which origin a publish's leg goes to is
 //! the [`Router`]'s choice (`longhaul_router`): leg `p` prefers `tunnel.primary`, leg `b`
 //! the other origin, and a leg whose preferred origin is in trouble goes to a healthy
 //! one ([`crate::routing`] feeds the router). [`Upstreams::open_publish`] asks the chosen
@@ -23,15 +25,25 @@ use longhaul_tunnel::{
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-/// The tunnels of one edge.
+/// The tunnels of one edge: a [`Lane`] per shard.
 pub struct Upstreams {
+    lanes: Vec<Lane>,
+    /// Every lane's links, for the metrics collector and `/healthz`.
+    set: Arc<TunnelSet>,
+    /// The edge's tunnel certificate and CA, shared by its tunnels.
+    tls: EdgeTls,
+}
+
+/// One shard's tunnels: its own QUIC endpoint (socket) and a tunnel to every origin, all
+/// driven by the shard's thread, and its own router, fed with those tunnels' paths. A
+/// publish on the shard asks and relays through its lane, so nothing of a relayed
+/// message crosses a thread. An edge with one shard has one lane, lane 0.
+pub struct Lane {
+    index: u16,
     clients: Vec<TunnelClient>,
     /// Which origin each leg goes to; fed by [`crate::routing`].
     router: Mutex<Router>,
-    set: Arc<TunnelSet>,
     endpoint: quinn::Endpoint,
-    /// The edge's tunnel certificate and CA, shared by its tunnels.
-    tls: EdgeTls,
 }
 
 /// An origin's answer to [`Upstreams::authorise`].
@@ -95,54 +107,29 @@ pub enum Decision {
 }
 
 impl Upstreams {
-    /// Opens the edge's QUIC endpoint and starts a tunnel to every configured origin.
-    /// `hooks.load` answers the origins' load questions (health, publishers,
-    /// connections); `thresholds` are the router's.
+    /// Starts a lane per shard: on each shard's runtime, a QUIC endpoint and a tunnel to
+    /// every configured origin, saying the shard's index as its lane. `hooks.load`
+    /// answers the origins' load questions (health, publishers, connections);
+    /// `thresholds` are the routers'.
     pub fn start(
         section: &TunnelSection,
         thresholds: Thresholds,
         node: &NodeSection,
         hooks: EdgeHooks,
+        shards: &longhaul_node::Shards,
     ) -> Result<Upstreams, TunnelError> {
-        let ids = section.origins.iter().map(|o| o.id.clone());
-        let router = Router::new(thresholds, ids, &section.primary).map_err(|e| {
-            longhaul_tunnel::settings::InvalidTunnelSetting {
-                key: "tunnel.primary",
-                reason: e.to_string(),
-            }
-        })?;
         let tls = EdgeTls::load(&section.tls)?;
-        let endpoint = longhaul_tunnel::client_endpoint(section)?;
         let set = TunnelSet::new();
-        let hello = Hello {
-            node_id: node.id.clone(),
-            region: node.region.clone(),
-            role: "edge".into(),
-            version: longhaul_tunnel::VERSION.into(),
-            lane: 0,
-        };
-        let clients = section
-            .origins
-            .iter()
-            .map(|peer| {
-                TunnelClient::spawn(
-                    endpoint.clone(),
-                    hello.clone(),
-                    peer.clone(),
-                    &section.transport,
-                    &tls,
-                    hooks.clone(),
-                    &set,
-                )
+        let lanes = (0..shards.len())
+            .map(|i| {
+                // The endpoint's driver, its socket and the tunnels' tasks belong to the
+                // runtime they start on.
+                let _on_shard = shards.handle(i).enter();
+                let index = u16::try_from(i).unwrap_or(u16::MAX);
+                Lane::start(section, thresholds.clone(), node, &hooks, &tls, &set, index)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Upstreams {
-            clients,
-            router: Mutex::new(router),
-            set,
-            endpoint,
-            tls,
-        })
+        Ok(Upstreams { lanes, set, tls })
     }
 
     /// What the node's certificate watcher reloads for the tunnels.
@@ -153,6 +140,100 @@ impl Upstreams {
     /// Every tunnel, for the metrics collector and `/healthz`.
     pub fn set(&self) -> &Arc<TunnelSet> {
         &self.set
+    }
+
+    /// Shard `shard`'s lane (lane 0 for a shard out of range, which there is not).
+    pub fn lane(&self, shard: usize) -> &Lane {
+        self.lanes.get(shard).unwrap_or(&self.lanes[0])
+    }
+
+    pub fn lanes(&self) -> &[Lane] {
+        &self.lanes
+    }
+
+    /// Closes every tunnel of every lane (the origins hear a normal close), the lanes
+    /// side by side.
+    pub async fn close(&self) {
+        let mut closing = tokio::task::JoinSet::new();
+        for lane in &self.lanes {
+            for client in &lane.clients {
+                client.close();
+            }
+            closing.spawn(idle(lane.endpoint.clone()));
+        }
+        while closing.join_next().await.is_some() {}
+    }
+}
+
+impl Lane {
+    fn start(
+        section: &TunnelSection,
+        thresholds: Thresholds,
+        node: &NodeSection,
+        hooks: &EdgeHooks,
+        tls: &EdgeTls,
+        set: &Arc<TunnelSet>,
+        index: u16,
+    ) -> Result<Lane, TunnelError> {
+        let ids = section.origins.iter().map(|o| o.id.clone());
+        let router = Router::new(thresholds, ids, &section.primary).map_err(|e| {
+            longhaul_tunnel::settings::InvalidTunnelSetting {
+                key: "tunnel.primary",
+                reason: e.to_string(),
+            }
+        })?;
+        let endpoint = match (index, section.bind.port()) {
+            (0, _) | (_, 0) => longhaul_tunnel::client_endpoint(section)?,
+            // A fixed port (for a firewall's egress rule, say): lane i takes the i-th
+            // port after it.
+            (_, port) => {
+                let mut bind = section.bind;
+                bind.set_port(port.checked_add(index).ok_or_else(|| {
+                    longhaul_tunnel::settings::InvalidTunnelSetting {
+                        key: "tunnel.bind",
+                        reason: format!("port {port} leaves no room for lane {index}'s port"),
+                    }
+                })?);
+                longhaul_tunnel::endpoint::client_endpoint_at(bind, &section.transport)?
+            }
+        };
+        let hello = Hello {
+            node_id: node.id.clone(),
+            region: node.region.clone(),
+            role: "edge".into(),
+            version: longhaul_tunnel::VERSION.into(),
+            lane: index,
+        };
+        let clients = section
+            .origins
+            .iter()
+            .map(|peer| {
+                TunnelClient::spawn(
+                    endpoint.clone(),
+                    hello.clone(),
+                    peer.clone(),
+                    &section.transport,
+                    tls,
+                    hooks.clone(),
+                    set,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Lane {
+            index,
+            clients,
+            router: Mutex::new(router),
+            endpoint,
+        })
+    }
+
+    pub fn index(&self) -> u16 {
+        self.index
+    }
+
+    /// The lane's UDP address.
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.endpoint.local_addr()
     }
 
     pub fn clients(&self) -> &[TunnelClient] {
@@ -300,15 +381,11 @@ impl Upstreams {
         }
         opened
     }
+}
 
-    /// Closes every tunnel (the origins hear a normal close) and the endpoint.
-    pub async fn close(&self) {
-        for client in &self.clients {
-            client.close();
-        }
-        // Let the close frames go out before the socket is released, so an edge restarted
-        // in the same process can bind again. 2 s: several round trips on the longest path.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.endpoint.wait_idle())
-            .await;
-    }
+/// Lets an endpoint's close frames go out before its socket is released, so an edge
+/// restarted in the same process can bind again. 2 s: several round trips on the longest
+/// path.
+async fn idle(endpoint: quinn::Endpoint) {
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), endpoint.wait_idle()).await;
 }

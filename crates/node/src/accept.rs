@@ -26,6 +26,7 @@ use crate::address_limit::AddressLimit;
 use crate::config::IngestSection;
 use crate::listeners::TlsListener;
 use crate::proxied::{self, Rewound};
+use crate::shards::{ShardSlot, Shards};
 use crate::tasks::NodeTasks;
 use crate::unauthorised::{Charge, UnauthorisedBudget};
 use prometheus::{IntCounter, IntCounterVec};
@@ -100,6 +101,9 @@ pub struct Accepted<S> {
     /// Its charge against the node's budget for unauthorised connections, which the
     /// connection's driver keeps up to date until a publish or play is accepted.
     pub unauthorised: UnauthorisedCharge,
+    /// The shard ([`crate::shards`]) whose thread runs the connection's task: what the
+    /// node keeps per shard (an edge's tunnel lane) is this one's.
+    pub shard: usize,
 }
 
 /// A connection's [`Charge`] against the node's unauthorised-memory budget, and the
@@ -261,36 +265,41 @@ impl prometheus::core::Collector for LimitsCollector {
 }
 
 /// Spawns into `tasks` the accept loops of the node's RTMP listener and, when RTMPS is on,
-/// its RTMPS listener; both share `limits` and `handler`.
+/// its RTMPS listener; both share `limits`, `handler` and `shards`. Call it on shard 0's
+/// runtime (the one that made `shards`).
 pub fn spawn_listeners<H: ConnectionHandler>(
     tasks: &mut NodeTasks,
     rtmp: TcpListener,
     rtmps: Option<TlsListener>,
     limits: ConnectionLimits,
     handler: Arc<H>,
+    shards: Arc<Shards>,
 ) {
     let shutdown = tasks.shutdown_token();
     if let Some(rtmps) = rtmps {
         let tls = Some(rtmps.tls);
-        let (limits, handler) = (limits.clone(), handler.clone());
+        let (limits, handler, shards) = (limits.clone(), handler.clone(), shards.clone());
         tasks.spawn(serve(
             rtmps.listener,
             tls,
             limits,
             handler,
+            shards,
             shutdown.clone(),
         ));
     }
-    tasks.spawn(serve(rtmp, None, limits, handler, shutdown));
+    tasks.spawn(serve(rtmp, None, limits, handler, shards, shutdown));
 }
 
 /// Accepts connections on `listener` (TLS-wrapped when `tls` is set) until `shutdown`,
-/// handing each to `handler` on its own task.
+/// handing each to `handler` on a task of its own, on the least loaded of `shards`.
+/// Runs on shard 0's runtime.
 pub async fn serve<H: ConnectionHandler>(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     limits: ConnectionLimits,
     handler: Arc<H>,
+    shards: Arc<Shards>,
     shutdown: CancellationToken,
 ) {
     let transport = if tls.is_some() {
@@ -328,71 +337,131 @@ pub async fn serve<H: ConnectionHandler>(
             }
         }
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let shutdown = shutdown.clone();
-        let acceptor = acceptor.clone();
-        let limits = limits.clone();
-        tokio::spawn(
+        let slot = shards.pick();
+        let shard = slot.shard();
+        let pending = Pending {
+            socket_peer,
+            transport,
+            permit,
+            slot,
+            limits: limits.clone(),
+            handler: handler.clone(),
+            acceptor: acceptor.clone(),
+            shutdown: shutdown.clone(),
+        };
+        if shard == 0 {
+            tokio::spawn(pending.serve(stream).in_current_span());
+            continue;
+        }
+        // To another shard: the socket leaves this runtime's reactor and joins that one's
+        // (`from_std` registers it with the runtime it runs on), so its readiness wakes
+        // the connection's own thread.
+        let socket = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(client = %socket_peer, %transport, shard, error = %e,
+                    "cannot hand the connection to its shard; closed");
+                continue;
+            }
+        };
+        shards.handle(shard).spawn(
             async move {
-                let _permit = permit;
-                let Some((io, peer)) = limits.proxy_header(stream, socket_peer, transport).await
-                else {
-                    return;
-                };
-                let _slot = match limits.per_address.try_open(peer.ip()) {
-                    Ok(slot) => slot,
-                    Err(e) => {
-                        limits.refuse(transport, reason::TOO_MANY_FROM_ADDRESS);
-                        tracing::warn!(client = %peer, %transport, limit = e.max,
-                        "connection refused: {e}");
-                        return;
-                    }
-                };
-                let unauthorised = UnauthorisedCharge {
-                    charge: limits.budget.charge(),
-                    refused: limits
-                        .refused
-                        .with_label_values(&[transport.as_str(), reason::UNAUTHORISED_MEMORY]),
-                };
-                let Some(acceptor) = acceptor else {
-                    let accepted = Accepted {
-                        io,
-                        peer,
-                        transport,
-                        shutdown,
-                        unauthorised,
-                    };
-                    return handler.serve_connection(accepted).await;
-                };
-                let timeout = limits.handshake_timeout;
-                match tokio::time::timeout(timeout, acceptor.accept(io)).await {
-                    Ok(Ok(tls_stream)) => {
-                        let accepted = Accepted {
-                            io: tls_stream,
-                            peer,
-                            transport,
-                            shutdown,
-                            unauthorised,
-                        };
-                        // Boxed: a TLS connection's state is larger (its stream's record
-                        // layer, 1.2 KB, inside every future of it), and this task is
-                        // sized by its largest branch: inline, every plain RTMP
-                        // connection's task was 11.8 KiB for the TLS branch's 10 KB
-                        // (`-Zprint-type-sizes`, 2026-12-04).
-                        Box::pin(handler.serve_connection(accepted)).await
-                    }
-                    Ok(Err(e)) => {
-                        limits.refuse(transport, reason::TLS_HANDSHAKE);
-                        tracing::warn!(client = %peer, error = %e, "RTMPS TLS handshake failed");
-                    }
-                    Err(_) => {
-                        limits.refuse(transport, reason::TLS_TIMEOUT);
-                        tracing::warn!(client = %peer, ?timeout, "RTMPS TLS handshake timed out");
-                    }
+                match TcpStream::from_std(socket) {
+                    Ok(stream) => pending.serve(stream).await,
+                    Err(e) => tracing::warn!(client = %socket_peer, shard, error = %e,
+                        "cannot take the connection on its shard; closed"),
                 }
             }
             .in_current_span(),
         );
+    }
+}
+
+/// An accepted socket on its way to its task: what the steps after the accept need.
+struct Pending<H> {
+    socket_peer: SocketAddr,
+    transport: Transport,
+    /// Its place under `ingest.max_connections`, held to the connection's end.
+    permit: tokio::sync::OwnedSemaphorePermit,
+    /// Its place on its shard, likewise.
+    slot: ShardSlot,
+    limits: ConnectionLimits,
+    handler: Arc<H>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: CancellationToken,
+}
+
+impl<H: ConnectionHandler> Pending<H> {
+    /// The PROXY header, the per-address cap and the TLS handshake, then the handler.
+    async fn serve(self, stream: TcpStream) {
+        let Pending {
+            socket_peer,
+            transport,
+            permit,
+            slot,
+            limits,
+            handler,
+            acceptor,
+            shutdown,
+        } = self;
+        let (_permit, shard) = (permit, slot.shard());
+        let _slot = slot;
+        let Some((io, peer)) = limits.proxy_header(stream, socket_peer, transport).await else {
+            return;
+        };
+        let _address_slot = match limits.per_address.try_open(peer.ip()) {
+            Ok(slot) => slot,
+            Err(e) => {
+                limits.refuse(transport, reason::TOO_MANY_FROM_ADDRESS);
+                tracing::warn!(client = %peer, %transport, limit = e.max,
+                "connection refused: {e}");
+                return;
+            }
+        };
+        let unauthorised = UnauthorisedCharge {
+            charge: limits.budget.charge(),
+            refused: limits
+                .refused
+                .with_label_values(&[transport.as_str(), reason::UNAUTHORISED_MEMORY]),
+        };
+        let Some(acceptor) = acceptor else {
+            let accepted = Accepted {
+                io,
+                peer,
+                transport,
+                shutdown,
+                unauthorised,
+                shard,
+            };
+            return handler.serve_connection(accepted).await;
+        };
+        let timeout = limits.handshake_timeout;
+        match tokio::time::timeout(timeout, acceptor.accept(io)).await {
+            Ok(Ok(tls_stream)) => {
+                let accepted = Accepted {
+                    io: tls_stream,
+                    peer,
+                    transport,
+                    shutdown,
+                    unauthorised,
+                    shard,
+                };
+                // Boxed: a TLS connection's state is larger (its stream's record
+                // layer, 1.2 KB, inside every future of it), and this task is
+                // sized by its largest branch: inline, every plain RTMP
+                // connection's task was 11.8 KiB for the TLS branch's 10 KB
+                // (`-Zprint-type-sizes`, 2026-12-04).
+                Box::pin(handler.serve_connection(accepted)).await
+            }
+            Ok(Err(e)) => {
+                limits.refuse(transport, reason::TLS_HANDSHAKE);
+                tracing::warn!(client = %peer, error = %e, "RTMPS TLS handshake failed");
+            }
+            Err(_) => {
+                limits.refuse(transport, reason::TLS_TIMEOUT);
+                tracing::warn!(client = %peer, ?timeout, "RTMPS TLS handshake timed out");
+            }
+        }
     }
 }
 
@@ -465,6 +534,15 @@ mod tests {
     }
 
     async fn serve_with(tls: Option<Arc<rustls::ServerConfig>>, ingest: IngestSection) -> Served {
+        serve_on(tls, ingest, Arc::new(Echo), Shards::single()).await
+    }
+
+    async fn serve_on<H: ConnectionHandler>(
+        tls: Option<Arc<rustls::ServerConfig>>,
+        ingest: IngestSection,
+        handler: Arc<H>,
+        shards: Arc<Shards>,
+    ) -> Served {
         let refused = IntCounterVec::new(
             prometheus::Opts::new("refused", "refused"),
             &["transport", "reason"],
@@ -474,12 +552,12 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let shutdown = CancellationToken::new();
-        let handler = Arc::new(Echo);
         let task = tokio::spawn(serve(
             listener,
             tls,
             limits.clone(),
             handler,
+            shards,
             shutdown.clone(),
         ));
         Served {
@@ -496,6 +574,72 @@ mod tests {
             self.shutdown.cancel();
             self.task.await.expect("serve ends on shutdown");
         }
+    }
+
+    /// Answers with the connection's shard and the thread that runs it, once the client
+    /// says "go" (so the test can hold several open at once).
+    struct WhereAmI;
+
+    impl ConnectionHandler for WhereAmI {
+        async fn serve_connection<S: Io>(self: Arc<Self>, accepted: Accepted<S>) {
+            let mut io = accepted.io;
+            let mut buf = [0u8; 2];
+            if io.read_exact(&mut buf).await.is_ok() {
+                let thread = std::thread::current().name().unwrap_or("?").to_string();
+                let _ = io
+                    .write_all(format!("{} {thread}", accepted.shard).as_bytes())
+                    .await;
+            }
+        }
+    }
+
+    /// Waits (briefly) for the shards' open connections to be `want`.
+    async fn open_become(shards: &Shards, want: Vec<usize>) {
+        for _ in 0..200 {
+            if shards.open_connections() == want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(shards.open_connections(), want);
+    }
+
+    #[tokio::test]
+    async fn connections_are_spread_over_the_shards_and_run_on_their_threads() {
+        let shards = Shards::start(std::num::NonZeroUsize::new(2).expect("2")).expect("shards");
+        let served = serve_on(
+            None,
+            IngestSection::default(),
+            Arc::new(WhereAmI),
+            shards.clone(),
+        )
+        .await;
+        let mut clients = Vec::new();
+        for _ in 0..4 {
+            clients.push(TcpStream::connect(served.addr).await.expect("connect"));
+        }
+        open_become(&shards, vec![2, 2]).await;
+        let here = std::thread::current().name().unwrap_or("?").to_string();
+        let mut on = Vec::new();
+        for mut c in clients {
+            c.write_all(b"go").await.expect("write");
+            let mut reply = String::new();
+            c.read_to_string(&mut reply).await.expect("read");
+            on.push(reply);
+        }
+        on.sort();
+        assert_eq!(
+            on,
+            [
+                format!("0 {here}"),
+                format!("0 {here}"),
+                "1 longhaul-shard-1".to_string(),
+                "1 longhaul-shard-1".to_string()
+            ]
+        );
+        open_become(&shards, vec![0, 0]).await;
+        served.stop().await;
+        shards.stop().await;
     }
 
     #[tokio::test]

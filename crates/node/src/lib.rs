@@ -24,6 +24,7 @@
 //! | [`abuse_gate`] | [`AbuseGate`]: the guard at a node's door, with its delay, logs and metrics |
 //! | [`listeners`] | binding RTMP, RTMPS (with its certificate) and HTTP before a node reports ready |
 //! | [`accept`] | the RTMP/RTMPS accept loop: connection caps, PROXY header, TLS handshake, [`ConnectionHandler`] |
+//! | [`shards`] | [`Shards`]: one current-thread runtime per core, each connection handed to the least loaded |
 //! | [`proxy_header`] | the PROXY protocol header (v1, v2), sans IO: the client a load balancer names |
 //! | [`proxied`] | reading that header off a socket, the bytes past it put back ([`proxied::Rewound`]) |
 //! | [`address_limit`] | connections open per client address (IPv6: per /64), with places given back on drop |
@@ -44,7 +45,8 @@
 //! let listeners = Listeners::bind(&config.rtmp, &config.rtmps, &config.http).await?;
 //! let limits = ConnectionLimits::new(&config.ingest, metrics.connections_refused.clone());
 //! let mut tasks = NodeTasks::new();
-//! accept::spawn_listeners(&mut tasks, listeners.rtmp, listeners.rtmps, limits, handler);
+//! let shards = Shards::single(); // or Shards::start(cores): a thread per core, no stealing
+//! accept::spawn_listeners(&mut tasks, listeners.rtmp, listeners.rtmps, limits, handler, shards);
 //! tasks.spawn(http::serve(listeners.http, config.http.clone(), refused, tasks.shutdown_token(), route));
 //! // the RTMPS certificate (and the node's tunnel files) reloaded when they change or on SIGHUP
 //! let watch = CertificateWatch::new(reloadables, config.node.certificate_poll());
@@ -73,6 +75,7 @@ pub mod proxy_header;
 pub mod reload;
 pub mod revocation;
 pub mod session_io;
+pub mod shards;
 pub mod speedtest;
 pub mod tasks;
 pub mod tls;
@@ -92,6 +95,7 @@ pub use longhaul_certs::Reload;
 pub use metrics::GaugeGuard;
 pub use reload::CertificateWatch;
 pub use revocation::{Cut, LivePublish, LivePublishes, Revoked};
+pub use shards::Shards;
 pub use tasks::NodeTasks;
 
 /// The span a node runs in: every log line of the node, and of the tasks it spawns

@@ -101,6 +101,8 @@ async fn run<S: Io>(accepted: Accepted<S>, state: Arc<OriginState>) {
         transport,
         shutdown,
         unauthorised,
+        // An origin runs one shard: its runtime spreads the connections.
+        shard: _,
     } = accepted;
     let m = &state.metrics;
     let _active = m.connections.opened(transport.as_str());

@@ -192,7 +192,14 @@ impl Origin {
         presence::spawn(&mut tasks, &state);
         peering::spawn(&mut tasks, &state);
         let (rtmp, rtmps) = (listeners.rtmp, listeners.rtmps);
-        accept::spawn_listeners(&mut tasks, rtmp, rtmps, limits, state.clone());
+        accept::spawn_listeners(
+            &mut tasks,
+            rtmp,
+            rtmps,
+            limits,
+            state.clone(),
+            longhaul_node::Shards::single(),
+        );
         tasks.spawn(http::serve(
             listeners.http,
             state.clone(),

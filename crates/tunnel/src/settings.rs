@@ -25,7 +25,8 @@ pub struct TunnelSection {
     /// crate's: the transport carries.
     pub primary: String,
     pub tls: ClusterTlsPaths,
-    /// Local UDP address of the edge's QUIC endpoint.
+    /// Local UDP address of the edge's QUIC endpoint. An edge on several shards opens
+    /// one endpoint per shard: with a fixed port here, shard i binds the port plus i.
     #[serde(default = "any_port")]
     pub bind: SocketAddr,
     #[serde(default)]
