@@ -47,6 +47,8 @@ for a flame graph (`perf script -i FILE | inferno-collapse-perf | inferno-flameg
     python3 loadtest/relay_cost.py --publishers 10 --ramp 10 --seconds 10 --callgrind cg.out
     python3 loadtest/relay_cost.py --edge-setting '[relay]' --edge-setting 'retain_gop_head = false'
     python3 loadtest/relay_cost.py --heaptrack edge-heap       # where the edge's memory per stream goes
+    python3 loadtest/relay_cost.py --edge-core 0,1 --load-core 0,1                 # an edge on two shards
+    python3 loadtest/relay_cost.py --edge-core 0,1 --load-core 0,1 --split-edges   # two one-core edges
 
 Each run also reads the edge's resident memory before the load and at the window's end:
 `edge_rss_kib_per_stream` is the difference per publisher.
@@ -132,6 +134,18 @@ def scrape(http):
     }
 
 
+def scrape_all(https):
+    """[`scrape`] summed over the edges."""
+    each = [scrape(h) for h in https]
+    return {k: sum(m[k] for m in each) for k in each[0]}
+
+
+def cpu_seconds(edge_pids, origin, load):
+    """CPU seconds so far: the edges' together, the origin's, the generator's."""
+    return {"edge": sum(proc_cpu_seconds(p) for p in edge_pids), "origin": proc_cpu_seconds(origin.pid),
+            "load": proc_cpu_seconds(load.pid)}
+
+
 def perf_binary():
     for name in ("perf",) + tuple(sorted(p.name for p in Path("/usr/bin").glob("perf_*"))):
         path = shutil.which(name)
@@ -164,19 +178,29 @@ def parse_perf_stat(path):
     return values
 
 
-def start_nodes(procs, work, edge_core, load_core, wrap_edge=(), edge_extra=""):
+def start_nodes(procs, work, edge_cores, load_core, wrap_edge=(), edge_extra=""):
+    """The origin, and one edge per entry of `edge_cores` (a taskset core list each):
+    one edge on "1" or "0,1", or, for --split-edges, separate one-core edges ["0", "1"]
+    with node ids of their own."""
     tls = work / "tls"
-    lb.run([lb.RELEASE / "longhaul", "pki", "--dir", tls, "--origin", f"{soak.ORIGIN_ID}.{soak.SUFFIX}",
-            "--edge", f"{soak.EDGE_ID}.{soak.SUFFIX}"], quiet=True)
+    ids = [soak.EDGE_ID] + [f"{soak.EDGE_ID}-{i + 1}" for i in range(1, len(edge_cores))]
+    names = [a for i in ids for a in ("--edge", f"{i}.{soak.SUFFIX}")]
+    lb.run([lb.RELEASE / "longhaul", "pki", "--dir", tls, "--origin", f"{soak.ORIGIN_ID}.{soak.SUFFIX}", *names],
+           quiet=True)
     (work / "origin.toml").write_text(soak.origin_config(work, tls))
     origin = procs.start("origin", ["taskset", "-c", load_core, lb.RELEASE / "longhaul", "--log-format", "json",
                                     "--log", "info", "origin", "-c", work / "origin.toml"])
     o = soak.wait_ready(work / "origin.log", "origin", origin)
-    (work / "edge.toml").write_text(soak.edge_config(tls, o["tunnel"]) + edge_extra)
-    edge = procs.start("edge", ["taskset", "-c", edge_core, *wrap_edge, lb.RELEASE / "longhaul", "--log-format",
-                                "json", "--log", "info", "edge", "-c", work / "edge.toml"])
-    e = soak.wait_ready(work / "edge.log", "edge", edge, timeout=120 if wrap_edge else 30)
-    return origin, o, edge, e
+    edges = []
+    for node_id, cores in zip(ids, edge_cores):
+        name = "edge" if node_id == soak.EDGE_ID else node_id
+        config = soak.edge_config(tls, o["tunnel"]).replace(soak.EDGE_ID, node_id)
+        (work / f"{name}.toml").write_text(config + edge_extra)
+        edge = procs.start(name, ["taskset", "-c", cores, *wrap_edge, lb.RELEASE / "longhaul", "--log-format",
+                                  "json", "--log", "info", "edge", "-c", work / f"{name}.toml"])
+        e = soak.wait_ready(work / f"{name}.log", "edge", edge, timeout=120 if wrap_edge else 30)
+        edges.append((edge, e))
+    return origin, o, edges
 
 
 def one_run(args, work, index, perf, events):
@@ -189,20 +213,25 @@ def one_run(args, work, index, perf, events):
     if args.heaptrack:
         wrap = ("heaptrack", "-o", str(Path(f"{args.heaptrack}.{index}").resolve()))
     try:
-        origin, o, edge, e = start_nodes(procs, work, args.edge_core, args.load_core, wrap,
-                                         "".join(f"{line}\n" for line in args.edge_setting))
-        edge_pid = edge.pid  # taskset and valgrind exec into the node: the child's pid is the edge's
+        edge_cores = args.edge_core.split(",") if args.split_edges else [args.edge_core]
+        origin, o, edges = start_nodes(procs, work, edge_cores, args.load_core, wrap,
+                                       "".join(f"{line}\n" for line in args.edge_setting))
+        # taskset and valgrind exec into the node: each child's pid is its edge's.
+        edge_pids = [edge.pid for edge, _ in edges]
         time.sleep(1)
-        rss_idle = proc_rss_bytes(edge_pid)
+        rss_idle = sum(proc_rss_bytes(p) for p in edge_pids)
         ramp_s = args.publishers / args.ramp
         duration = math.ceil(ramp_s + WARMUP_S + args.seconds + TAIL_S)
         out = work / f"load-{index}.json"
         cmd = [
             "taskset", "-c", args.load_core, lb.RELEASE / "longhaul-load",
-            "--region", f"edge=rtmp://{e['rtmp']}/kLive",
+            *[a for i, (_, e) in enumerate(edges)
+              for a in ("--region", f"edge{i if len(edges) > 1 else ''}=rtmp://{e['rtmp']}/kLive")],
             "--play", f"rtmp://{o['rtmp']}/kLive",
             "--api", f"http://{o['http']}",
-            "--publishers", args.publishers, "--bitrate", VIDEO_BITRATE, "--audio-bitrate", AUDIO_BITRATE,
+            # Per region: the edges share the publishers.
+            "--publishers", args.publishers // len(edges),
+            "--bitrate", VIDEO_BITRATE, "--audio-bitrate", AUDIO_BITRATE,
             "--duration", f"{duration}s", "--ramp", f"{args.ramp}/s", "--drain", "3s",
             "--json", out, "--quiet",
         ]
@@ -214,30 +243,33 @@ def one_run(args, work, index, perf, events):
             raise RuntimeError(f"longhaul-load exited early ({load.returncode}); see {work}/load-{index}.log")
         # The window.
         perf_out = work / f"perf-stat-{index}.csv"
+        pid_list = ",".join(str(p) for p in edge_pids)
         stat = None
         if perf and events:
-            stat = subprocess.Popen([perf, "stat", "-x,", "-o", perf_out, "-e", ",".join(events), "-p", str(edge_pid)],
+            stat = subprocess.Popen([perf, "stat", "-x,", "-o", perf_out, "-e", ",".join(events), "-p", pid_list],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         record = None
         if perf and args.perf_record:
             record = subprocess.Popen([perf, "record", "-e", "cpu-clock", "-F", str(args.perf_freq), "--call-graph",
-                                       args.call_graph, "-o", args.perf_record, "-p", str(edge_pid)],
+                                       args.call_graph, "-o", args.perf_record, "-p", pid_list],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         if callgrind_out:
-            lb.run(["callgrind_control", "-i", "on", str(edge_pid)], quiet=True, timeout=30)
+            for pid in edge_pids:
+                lb.run(["callgrind_control", "-i", "on", str(pid)], quiet=True, timeout=30)
         time.sleep(0.2)  # perf attached
-        m0 = scrape(e["http"])
+        m0 = scrape_all([e["http"] for _, e in edges])
         t0 = time.monotonic()
-        cpu0 = {n: proc_cpu_seconds(p) for n, p in (("edge", edge_pid), ("origin", origin.pid), ("load", load.pid))}
-        cs0 = proc_ctx_switches(edge_pid)
+        cpu0 = cpu_seconds(edge_pids, origin, load)
+        cs0 = sum(proc_ctx_switches(p) for p in edge_pids)
         time.sleep(args.seconds)
-        cpu1 = {n: proc_cpu_seconds(p) for n, p in (("edge", edge_pid), ("origin", origin.pid), ("load", load.pid))}
-        cs1 = proc_ctx_switches(edge_pid)
-        rss_loaded = proc_rss_bytes(edge_pid)
+        cpu1 = cpu_seconds(edge_pids, origin, load)
+        cs1 = sum(proc_ctx_switches(p) for p in edge_pids)
+        rss_loaded = sum(proc_rss_bytes(p) for p in edge_pids)
         t1 = time.monotonic()
-        m1 = scrape(e["http"])
+        m1 = scrape_all([e["http"] for _, e in edges])
         if callgrind_out:
-            lb.run(["callgrind_control", "-i", "off", str(edge_pid)], quiet=True, timeout=60)
+            for pid in edge_pids:
+                lb.run(["callgrind_control", "-i", "off", str(pid)], quiet=True, timeout=60)
         for p in (stat, record):
             if p:
                 os.killpg(p.pid, signal.SIGINT)
@@ -250,7 +282,8 @@ def one_run(args, work, index, perf, events):
     relayed = m1["rtmp_bytes_in"] - m0["rtmp_bytes_in"]
     row = {
         "run": index,
-        "publishers": args.publishers,
+        "edges": len(edge_pids),
+        "publishers": args.publishers // len(edge_pids) * len(edge_pids),
         "window_s": window,
         "rtmp_bytes_in": relayed,
         "tunnel_bytes_out": m1["tunnel_bytes_out"] - m0["tunnel_bytes_out"],
@@ -354,7 +387,12 @@ def main():
     ap.add_argument("--seconds", type=float, default=20, help="length of the measured window")
     ap.add_argument("--ramp", type=int, default=50, help="publishers started per second")
     ap.add_argument("--runs", type=int, default=1, help="runs (fresh nodes each); the table adds their median")
-    ap.add_argument("--edge-core", default="1")
+    ap.add_argument("--edge-core", default="1",
+                    help="cores of the edge (taskset list; an edge on more than one runs a shard per core)")
+    ap.add_argument("--split-edges", action="store_true",
+                    help="a separate one-core edge process per core of --edge-core, each with its share of "
+                         "the publishers (the control for a sharded edge: nothing shared between them); "
+                         "the edge figures are their sums")
     ap.add_argument("--load-core", default="0", help="core of the origin and the generator")
     ap.add_argument("--no-build", action="store_true", help="use the release binaries as they are")
     ap.add_argument("--no-perf", action="store_true", help="/proc and /metrics only")

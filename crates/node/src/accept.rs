@@ -8,13 +8,16 @@
 //! 1. one permit of a [`ConnectionLimits`] semaphore per open connection, shared by every
 //!    listener of the node; without a free permit the socket is closed at once;
 //! 2. with `ingest.proxy_protocol` on, a socket from outside `ingest.proxy_trusted` is
-//!    closed at once; from inside, its PROXY header is read (within the ingest handshake
-//!    timeout, at most [`crate::proxy_header::MAX_LEN`] bytes) and the client address it
-//!    names is the connection's peer from then on, for everything downstream;
-//! 3. a place among the connections of that address ([`crate::address_limit`],
+//!    closed at once;
+//! 3. the shard with the fewest open connections ([`crate::shards`]) takes the socket,
+//!    and what follows runs on its thread: with the PROXY protocol on, the header is read
+//!    (within the ingest handshake timeout, at most [`crate::proxy_header::MAX_LEN`]
+//!    bytes) and the client address it names is the connection's peer from then on, for
+//!    everything downstream;
+//! 4. a place among the connections of that address ([`crate::address_limit`],
 //!    `ingest.max_connections_per_address`);
-//! 4. on an RTMPS listener, the TLS handshake, bounded by the ingest handshake timeout;
-//! 5. the node's handler, with the connection's charge against the budget for
+//! 5. on an RTMPS listener, the TLS handshake, bounded by the ingest handshake timeout;
+//! 6. the node's handler, with the connection's charge against the budget for
 //!    unauthorised connections ([`crate::unauthorised`]), which its driver keeps.
 //!
 //! Every refusal is counted in `connections_refused_total{transport, reason}` (reasons
@@ -76,6 +79,9 @@ pub mod reason {
     /// Connections not yet authorised hold `ingest.unauthorised_memory_bytes`: this one,
     /// growing, was closed (counted by the connection's driver).
     pub const UNAUTHORISED_MEMORY: &str = "unauthorised_memory";
+    /// The socket could not be moved to the reactor of the shard picked for it (its
+    /// deregistration or registration failed: the OS refused an epoll change).
+    pub const SHARD_HANDOFF: &str = "shard_handoff";
 }
 
 /// Pause after a failed `accept` (EMFILE and friends) so the loop backs off instead of
@@ -359,8 +365,9 @@ pub async fn serve<H: ConnectionHandler>(
         let socket = match stream.into_std() {
             Ok(s) => s,
             Err(e) => {
+                limits.refuse(transport, reason::SHARD_HANDOFF);
                 tracing::warn!(client = %socket_peer, %transport, shard, error = %e,
-                    "cannot hand the connection to its shard; closed");
+                    "connection closed: cannot hand it to its shard");
                 continue;
             }
         };
@@ -368,8 +375,11 @@ pub async fn serve<H: ConnectionHandler>(
             async move {
                 match TcpStream::from_std(socket) {
                     Ok(stream) => pending.serve(stream).await,
-                    Err(e) => tracing::warn!(client = %socket_peer, shard, error = %e,
-                        "cannot take the connection on its shard; closed"),
+                    Err(e) => {
+                        pending.limits.refuse(transport, reason::SHARD_HANDOFF);
+                        tracing::warn!(client = %socket_peer, %transport, shard, error = %e,
+                            "connection closed: its shard cannot take it");
+                    }
                 }
             }
             .in_current_span(),
