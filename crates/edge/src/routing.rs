@@ -4,7 +4,7 @@
 //! Every [`SAMPLE_INTERVAL`] (250 ms) it reads each tunnel's state, its live
 //! connection's path counters (quinn's `Connection::stats()`) and the origin's last
 //! report, and gives them with the time to the router of the tunnel's
-//! [`Lane`](crate::upstream::Lane) (one per shard: each lane's router judges the paths
+//! [`Lane`] (one per shard: each lane's router judges the paths
 //! its own streams take). Between samples, every [`LISTEN_INTERVAL`] (50 ms), it gives the
 //! router each connection's received-datagram counter alone, so a silent origin is
 //! noticed within 50 ms of the silence limit, and hands out the moves that follow. Publishes ask the router directly; stream failures are fed where they

@@ -10,7 +10,7 @@
 //! through its own shard's lane. Which origin a publish's leg goes to is
 //! the [`Router`]'s choice (`longhaul_router`): leg `p` prefers `tunnel.primary`, leg `b`
 //! the other origin, and a leg whose preferred origin is in trouble goes to a healthy
-//! one ([`crate::routing`] feeds the router). [`Upstreams::open_publish`] asks the chosen
+//! one ([`crate::routing`] feeds the router). [`Lane::open_publish`] asks the chosen
 //! origin for a verdict (the tunnel bounds the wait with
 //! `tunnel.transport.authorise_timeout_ms`) and, when allowed, opens the stream the media
 //! will go on; a publish that gets no verdict counts against the origin.
@@ -46,7 +46,7 @@ pub struct Lane {
     endpoint: quinn::Endpoint,
 }
 
-/// An origin's answer to [`Upstreams::authorise`].
+/// An origin's answer to [`Lane::authorise`].
 pub enum Asked {
     Granted(Granted),
     Refused {
