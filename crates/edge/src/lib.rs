@@ -200,6 +200,12 @@ impl Edge {
         );
         let live = LivePublishes::new();
         let revoke = revoke_hook(live.clone(), metrics.revocations.clone());
+        let most = usize::from(longhaul_tunnel::server::MAX_LANES);
+        if shards > most {
+            return Err(StartError::Shards(std::io::Error::other(format!(
+                "{shards} shards asked (--threads): an edge runs at most {most}, one tunnel lane each"
+            ))));
+        }
         let shards = match shards {
             1 => Shards::single(),
             n => {

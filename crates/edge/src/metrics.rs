@@ -82,10 +82,11 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// `edge_revocations_total{reason}`: revocations origins sent this edge.
     pub revocations: IntCounterVec,
-    /// `router_origin_healthy{origin}`: 1 while the router counts the origin healthy.
+    /// `router_origin_healthy{origin}`: 1 while the router counts the origin healthy (on
+    /// an edge of several shards, every lane's router).
     pub router_origin_healthy: IntGaugeVec,
     /// `router_streams{origin,leg}`: relayed streams placed on each origin, by leg
-    /// (`p`, `b`).
+    /// (`p`, `b`), all lanes together.
     pub router_streams: IntGaugeVec,
     /// `router_moves_wanted_total{from,to,reason}`: live streams the router wanted
     /// moved (not acted on yet).
@@ -196,7 +197,7 @@ impl Metrics {
             router_origin_healthy: gauge_vec(
                 &r,
                 "router_origin_healthy",
-                "1 while the router counts the origin healthy (a failover target; its legs come back after router.failback_after_ms)",
+                "1 while the router counts the origin healthy, on every lane (a failover target; its legs come back after router.failback_after_ms)",
                 &["origin"],
             ),
             router_streams: gauge_vec(

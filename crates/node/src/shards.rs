@@ -70,21 +70,39 @@ impl Shards {
         let mut handles = vec![Handle::current()];
         let mut threads = Vec::new();
         for i in 1..n.get() {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            handles.push(runtime.handle().clone());
-            let stop = stop.clone();
-            let thread = std::thread::Builder::new()
-                .name(format!("longhaul-shard-{i}"))
-                .spawn(move || {
-                    runtime.block_on(stop.cancelled());
-                    // Dropping the runtime drops the tasks still on it: by then the node
-                    // has stopped them.
-                })?;
-            threads.push(thread);
+            match Self::spawn_shard(i, &stop) {
+                Ok((handle, thread)) => {
+                    handles.push(handle);
+                    threads.push(thread);
+                }
+                Err(e) => {
+                    // The threads already started end with the token.
+                    stop.cancel();
+                    return Err(e);
+                }
+            }
         }
         Ok(Self::with_handles(handles, threads, stop))
+    }
+
+    /// Shard `i`'s thread, running its runtime until `stop`.
+    fn spawn_shard(
+        i: usize,
+        stop: &CancellationToken,
+    ) -> std::io::Result<(Handle, std::thread::JoinHandle<()>)> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let stop = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("longhaul-shard-{i}"))
+            .spawn(move || {
+                runtime.block_on(stop.cancelled());
+                // Dropping the runtime drops the tasks still on it: by then the node
+                // has stopped them.
+            })?;
+        Ok((handle, thread))
     }
 
     fn with_handles(

@@ -425,8 +425,21 @@ fn check_hello(hello: &Hello) -> Result<(), String> {
             hello.role
         ));
     }
+    if hello.lane >= MAX_LANES {
+        return Err(format!(
+            "hello on lane {}: lanes go up to {} (one per shard of an edge)",
+            hello.lane,
+            MAX_LANES - 1
+        ));
+    }
     check_node_names(&hello.node_id, &hello.region)
 }
+
+/// Lanes an origin keeps per edge. An edge runs one per shard, a shard per core, and
+/// the origin keeps a link (counters, series) per lane for as long as it runs: 256 is
+/// past the core count of any host an edge runs on, and bounds what one edge's
+/// certificate can make an origin keep.
+pub const MAX_LANES: u16 = 256;
 
 /// The rule for node ids and regions, checked the same way at both ends: by every node
 /// on its own config at start (an edge the origins would refuse does not start), and by

@@ -638,12 +638,14 @@ async fn an_edge_s_lanes_are_kept_side_by_side_and_labelled() {
 #[tokio::test]
 async fn a_hello_that_is_not_an_edge_s_is_refused() {
     for node_id in ["Not A Name {}", "sin-1"] {
-        hello_refused(node_id).await;
+        hello_refused(node_id, 0).await;
     }
+    // fra-1 itself, on a lane past the bound.
+    hello_refused("fra-1", longhaul_tunnel::server::MAX_LANES).await;
 }
 
-/// An edge with fra-1's certificate saying hello as `node_id` is refused.
-async fn hello_refused(node_id: &str) {
+/// An edge with fra-1's certificate saying hello as `node_id` on `lane` is refused.
+async fn hello_refused(node_id: &str, lane: u16) {
     let c = cluster();
     let origin = start_origin(&c.origin_tls, ([127, 0, 0, 1], 0).into());
     let section = edge_section(c.edge_tls.clone(), origin.addr);
@@ -656,7 +658,7 @@ async fn hello_refused(node_id: &str) {
             region: "fra".into(),
             role: "edge".into(),
             version: VERSION.into(),
-            lane: 0,
+            lane,
         },
         section.origins[0].clone(),
         &section.transport,
