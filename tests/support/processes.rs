@@ -666,33 +666,30 @@ pub fn present(m: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     metric(m, name, labels)
 }
 
-/// How many tunnels the node keeps to `peer`: one per lane (an edge process runs a
-/// shard per core, each with its own tunnel to every origin).
-pub fn lanes(m: &str, peer: &str) -> f64 {
-    let labels = [("peer", peer), ("state", "connected")];
+/// The `longhaul_tunnel_state{state="connected"}` lines of the node's tunnels to `peer`:
+/// one per lane (an edge process runs a shard per core, each with its own tunnel to
+/// every origin).
+fn connected_state_lines<'a>(m: &'a str, peer: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     m.lines()
         .filter(|l| l.starts_with("longhaul_tunnel_state{"))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        .filter(move |l| {
+            l.contains(&format!("peer=\"{peer}\"")) && l.contains("state=\"connected\"")
         })
-        .count() as f64
 }
 
-/// Every tunnel to `peer` is connected: an edge process runs one shard per core, each
-/// with its own tunnel (its `lane`) to every origin.
+/// How many tunnels the node keeps to `peer`: one per lane.
+pub fn lanes(m: &str, peer: &str) -> f64 {
+    connected_state_lines(m, peer).count() as f64
+}
+
+/// Every tunnel to `peer` (one per lane) is connected.
 pub fn connected(m: &str, peer: &str) -> bool {
-    let labels = [("peer", peer), ("state", "connected")];
-    present(m, "longhaul_tunnel_state", &labels);
-    m.lines()
-        .filter(|l| l.starts_with("longhaul_tunnel_state{"))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .all(|l| l.ends_with(" 1"))
+    present(
+        m,
+        "longhaul_tunnel_state",
+        &[("peer", peer), ("state", "connected")],
+    );
+    connected_state_lines(m, peer).all(|l| l.ends_with(" 1"))
 }
 
 /// Polls the origin's streams API until `name` is live.
