@@ -712,18 +712,7 @@ async fn a_regeneration_cuts_relays_and_voids_outstanding_grants() {
     };
     assert_eq!(generation, Some(1), "verdicts say the token's generation");
 
-    let (status, _, _) = http(
-        "POST",
-        &format!(
-            "{}/api/v1/entries/{}/regenerate-token",
-            cluster.origin.http(),
-            entry.id
-        ),
-        "",
-        None,
-    )
-    .await;
-    assert_eq!(status, 200);
+    cluster.origin.regenerate_token(&entry.id).await;
     let (_, description) = next_refusal(&mut at_edge).await;
     assert!(description.contains("was regenerated"), "{description}");
 
@@ -812,18 +801,7 @@ async fn an_edge_on_two_shards_relays_over_a_lane_each_and_a_regeneration_cuts_b
             "{m}"
         );
     }
-    let (status, _, _) = http(
-        "POST",
-        &format!(
-            "{}/api/v1/entries/{}/regenerate-token",
-            cluster.origin.http(),
-            entry.id
-        ),
-        "",
-        None,
-    )
-    .await;
-    assert_eq!(status, 200);
+    cluster.origin.regenerate_token(&entry.id).await;
     for p in &mut publishers {
         let (_, description) = next_refusal(p).await;
         assert!(description.contains("was regenerated"), "{description}");

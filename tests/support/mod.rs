@@ -58,6 +58,12 @@ impl TestOrigin {
             .await
             .expect("create entry")
     }
+    /// Regenerates entry `id`'s token through the API, as an operator would (200 asserted).
+    pub async fn regenerate_token(&self, id: &str) {
+        let url = format!("{}/api/v1/entries/{id}/regenerate-token", self.http());
+        let (status, _, _) = http("POST", &url, "", None).await;
+        assert_eq!(status, 200, "regenerate-token at {url}");
+    }
     /// Waits until `name` is being published (bounded).
     pub async fn wait_live(&self, name: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
