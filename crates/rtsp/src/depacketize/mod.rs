@@ -1,0 +1,1 @@
+//! RTP payloads to frames (placeholder: see the crate docs).

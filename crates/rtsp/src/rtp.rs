@@ -1,0 +1,1 @@
+//! RTP packets (placeholder).
