@@ -26,3 +26,8 @@
 
 pub mod depacketize;
 pub mod rtp;
+pub mod sdp;
+pub mod session;
+
+pub use sdp::{announced_tracks, AnnouncedTrack, SdpError};
+pub use session::{RtspEvent, RtspSession, SessionConfig, SessionError, TrackTransport, UdpPorts};
