@@ -93,5 +93,8 @@ pub use entry_id::{is_entry_id, parse_stream_name, stream_name, stream_parts, MA
 pub use error::{EndpointError, EntrySource, Place};
 pub use fmle::{fmle_profile_xml, RenditionProfile, DEFAULT_LADDER};
 pub use leg::{Leg, LegSource};
-pub use publish::{resolve_publish, PublishTarget, APPLICATION, MAX_INPUT_LEN};
+pub use publish::{
+    resolve_publish, resolve_rtsp_publish, PublishTarget, RtspPublishParts, APPLICATION,
+    MAX_INPUT_LEN,
+};
 pub use redact::{redact_tokens, REDACTED};

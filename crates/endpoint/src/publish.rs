@@ -157,6 +157,46 @@ pub fn resolve_publish(
     })
 }
 
+/// What an RTMP encoder would have sent for an RTSP publish URL: the product's RTSP
+/// endpoints are `rtsp://{entryId}.{p|b}.s.{host}:554/kLive/{entryId}_{n}?t={token}`, so
+/// the last path segment (with the query) is the publish name, the path before it the
+/// `app`, and the URL up to the app the `tcUrl` (whose host gives the leg). Those go
+/// through [`resolve_publish`]'s rules unchanged, so RTSP and RTMP publishes meet the
+/// same ones. `None` for a URL with no `scheme://` or no path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtspPublishParts {
+    pub app: String,
+    pub tc_url: String,
+    pub name: String,
+}
+
+impl RtspPublishParts {
+    pub fn from_url(url: &str) -> Option<RtspPublishParts> {
+        let (before_query, query) = split_query(url);
+        let (scheme, rest) = before_query.split_once("://")?;
+        let (authority, path) = rest.split_once('/')?;
+        let path = path.trim_end_matches('/');
+        let (app, name) = path.rsplit_once('/').unwrap_or(("", path));
+        let name = match query {
+            Some(q) => format!("{name}?{q}"),
+            None => name.to_owned(),
+        };
+        Some(RtspPublishParts {
+            app: app.to_owned(),
+            tc_url: format!("{scheme}://{authority}/{app}"),
+            name,
+        })
+    }
+}
+
+/// [`resolve_publish`] for an RTSP ANNOUNCE's URL (see [`RtspPublishParts`]).
+pub fn resolve_rtsp_publish(url: &str, default_leg: Leg) -> Result<PublishTarget, EndpointError> {
+    check_len(Place::TcUrl, url)?;
+    let parts = RtspPublishParts::from_url(url)
+        .ok_or_else(|| EndpointError::BadStreamName { name: excerpt(url) })?;
+    resolve_publish(&parts.app, Some(&parts.tc_url), &parts.name, default_leg)
+}
+
 fn check_len(place: Place, text: &str) -> Result<(), EndpointError> {
     if text.len() > MAX_INPUT_LEN {
         return Err(EndpointError::InputTooLong {
@@ -256,5 +296,45 @@ mod tests {
         let shown = format!("{target:?}");
         assert!(!shown.contains("secret"), "{shown}");
         assert!(shown.contains("<redacted>"), "{shown}");
+    }
+
+    #[test]
+    fn rtsp_urls_resolve_as_rtmp_ones() {
+        let url = "rtsp://1_gdrt137u.b.s.fra.publish.example.com:554/kLive/1_gdrt137u_2?t=tok";
+        assert_eq!(
+            RtspPublishParts::from_url(url).unwrap(),
+            RtspPublishParts {
+                app: "kLive".into(),
+                tc_url: "rtsp://1_gdrt137u.b.s.fra.publish.example.com:554/kLive".into(),
+                name: "1_gdrt137u_2?t=tok".into(),
+            }
+        );
+        let target = resolve_rtsp_publish(url, Leg::Primary).unwrap();
+        assert_eq!(target.stream_name, "1_gdrt137u_2");
+        assert_eq!(
+            (target.leg, target.leg_source),
+            (Leg::Backup, LegSource::HostLabel)
+        );
+        assert_eq!(target.token.as_deref(), Some("tok"));
+
+        // Without the leg label, the node's default; a wrong app or name is refused
+        // with the same words as over RTMP.
+        let plain =
+            resolve_rtsp_publish("rtsp://127.0.0.1:1554/kLive/1_gdrt137u_1?t=x", Leg::Backup)
+                .unwrap();
+        assert_eq!(
+            (plain.leg, plain.leg_source),
+            (Leg::Backup, LegSource::NodeDefault)
+        );
+        assert!(matches!(
+            resolve_rtsp_publish("rtsp://127.0.0.1:1554/live/1_gdrt137u_1?t=x", Leg::Primary),
+            Err(EndpointError::UnknownApplication { .. })
+        ));
+        assert!(matches!(
+            resolve_rtsp_publish("rtsp://127.0.0.1:1554/kLive/cam?t=x", Leg::Primary),
+            Err(EndpointError::BadStreamName { .. })
+        ));
+        assert!(resolve_rtsp_publish("not a url", Leg::Primary).is_err());
+        assert!(resolve_rtsp_publish("rtsp://host-only", Leg::Primary).is_err());
     }
 }
