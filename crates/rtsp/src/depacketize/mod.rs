@@ -8,6 +8,7 @@
 //! players.
 //!
 //! - [`h264`]: RFC 6184 (single NAL unit, STAP-A, FU-A) to legacy FLV AVC.
+//! - [`h265`]: RFC 7798 (single NAL unit, AP, FU; no DONL) to Enhanced RTMP `hvc1`.
 //! - [`aac`]: RFC 3640 `AAC-hbr` (AU headers, several AUs per packet, fragmented AUs)
 //!   to legacy FLV AAC.
 //!
@@ -20,6 +21,7 @@
 pub mod aac;
 mod fmtp;
 pub mod h264;
+pub mod h265;
 mod nal;
 mod tags;
 
@@ -76,6 +78,7 @@ pub struct Track {
 #[derive(Debug)]
 enum Codec {
     H264(h264::H264Depacketizer),
+    H265(h265::H265Depacketizer),
     Aac(aac::AacDepacketizer),
 }
 
@@ -94,6 +97,8 @@ impl Track {
         let parameters = fmtp::FormatParameters::parse(fmtp);
         let codec = if encoding.eq_ignore_ascii_case("H264") {
             Codec::H264(h264::H264Depacketizer::new(&parameters)?)
+        } else if encoding.eq_ignore_ascii_case("H265") {
+            Codec::H265(h265::H265Depacketizer::new(&parameters)?)
         } else if encoding.eq_ignore_ascii_case("MPEG4-GENERIC") {
             Codec::Aac(aac::AacDepacketizer::new(clock_rate, &parameters)?)
         } else {
@@ -110,7 +115,7 @@ impl Track {
 
     pub fn kind(&self) -> Kind {
         match self.codec {
-            Codec::H264(_) => Kind::Video,
+            Codec::H264(_) | Codec::H265(_) => Kind::Video,
             Codec::Aac(_) => Kind::Audio,
         }
     }
@@ -124,6 +129,7 @@ impl Track {
     pub fn codec(&self) -> &'static str {
         match self.codec {
             Codec::H264(_) => "h264",
+            Codec::H265(_) => "h265",
             Codec::Aac(_) => "aac",
         }
     }
@@ -141,6 +147,7 @@ impl Track {
     ) -> Result<(), DepacketizeError> {
         match &mut self.codec {
             Codec::H264(d) => d.push(packet, out),
+            Codec::H265(d) => d.push(packet, out),
             Codec::Aac(d) => d.push(packet, out),
         }
     }
@@ -150,6 +157,7 @@ impl Track {
     pub fn lost(&mut self) {
         match &mut self.codec {
             Codec::H264(d) => d.lost(),
+            Codec::H265(d) => d.lost(),
             Codec::Aac(d) => d.lost(),
         }
     }
@@ -160,6 +168,7 @@ impl Track {
     pub fn dropped_frames(&self) -> u64 {
         match &self.codec {
             Codec::H264(d) => d.dropped_frames(),
+            Codec::H265(d) => d.dropped_frames(),
             Codec::Aac(d) => d.dropped_frames(),
         }
     }
@@ -214,6 +223,8 @@ mod tests {
             (h264.kind(), h264.codec(), h264.clock_rate()),
             (Kind::Video, "h264", 90_000)
         );
+        let h265 = Track::new("H265", 90_000, None, None).unwrap();
+        assert_eq!((h265.kind(), h265.codec()), (Kind::Video, "h265"));
         let aac = Track::new(
             "mpeg4-generic",
             48_000,
@@ -239,6 +250,10 @@ mod tests {
         assert_eq!(
             err("H264", 90_000, Some("packetization-mode=2")),
             "H.264 packetization-mode 2 is unsupported: only 0 and 1 are"
+        );
+        assert_eq!(
+            err("H265", 90_000, Some("sprop-max-don-diff=2")),
+            "H.265 sprop-max-don-diff 2: DONL fields (interleaved H.265) are unsupported"
         );
         assert!(err("H264", 0, None).contains("clock rate"));
     }

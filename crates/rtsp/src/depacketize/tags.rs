@@ -20,6 +20,17 @@ const AVC_SEQUENCE_HEADER: u8 = 0;
 /// AVCPacketType 1: NAL units.
 const AVC_NALU: u8 = 1;
 
+/// Enhanced RTMP `IsExHeader` bit of the first video byte.
+const EX_VIDEO_HEADER: u8 = 0x80;
+/// Video FrameType 1 (keyframe) and 2 (inter frame), shifted into place.
+const FRAME_TYPE_KEY: u8 = 1 << 4;
+const FRAME_TYPE_INTER: u8 = 2 << 4;
+/// VideoPacketType 0: the decoder configuration record.
+const VIDEO_SEQUENCE_START: u8 = 0;
+/// VideoPacketType 3: coded frames without the composition time (it would be 0: RTP
+/// carries decode order only through timestamps, and B-frames' offsets are not sent).
+const VIDEO_CODED_FRAMES_X: u8 = 3;
+
 /// Legacy audio tag byte: SoundFormat 10 (AAC) << 4 | 44 kHz | 16-bit | stereo. The FLV
 /// spec says AAC always uses 0xAF; the real rate and channels are in the
 /// AudioSpecificConfig.
@@ -48,6 +59,29 @@ pub(super) fn avc_frame(keyframe: bool, nal_units: &[Bytes]) -> Bytes {
     };
     let mut body = BytesMut::with_capacity(5 + length_prefixed_size(nal_units));
     body.put_slice(&[first, AVC_NALU, 0, 0, 0]);
+    put_length_prefixed(&mut body, nal_units);
+    body.freeze()
+}
+
+/// An Enhanced RTMP HEVC SequenceStart: `0x90`, `hvc1`, the configuration record.
+pub(super) fn hevc_sequence_start(record: &[u8]) -> Bytes {
+    let mut body = BytesMut::with_capacity(5 + record.len());
+    body.put_u8(EX_VIDEO_HEADER | FRAME_TYPE_KEY | VIDEO_SEQUENCE_START);
+    body.put_slice(b"hvc1");
+    body.put_slice(record);
+    body.freeze()
+}
+
+/// An Enhanced RTMP HEVC CodedFramesX: `0x93`/`0xa3`, `hvc1`, length-prefixed NAL units.
+pub(super) fn hevc_frame(keyframe: bool, nal_units: &[Bytes]) -> Bytes {
+    let frame_type = if keyframe {
+        FRAME_TYPE_KEY
+    } else {
+        FRAME_TYPE_INTER
+    };
+    let mut body = BytesMut::with_capacity(5 + length_prefixed_size(nal_units));
+    body.put_u8(EX_VIDEO_HEADER | frame_type | VIDEO_CODED_FRAMES_X);
+    body.put_slice(b"hvc1");
     put_length_prefixed(&mut body, nal_units);
     body.freeze()
 }
@@ -111,6 +145,17 @@ mod tests {
             &[0x17, 1, 0, 0, 0, 0, 0, 0, 3, 0x65, 1, 2, 0, 0, 0, 1, 6]
         );
         assert_eq!(video(&avc_frame(false, &nals)), (avc, Frame::Coded));
+
+        let hvc1 = Codec::FourCc(*b"hvc1");
+        assert_eq!(
+            video(&hevc_sequence_start(&[1, 2, 3])),
+            (hvc1, Frame::SequenceHeader)
+        );
+        let key = hevc_frame(true, &nals);
+        assert_eq!(&key[..5], &[0x93, b'h', b'v', b'c', b'1']);
+        assert_eq!(&key[5..9], &[0, 0, 0, 3]);
+        assert_eq!(video(&key), (hvc1, Frame::Keyframe));
+        assert_eq!(video(&hevc_frame(false, &nals)), (hvc1, Frame::Coded));
 
         let aac = Codec::Legacy(10);
         assert_eq!(
