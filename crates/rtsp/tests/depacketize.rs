@@ -462,3 +462,30 @@ fn annex_b_probe(name: &str, out: &[TrackFrame]) {
         );
     }
 }
+
+#[test]
+fn opus_one_frame_per_packet() {
+    // 2 s of 20 ms packets, plus the encoder's flush: 101 packets, 960 apart.
+    let (track, out) = depacketize("opus");
+    assert_eq!((track.kind(), track.codec()), (Kind::Audio, "opus"));
+    let kinds = classify(Kind::Audio, Codec::FourCc(*b"Opus"), &out);
+    assert_eq!(kinds[0], Frame::SequenceHeader);
+    assert_eq!(kinds.len(), 1 + 101);
+    // OpusHead, version 1, 2 channels (sprop-stereo=1), 48 kHz, mapping family 0.
+    let head = &out[0].body[5..];
+    assert_eq!(&head[..10], b"OpusHead\x01\x02");
+    assert_eq!(&head[12..16], &48_000u32.to_le_bytes());
+    assert_eq!((head.len(), head[18]), (19, 0));
+    let packets = datagrams("opus.rtp");
+    for (frame, datagram) in out[1..].iter().zip(packets) {
+        let packet = RtpPacket::parse(datagram).unwrap();
+        assert_eq!(frame.rtp_timestamp, packet.timestamp);
+        assert_eq!(&frame.body[5..], &packet.payload[..]);
+    }
+    for pair in out[1..].windows(2) {
+        assert_eq!(
+            pair[1].rtp_timestamp.wrapping_sub(pair[0].rtp_timestamp),
+            960
+        );
+    }
+}

@@ -11,6 +11,7 @@
 //! - [`h265`]: RFC 7798 (single NAL unit, AP, FU; no DONL) to Enhanced RTMP `hvc1`.
 //! - [`aac`]: RFC 3640 `AAC-hbr` (AU headers, several AUs per packet, fragmented AUs)
 //!   to legacy FLV AAC.
+//! - [`opus`]: RFC 7587 (one Opus packet per RTP packet) to Enhanced RTMP `Opus`.
 //!
 //! Input comes from the network: every read is checked, every buffer bounded
 //! ([`MAX_FRAME_BYTES`], [`MAX_NAL_UNITS_PER_FRAME`]), and a malformed packet is a
@@ -23,6 +24,7 @@ mod fmtp;
 pub mod h264;
 pub mod h265;
 mod nal;
+pub mod opus;
 mod tags;
 
 use crate::rtp::RtpPacket;
@@ -80,6 +82,7 @@ enum Codec {
     H264(h264::H264Depacketizer),
     H265(h265::H265Depacketizer),
     Aac(aac::AacDepacketizer),
+    Opus(opus::OpusDepacketizer),
 }
 
 impl Track {
@@ -93,7 +96,6 @@ impl Track {
         channels: Option<u16>,
         fmtp: Option<&str>,
     ) -> Result<Track, DepacketizeError> {
-        let _ = channels; // Opus only (next commit).
         let parameters = fmtp::FormatParameters::parse(fmtp);
         let codec = if encoding.eq_ignore_ascii_case("H264") {
             Codec::H264(h264::H264Depacketizer::new(&parameters)?)
@@ -101,6 +103,12 @@ impl Track {
             Codec::H265(h265::H265Depacketizer::new(&parameters)?)
         } else if encoding.eq_ignore_ascii_case("MPEG4-GENERIC") {
             Codec::Aac(aac::AacDepacketizer::new(clock_rate, &parameters)?)
+        } else if encoding.eq_ignore_ascii_case("opus") {
+            Codec::Opus(opus::OpusDepacketizer::new(
+                clock_rate,
+                channels,
+                &parameters,
+            )?)
         } else {
             return Err(DepacketizeError::UnsupportedEncoding(encoding.to_owned()));
         };
@@ -116,7 +124,7 @@ impl Track {
     pub fn kind(&self) -> Kind {
         match self.codec {
             Codec::H264(_) | Codec::H265(_) => Kind::Video,
-            Codec::Aac(_) => Kind::Audio,
+            Codec::Aac(_) | Codec::Opus(_) => Kind::Audio,
         }
     }
 
@@ -131,6 +139,7 @@ impl Track {
             Codec::H264(_) => "h264",
             Codec::H265(_) => "h265",
             Codec::Aac(_) => "aac",
+            Codec::Opus(_) => "opus",
         }
     }
 
@@ -149,6 +158,7 @@ impl Track {
             Codec::H264(d) => d.push(packet, out),
             Codec::H265(d) => d.push(packet, out),
             Codec::Aac(d) => d.push(packet, out),
+            Codec::Opus(d) => d.push(packet, out),
         }
     }
 
@@ -159,6 +169,7 @@ impl Track {
             Codec::H264(d) => d.lost(),
             Codec::H265(d) => d.lost(),
             Codec::Aac(d) => d.lost(),
+            Codec::Opus(d) => d.lost(),
         }
     }
 
@@ -170,6 +181,7 @@ impl Track {
             Codec::H264(d) => d.dropped_frames(),
             Codec::H265(d) => d.dropped_frames(),
             Codec::Aac(d) => d.dropped_frames(),
+            Codec::Opus(_) => 0,
         }
     }
 }
@@ -233,6 +245,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!((aac.kind(), aac.codec()), (Kind::Audio, "aac"));
+        let opus = Track::new("OPUS", 48_000, Some(2), None).unwrap();
+        assert_eq!((opus.kind(), opus.codec()), (Kind::Audio, "opus"));
     }
 
     #[test]
@@ -256,5 +270,6 @@ mod tests {
             "H.265 sprop-max-don-diff 2: DONL fields (interleaved H.265) are unsupported"
         );
         assert!(err("H264", 0, None).contains("clock rate"));
+        assert!(err("opus", 8_000, None).contains("48000"));
     }
 }

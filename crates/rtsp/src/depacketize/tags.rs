@@ -39,6 +39,13 @@ const AAC_TAG: u8 = 0xaf;
 const AAC_SEQUENCE_HEADER: u8 = 0;
 const AAC_RAW: u8 = 1;
 
+/// SoundFormat 9 (Enhanced RTMP's ExAudioTagHeader), shifted into place.
+const EX_AUDIO_HEADER: u8 = 9 << 4;
+/// AudioPacketType 0: the decoder configuration (for Opus, the OpusHead ID header).
+const AUDIO_SEQUENCE_START: u8 = 0;
+/// AudioPacketType 1: coded frames.
+const AUDIO_CODED_FRAMES: u8 = 1;
+
 /// Bytes of the length before each NAL unit in a frame.
 pub(super) const NAL_LENGTH_SIZE: usize = 4;
 
@@ -99,6 +106,24 @@ pub(super) fn aac_frame(access_unit: &[u8]) -> Bytes {
     let mut body = BytesMut::with_capacity(2 + access_unit.len());
     body.put_slice(&[AAC_TAG, AAC_RAW]);
     body.put_slice(access_unit);
+    body.freeze()
+}
+
+/// An Enhanced RTMP Opus SequenceStart: `0x90`, `Opus`, the OpusHead ID header.
+pub(super) fn opus_sequence_start(opus_head: &[u8]) -> Bytes {
+    let mut body = BytesMut::with_capacity(5 + opus_head.len());
+    body.put_u8(EX_AUDIO_HEADER | AUDIO_SEQUENCE_START);
+    body.put_slice(b"Opus");
+    body.put_slice(opus_head);
+    body.freeze()
+}
+
+/// An Enhanced RTMP Opus CodedFrames: `0x91`, `Opus`, one Opus packet.
+pub(super) fn opus_frame(packet: &[u8]) -> Bytes {
+    let mut body = BytesMut::with_capacity(5 + packet.len());
+    body.put_u8(EX_AUDIO_HEADER | AUDIO_CODED_FRAMES);
+    body.put_slice(b"Opus");
+    body.put_slice(packet);
     body.freeze()
 }
 
@@ -164,5 +189,12 @@ mod tests {
         );
         assert_eq!(&aac_frame(&[0x21])[..], &[0xaf, 1, 0x21]);
         assert_eq!(audio(&aac_frame(&[0x21])), (aac, Frame::Coded));
+
+        let opus = Codec::FourCc(*b"Opus");
+        let head = opus_sequence_start(b"OpusHead");
+        assert_eq!(&head[..5], &[0x90, b'O', b'p', b'u', b's']);
+        assert_eq!(audio(&head), (opus, Frame::SequenceHeader));
+        assert_eq!(audio(&opus_frame(&[0xfc])), (opus, Frame::Coded));
+        assert_eq!(&opus_frame(&[0xfc])[..1], &[0x91]);
     }
 }
