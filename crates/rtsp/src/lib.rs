@@ -25,9 +25,12 @@
 //!   (RFC 7587).
 
 pub mod depacketize;
+pub mod ingest;
 pub mod rtp;
 pub mod sdp;
 pub mod session;
 
+pub use ingest::{RtpIngest, TrackCounts};
+pub use rtsp_types::StatusCode;
 pub use sdp::{announced_tracks, AnnouncedTrack, SdpError};
 pub use session::{RtspEvent, RtspSession, SessionConfig, SessionError, TrackTransport, UdpPorts};

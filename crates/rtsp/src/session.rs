@@ -183,6 +183,13 @@ pub struct RtspSession {
     /// A session id was handed out (first SETUP): later requests must carry it.
     session_issued: bool,
     counts: SessionCounts,
+    /// A decision was made while read bytes waited behind it.
+    decided_with_input: bool,
+    /// `counts.packets_dropped` at the last [`RtspSession::take_dropped_packets`].
+    dropped_reported: u64,
+    /// The method of the request being answered, for [`RtspSession::take_answers`].
+    answering: &'static str,
+    answers: Vec<(&'static str, u16)>,
 }
 
 impl RtspSession {
@@ -199,6 +206,10 @@ impl RtspSession {
             announce_url: String::new(),
             session_issued: false,
             counts: SessionCounts::default(),
+            dropped_reported: 0,
+            decided_with_input: false,
+            answering: "UNPARSED",
+            answers: Vec::new(),
         }
     }
 
@@ -233,6 +244,7 @@ impl RtspSession {
         if received > 0 {
             self.last_input = now;
         }
+        self.decided_with_input = false;
         let mut events = Vec::new();
         while !self.waiting_for_decision() && self.phase != Phase::Closing {
             if !self.next_message(&mut events)? {
@@ -250,10 +262,11 @@ impl RtspSession {
         )
     }
 
-    /// Whether bytes already read wait to be handled (after a decision, call
-    /// [`RtspSession::handle_read`] with 0).
+    /// Whether bytes read while a decision was pending wait to be handled: after
+    /// accepting, call [`RtspSession::handle_read`] with 0 before reading again. (Bytes
+    /// of a message not yet whole do not count: they wait for the next read.)
     pub fn has_unhandled_input(&self) -> bool {
-        !self.input.is_empty() && !self.waiting_for_decision()
+        self.decided_with_input && !self.waiting_for_decision()
     }
 
     /// Whether the session is recording (packets flow).
@@ -268,6 +281,19 @@ impl RtspSession {
 
     pub fn counts(&self) -> SessionCounts {
         self.counts
+    }
+
+    /// Interleaved packets dropped since the last call (see [`SessionCounts`]).
+    pub fn take_dropped_packets(&mut self) -> u64 {
+        let new = self.counts.packets_dropped - self.dropped_reported;
+        self.dropped_reported = self.counts.packets_dropped;
+        new
+    }
+
+    /// The requests answered since the last call: method (upper case, `OTHER` for one
+    /// we do not know, `UNPARSED` for bytes that were no request) and status code.
+    pub fn take_answers(&mut self) -> Vec<(&'static str, u16)> {
+        std::mem::take(&mut self.answers)
     }
 
     /// Bytes the session holds: unhandled input and unwritten output.
@@ -294,17 +320,21 @@ impl RtspSession {
     /// Accepts the ANNOUNCE being decided: 200.
     pub fn accept_announce(&mut self) {
         if let Phase::Announcing { cseq } = self.phase {
+            self.answering = "ANNOUNCE";
             self.respond(cseq, StatusCode::Ok, None, &[], b"");
             self.phase = Phase::Announced;
+            self.decided_with_input = !self.input.is_empty();
         }
     }
 
     /// Accepts the RECORD being decided: 200, and packets flow from now on.
     pub fn accept_record(&mut self) {
         if let Phase::RecordAsked { cseq } = self.phase {
+            self.answering = "RECORD";
             let session = self.session_header();
             self.respond(cseq, StatusCode::Ok, None, &[("Session", &session)], b"");
             self.phase = Phase::Recording;
+            self.decided_with_input = !self.input.is_empty();
         }
     }
 
@@ -312,6 +342,11 @@ impl RtspSession {
     /// status line and as the body), then closes.
     pub fn refuse(&mut self, status: StatusCode, reason: &str) {
         if let Phase::Announcing { cseq } | Phase::RecordAsked { cseq } = self.phase {
+            self.answering = if matches!(self.phase, Phase::Announcing { .. }) {
+                "ANNOUNCE"
+            } else {
+                "RECORD"
+            };
             self.respond_error(cseq, status, reason);
             self.phase = Phase::Closing;
         }
@@ -392,7 +427,9 @@ impl RtspSession {
             )));
         }
         self.input.advance(consumed);
+        self.answering = method_label(request.method());
         self.request(request, events);
+        self.answering = "UNPARSED";
         Ok(true)
     }
 
@@ -774,6 +811,7 @@ impl RtspSession {
         body: &[u8],
     ) {
         let code = u16::from(status);
+        self.answers.push((self.answering, code));
         // RFC 2326 7.1.1 spells it "OK"; rtsp-types' Display says "Ok".
         let phrase = match (phrase, status) {
             (Some(p), _) => p.to_owned(),
@@ -794,6 +832,24 @@ impl RtspSession {
         head.push_str("\r\n");
         self.output.put_slice(head.as_bytes());
         self.output.put_slice(body);
+    }
+}
+
+/// A bounded `method` label: the methods of RFC 2326, else `OTHER`.
+fn method_label(method: &Method) -> &'static str {
+    match method {
+        Method::Describe => "DESCRIBE",
+        Method::GetParameter => "GET_PARAMETER",
+        Method::Options => "OPTIONS",
+        Method::Pause => "PAUSE",
+        Method::Play => "PLAY",
+        Method::Redirect => "REDIRECT",
+        Method::Setup => "SETUP",
+        Method::SetParameter => "SET_PARAMETER",
+        Method::Announce => "ANNOUNCE",
+        Method::Record => "RECORD",
+        Method::Teardown => "TEARDOWN",
+        _ => "OTHER",
     }
 }
 

@@ -163,7 +163,9 @@ fn ffmpeg_publish_over_tcp() {
     assert!(!s.has_unhandled_input() && s.waiting_for_decision());
     s.accept_record();
     assert!(output(&mut s).starts_with("RTSP/1.0 200 OK\r\nCSeq: 5\r\n"));
+    assert!(s.has_unhandled_input());
     let events = s.handle_read(now, 0).unwrap();
+    assert!(!s.has_unhandled_input());
     assert_eq!(events.len(), 2);
     assert!(
         matches!(&events[0], RtspEvent::Packet { track: 0, rtcp: false, data } if data.len() == 13)
@@ -183,6 +185,18 @@ fn ffmpeg_publish_over_tcp() {
     );
     assert!(output(&mut s).starts_with("RTSP/1.0 200 OK\r\nCSeq: 7\r\n"));
     assert!(s.should_close());
+    assert_eq!(
+        s.take_answers(),
+        [
+            ("OPTIONS", 200),
+            ("ANNOUNCE", 200),
+            ("SETUP", 200),
+            ("SETUP", 200),
+            ("RECORD", 200),
+            ("GET_PARAMETER", 200),
+            ("TEARDOWN", 200)
+        ]
+    );
 }
 
 #[test]
@@ -193,6 +207,8 @@ fn packets_split_across_reads_are_whole_slices() {
     let mut events = Vec::new();
     for part in bytes.chunks(100) {
         events.extend(s.handle_input(now, part).unwrap());
+        // A partial packet is not "unhandled": the driver reads on (no busy loop).
+        assert!(!s.has_unhandled_input());
     }
     let [RtspEvent::Packet {
         track: 0,
@@ -345,6 +361,7 @@ fn garbage_and_huge_requests_are_400_and_close() {
         .unwrap_err();
     assert!(matches!(err, SessionError::BadRequest(_)));
     assert!(output(&mut s).starts_with("RTSP/1.0 400 a request that does not parse"));
+    assert_eq!(s.take_answers(), [("UNPARSED", 400)]);
     assert!(s.should_close());
 
     let (mut s, now) = session(None);
@@ -396,4 +413,12 @@ fn packets_before_record_or_on_unknown_channels_are_counted() {
         .unwrap()
         .is_empty());
     assert_eq!(s.counts().packets_dropped, 1);
+}
+
+#[test]
+fn ffmpeg_options_with_query_and_user_agent() {
+    let (mut s, now) = session(None);
+    s.handle_input(now, b"OPTIONS rtsp://127.0.0.1:1554/kLive/1_c5y8czy6_1?t=o55xcdqax4k74st5 RTSP/1.0\r\nCSeq: 1\r\nUser-Agent: Lavf61\r\n\r\n").unwrap();
+    let out = output(&mut s);
+    assert!(out.starts_with("RTSP/1.0 200 OK"), "{out}");
 }
