@@ -54,6 +54,8 @@ struct DevOrigin {
     name: String,
     rtmp: SocketAddr,
     rtmps: SocketAddr,
+    /// RTSP publishes (ANNOUNCE/RECORD), for devices that do not speak RTMP.
+    rtsp: SocketAddr,
     http: SocketAddr,
     /// UDP address of the QUIC endpoint the edges connect to.
     tunnel: SocketAddr,
@@ -101,7 +103,7 @@ impl DevCluster {
             let port = addr.port().checked_add(offset).with_context(|| {
                 format!(
                     "--port-offset {offset} moves port {} past 65535; the dev ports span \
-                     1935-8085, so use an offset of at most {}",
+                     1554-8085, so use an offset of at most {}",
                     addr.port(),
                     u16::MAX - 8085
                 )
@@ -110,7 +112,13 @@ impl DevCluster {
             Ok(())
         };
         for o in cluster.origins.values_mut() {
-            for addr in [&mut o.rtmp, &mut o.rtmps, &mut o.http, &mut o.tunnel] {
+            for addr in [
+                &mut o.rtmp,
+                &mut o.rtmps,
+                &mut o.rtsp,
+                &mut o.http,
+                &mut o.tunnel,
+            ] {
                 shift(addr)?;
             }
         }
@@ -130,6 +138,7 @@ impl DevCluster {
             let node = format!("origin {}", o.region);
             add(o.rtmp, false, format!("RTMP of {node}"));
             add(o.rtmps, false, format!("RTMPS of {node}"));
+            add(o.rtsp, false, format!("RTSP of {node}"));
             add(o.http, false, format!("HTTP of {node}"));
             add(o.tunnel, true, format!("QUIC tunnel (UDP) of {node}"));
         }
@@ -491,6 +500,10 @@ fn origin_config(
         node: listeners.node,
         rtmp: listeners.rtmp,
         rtmps: listeners.rtmps,
+        rtsp: longhaul_node::RtspSection {
+            listen: Some(node.rtsp),
+            tls_listen: None,
+        },
         http: longhaul_origin::config::HttpSection {
             server: listeners.http,
             api_token: None,

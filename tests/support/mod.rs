@@ -24,6 +24,9 @@ pub fn msg(type_id: u8, timestamp: u32, payload: Vec<u8>) -> longhaul_rtmp::Rtmp
     }
 }
 
+/// `[rtsp]` on an ephemeral port: merge it into [`start_origin`]'s config.
+pub const RTSP_ON: &str = "[rtsp]\nlisten = \"127.0.0.1:0\"\n";
+
 /// Every ffmpeg run is bounded: no test waits on a hung process for longer than this.
 pub const PROCESS_LIMIT: Duration = Duration::from_secs(60);
 
@@ -44,6 +47,10 @@ impl TestOrigin {
     }
     pub fn http(&self) -> String {
         format!("http://{}", self.origin.http_addr)
+    }
+    /// `rtsp://ADDR` of the origin's RTSP listener (start it with [`RTSP_ON`]).
+    pub fn rtsp(&self) -> String {
+        format!("rtsp://{}", self.origin.rtsp_addr.expect("rtsp configured"))
     }
     pub fn registry(&self) -> &std::sync::Arc<longhaul_registry::Registry> {
         self.origin
@@ -220,6 +227,17 @@ fn ffmpeg_encode(size: &str, seconds: u32, gop: u32) -> Command {
         ])
         .args(["-g", &gop.to_string(), "-c:a", "aac", "-b:a", "64k"]);
     command
+}
+
+/// [`ffmpeg_publish`] over RTSP: ANNOUNCE and RECORD to `url`, RTP over `transport`
+/// (`tcp`, interleaved in the RTSP connection, or `udp`).
+pub fn ffmpeg_publish_rtsp(url: &str, transport: &str, seconds: u32, gop: u32) -> Child {
+    ffmpeg_encode("320x240", seconds, gop)
+        .args(["-f", "rtsp", "-rtsp_transport", transport, url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ffmpeg")
 }
 
 /// [`ffmpeg_publish`]'s encode (320x240, 25 fps, a keyframe a second) sent to both

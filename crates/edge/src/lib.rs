@@ -184,7 +184,10 @@ impl Edge {
 
     async fn start_in_span(config: EdgeConfig, shards: usize) -> Result<Edge, StartError> {
         config.validate()?;
-        let listeners = Listeners::bind(&config.rtmp, &config.rtmps, &config.http).await?;
+        // RTSP at edges comes with its relay driver; until then an edge takes RTMP only.
+        let no_rtsp = longhaul_node::RtspSection::default();
+        let listeners =
+            Listeners::bind(&config.rtmp, &config.rtmps, &no_rtsp, &config.http).await?;
         let metrics = Metrics::new(&config.node.id, &config.node.region);
         let refused = metrics.connections.connections_refused.clone();
         let limits = ConnectionLimits::new(&config.ingest, refused);
@@ -259,11 +262,9 @@ impl Edge {
             listeners.rtmps_addr,
             listeners.http_addr,
         );
-        let (rtmp, rtmps) = (listeners.rtmp, listeners.rtmps);
         accept::spawn_listeners(
             &mut tasks,
-            rtmp,
-            rtmps,
+            listeners.streams,
             limits,
             state.clone(),
             shards.clone(),

@@ -48,6 +48,10 @@ use tracing::Instrument;
 pub enum Transport {
     Rtmp,
     Rtmps,
+    /// RTSP publishes (`longhaul_rtsp`): cameras and encoders that do not speak RTMP.
+    Rtsp,
+    /// RTSP over TLS, with the RTMPS certificate.
+    Rtsps,
 }
 
 impl Transport {
@@ -55,8 +59,35 @@ impl Transport {
         match self {
             Transport::Rtmp => "rtmp",
             Transport::Rtmps => "rtmps",
+            Transport::Rtsp => "rtsp",
+            Transport::Rtsps => "rtsps",
         }
     }
+
+    /// The protocol spoken on this transport, TLS or not.
+    pub fn protocol(self) -> Protocol {
+        match self {
+            Transport::Rtmp | Transport::Rtmps => Protocol::Rtmp,
+            Transport::Rtsp | Transport::Rtsps => Protocol::Rtsp,
+        }
+    }
+
+    /// The transport of `protocol`, over TLS when `tls`.
+    pub fn of(protocol: Protocol, tls: bool) -> Transport {
+        match (protocol, tls) {
+            (Protocol::Rtmp, false) => Transport::Rtmp,
+            (Protocol::Rtmp, true) => Transport::Rtmps,
+            (Protocol::Rtsp, false) => Transport::Rtsp,
+            (Protocol::Rtsp, true) => Transport::Rtsps,
+        }
+    }
+}
+
+/// What a listener's connections speak: the node's handler picks its driver by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Rtmp,
+    Rtsp,
 }
 
 impl std::fmt::Display for Transport {
@@ -270,31 +301,62 @@ impl prometheus::core::Collector for LimitsCollector {
     }
 }
 
-/// Spawns into `tasks` the accept loops of the node's RTMP listener and, when RTMPS is on,
-/// its RTMPS listener; both share `limits`, `handler` and `shards`. Call it on shard 0's
-/// runtime (the one that made `shards`).
+/// Spawns into `tasks` the accept loops of the node's RTMP listener and of its RTMPS,
+/// RTSP and RTSPS listeners where they are on; all share `limits`, `handler` and
+/// `shards`. Call it on shard 0's runtime (the one that made `shards`).
 pub fn spawn_listeners<H: ConnectionHandler>(
     tasks: &mut NodeTasks,
-    rtmp: TcpListener,
-    rtmps: Option<TlsListener>,
+    listeners: StreamListeners,
     limits: ConnectionLimits,
     handler: Arc<H>,
     shards: Arc<Shards>,
 ) {
     let shutdown = tasks.shutdown_token();
-    if let Some(rtmps) = rtmps {
-        let tls = Some(rtmps.tls);
+    let StreamListeners {
+        rtmp,
+        rtmps,
+        rtsp,
+        rtsps,
+    } = listeners;
+    let plain = [(Some(rtmp), Protocol::Rtmp), (rtsp, Protocol::Rtsp)];
+    let tls = [(rtmps, Protocol::Rtmp), (rtsps, Protocol::Rtsp)];
+    for (listener, protocol) in plain {
+        let Some(listener) = listener else { continue };
         let (limits, handler, shards) = (limits.clone(), handler.clone(), shards.clone());
         tasks.spawn(serve(
-            rtmps.listener,
-            tls,
+            listener,
+            None,
+            protocol,
             limits,
             handler,
             shards,
             shutdown.clone(),
         ));
     }
-    tasks.spawn(serve(rtmp, None, limits, handler, shards, shutdown));
+    for (listener, protocol) in tls {
+        let Some(TlsListener { listener, tls }) = listener else {
+            continue;
+        };
+        let (limits, handler, shards) = (limits.clone(), handler.clone(), shards.clone());
+        tasks.spawn(serve(
+            listener,
+            Some(tls),
+            protocol,
+            limits,
+            handler,
+            shards,
+            shutdown.clone(),
+        ));
+    }
+}
+
+/// The listeners whose connections carry streams (not HTTP): what
+/// [`spawn_listeners`] serves. RTMP is always on; the rest where configured.
+pub struct StreamListeners {
+    pub rtmp: TcpListener,
+    pub rtmps: Option<TlsListener>,
+    pub rtsp: Option<TcpListener>,
+    pub rtsps: Option<TlsListener>,
 }
 
 /// Accepts connections on `listener` (TLS-wrapped when `tls` is set) until `shutdown`,
@@ -303,16 +365,13 @@ pub fn spawn_listeners<H: ConnectionHandler>(
 pub async fn serve<H: ConnectionHandler>(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
+    protocol: Protocol,
     limits: ConnectionLimits,
     handler: Arc<H>,
     shards: Arc<Shards>,
     shutdown: CancellationToken,
 ) {
-    let transport = if tls.is_some() {
-        Transport::Rtmps
-    } else {
-        Transport::Rtmp
-    };
+    let transport = Transport::of(protocol, tls.is_some());
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let (stream, socket_peer) = tokio::select! {
@@ -565,6 +624,7 @@ mod tests {
         let task = tokio::spawn(serve(
             listener,
             tls,
+            Protocol::Rtmp,
             limits.clone(),
             handler,
             shards,

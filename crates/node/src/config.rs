@@ -148,6 +148,19 @@ pub struct RtmpsSection {
     pub key: Option<PathBuf>,
 }
 
+/// `[rtsp]`: RTSP publishes (`longhaul_rtsp`), for cameras and encoders that do not
+/// speak RTMP. Off unless `listen` is set (554 in production, as the product's RTSP
+/// endpoints say); `tls_listen` adds RTSPS (322 in production) with the RTMPS
+/// certificate, so it needs `[rtmps]`'s `cert` and `key`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtspSection {
+    /// Plain RTSP listener; off when `None`.
+    pub listen: Option<SocketAddr>,
+    /// RTSP over TLS listener; off when `None`.
+    pub tls_listen: Option<SocketAddr>,
+}
+
 /// The HTTP port's listener and limits. A node whose `[http]` has more keys (the origin's
 /// `api_token`) reads the table into its own struct and builds this one from it: serde's
 /// `flatten` would work, but figment's errors would then name `http`, not `http.listen`.

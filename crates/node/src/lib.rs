@@ -42,11 +42,11 @@
 //! A node starts like this (the origin and the edge both do):
 //!
 //! ```ignore
-//! let listeners = Listeners::bind(&config.rtmp, &config.rtmps, &config.http).await?;
+//! let listeners = Listeners::bind(&config.rtmp, &config.rtmps, &config.rtsp, &config.http).await?;
 //! let limits = ConnectionLimits::new(&config.ingest, metrics.connections_refused.clone());
 //! let mut tasks = NodeTasks::new();
 //! let shards = Shards::single(); // or Shards::start(cores): a thread per core, no stealing
-//! accept::spawn_listeners(&mut tasks, listeners.rtmp, listeners.rtmps, limits, handler, shards);
+//! accept::spawn_listeners(&mut tasks, listeners.streams, limits, handler, shards);
 //! tasks.spawn(http::serve(listeners.http, config.http.clone(), refused, tasks.shutdown_token(), route));
 //! // the RTMPS certificate (and the node's tunnel files) reloaded when they change or on SIGHUP
 //! let watch = CertificateWatch::new(reloadables, config.node.certificate_poll());
@@ -84,11 +84,12 @@ pub mod unauthorised;
 pub use abuse::AbuseGuard;
 pub use abuse_gate::AbuseGate;
 pub use accept::{
-    Accepted, ConnectionHandler, ConnectionLimits, Io, Transport, UnauthorisedCharge,
+    Accepted, ConnectionHandler, ConnectionLimits, Io, Protocol, StreamListeners, Transport,
+    UnauthorisedCharge,
 };
 pub use config::{
     AbuseSection, HttpSection, IngestSection, InvalidSetting, NodeSection, RtmpSection,
-    RtmpsSection,
+    RtmpsSection, RtspSection,
 };
 pub use listeners::{ListenError, Listeners, TlsListener};
 pub use longhaul_certs::Reload;

@@ -77,6 +77,25 @@ pub struct ConnectionSeries {
     pub bytes_received: IntCounterVec,
     /// `bytes_sent_total{transport}`
     pub bytes_sent: IntCounterVec,
+    /// `rtsp_packets_total{outcome}`: RTP packets of RTSP publishes (`longhaul_rtsp`),
+    /// by what became of them ([`rtsp_outcome`]).
+    pub rtsp_packets: IntCounterVec,
+    /// `rtsp_requests_total{method, status}`: RTSP requests answered, by status code.
+    pub rtsp_requests: IntCounterVec,
+}
+
+/// The `outcome` label of `rtsp_packets_total`.
+pub mod rtsp_outcome {
+    /// Taken into the stream in order.
+    pub const RECEIVED: &str = "received";
+    /// Never arrived within the reordering window (counted by sequence number).
+    pub const LOST: &str = "lost";
+    /// Arrived after its place was passed, or twice: dropped.
+    pub const LATE: &str = "late";
+    /// Did not parse as RTP, or its payload not as its codec's: dropped.
+    pub const MALFORMED: &str = "malformed";
+    /// Interleaved on a channel no track was set up on, or before RECORD: dropped.
+    pub const UNROUTED: &str = "unrouted";
 }
 
 impl ConnectionSeries {
@@ -113,6 +132,18 @@ impl ConnectionSeries {
                 &["transport"],
             ),
             bytes_sent: counter_vec(r, "bytes_sent_total", "Bytes sent to peers", &["transport"]),
+            rtsp_packets: counter_vec(
+                r,
+                "rtsp_packets_total",
+                "RTP packets of RTSP publishes, by outcome",
+                &["outcome"],
+            ),
+            rtsp_requests: counter_vec(
+                r,
+                "rtsp_requests_total",
+                "RTSP requests answered, by method and status code",
+                &["method", "status"],
+            ),
         }
     }
 }

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 
 pub use longhaul_node::config::{
     AbuseSection, IngestSection, InvalidSetting, NodeSection, RtmpSection, RtmpsSection,
+    RtspSection,
 };
 
 /// Everything an origin node needs to run.
@@ -28,6 +29,9 @@ pub struct OriginConfig {
     pub rtmp: RtmpSection,
     #[serde(default)]
     pub rtmps: RtmpsSection,
+    /// RTSP publishes; off unless `listen` is set.
+    #[serde(default)]
+    pub rtsp: RtspSection,
     #[serde(default)]
     pub http: HttpSection,
     /// Where entries and tokens are kept. Required unless `[auth]` sends every publish

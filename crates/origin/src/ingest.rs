@@ -15,7 +15,7 @@ use crate::publish::{self, PublishDecision};
 use crate::state::OriginState;
 use longhaul_hub::{LegChoice, PlayerEvent, Publication, Subscription};
 use longhaul_node::connection::{self, DriverSettings, NodeEnd};
-use longhaul_node::{Accepted, ConnectionHandler, Io, Transport};
+use longhaul_node::{Accepted, ConnectionHandler, Io, Protocol, Transport};
 use longhaul_rtmp::server::{ServerEvent, ServerSession};
 use longhaul_rtmp::status;
 use std::net::SocketAddr;
@@ -23,7 +23,10 @@ use std::sync::Arc;
 
 impl ConnectionHandler for OriginState {
     async fn serve_connection<S: Io>(self: Arc<Self>, accepted: Accepted<S>) {
-        run(accepted, self).await
+        match accepted.transport.protocol() {
+            Protocol::Rtmp => run(accepted, self).await,
+            Protocol::Rtsp => crate::rtsp_ingest::run(accepted, self).await,
+        }
     }
 }
 
@@ -228,13 +231,18 @@ impl Connection {
                     return Err(End::Rejected);
                 }
                 let connect = session.connect_request().cloned();
+                let (app, tc_url) = match &connect {
+                    Some(c) => (c.app.as_str(), c.tc_url.as_deref()),
+                    None => ("", None),
+                };
                 // Boxed, as the subscription below: the decision (the registry's
                 // lookup) and a play's subscription (a pull from the peer origin) last a
                 // round trip; inline, they sized every connection's task for its whole
                 // life (`-Zprint-type-sizes`).
                 let decision = Box::pin(publish::decide(
                     &self.state,
-                    connect.as_ref(),
+                    app,
+                    tc_url,
                     &name,
                     self.peer,
                     self.transport,
@@ -260,7 +268,9 @@ impl Connection {
                             _active: GaugeGuard::new(self.state.metrics.publishers_active.clone()),
                         });
                     }
-                    PublishDecision::Reject { code, description } => {
+                    PublishDecision::Reject {
+                        code, description, ..
+                    } => {
                         session.reject_publish(stream_id, code, &description);
                         return Err(End::Rejected);
                     }

@@ -50,6 +50,7 @@ pub mod presence;
 pub mod publish;
 pub mod resume;
 pub mod revoke;
+mod rtsp_ingest;
 pub mod state;
 pub mod stream_metrics;
 pub mod tunnel;
@@ -93,6 +94,9 @@ pub struct Origin {
     pub state: Arc<OriginState>,
     pub rtmp_addr: SocketAddr,
     pub rtmps_addr: Option<SocketAddr>,
+    /// RTSP and RTSPS publishes, when `[rtsp]` turns them on.
+    pub rtsp_addr: Option<SocketAddr>,
+    pub rtsps_addr: Option<SocketAddr>,
     pub http_addr: SocketAddr,
     /// The QUIC (UDP) address edges connect to, when the tunnel is on.
     pub tunnel_addr: Option<SocketAddr>,
@@ -125,12 +129,19 @@ impl Origin {
             }
             _ => None,
         };
-        let listeners = Listeners::bind(&config.rtmp, &config.rtmps, &config.http.server).await?;
+        let listeners = Listeners::bind(
+            &config.rtmp,
+            &config.rtmps,
+            &config.rtsp,
+            &config.http.server,
+        )
+        .await?;
         let (rtmp_addr, rtmps_addr, http_addr) = (
             listeners.rtmp_addr,
             listeners.rtmps_addr,
             listeners.http_addr,
         );
+        let (rtsp_addr, rtsps_addr) = (listeners.rtsp_addr, listeners.rtsps_addr);
         let tunnel_tls = match &config.tunnel {
             Some(section) => Some(longhaul_tunnel::OriginTls::load(section)?),
             None => None,
@@ -191,11 +202,9 @@ impl Origin {
         let mut tasks = NodeTasks::new();
         presence::spawn(&mut tasks, &state);
         peering::spawn(&mut tasks, &state);
-        let (rtmp, rtmps) = (listeners.rtmp, listeners.rtmps);
         accept::spawn_listeners(
             &mut tasks,
-            rtmp,
-            rtmps,
+            listeners.streams,
             limits,
             state.clone(),
             longhaul_node::Shards::single(),
@@ -232,6 +241,8 @@ impl Origin {
             region = %state.config.node.region,
             rtmp = %rtmp_addr,
             rtmps = %rtmps_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
+            rtsp = %rtsp_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
+            rtsps = %rtsps_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
             http = %http_addr,
             tunnel = %tunnel_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
             play_rtmp = %state.play_urls.rtmp.as_deref().unwrap_or("unknown (set endpoints.play_rtmp)"),
@@ -244,6 +255,8 @@ impl Origin {
             state,
             rtmp_addr,
             rtmps_addr,
+            rtsp_addr,
+            rtsps_addr,
             http_addr,
             tunnel_addr,
             tunnels,

@@ -31,7 +31,6 @@ use longhaul_endpoint::{resolve_publish, EndpointError, Leg, PublishTarget};
 use longhaul_hub::{Publication, PublishOutcome, PublisherInfo, StreamKey};
 use longhaul_node::{LivePublish, Transport};
 use longhaul_registry::TokenCheck;
-use longhaul_rtmp::server::ConnectRequest;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -43,6 +42,9 @@ pub enum PublishDecision {
     Accept(Accepted),
     Reject {
         code: &'static str,
+        /// The `reason` label it was counted under (an RTSP refusal's status is chosen
+        /// by it).
+        reason: &'static str,
         description: String,
     },
 }
@@ -91,19 +93,17 @@ pub struct Publisher {
     pub connection_id: u64,
 }
 
-/// Decides on a direct publish of `name` by the connection from `peer`.
+/// Decides on a direct publish of `name` by the connection from `peer`, which
+/// connected to `app` at `tc_url` (an RTMP `connect`'s fields, or an RTSP URL's parts).
 pub async fn decide(
     state: &Arc<OriginState>,
-    connect: Option<&ConnectRequest>,
+    app: &str,
+    tc_url: Option<&str>,
     name: &str,
     peer: SocketAddr,
     transport: Transport,
     connection_id: u64,
 ) -> PublishDecision {
-    let (app, tc_url) = match connect {
-        Some(c) => (c.app.as_str(), c.tc_url.as_deref()),
-        None => ("", None),
-    };
     let publisher = Publisher {
         client: peer.to_string(),
         transport: transport.as_str(),
@@ -123,6 +123,7 @@ pub async fn decide(
         );
         return PublishDecision::Reject {
             code: r.code,
+            reason: r.reason,
             description: r.description,
         };
     }
@@ -137,6 +138,7 @@ pub async fn decide(
             state.abuse.failed(peer.ip(), r.reason);
             PublishDecision::Reject {
                 code: r.code,
+                reason: r.reason,
                 description: r.description,
             }
         }
