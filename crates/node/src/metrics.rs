@@ -64,6 +64,7 @@ pub fn render(registry: &Registry) -> String {
 
 /// The connection series every node that takes RTMP has, defined once so that origins
 /// and edges export them under the same names and labels.
+#[derive(Clone)]
 pub struct ConnectionSeries {
     /// `connections_total{transport}`
     pub connections_total: IntCounterVec,
