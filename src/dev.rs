@@ -82,6 +82,8 @@ struct DevEdge {
     name: String,
     rtmp: SocketAddr,
     rtmps: SocketAddr,
+    /// RTSP publishes, relayed to the origins as RTMP ones are.
+    rtsp: SocketAddr,
     http: SocketAddr,
     /// Key of the origin in `origins` that takes leg p; leg b goes to the other.
     primary: String,
@@ -123,7 +125,7 @@ impl DevCluster {
             }
         }
         for e in cluster.edges.values_mut() {
-            for addr in [&mut e.rtmp, &mut e.rtmps, &mut e.http] {
+            for addr in [&mut e.rtmp, &mut e.rtmps, &mut e.rtsp, &mut e.http] {
                 shift(addr)?;
             }
         }
@@ -146,6 +148,7 @@ impl DevCluster {
             let node = format!("edge {}", e.region);
             add(e.rtmp, false, format!("RTMP of {node}"));
             add(e.rtmps, false, format!("RTMPS of {node}"));
+            add(e.rtsp, false, format!("RTSP of {node}"));
             add(e.http, false, format!("HTTP of {node}"));
         }
         ports
@@ -557,6 +560,10 @@ fn edge_config(node: &DevEdge, cluster: &DevCluster, tls: &DevTls) -> anyhow::Re
         node: listeners.node,
         rtmp: listeners.rtmp,
         rtmps: listeners.rtmps,
+        rtsp: longhaul_node::RtspSection {
+            listen: Some(node.rtsp),
+            tls_listen: None,
+        },
         http: listeners.http,
         ingest: Default::default(),
         relay: RelaySection::default(),

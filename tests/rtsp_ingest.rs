@@ -131,3 +131,65 @@ async fn a_wrong_token_is_refused_with_401_and_no_media_taken() {
     );
     assert!(origin.origin.state.hub.streams().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rtsp_publish_at_an_edge_is_relayed_to_the_origin() {
+    require_ffmpeg();
+    let cluster = support::cluster::start_cluster(RTSP_ON).await;
+    let origin = &cluster.origin;
+    let entry = origin.create_entry().await;
+    let name = format!("{}_1", entry.id);
+    let edge = cluster.edge.rtsp_addr.expect("the edge's rtsp listener");
+    let url = format!("rtsp://{edge}/kLive/{name}?t={}", entry.token);
+    let publisher = ffmpeg_publish_rtsp(&url, "tcp", CLIP_SECONDS, 1000);
+    origin.wait_live(&name).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rtmp.flv");
+    let player = ffmpeg_record(&format!("{}/kLive/{name}", origin.rtmp()), &file);
+    let out = wait_child(publisher).await;
+    assert!(
+        out.status.success(),
+        "RTSP publisher failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = wait_child(player).await;
+    assert!(
+        out.status.success(),
+        "player: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        probe(&file),
+        Probe {
+            video_codec: "h264".into(),
+            width: 320,
+            height: 240,
+            video_frames: CLIP_FRAMES,
+            audio_codec: "aac".into()
+        }
+    );
+    // The origin saw a tunnelled publish; the edge counted an RTSP one.
+    let m = cluster.edge_metrics();
+    assert!(
+        metric(&m, "longhaul_connections_total", &[("transport", "rtsp")]) >= 1.0,
+        "{m}"
+    );
+    assert!(
+        metric(
+            &m,
+            "longhaul_rtsp_packets_total",
+            &[("outcome", "received")]
+        ) > 75.0,
+        "{m}"
+    );
+
+    // A wrong token at the edge: the origin's refusal, as 401.
+    let url = format!("rtsp://{edge}/kLive/{name}?t=wrong");
+    let out = wait_child(ffmpeg_publish_rtsp(&url, "tcp", 2, 25)).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("401"),
+        "ffmpeg said: {stderr}"
+    );
+    cluster.stop().await;
+}

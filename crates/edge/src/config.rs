@@ -41,7 +41,7 @@
 use crate::relay_queue::{RelayLimits, DEFAULT_MAX_DELAY, DEFAULT_PAUSE_BYTES};
 use longhaul_node::config::{
     AbuseSection, HttpSection, IngestSection, InvalidSetting, NodeSection, RtmpSection,
-    RtmpsSection,
+    RtmpsSection, RtspSection,
 };
 use longhaul_router::Thresholds;
 use longhaul_tunnel::TunnelSection;
@@ -57,6 +57,9 @@ pub struct EdgeConfig {
     pub rtmp: RtmpSection,
     #[serde(default)]
     pub rtmps: RtmpsSection,
+    /// RTSP publishes, relayed as RTMP ones are; off unless `listen` is set.
+    #[serde(default)]
+    pub rtsp: RtspSection,
     /// `/metrics` and `/healthz` only: an edge serves no API and no playback.
     #[serde(default)]
     pub http: HttpSection,

@@ -32,8 +32,10 @@ use crate::relay::{Relay, RelayEnd, Resume};
 use crate::relay_queue::RelayStats;
 use crate::state::{EdgeState, RelayedStream};
 use crate::upstream::Decision;
+use longhaul_endpoint::RtspPublishParts;
 use longhaul_node::connection::{self, DriverSettings, NodeEnd};
-use longhaul_node::{Accepted, ConnectionHandler, GaugeGuard, Io, Transport};
+use longhaul_node::rtsp_connection::{self, Refusal, RtspConnection, RtspSettings};
+use longhaul_node::{Accepted, ConnectionHandler, GaugeGuard, Io, Protocol, Transport};
 use longhaul_rtmp::server::{ServerEvent, ServerSession};
 use longhaul_tunnel::{AuthoriseRequest, TunnelError};
 use std::net::SocketAddr;
@@ -48,7 +50,10 @@ use longhaul_rtmp::status::{
 
 impl ConnectionHandler for EdgeState {
     async fn serve_connection<S: Io>(self: Arc<Self>, accepted: Accepted<S>) {
-        run(accepted, self).await
+        match accepted.transport.protocol() {
+            Protocol::Rtmp => run(accepted, self).await,
+            Protocol::Rtsp => run_rtsp(accepted, self).await,
+        }
     }
 }
 
@@ -77,6 +82,15 @@ struct Relaying {
     /// Its registration as live: resolves when an origin revokes its token.
     live: longhaul_node::LivePublish,
     _active: GaugeGuard,
+}
+
+/// A publish refused at the edge or by the origin: the status code (RTMP) and words the
+/// encoder hears, and the `reason` it was counted under (an RTSP refusal's status is
+/// chosen by it).
+struct PublishRefused {
+    code: String,
+    reason: String,
+    description: String,
 }
 
 /// Why the edge ends a connection, beside the reasons every node has.
@@ -219,19 +233,7 @@ impl connection::Connection for Connection {
 
     /// The relay's writer ending, and while reading is paused, the writer making room.
     async fn wake(&mut self) -> Wake {
-        let Some(r) = self.relaying.as_mut() else {
-            return std::future::pending().await;
-        };
-        let room = r.relay.room();
-        let reading = self.reading;
-        let draining = self.state.draining.clone();
-        let told = self.told_to_reconnect;
-        tokio::select! {
-            () = room, if !reading => Wake::Room,
-            ended = r.relay.ended() => Wake::RelayEnded(ended),
-            why = r.live.revoked() => Wake::Revoked(why),
-            () = draining.cancelled(), if !told => Wake::Draining,
-        }
+        self.relay_wake().await
     }
 
     fn on_wake(&mut self, session: &mut ServerSession, wake: Wake) -> Result<(), End> {
@@ -276,16 +278,7 @@ impl connection::Connection for Connection {
     /// the metrics. On resuming, the session's media clock restarts: the encoder was not
     /// silent, the edge was not reading.
     fn may_read(&mut self, session: &mut ServerSession, now: Instant) -> bool {
-        let was_reading = self.reading;
-        self.reading = match &self.relaying {
-            None => true,
-            Some(r) => {
-                let reading = r.relay.should_read(now);
-                self.record(r.relay.take_stats(now));
-                reading
-            }
-        };
-        if self.reading && !was_reading {
+        if self.relay_may_read(now) {
             session.resume_media_clock(now);
         }
         self.reading
@@ -294,31 +287,19 @@ impl connection::Connection for Connection {
     /// The session's deadline (while reading), the relay's drop or stall deadline.
     fn deadline(&self, session: &ServerSession, reading: bool) -> Option<Instant> {
         let own = session.poll_timeout().filter(|_| reading);
-        let relay = self
-            .relaying
-            .as_ref()
-            .and_then(|r| r.relay.poll_timeout(self.stall_limit()));
-        match (own, relay) {
+        match (own, self.relay_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
     }
 
     fn on_timer(&mut self, session: &mut ServerSession, now: Instant) -> Result<(), End> {
-        let stall_limit = self.stall_limit();
-        if let Some(r) = &self.relaying {
-            if r.relay.is_stalled(now, stall_limit) {
-                let description = format!(
-                    "publish stopped: the tunnel to origin {} took no media for {} s",
-                    r.relay.origin(),
-                    stall_limit.as_secs_f64()
-                );
-                tracing::warn!(client = %self.peer, stream = %r.stream, origin = %r.relay.origin(),
-                    "{description}");
+        if let Some(description) = self.relay_stalled(now) {
+            if let Some(r) = &self.relaying {
                 session.send_status(r.stream_id, "error", CODE_REJECTED, &description);
-                self.finish_relaying(end::TUNNEL_LOST);
-                return Err(End::Node(EdgeEnd::TunnelLost));
             }
+            self.finish_relaying(end::TUNNEL_LOST);
+            return Err(End::Node(EdgeEnd::TunnelLost));
         }
         if self.reading {
             session.handle_timeout(now).map_err(End::Session)?;
@@ -329,6 +310,64 @@ impl connection::Connection for Connection {
 }
 
 impl Connection {
+    /// Whether to read now: always, except while the relay queue is full. Also brings
+    /// the relay's counts into the metrics. True when reading resumes (the encoder was
+    /// not silent, the edge was not reading: its media clock restarts).
+    fn relay_may_read(&mut self, now: Instant) -> bool {
+        let was_reading = self.reading;
+        self.reading = match &self.relaying {
+            None => true,
+            Some(r) => {
+                let reading = r.relay.should_read(now);
+                self.record(r.relay.take_stats(now));
+                reading
+            }
+        };
+        self.reading && !was_reading
+    }
+
+    /// The relay's drop or stall deadline.
+    fn relay_deadline(&self) -> Option<Instant> {
+        self.relaying
+            .as_ref()
+            .and_then(|r| r.relay.poll_timeout(self.stall_limit()))
+    }
+
+    /// The words for a relay whose writer took nothing for the stall limit (logged
+    /// here), if it is stalled.
+    fn relay_stalled(&self, now: Instant) -> Option<String> {
+        let stall_limit = self.stall_limit();
+        let r = self.relaying.as_ref()?;
+        if !r.relay.is_stalled(now, stall_limit) {
+            return None;
+        }
+        let description = format!(
+            "publish stopped: the tunnel to origin {} took no media for {} s",
+            r.relay.origin(),
+            stall_limit.as_secs_f64()
+        );
+        tracing::warn!(client = %self.peer, stream = %r.stream, origin = %r.relay.origin(),
+            "{description}");
+        Some(description)
+    }
+
+    /// What the relay wakes the connection for (see [`Wake`]).
+    async fn relay_wake(&mut self) -> Wake {
+        let Some(r) = self.relaying.as_mut() else {
+            return std::future::pending().await;
+        };
+        let room = r.relay.room();
+        let reading = self.reading;
+        let draining = self.state.draining.clone();
+        let told = self.told_to_reconnect;
+        tokio::select! {
+            () = room, if !reading => Wake::Room,
+            ended = r.relay.ended() => Wake::RelayEnded(ended),
+            why = r.live.revoked() => Wake::Revoked(why),
+            () = draining.cancelled(), if !told => Wake::Draining,
+        }
+    }
+
     /// How long the relay's writer may take no message while messages wait
     /// (`ingest.write_timeout_secs`, the limit every write to a peer has).
     fn stall_limit(&self) -> std::time::Duration {
@@ -337,9 +376,19 @@ impl Connection {
 
     /// The relay's writer stopped while the encoder was still publishing: tell it why.
     fn on_relay_end(&mut self, session: &mut ServerSession, ended: RelayEnd) -> End {
-        let Some(r) = &self.relaying else {
+        let Some((code, description, end)) = self.relay_end(ended) else {
             return End::Shutdown;
         };
+        if let Some(r) = &self.relaying {
+            session.send_status(r.stream_id, "error", &code, &description);
+        }
+        End::Node(end)
+    }
+
+    /// The relay's writer stopped while the encoder was still publishing: the status
+    /// and words the encoder is to hear, and why the connection ends (logged here).
+    fn relay_end(&self, ended: RelayEnd) -> Option<(String, String, EdgeEnd)> {
+        let r = self.relaying.as_ref()?;
         let node = &self.state.config.node.id;
         let (code, description, end) = match ended {
             RelayEnd::OriginEnded(e) => (e.code, e.description, EdgeEnd::OriginEnded),
@@ -357,10 +406,11 @@ impl Connection {
         };
         tracing::warn!(client = %self.peer, stream = %r.stream, origin = %r.relay.origin(), %code,
             "relayed stream stopped: {description}");
-        session.send_status(r.stream_id, "error", &code, &description);
-        End::Node(end)
+        Some((code, description, end))
     }
 
+    /// An RTMP `publish`: one stream per connection, then [`Connection::open_relay`];
+    /// the encoder hears the answer.
     async fn on_publish(
         &mut self,
         session: &mut ServerSession,
@@ -370,51 +420,65 @@ impl Connection {
         if self.relaying.is_some() {
             let description =
                 "this connection already publishes a stream; open one connection per stream";
-            return Err(self.refuse(
-                session,
-                stream_id,
-                &name,
-                CODE_BAD_NAME,
-                outcome::BAD_REQUEST,
-                description,
-            ));
-        }
-        if self.state.draining.is_cancelled() {
-            let node = &self.state.config.node.id;
-            let description = format!(
-                "publish refused: edge {node} is draining (shutting down); publish again to go through another edge"
-            );
-            return Err(self.refuse(
-                session,
-                stream_id,
-                &name,
-                CODE_REJECTED,
-                outcome::EDGE_DRAINING,
-                &description,
-            ));
-        }
-        if let Err(banned) = self.state.abuse.admit(self.peer.ip()).await {
-            let (code, why) = (CODE_REJECTED, outcome::TOO_MANY_FAILURES);
-            let description = banned.to_string();
-            return Err(self.refuse(session, stream_id, &name, code, why, &description));
+            let r = self.refused(&name, CODE_BAD_NAME, outcome::BAD_REQUEST, description);
+            session.reject_publish(stream_id, &r.code, &r.description);
+            return Err(End::Rejected);
         }
         let (app, tc_url) = match session.connect_request() {
             Some(c) => (c.app.clone(), c.tc_url.clone()),
             None => (String::new(), None),
         };
+        match self.open_relay(app, tc_url, name, stream_id).await {
+            Ok(_) => {
+                session.accept_publish(stream_id);
+                // Asking the origin took a round trip or more, and the encoder sends
+                // nothing before Publish.Start: its media clock starts now.
+                session.resume_media_clock(Instant::now());
+                Ok(())
+            }
+            Err(r) => {
+                session.reject_publish(stream_id, &r.code, &r.description);
+                Err(End::Rejected)
+            }
+        }
+    }
+
+    /// Decides a publish (of RTMP or RTSP) and, allowed, starts relaying it: the abuse
+    /// guard, the URL rules, the origin the router picks asked over its tunnel. The
+    /// stream's name, or the refusal (counted and logged here) the encoder is to hear.
+    async fn open_relay(
+        &mut self,
+        app: String,
+        tc_url: Option<String>,
+        name: String,
+        stream_id: u32,
+    ) -> Result<String, PublishRefused> {
+        if self.state.draining.is_cancelled() {
+            let node = &self.state.config.node.id;
+            let description = format!(
+                "publish refused: edge {node} is draining (shutting down); publish again to go through another edge"
+            );
+            return Err(self.refused(&name, CODE_REJECTED, outcome::EDGE_DRAINING, &description));
+        }
+        if let Err(banned) = self.state.abuse.admit(self.peer.ip()).await {
+            let description = banned.to_string();
+            return Err(self.refused(
+                &name,
+                CODE_REJECTED,
+                outcome::TOO_MANY_FAILURES,
+                &description,
+            ));
+        }
         let default_leg = self.state.config.ingest.default_leg;
         let target =
             match longhaul_endpoint::resolve_publish(&app, tc_url.as_deref(), &name, default_leg) {
                 Ok(t) => t,
                 Err(e) => {
                     let description = format!("publish refused: {e}");
-                    let why = outcome::BAD_REQUEST;
-                    return Err(self.refuse(
-                        session,
-                        stream_id,
+                    return Err(self.refused(
                         &name,
                         CODE_BAD_NAME,
-                        why,
+                        outcome::BAD_REQUEST,
                         &description,
                     ));
                 }
@@ -452,19 +516,13 @@ impl Connection {
                         .revoked_since(&target.entry_id, epoch, generation)
                 {
                     drop(sender);
-                    return Err(self.refuse(
-                        session,
-                        stream_id,
+                    return Err(self.refused(
                         &stream_name,
                         &why.code,
                         &why.reason,
                         &why.description,
                     ));
                 }
-                session.accept_publish(stream_id);
-                // Asking the origin took a round trip or more, and the encoder sends
-                // nothing before Publish.Start: its media clock starts now.
-                session.resume_media_clock(Instant::now());
                 let m = &self.state.metrics;
                 m.count_publish(outcome::ACCEPTED, outcome::OK);
                 let node = &self.state.config.node;
@@ -506,12 +564,12 @@ impl Connection {
                     .placed(self.id, target.leg, &origin);
                 self.relaying = Some(Relaying {
                     stream_id,
-                    stream: stream_name,
+                    stream: stream_name.clone(),
                     relay,
                     live,
                     _active: GaugeGuard::new(m.publishers_active.clone()),
                 });
-                Ok(())
+                Ok(stream_name)
             }
             Decision::Refused {
                 code,
@@ -521,7 +579,7 @@ impl Connection {
             } => {
                 tracing::debug!(client = %self.peer, %stream, %origin, "the origin refused the publish");
                 self.state.abuse.failed(self.peer.ip(), &reason);
-                Err(self.refuse(session, stream_id, &stream, &code, &reason, &description))
+                Err(self.refused(&stream, &code, &reason, &description))
             }
             Decision::Unavailable { origin, error } => {
                 let node = &self.state.config.node.id;
@@ -545,29 +603,13 @@ impl Connection {
                         outcome::TUNNEL_UNAVAILABLE,
                     ),
                 };
-                Err(self.refuse(
-                    session,
-                    stream_id,
-                    &stream,
-                    CODE_REJECTED,
-                    why,
-                    &description,
-                ))
+                Err(self.refused(&stream, CODE_REJECTED, why, &description))
             }
         }
     }
 
-    /// Refuses a publish: tells the encoder, counts, logs.
-    fn refuse(
-        &self,
-        session: &mut ServerSession,
-        stream_id: u32,
-        stream: &str,
-        code: &str,
-        reason: &str,
-        description: &str,
-    ) -> End {
-        session.reject_publish(stream_id, code, description);
+    /// A refused publish: counted and logged here; the caller tells the encoder.
+    fn refused(&self, stream: &str, code: &str, reason: &str, description: &str) -> PublishRefused {
         self.state.metrics.count_publish(outcome::REFUSED, reason);
         // A publish name may carry the token (`name?t=...`): never into the logs.
         let stream = longhaul_endpoint::redact_tokens(stream);
@@ -578,7 +620,11 @@ impl Connection {
         tracing::warn!(%entry, %rendition, %stream, client = %self.peer, region = %node.region,
             edge = %node.id, origin = "", reason, transport = self.transport.as_str(),
             "{description}");
-        End::Rejected
+        PublishRefused {
+            code: code.to_owned(),
+            reason: reason.to_owned(),
+            description: description.to_owned(),
+        }
     }
 
     /// Adds a relay's counts to the metrics; logs drops.
@@ -630,4 +676,124 @@ impl Connection {
             _ => r.relay.finish(),
         }
     }
+}
+
+/// An RTSP publish at the edge (`[rtsp]` listeners; the loop is
+/// `longhaul_node::rtsp_connection`'s): the same decision and relay as an RTMP one. What
+/// RTSP cannot say (a status mid-stream, a reconnect request while draining) is logged,
+/// and the connection closes where an RTMP encoder would have been told.
+impl RtspConnection for Connection {
+    type End = EdgeEnd;
+    type Wake = Wake;
+
+    async fn on_announce(&mut self, parts: RtspPublishParts) -> Result<String, Refusal> {
+        let RtspPublishParts { app, tc_url, name } = parts;
+        // Boxed for the task's size, as the RTMP publish's asking is.
+        Box::pin(self.open_relay(app, Some(tc_url), name, RTSP_STREAM_ID))
+            .await
+            .map_err(|r| Refusal::for_reason(&r.reason, r.description))
+    }
+
+    fn on_media(&mut self, message: longhaul_rtmp::RtmpMessage, now: Instant) {
+        if let Some(r) = &self.relaying {
+            r.relay.push(message, now);
+        }
+    }
+
+    async fn wake(&mut self) -> Wake {
+        self.relay_wake().await
+    }
+
+    fn on_wake(&mut self, wake: Wake) -> Result<(), End> {
+        match wake {
+            Wake::Room => Ok(()),
+            Wake::RelayEnded(ended) => {
+                let end = match self.relay_end(ended) {
+                    Some((_, _, end)) => End::Node(end),
+                    None => End::Shutdown,
+                };
+                self.finish_relaying(publish_end(&end));
+                Err(end)
+            }
+            Wake::Revoked(why) => {
+                if let Some(r) = &self.relaying {
+                    tracing::warn!(client = %self.peer, stream = %r.stream, origin = %r.relay.origin(),
+                        reason = %why.reason, "relayed RTSP stream cut: {}", why.description);
+                }
+                self.finish_relaying(end::REVOKED);
+                Err(End::Node(EdgeEnd::Revoked))
+            }
+            // RTSP has no way to ask an encoder to come back elsewhere: the stream goes
+            // on until the edge stops.
+            Wake::Draining => {
+                self.told_to_reconnect = true;
+                Ok(())
+            }
+        }
+    }
+
+    fn may_read(&mut self, now: Instant) -> bool {
+        self.relay_may_read(now);
+        self.reading
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.relay_deadline()
+    }
+
+    fn on_timer(&mut self, now: Instant) -> Result<(), End> {
+        if self.relay_stalled(now).is_some() {
+            self.finish_relaying(end::TUNNEL_LOST);
+            return Err(End::Node(EdgeEnd::TunnelLost));
+        }
+        Ok(())
+    }
+
+    fn on_teardown(&mut self) {
+        self.finish_relaying(end::UNPUBLISHED);
+    }
+}
+
+/// The message stream id an RTSP publish's relay is kept under (one stream per
+/// connection; an RTMP publish keeps its `createStream` id).
+const RTSP_STREAM_ID: u32 = 1;
+
+/// Serves one RTSP connection to its end.
+async fn run_rtsp<S: Io>(accepted: Accepted<S>, state: Arc<EdgeState>) {
+    let Accepted {
+        io,
+        peer,
+        transport,
+        shutdown,
+        unauthorised,
+        shard,
+    } = accepted;
+    let series = &state.metrics.connections;
+    let _active = series.opened(transport.as_str());
+    let id = state
+        .next_connection_id
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut conn = Connection {
+        id,
+        peer,
+        transport,
+        state: state.clone(),
+        shard,
+        relaying: None,
+        published: None,
+        reading: true,
+        told_to_reconnect: false,
+    };
+    let settings = RtspSettings::new(&state.config.ingest, series, transport, peer, unauthorised);
+    let (stream, end) = rtsp_connection::drive(io, &mut conn, settings, &shutdown).await;
+    if let Some(kind) = end.error_kind() {
+        series.session_errors.with_label_values(&[kind]).inc();
+    }
+    conn.finish_relaying(publish_end(&end));
+    let role = if stream.is_some() {
+        "publisher"
+    } else {
+        "connection"
+    };
+    end.log(peer, transport, role, &stream.unwrap_or_default());
 }

@@ -159,6 +159,9 @@ pub struct Edge {
     pub state: Arc<EdgeState>,
     pub rtmp_addr: SocketAddr,
     pub rtmps_addr: Option<SocketAddr>,
+    /// RTSP and RTSPS publishes, when `[rtsp]` turns them on.
+    pub rtsp_addr: Option<SocketAddr>,
+    pub rtsps_addr: Option<SocketAddr>,
     pub http_addr: SocketAddr,
     tasks: NodeTasks,
     shards: Arc<Shards>,
@@ -184,10 +187,8 @@ impl Edge {
 
     async fn start_in_span(config: EdgeConfig, shards: usize) -> Result<Edge, StartError> {
         config.validate()?;
-        // RTSP at edges comes with its relay driver; until then an edge takes RTMP only.
-        let no_rtsp = longhaul_node::RtspSection::default();
         let listeners =
-            Listeners::bind(&config.rtmp, &config.rtmps, &no_rtsp, &config.http).await?;
+            Listeners::bind(&config.rtmp, &config.rtmps, &config.rtsp, &config.http).await?;
         let metrics = Metrics::new(&config.node.id, &config.node.region);
         let refused = metrics.connections.connections_refused.clone();
         let limits = ConnectionLimits::new(&config.ingest, refused);
@@ -262,6 +263,7 @@ impl Edge {
             listeners.rtmps_addr,
             listeners.http_addr,
         );
+        let (rtsp_addr, rtsps_addr) = (listeners.rtsp_addr, listeners.rtsps_addr);
         accept::spawn_listeners(
             &mut tasks,
             listeners.streams,
@@ -294,6 +296,7 @@ impl Edge {
             region = %state.config.node.region,
             rtmp = %rtmp_addr,
             rtmps = %rtmps_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
+            rtsp = %rtsp_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
             http = %http_addr,
             origins = %origins.join(","),
             primary = %state.config.tunnel.primary,
@@ -304,6 +307,8 @@ impl Edge {
             state,
             rtmp_addr,
             rtmps_addr,
+            rtsp_addr,
+            rtsps_addr,
             http_addr,
             tasks,
             shards,
