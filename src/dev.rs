@@ -141,6 +141,8 @@ impl DevCluster {
             add(o.rtmp, false, format!("RTMP of {node}"));
             add(o.rtmps, false, format!("RTMPS of {node}"));
             add(o.rtsp, false, format!("RTSP of {node}"));
+            add(o.rtsp, true, format!("RTP over UDP of {node}"));
+            add(next_port(o.rtsp), true, format!("RTCP over UDP of {node}"));
             add(o.http, false, format!("HTTP of {node}"));
             add(o.tunnel, true, format!("QUIC tunnel (UDP) of {node}"));
         }
@@ -149,10 +151,17 @@ impl DevCluster {
             add(e.rtmp, false, format!("RTMP of {node}"));
             add(e.rtmps, false, format!("RTMPS of {node}"));
             add(e.rtsp, false, format!("RTSP of {node}"));
+            add(e.rtsp, true, format!("RTP over UDP of {node}"));
+            add(next_port(e.rtsp), true, format!("RTCP over UDP of {node}"));
             add(e.http, false, format!("HTTP of {node}"));
         }
         ports
     }
+}
+
+/// The port after `addr`'s (an RTSP node's RTCP port, after its RTP port).
+fn next_port(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip(), addr.port().saturating_add(1))
 }
 
 /// Fails, naming every taken port, unless all of the layout's ports can be bound now.
@@ -506,6 +515,8 @@ fn origin_config(
         rtsp: longhaul_node::RtspSection {
             listen: Some(node.rtsp),
             tls_listen: None,
+            // RTP over UDP on the same port number, RTCP on the next.
+            udp_listen: Some(node.rtsp),
         },
         http: longhaul_origin::config::HttpSection {
             server: listeners.http,
@@ -563,6 +574,8 @@ fn edge_config(node: &DevEdge, cluster: &DevCluster, tls: &DevTls) -> anyhow::Re
         rtsp: longhaul_node::RtspSection {
             listen: Some(node.rtsp),
             tls_listen: None,
+            // RTP over UDP on the same port number, RTCP on the next.
+            udp_listen: Some(node.rtsp),
         },
         http: listeners.http,
         ingest: Default::default(),

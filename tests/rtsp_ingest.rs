@@ -15,12 +15,23 @@ const CLIP_FRAMES: u64 = 75;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_publishes_over_rtsp_tcp_and_plays_over_rtmp_and_http_flv() {
+    publish_and_play_over("tcp").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_publishes_over_rtsp_udp_and_plays_over_rtmp_and_http_flv() {
+    publish_and_play_over("udp").await;
+}
+
+/// ffmpeg publishes the clip over RTSP with RTP over `transport`; RTMP and HTTP-FLV
+/// players at the origin get all of it.
+async fn publish_and_play_over(transport: &str) {
     require_ffmpeg();
     let origin = start_origin(RTSP_ON).await;
     let entry = origin.create_entry().await;
     let name = format!("{}_1", entry.id);
     let url = format!("{}/kLive/{name}?t={}", origin.rtsp(), entry.token);
-    let publisher = ffmpeg_publish_rtsp(&url, "tcp", CLIP_SECONDS, 1000);
+    let publisher = ffmpeg_publish_rtsp(&url, transport, CLIP_SECONDS, 1000);
     origin.wait_live(&name).await;
     let dir = tempfile::tempdir().unwrap();
     let (rtmp_file, flv_file) = (dir.path().join("rtmp.flv"), dir.path().join("http.flv"));

@@ -25,7 +25,7 @@ pub fn msg(type_id: u8, timestamp: u32, payload: Vec<u8>) -> longhaul_rtmp::Rtmp
 }
 
 /// `[rtsp]` on an ephemeral port: merge it into [`start_origin`]'s config.
-pub const RTSP_ON: &str = "[rtsp]\nlisten = \"127.0.0.1:0\"\n";
+pub const RTSP_ON: &str = "[rtsp]\nlisten = \"127.0.0.1:0\"\nudp_listen = \"127.0.0.1:0\"\n";
 
 /// Every ffmpeg run is bounded: no test waits on a hung process for longer than this.
 pub const PROCESS_LIMIT: Duration = Duration::from_secs(60);

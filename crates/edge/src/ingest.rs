@@ -784,7 +784,14 @@ async fn run_rtsp<S: Io>(accepted: Accepted<S>, state: Arc<EdgeState>) {
         reading: true,
         told_to_reconnect: false,
     };
-    let settings = RtspSettings::new(&state.config.ingest, series, transport, peer, unauthorised);
+    let settings = RtspSettings::new(
+        &state.config.ingest,
+        series,
+        transport,
+        peer,
+        unauthorised,
+        state.rtsp_udp.clone(),
+    );
     let (stream, end) = rtsp_connection::drive(io, &mut conn, settings, &shutdown).await;
     if let Some(kind) = end.error_kind() {
         series.session_errors.with_label_values(&[kind]).inc();

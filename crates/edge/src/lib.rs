@@ -242,8 +242,13 @@ impl Edge {
             role: "edge",
         });
         metrics.register(speedtest.collector());
+        let rtsp_udp = longhaul_node::rtsp_udp::bind(&config.rtsp, &metrics.connections).await?;
+        if let Some(udp) = &rtsp_udp {
+            tasks.spawn(udp.clone().serve(tasks.shutdown_token()));
+        }
         let state = Arc::new(EdgeState {
             speedtest,
+            rtsp_udp,
             metrics,
             upstreams,
             connections: limits.clone(),

@@ -15,6 +15,8 @@ use std::sync::Mutex;
 pub struct EdgeState {
     pub config: EdgeConfig,
     pub metrics: Metrics,
+    /// The RTP/RTCP ports of RTSP publishes over UDP, when `[rtsp] udp_listen` is set.
+    pub rtsp_udp: Option<std::sync::Arc<longhaul_node::rtsp_udp::RtspUdp>>,
     pub upstreams: Upstreams,
     /// The RTMP connection cap, shared by the RTMP and RTMPS listeners.
     pub connections: ConnectionLimits,

@@ -159,6 +159,10 @@ pub struct RtspSection {
     pub listen: Option<SocketAddr>,
     /// RTSP over TLS listener; off when `None`.
     pub tls_listen: Option<SocketAddr>,
+    /// RTP over UDP (SETUP with `client_port`): the node's RTP port, RTCP on the next
+    /// one, shared by every RTSP connection (`crate::rtsp_udp`). Off when `None`: SETUP
+    /// over UDP is answered 461 and encoders fall back to TCP interleaved.
+    pub udp_listen: Option<SocketAddr>,
 }
 
 /// The HTTP port's listener and limits. A node whose `[http]` has more keys (the origin's

@@ -35,6 +35,7 @@
 //! | [`metrics`] | a per-node Prometheus registry, metric builders, [`GaugeGuard`] |
 //! | [`revocation`] | live publishes by entry, so a revoked token or a deleted entry cuts them all ([`LivePublishes`]) |
 //! | [`connection`] | the loop every node runs per RTMP connection; the node's part is a [`connection::Connection`] |
+//! | [`rtsp_udp`] | the RTP and RTCP ports RTSP publishes over UDP share, datagrams routed by source |
 //! | [`rtsp_connection`] | the same for an RTSP publish (`longhaul_rtsp`): the node decides the publish and takes its media, an [`rtsp_connection::RtspConnection`] |
 //! | [`speedtest`] | the speed-test routes both nodes mount (`/speedtest`): bounded, paced, limited per node and per client |
 //! | [`session_io`] | an RTMP session's writes with a time limit, and its deadline timer |
@@ -76,6 +77,7 @@ pub mod proxy_header;
 pub mod reload;
 pub mod revocation;
 pub mod rtsp_connection;
+pub mod rtsp_udp;
 pub mod session_io;
 pub mod shards;
 pub mod speedtest;

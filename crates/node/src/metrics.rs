@@ -95,8 +95,11 @@ pub mod rtsp_outcome {
     pub const LATE: &str = "late";
     /// Did not parse as RTP, or its payload not as its codec's: dropped.
     pub const MALFORMED: &str = "malformed";
-    /// Interleaved on a channel no track was set up on, or before RECORD: dropped.
+    /// Interleaved on a channel no track was set up on, before RECORD, or a UDP
+    /// datagram from a source no SETUP named: dropped.
     pub const UNROUTED: &str = "unrouted";
+    /// A UDP datagram whose connection's queue was full: dropped.
+    pub const OVERFLOW: &str = "overflow";
 }
 
 impl ConnectionSeries {

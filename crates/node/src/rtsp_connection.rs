@@ -25,14 +25,19 @@ use crate::accept::{Transport, UnauthorisedCharge};
 use crate::config::IngestSection;
 use crate::connection::{End, NodeEnd};
 use crate::metrics::{rtsp_outcome, ConnectionSeries};
+use crate::rtsp_udp::{Datagram, RtspUdp, UdpRoutes};
 use longhaul_endpoint::{redact_tokens, RtspPublishParts};
 use longhaul_rtmp::server::SessionError as RtmpSessionError;
 use longhaul_rtmp::RtmpMessage;
-use longhaul_rtsp::{RtpIngest, RtspEvent, RtspSession, SessionConfig, SessionError, StatusCode};
+use longhaul_rtsp::{
+    RtpIngest, RtspEvent, RtspSession, SessionConfig, SessionError, StatusCode, UdpPorts,
+};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// A publish the node refused: the RTSP status and the words the encoder gets.
@@ -119,6 +124,8 @@ pub struct RtspSettings {
     pub write_timeout: Duration,
     pub series: ConnectionSeries,
     pub unauthorised: UnauthorisedCharge,
+    /// The node's RTP/RTCP ports, when UDP transport is on (`[rtsp] udp_listen`).
+    pub udp: Option<Arc<RtspUdp>>,
 }
 
 impl RtspSettings {
@@ -128,8 +135,10 @@ impl RtspSettings {
         transport: Transport,
         peer: SocketAddr,
         unauthorised: UnauthorisedCharge,
+        udp: Option<Arc<RtspUdp>>,
     ) -> Self {
         Self {
+            udp,
             peer,
             transport,
             setup_timeout: Duration::from_secs_f64(ingest.handshake_timeout_secs.max(1.0)),
@@ -141,12 +150,23 @@ impl RtspSettings {
     }
 }
 
+/// How long after a TEARDOWN over UDP the last datagrams are waited for, at most:
+/// 500 ms, far past the time between the last packet and the TEARDOWN of an encoder on
+/// any path (one-way delay differences between two sockets of one host).
+pub const UDP_TEARDOWN_LINGER: Duration = Duration::from_millis(500);
+
+/// ...and the quiet that ends the wait sooner: 50 ms without a datagram. A stream
+/// sends a packet every few milliseconds while it lives.
+pub const UDP_TEARDOWN_QUIET: Duration = Duration::from_millis(50);
+
 /// The loop's own state beside the node's.
 struct Driver {
     session: RtspSession,
     /// The depacketisers of the ANNOUNCE's tracks; the media once accepted.
     media: Option<RtpIngest>,
     publishing: bool,
+    /// RECORD was accepted: media is taken (until the publish ends).
+    recording: bool,
     messages: Vec<RtmpMessage>,
     peer: SocketAddr,
     transport: Transport,
@@ -154,6 +174,8 @@ struct Driver {
     series: ConnectionSeries,
     /// Given back (dropped) once a publish is accepted.
     unauthorised: Option<UnauthorisedCharge>,
+    /// This connection's UDP routes and the datagrams they bring, with UDP on.
+    udp: Option<(UdpRoutes, mpsc::Receiver<Datagram>)>,
 }
 
 /// Runs the connection on `io` until it ends; the stream's name, if it published, and
@@ -168,22 +190,28 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
     C: RtspConnection,
 {
+    let udp = settings.udp.as_ref().map(|u| u.connection());
     let config = SessionConfig {
         session_id: session_id(),
         setup_timeout: settings.setup_timeout,
         idle_timeout: settings.idle_timeout,
-        udp: None,
+        udp: udp.as_ref().map(|(routes, _)| {
+            let (rtp, rtcp) = routes.ports();
+            UdpPorts { rtp, rtcp }
+        }),
     };
     let mut d = Driver {
         session: RtspSession::new(config, Instant::now()),
         media: None,
         publishing: false,
+        recording: false,
         messages: Vec::new(),
         peer: settings.peer,
         transport: settings.transport,
         write_timeout: settings.write_timeout,
         series: settings.series,
         unauthorised: Some(settings.unauthorised),
+        udp,
     };
     let (end, stream) = d.run(&mut io, conn, shutdown).await;
     if let Some(media) = &d.media {
@@ -269,6 +297,10 @@ impl Driver {
                         Err(end) => Err(end),
                     }
                 }
+                Some(datagram) = next_datagram(&mut self.udp) => {
+                    self.on_datagram(conn, datagram);
+                    Ok(Vec::new())
+                }
                 wake = conn.wake() => conn.on_wake(wake).map(|()| Vec::new()),
                 _ = shutdown.cancelled() => Err(End::Shutdown),
             };
@@ -344,6 +376,7 @@ impl Driver {
             RtspEvent::Record => {
                 if self.publishing {
                     self.session.accept_record();
+                    self.recording = true;
                 } else {
                     self.session.refuse(
                         StatusCode::MethodNotValidInThisState,
@@ -362,11 +395,70 @@ impl Driver {
                 }
                 None
             }
-            RtspEvent::UdpTrack { .. } => None,
+            RtspEvent::UdpTrack {
+                track,
+                client_rtp,
+                client_rtcp,
+            } => {
+                if let Some((routes, _)) = &mut self.udp {
+                    routes.add(peer.ip(), track, client_rtp, client_rtcp);
+                }
+                None
+            }
             RtspEvent::Teardown => {
+                self.take_last_datagrams(conn).await;
+                if let Some(media) = &mut self.media {
+                    media.flush(Instant::now(), &mut self.messages);
+                    let now = Instant::now();
+                    for m in self.messages.drain(..) {
+                        conn.on_media(m, now);
+                    }
+                }
                 conn.on_teardown();
                 None
             }
+        }
+    }
+
+    /// Over UDP, an encoder's TEARDOWN can overtake its last datagrams (ffmpeg sends it
+    /// right after its last packet, on another socket): they are taken until
+    /// [`UDP_TEARDOWN_QUIET`] passes without one, for at most [`UDP_TEARDOWN_LINGER`].
+    async fn take_last_datagrams<C: RtspConnection>(&mut self, conn: &mut C) {
+        if self.udp.is_none() || !self.recording {
+            return;
+        }
+        let until = Instant::now() + UDP_TEARDOWN_LINGER;
+        while Instant::now() < until {
+            let next = tokio::time::timeout(UDP_TEARDOWN_QUIET, next_datagram(&mut self.udp));
+            match next.await {
+                Ok(Some(datagram)) => self.on_datagram(conn, datagram),
+                _ => break,
+            }
+        }
+    }
+
+    /// A UDP datagram of one of this connection's tracks: media once recording.
+    fn on_datagram<C: RtspConnection>(&mut self, conn: &mut C, datagram: Datagram) {
+        let now = Instant::now();
+        self.session.note_activity(now);
+        match &mut self.media {
+            Some(media) if self.recording => {
+                media.push(
+                    now,
+                    datagram.track,
+                    datagram.rtcp,
+                    datagram.data,
+                    &mut self.messages,
+                );
+                for m in self.messages.drain(..) {
+                    conn.on_media(m, now);
+                }
+            }
+            _ => self
+                .series
+                .rtsp_packets
+                .with_label_values(&[rtsp_outcome::UNROUTED])
+                .inc(),
         }
     }
 
@@ -424,6 +516,16 @@ impl Driver {
             ));
         }
         tracing::info!(client = %self.peer, tracks = %tracks.join("; "), "RTSP media ended");
+    }
+}
+
+/// The next datagram of the connection's UDP routes; pending without UDP.
+async fn next_datagram(
+    udp: &mut Option<(UdpRoutes, mpsc::Receiver<Datagram>)>,
+) -> Option<Datagram> {
+    match udp {
+        Some((_, received)) => received.recv().await,
+        None => std::future::pending().await,
     }
 }
 

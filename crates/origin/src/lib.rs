@@ -181,8 +181,10 @@ impl Origin {
             role: "origin",
         });
         metrics.register(speedtest.collector());
+        let rtsp_udp = longhaul_node::rtsp_udp::bind(&config.rtsp, &metrics.connections).await?;
         let state = Arc::new(OriginState {
             speedtest,
+            rtsp_udp,
             metrics,
             abuse,
             registry,
@@ -201,6 +203,9 @@ impl Origin {
         revoke::watch_registry(&state);
         let mut tasks = NodeTasks::new();
         presence::spawn(&mut tasks, &state);
+        if let Some(udp) = &state.rtsp_udp {
+            tasks.spawn(udp.clone().serve(tasks.shutdown_token()));
+        }
         peering::spawn(&mut tasks, &state);
         accept::spawn_listeners(
             &mut tasks,

@@ -77,6 +77,7 @@ pub(crate) async fn run<S: Io>(accepted: Accepted<S>, state: Arc<OriginState>) {
         transport,
         peer,
         unauthorised,
+        state.rtsp_udp.clone(),
     );
     let (stream, end) = rtsp_connection::drive(io, &mut conn, settings, &shutdown).await;
     conn.finish_publishing();

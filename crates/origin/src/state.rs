@@ -13,6 +13,8 @@ use std::sync::Arc;
 pub struct OriginState {
     pub config: OriginConfig,
     pub metrics: Metrics,
+    /// The RTP/RTCP ports of RTSP publishes over UDP, when `[rtsp] udp_listen` is set.
+    pub rtsp_udp: Option<Arc<longhaul_node::rtsp_udp::RtspUdp>>,
     /// The entries: their API, and the token check unless a callback decides.
     /// `None` when publishes are authorised by a callback and no registry is set.
     pub registry: Option<Arc<Registry>>,

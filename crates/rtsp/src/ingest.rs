@@ -195,6 +195,12 @@ impl RtpIngest {
         }
     }
 
+    /// Releases every held packet, skipping the gaps: the publish is ending, and what
+    /// is missing will not come.
+    pub fn flush(&mut self, now: Instant, out: &mut Vec<RtmpMessage>) {
+        self.poll(now + REORDER_WAIT, out);
+    }
+
     /// When [`RtpIngest::poll`] is due: the oldest held packet's deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.tracks
