@@ -712,9 +712,16 @@ impl RtspSession {
     }
 
     /// The announced track a SETUP URL names: its control, absolute or relative to the
-    /// ANNOUNCE's URL (ffmpeg appends `/streamid=N` after the URL's query too).
+    /// ANNOUNCE's URL. Relative controls are appended where each client appends them:
+    /// ffmpeg after the whole URL, query included (`…/1_x_1?t=tok/streamid=0`),
+    /// GStreamer to the path, before the query (`…/1_x_1/stream=0?t=tok`).
     fn track_for(&self, uri: &str) -> Option<usize> {
         let uri = uri.trim_end_matches('/');
+        let path = uri
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('/');
         let base = self.announce_url.trim_end_matches('/');
         self.tracks.iter().position(|t| {
             let control = t.control.trim_end_matches('/');
@@ -724,7 +731,8 @@ impl RtspSession {
             if control.contains("://") {
                 return uri == control;
             }
-            uri == control || uri.ends_with(&format!("/{control}"))
+            let relative = format!("/{control}");
+            uri == control || uri.ends_with(&relative) || path.ends_with(&relative)
         })
     }
 

@@ -422,3 +422,24 @@ fn ffmpeg_options_with_query_and_user_agent() {
     let out = output(&mut s);
     assert!(out.starts_with("RTSP/1.0 200 OK"), "{out}");
 }
+
+#[test]
+fn setup_urls_as_gstreamer_writes_them() {
+    let (mut s, now) = session(None);
+    s.handle_input(now, announce(1).as_bytes()).unwrap();
+    s.accept_announce();
+    let _ = output(&mut s);
+    // The control appended to the path, the query after it.
+    let setup = format!(
+        "SETUP rtsp://1_abcdefgh.p.s.localhost:1554/kLive/1_abcdefgh_1/streamid=1?t=tok RTSP/1.0\r\n\
+         Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\nCSeq: 2\r\n\r\n"
+    );
+    s.handle_input(now, setup.as_bytes()).unwrap();
+    let out = output(&mut s);
+    assert!(out.starts_with("RTSP/1.0 200 OK"), "{out}");
+    let record = request("RECORD", 3, Some("s3cr3t"));
+    assert_eq!(
+        s.handle_input(now, record.as_bytes()).unwrap(),
+        [RtspEvent::Record]
+    );
+}

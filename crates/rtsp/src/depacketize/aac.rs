@@ -328,7 +328,7 @@ impl AacDepacketizer {
 /// signalled explicitly (object type 5 or 29) the AU decodes to 2048 samples at the
 /// extension rate, so 2048 when the RTP clock runs at that rate. `None` when the config
 /// is too short to say.
-fn samples_per_frame(config: &[u8], clock_rate: u32) -> Option<u32> {
+pub(super) fn samples_per_frame(config: &[u8], clock_rate: u32) -> Option<u32> {
     let mut r = BitReader::new(config);
     let mut object_type = r.bits(5)?;
     if object_type == 31 {

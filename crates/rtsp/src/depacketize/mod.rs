@@ -23,6 +23,7 @@ pub mod aac;
 mod fmtp;
 pub mod h264;
 pub mod h265;
+pub mod latm;
 mod nal;
 pub mod opus;
 mod tags;
@@ -82,12 +83,13 @@ enum Codec {
     H264(h264::H264Depacketizer),
     H265(h265::H265Depacketizer),
     Aac(aac::AacDepacketizer),
+    Latm(latm::LatmDepacketizer),
     Opus(opus::OpusDepacketizer),
 }
 
 impl Track {
     /// The depacketiser of an SDP media from its rtpmap (encoding name, case-insensitive:
-    /// `H264`, `H265`, `MPEG4-GENERIC`, `opus`; clock rate; channel count) and its fmtp
+    /// `H264`, `H265`, `MPEG4-GENERIC`, `MP4A-LATM`, `opus`; clock rate; channel count) and its fmtp
     /// parameters (e.g. `packetization-mode=1; sprop-parameter-sets=...`, without the
     /// `a=fmtp:<pt> ` prefix).
     pub fn new(
@@ -103,6 +105,8 @@ impl Track {
             Codec::H265(h265::H265Depacketizer::new(&parameters)?)
         } else if encoding.eq_ignore_ascii_case("MPEG4-GENERIC") {
             Codec::Aac(aac::AacDepacketizer::new(clock_rate, &parameters)?)
+        } else if encoding.eq_ignore_ascii_case("MP4A-LATM") {
+            Codec::Latm(latm::LatmDepacketizer::new(clock_rate, &parameters)?)
         } else if encoding.eq_ignore_ascii_case("opus") {
             Codec::Opus(opus::OpusDepacketizer::new(
                 clock_rate,
@@ -124,7 +128,7 @@ impl Track {
     pub fn kind(&self) -> Kind {
         match self.codec {
             Codec::H264(_) | Codec::H265(_) => Kind::Video,
-            Codec::Aac(_) | Codec::Opus(_) => Kind::Audio,
+            Codec::Aac(_) | Codec::Latm(_) | Codec::Opus(_) => Kind::Audio,
         }
     }
 
@@ -138,7 +142,7 @@ impl Track {
         match self.codec {
             Codec::H264(_) => "h264",
             Codec::H265(_) => "h265",
-            Codec::Aac(_) => "aac",
+            Codec::Aac(_) | Codec::Latm(_) => "aac",
             Codec::Opus(_) => "opus",
         }
     }
@@ -158,6 +162,7 @@ impl Track {
             Codec::H264(d) => d.push(packet, out),
             Codec::H265(d) => d.push(packet, out),
             Codec::Aac(d) => d.push(packet, out),
+            Codec::Latm(d) => d.push(packet, out),
             Codec::Opus(d) => d.push(packet, out),
         }
     }
@@ -169,6 +174,7 @@ impl Track {
             Codec::H264(d) => d.lost(),
             Codec::H265(d) => d.lost(),
             Codec::Aac(d) => d.lost(),
+            Codec::Latm(d) => d.lost(),
             Codec::Opus(d) => d.lost(),
         }
     }
@@ -181,6 +187,7 @@ impl Track {
             Codec::H264(d) => d.dropped_frames(),
             Codec::H265(d) => d.dropped_frames(),
             Codec::Aac(d) => d.dropped_frames(),
+            Codec::Latm(d) => d.dropped_frames(),
             Codec::Opus(_) => 0,
         }
     }

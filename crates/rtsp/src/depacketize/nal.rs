@@ -284,6 +284,7 @@ pub(super) fn rbsp(nal_unit: &[u8]) -> Vec<u8> {
 }
 
 /// Reads bits, most significant first, from an RBSP; `None` past its end.
+#[derive(Clone)]
 pub(super) struct BitReader<'a> {
     data: &'a [u8],
     /// Position in bits.
