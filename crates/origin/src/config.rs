@@ -757,20 +757,16 @@ fn leg_hosts(
     (rtmp_port, rtmps_port): (u16, u16),
     backup: Option<&LegAddress>,
 ) -> LegHosts {
-    let primary = IngestAddress {
-        host: host.to_owned(),
-        rtmp_port,
-        rtmps_port,
-    };
+    let primary = IngestAddress::rtmp(host, rtmp_port, rtmps_port);
     match (subdomains, backup) {
         (true, _) => LegHosts::Subdomains(primary),
         (false, None) => LegHosts::shared(primary),
         (false, Some(b)) => LegHosts::PerLeg {
-            backup: IngestAddress {
-                host: b.host.clone(),
-                rtmp_port: b.rtmp_port.unwrap_or(rtmp_port),
-                rtmps_port: b.rtmps_port.unwrap_or(rtmps_port),
-            },
+            backup: IngestAddress::rtmp(
+                &b.host,
+                b.rtmp_port.unwrap_or(rtmp_port),
+                b.rtmps_port.unwrap_or(rtmps_port),
+            ),
             primary,
         },
     }
