@@ -414,9 +414,10 @@ impl NodeListeners {
 }
 
 /// The endpoints every dev origin hands out, the product's list on loopback: leg p at
-/// the first origin (nyc) and leg b at the other (pao), then each edge as its region's
-/// endpoint (both legs at the edge, told apart by `i=0|1`; the edge relays leg p to its
-/// primary origin and leg b to the other).
+/// the first origin (nyc) and leg b at the other (pao), over RTMP, RTMPS and RTSP (the
+/// origins' `rtsp` ports; no RTSPS in dev), then each edge as its region's endpoint (both
+/// legs at the edge, told apart by `i=0|1`; the edge relays leg p to its primary origin
+/// and leg b to the other; RTMP only, as edges take no RTSP yet).
 fn dev_endpoints(cluster: &DevCluster) -> anyhow::Result<EndpointsSection> {
     let mut origins = cluster.origins.values();
     let primary = origins.next().context("config/dev.toml names no origin")?;
@@ -424,11 +425,15 @@ fn dev_endpoints(cluster: &DevCluster) -> anyhow::Result<EndpointsSection> {
         host: o.rtmp.ip().to_string(),
         rtmp_port: Some(o.rtmp.port()),
         rtmps_port: Some(o.rtmps.port()),
+        rtsp_port: Some(o.rtsp.port()),
+        rtsps_port: None,
     });
     Ok(EndpointsSection {
         host: primary.rtmp.ip().to_string(),
         rtmp_port: primary.rtmp.port(),
         rtmps_port: primary.rtmps.port(),
+        rtsp_port: Some(primary.rtsp.port()),
+        rtsps_port: None,
         leg_subdomains: false,
         renditions: 3,
         backup,
@@ -441,6 +446,8 @@ fn dev_endpoints(cluster: &DevCluster) -> anyhow::Result<EndpointsSection> {
                 host: e.rtmp.ip().to_string(),
                 rtmp_port: e.rtmp.port(),
                 rtmps_port: e.rtmps.port(),
+                rtsp_port: None,
+                rtsps_port: None,
                 backup: None,
                 speed_test: Some(speed_test_url(e.http)),
             })
@@ -709,6 +716,18 @@ fn print_banner(
             region = node.region,
             rtmp = origin.rtmp_addr,
         ));
+        // The RTSP URLs are the ones the entry lists (leg p at the first origin, leg b at
+        // the other), so what is printed is what the API and `longhaul entry` hand out.
+        let endpoints = origin.state.endpoints_of(entry);
+        if let Some(rtsp) = endpoints.rtsp.first() {
+            out.push_str(&format!(
+                "\nOr over RTSP, for devices without RTMP (primary leg at origin {region}; \
+                 backup leg: {backup}):\n\n  {test_pattern} -f rtsp -rtsp_transport tcp \"{primary}\"\n",
+                region = node.region,
+                primary = rtsp.primary_rtsp,
+                backup = rtsp.backup_rtsp,
+            ));
+        }
     }
     // Either origin plays the rendition from whichever leg is healthy (the origins pull
     // from each other what their viewers need); `.p` or `.b` after the name plays one leg.

@@ -196,7 +196,8 @@ fn print_entry(e: &serde_json::Value) {
 
 /// An entry as people read it: id, name and token, then a table of where to publish
 /// (the data centres, then each region; each leg over RTMP and RTMPS), the stream names,
-/// and the speed tests.
+/// where RTSP is offered a table of its URLs (one per place, rendition and leg: RTSP
+/// names the stream in the URL), and the speed tests.
 fn entry_summary(e: &serde_json::Value) -> String {
     use std::fmt::Write;
     let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
@@ -233,6 +234,54 @@ fn entry_summary(e: &serde_json::Value) -> String {
         }
     }
     let _ = writeln!(out, "\nstreams  {}", ep.stream_names.join("  "));
+    let rtsp_places: Vec<(&str, &[longhaul_endpoint::RtspRendition])> =
+        std::iter::once((places[0].0.as_str(), ep.rtsp.as_slice()))
+            .chain(
+                places[1..]
+                    .iter()
+                    .zip(&ep.regions)
+                    .map(|((place, _), r)| (place.as_str(), r.rtsp.as_slice())),
+            )
+            .filter(|(_, renditions)| !renditions.is_empty())
+            .collect();
+    if !rtsp_places.is_empty() {
+        let stream_width = rtsp_places
+            .iter()
+            .flat_map(|(_, renditions)| renditions.iter())
+            .map(|r| r.stream_name.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max("stream".len());
+        let _ = writeln!(
+            out,
+            "\nRTSP, for devices without RTMP (the URL names the stream)\n\
+             {:width$}  {:stream_width$}  leg      URL (RTSP, then RTSPS)",
+            "where", "stream"
+        );
+        for (place, renditions) in rtsp_places {
+            for (r, rendition) in renditions.iter().enumerate() {
+                for (n, leg) in Leg::ALL.into_iter().enumerate() {
+                    // The place on its first line, the stream on its rendition's first.
+                    let place = if r == 0 && n == 0 { place } else { "" };
+                    let stream = if n == 0 {
+                        rendition.stream_name.as_str()
+                    } else {
+                        ""
+                    };
+                    let _ = writeln!(
+                        out,
+                        "{place:width$}  {stream:stream_width$}  {:7}  {}",
+                        leg.as_str(),
+                        rendition.url(leg, false).unwrap_or_default()
+                    );
+                    if let Some(url) = rendition.url(leg, true) {
+                        let _ =
+                            writeln!(out, "{:width$}  {:stream_width$}  {:7}  {url}", "", "", "");
+                    }
+                }
+            }
+        }
+    }
     let tests: Vec<(&str, &str)> = ep
         .speed_tests
         .iter()
@@ -269,6 +318,12 @@ mod tests {
                 "primary_rtmp": "rtmp://p/kLive/?t=tok", "backup_rtmp": "rtmp://b/kLive/?t=tok",
                 "primary_rtmps": "rtmps://p/kLive/?t=tok", "backup_rtmps": "rtmps://b/kLive/?t=tok",
                 "stream_names": ["1_abcd1234_1", "1_abcd1234_2"],
+                "rtsp": [
+                    {"stream_name": "1_abcd1234_1", "primary_rtsp": "rtsp://p/1", "backup_rtsp": "rtsp://b/1",
+                     "primary_rtsps": "rtsps://p/1", "backup_rtsps": "rtsps://b/1"},
+                    {"stream_name": "1_abcd1234_2", "primary_rtsp": "rtsp://p/2", "backup_rtsp": "rtsp://b/2",
+                     "primary_rtsps": "rtsps://p/2", "backup_rtsps": "rtsps://b/2"}
+                ],
                 "regions": [{
                     "region": "fra", "name": "EMEA (Frankfurt)",
                     "primary_rtmp": "rtmp://fp", "backup_rtmp": "rtmp://fb",
@@ -295,22 +350,35 @@ EMEA (Frankfurt) [fra]  primary  rtmp://fp
 
 streams  1_abcd1234_1  1_abcd1234_2
 
+RTSP, for devices without RTMP (the URL names the stream)
+where                   stream        leg      URL (RTSP, then RTSPS)
+data centres            1_abcd1234_1  primary  rtsp://p/1
+                                               rtsps://p/1
+                                      backup   rtsp://b/1
+                                               rtsps://b/1
+                        1_abcd1234_2  primary  rtsp://p/2
+                                               rtsps://p/2
+                                      backup   rtsp://b/2
+                                               rtsps://b/2
+
 speed tests (pick the place with the best path)
   US (New York)     http://ny-speedtest
   EMEA (Frankfurt)  http://fr-speedtest
 ";
         assert_eq!(text, expected, "\n{text}");
-        // An older origin's entry (no regions, no speed tests) still prints.
+        // An older origin's entry (no regions, no speed tests, no RTSP) still prints.
         let mut old = entry.clone();
         let endpoints = old["endpoints"].as_object_mut().unwrap();
         endpoints.remove("regions");
         endpoints.remove("speed_tests");
+        endpoints.remove("rtsp");
         let text = entry_summary(&old);
         assert!(
             text.contains("\ndata centres  primary  rtmp://p/kLive/?t=tok\n"),
             "{text}"
         );
         assert!(!text.contains("speed tests"), "{text}");
+        assert!(!text.contains("RTSP"), "{text}");
     }
 
     #[test]

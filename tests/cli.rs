@@ -94,6 +94,15 @@ async fn entry_create_prints_the_new_entry_as_json() {
         row("", "backup", url("rtmp", "b", "sin.", 1935)),
         format!("streams  {id}_1  {id}_2  {id}_3"),
         "  EMEA (Frankfurt)   http://fr-publish-speedtest.example.com".to_string(),
+        // RTSP: a row per rendition and leg, the stream in the URL, RTSPS below.
+        format!(
+            "{:23}  {id}_2  primary  rtsp://{id}.p.s.kpublish.example.com:554/kLive/{id}_2?t={token}",
+            ""
+        ),
+        format!(
+            "{:23}  {:12}  {:7}  rtsps://{id}.b.s.kpublish.example.com:322/kLive/{id}_3?t={token}",
+            "", "", ""
+        ),
     ] {
         assert!(
             text.lines().any(|l| l == line),
@@ -430,14 +439,30 @@ fn dev_cluster_prints_commands_that_work_when_pasted() {
             "{port} missing:\n{text}"
         );
     }
-    // A publish command per edge (both legs, with tee) and one straight to an origin;
-    // then the play commands, RTMP and HTTP-FLV at each origin.
+    // A publish command per edge (both legs, with tee), one straight to an origin and
+    // one over RTSP (the entry's primary RTSP URL, at the first origin); then the play
+    // commands, RTMP and HTTP-FLV at each origin.
     let publishes: Vec<String> = banner
         .iter()
         .filter(|l| l.trim_start().starts_with("ffmpeg "))
         .map(|l| l.trim().to_string())
         .collect();
-    assert_eq!(publishes.len(), 4, "three edges and one origin:\n{text}");
+    assert_eq!(
+        publishes.len(),
+        5,
+        "three edges, one origin, one RTSP:\n{text}"
+    );
+    assert!(
+        publishes[4].contains("-f rtsp -rtsp_transport tcp \"rtsp://127.0.0.1:1554/kLive/")
+            && publishes[4].contains("_1?t=")
+            && publishes[4].ends_with("&i=0\""),
+        "the entry's primary RTSP URL: {}",
+        publishes[4]
+    );
+    assert!(
+        text.contains("backup leg: rtsp://127.0.0.1:2554/kLive/"),
+        "{text}"
+    );
     assert!(
         publishes[0].contains("127.0.0.1:3935") && publishes[0].contains("-f tee"),
         "fra first, both legs: {}",

@@ -37,12 +37,15 @@ async fn handed_out_urls_go_live_on_the_origin_each_leg_names() {
         host: n.ip().to_string(),
         rtmp_port: n.port(),
         rtmps_port: nyc.addr("rtmps").port(),
+        rtsp_port: None,
+        rtsps_port: None,
         leg_subdomains: false,
         renditions: 4,
         backup: Some(LegAddress {
             host: p.ip().to_string(),
             rtmp_port: Some(p.port()),
             rtmps_port: Some(pao.addr("rtmps").port()),
+            ..LegAddress::default()
         }),
         play_rtmp: None,
         play_http_flv: None,

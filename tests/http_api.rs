@@ -2,6 +2,7 @@
 
 mod support;
 
+use longhaul_endpoint::{resolve_rtsp_publish, Leg};
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,8 +159,10 @@ async fn entries_lifecycle_and_errors() {
 }
 
 /// An entry lists the configured endpoints: the data centres' legs on leg subdomains,
-/// every region's legs under its own name, the speed tests; a regenerated token reaches
-/// every URL, and the FMLE export keeps the data centres' pair.
+/// over RTMP and, one pair per rendition, RTSP; every region's legs under its own name
+/// (no RTSP: none configured), the speed tests; every RTSP URL resolves back to its
+/// entry, rendition, leg and token; a regenerated token reaches every URL, and the FMLE
+/// export keeps the data centres' pair.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entry_lists_the_data_centres_and_regional_endpoints() {
     let origin = start_origin(PRODUCTION_ENDPOINTS).await;
@@ -209,6 +212,45 @@ async fn an_entry_lists_the_data_centres_and_regional_endpoints() {
         "http://fr-publish-speedtest.example.com"
     );
     assert!(regions[2].get("speed_test").is_none(), "{}", regions[2]);
+    assert!(
+        regions.iter().all(|r| r.get("rtsp").is_none()),
+        "no RTSP configured for a region, none listed: {ep}"
+    );
+
+    // RTSP: a pair of URLs per rendition, the stream in the path, `.s.` after the leg.
+    let rtsp = ep["rtsp"].as_array().expect("rtsp listed");
+    assert_eq!(rtsp.len(), 3, "{ep}");
+    for (n, rendition) in (1..).zip(rtsp) {
+        let name = format!("{id}_{n}");
+        assert_eq!(rendition["stream_name"], name.as_str());
+        for (field, scheme, leg, port) in [
+            ("primary_rtsp", "rtsp", Leg::Primary, 554),
+            ("backup_rtsp", "rtsp", Leg::Backup, 554),
+            ("primary_rtsps", "rtsps", Leg::Primary, 322),
+            ("backup_rtsps", "rtsps", Leg::Backup, 322),
+        ] {
+            let url = rendition[field].as_str().expect(field);
+            assert_eq!(
+                url,
+                format!(
+                    "{scheme}://{id}.{}.s.kpublish.example.com:{port}/kLive/{name}?t={token}",
+                    leg.label()
+                )
+            );
+            // The origin's own rule for an RTSP publish's URL takes it back.
+            let target = resolve_rtsp_publish(url, leg.other()).expect(url);
+            assert_eq!(
+                (
+                    target.entry_id.as_str(),
+                    target.rendition,
+                    target.leg,
+                    target.token.as_deref()
+                ),
+                (id, n, leg, Some(token)),
+                "{url}"
+            );
+        }
+    }
     assert_eq!(ep["speed_tests"][0]["name"], "US (New York)");
     assert_eq!(
         ep["speed_tests"][1]["url"],
@@ -229,6 +271,10 @@ async fn an_entry_lists_the_data_centres_and_regional_endpoints() {
     assert_eq!(
         regenerated["endpoints"]["regions"][1]["backup_rtmp"],
         format!("rtmp://{id}.b.gru.kpublish.example.com:1935/kLive/?t={new_token}")
+    );
+    assert_eq!(
+        regenerated["endpoints"]["rtsp"][2]["backup_rtsps"],
+        format!("rtsps://{id}.b.s.kpublish.example.com:322/kLive/{id}_3?t={new_token}")
     );
 
     let (status, _, body) = http("GET", &format!("{api}/entries/{id}/fmle.xml"), "", None).await;

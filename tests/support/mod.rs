@@ -95,13 +95,16 @@ impl TestOrigin {
 }
 
 /// `[endpoints]` as production hands them out (config/origin.toml's form): leg
-/// subdomains of `kpublish.example.com`, speed tests for both data centres, regions fra,
-/// gru and sin (fra and gru with a speed test). Merge it into [`start_origin`]'s config.
+/// subdomains of `kpublish.example.com`, RTSP on 554 and RTSPS on 322 at the data
+/// centres, speed tests for both data centres, regions fra, gru and sin (RTMP only; fra
+/// and gru with a speed test). Merge it into [`start_origin`]'s config.
 pub const PRODUCTION_ENDPOINTS: &str = r#"
     [endpoints]
     host = "kpublish.example.com"
     rtmp_port = 1935
     rtmps_port = 443
+    rtsp_port = 554
+    rtsps_port = 322
     leg_subdomains = true
     speed_tests = [
       { region = "nyc", name = "US (New York)", url = "http://ny-publish-speedtest.example.com" },

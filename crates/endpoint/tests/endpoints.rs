@@ -1,22 +1,21 @@
 //! The endpoints we hand out, in both URL forms (leg subdomains; a host and port per
-//! leg), at the data centres and the regional edges, their JSON and FMLE forms, and that
-//! every URL we hand out resolves back to the right entry, leg and token.
+//! leg), at the data centres and the regional edges, over RTMP and (where offered) RTSP,
+//! their JSON and FMLE forms, and that every URL we hand out resolves back to the right
+//! entry, rendition, leg and token.
 
 use longhaul_endpoint::{
-    entry_endpoints, fmle_profile_xml, resolve_publish, EndpointHosts, Endpoints, IngestAddress,
-    Leg, LegHosts, LegSource, LegUrls, RegionHosts, RenditionProfile, SpeedTest, DEFAULT_LADDER,
+    entry_endpoints, fmle_profile_xml, resolve_publish, resolve_rtsp_publish, EndpointHosts,
+    Endpoints, IngestAddress, Leg, LegHosts, LegSource, LegUrls, RegionHosts, RenditionProfile,
+    RtspRendition, SpeedTest, DEFAULT_LADDER,
 };
 
 fn address(host: &str, rtmp_port: u16, rtmps_port: u16) -> IngestAddress {
-    IngestAddress {
-        host: host.into(),
-        rtmp_port,
-        rtmps_port,
-    }
+    IngestAddress::rtmp(host, rtmp_port, rtmps_port)
 }
 
-/// The product's layout: data centres behind `kpublish.example.com`, regions fra, gru
-/// and sin under it, speed tests for the data centres and two of the regions.
+/// The product's layout: data centres behind `kpublish.example.com` (RTSP on 554, RTSPS
+/// on 322), regions fra, gru and sin under it (RTMP only: edges take no RTSP yet), speed
+/// tests for the data centres and two of the regions.
 fn production() -> EndpointHosts {
     let region = |code: &str, name: &str, speed_test: Option<&str>| RegionHosts {
         region: code.into(),
@@ -26,7 +25,9 @@ fn production() -> EndpointHosts {
     };
     EndpointHosts {
         app: "kLive".into(),
-        origins: LegHosts::Subdomains(address("kpublish.example.com", 1935, 443)),
+        origins: LegHosts::Subdomains(
+            address("kpublish.example.com", 1935, 443).with_rtsp(554, Some(322)),
+        ),
         speed_tests: vec![
             SpeedTest {
                 region: "nyc".into(),
@@ -55,8 +56,8 @@ fn production() -> EndpointHosts {
     }
 }
 
-/// The dev cluster's layout (config/dev.toml): leg p to origin nyc, leg b to origin pao,
-/// each edge taking both legs on its own ports.
+/// The dev cluster's layout (config/dev.toml): leg p to origin nyc, leg b to origin pao
+/// (RTSP on 1554 and 2554, no RTSPS), each edge taking both legs on its own ports.
 fn dev() -> EndpointHosts {
     let edge = |code: &str, name: &str, rtmp: u16| RegionHosts {
         region: code.into(),
@@ -67,8 +68,8 @@ fn dev() -> EndpointHosts {
     EndpointHosts {
         app: "kLive".into(),
         origins: LegHosts::PerLeg {
-            primary: address("127.0.0.1", 1935, 1936),
-            backup: address("127.0.0.1", 2935, 2936),
+            primary: address("127.0.0.1", 1935, 1936).with_rtsp(1554, None),
+            backup: address("127.0.0.1", 2935, 2936).with_rtsp(2554, None),
         },
         speed_tests: vec![],
         regions: vec![
@@ -187,6 +188,64 @@ fn one_shared_host_keeps_the_old_form() {
 }
 
 #[test]
+fn rtsp_urls_name_each_rendition_in_both_forms() {
+    let endpoints = entry_endpoints("1_gdrt137u", "b9106yth4", &production(), 2);
+    assert_eq!(
+        endpoints.rtsp,
+        [1, 2].map(|n| RtspRendition {
+            stream_name: format!("1_gdrt137u_{n}"),
+            primary_rtsp: format!(
+                "rtsp://1_gdrt137u.p.s.kpublish.example.com:554/kLive/1_gdrt137u_{n}?t=b9106yth4"
+            ),
+            backup_rtsp: format!(
+                "rtsp://1_gdrt137u.b.s.kpublish.example.com:554/kLive/1_gdrt137u_{n}?t=b9106yth4"
+            ),
+            primary_rtsps: Some(format!(
+                "rtsps://1_gdrt137u.p.s.kpublish.example.com:322/kLive/1_gdrt137u_{n}?t=b9106yth4"
+            )),
+            backup_rtsps: Some(format!(
+                "rtsps://1_gdrt137u.b.s.kpublish.example.com:322/kLive/1_gdrt137u_{n}?t=b9106yth4"
+            )),
+        })
+    );
+    // The regions (edges) offer no RTSP: none listed.
+    assert!(endpoints.regions.iter().all(|r| r.rtsp.is_empty()));
+
+    // A host per leg: the leg in i=0|1, primary at the first origin; no RTSPS port, no
+    // RTSPS URL.
+    let endpoints = entry_endpoints("1_abcd1234", "tok", &dev(), 3);
+    assert_eq!(endpoints.rtsp.len(), 3);
+    let first = &endpoints.rtsp[0];
+    assert_eq!(first.stream_name, "1_abcd1234_1");
+    assert_eq!(
+        first.primary_rtsp,
+        "rtsp://127.0.0.1:1554/kLive/1_abcd1234_1?t=tok&i=0"
+    );
+    assert_eq!(
+        first.backup_rtsp,
+        "rtsp://127.0.0.1:2554/kLive/1_abcd1234_1?t=tok&i=1"
+    );
+    assert_eq!((&first.primary_rtsps, &first.backup_rtsps), (&None, &None));
+    assert_eq!(
+        endpoints.rtsp[2].backup_rtsp,
+        "rtsp://127.0.0.1:2554/kLive/1_abcd1234_3?t=tok&i=1"
+    );
+
+    // No RTSP port, no RTSP.
+    assert!(entry_endpoints("1_gdrt137u", "tok", &single("::1"), 3)
+        .rtsp
+        .is_empty());
+    let v6 = EndpointHosts::single(
+        "kLive",
+        LegHosts::shared(address("::1", 1935, 443).with_rtsp(554, Some(322))),
+    );
+    assert_eq!(
+        entry_endpoints("1_gdrt137u", "a&b", &v6, 1).rtsp[0].primary_rtsps,
+        Some("rtsps://[::1]:322/kLive/1_gdrt137u_1?t=a%26b&i=0".into())
+    );
+}
+
+#[test]
 fn renditions_are_clamped_and_tokens_escaped() {
     let h = dev();
     assert_eq!(
@@ -239,12 +298,38 @@ fn every_url(endpoints: &Endpoints) -> Vec<(String, Leg, String)> {
         .collect()
 }
 
+/// Every RTSP URL of `endpoints`, with the place it is for, its stream name and its leg.
+fn every_rtsp_url(endpoints: &Endpoints) -> Vec<(String, String, Leg, String)> {
+    let mut places = vec![("origins".to_owned(), &endpoints.rtsp)];
+    places.extend(
+        endpoints
+            .regions
+            .iter()
+            .map(|r| (r.region.clone(), &r.rtsp)),
+    );
+    let mut urls = Vec::new();
+    for (place, renditions) in places {
+        for rendition in renditions {
+            for (leg, _, url) in rendition.all() {
+                urls.push((
+                    place.clone(),
+                    rendition.stream_name.clone(),
+                    leg,
+                    url.to_owned(),
+                ));
+            }
+        }
+    }
+    urls
+}
+
 #[test]
 fn handed_out_urls_resolve_back() {
-    for (hosts, expected_source) in [
-        (production(), LegSource::HostLabel),
-        (dev(), LegSource::QueryParam),
-        (single("::1"), LegSource::QueryParam),
+    // (hosts, where the leg comes from, RTSP URLs per rendition)
+    for (hosts, expected_source, rtsp_per_rendition) in [
+        (production(), LegSource::HostLabel, 4),
+        (dev(), LegSource::QueryParam, 2),
+        (single("::1"), LegSource::QueryParam, 0),
     ] {
         for token in ["tok", "a&b=c/d?e f%"] {
             let endpoints = entry_endpoints("1_gdrt137u", token, &hosts, 2);
@@ -265,6 +350,22 @@ fn handed_out_urls_resolve_back() {
                     );
                     assert_eq!(target.token.as_deref(), Some(token), "{url}");
                 }
+            }
+
+            // RTSP: every URL names its stream; it resolves to that rendition.
+            let rtsp = every_rtsp_url(&endpoints);
+            assert_eq!(rtsp.len(), rtsp_per_rendition * 2, "{rtsp:?}");
+            for (place, name, leg, url) in rtsp {
+                let target = resolve_rtsp_publish(&url, leg.other())
+                    .unwrap_or_else(|e| panic!("{place} {url}: {e}"));
+                assert_eq!(target.entry_id, "1_gdrt137u", "{url}");
+                assert_eq!(target.stream_name, name, "{url}");
+                assert_eq!(
+                    (target.leg, target.leg_source),
+                    (leg, expected_source),
+                    "{url}"
+                );
+                assert_eq!(target.token.as_deref(), Some(token), "{url}");
             }
         }
     }
@@ -293,6 +394,15 @@ fn endpoints_serialize_flat_with_regions_and_speed_tests() {
         json["regions"][2]
     );
     assert_eq!(json["speed_tests"][1]["name"], "US (Palo Alto)");
+    assert_eq!(json["rtsp"][0]["stream_name"], "1_gdrt137u_1");
+    assert_eq!(
+        json["rtsp"][0]["backup_rtsps"],
+        "rtsps://1_gdrt137u.b.s.kpublish.example.com:322/kLive/1_gdrt137u_1?t=tok"
+    );
+    assert!(
+        fra.get("rtsp").is_none(),
+        "a region without RTSP lists none: {fra}"
+    );
     let mut keys: Vec<&str> = json
         .as_object()
         .unwrap()
@@ -308,12 +418,26 @@ fn endpoints_serialize_flat_with_regions_and_speed_tests() {
             "primary_rtmp",
             "primary_rtmps",
             "regions",
+            "rtsp",
             "speed_tests",
             "stream_names"
         ]
     );
     let back: Endpoints = serde_json::from_value(json).unwrap();
     assert_eq!(back, endpoints);
+    // Without RTSP the JSON is as it was: no `rtsp` key, nor RTSPS keys without RTSPS.
+    let plain =
+        serde_json::to_value(entry_endpoints("1_gdrt137u", "tok", &single("h"), 1)).unwrap();
+    assert!(plain.get("rtsp").is_none(), "{plain}");
+    let dev = serde_json::to_value(entry_endpoints("1_gdrt137u", "tok", &dev(), 1)).unwrap();
+    let mut keys: Vec<&str> = dev["rtsp"][0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["backup_rtsp", "primary_rtsp", "stream_name"]);
     // What older clients stored (no regions, no speed tests) still reads.
     let old = serde_json::json!({
         "primary_rtmp": "rtmp://a", "backup_rtmp": "rtmp://b",
@@ -321,7 +445,7 @@ fn endpoints_serialize_flat_with_regions_and_speed_tests() {
         "stream_names": ["1_gdrt137u_1"],
     });
     let old: Endpoints = serde_json::from_value(old).unwrap();
-    assert!(old.regions.is_empty() && old.speed_tests.is_empty());
+    assert!(old.regions.is_empty() && old.speed_tests.is_empty() && old.rtsp.is_empty());
     assert_eq!(serde_json::to_value(Leg::Backup).unwrap(), "backup");
 }
 
@@ -380,6 +504,7 @@ fn fmle_profile_escapes_and_balances_every_element() {
             backup_rtmps: String::new(),
         },
         stream_names: vec![],
+        rtsp: vec![],
         regions: vec![],
         speed_tests: vec![],
     };

@@ -463,13 +463,16 @@ impl CallbackSection {
 }
 
 /// The endpoints this node hands out with every entry: the data centres' (primary and
-/// backup leg, RTMP and RTMPS), each region's, and the speed tests.
+/// backup leg, RTMP and RTMPS, and RTSP and RTSPS where set), each region's, and the
+/// speed tests.
 ///
 /// ```toml
 /// [endpoints]
 /// host = "kpublish.example.com"   # {entryId}.p.kpublish.example.com, {entryId}.b....
 /// rtmp_port = 1935
 /// rtmps_port = 443
+/// rtsp_port = 554                 # rtsp://{entryId}.p.s.kpublish.example.com:554/kLive/{entryId}_1?t=...
+/// rtsps_port = 322
 /// leg_subdomains = true
 /// renditions = 3
 /// speed_tests = [{ region = "nyc", name = "US (New York)", url = "http://ny-speedtest.example.com" }]
@@ -484,14 +487,25 @@ impl CallbackSection {
 /// Without leg subdomains (no wildcard DNS; `longhaul dev`), `host` and the ports are the
 /// primary leg's and `[endpoints.backup]` the backup leg's (the same as the primary's
 /// when absent); a region likewise, with its own `backup`. The leg then goes in `i=0|1`.
+///
+/// RTSP is listed only where `rtsp_port` is set (off by default, here and for each
+/// region): point it at where the place's nodes take RTSP publishes (`[rtsp] listen`, or a
+/// balancer in front). `rtsps_port` adds RTSPS and needs `rtsp_port`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EndpointsSection {
     /// Host encoders publish to (`kpublish.example.com`, or `127.0.0.1` in dev); without
     /// leg subdomains, the primary leg's.
     pub host: String,
+    /// The RTMP port encoders publish to (1935 in production).
     pub rtmp_port: u16,
+    /// The RTMPS port (443 in production).
     pub rtmps_port: u16,
+    /// The RTSP port devices publish to (554 in production); unset, no RTSP is listed.
+    /// With leg subdomains the URLs are `rtsp://{entryId}.{p|b}.s.{host}:{port}/...`.
+    pub rtsp_port: Option<u16>,
+    /// The RTSPS port (322 in production); unset, no RTSPS is listed. Needs `rtsp_port`.
+    pub rtsps_port: Option<u16>,
     /// Put entry and leg in the host name (`{entryId}.p.{host}`), as production DNS
     /// allows; off for hosts without wildcard DNS (dev), where the leg goes in `i=0|1`.
     /// The same for every region.
@@ -521,6 +535,8 @@ impl Default for EndpointsSection {
             host: "127.0.0.1".into(),
             rtmp_port: 1935,
             rtmps_port: 1936,
+            rtsp_port: None,
+            rtsps_port: None,
             leg_subdomains: false,
             renditions: 3,
             play_rtmp: None,
@@ -573,15 +589,24 @@ impl EndpointsSection {
 }
 
 /// One leg's own host and ports (`[endpoints.backup]`, a region's `backup`). A port left
-/// out is the primary leg's.
+/// out is the primary leg's, so the backup leg offers RTSP exactly when the primary does.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LegAddress {
+    /// The leg's host name or address.
     pub host: String,
+    /// Its RTMP port; the primary leg's when left out.
     #[serde(default)]
     pub rtmp_port: Option<u16>,
+    /// Its RTMPS port; the primary leg's when left out.
     #[serde(default)]
     pub rtmps_port: Option<u16>,
+    /// Its RTSP port; the primary leg's when left out (and, like it, unset: no RTSP).
+    #[serde(default)]
+    pub rtsp_port: Option<u16>,
+    /// Its RTSPS port; the primary leg's when left out.
+    #[serde(default)]
+    pub rtsps_port: Option<u16>,
 }
 
 /// A data centre's speed test (`[endpoints] speed_tests`).
@@ -614,6 +639,13 @@ pub struct RegionEndpoint {
     /// 443 unless said, the product's RTMPS port.
     #[serde(default = "RegionEndpoint::default_rtmps_port")]
     pub rtmps_port: u16,
+    /// The region's RTSP port; unset (the default: edges take no RTSP yet), no RTSP is
+    /// listed for it.
+    #[serde(default)]
+    pub rtsp_port: Option<u16>,
+    /// The region's RTSPS port; unset, no RTSPS. Needs `rtsp_port`.
+    #[serde(default)]
+    pub rtsps_port: Option<u16>,
     /// The backup leg's own host and ports, without leg subdomains; absent, the backup
     /// leg is the primary's host and ports with `i=1`.
     #[serde(default)]
@@ -640,6 +672,8 @@ impl Default for RegionEndpoint {
             host: String::new(),
             rtmp_port: Self::default_rtmp_port(),
             rtmps_port: Self::default_rtmps_port(),
+            rtsp_port: None,
+            rtsps_port: None,
             backup: None,
             speed_test: None,
         }
@@ -657,7 +691,12 @@ impl EndpointsSection {
             origins: leg_hosts(
                 self.leg_subdomains,
                 &self.host,
-                (self.rtmp_port, self.rtmps_port),
+                Ports {
+                    rtmp: self.rtmp_port,
+                    rtmps: self.rtmps_port,
+                    rtsp: self.rtsp_port,
+                    rtsps: self.rtsps_port,
+                },
                 self.backup.as_ref(),
             ),
             speed_tests: self
@@ -678,7 +717,12 @@ impl EndpointsSection {
                     legs: leg_hosts(
                         self.leg_subdomains,
                         &r.host,
-                        (r.rtmp_port, r.rtmps_port),
+                        Ports {
+                            rtmp: r.rtmp_port,
+                            rtmps: r.rtmps_port,
+                            rtsp: r.rtsp_port,
+                            rtsps: r.rtsps_port,
+                        },
                         r.backup.as_ref(),
                     ),
                     speed_test: r.speed_test.clone(),
@@ -713,6 +757,8 @@ impl EndpointsSection {
                 (Some(Leg::Backup), _) => "endpoints.backup",
                 (_, "rtmp_port") => "endpoints.rtmp_port",
                 (_, "rtmps_port") => "endpoints.rtmps_port",
+                (_, "rtsp_port") => "endpoints.rtsp_port",
+                (_, "rtsps_port") => "endpoints.rtsps_port",
                 _ => "endpoints.host",
             };
             invalid(key, e.to_string())
@@ -749,27 +795,35 @@ impl EndpointsSection {
     }
 }
 
+/// A place's configured ports: RTMP and RTMPS always, RTSP and RTSPS where set.
+#[derive(Debug, Clone, Copy)]
+struct Ports {
+    rtmp: u16,
+    rtmps: u16,
+    rtsp: Option<u16>,
+    rtsps: Option<u16>,
+}
+
 /// A place's legs from its settings: `{entryId}.{p|b}.{host}`, or the primary's host and
 /// ports and the backup's (each defaulting to the primary's).
-fn leg_hosts(
-    subdomains: bool,
-    host: &str,
-    (rtmp_port, rtmps_port): (u16, u16),
-    backup: Option<&LegAddress>,
-) -> LegHosts {
+fn leg_hosts(subdomains: bool, host: &str, ports: Ports, backup: Option<&LegAddress>) -> LegHosts {
     let primary = IngestAddress {
-        host: host.to_owned(),
-        rtmp_port,
-        rtmps_port,
+        rtsp_port: ports.rtsp,
+        rtsps_port: ports.rtsps,
+        ..IngestAddress::rtmp(host, ports.rtmp, ports.rtmps)
     };
     match (subdomains, backup) {
         (true, _) => LegHosts::Subdomains(primary),
         (false, None) => LegHosts::shared(primary),
         (false, Some(b)) => LegHosts::PerLeg {
             backup: IngestAddress {
-                host: b.host.clone(),
-                rtmp_port: b.rtmp_port.unwrap_or(rtmp_port),
-                rtmps_port: b.rtmps_port.unwrap_or(rtmps_port),
+                rtsp_port: b.rtsp_port.or(ports.rtsp),
+                rtsps_port: b.rtsps_port.or(ports.rtsps),
+                ..IngestAddress::rtmp(
+                    &b.host,
+                    b.rtmp_port.unwrap_or(ports.rtmp),
+                    b.rtmps_port.unwrap_or(ports.rtmps),
+                )
             },
             primary,
         },
@@ -976,6 +1030,17 @@ mod tests {
             ("[endpoints]\nrenditions = 0", "endpoints.renditions"),
             ("[endpoints]\nrtmp_port = 0", "endpoints.rtmp_port"),
             ("[endpoints]\nrtmps_port = 0", "endpoints.rtmps_port"),
+            ("[endpoints]\nrtsp_port = 0", "endpoints.rtsp_port"),
+            // RTSPS is listed beside RTSP, not alone.
+            ("[endpoints]\nrtsps_port = 322", "endpoints.rtsps_port"),
+            (
+                "[endpoints.backup]\nhost = \"127.0.0.1\"\nrtsp_port = 2554",
+                "endpoints.rtsp_port",
+            ),
+            (
+                "[[endpoints.regions]]\nregion = \"fra\"\nname = \"EMEA\"\nhost = \"127.0.0.1\"\nrtsps_port = 3322",
+                "endpoints.regions",
+            ),
             ("[endpoints]\nhost = \"pub lish\"", "endpoints.host"),
             // An address has no subdomains.
             ("[endpoints]\nleg_subdomains = true", "endpoints.host"),
@@ -1103,10 +1168,14 @@ mod tests {
             rtmps_port: 1936,
             leg_subdomains: false,
             renditions: 3,
+            rtsp_port: Some(1554),
+            rtsps_port: None,
             backup: Some(LegAddress {
                 host: "127.0.0.1".into(),
                 rtmp_port: Some(2935),
                 rtmps_port: Some(2936),
+                rtsp_port: Some(2554),
+                rtsps_port: None,
             }),
             play_rtmp: None,
             play_http_flv: None,
@@ -1124,7 +1193,8 @@ mod tests {
             host = "127.0.0.1"
             rtmp_port = 1935
             rtmps_port = 1936
-            backup = { host = "127.0.0.1", rtmp_port = 2935, rtmps_port = 2936 }
+            rtsp_port = 1554
+            backup = { host = "127.0.0.1", rtmp_port = 2935, rtmps_port = 2936, rtsp_port = 2554 }
             regions = [
               { region = "fra", name = "EMEA (Frankfurt)", host = "127.0.0.1", rtmp_port = 3935, rtmps_port = 3936 },
               { region = "gru", name = "LATAM (Sao Paulo)", host = "127.0.0.1", rtmp_port = 4935, rtmps_port = 4936 },
@@ -1160,6 +1230,54 @@ mod tests {
             longhaul_endpoint::entry_endpoints("1_abcd1234", "t", &partial.endpoints.hosts(), 1);
         assert_eq!(e.origins.backup_rtmp, "rtmp://[::1]:2935/kLive/?t=t&i=1");
         assert_eq!(e.origins.backup_rtmps, "rtmps://[::1]:1936/kLive/?t=t&i=1");
+        assert!(e.rtsp.is_empty(), "no rtsp_port, no RTSP");
+    }
+
+    #[test]
+    fn rtsp_is_listed_where_its_port_is_set() {
+        let e = |c: &OriginConfig| {
+            longhaul_endpoint::entry_endpoints("1_abcd1234", "t", &c.endpoints.hosts(), 2)
+        };
+        // Off unless set: the shipped default, and regions.
+        let none = config(
+            "[[endpoints.regions]]\nregion = \"fra\"\nname = \"EMEA\"\nhost = \"127.0.0.1\"",
+        );
+        none.validate().expect("valid");
+        assert!(e(&none).rtsp.is_empty() && e(&none).regions[0].rtsp.is_empty());
+
+        // Production's form: leg subdomains, 554 and 322.
+        let prod = config(
+            "[endpoints]\nhost = \"kpublish.example.com\"\nleg_subdomains = true\n\
+             rtsp_port = 554\nrtsps_port = 322",
+        );
+        prod.validate().expect("valid");
+        let rtsp = &e(&prod).rtsp[1];
+        assert_eq!(
+            rtsp.primary_rtsp,
+            "rtsp://1_abcd1234.p.s.kpublish.example.com:554/kLive/1_abcd1234_2?t=t"
+        );
+        assert_eq!(
+            rtsp.backup_rtsps.as_deref(),
+            Some("rtsps://1_abcd1234.b.s.kpublish.example.com:322/kLive/1_abcd1234_2?t=t")
+        );
+
+        // A backup leg left without RTSP ports takes the primary's; a region sets its own.
+        let dev = config(
+            "[endpoints]\nrtsp_port = 1554\n[endpoints.backup]\nhost = \"127.0.0.2\"\n\
+             [[endpoints.regions]]\nregion = \"fra\"\nname = \"EMEA\"\nhost = \"127.0.0.1\"\n\
+             rtmp_port = 3935\nrtsp_port = 3554\nrtsps_port = 3322",
+        );
+        dev.validate().expect("valid");
+        let e = e(&dev);
+        assert_eq!(
+            e.rtsp[0].backup_rtsp,
+            "rtsp://127.0.0.2:1554/kLive/1_abcd1234_1?t=t&i=1"
+        );
+        assert_eq!(e.rtsp[0].primary_rtsps, None);
+        assert_eq!(
+            e.regions[0].rtsp[1].backup_rtsps.as_deref(),
+            Some("rtsps://127.0.0.1:3322/kLive/1_abcd1234_2?t=t&i=1")
+        );
     }
 
     #[test]

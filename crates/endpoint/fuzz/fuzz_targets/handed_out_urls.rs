@@ -2,13 +2,15 @@
 //! drawn from the input, in both URL forms, at the data centres and a region. Every URL
 //! built from hosts that pass `check_host` must resolve back, as ffmpeg would send it
 //! (`app` = the URL's path, tcUrl = `scheme://host:port/app`), to its entry, leg and
-//! token (unless it is longer than resolve_publish takes). Any panic or mismatch is a bug.
+//! token (unless it is longer than resolve_publish takes), and every RTSP URL (offered
+//! when the form byte says so) with resolve_rtsp_publish to its rendition too. Any panic
+//! or mismatch is a bug.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use longhaul_endpoint::{
-    check_host, entry_endpoints, resolve_publish, EndpointHosts, IngestAddress, LegHosts,
-    LegSource, RegionHosts, APPLICATION, MAX_INPUT_LEN,
+    check_host, entry_endpoints, resolve_publish, resolve_rtsp_publish, EndpointHosts,
+    IngestAddress, LegHosts, LegSource, RegionHosts, APPLICATION, MAX_INPUT_LEN,
 };
 
 const ID_CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
@@ -39,10 +41,15 @@ fuzz_target!(|data: &[u8]| {
         suffix.push('a');
     }
     let entry_id = format!("{id_prefix}_{suffix}");
-    let address = |host: &str, port: u8| IngestAddress {
-        host: host.to_owned(),
-        rtmp_port: u16::from(port) + 1,
-        rtmps_port: u16::from(port) + 300,
+    // RTSP (and RTSPS) offered when the form's second bit says so.
+    let rtsp = form & 2 == 2;
+    let address = |host: &str, port: u8| {
+        let a = IngestAddress::rtmp(host, u16::from(port) + 1, u16::from(port) + 300);
+        if rtsp {
+            a.with_rtsp(u16::from(port) + 600, Some(u16::from(port) + 900))
+        } else {
+            a
+        }
     };
     let legs = |a: IngestAddress, b: IngestAddress| {
         if subdomains {
@@ -62,7 +69,9 @@ fuzz_target!(|data: &[u8]| {
             speed_test: None,
         }],
     };
-    assert!(plan.origins.check().is_ok());
+    if plan.origins.check().is_err() || plan.regions[0].legs.check().is_err() {
+        return; // a host too long for `{entryId}.p.s.`, say: refused at configuration
+    }
     let endpoints = entry_endpoints(&entry_id, token, &plan, 1);
     let expected_source = if subdomains {
         LegSource::HostLabel
@@ -83,6 +92,21 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(target.entry_id, entry_id, "{url}");
             assert_eq!((target.leg, target.leg_source), (leg, expected_source), "{url}");
             assert_eq!(target.token.as_deref(), Some(token), "{url}");
+        }
+    }
+    let rtsp_places = std::iter::once(&endpoints.rtsp).chain(endpoints.regions.iter().map(|r| &r.rtsp));
+    for renditions in rtsp_places {
+        assert_eq!(renditions.len(), usize::from(rtsp));
+        for rendition in renditions {
+            for (leg, _, url) in rendition.all() {
+                if url.len() > MAX_INPUT_LEN {
+                    continue;
+                }
+                let target = resolve_rtsp_publish(url, leg.other()).unwrap_or_else(|e| panic!("{url}: {e}"));
+                assert_eq!(target.stream_name, rendition.stream_name, "{url}");
+                assert_eq!((target.leg, target.leg_source), (leg, expected_source), "{url}");
+                assert_eq!(target.token.as_deref(), Some(token), "{url}");
+            }
         }
     }
 });
