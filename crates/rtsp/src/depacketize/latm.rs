@@ -254,10 +254,11 @@ fn stream_mux_config(config: &[u8]) -> Result<(u32, Vec<u8>), String> {
     if object_type != 5 && peek.bits(11) == Some(0x2b7) {
         copy(&mut r, 11, "syncExtensionType")?;
         let extension_type = copy(&mut r, 5, "extensionAudioObjectType")?;
-        if extension_type == 5 && copy(&mut r, 1, "sbrPresentFlag")? == 1 {
-            if copy(&mut r, 4, "extensionSamplingFrequencyIndex")? == 15 {
-                copy(&mut r, 24, "extensionSamplingFrequency")?;
-            }
+        if extension_type == 5
+            && copy(&mut r, 1, "sbrPresentFlag")? == 1
+            && copy(&mut r, 4, "extensionSamplingFrequencyIndex")? == 15
+        {
+            copy(&mut r, 24, "extensionSamplingFrequency")?;
         }
     }
     let frame_length_type = r.bits(3).ok_or("ends before frameLengthType")?;
