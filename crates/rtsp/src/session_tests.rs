@@ -430,10 +430,8 @@ fn setup_urls_as_gstreamer_writes_them() {
     s.accept_announce();
     let _ = output(&mut s);
     // The control appended to the path, the query after it.
-    let setup = format!(
-        "SETUP rtsp://1_abcdefgh.p.s.localhost:1554/kLive/1_abcdefgh_1/streamid=1?t=tok RTSP/1.0\r\n\
-         Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\nCSeq: 2\r\n\r\n"
-    );
+    let setup = "SETUP rtsp://1_abcdefgh.p.s.localhost:1554/kLive/1_abcdefgh_1/streamid=1?t=tok RTSP/1.0\r\n\
+         Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\nCSeq: 2\r\n\r\n";
     s.handle_input(now, setup.as_bytes()).unwrap();
     let out = output(&mut s);
     assert!(out.starts_with("RTSP/1.0 200 OK"), "{out}");
