@@ -243,6 +243,44 @@ pub fn ffmpeg_publish_rtsp(url: &str, transport: &str, seconds: u32, gop: u32) -
         .expect("spawn ffmpeg")
 }
 
+/// Fails loudly when GStreamer's RTSP client sink is missing: `.ci/run` installs it.
+pub fn require_gstreamer() {
+    let ok = Command::new("gst-inspect-1.0")
+        .args(["rtspclientsink"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "GStreamer's rtspclientsink is not installed: run .ci/run, which installs \
+         gstreamer1.0-rtsp and friends from Debian's packages"
+    );
+}
+
+/// GStreamer publishing 320x240 H.264 (x264enc, one keyframe for the whole clip) and
+/// AAC (avenc_aac) to `url` with `rtspclientsink`, RTP over `protocols` (`tcp`,
+/// `udp`), `frames` video frames at 25 fps in real time.
+pub fn gstreamer_publish_rtsp(url: &str, protocols: &str, frames: u32) -> Child {
+    let audio_buffers = frames * 1764 / 1024; // 44.1 kHz, 1024 samples a buffer
+    let pipeline = format!(
+        "videotestsrc num-buffers={frames} is-live=true \
+         ! video/x-raw,width=320,height=240,framerate=25/1 \
+         ! x264enc tune=zerolatency key-int-max=1000 speed-preset=ultrafast ! h264parse \
+         ! queue ! s.sink_0 \
+         audiotestsrc num-buffers={audio_buffers} samplesperbuffer=1024 is-live=true \
+         ! audio/x-raw,rate=44100,channels=1 ! avenc_aac ! aacparse ! queue ! s.sink_1 \
+         rtspclientsink name=s protocols={protocols} location={url}"
+    );
+    Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(pipeline.split_whitespace())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gst-launch-1.0")
+}
+
 /// [`ffmpeg_publish`]'s encode (320x240, 25 fps, a keyframe a second) sent to both
 /// `urls` at once with ffmpeg's `tee` muxer, as an encoder sends a rendition's primary
 /// and backup legs: a leg that fails is dropped (`onfail=ignore`) and the other goes on.

@@ -307,6 +307,11 @@ impl Driver {
             let events = match result {
                 Ok(events) => events,
                 Err(end) => {
+                    if matches!(end, End::PeerClosed) {
+                        // An encoder that hangs up without TEARDOWN: what it sent is
+                        // still the stream's.
+                        self.flush_media(conn);
+                    }
                     // A last answer (a 400 for what did not parse) before closing.
                     if let Some(out) = self.session.take_output() {
                         let _ = tokio::time::timeout(write_timeout, io.write_all(&out)).await;
@@ -407,13 +412,7 @@ impl Driver {
             }
             RtspEvent::Teardown => {
                 self.take_last_datagrams(conn).await;
-                if let Some(media) = &mut self.media {
-                    media.flush(Instant::now(), &mut self.messages);
-                    let now = Instant::now();
-                    for m in self.messages.drain(..) {
-                        conn.on_media(m, now);
-                    }
-                }
+                self.flush_media(conn);
                 conn.on_teardown();
                 None
             }
@@ -433,6 +432,18 @@ impl Driver {
             match next.await {
                 Ok(Some(datagram)) => self.on_datagram(conn, datagram),
                 _ => break,
+            }
+        }
+    }
+
+    /// The publish ends: what the media still holds (reordering, a last picture without
+    /// its marker) goes to the node.
+    fn flush_media<C: RtspConnection>(&mut self, conn: &mut C) {
+        if let Some(media) = &mut self.media {
+            let now = Instant::now();
+            media.flush(now, &mut self.messages);
+            for m in self.messages.drain(..) {
+                conn.on_media(m, now);
             }
         }
     }
@@ -511,8 +522,8 @@ impl Driver {
                 .with_label_values(&[rtsp_outcome::MALFORMED])
                 .inc_by(c.malformed);
             tracks.push(format!(
-                "{codec}: {} packets, {} lost, {} late, {} malformed, jitter {:.1} ms",
-                c.packets, c.lost, c.late, c.malformed, c.jitter_ms
+                "{codec}: {} frames ({} dropped) from {} packets, {} lost, {} late, {} malformed, jitter {:.1} ms",
+                c.frames, c.dropped_frames, c.packets, c.lost, c.late, c.malformed, c.jitter_ms
             ));
         }
         tracing::info!(client = %self.peer, tracks = %tracks.join("; "), "RTSP media ended");

@@ -52,6 +52,11 @@ pub struct TrackCounts {
     pub malformed: u64,
     /// RFC 3550 interarrival jitter, in milliseconds.
     pub jitter_ms: f64,
+    /// Frames the depacketiser dropped: damaged by a loss or a malformed packet, or
+    /// (video) before the decoder configuration or while waiting for a keyframe.
+    pub dropped_frames: u64,
+    /// Frames taken into the stream (decoder configurations included).
+    pub frames: u64,
 }
 
 /// One track of a recording session.
@@ -131,7 +136,10 @@ impl RtpIngest {
     }
 
     pub fn counts(&self, track: usize) -> Option<TrackCounts> {
-        self.tracks.get(track).map(|t| t.counts)
+        self.tracks.get(track).map(|t| TrackCounts {
+            dropped_frames: t.depacketizer.dropped_frames(),
+            ..t.counts
+        })
     }
 
     /// Handles one RTP (`rtcp` false) or RTCP packet of `track` that arrived `now`,
@@ -199,6 +207,12 @@ impl RtpIngest {
     /// is missing will not come.
     pub fn flush(&mut self, now: Instant, out: &mut Vec<RtmpMessage>) {
         self.poll(now + REORDER_WAIT, out);
+        for track in 0..self.tracks.len() {
+            let mut frames = std::mem::take(&mut self.frames);
+            self.tracks[track].depacketizer.flush(&mut frames);
+            self.emit(now, track, &mut frames, out);
+            self.frames = frames;
+        }
     }
 
     /// When [`RtpIngest::poll`] is due: the oldest held packet's deadline.
@@ -257,9 +271,22 @@ impl RtpIngest {
                 t.counts.malformed += 1;
             }
         }
+        self.emit(now, track, &mut frames, out);
+        self.frames = frames;
+    }
+
+    /// The depacketiser's frames as messages on the timeline.
+    fn emit(
+        &mut self,
+        now: Instant,
+        track: usize,
+        frames: &mut Vec<TrackFrame>,
+        out: &mut Vec<RtmpMessage>,
+    ) {
         for frame in frames.drain(..) {
             let timestamp = self.timeline_ms(now, track, frame.rtp_timestamp);
-            let t = &self.tracks[track];
+            let t = &mut self.tracks[track];
+            t.counts.frames += 1;
             out.push(RtmpMessage {
                 timestamp,
                 type_id: t.type_id,
@@ -267,7 +294,6 @@ impl RtpIngest {
                 payload: frame.body,
             });
         }
-        self.frames = frames;
     }
 
     /// The timeline time of `rtp_timestamp` on `track`, anchoring the track at its first

@@ -112,6 +112,13 @@ impl H264Depacketizer {
         self.assembler.lost();
     }
 
+    /// The stream ended: the access unit in progress, if whole.
+    pub(super) fn flush(&mut self, out: &mut Vec<TrackFrame>) {
+        if let Some(access_unit) = self.assembler.flush() {
+            self.emit(access_unit, out);
+        }
+    }
+
     pub(super) fn dropped_frames(&self) -> u64 {
         self.assembler.dropped_frames
     }

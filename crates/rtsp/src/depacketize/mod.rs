@@ -179,6 +179,18 @@ impl Track {
         }
     }
 
+    /// The stream ended: appends a frame still being assembled, if it is whole (a
+    /// sender that does not mark the last packet of a picture ends it only with the
+    /// next one's timestamp, which will not come).
+    pub fn flush(&mut self, out: &mut Vec<TrackFrame>) {
+        match &mut self.codec {
+            Codec::H264(d) => d.flush(out),
+            Codec::H265(d) => d.flush(out),
+            // Audio frames end with their packets (or are fragments, incomplete).
+            Codec::Aac(_) | Codec::Latm(_) | Codec::Opus(_) => {}
+        }
+    }
+
     /// Frames dropped so far, whole or partial: damaged by a loss or a malformed
     /// packet, or (video) arriving before the decoder configuration or while waiting for
     /// a keyframe.

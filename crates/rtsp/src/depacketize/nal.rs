@@ -91,6 +91,12 @@ impl Assembler {
         true
     }
 
+    /// The stream ended: the access unit in progress, whole, if a sender did not mark
+    /// its last packet (nothing else would end it).
+    pub(super) fn flush(&mut self) -> Option<AccessUnit> {
+        self.finish()
+    }
+
     /// Ends `packet`: the access unit, if its marker bit ended one.
     pub(super) fn end_packet(&mut self, packet: &RtpPacket) -> Option<AccessUnit> {
         if packet.marker {
