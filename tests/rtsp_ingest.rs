@@ -253,3 +253,40 @@ async fn gstreamer_publishes_over_rtsp_and_plays_over_rtmp() {
         );
     }
 }
+
+/// RTSPS: RTSP over TLS with the RTMPS certificate, RTP interleaved inside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_publishes_over_rtsps() {
+    require_ffmpeg();
+    let origin = start_origin("[rtsp]\ntls_listen = \"127.0.0.1:0\"\n").await;
+    let entry = origin.create_entry().await;
+    let name = format!("{}_1", entry.id);
+    let url = format!("{}/kLive/{name}?t={}", origin.rtsps(), entry.token);
+    let publisher = ffmpeg_publish_rtsp(&url, "tcp", CLIP_SECONDS, 1000);
+    origin.wait_live(&name).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rtmp.flv");
+    let player = ffmpeg_record(&format!("{}/kLive/{name}", origin.rtmp()), &file);
+    let out = wait_child(publisher).await;
+    assert!(
+        out.status.success(),
+        "RTSPS publisher failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = wait_child(player).await;
+    assert!(
+        out.status.success(),
+        "player: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(probe(&file).video_frames, CLIP_FRAMES);
+    let m = origin.metrics();
+    assert!(
+        metric(
+            &m,
+            "longhaul_bytes_received_total",
+            &[("transport", "rtsps")]
+        ) > 10_000.0,
+        "{m}"
+    );
+}

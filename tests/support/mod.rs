@@ -48,6 +48,13 @@ impl TestOrigin {
     pub fn http(&self) -> String {
         format!("http://{}", self.origin.http_addr)
     }
+    /// `rtsps://ADDR` of the origin's RTSPS listener (`[rtsp] tls_listen`).
+    pub fn rtsps(&self) -> String {
+        format!(
+            "rtsps://{}",
+            self.origin.rtsps_addr.expect("rtsps configured")
+        )
+    }
     /// `rtsp://ADDR` of the origin's RTSP listener (start it with [`RTSP_ON`]).
     pub fn rtsp(&self) -> String {
         format!("rtsp://{}", self.origin.rtsp_addr.expect("rtsp configured"))
