@@ -2,11 +2,17 @@
 //!
 //! **RTSP**: an `RtspSession` taken through OPTIONS, ANNOUNCE, SETUP (TCP interleaved,
 //! both tracks) and RECORD with real request bytes, then a long run of `$`-interleaved
-//! RTP: ffmpeg's H.264 and AAC captures (`tests/fixtures/h264-inband.rtp`, `aac.rtp`,
-//! their sender reports first, as ffmpeg sends them) repeated with sequence numbers and
-//! timestamps advanced, so the depacketisers see one continuous stream. The wire is fed
-//! through `read_buffer`/`handle_read` as a driver does, each packet event to
-//! `RtpIngest::push`, out come `RtmpMessage`s (FLV tag bodies).
+//! RTP of an H.264 and AAC stream, repeated with sequence numbers and timestamps
+//! advanced, so the depacketisers see one continuous stream. Two streams, one after the
+//! other (`LONGHAUL_BENCH_MEDIA=captured` or `synthetic` runs one):
+//! - *captured*: ffmpeg's captures (`tests/fixtures/h264-inband.rtp`, `aac.rtp`, their
+//!   sender reports first, as ffmpeg sends them): 145 kbit/s, small frames;
+//! - *synthetic*: the capacity benchmark's 600 kbit/s stream (issue 17's unit: 536
+//!   kbit/s of H.264 at 25 fps, 64 kbit/s of AAC) packetised here as ffmpeg's muxer
+//!   does (single NAL units or FU-A up to 1,460 bytes; 6 AUs per AAC-hbr packet).
+//!
+//! The wire is fed through `read_buffer`/`handle_read` as a driver does, each packet
+//! event to `RtpIngest::push`; out come `RtmpMessage`s (FLV tag bodies).
 //!
 //! **RTMP**: the messages that RTSP run produced, chunked by `ChunkEncoder` at chunk size
 //! 4096 (audio on chunk stream 4, video on 6, as encoders do), fed the same way to a
@@ -168,6 +174,140 @@ fn audio_track() -> Track {
     }
 }
 
+/// A synthetic RTP packet: version 2, no CSRC, no extension.
+fn rtp(payload_type: u8, sequence: u16, timestamp: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x80, payload_type | if marker { 0x80 } else { 0 }];
+    p.extend_from_slice(&sequence.to_be_bytes());
+    p.extend_from_slice(&timestamp.to_be_bytes());
+    p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+/// Bytes standing in for coded data (never zero, so no start codes).
+fn filler(len: usize, seed: &mut u32) -> impl Iterator<Item = u8> + '_ {
+    (0..len).map(move |_| {
+        *seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        (*seed >> 24) as u8 | 1
+    })
+}
+
+/// Most RTP payload per packet, as ffmpeg's muxer: 1,472-byte packets less the header.
+const MAX_RTP_PAYLOAD: usize = 1460;
+
+/// One GOP of the issue-17 stream's video packetised as ffmpeg does (RFC 6184 mode 1):
+/// 50 frames at 25 fps (2 s), 536 kbit/s on average with the IDR 5 times a P frame;
+/// a NAL unit that fits is a single NAL unit packet, else FU-A fragments.
+fn synthetic_video() -> Track {
+    const FRAMES: u32 = 50;
+    const TICKS_PER_FRAME: u32 = 90_000 / 25;
+    let total = 536_000 / 8 * 2;
+    let p_size = total / (FRAMES as usize + 4);
+    let idr_size = total - p_size * (FRAMES as usize - 1);
+    let mut seed = 1;
+    let mut packets = Vec::new();
+    let mut seq = 0u16;
+    for frame in 0..FRAMES {
+        let (nal_type, size) = if frame == 0 {
+            (5u8, idr_size)
+        } else {
+            (1, p_size)
+        };
+        let mut nal = vec![0x60 | nal_type];
+        nal.extend(filler(size - 1, &mut seed));
+        let ts = frame * TICKS_PER_FRAME;
+        if nal.len() <= MAX_RTP_PAYLOAD {
+            packets.push(rtp(96, seq, ts, true, &nal));
+            seq = seq.wrapping_add(1);
+            continue;
+        }
+        let pieces: Vec<&[u8]> = nal[1..].chunks(MAX_RTP_PAYLOAD - 2).collect();
+        for (i, piece) in pieces.iter().enumerate() {
+            let last = i + 1 == pieces.len();
+            let header = nal_type | if i == 0 { 0x80 } else { 0 } | if last { 0x40 } else { 0 };
+            let mut payload = vec![(nal[0] & 0xe0) | 28, header];
+            payload.extend_from_slice(piece);
+            packets.push(rtp(96, seq, ts, last, &payload));
+            seq = seq.wrapping_add(1);
+        }
+    }
+    Track {
+        channel: 0,
+        clock: 90_000,
+        payload_type: 96,
+        period: FRAMES * TICKS_PER_FRAME,
+        packets,
+    }
+}
+
+/// The issue-17 stream's audio: 64 kbit/s AAC-LC at 48 kHz (171-byte AUs), AAC-hbr with
+/// 6 AUs a packet as ffmpeg aggregates them (its captures: 6 or 7).
+fn synthetic_audio() -> Track {
+    const PACKETS: u32 = 8;
+    const AUS: u32 = 6;
+    const AU_SIZE: u16 = 171;
+    let mut seed = 2;
+    let mut packets = Vec::new();
+    for i in 0..PACKETS {
+        let mut payload = (16 * AUS as u16).to_be_bytes().to_vec();
+        for _ in 0..AUS {
+            payload.extend_from_slice(&(AU_SIZE << 3).to_be_bytes());
+        }
+        payload.extend(filler(usize::from(AU_SIZE) * AUS as usize, &mut seed));
+        packets.push(rtp(97, i as u16, i * AUS * 1024, true, &payload));
+    }
+    Track {
+        channel: 2,
+        clock: 48_000,
+        payload_type: 97,
+        period: PACKETS * AUS * 1024,
+        packets,
+    }
+}
+
+/// A stream to take in: the ANNOUNCE's SDP, its tracks, and the sender reports sent first.
+struct Media {
+    what: &'static str,
+    sdp: String,
+    video: Track,
+    audio: Track,
+    reports: Vec<(u8, Vec<u8>)>,
+}
+
+/// ffmpeg's captures (tests/fixtures): H.264 320x240 at 25 fps, AAC 48 kHz mono.
+fn captured() -> Media {
+    let mut reports = Vec::new();
+    for (name, channel) in [("h264-inband.rtcp", 1), ("aac.rtcp", 3)] {
+        reports.extend(datagrams(name).into_iter().map(|r| (channel, r)));
+    }
+    Media {
+        what: "ffmpeg's captures (tests/fixtures/h264-inband, aac: H.264 320x240 at 25 fps, SPS/PPS in band, AAC 48 kHz mono)",
+        sdp: sdp(),
+        video: video_track(),
+        audio: audio_track(),
+        reports,
+    }
+}
+
+/// The issue-17 unit, packetised here: 536 kbit/s of H.264 at 25 fps (2 s GOP) and
+/// 64 kbit/s of AAC; SPS/PPS in the SDP.
+fn synthetic() -> Media {
+    let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=No Name\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+        m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+        a=fmtp:96 packetization-mode=1; sprop-parameter-sets=Z2QADKzZQUH7ARAAAAMAEAAAAwMg8UKZYA==,aOvjyyLA; profile-level-id=64000C\r\n\
+        a=control:streamid=0\r\n\
+        m=audio 0 RTP/AVP 97\r\na=rtpmap:97 MPEG4-GENERIC/48000/1\r\n\
+        a=fmtp:97 profile-level-id=1;mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3; config=118856E500\r\n\
+        a=control:streamid=1\r\n";
+    Media {
+        what: "synthetic 600 kbit/s (the capacity benchmark's stream: 536 kbit/s H.264 at 25 fps, 2 s GOP, FU-A; 64 kbit/s AAC, 6 AUs a packet)",
+        sdp: sdp.into(),
+        video: synthetic_video(),
+        audio: synthetic_audio(),
+        reports: Vec::new(),
+    }
+}
+
 /// The ANNOUNCE's SDP: the two captures' media, with controls (audio on payload type 97).
 fn sdp() -> String {
     let media = |name: &str, pt: u8, control: u8| -> String {
@@ -222,11 +362,10 @@ impl Wire {
     }
 }
 
-/// The RTSP wire: each track's sender report, then both tracks' RTP in media-time order.
-fn rtsp_wire(media_secs: f64) -> Wire {
-    let (video, audio) = (video_track(), audio_track());
+/// The RTSP wire: the sender reports, then both tracks' RTP in media-time order.
+fn rtsp_wire(media: &Media, media_secs: f64) -> Wire {
     let mut packets: Vec<(f64, u8, Vec<u8>)> = Vec::new();
-    for track in [&video, &audio] {
+    for track in [&media.video, &media.audio] {
         packets.extend(
             track
                 .repeated(media_secs)
@@ -236,10 +375,8 @@ fn rtsp_wire(media_secs: f64) -> Wire {
     }
     packets.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut wire = Vec::new();
-    for (name, channel) in [("h264-inband.rtcp", 1), ("aac.rtcp", 3)] {
-        for report in datagrams(name) {
-            interleave(&mut wire, channel, &report);
-        }
+    for (channel, report) in &media.reports {
+        interleave(&mut wire, *channel, report);
     }
     let mut marks = Vec::with_capacity(packets.len());
     for (at, channel, p) in &packets {
@@ -511,14 +648,15 @@ impl Figures {
     }
 }
 
-fn main() {
+/// Both paths on `media`, alternating; prints the rounds and the medians.
+fn bench(media: &Media) {
     let read = read_size();
-    let sdp = sdp();
-    let rtsp = rtsp_wire(PASS_MEDIA_SECS);
+    let sdp = &media.sdp;
+    let rtsp = rtsp_wire(media, PASS_MEDIA_SECS);
 
     // The reference pass: what RTSP ingest makes of the stream, which RTMP then carries.
     let mut messages = Vec::new();
-    let (_, tally) = rtsp_pass(&rtsp, &sdp, Some(&mut messages));
+    let (_, tally) = rtsp_pass(&rtsp, sdp, Some(&mut messages));
     let media_secs = f64::from(messages.last().expect("messages").timestamp) / 1000.0;
     let rtmp = rtmp_wire(&messages);
     drop(messages);
@@ -531,8 +669,9 @@ fn main() {
 
     let kbit = tally.payload_bytes as f64 * 8.0 / media_secs / 1000.0;
     println!(
-        "media: ffmpeg's H.264 (320x240, 25 fps) and AAC (48 kHz mono) captures repeated for {media_secs:.0} s: \
+        "media: {}, repeated for {media_secs:.0} s: \
          {} messages ({} video, {} audio), {:.1} MB of FLV tag bodies ({kbit:.0} kbit/s, {:.1} messages/s)",
+        media.what,
         tally.messages,
         tally.video,
         tally.audio,
@@ -546,7 +685,7 @@ fn main() {
     );
 
     // Calibrated on warm passes (the first ones paid for page faults).
-    let rtsp_passes = passes_for(rtsp_pass(&rtsp, &sdp, None).0);
+    let rtsp_passes = passes_for(rtsp_pass(&rtsp, sdp, None).0);
     let rtmp_passes = passes_for(rtmp_pass(&rtmp).0);
     println!("{ROUNDS} rounds per path, alternating; a round is {rtsp_passes} RTSP or {rtmp_passes} RTMP passes (one core)");
     let mut rtsp_fig = Figures::new();
@@ -556,7 +695,7 @@ fn main() {
         let run_rtsp = || {
             let mut time = Duration::ZERO;
             for _ in 0..rtsp_passes {
-                let (t, got) = rtsp_pass(&rtsp, &sdp, None);
+                let (t, got) = rtsp_pass(&rtsp, sdp, None);
                 assert_eq!(got, tally);
                 time += t;
             }
@@ -618,4 +757,17 @@ fn main() {
         "RTSP/RTMP CPU per message (and per byte): median {ratio:.2}x ({lo:.2}-{hi:.2}); RTSP throughput {:.2}x RTMP's",
         1.0 / ratio
     );
+}
+
+fn main() {
+    let only = std::env::var("LONGHAUL_BENCH_MEDIA").unwrap_or_default();
+    for (name, media) in [
+        ("captured", captured as fn() -> Media),
+        ("synthetic", synthetic),
+    ] {
+        if only.is_empty() || only == name {
+            bench(&media());
+            println!();
+        }
+    }
 }
