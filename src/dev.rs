@@ -417,7 +417,7 @@ impl NodeListeners {
 /// the first origin (nyc) and leg b at the other (pao), over RTMP, RTMPS and RTSP (the
 /// origins' `rtsp` ports; no RTSPS in dev), then each edge as its region's endpoint (both
 /// legs at the edge, told apart by `i=0|1`; the edge relays leg p to its primary origin
-/// and leg b to the other; RTMP only, as edges take no RTSP yet).
+/// and leg b to the other), over RTMP, RTMPS and RTSP.
 fn dev_endpoints(cluster: &DevCluster) -> anyhow::Result<EndpointsSection> {
     let mut origins = cluster.origins.values();
     let primary = origins.next().context("config/dev.toml names no origin")?;
@@ -446,7 +446,7 @@ fn dev_endpoints(cluster: &DevCluster) -> anyhow::Result<EndpointsSection> {
                 host: e.rtmp.ip().to_string(),
                 rtmp_port: e.rtmp.port(),
                 rtmps_port: e.rtmps.port(),
-                rtsp_port: None,
+                rtsp_port: Some(e.rtsp.port()),
                 rtsps_port: None,
                 backup: None,
                 speed_test: Some(speed_test_url(e.http)),
