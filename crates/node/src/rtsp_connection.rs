@@ -492,12 +492,19 @@ impl Driver {
         Ok(())
     }
 
+    /// Counts the requests answered, and logs the refused ones with the client and why.
     fn count_answers(&mut self) {
-        for (method, status) in self.session.take_answers() {
+        for answer in self.session.take_answers() {
+            let status = answer.status.to_string();
             self.series
                 .rtsp_requests
-                .with_label_values(&[method, &status.to_string()])
+                .with_label_values(&[answer.method, &status])
                 .inc();
+            if answer.status >= 400 {
+                tracing::warn!(client = %self.peer, transport = self.transport.as_str(),
+                    method = answer.method, status = answer.status,
+                    "RTSP request refused: {}", answer.reason);
+            }
         }
     }
 

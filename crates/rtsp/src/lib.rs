@@ -33,4 +33,6 @@ pub mod session;
 pub use ingest::{RtpIngest, TrackCounts};
 pub use rtsp_types::StatusCode;
 pub use sdp::{announced_tracks, AnnouncedTrack, SdpError};
-pub use session::{RtspEvent, RtspSession, SessionConfig, SessionError, TrackTransport, UdpPorts};
+pub use session::{
+    Answer, RtspEvent, RtspSession, SessionConfig, SessionError, TrackTransport, UdpPorts,
+};

@@ -133,6 +133,17 @@ pub enum SessionError {
     BadRequest(String),
 }
 
+/// A request the session answered, for the driver's metrics and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// The method (upper case; `OTHER` for one we do not know, `UNPARSED` for bytes
+    /// that were no request).
+    pub method: &'static str,
+    pub status: u16,
+    /// The status line's reason: for an error, what was wrong.
+    pub reason: String,
+}
+
 /// Counts of what the session took and what it let go, for the driver's metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SessionCounts {
@@ -189,7 +200,7 @@ pub struct RtspSession {
     dropped_reported: u64,
     /// The method of the request being answered, for [`RtspSession::take_answers`].
     answering: &'static str,
-    answers: Vec<(&'static str, u16)>,
+    answers: Vec<Answer>,
 }
 
 impl RtspSession {
@@ -292,7 +303,7 @@ impl RtspSession {
 
     /// The requests answered since the last call: method (upper case, `OTHER` for one
     /// we do not know, `UNPARSED` for bytes that were no request) and status code.
-    pub fn take_answers(&mut self) -> Vec<(&'static str, u16)> {
+    pub fn take_answers(&mut self) -> Vec<Answer> {
         std::mem::take(&mut self.answers)
     }
 
@@ -819,13 +830,17 @@ impl RtspSession {
         body: &[u8],
     ) {
         let code = u16::from(status);
-        self.answers.push((self.answering, code));
         // RFC 2326 7.1.1 spells it "OK"; rtsp-types' Display says "Ok".
         let phrase = match (phrase, status) {
             (Some(p), _) => p.to_owned(),
             (None, StatusCode::Ok) => "OK".to_owned(),
             (None, other) => other.to_string(),
         };
+        self.answers.push(Answer {
+            method: self.answering,
+            status: code,
+            reason: phrase.clone(),
+        });
         let mut head = String::with_capacity(128);
         let _ = write!(
             head,

@@ -23,9 +23,18 @@ const SDP_HEVC_OPUS: &str = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=fuzz\r\nt=0 0\
 m=video 0 RTP/AVP 96\r\na=rtpmap:96 H265/90000\r\na=control:streamid=0\r\n\
 m=audio 0 RTP/AVP 97\r\na=rtpmap:97 opus/48000/2\r\na=control:streamid=1\r\n";
 
+const SDP_LATM: &str = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=fuzz\r\nt=0 0\r\n\
+m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:stream=0\r\n\
+m=audio 0 RTP/AVP 97\r\na=rtpmap:97 MP4A-LATM/44100\r\n\
+a=fmtp:97 cpresent=0;config=40002410adca00\r\na=control:stream=1\r\n";
+
 fuzz_target!(|data: &[u8]| {
     let Some((&first, mut rest)) = data.split_first() else { return };
-    let sdp = if first & 1 == 0 { SDP } else { SDP_HEVC_OPUS };
+    let sdp = match first % 3 {
+        0 => SDP,
+        1 => SDP_HEVC_OPUS,
+        _ => SDP_LATM,
+    };
     let Ok(tracks) = announced_tracks(sdp.as_bytes()) else { return };
     let Ok(mut ingest) = RtpIngest::new(&tracks) else { return };
     let mut now = Instant::now();
@@ -40,6 +49,9 @@ fuzz_target!(|data: &[u8]| {
         now += Duration::from_millis(u64::from((head >> 1) & 0x3f) * 5);
         ingest.push(now, usize::from(head & 1), head & 0x80 != 0, packet, &mut out);
         ingest.poll(now, &mut out);
+        if head == 0xff {
+            ingest.flush(now, &mut out);
+        }
         for m in out.drain(..) {
             assert!(m.payload.len() <= MAX_FRAME_BYTES + 64, "a message of {} bytes", m.payload.len());
         }
