@@ -436,7 +436,7 @@ fn rtsp_recording(sdp: &str, now: Instant) -> (RtspSession, RtpIngest) {
     s.accept_record();
     assert!(s.is_recording());
     let answers = s.take_answers();
-    assert!(answers.iter().all(|(_, code)| *code == 200), "{answers:?}");
+    assert!(answers.iter().all(|a| a.status == 200), "{answers:?}");
     s.take_output();
     (s, ingest)
 }
