@@ -591,7 +591,7 @@ impl Connection {
                 let (description, why) = match &error {
                     TunnelError::Timeout { after, .. } => (
                         format!(
-                            "publish refused: the origin {origin} did not answer edge {node}                              within {} s; try again",
+                            "publish refused: the origin {origin} did not answer edge {node} within {} s; try again",
                             after.as_secs_f64()
                         ),
                         outcome::ORIGIN_TIMEOUT,

@@ -165,8 +165,11 @@ pub fn resolve_publish(
 /// same ones. `None` for a URL with no `scheme://` or no path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RtspPublishParts {
+    /// The path before the stream name (`kLive`).
     pub app: String,
+    /// `scheme://authority/app`: its host carries the leg label.
     pub tc_url: String,
+    /// The last path segment with the URL's query (`{entryId}_{n}?t={token}`).
     pub name: String,
 }
 

@@ -747,7 +747,7 @@ impl EndpointsSection {
         if self.leg_subdomains && self.backup.is_some() {
             return Err(invalid(
                 "endpoints.backup",
-                "with leg_subdomains, DNS routes {entryId}.b.{host} to the backup data centre;                  set leg_subdomains = false to give the backup leg its own host"
+                "with leg_subdomains, DNS routes {entryId}.b.{host} to the backup data centre; set leg_subdomains = false to give the backup leg its own host"
                     .into(),
             ));
         }
@@ -782,7 +782,7 @@ impl EndpointsSection {
             }
             if self.leg_subdomains && region.backup.is_some() {
                 return Err(named(
-                    "has a backup host, but with leg_subdomains DNS routes {entryId}.b.{host};                      set leg_subdomains = false to give legs their own hosts"
+                    "has a backup host, but with leg_subdomains DNS routes {entryId}.b.{host}; set leg_subdomains = false to give legs their own hosts"
                         .into(),
                 ));
             }
