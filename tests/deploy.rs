@@ -922,7 +922,8 @@ fn the_containerfile_builds_and_runs_the_binary_with_the_shipped_config() {
     let entrypoint: Vec<String> =
         serde_json::from_str(entrypoint).expect("ENTRYPOINT in exec form");
     assert_eq!(entrypoint, [installed]);
-    // Its ports are the shipped config's: base.toml's listeners and origin.toml's tunnel.
+    // Its ports are the shipped config's: base.toml's listeners (RTSP's UDP, RTP and the
+    // RTCP port after it) and origin.toml's tunnel.
     let port = |file: &str, keys: &[&str]| -> u16 {
         let table: toml::Table = read(file).parse().expect("TOML");
         let mut value = &toml::Value::Table(table.clone());
@@ -939,6 +940,13 @@ fn the_containerfile_builds_and_runs_the_binary_with_the_shipped_config() {
     let want: BTreeSet<String> = [
         format!("{}/tcp", port("config/base.toml", &["rtmp", "listen"])),
         format!("{}/tcp", port("config/base.toml", &["rtmps", "listen"])),
+        format!("{}/tcp", port("config/base.toml", &["rtsp", "listen"])),
+        format!("{}/tcp", port("config/base.toml", &["rtsp", "tls_listen"])),
+        format!("{}/udp", port("config/base.toml", &["rtsp", "udp_listen"])),
+        format!(
+            "{}/udp",
+            port("config/base.toml", &["rtsp", "udp_listen"]) + 1
+        ),
         format!("{}/tcp", port("config/base.toml", &["http", "listen"])),
         format!("{}/udp", port("config/origin.toml", &["tunnel", "listen"])),
     ]
