@@ -166,7 +166,8 @@ impl Workload<'_> {
 
 /// What the checks need of a node's loaded config, origin or edge alike.
 struct NodeView {
-    /// Listeners by the name their container port must have: rtmp, rtmps, http, tunnel.
+    /// Listeners by the name their container port must have: rtmp, rtmps, rtsp, rtsps,
+    /// rtp and rtcp (UDP), http, tunnel (UDP).
     listens: Vec<(&'static str, SocketAddr, &'static str)>,
     /// Files the node reads, by their key.
     files: Vec<(&'static str, PathBuf)>,
@@ -180,11 +181,29 @@ struct NodeView {
     readiness: &'static str,
 }
 
+/// `[rtsp]`'s listeners, by the names their container ports must have: RTSP and RTSPS
+/// over TCP, and with UDP transport on, RTP on `udp_listen` and RTCP on the port after it
+/// (`longhaul_node::rtsp_udp`). Kubernetes' port names are 15 characters at most.
+fn rtsp_listens(
+    rtsp: &longhaul_node::config::RtspSection,
+) -> Vec<(&'static str, SocketAddr, &'static str)> {
+    let mut listens = Vec::new();
+    listens.extend(rtsp.listen.map(|a| ("rtsp", a, "TCP")));
+    listens.extend(rtsp.tls_listen.map(|a| ("rtsps", a, "TCP")));
+    if let Some(rtp) = rtsp.udp_listen {
+        let rtcp = SocketAddr::new(rtp.ip(), rtp.port().wrapping_add(1));
+        listens.push(("rtp", rtp, "UDP"));
+        listens.push(("rtcp", rtcp, "UDP"));
+    }
+    listens
+}
+
 fn origin_view(config: &longhaul_origin::Config) -> NodeView {
     let mut listens = vec![("rtmp", config.rtmp.listen, "TCP")];
     if let Some(rtmps) = config.rtmps.listen {
         listens.push(("rtmps", rtmps, "TCP"));
     }
+    listens.extend(rtsp_listens(&config.rtsp));
     listens.push(("http", config.http.server.listen, "TCP"));
     let mut files = Vec::new();
     files.extend(config.rtmps.cert.clone().map(|f| ("rtmps.cert", f)));
@@ -227,6 +246,7 @@ fn edge_view(config: &longhaul_edge::EdgeConfig) -> NodeView {
     if let Some(rtmps) = config.rtmps.listen {
         listens.push(("rtmps", rtmps, "TCP"));
     }
+    listens.extend(rtsp_listens(&config.rtsp));
     listens.push(("http", config.http.listen, "TCP"));
     let mut files = Vec::new();
     files.extend(config.rtmps.cert.clone().map(|f| ("rtmps.cert", f)));
@@ -607,13 +627,22 @@ fn services_reach_the_named_ports_of_the_pods_they_select() {
                 let target = text(&port["targetPort"], "a targetPort (by name)");
                 let protocol = port["protocol"].as_str().unwrap_or("TCP");
                 for w in &selected {
-                    let (_, container_protocol) = w.port(target).unwrap_or_else(|| {
+                    let (number, container_protocol) = w.port(target).unwrap_or_else(|| {
                         panic!("{what}: {} has no container port {target}", w.what())
                     });
                     assert_eq!(
                         protocol, container_protocol,
                         "{what}: port {target}'s protocol"
                     );
+                    if matches!(target, "rtp" | "rtcp") {
+                        // A SETUP over UDP answers server_port with the node's own RTP
+                        // and RTCP ports: the encoder sends to those numbers.
+                        assert_eq!(
+                            port["port"].as_u64(),
+                            Some(u64::from(number)),
+                            "{what}: {target} must be published as the pod's port {number}"
+                        );
+                    }
                     exposed
                         .entry(w.name.clone())
                         .or_default()
@@ -630,12 +659,18 @@ fn services_reach_the_named_ports_of_the_pods_they_select() {
             }
         }
         for w in workloads.iter().filter(|w| w.file == file) {
-            let needed: &[&str] = match w.role {
-                Role::Origin => &["rtmp", "rtmps", "http", "tunnel"],
-                Role::Edge => &["rtmp", "rtmps"],
+            let mut needed: Vec<&str> = match w.role {
+                Role::Origin => vec!["rtmp", "rtmps", "http", "tunnel"],
+                Role::Edge => vec!["rtmp", "rtmps"],
             };
+            // RTSP where the node listens for it: both roles take publishes.
+            needed.extend(
+                (w.node.listens.iter())
+                    .map(|(n, _, _)| *n)
+                    .filter(|n| matches!(*n, "rtsp" | "rtsps" | "rtp" | "rtcp")),
+            );
             let have = exposed.get(&w.name).cloned().unwrap_or_default();
-            for port in needed {
+            for port in &needed {
                 assert!(
                     have.contains(*port),
                     "{}: no Service exposes {port}",
@@ -922,7 +957,8 @@ fn the_containerfile_builds_and_runs_the_binary_with_the_shipped_config() {
     let entrypoint: Vec<String> =
         serde_json::from_str(entrypoint).expect("ENTRYPOINT in exec form");
     assert_eq!(entrypoint, [installed]);
-    // Its ports are the shipped config's: base.toml's listeners and origin.toml's tunnel.
+    // Its ports are the shipped config's: base.toml's listeners (RTSP's UDP, RTP and the
+    // RTCP port after it) and origin.toml's tunnel.
     let port = |file: &str, keys: &[&str]| -> u16 {
         let table: toml::Table = read(file).parse().expect("TOML");
         let mut value = &toml::Value::Table(table.clone());
@@ -939,6 +975,13 @@ fn the_containerfile_builds_and_runs_the_binary_with_the_shipped_config() {
     let want: BTreeSet<String> = [
         format!("{}/tcp", port("config/base.toml", &["rtmp", "listen"])),
         format!("{}/tcp", port("config/base.toml", &["rtmps", "listen"])),
+        format!("{}/tcp", port("config/base.toml", &["rtsp", "listen"])),
+        format!("{}/tcp", port("config/base.toml", &["rtsp", "tls_listen"])),
+        format!("{}/udp", port("config/base.toml", &["rtsp", "udp_listen"])),
+        format!(
+            "{}/udp",
+            port("config/base.toml", &["rtsp", "udp_listen"]) + 1
+        ),
         format!("{}/tcp", port("config/base.toml", &["http", "listen"])),
         format!("{}/udp", port("config/origin.toml", &["tunnel", "listen"])),
     ]
