@@ -205,55 +205,6 @@ async fn an_rtsp_publish_at_an_edge_is_relayed_to_the_origin() {
     cluster.stop().await;
 }
 
-/// GStreamer's `rtspclientsink` (AAC in LATM, SETUP URLs of its own form), over TCP
-/// and UDP. Its live x264enc sends two IDR pictures first (the origin's log showed NAL
-/// types [6, 5, 5] at 40 and 80 ms, 2026-12-05), so a player joining after them starts
-/// at the second: it gets 74 of the 75 frames, the first being the only one before.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gstreamer_publishes_over_rtsp_and_plays_over_rtmp() {
-    require_ffmpeg();
-    require_gstreamer();
-    let origin = start_origin(RTSP_ON).await;
-    for protocols in ["tcp", "udp"] {
-        let entry = origin.create_entry().await;
-        let name = format!("{}_1", entry.id);
-        let url = format!("{}/kLive/{name}?t={}", origin.rtsp(), entry.token);
-        let publisher = gstreamer_publish_rtsp(&url, protocols, CLIP_FRAMES as u32);
-        origin.wait_live(&name).await;
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("rtmp.flv");
-        let player = ffmpeg_record(&format!("{}/kLive/{name}", origin.rtmp()), &file);
-        let out = wait_child(publisher).await;
-        assert!(
-            out.status.success(),
-            "GStreamer over {protocols} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let out = wait_child(player).await;
-        assert!(
-            out.status.success(),
-            "player: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let p = probe(&file);
-        assert_eq!(
-            (
-                p.video_codec.as_str(),
-                p.width,
-                p.height,
-                p.audio_codec.as_str()
-            ),
-            ("h264", 320, 240, "aac"),
-            "over {protocols}"
-        );
-        assert!(
-            (CLIP_FRAMES - 1..=CLIP_FRAMES).contains(&p.video_frames),
-            "over {protocols}: {} of {CLIP_FRAMES} frames",
-            p.video_frames
-        );
-    }
-}
-
 /// RTSPS: RTSP over TLS with the RTMPS certificate, RTP interleaved inside it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_publishes_over_rtsps() {

@@ -282,6 +282,8 @@ pub fn gstreamer_publish_rtsp(url: &str, protocols: &str, frames: u32) -> Child 
     Command::new("gst-launch-1.0")
         .arg("-q")
         .args(pipeline.split_whitespace())
+        // Warnings and errors to stderr, which a failed or hung run prints.
+        .env("GST_DEBUG", "*:2")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
