@@ -19,10 +19,21 @@
 //!
 //! ## Layout
 //!
+//! - [`session`]: [`RtspSession`], the server side of one publishing connection:
+//!   requests in, answers and [`RtspEvent`]s out (an ANNOUNCE to decide, a RECORD, the
+//!   tracks' interleaved packets, a track set up over UDP). The driver answers its two
+//!   questions; `longhaul_node::rtsp_connection` is the one every node runs.
+//! - [`sdp`]: the tracks of an ANNOUNCE's SDP (at most one video and one audio).
+//! - [`ingest`]: [`RtpIngest`], a recording session's media: per track reordering
+//!   (bounded), loss and jitter counted, depacketising, and one millisecond timeline for
+//!   the tracks from RTCP sender reports; RTMP messages out.
 //! - [`rtp`]: RTP packets and RTCP sender reports (RFC 3550).
 //! - [`depacketize`]: RTP payloads to access units and their FLV tag bodies, one module
-//!   per codec: H.264 (RFC 6184), H.265 (RFC 7798), AAC (RFC 3640, `AAC-hbr`), Opus
-//!   (RFC 7587).
+//!   per codec: H.264 (RFC 6184), H.265 (RFC 7798), AAC (RFC 3640 `AAC-hbr`, and LATM,
+//!   RFC 6416), Opus (RFC 7587).
+//!
+//! `cargo bench -p longhaul-rtsp --bench ingest` measures its cost per core beside the
+//! RTMP session's for the same media (BENCHMARKS.md); `fuzz/` holds its fuzz targets.
 
 pub mod depacketize;
 pub mod ingest;
