@@ -167,6 +167,8 @@ struct Driver {
     publishing: bool,
     /// RECORD was accepted: media is taken (until the publish ends).
     recording: bool,
+    /// Whether the last turn of the loop read the socket.
+    was_reading: bool,
     messages: Vec<RtmpMessage>,
     peer: SocketAddr,
     transport: Transport,
@@ -205,6 +207,7 @@ where
         media: None,
         publishing: false,
         recording: false,
+        was_reading: true,
         messages: Vec::new(),
         peer: settings.peer,
         transport: settings.transport,
@@ -256,6 +259,12 @@ impl Driver {
             }
             let now = Instant::now();
             let reading = !self.session.waiting_for_decision() && conn.may_read(now);
+            if reading && !self.was_reading {
+                // The node paused reading (an edge's full relay queue): the encoder was
+                // not silent, so its idle time starts again now.
+                self.session.note_activity(now);
+            }
+            self.was_reading = reading;
             let deadline = [
                 self.session.poll_timeout().filter(|_| reading),
                 self.media.as_ref().and_then(RtpIngest::poll_timeout),
@@ -562,4 +571,144 @@ fn session_id() -> String {
     // Without randomness the id is still checked within its own connection only.
     let _ = getrandom::fill(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::unauthorised::UnauthorisedBudget;
+    use prometheus::{IntCounter, Registry};
+
+    /// A node that accepts every publish, counts its media, and pauses reading for a
+    /// while after RECORD, as an edge with a full relay queue does.
+    struct PausingNode {
+        media: usize,
+        pause_until: Option<Instant>,
+        pause: Duration,
+        paused: bool,
+    }
+
+    impl RtspConnection for PausingNode {
+        type End = NoEnd;
+        type Wake = ();
+
+        async fn on_announce(&mut self, parts: RtspPublishParts) -> Result<String, Refusal> {
+            Ok(parts.name.split('?').next().unwrap_or_default().to_owned())
+        }
+        fn on_media(&mut self, _message: RtmpMessage, now: Instant) {
+            self.media += 1;
+            if !self.paused {
+                self.paused = true;
+                self.pause_until = Some(now + self.pause);
+            }
+        }
+        async fn wake(&mut self) {
+            std::future::pending().await
+        }
+        fn on_wake(&mut self, _wake: ()) -> Result<(), End<NoEnd>> {
+            Ok(())
+        }
+        fn may_read(&mut self, now: Instant) -> bool {
+            self.pause_until.is_none_or(|until| now >= until)
+        }
+        fn deadline(&self) -> Option<Instant> {
+            self.pause_until
+        }
+        fn on_timer(&mut self, now: Instant) -> Result<(), End<NoEnd>> {
+            if self.pause_until.is_some_and(|until| now >= until) {
+                self.pause_until = None;
+            }
+            Ok(())
+        }
+        fn on_teardown(&mut self) {}
+    }
+
+    #[derive(Debug)]
+    struct NoEnd;
+    impl NodeEnd for NoEnd {
+        fn error_kind(&self) -> Option<&'static str> {
+            None
+        }
+    }
+
+    const SDP: &str = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
+        m=audio 0 RTP/AVP 97\r\na=rtpmap:97 opus/48000/2\r\na=control:streamid=0\r\n";
+
+    /// A pause in reading longer than the idle time does not time the encoder out: its
+    /// idle time starts again when reading does.
+    #[tokio::test]
+    async fn a_pause_in_reading_is_not_the_encoders_silence() {
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let series = ConnectionSeries::new(&Registry::new());
+        let budget = UnauthorisedBudget::new(1 << 20);
+        let settings = RtspSettings {
+            peer: ([127, 0, 0, 1], 5000).into(),
+            transport: Transport::Rtsp,
+            setup_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_millis(300),
+            write_timeout: Duration::from_secs(5),
+            series,
+            unauthorised: UnauthorisedCharge {
+                charge: budget.charge(),
+                refused: IntCounter::new("refused", "test").unwrap(),
+            },
+            udp: None,
+        };
+        let mut node = PausingNode {
+            media: 0,
+            pause_until: None,
+            pause: Duration::from_millis(800),
+            paused: false,
+        };
+        let shutdown = CancellationToken::new();
+        let client_side = async {
+            let url = "rtsp://127.0.0.1:1554/kLive/1_abcdefgh_1?t=tok";
+            let mut requests = vec![format!(
+                "ANNOUNCE {url} RTSP/1.0\r\nCSeq: 1\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{SDP}",
+                SDP.len()
+            )];
+            requests.push(format!(
+                "SETUP {url}/streamid=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+            ));
+            let mut buf = vec![0u8; 4096];
+            let mut session = String::new();
+            for request in requests {
+                client.write_all(request.as_bytes()).await.unwrap();
+                let n = client.read(&mut buf).await.unwrap();
+                let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+                assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
+                if let Some(line) = answer.lines().find(|l| l.starts_with("Session: ")) {
+                    session = line["Session: ".len()..]
+                        .split(';')
+                        .next()
+                        .unwrap()
+                        .to_owned();
+                }
+            }
+            let record = format!("RECORD {url} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n");
+            client.write_all(record.as_bytes()).await.unwrap();
+            let n = client.read(&mut buf).await.unwrap();
+            assert!(buf[..n].starts_with(b"RTSP/1.0 200"));
+            // Opus packets every 100 ms for 1.5 s: the node reads none for 800 ms of it.
+            for seq in 0..15u16 {
+                let mut packet = vec![0x80, 97];
+                packet.extend_from_slice(&seq.to_be_bytes());
+                packet.extend_from_slice(&(u32::from(seq) * 4800).to_be_bytes());
+                packet.extend_from_slice(&[0, 0, 0, 1, 0xfc, 0xff, 0xfe]);
+                let mut frame = vec![b'$', 0];
+                frame.extend_from_slice(&(packet.len() as u16).to_be_bytes());
+                frame.extend_from_slice(&packet);
+                client.write_all(&frame).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            drop(client);
+        };
+        // The node pauses at the first media, for longer than the idle time.
+        let server_side = drive(server, &mut node, settings, &shutdown);
+        let ((stream, end), ()) = tokio::join!(server_side, client_side);
+        assert_eq!(stream.as_deref(), Some("1_abcdefgh_1"));
+        assert!(matches!(end, End::PeerClosed), "{end:?}");
+        // Every packet is a frame, after the OpusHead.
+        assert_eq!(node.media, 16);
+    }
 }
