@@ -1,0 +1,248 @@
+//! The cluster page: this origin, the tunnels it holds (every edge lane and peer origin,
+//! with state and RTT), streams per node, recent failovers and refusals by reason, as
+//! this origin sees them. The script refreshes it every 2 s.
+
+use crate::layout::{date, page, Frame, Section};
+use maud::{html, Markup};
+
+/// What the cluster page shows.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterView {
+    pub node: NodeRow,
+    /// Tunnels from edges (one per edge lane).
+    pub edges: Vec<TunnelRow>,
+    /// Tunnels to peer origins.
+    pub origins: Vec<TunnelRow>,
+    /// The latest switches between legs, newest first.
+    pub failovers: Vec<FailoverRow>,
+    /// Tunnel publishes resumed here: `continued` (the same origin) and `moved_here`.
+    pub resumes: Vec<(String, u64)>,
+    /// Refusals since the node started, by what was refused and why.
+    pub refusals: Vec<RefusalRow>,
+}
+
+/// This origin.
+#[derive(Debug, Clone, Default)]
+pub struct NodeRow {
+    pub id: String,
+    pub region: String,
+    pub version: String,
+    /// `serving` or `draining`.
+    pub state: String,
+    /// The entries database: `sqlite connected`, `postgres unreachable`, or `callback`.
+    pub registry: String,
+    pub streams: usize,
+    pub publishers: i64,
+    pub players: i64,
+}
+
+/// One tunnel.
+#[derive(Debug, Clone, Default)]
+pub struct TunnelRow {
+    pub peer: String,
+    pub region: String,
+    pub lane: u16,
+    /// `connected`, `connecting`, `reconnecting`, `down`.
+    pub state: &'static str,
+    pub rtt_ms: Option<f64>,
+    /// Packets declared lost over the tunnel's life, in percent of those sent.
+    pub loss_percent: f64,
+    /// Publish streams open on it now.
+    pub streams: i64,
+    pub reconnects: u64,
+}
+
+/// A switch between a rendition's legs.
+#[derive(Debug, Clone, Default)]
+pub struct FailoverRow {
+    pub at: u64,
+    pub rendition: String,
+    pub from: Option<&'static str>,
+    pub to: &'static str,
+    pub reason: &'static str,
+}
+
+/// Refusals of one kind.
+#[derive(Debug, Clone, Default)]
+pub struct RefusalRow {
+    /// `publish`, `tunnel handshake`, `rtsp request`.
+    pub what: &'static str,
+    pub reason: String,
+    pub count: u64,
+}
+
+/// The cluster page.
+pub fn cluster_page(frame: &Frame, view: &ClusterView) -> Markup {
+    let body = html! {
+        h1 { "Cluster" }
+        div id="cluster" data-refresh="/console/cluster/live" aria-live="polite" {
+            (cluster_fragment(view))
+        }
+    };
+    page(frame, Section::Cluster, "Cluster", body)
+}
+
+/// The part of the cluster page the script refreshes.
+pub fn cluster_fragment(view: &ClusterView) -> Markup {
+    let n = &view.node;
+    html! {
+        section aria-labelledby="this-origin" {
+            h2 id="this-origin" { "This origin" }
+            table {
+                thead { tr {
+                    th scope="col" { "Node" } th scope="col" { "Region" } th scope="col" { "State" }
+                    th scope="col" { "Entries" } th scope="col" { "Streams" } th scope="col" { "Publishers" }
+                    th scope="col" { "Players" } th scope="col" { "Version" }
+                } }
+                tbody { tr {
+                    td data-label="Node" { (n.id) }
+                    td data-label="Region" { (n.region) }
+                    td data-label="State" { (n.state) }
+                    td data-label="Entries" { (n.registry) }
+                    td data-label="Streams" { (n.streams) }
+                    td data-label="Publishers" { (n.publishers) }
+                    td data-label="Players" { (n.players) }
+                    td data-label="Version" { (n.version) }
+                } }
+            }
+        }
+        section aria-labelledby="edges" {
+            h2 id="edges" { "Edges" }
+            (tunnels(&view.edges, "No edge has a tunnel to this origin."))
+        }
+        section aria-labelledby="origins" {
+            h2 id="origins" { "Peer origins" }
+            (tunnels(&view.origins, "This origin peers with no other."))
+        }
+        section aria-labelledby="failovers" {
+            h2 id="failovers" { "Recent failovers" }
+            @if view.failovers.is_empty() {
+                p class="muted" { "No rendition live here has switched legs." }
+            } @else {
+                table {
+                    thead { tr { th scope="col" { "When" } th scope="col" { "Rendition" } th scope="col" { "Switch" } th scope="col" { "Why" } } }
+                    tbody {
+                        @for f in &view.failovers {
+                            tr {
+                                td data-label="When" { (date(f.at)) }
+                                td data-label="Rendition" { code { (f.rendition) } }
+                                td data-label="Switch" { (f.from.unwrap_or("-")) " → " (f.to) }
+                                td data-label="Why" { (f.reason.replace('_', " ")) }
+                            }
+                        }
+                    }
+                }
+            }
+            @if view.resumes.iter().any(|(_, n)| *n > 0) {
+                p {
+                    "Streams an edge resumed here without its encoder noticing: "
+                    @for (i, (how, count)) in view.resumes.iter().enumerate() {
+                        @if i > 0 { ", " }
+                        (count) " " (how.replace('_', " "))
+                    }
+                    "."
+                }
+            }
+        }
+        section aria-labelledby="refusals" {
+            h2 id="refusals" { "Refusals since start" }
+            @if view.refusals.is_empty() {
+                p class="muted" { "Nothing has been refused." }
+            } @else {
+                table {
+                    thead { tr { th scope="col" { "What" } th scope="col" { "Reason" } th scope="col" { "Count" } } }
+                    tbody {
+                        @for r in &view.refusals {
+                            tr data-reason=(r.reason) {
+                                td data-label="What" { (r.what) }
+                                td data-label="Reason" { (r.reason.replace('_', " ")) }
+                                td data-label="Count" { (r.count) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn tunnels(rows: &[TunnelRow], none: &str) -> Markup {
+    html! {
+        @if rows.is_empty() {
+            p class="muted" { (none) }
+        } @else {
+            table {
+                thead { tr {
+                    th scope="col" { "Node" } th scope="col" { "Region" } th scope="col" { "Lane" }
+                    th scope="col" { "Tunnel" } th scope="col" { "RTT" } th scope="col" { "Loss" }
+                    th scope="col" { "Streams" } th scope="col" { "Reconnects" }
+                } }
+                tbody {
+                    @for t in rows {
+                        tr data-peer=(t.peer) data-state=(t.state) {
+                            td data-label="Node" { (t.peer) }
+                            td data-label="Region" { (t.region) }
+                            td data-label="Lane" { (t.lane) }
+                            td data-label="Tunnel" { span class={ "state-" (t.state) } { (t.state) } }
+                            td data-label="RTT" { @match t.rtt_ms { Some(ms) => (format!("{ms:.1} ms")), None => "-" } }
+                            td data-label="Loss" { (format!("{:.2} %", t.loss_percent)) }
+                            td data-label="Streams" { (t.streams) }
+                            td data-label="Reconnects" { (t.reconnects) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_shows_tunnels_failovers_and_refusals() {
+        let view = ClusterView {
+            node: NodeRow {
+                id: "nyc-1".into(),
+                region: "nyc".into(),
+                state: "serving".into(),
+                streams: 2,
+                ..NodeRow::default()
+            },
+            edges: vec![TunnelRow {
+                peer: "fra-p".into(),
+                region: "fra".into(),
+                state: "connected",
+                rtt_ms: Some(91.46),
+                streams: 2,
+                ..TunnelRow::default()
+            }],
+            failovers: vec![FailoverRow {
+                at: 1_796_507_403,
+                rendition: "1_gdrt137u_1".into(),
+                from: Some("p"),
+                to: "b",
+                reason: "leg_gone",
+            }],
+            refusals: vec![RefusalRow {
+                what: "publish",
+                reason: "wrong_token".into(),
+                count: 4,
+            }],
+            ..ClusterView::default()
+        };
+        let frame = Frame {
+            node: "nyc-1",
+            region: "nyc",
+            csrf: None,
+            can_sign_out: false,
+        };
+        let html = cluster_page(&frame, &view).into_string();
+        assert!(html.contains("data-peer=\"fra-p\" data-state=\"connected\""));
+        assert!(html.contains("91.5 ms"));
+        assert!(html.contains("p → b") && html.contains("leg gone"));
+        assert!(html.contains("wrong token") && html.contains(">4<"));
+        assert!(html.contains("This origin peers with no other."));
+    }
+}
