@@ -56,19 +56,19 @@ pub struct EntryView<'a> {
 pub struct LiveRendition {
     /// `{entryId}_{n}`.
     pub name: String,
-    /// The leg on air (`p` or `b`), if one has reached a keyframe.
+    /// The leg on air (`primary` or `backup`), if one has reached a keyframe.
     pub on_air: Option<&'static str>,
     /// Players of the rendition's on-air stream.
     pub players: usize,
     pub legs: Vec<LiveLeg>,
-    /// The last switch between legs: `p → b (leg gone)` and when.
+    /// The last switch between legs: `primary → backup (leg gone)` and when.
     pub last_switch: Option<(String, u64)>,
 }
 
 /// One leg of a live rendition.
 #[derive(Debug, Clone)]
 pub struct LiveLeg {
-    /// `p` or `b`.
+    /// `primary` or `backup`.
     pub leg: &'static str,
     pub bitrate_bps: f64,
     pub frame_rate: f64,
@@ -168,18 +168,26 @@ pub fn entry_page(frame: &Frame, entry: &EntryView, reveal: bool, note: Option<&
                 a class="button" href={ "/console/entries/" (entry.id) "/delete" } { "Delete entry" }
             }
         }
+        section aria-labelledby="live-heading" {
+            h2 id="live-heading" { "Live at this origin" }
+            div id="live" data-refresh={ "/console/entries/" (entry.id) "/live" } aria-live="polite" {
+                (live_fragment(entry.live))
+            }
+        }
         @if !e.regions.is_empty() {
             section aria-labelledby="regions" {
                 h2 id="regions" { "Regional endpoints" }
                 p { "Encoders outside the US publish to the nearest region; its edges keep persistent tunnels to both data centres. Test which is best with the speed tests." }
                 @for (i, region) in e.regions.iter().enumerate() {
-                    h3 { (region.name) " " span class="muted" { "(" (region.region) ")" } }
-                    (leg_urls(&region.urls, &format!("regions.{i}."), &source, &shown))
-                    @if !region.rtsp.is_empty() {
-                        (rtsp_urls(&region.rtsp, &format!("regions.{i}.rtsp."), &source, &shown))
-                    }
-                    @if let Some(url) = &region.speed_test {
-                        p { "Speed test: " a href=(url) { (url) } }
+                    details {
+                        summary { h3 { (region.name) " " span class="muted" { "(" (region.region) ")" } } }
+                        (leg_urls(&region.urls, &format!("regions.{i}."), &source, &shown))
+                        @if !region.rtsp.is_empty() {
+                            (rtsp_urls(&region.rtsp, &format!("regions.{i}.rtsp."), &source, &shown))
+                        }
+                        @if let Some(url) = &region.speed_test {
+                            p { "Speed test: " a href=(url) { (url) } }
+                        }
                     }
                 }
             }
@@ -195,12 +203,6 @@ pub fn entry_page(frame: &Frame, entry: &EntryView, reveal: bool, note: Option<&
             section aria-labelledby="speed" {
                 h2 id="speed" { "Speed tests" }
                 ul { @for t in &e.speed_tests { li { (t.name) ": " a href=(t.url) { (t.url) } } } }
-            }
-        }
-        section aria-labelledby="live-heading" {
-            h2 id="live-heading" { "Live at this origin" }
-            div id="live" data-refresh={ "/console/entries/" (entry.id) "/live" } aria-live="polite" {
-                (live_fragment(entry.live))
             }
         }
     };
@@ -290,7 +292,7 @@ pub fn live_fragment(live: &[LiveRendition]) -> Markup {
                             tr data-rendition=(r.name) data-leg=(leg.leg) data-on-air=(on_air) {
                                 td data-label="Rendition" { code { (r.name) } }
                                 td data-label="Leg" {
-                                    (leg_name(leg.leg))
+                                    (leg.leg)
                                     @if on_air { " " span class="on-air" { "on air" } }
                                 }
                                 td data-label="Bitrate" { (bitrate(leg.bitrate_bps)) }
@@ -310,14 +312,6 @@ pub fn live_fragment(live: &[LiveRendition]) -> Markup {
                 }
             }
         }
-    }
-}
-
-fn leg_name(leg: &str) -> &'static str {
-    match leg {
-        "p" => "primary",
-        "b" => "backup",
-        _ => "?",
     }
 }
 
@@ -435,10 +429,10 @@ mod tests {
     fn the_live_table_names_the_leg_on_air() {
         let live = [LiveRendition {
             name: "1_gdrt137u_1".into(),
-            on_air: Some("b"),
+            on_air: Some("backup"),
             players: 3,
             legs: vec![LiveLeg {
-                leg: "b",
+                leg: "backup",
                 bitrate_bps: 2_000_000.0,
                 frame_rate: 30.0,
                 gop_seconds: Some(2.0),
@@ -446,12 +440,12 @@ mod tests {
                 codecs: "h264 / aac".into(),
                 from: "203.0.113.9 via fra-b".into(),
             }],
-            last_switch: Some(("p → b (leg gone)".into(), 1_796_507_403)),
+            last_switch: Some(("primary → backup (leg gone)".into(), 1_796_507_403)),
         }];
         let html = live_fragment(&live).into_string();
         assert!(html.contains("data-on-air=\"true\""));
         assert!(html.contains("2.00 Mbit/s") && html.contains("30.0") && html.contains("2.0 s"));
         assert!(html.contains("<td data-label=\"Viewers\">4</td>"));
-        assert!(html.contains("last switch p → b (leg gone)"));
+        assert!(html.contains("last switch primary → backup (leg gone)"));
     }
 }

@@ -13,6 +13,12 @@ pub const STYLESHEET: &str = include_str!("console.css");
 /// live refresh of the sections marked `data-refresh`. The pages read without it.
 pub const SCRIPT: &str = include_str!("console.js");
 
+/// The icon (`/console/assets/icon.svg`): a browser asks for one, and a 404 in its
+/// console would hide real errors.
+pub const ICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\">\
+    <rect width=\"16\" height=\"16\" rx=\"3\" fill=\"#1f6feb\"/>\
+    <path d=\"M3 11h10M3 8h7M3 5h4\" stroke=\"#fff\" stroke-width=\"1.5\"/></svg>";
+
 /// The `Content-Security-Policy` of every console page: nothing but this node's own
 /// stylesheet and script, no inline script, no framing.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
@@ -49,6 +55,7 @@ pub fn page(frame: &Frame, section: Section, title: &str, body: Markup) -> Marku
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · longhaul " (frame.node) }
                 link rel="stylesheet" href="/console/assets/console.css";
+                link rel="icon" href="/console/assets/icon.svg" type="image/svg+xml";
                 script src="/console/assets/console.js" defer {}
             }
             body {

@@ -29,8 +29,9 @@ pub mod layout;
 pub mod session;
 
 pub use layout::{Frame, Section};
+pub use maud::Markup;
 
-use maud::{html, Markup};
+use maud::html;
 
 /// The sign-in page: the API's bearer key, exchanged for a session cookie.
 pub fn sign_in_page(frame: &Frame, error: Option<&str>) -> Markup {

@@ -13,6 +13,7 @@
 //! counted in `longhaul_http_requests_total{route,status}`.
 
 use crate::api;
+use crate::console;
 use crate::flv;
 use crate::state::OriginState;
 use axum::extract::{MatchedPath, Path, Request, State};
@@ -54,6 +55,7 @@ pub fn router(state: Arc<OriginState>) -> Router {
             get(play).options(|| async { with_cors(preflight()) }),
         )
         .nest("/api/v1", api::router(state.clone()))
+        .merge(console::router(state.clone()))
         .merge(state.speedtest.routes())
         .fallback(|req: Request| async move { not_found(req.method(), req.uri().path()) })
         .method_not_allowed_fallback(|req: Request| async move {
@@ -76,7 +78,7 @@ async fn play(
 }
 
 /// Counts each request in `http_requests_total{route, status}` (route: `healthz`,
-/// `readyz`, `metrics`, `live`, `api`, `speedtest`, `unknown`) and logs server errors.
+/// `readyz`, `metrics`, `live`, `api`, `console`, `speedtest`, `unknown`) and logs server errors.
 async fn count(State(state): State<Arc<OriginState>>, req: Request, next: Next) -> Response<Body> {
     let matched = req
         .extensions()
@@ -88,6 +90,7 @@ async fn count(State(state): State<Arc<OriginState>>, req: Request, next: Next) 
         "/metrics" => "metrics",
         p if p.starts_with("/live/") => "live",
         p if p.starts_with("/api/") => "api",
+        p if p == "/console" || p.starts_with("/console/") => "console",
         p if p == "/speedtest" || p.starts_with("/speedtest/") => "speedtest",
         _ => "unknown",
     };

@@ -39,6 +39,7 @@
 pub mod api;
 pub mod callback;
 pub mod config;
+pub mod console;
 pub mod drain;
 pub mod elsewhere;
 pub mod flv;
@@ -198,6 +199,7 @@ impl Origin {
             elsewhere: elsewhere::Finder::default(),
             draining: CancellationToken::new(),
             peering,
+            console: console::ConsoleSessions::default(),
             config,
         });
         revoke::watch_registry(&state);

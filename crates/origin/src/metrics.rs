@@ -91,6 +91,9 @@ pub struct Metrics {
     pub peer_pulls: IntGaugeVec,
     /// `peer_legs_pulled_total{peer}`: publications of a leg pulled from each peer.
     pub peer_legs_pulled: IntCounterVec,
+    /// `console_refusals_total{reason}` (`crate::console::refusal`): console requests
+    /// refused (not loopback without a key, no session, a wrong key, no CSRF token).
+    pub console_refusals: IntCounterVec,
 }
 
 impl Metrics {
@@ -204,9 +207,16 @@ impl Metrics {
                 "Publications of a leg pulled from each peer origin (a replica started here)",
                 &["peer"],
             ),
+            console_refusals: counter_vec(
+                &r,
+                "console_refusals_total",
+                "Web console requests refused, by reason (not_loopback: no http.api_token and not on loopback; no_session; wrong_key at sign-in; csrf: a form without its token)",
+                &["reason"],
+            ),
             registry: r,
         }
         .with_player_series()
+        .with_console_series()
     }
 
     /// The peering series of every configured peer start at 0 (both directions), so
@@ -219,6 +229,15 @@ impl Metrics {
             }
             self.peer_legs_pulled.with_label_values(&[peer]);
         }
+    }
+
+    /// The console's refusal series start at 0, so an alert on a rise of wrong keys has
+    /// a series to compare with.
+    fn with_console_series(self) -> Self {
+        for reason in crate::console::refusal::ALL {
+            self.console_refusals.with_label_values(&[reason]);
+        }
+        self
     }
 
     /// The player series start at 0 for both protocols, so a rate over them (a

@@ -45,6 +45,8 @@ pub struct OriginState {
     pub peering: Option<Arc<crate::peering::Peering>>,
     /// The speed-test routes' limits and series (`/speedtest`).
     pub speedtest: longhaul_node::speedtest::SpeedTest,
+    /// The web console's sessions (`/console/`).
+    pub console: crate::console::ConsoleSessions,
 }
 
 impl OriginState {

@@ -1,0 +1,118 @@
+// The web console in a real browser: Debian's headless Chromium, driven by
+// playwright-core, against `longhaul dev` (tests/console.rs runs it). It does what an
+// operator does and prints one JSON line per step ({"step": ..., ...}); where the test
+// must act (publish with ffmpeg), it waits for a line on stdin.
+//
+//   node tests/browser/console.mjs BASE SCREENSHOTS DOWNLOADS
+//
+// BASE: the origin's HTTP address (http://127.0.0.1:8081); SCREENSHOTS: where each
+// page's screenshot goes; DOWNLOADS: where the FMLE profile is saved.
+import { chromium } from "playwright-core";
+import { createInterface } from "node:readline";
+
+const [base, shots, downloads] = process.argv.slice(2);
+const input = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+const say = (step, fields = {}) => process.stdout.write(JSON.stringify({ step, ...fields }) + "\n");
+async function waitFor(word) {
+  for (;;) {
+    const { value, done } = await input.next();
+    if (done) throw new Error(`stdin closed while waiting for "${word}"`);
+    if (value.trim() === word) return;
+  }
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  // The machine reaches no network but loopback: nothing of Chromium's own traffic.
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+});
+try {
+  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1200, height: 900 } });
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: base });
+  const page = await context.newPage();
+  page.on("console", (m) => process.stderr.write(`console: ${m.text()}\n`));
+  page.on("pageerror", (e) => process.stderr.write(`page error: ${e}\n`));
+  const clipboard = () => page.evaluate(() => navigator.clipboard.readText());
+
+  // Create an entry from the entries page.
+  await page.goto(`${base}/console/`);
+  await page.getByLabel("Name", { exact: true }).fill("Console check");
+  await page.getByRole("button", { name: "Create" }).click();
+  await page.waitForURL(/\/console\/entries\/1_[a-z0-9]{8}\?done=created$/);
+  const id = new URL(page.url()).pathname.split("/").pop();
+  say("created", { id, notice: await page.locator(".notice").textContent() });
+
+  // Copy its primary URL with the mouse.
+  await page.getByRole("button", { name: "Copy Primary RTMP URL" }).first().click();
+  await page.getByRole("button", { name: "Copy Primary RTMP URL" }).first().filter({ hasText: "Copied" }).waitFor();
+  say("copied", { url: await clipboard(), shown: await page.locator("code[data-url=primary_rtmp]").first().textContent() });
+
+  // The test publishes to it; the rendition shows up live (the section refreshes).
+  await waitFor("published");
+  const row = page.locator(`#live tr[data-rendition="${id}_1"][data-on-air="true"]`);
+  await row.waitFor({ timeout: 30000 });
+  // Let the figures fill in (bitrate and fps need a whole second).
+  await page.waitForTimeout(2500);
+  say("live", { row: (await row.innerText()).replace(/\s+/g, " ") });
+  await page.screenshot({ path: `${shots}/entry.png`, fullPage: true });
+
+  // Regenerate the token through the confirmation.
+  await page.getByRole("link", { name: "Regenerate token" }).click();
+  await page.waitForURL(/\/regenerate$/);
+  const warning = (await page.locator(".warning").innerText()).replace(/\s+/g, " ");
+  await page.screenshot({ path: `${shots}/regenerate.png`, fullPage: true });
+  await page.getByRole("button", { name: "Regenerate token" }).click();
+  await page.waitForURL(/done=regenerated$/);
+  say("regenerated", { warning, notice: await page.locator(".notice").textContent() });
+
+  // The encoder is cut: the live section says so after a refresh.
+  await page.locator("#live", { hasText: "Nothing is live for this entry here now." }).waitFor({ timeout: 15000 });
+  say("cut shown");
+
+  // Copy the new primary URL with the keyboard: Tab to the button, Enter.
+  await page.locator("body").focus();
+  let focused = "";
+  for (let i = 0; i < 40 && focused !== "Copy Primary RTMP URL"; i++) {
+    await page.keyboard.press("Tab");
+    focused = await page.evaluate(() => document.activeElement?.getAttribute("aria-label") || "");
+  }
+  if (focused !== "Copy Primary RTMP URL") throw new Error("Tab never reached the copy button");
+  await page.keyboard.press("Enter");
+  await page.getByRole("button", { name: "Copy Primary RTMP URL" }).first().filter({ hasText: "Copied" }).waitFor();
+  say("copied again", { url: await clipboard() });
+
+  // Export the FMLE profile.
+  const [download] = await Promise.all([
+    page.waitForEvent("download"),
+    page.getByRole("link", { name: "Export XML for FMLE" }).click(),
+  ]);
+  const path = `${downloads}/${download.suggestedFilename()}`;
+  await download.saveAs(path);
+  say("fmle", { path });
+
+  // The entries list, and the cluster page.
+  await page.goto(`${base}/console/entries`);
+  await page.screenshot({ path: `${shots}/entries.png`, fullPage: true });
+  await page.goto(`${base}/console/cluster`);
+  await page.locator("section:has(#edges) tr[data-state=connected]").first().waitFor({ timeout: 15000 });
+  const edges = await page.locator("section:has(#edges) tr[data-state=connected]").count();
+  const peers = await page.locator("section:has(#origins) tr[data-state=connected]").count();
+  await page.screenshot({ path: `${shots}/cluster.png`, fullPage: true });
+  say("cluster", { edges, peers });
+
+  // The entry page on a phone.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.goto(`${base}/console/entries/${id}`);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
+  await page.screenshot({ path: `${shots}/entry-phone.png`, fullPage: true });
+  say("phone", { overflow });
+} finally {
+  await browser.close();
+}
