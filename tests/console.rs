@@ -557,6 +557,10 @@ async fn an_operator_publishes_regenerates_and_exports_from_the_console() {
     let cluster = next("cluster");
     assert_eq!(cluster.fields["edges"], 3, "{cluster:?}");
     assert_eq!(cluster.fields["peers"], 1, "{cluster:?}");
+    assert!(
+        cluster.text("peerReport").starts_with("healthy, "),
+        "the peer origin's report: {cluster:?}"
+    );
 
     let phone = next("phone");
     assert_eq!(

@@ -220,6 +220,23 @@ async fn the_rendition_plays_on_from_the_backup(fault: Fault) {
         .as_str()
         .unwrap_or_default()
         .to_string();
+    // The console's cluster page lists the failover.
+    let (status, _, page) = http(
+        "GET",
+        &format!("{}/console/cluster/live", origin.http()),
+        "",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let page = String::from_utf8_lossy(&page);
+    let failovers = &page[page.find("Recent failovers").expect("failovers section")..];
+    assert!(
+        failovers.contains(&format!("<code>{name}</code>"))
+            && failovers.contains("primary → backup")
+            && failovers.contains(&reason),
+        "{page}"
+    );
     let m = origin.metrics();
     match fault {
         // The origin saw the connection close: the leg ended.

@@ -104,8 +104,9 @@ try {
   await page.locator("section:has(#edges) tr[data-state=connected]").first().waitFor({ timeout: 15000 });
   const edges = await page.locator("section:has(#edges) tr[data-state=connected]").count();
   const peers = await page.locator("section:has(#origins) tr[data-state=connected]").count();
+  const peerReport = await page.locator("section:has(#origins) td[data-label='Its report']").first().textContent();
   await page.screenshot({ path: `${shots}/cluster.png`, fullPage: true });
-  say("cluster", { edges, peers });
+  say("cluster", { edges, peers, peerReport });
 
   // The entry page on a phone.
   await page.setViewportSize({ width: 390, height: 844 });

@@ -13,7 +13,7 @@ pub struct ClusterView {
     pub edges: Vec<TunnelRow>,
     /// Tunnels to peer origins.
     pub origins: Vec<TunnelRow>,
-    /// The latest switches between legs, newest first.
+    /// The latest switches between legs here, newest first, ended renditions' included.
     pub failovers: Vec<FailoverRow>,
     /// Tunnel publishes resumed here: `continued` (the same origin) and `moved_here`.
     pub resumes: Vec<(String, u64)>,
@@ -47,9 +47,12 @@ pub struct TunnelRow {
     pub rtt_ms: Option<f64>,
     /// Packets declared lost over the tunnel's life, in percent of those sent.
     pub loss_percent: f64,
-    /// Publish streams open on it now.
+    /// Publish streams open on it now (pull streams, between origins).
     pub streams: i64,
     pub reconnects: u64,
+    /// The peer's last report on the tunnel (origins report; edges do not):
+    /// `healthy`, `unhealthy` or `draining`, and the streams published there.
+    pub report: Option<(&'static str, u64)>,
 }
 
 /// A switch between a rendition's legs.
@@ -112,12 +115,13 @@ pub fn cluster_fragment(view: &ClusterView) -> Markup {
         }
         section aria-labelledby="origins" {
             h2 id="origins" { "Peer origins" }
+            p class="muted" { "Streams here are pulls: legs one origin sends the other while it has viewers for them." }
             (tunnels(&view.origins, "This origin peers with no other."))
         }
         section aria-labelledby="failovers" {
             h2 id="failovers" { "Recent failovers" }
             @if view.failovers.is_empty() {
-                p class="muted" { "No rendition live here has switched legs." }
+                p class="muted" { "No rendition has switched legs here since the origin started." }
             } @else {
                 table {
                     thead { tr { th scope="col" { "When" } th scope="col" { "Rendition" } th scope="col" { "Switch" } th scope="col" { "Why" } } }
@@ -167,6 +171,7 @@ pub fn cluster_fragment(view: &ClusterView) -> Markup {
 }
 
 fn tunnels(rows: &[TunnelRow], none: &str) -> Markup {
+    let with_report = rows.iter().any(|t| t.report.is_some());
     html! {
         @if rows.is_empty() {
             p class="muted" { (none) }
@@ -176,6 +181,7 @@ fn tunnels(rows: &[TunnelRow], none: &str) -> Markup {
                     th scope="col" { "Node" } th scope="col" { "Region" } th scope="col" { "Lane" }
                     th scope="col" { "Tunnel" } th scope="col" { "RTT" } th scope="col" { "Loss" }
                     th scope="col" { "Streams" } th scope="col" { "Reconnects" }
+                    @if with_report { th scope="col" { "Its report" } }
                 } }
                 tbody {
                     @for t in rows {
@@ -188,6 +194,14 @@ fn tunnels(rows: &[TunnelRow], none: &str) -> Markup {
                             td data-label="Loss" { (format!("{:.2} %", t.loss_percent)) }
                             td data-label="Streams" { (t.streams) }
                             td data-label="Reconnects" { (t.reconnects) }
+                            @if with_report {
+                                td data-label="Its report" {
+                                    @match t.report {
+                                        Some((health, publishers)) => { (health) ", " (publishers) " publishing" }
+                                        None => "-",
+                                    }
+                                }
+                            }
                         }
                     }
                 }

@@ -12,7 +12,9 @@ use crate::on_air::OnAirSettings;
 use crate::on_air::SwitchReason;
 use crate::publication::{Publication, PublishOutcome};
 use crate::rendition::{switch_index, OnAirCounters, Rendition};
-use crate::stats::{OnAirTotals, PublisherInfo, RenditionSummary, StreamSummary, SwitchCount};
+use crate::stats::{
+    OnAirTotals, PublisherInfo, RecentSwitch, RenditionSummary, StreamSummary, SwitchCount,
+};
 use crate::stream::{lock, Stream};
 use crate::subscription::{Source, Subscription};
 
@@ -332,6 +334,18 @@ impl Hub {
             switches,
             backup_on_air_seconds: ended + live,
         }
+    }
+
+    /// The latest switches from one leg to the other (failovers and failbacks, not the
+    /// first leg going on air), newest first, up to
+    /// [`RECENT_SWITCHES`](crate::rendition::RECENT_SWITCHES), ended renditions'
+    /// included.
+    pub fn recent_switches(&self) -> Vec<RecentSwitch> {
+        lock(&self.shared.on_air_counters.recent)
+            .iter()
+            .rev()
+            .cloned()
+            .collect()
     }
 
     /// Every rendition with a live leg, sorted by name: which leg is on air, switches,

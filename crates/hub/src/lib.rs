@@ -180,6 +180,8 @@ pub use player_queue::{
     PLAYER_MAX_SKIPS, PLAYER_QUEUE_MAX_BYTES, PLAYER_QUEUE_MAX_MESSAGES, PLAYER_SKIP_WINDOW,
 };
 pub use publication::{Publication, PublishOutcome, TakenOver};
-pub use stats::{OnAirTotals, PublisherInfo, RenditionSummary, StreamSummary, SwitchCount};
+pub use stats::{
+    OnAirTotals, PublisherInfo, RecentSwitch, RenditionSummary, StreamSummary, SwitchCount,
+};
 pub use subscription::Subscription;
 pub use timeline::{LEG_CLOCK_TOLERANCE_MS, TAKEOVER_TIMESTAMP_STEP_MS};

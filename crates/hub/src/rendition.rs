@@ -29,7 +29,7 @@ use longhaul_rtmp::RtmpMessage;
 use crate::key::Leg;
 use crate::on_air::{Offered, OnAir, OnAirSettings, Switch, SwitchReason, Verdict};
 use crate::state::{Ingested, StreamState};
-use crate::stats::{RenditionSummary, SwitchCount};
+use crate::stats::{RecentSwitch, RenditionSummary, SwitchCount};
 use crate::stream::{lock, Fanout};
 use crate::timeline::is_after;
 
@@ -51,7 +51,14 @@ pub(crate) struct OnAirCounters {
     pub switches: [[AtomicU64; 4]; 2],
     /// Milliseconds the backup was on air in renditions that have ended.
     pub backup_ended_ms: AtomicU64,
+    /// The last [`RECENT_SWITCHES`] switches from one leg to the other, oldest first,
+    /// ended renditions' included: what an operator reads after a failover.
+    pub recent: Mutex<std::collections::VecDeque<RecentSwitch>>,
 }
+
+/// Switches kept for [`crate::Hub::recent_switches`]: a console page's worth; each is
+/// a name and a few words, so 32 cost about 2 KB.
+pub const RECENT_SWITCHES: usize = 32;
 
 #[derive(Debug)]
 pub(crate) struct RenditionInner {
@@ -127,6 +134,17 @@ impl Rendition {
                 self.totals.switches[usize::from(switch.to == Leg::Backup)]
                     [switch_index(switch.reason)]
                 .fetch_add(1, Ordering::Relaxed);
+                if switch.from.is_some() {
+                    let mut recent = lock(&self.totals.recent);
+                    if recent.len() == RECENT_SWITCHES {
+                        recent.pop_front();
+                    }
+                    recent.push_back(RecentSwitch {
+                        name: self.name.clone(),
+                        switch,
+                        at: SystemTime::now(),
+                    });
+                }
                 inner.switch(&self.name, switch, ingested, leg_state, now)
             }
         }

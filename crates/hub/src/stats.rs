@@ -113,6 +113,14 @@ pub struct RenditionSummary {
     pub backup_on_air_seconds: f64,
 }
 
+/// A switch of a rendition from one leg to the other, and when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecentSwitch {
+    pub name: String,
+    pub switch: Switch,
+    pub at: SystemTime,
+}
+
 /// Switches of a rendition to `to` for `reason`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SwitchCount {

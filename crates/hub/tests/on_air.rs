@@ -109,6 +109,17 @@ fn one_encoder_on_both_legs_the_backup_takes_over_in_sync_with_no_keyframe_wait(
         (Some(Leg::Primary), Leg::Backup, SwitchReason::Silent)
     );
     assert!(!r.backup_only(), "the primary is still live");
+    // The hub's log of switches has it (and not the first leg going on air), and keeps
+    // it after the rendition ends.
+    drop((primary, backup, player));
+    assert!(hub.renditions().is_empty());
+    let recent = hub.recent_switches();
+    assert_eq!(recent.len(), 1, "{recent:?}");
+    assert_eq!(recent[0].name, NAME);
+    assert_eq!(
+        (recent[0].switch.from, recent[0].switch.to),
+        (Some(Leg::Primary), Leg::Backup)
+    );
 }
 
 #[test]

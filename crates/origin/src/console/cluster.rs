@@ -33,6 +33,14 @@ fn cluster_view(state: &OriginState) -> ClusterView {
             state: t.state.as_str(),
             streams: t.open_streams,
             reconnects: t.reconnects,
+            report: t.peer_load.as_ref().map(|r| {
+                let health = match (r.draining, r.healthy) {
+                    (true, _) => "draining",
+                    (false, true) => "healthy",
+                    (false, false) => "unhealthy",
+                };
+                (health, r.publishers)
+            }),
             lane: t.lane,
             region: t.peer_region,
             peer: t.peer,
@@ -46,24 +54,18 @@ fn cluster_view(state: &OriginState) -> ClusterView {
     edges.sort_by(|a, b| (&a.region, &a.peer, a.lane).cmp(&(&b.region, &b.peer, b.lane)));
     origins.sort_by(|a, b| a.peer.cmp(&b.peer));
 
-    let mut failovers: Vec<FailoverRow> = state
+    let failovers: Vec<FailoverRow> = state
         .hub
-        .renditions()
+        .recent_switches()
         .into_iter()
-        .filter_map(|r| {
-            let (s, at) = r.last_switch?;
-            let from = s.from?;
-            Some(FailoverRow {
-                at: secs(at),
-                rendition: r.name,
-                from: Some(from.as_str()),
-                to: s.to.as_str(),
-                reason: s.reason.as_str(),
-            })
+        .map(|r| FailoverRow {
+            at: secs(r.at),
+            rendition: r.name,
+            from: r.switch.from.map(|l| l.as_str()),
+            to: r.switch.to.as_str(),
+            reason: r.switch.reason.as_str(),
         })
         .collect();
-    failovers.sort_by_key(|f| std::cmp::Reverse(f.at));
-    failovers.truncate(20);
 
     let mut refusals: std::collections::BTreeMap<(&'static str, String), u64> = Default::default();
     for family in state.metrics.publishes.collect() {
