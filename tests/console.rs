@@ -3,7 +3,8 @@
 //! - In a browser: Debian's headless Chromium, driven by `tests/browser/console.mjs`
 //!   (playwright-core), against `longhaul dev`. It creates an entry, copies its primary
 //!   URL from the page (the clipboard, as an operator would), and a real ffmpeg
-//!   publishes to that URL; the rendition shows up live on the entry page; the token is
+//!   publishes to that URL (and the backup URL, at the other origin); the rendition
+//!   shows up live on the entry page, with its backup leg named at the other origin; the token is
 //!   regenerated through the confirmation, the live encoder is cut and the page copies
 //!   the new URL; the FMLE profile is downloaded and parsed; the cluster page shows the
 //!   edges' tunnels. Screenshots of each page go to `target/console-screenshots/` (to
@@ -485,8 +486,16 @@ async fn an_operator_publishes_regenerates_and_exports_from_the_console() {
         !copied.text("shown").contains(&old_token),
         "the page masks the token"
     );
-    // ffmpeg publishes to what was copied: the URL, then the stream name.
-    let encoder = ffmpeg_publish(&format!("{}/{id}_1", copied.text("url")), "320x240", 60, 25);
+    // One ffmpeg publishes to what was copied (the URL, then the stream name) and to
+    // the backup URL (at the other origin), as the product asks of an encoder.
+    let backup = entry["endpoints"]["backup_rtmp"].as_str().unwrap();
+    let encoder = ffmpeg_tee(
+        [
+            &format!("{}/{id}_1", copied.text("url")),
+            &format!("{backup}/{id}_1"),
+        ],
+        60,
+    );
     let _encoder = KillOnDrop(encoder);
     writeln!(to_browser, "published").unwrap();
 
@@ -495,6 +504,12 @@ async fn an_operator_publishes_regenerates_and_exports_from_the_console() {
     assert!(
         row.contains(&format!("{id}_1")) && row.contains("on air"),
         "{row}"
+    );
+    // The backup leg, at the other origin, is named there.
+    assert_eq!(
+        live.text("elsewhere"),
+        format!("{id}_1 at pao-dev (pao)"),
+        "{live:?}"
     );
     assert!(row.contains("kbit/s") || row.contains("Mbit/s"), "{row}");
 

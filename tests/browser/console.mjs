@@ -60,7 +60,12 @@ try {
   await row.waitFor({ timeout: 30000 });
   // Let the figures fill in (bitrate and fps need a whole second).
   await page.waitForTimeout(2500);
-  say("live", { row: (await row.innerText()).replace(/\s+/g, " ") });
+  const elsewhere = page.locator(`#live [data-elsewhere="${id}_1"]`);
+  await elsewhere.waitFor({ timeout: 30000 });
+  say("live", {
+    row: (await row.innerText()).replace(/\s+/g, " "),
+    elsewhere: (await elsewhere.innerText()).replace(/\s+/g, " ").trim(),
+  });
   await page.screenshot({ path: `${shots}/entry.png`, fullPage: true });
 
   // Regenerate the token through the confirmation.

@@ -48,7 +48,24 @@ pub struct EntryView<'a> {
     pub token: &'a str,
     pub token_generation: u32,
     pub endpoints: &'a Endpoints,
-    pub live: &'a [LiveRendition],
+    pub live: &'a Live,
+}
+
+/// What of an entry is live: its renditions here, and where else the cluster says
+/// its streams are live.
+#[derive(Debug, Clone, Default)]
+pub struct Live {
+    pub here: Vec<LiveRendition>,
+    pub elsewhere: Vec<LiveElsewhere>,
+}
+
+/// A stream of the entry live at other origins (from the registry's presence rows).
+#[derive(Debug, Clone)]
+pub struct LiveElsewhere {
+    /// `{entryId}_{n}`.
+    pub stream: String,
+    /// `pao-1 (pao)`, one per origin.
+    pub origins: Vec<String>,
 }
 
 /// A rendition of the entry live at this origin.
@@ -274,7 +291,8 @@ fn copy_text(text: &str, what: &str) -> Markup {
 }
 
 /// The live renditions' table (the part of the entry page the script refreshes).
-pub fn live_fragment(live: &[LiveRendition]) -> Markup {
+pub fn live_fragment(all: &Live) -> Markup {
+    let live = &all.here;
     html! {
         @if live.is_empty() {
             p class="muted" { "Nothing is live for this entry here now." }
@@ -309,6 +327,14 @@ pub fn live_fragment(live: &[LiveRendition]) -> Markup {
             @for r in live {
                 @if let Some((switch, at)) = &r.last_switch {
                     p class="muted" { (r.name) ": last switch " (switch) ", " (date(*at)) "." }
+                }
+            }
+        }
+        @if !all.elsewhere.is_empty() {
+            h3 { "Live at other origins" }
+            ul {
+                @for e in &all.elsewhere {
+                    li data-elsewhere=(e.stream) { code { (e.stream) } " at " (e.origins.join(", ")) }
                 }
             }
         }
@@ -402,7 +428,7 @@ mod tests {
             token: "b9106yth4tokenxx",
             token_generation: 2,
             endpoints: &endpoints,
-            live: &[],
+            live: &Live::default(),
         };
         let masked = entry_page(&frame(), &entry, false, None).into_string();
         assert!(!masked.contains("b9106yth4tokenxx"), "{masked}");
@@ -427,7 +453,7 @@ mod tests {
 
     #[test]
     fn the_live_table_names_the_leg_on_air() {
-        let live = [LiveRendition {
+        let here = vec![LiveRendition {
             name: "1_gdrt137u_1".into(),
             on_air: Some("backup"),
             players: 3,
@@ -442,10 +468,18 @@ mod tests {
             }],
             last_switch: Some(("primary → backup (leg gone)".into(), 1_796_507_403)),
         }];
+        let live = Live {
+            here,
+            elsewhere: vec![LiveElsewhere {
+                stream: "1_gdrt137u_1".into(),
+                origins: vec!["pao-1 (pao)".into()],
+            }],
+        };
         let html = live_fragment(&live).into_string();
         assert!(html.contains("data-on-air=\"true\""));
         assert!(html.contains("2.00 Mbit/s") && html.contains("30.0") && html.contains("2.0 s"));
         assert!(html.contains("<td data-label=\"Viewers\">4</td>"));
         assert!(html.contains("last switch primary → backup (leg gone)"));
+        assert!(html.contains("<code>1_gdrt137u_1</code> at pao-1 (pao)"));
     }
 }

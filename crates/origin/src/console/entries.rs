@@ -12,7 +12,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::StatusCode;
-use longhaul_console::entries::{EntryList, EntryRow, EntryView, LiveLeg, LiveRendition};
+use longhaul_console::entries::{
+    EntryList, EntryRow, EntryView, Live, LiveElsewhere, LiveLeg, LiveRendition,
+};
 use longhaul_registry::Entry;
 use serde::Deserialize;
 use std::sync::Arc;
@@ -158,6 +160,28 @@ pub(crate) async fn create(
     }
 }
 
+/// What of the entry is live: here, and at other origins (each of its stream names
+/// looked up through [`crate::elsewhere::Finder`]: cached 2 s, bounded).
+async fn live_of(state: &OriginState, entry: &Entry) -> Live {
+    let mut elsewhere = Vec::new();
+    for stream in state.endpoints_of(entry).stream_names {
+        if let crate::elsewhere::Answer::Elsewhere(at) = state.elsewhere.find(state, &stream).await
+        {
+            elsewhere.push(LiveElsewhere {
+                origins: at
+                    .iter()
+                    .map(|l| format!("{} ({})", l.origin, l.region))
+                    .collect(),
+                stream,
+            });
+        }
+    }
+    Live {
+        here: live_renditions(state, &entry.id),
+        elsewhere,
+    }
+}
+
 /// The entry's renditions live at this origin, for its page.
 fn live_renditions(state: &OriginState, id: &str) -> Vec<LiveRendition> {
     let prefix = format!("{id}_");
@@ -246,7 +270,7 @@ pub(crate) async fn show(
         tracing::info!(entry = %entry.id, caller = %visitor.caller, "entry token shown in the console");
     }
     let endpoints = state.endpoints_of(&entry);
-    let live = live_renditions(&state, &entry.id);
+    let live = live_of(&state, &entry).await;
     let view = EntryView {
         id: &entry.id,
         name: &entry.name,
@@ -267,17 +291,19 @@ pub(crate) async fn show(
     )
 }
 
+/// `GET /console/entries/{id}/live`: the part of the entry page the script refreshes.
 pub(crate) async fn live(
     State(state): State<Arc<OriginState>>,
     Extension(visitor): Extension<Visitor>,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(refused) = entry_of(&state, &id) {
-        return refused.page(&state, Some(&visitor));
-    }
+    let entry = match entry_of(&state, &id) {
+        Ok(e) => e,
+        Err(refused) => return refused.page(&state, Some(&visitor)),
+    };
     html(
         StatusCode::OK,
-        longhaul_console::entries::live_fragment(&live_renditions(&state, &id)),
+        longhaul_console::entries::live_fragment(&live_of(&state, &entry).await),
     )
 }
 
