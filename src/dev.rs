@@ -745,6 +745,9 @@ fn print_banner(
         .map(|(_, o)| o.http_addr.to_string())
         .unwrap_or_default();
     out.push_str(&format!(
+        "\nWeb console: http://{api}/console/   (entries and their URLs to copy, what is live, the cluster)\n"
+    ));
+    out.push_str(&format!(
         "\nMore entries: {cli} entry create --name NAME   (API at http://{api})\n",
         cli = this_binary(),
     ));

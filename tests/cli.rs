@@ -433,6 +433,10 @@ fn dev_cluster_prints_commands_that_work_when_pasted() {
         }
     }
     let text = banner.join("\n");
+    assert!(
+        text.contains("Web console: http://127.0.0.1:8081/console/"),
+        "{text}"
+    );
     for port in ["1935", "2935", "3935", "4935", "5935"] {
         assert!(
             text.contains(&format!("127.0.0.1:{port}")),

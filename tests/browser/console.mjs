@@ -117,7 +117,7 @@ try {
   await page.setViewportSize({ width: 390, height: 844 });
   await page.goto(`${base}/console/entries/${id}`);
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
-  await page.screenshot({ path: `${shots}/entry-phone.png`, fullPage: true });
+  await page.screenshot({ path: `${shots}/entry-phone.png` });
   say("phone", { overflow });
 } finally {
   await browser.close();
