@@ -319,7 +319,36 @@ async fn without_a_key_the_console_serves_loopback_only() {
     let (status, headers, page) =
         request("GET", &format!("{local}/console/entries"), &[], None).await;
     assert_eq!(status, 200);
-    let (cookie, _) = session_cookie(&headers).expect("a loopback session");
+    let (cookie, set_cookie) = session_cookie(&headers).expect("a loopback session");
+    assert!(
+        set_cookie.contains("HttpOnly")
+            && set_cookie.contains("SameSite=Strict")
+            && !set_cookie.contains("Secure"),
+        "{set_cookie}"
+    );
+
+    // Loopback by address only is not enough: a page of another site whose name points
+    // at 127.0.0.1 (DNS rebinding) sends its own Host, and a local proxy forwards.
+    for headers in [
+        &[("host", "evil.example:8081")][..],
+        &[("x-forwarded-for", "203.0.113.7")][..],
+        &[("forwarded", "for=203.0.113.7")][..],
+    ] {
+        let (status, _, _) =
+            request("GET", &format!("{local}/console/entries"), headers, None).await;
+        assert_eq!(status, 403, "{headers:?}");
+        let (status, _, _) =
+            request("GET", &format!("{local}/api/v1/entries"), headers, None).await;
+        assert_eq!(status, 403, "the API: {headers:?}");
+    }
+    let (status, _, _) = request(
+        "GET",
+        &format!("{local}/console/entries"),
+        &[("host", "localhost")],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
     let (status, _, _) = request(
         "POST",
         &format!("{local}/console/entries"),
@@ -328,14 +357,172 @@ async fn without_a_key_the_console_serves_loopback_only() {
     )
     .await;
     assert_eq!(status, 403);
+    // A form sent from another site is refused, its token notwithstanding.
     let (status, _, _) = request(
         "POST",
         &format!("{local}/console/entries"),
-        &[("cookie", cookie.as_str())],
+        &[
+            ("cookie", cookie.as_str()),
+            ("sec-fetch-site", "cross-site"),
+        ],
+        Some(&format!("name=x&csrf={}", csrf_of(&page))),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _, _) = request(
+        "POST",
+        &format!("{local}/console/entries"),
+        &[
+            ("cookie", cookie.as_str()),
+            ("origin", "http://evil.example"),
+        ],
+        Some(&format!("name=x&csrf={}", csrf_of(&page))),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(origin
+        .origin
+        .state
+        .registry
+        .as_ref()
+        .unwrap()
+        .list()
+        .is_empty());
+    let (status, _, _) = request(
+        "POST",
+        &format!("{local}/console/entries"),
+        &[
+            ("cookie", cookie.as_str()),
+            ("sec-fetch-site", "same-origin"),
+            ("origin", &local),
+        ],
         Some(&format!("name=x&csrf={}", csrf_of(&page))),
     )
     .await;
     assert_eq!(status, 303);
+}
+
+/// What the console cannot read or has not gets its own page, with a fitting status,
+/// and is counted; what needs a session refuses without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_the_consoles_pages_and_guesses_are_cut_off() {
+    let key = "console-test-api-key";
+    let origin = start_origin(&format!(
+        "[http]\napi_token = \"{key}\"\n[abuse]\nslow_after = 2\nban_after = 3\nmax_delay_ms = 10\n"
+    ))
+    .await;
+    let base = origin.http();
+    let entry = origin.create_entry().await;
+    for url in [
+        format!("{base}/console/entries/{}/endpoints.json", entry.id),
+        format!("{base}/console/entries/{}/live", entry.id),
+    ] {
+        let (status, _, body) = request("GET", &url, &[], None).await;
+        assert_eq!(status, 401, "{url}: {body}");
+        assert!(!body.contains(&entry.token));
+    }
+    let (status, headers, _) = request(
+        "GET",
+        &format!("{base}/console/entries/{}/fmle.xml", entry.id),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, &headers["location"]),
+        (303, &"/console/sign-in".parse().unwrap())
+    );
+
+    let (_, headers, _) = request(
+        "POST",
+        &format!("{base}/console/sign-in"),
+        &[],
+        Some(&format!("key={key}")),
+    )
+    .await;
+    let (cookie, _) = session_cookie(&headers).unwrap();
+    let with_cookie = [("cookie", cookie.as_str())];
+    let (status, headers, body) = request(
+        "GET",
+        &format!("{base}/console/entries/{}/endpoints.json", entry.id),
+        &with_cookie,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["cache-control"], "no-store");
+    assert!(
+        body.contains(&entry.token),
+        "the copy buttons' source has the token"
+    );
+
+    for (url, status) in [
+        (format!("{base}/console/entries/%FF%FE"), 400),
+        (format!("{base}/console/entries/1_nosuch00"), 404),
+        (format!("{base}/console/entries?q=a&q=b"), 400),
+        (format!("{base}/console/no-such-page"), 404),
+    ] {
+        let (got, headers, body) = request("GET", &url, &with_cookie, None).await;
+        assert_eq!(got, status, "{url}: {body}");
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"),
+            "{url}: the console's page, not the API's JSON"
+        );
+        assert!(body.contains("<h1>"), "{body}");
+    }
+    let big = format!("name={}", "x".repeat(100_000));
+    let (status, _, body) = request(
+        "POST",
+        &format!("{base}/console/entries"),
+        &with_cookie,
+        Some(&big),
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    let m = origin.metrics();
+    assert_eq!(
+        metric(
+            &m,
+            "longhaul_console_refusals_total",
+            &[("reason", "bad_request")]
+        ),
+        3.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "longhaul_console_refusals_total",
+            &[("reason", "not_found")]
+        ),
+        2.0
+    );
+
+    // Wrong keys from one address are slowed, then refused for a while (the node's
+    // abuse guard), the right key included.
+    for _ in 0..3 {
+        let (status, _, _) = request(
+            "POST",
+            &format!("{base}/console/sign-in"),
+            &[],
+            Some("key=guess"),
+        )
+        .await;
+        assert_eq!(status, 401);
+    }
+    let (status, headers, body) = request(
+        "POST",
+        &format!("{base}/console/sign-in"),
+        &[],
+        Some(&format!("key={key}")),
+    )
+    .await;
+    assert_eq!(status, 429, "{body}");
+    assert!(headers.contains_key("retry-after"));
+    assert!(session_cookie(&headers).is_none());
 }
 
 /// Kills `longhaul dev` (and ffmpeg) when the test ends, however it ends.
@@ -416,11 +603,11 @@ async fn an_operator_publishes_regenerates_and_exports_from_the_console() {
                 .filter(|l| {
                     l.starts_with("longhaul_tunnel_state{")
                         && l.contains("state=\"connected\"")
-                        && !l.contains("peer_region=\"pao\"")
                         && l.ends_with(" 1")
                 })
                 .count();
-            if connected >= 3 {
+            // Three edges and the peer origin.
+            if connected >= 4 {
                 break;
             }
         }

@@ -58,8 +58,11 @@ try {
   await waitFor("published");
   const row = page.locator(`#live tr[data-rendition="${id}_1"][data-on-air="true"]`);
   await row.waitFor({ timeout: 30000 });
-  // Let the figures fill in (bitrate and fps need a whole second).
-  await page.waitForTimeout(2500);
+  // The figures fill in after a whole second of media (the section refreshes).
+  await page
+    .locator(`#live tr[data-rendition="${id}_1"][data-on-air="true"] td[data-label="Bitrate"]`)
+    .filter({ hasNotText: /^0 kbit\/s$/ })
+    .waitFor({ timeout: 15000 });
   const elsewhere = page.locator(`#live [data-elsewhere="${id}_1"]`);
   await elsewhere.waitFor({ timeout: 30000 });
   say("live", {
@@ -109,7 +112,9 @@ try {
   await page.locator("section:has(#edges) tr[data-state=connected]").first().waitFor({ timeout: 15000 });
   const edges = await page.locator("section:has(#edges) tr[data-state=connected]").count();
   const peers = await page.locator("section:has(#origins) tr[data-state=connected]").count();
-  const peerReport = await page.locator("section:has(#origins) td[data-label='Its report']").first().textContent();
+  const report = page.locator("section:has(#origins) td[data-label='Its report']").filter({ hasText: /^healthy, / });
+  await report.first().waitFor({ timeout: 15000 });
+  const peerReport = await report.first().textContent();
   await page.screenshot({ path: `${shots}/cluster.png`, fullPage: true });
   say("cluster", { edges, peers, peerReport });
 

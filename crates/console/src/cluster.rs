@@ -78,7 +78,7 @@ pub struct RefusalRow {
 pub fn cluster_page(frame: &Frame, view: &ClusterView) -> Markup {
     let body = html! {
         h1 { "Cluster" }
-        div id="cluster" data-refresh="/console/cluster/live" aria-live="polite" {
+        div id="cluster" data-refresh="/console/cluster/live" {
             (cluster_fragment(view))
         }
     };

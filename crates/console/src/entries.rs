@@ -139,7 +139,7 @@ pub fn list_page(frame: &Frame, list: &EntryList, csrf: &str, note: Option<&str>
         form method="post" action="/console/entries" class="actions" {
             input type="hidden" name="csrf" value=(csrf);
             label for="name" { "Name" }
-            input type="text" id="name" name="name" maxlength="200" placeholder="Sunday service";
+            input type="text" id="name" name="name" maxlength="256" placeholder="Sunday service";
             button type="submit" { "Create" }
         }
     };
@@ -148,6 +148,8 @@ pub fn list_page(frame: &Frame, list: &EntryList, csrf: &str, note: Option<&str>
 
 /// An entry's page.
 pub fn entry_page(frame: &Frame, entry: &EntryView, reveal: bool, note: Option<&str>) -> Markup {
+    // Tokens are `[a-z2-7]` (the registry's), so a URL holds one as it is, never
+    // percent-encoded: replacing its text masks it.
     let shown = |url: &str| -> String {
         if reveal {
             url.to_owned()
@@ -187,7 +189,7 @@ pub fn entry_page(frame: &Frame, entry: &EntryView, reveal: bool, note: Option<&
         }
         section aria-labelledby="live-heading" {
             h2 id="live-heading" { "Live at this origin" }
-            div id="live" data-refresh={ "/console/entries/" (entry.id) "/live" } aria-live="polite" {
+            div id="live" data-refresh={ "/console/entries/" (entry.id) "/live" } {
                 (live_fragment(entry.live))
             }
         }

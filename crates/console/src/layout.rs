@@ -2,7 +2,7 @@
 //! console's own stylesheet and script, compiled into the binary and served from the
 //! node itself: a node may have no internet, so nothing comes from a CDN.
 
-use maud::{html, Markup, PreEscaped, DOCTYPE};
+use maud::{html, Markup, DOCTYPE};
 use std::time::{Duration, SystemTime};
 
 /// The stylesheet (`/console/assets/console.css`): system fonts, readable on a phone
@@ -31,6 +31,8 @@ pub enum Section {
     Entries,
     Cluster,
     SignIn,
+    /// An error page: the navigation, with no page of it current.
+    Error,
 }
 
 /// What the header shows: the node, and the signed-in session's sign-out form.
@@ -78,6 +80,7 @@ pub fn page(frame: &Frame, section: Section, title: &str, body: Markup) -> Marku
                     }
                 }
                 main id="main" { (body) }
+                p id="console-status" class="visually-hidden" role="status" {}
             }
         }
     }
@@ -96,13 +99,19 @@ pub fn notice(text: Option<&str>) -> Markup {
 pub fn error_page(frame: &Frame, status: u16, title: &str, message: &str) -> Markup {
     page(
         frame,
-        Section::Entries,
+        Section::Error,
         title,
         html! {
             h1 { (title) }
             p class="error" role="alert" { (message) }
             p class="muted" { "HTTP " (status) }
-            p { a href="/console/entries" { "Back to the entries" } }
+            p {
+                @if status == 401 {
+                    a href="/console/sign-in" { "Sign in" }
+                } @else {
+                    a href="/console/entries" { "Back to the entries" }
+                }
+            }
         },
     )
 }
@@ -122,11 +131,6 @@ pub fn bitrate(bps: f64) -> String {
     } else {
         format!("{:.0} kbit/s", bps / 1e3)
     }
-}
-
-/// Inline `PreEscaped` for text already escaped.
-pub fn raw(s: &str) -> PreEscaped<&str> {
-    PreEscaped(s)
 }
 
 #[cfg(test)]

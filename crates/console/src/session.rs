@@ -23,6 +23,10 @@ pub const COOKIE_NAME: &str = "longhaul_console";
 /// A session unused this long ends: an operator's shift, not a browser's lifetime.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(8 * 3600);
 
+/// A session ends this long after it started, used or not: a tab left open refreshes
+/// its live sections every 2 s, which would otherwise keep it alive for ever.
+pub const MAX_AGE: Duration = Duration::from_secs(12 * 3600);
+
 /// Sessions kept at once. Each is about 200 bytes; a node has a handful of operators,
 /// and a loopback client that never keeps its cookie (curl) makes one per page, so the
 /// oldest are dropped past this.
@@ -39,22 +43,55 @@ pub enum Access {
     Forbidden,
 }
 
+/// What [`Access::of`] looks at in a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The peer's address.
+    pub client: IpAddr,
+    /// The `Host` header.
+    pub host: Option<&'a str>,
+    /// Whether it carries `Forwarded` or `X-Forwarded-For`: a proxy on this host
+    /// passing on someone else's request.
+    pub forwarded: bool,
+}
+
 impl Access {
     /// The rule, as the entries API applies it: a configured key is always needed;
-    /// without one only loopback is served.
-    pub fn of(key_configured: bool, client: IpAddr) -> Access {
-        let loopback = match client {
+    /// without one only loopback is served. Loopback means the peer's address *and* a
+    /// `Host` that names this machine (`localhost`, `127.0.0.1`, `[::1]`, any port), and
+    /// no proxy's forwarding headers: a page of another site whose name was pointed at
+    /// 127.0.0.1 (DNS rebinding) sends its own host name, and a local proxy forwards
+    /// the whole internet from loopback.
+    pub fn of(key_configured: bool, request: Request) -> Access {
+        let loopback = match request.client {
             IpAddr::V4(v4) => v4.is_loopback(),
             IpAddr::V6(v6) => {
                 v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
             }
         };
-        match (key_configured, loopback) {
-            (true, _) => Access::SignIn,
-            (false, true) => Access::Loopback,
-            (false, false) => Access::Forbidden,
+        let local_host = request.host.is_some_and(names_this_machine);
+        match key_configured {
+            true => Access::SignIn,
+            false if loopback && local_host && !request.forwarded => Access::Loopback,
+            false => Access::Forbidden,
         }
     }
+}
+
+/// Whether a `Host` header names this machine by a loopback name or address.
+pub fn names_this_machine(host: &str) -> bool {
+    let host = host.trim();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        // `[::1]:8081`
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        }
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// One signed-in browser.
@@ -64,10 +101,16 @@ pub struct Session {
     pub csrf: String,
     /// How it was let in, for the logs: `api key` or `loopback`.
     pub by: &'static str,
+    started: Instant,
     last_used: Instant,
 }
 
 impl Session {
+    fn live_at(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.last_used) < IDLE_TIMEOUT
+            && now.saturating_duration_since(self.started) < MAX_AGE
+    }
+
     /// Whether `presented` is this session's CSRF token (in constant time).
     pub fn csrf_matches(&self, presented: &str) -> bool {
         !presented.is_empty() && bool::from(presented.as_bytes().ct_eq(self.csrf.as_bytes()))
@@ -104,6 +147,7 @@ impl Sessions {
         let session = Session {
             csrf: random_token()?,
             by,
+            started: now,
             last_used: now,
         };
         self.by_id.insert(id.clone(), session.clone());
@@ -113,7 +157,7 @@ impl Sessions {
     /// The session `id` names, if it is live; using it keeps it live.
     pub fn get(&mut self, id: &str, now: Instant) -> Option<Session> {
         let session = self.by_id.get_mut(id)?;
-        if now.saturating_duration_since(session.last_used) >= IDLE_TIMEOUT {
+        if !session.live_at(now) {
             self.by_id.remove(id);
             return None;
         }
@@ -135,14 +179,16 @@ impl Sessions {
     }
 
     fn expire(&mut self, now: Instant) {
-        self.by_id
-            .retain(|_, s| now.saturating_duration_since(s.last_used) < IDLE_TIMEOUT);
+        self.by_id.retain(|_, s| s.live_at(now));
     }
 }
 
-/// Whether `presented` is the configured key (in constant time).
+/// Whether `presented` is the configured key. The SHA-256 digests are compared, in
+/// constant time, so neither the time taken nor an early return on a length mismatch
+/// tells a guesser anything about the key.
 pub fn key_matches(presented: &str, key: &str) -> bool {
-    !presented.is_empty() && bool::from(presented.as_bytes().ct_eq(key.as_bytes()))
+    let digest = |s: &str| ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
+    !presented.is_empty() && bool::from(digest(presented).as_ref().ct_eq(digest(key).as_ref()))
 }
 
 /// The `Set-Cookie` value for session `id`. `secure` when the page came over HTTPS
@@ -158,12 +204,13 @@ pub fn cookie_removed(secure: bool) -> String {
     format!("{COOKIE_NAME}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0{secure}")
 }
 
-/// The session id in a `Cookie` header, if it has one.
-pub fn session_id_of(cookie_header: &str) -> Option<&str> {
+/// The session ids in a `Cookie` header (a browser may send a stale one beside the
+/// live one).
+pub fn session_ids_of(cookie_header: &str) -> impl Iterator<Item = &str> {
     cookie_header
         .split(';')
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE_NAME)
+        .filter(|(name, _)| *name == COOKIE_NAME)
         .map(|(_, value)| value.trim())
         .filter(|v| !v.is_empty())
 }
@@ -179,37 +226,72 @@ fn random_token() -> Option<String> {
 mod tests {
     use super::*;
 
+    fn request(client: &str, host: &'static str) -> Request<'static> {
+        Request {
+            client: client.parse().unwrap(),
+            host: Some(host),
+            forwarded: false,
+        }
+    }
+
     #[test]
     fn a_key_is_needed_wherever_the_client_is_when_one_is_configured() {
         assert_eq!(
-            Access::of(true, "127.0.0.1".parse().unwrap()),
+            Access::of(true, request("127.0.0.1", "127.0.0.1:8081")),
             Access::SignIn
         );
         assert_eq!(
-            Access::of(true, "10.0.0.8".parse().unwrap()),
+            Access::of(true, request("10.0.0.8", "origin:8081")),
             Access::SignIn
         );
     }
 
     #[test]
     fn without_a_key_only_loopback_is_served() {
+        for (client, host) in [
+            ("127.0.0.1", "127.0.0.1:8081"),
+            ("::1", "[::1]:8081"),
+            ("::ffff:127.0.0.1", "localhost:8081"),
+            ("127.0.0.1", "LOCALHOST"),
+            ("127.0.0.1", "127.0.0.2"),
+        ] {
+            assert_eq!(
+                Access::of(false, request(client, host)),
+                Access::Loopback,
+                "{client} {host}"
+            );
+        }
         assert_eq!(
-            Access::of(false, "127.0.0.1".parse().unwrap()),
-            Access::Loopback
-        );
-        assert_eq!(Access::of(false, "::1".parse().unwrap()), Access::Loopback);
-        assert_eq!(
-            Access::of(false, "::ffff:127.0.0.1".parse().unwrap()),
-            Access::Loopback
-        );
-        assert_eq!(
-            Access::of(false, "10.0.0.8".parse().unwrap()),
+            Access::of(false, request("10.0.0.8", "127.0.0.1:8081")),
             Access::Forbidden
         );
         assert_eq!(
-            Access::of(false, "::ffff:10.0.0.8".parse().unwrap()),
+            Access::of(false, request("::ffff:10.0.0.8", "localhost")),
             Access::Forbidden
         );
+    }
+
+    #[test]
+    fn loopback_with_another_sites_name_or_a_proxy_is_not_loopback() {
+        // DNS rebinding: a page of evil.example, its name pointed at 127.0.0.1.
+        for host in [
+            "evil.example",
+            "evil.example:8081",
+            "localhost.evil.example",
+            "[::2]:1",
+        ] {
+            assert_eq!(
+                Access::of(false, request("127.0.0.1", host)),
+                Access::Forbidden,
+                "{host}"
+            );
+        }
+        let mut no_host = request("127.0.0.1", "x");
+        no_host.host = None;
+        assert_eq!(Access::of(false, no_host), Access::Forbidden);
+        let mut proxied = request("127.0.0.1", "localhost:8081");
+        proxied.forwarded = true;
+        assert_eq!(Access::of(false, proxied), Access::Forbidden);
     }
 
     #[test]
@@ -224,6 +306,16 @@ mod tests {
         // Used at `later`, so it lives until `later + IDLE_TIMEOUT`.
         assert!(sessions.get(&id, later + IDLE_TIMEOUT / 2).is_some());
         assert!(sessions.get(&id, later + IDLE_TIMEOUT * 2).is_none());
+        // Used every few seconds, a session still ends at its maximum age.
+        let (id, _) = sessions.start("api key", t0).unwrap();
+        let mut t = t0;
+        while t < t0 + MAX_AGE - Duration::from_secs(60) {
+            t += Duration::from_secs(3600);
+            assert!(sessions
+                .get(&id, t.min(t0 + MAX_AGE - Duration::from_secs(1)))
+                .is_some());
+        }
+        assert!(sessions.get(&id, t0 + MAX_AGE).is_none());
         assert!(
             sessions.get(&id, later).is_none(),
             "an expired session is gone"
@@ -276,8 +368,13 @@ mod tests {
         );
         assert!(cookie("abc", true).ends_with("; Secure"));
         assert!(cookie_removed(false).contains("Max-Age=0"));
-        assert_eq!(session_id_of("a=1; longhaul_console=xyz; b=2"), Some("xyz"));
-        assert_eq!(session_id_of("longhaul_console="), None);
-        assert_eq!(session_id_of("other=1"), None);
+        let ids = |h| session_ids_of(h).collect::<Vec<_>>();
+        assert_eq!(ids("a=1; longhaul_console=xyz; b=2"), ["xyz"]);
+        assert_eq!(
+            ids("longhaul_console=old; longhaul_console=new"),
+            ["old", "new"]
+        );
+        assert!(ids("longhaul_console=").is_empty());
+        assert!(ids("other=1").is_empty());
     }
 }

@@ -284,14 +284,22 @@ async fn authorize(
             }
             "bearer token"
         }
-        None if client.ip().is_loopback() => "loopback",
+        // Loopback as the console has it: the address, a Host naming this machine (a
+        // page of another site pointed at 127.0.0.1 sends its own), no proxy's headers.
+        None if longhaul_console::session::Access::of(
+            false,
+            crate::console::access_request(client, req.headers()),
+        ) == longhaul_console::session::Access::Loopback =>
+        {
+            "loopback"
+        }
         None => {
             tracing::warn!(%client, path = %req.uri().path(),
-                "API request from a non-loopback address refused (no http.api_token set)");
+                "API request refused: no http.api_token set, and not from loopback by a loopback name");
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                "the API serves only loopback clients unless http.api_token is set",
+                "the API serves only loopback clients (by a loopback name such as 127.0.0.1 or localhost, not through a proxy) unless http.api_token is set",
             ));
         }
     };

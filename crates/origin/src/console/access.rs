@@ -1,17 +1,21 @@
 //! Who may use the console: [`admit`] lets a request through with its session or
 //! refuses it, signing in and out, and the CSRF check of every form (see
 //! `longhaul_console::session` for the rules).
+//!
+//! Sign-in failures count with the node's publish failures in its abuse guard
+//! (`[abuse]`, `longhaul_node::abuse_gate`): an address that keeps trying keys is slowed,
+//! then refused for a while, as one that keeps trying tokens is.
 
 use super::{frame, html, Refusal, BY_KEY, BY_LOOPBACK};
 use crate::api::Caller;
 use crate::state::OriginState;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Request, State};
+use axum::extract::{OriginalUri, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
-use hyper::header::{HeaderValue, COOKIE, SET_COOKIE};
-use hyper::{HeaderMap, StatusCode};
+use hyper::header::{HeaderValue, COOKIE, HOST, SET_COOKIE};
+use hyper::{HeaderMap, Method, StatusCode};
 use longhaul_console::session::{self, Access, Session};
 use longhaul_node::http::Client;
 use serde::Deserialize;
@@ -21,15 +25,36 @@ use std::time::Instant;
 
 /// Why the console refused a request: the `reason` label of `console_refusals_total`.
 pub mod refusal {
-    /// No `http.api_token`, and the client is not on loopback.
+    /// No `http.api_token`, and the client is not on loopback (or names another host,
+    /// or came through a proxy).
     pub const NOT_LOOPBACK: &str = "not_loopback";
     /// A page that needs a session, without one (not signed in, or it expired).
     pub const NO_SESSION: &str = "no_session";
     /// A sign-in with the wrong key.
     pub const WRONG_KEY: &str = "wrong_key";
-    /// A form without its session's CSRF token.
+    /// The address failed too often (the node's abuse guard).
+    pub const TOO_MANY_FAILURES: &str = "too_many_failures";
+    /// A form without its session's CSRF token, or sent from another site.
     pub const CSRF: &str = "csrf";
-    pub const ALL: [&str; 4] = [NOT_LOOPBACK, NO_SESSION, WRONG_KEY, CSRF];
+    /// A request that cannot be read (a path, query or form).
+    pub const BAD_REQUEST: &str = "bad_request";
+    /// No such page or entry.
+    pub const NOT_FOUND: &str = "not_found";
+    /// The registry refused the change (a conflict) or could not make it.
+    pub const REGISTRY: &str = "registry";
+    /// The node failed (its random number generator).
+    pub const INTERNAL: &str = "internal";
+    pub const ALL: [&str; 9] = [
+        NOT_LOOPBACK,
+        NO_SESSION,
+        WRONG_KEY,
+        TOO_MANY_FAILURES,
+        CSRF,
+        BAD_REQUEST,
+        NOT_FOUND,
+        REGISTRY,
+        INTERNAL,
+    ];
 }
 
 /// The node's console sessions.
@@ -40,17 +65,41 @@ impl ConsoleSessions {
     fn with<T>(&self, f: impl FnOnce(&mut session::Sessions) -> T) -> T {
         f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
     }
+
+    /// The first live session among the request's cookies.
+    fn find(&self, headers: &HeaderMap, now: Instant) -> Option<(String, Session)> {
+        let ids: Vec<String> = headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(session::session_ids_of)
+            .map(str::to_owned)
+            .collect();
+        self.with(|s| {
+            ids.into_iter()
+                .find_map(|id| s.get(&id, now).map(|session| (id, session)))
+        })
+    }
 }
 
-/// The session a request came with (or was given), and who made it.
+/// The session a request came with (or was given), who made it, and what it asked.
 #[derive(Debug, Clone)]
 pub(crate) struct Visitor {
-    pub(crate) session_id: String,
     pub(crate) session: Session,
     pub(crate) caller: Caller,
+    /// The request's path, for the log lines of its refusals.
+    pub(crate) path: String,
     /// A session made for this request (loopback): its cookie goes on the response.
     new_cookie: Option<String>,
 }
+
+impl Visitor {
+    /// The page of `refusal`, logged with this client and counted.
+    pub(crate) fn refuse(&self, state: &OriginState, refusal: Refusal) -> Response {
+        refusal.answer(state, self.caller.client, &self.path, Some(self))
+    }
+}
+
 fn client_of(req: &Request) -> SocketAddr {
     req.extensions()
         .get::<Client>()
@@ -66,13 +115,29 @@ fn over_https(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
 }
 
-fn session_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(session::session_id_of)
-        .map(str::to_owned)
+/// What the loopback rule looks at in a request (the entries API applies it too).
+pub fn access_request<'a>(client: SocketAddr, headers: &'a HeaderMap) -> session::Request<'a> {
+    session::Request {
+        client: client.ip(),
+        host: headers.get(HOST).and_then(|v| v.to_str().ok()),
+        forwarded: headers.contains_key("forwarded") || headers.contains_key("x-forwarded-for"),
+    }
+}
+
+/// Whether a form was sent from another site, as the browser says (`Sec-Fetch-Site`,
+/// or an `Origin` that is not this host): refused whatever it carries.
+fn cross_site(headers: &HeaderMap) -> bool {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = text("sec-fetch-site") {
+        return !matches!(site, "same-origin" | "none");
+    }
+    match (text("origin"), text(HOST.as_str())) {
+        (Some(origin), Some(host)) => {
+            let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+            !origin_host.eq_ignore_ascii_case(host)
+        }
+        _ => false,
+    }
 }
 
 /// Lets a request through with its session (see the module's doc), or refuses it.
@@ -83,36 +148,45 @@ pub(crate) async fn admit(
 ) -> Response {
     let client = client_of(&req);
     let path = req.uri().path().to_owned();
-    let access = Access::of(state.config.http.api_token.is_some(), client.ip());
+    let access = Access::of(
+        state.config.http.api_token.is_some(),
+        access_request(client, req.headers()),
+    );
     if access == Access::Forbidden {
-        tracing::warn!(%client, %path,
-            "console request from a non-loopback address refused (no http.api_token set)");
         return Refusal::new(
             StatusCode::FORBIDDEN,
             "Forbidden",
-            "This console serves only loopback clients unless the origin sets http.api_token; \
-             set one and sign in with it.",
+            "This console serves only loopback clients, by a loopback name and not through \
+             a proxy, unless the origin sets http.api_token; set one and sign in with it.",
         )
         .counted(refusal::NOT_LOOPBACK)
-        .page(&state, None);
+        .answer(&state, client, &path, None);
+    }
+    let reads = matches!(*req.method(), Method::GET | Method::HEAD);
+    if !reads && cross_site(req.headers()) {
+        return Refusal::new(
+            StatusCode::FORBIDDEN,
+            "Form refused",
+            "This form was sent from another site; the console takes forms from its own pages only.",
+        )
+        .counted(refusal::CSRF)
+        .answer(&state, client, &path, None);
     }
     let now = Instant::now();
-    let found = session_cookie(req.headers())
-        .and_then(|id| state.console.with(|s| s.get(&id, now)).map(|s| (id, s)));
-    let visitor = match (found, access) {
-        (Some((session_id, session)), _) => Visitor {
+    let visitor = match (state.console.find(req.headers(), now), access) {
+        (Some((_, session)), _) => Visitor {
             caller: Caller {
                 client,
                 by: session.by,
             },
-            session_id,
             session,
+            path,
             new_cookie: None,
         },
-        (None, Access::Loopback) if req.method() == hyper::Method::GET => {
+        (None, Access::Loopback) if reads => {
             let Some((session_id, session)) = state.console.with(|s| s.start(BY_LOOPBACK, now))
             else {
-                return random_failed(&state);
+                return random_failed(&state, client, &path);
             };
             Visitor {
                 caller: Caller {
@@ -120,12 +194,11 @@ pub(crate) async fn admit(
                     by: BY_LOOPBACK,
                 },
                 new_cookie: Some(session::cookie(&session_id, over_https(req.headers()))),
-                session_id,
                 session,
+                path,
             }
         }
         (None, Access::Loopback) => {
-            tracing::warn!(%client, %path, "console form without a session refused");
             return Refusal::new(
                 StatusCode::FORBIDDEN,
                 "No console session",
@@ -133,19 +206,17 @@ pub(crate) async fn admit(
                  restarted): reload the page and submit it again.",
             )
             .counted(refusal::NO_SESSION)
-            .page(&state, None);
+            .answer(&state, client, &path, None);
         }
         (None, _) => {
-            tracing::info!(%client, %path, "console request without a session: sign in");
-            state
-                .metrics
-                .console_refusals
-                .with_label_values(&[refusal::NO_SESSION])
-                .inc();
-            if req.method() == hyper::Method::GET
-                && !path.ends_with("/live")
-                && !path.ends_with(".json")
-            {
+            // A page goes to the sign-in; what the script fetches gets a 401 it can tell.
+            if reads && !path.ends_with("/live") && !path.ends_with(".json") {
+                state
+                    .metrics
+                    .console_refusals
+                    .with_label_values(&[refusal::NO_SESSION])
+                    .inc();
+                tracing::info!(%client, %path, "console page without a session: to the sign-in");
                 return Redirect::to("/console/sign-in").into_response();
             }
             return Refusal::new(
@@ -153,7 +224,8 @@ pub(crate) async fn admit(
                 "Sign in first",
                 "This needs a console session: sign in with the API key at /console/sign-in.",
             )
-            .page(&state, None);
+            .counted(refusal::NO_SESSION)
+            .answer(&state, client, &path, None);
         }
     };
     let cookie = visitor.new_cookie.clone();
@@ -165,14 +237,15 @@ pub(crate) async fn admit(
     response
 }
 
-fn random_failed(state: &OriginState) -> Response {
+fn random_failed(state: &OriginState, client: SocketAddr, path: &str) -> Response {
     tracing::error!("the operating system's random number generator failed: no console session");
     Refusal::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "No session",
         "The node could not make a session (its random number generator failed); try again.",
     )
-    .page(state, None)
+    .counted(refusal::INTERNAL)
+    .answer(state, client, path, None)
 }
 
 #[derive(Deserialize)]
@@ -182,30 +255,34 @@ pub(crate) struct CsrfForm {
 }
 
 /// The form's CSRF token checked against the session's, or the refusal.
-pub(crate) fn check_csrf(visitor: &Visitor, presented: &str, path: &str) -> Result<(), Refusal> {
+pub(crate) fn check_csrf(visitor: &Visitor, presented: &str) -> Result<(), Refusal> {
     if visitor.session.csrf_matches(presented) {
-        return Ok(());
+        Ok(())
+    } else {
+        Err(csrf_refused())
     }
-    tracing::warn!(client = %visitor.caller.client, %path,
-        "console form without its CSRF token refused");
-    Err(Refusal::new(
+}
+
+fn csrf_refused() -> Refusal {
+    Refusal::new(
         StatusCode::FORBIDDEN,
         "Form refused",
         "This form did not carry the page's security token (it may be from an old page or \
          another site): reload the page and submit it again.",
     )
-    .counted(refusal::CSRF))
+    .counted(refusal::CSRF)
 }
-/// A form that could not be read.
-pub(crate) fn bad_form(state: &OriginState, visitor: &Visitor, e: FormRejection) -> Response {
-    tracing::warn!(client = %visitor.caller.client, error = %e, "console form not readable");
+
+/// A form that could not be read, with the status axum gives it (400, 413, 415).
+pub(crate) fn bad_form(e: FormRejection) -> Refusal {
     Refusal::new(
-        StatusCode::BAD_REQUEST,
+        e.status(),
         "Form not readable",
-        format!("The form could not be read: {e}"),
+        format!("The form could not be read: {}", e.body_text()),
     )
-    .page(state, Some(visitor))
+    .counted(refusal::BAD_REQUEST)
 }
+
 /// `GET /console/sign-in`: the form (with no key configured, there is nothing to sign
 /// in with: straight to the entries).
 pub(crate) async fn sign_in_form(State(state): State<Arc<OriginState>>) -> Response {
@@ -225,17 +302,46 @@ pub(crate) struct SignInForm {
     key: String,
 }
 
-/// `POST /console/sign-in`: the key, checked in constant time, for a session cookie.
+/// `POST /console/sign-in`: the key (compared as digests, in constant time) for a
+/// session cookie; the session the browser had before ends.
 pub(crate) async fn sign_in(
     State(state): State<Arc<OriginState>>,
     Extension(Client(client)): Extension<Client>,
     headers: HeaderMap,
     form: Result<Form<SignInForm>, FormRejection>,
 ) -> Response {
+    const PATH: &str = "/console/sign-in";
     let Some(key) = state.config.http.api_token.as_deref() else {
         return Redirect::to("/console/entries").into_response();
     };
-    let presented = form.map(|Form(f)| f.key).unwrap_or_default();
+    if cross_site(&headers) {
+        return Refusal::new(
+            StatusCode::FORBIDDEN,
+            "Form refused",
+            "This sign-in was sent from another site.",
+        )
+        .counted(refusal::CSRF)
+        .answer(&state, client, PATH, None);
+    }
+    let presented = match form {
+        Ok(Form(f)) => f.key,
+        Err(e) => return bad_form(e).answer(&state, client, PATH, None),
+    };
+    if let Err(banned) = state.abuse.admit(client.ip()).await {
+        let message = format!(
+            "Too many failed attempts from {}: try again in {} s.",
+            banned.source,
+            banned.retry_after.as_secs().max(1)
+        );
+        let mut response = Refusal::new(StatusCode::TOO_MANY_REQUESTS, "Not now", message)
+            .counted(refusal::TOO_MANY_FAILURES)
+            .answer(&state, client, PATH, None);
+        response.headers_mut().insert(
+            hyper::header::RETRY_AFTER,
+            HeaderValue::from(banned.retry_after.as_secs().max(1)),
+        );
+        return response;
+    }
     if !session::key_matches(&presented, key) {
         tracing::warn!(%client, "console sign-in with a wrong key refused");
         state
@@ -243,6 +349,8 @@ pub(crate) async fn sign_in(
             .console_refusals
             .with_label_values(&[refusal::WRONG_KEY])
             .inc();
+        // A wrong key is a credential failure of this address, as a wrong token is.
+        state.abuse.failed(client.ip(), "wrong_token");
         return html(
             StatusCode::UNAUTHORIZED,
             longhaul_console::sign_in_page(
@@ -251,8 +359,12 @@ pub(crate) async fn sign_in(
             ),
         );
     }
-    let Some((id, _)) = state.console.with(|s| s.start(BY_KEY, Instant::now())) else {
-        return random_failed(&state);
+    let now = Instant::now();
+    if let Some((old, _)) = state.console.find(&headers, now) {
+        state.console.with(|s| s.end(&old));
+    }
+    let Some((id, _)) = state.console.with(|s| s.start(BY_KEY, now)) else {
+        return random_failed(&state, client, PATH);
     };
     tracing::info!(%client, "console session started (api key)");
     let mut response = Redirect::to("/console/entries").into_response();
@@ -262,22 +374,28 @@ pub(crate) async fn sign_in(
     response
 }
 
-/// `POST /console/sign-out`: ends the session and removes its cookie.
+/// `POST /console/sign-out`: ends the session (its form's CSRF token checked) and
+/// removes its cookie; a session that already ended just loses its cookie. `GET` goes
+/// back to the entries.
 pub(crate) async fn sign_out(
     State(state): State<Arc<OriginState>>,
-    Extension(visitor): Extension<Visitor>,
+    Extension(Client(client)): Extension<Client>,
+    OriginalUri(uri): OriginalUri,
+    method: Method,
     headers: HeaderMap,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
-    let form = match form {
-        Ok(Form(f)) => f,
-        Err(e) => return bad_form(&state, &visitor, e),
-    };
-    if let Err(refused) = check_csrf(&visitor, &form.csrf, "/console/sign-out") {
-        return refused.page(&state, Some(&visitor));
+    if method != Method::POST {
+        return Redirect::to("/console/entries").into_response();
     }
-    state.console.with(|s| s.end(&visitor.session_id));
-    tracing::info!(caller = %visitor.caller, "console session ended");
+    if let Some((id, session)) = state.console.find(&headers, Instant::now()) {
+        let csrf = form.map(|Form(f)| f.csrf).unwrap_or_default();
+        if cross_site(&headers) || !session.csrf_matches(&csrf) {
+            return csrf_refused().answer(&state, client, uri.path(), None);
+        }
+        state.console.with(|s| s.end(&id));
+        tracing::info!(%client, by = session.by, "console session ended");
+    }
     let mut response = Redirect::to("/console/sign-in").into_response();
     if let Ok(cookie) = HeaderValue::from_str(&session::cookie_removed(over_https(&headers))) {
         response.headers_mut().insert(SET_COOKIE, cookie);

@@ -6,7 +6,7 @@ use super::access::{bad_form, check_csrf, CsrfForm, Visitor};
 use super::{frame, html, secs, secure_headers, Refusal};
 use crate::api::ApiError;
 use crate::state::OriginState;
-use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
@@ -18,6 +18,26 @@ use longhaul_console::entries::{
 use longhaul_registry::Entry;
 use serde::Deserialize;
 use std::sync::Arc;
+
+/// The `{id}` of a route, or the refusal of a path that cannot be read.
+fn entry_id(path: Result<Path<String>, PathRejection>) -> Result<String, Refusal> {
+    path.map(|Path(id)| id).map_err(|e| {
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "Not an entry id",
+            format!("The entry id in the path cannot be read: {}", e.body_text()),
+        )
+    })
+}
+
+/// A query string that cannot be read.
+fn bad_query(e: QueryRejection) -> Refusal {
+    Refusal::new(
+        StatusCode::BAD_REQUEST,
+        "Not readable",
+        format!("The query string cannot be read: {}", e.body_text()),
+    )
+}
 
 /// A registry error as a refusal with the API's status and words.
 fn registry_failed(e: ApiError) -> Refusal {
@@ -83,10 +103,13 @@ pub(crate) async fn list(
     Extension(visitor): Extension<Visitor>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Response {
-    let query = query.map(|Query(q)| q).unwrap_or_default();
+    let query = match query {
+        Ok(Query(q)) => q,
+        Err(e) => return visitor.refuse(&state, bad_query(e)),
+    };
     let registry = match registry_of(&state) {
         Ok(r) => r,
-        Err(refused) => return refused.page(&state, Some(&visitor)),
+        Err(refused) => return visitor.refuse(&state, refused),
     };
     let mut all = registry.list();
     all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
@@ -141,14 +164,14 @@ pub(crate) async fn create(
 ) -> Response {
     let form = match form {
         Ok(Form(f)) => f,
-        Err(e) => return bad_form(&state, &visitor, e),
+        Err(e) => return visitor.refuse(&state, bad_form(e)),
     };
-    if let Err(refused) = check_csrf(&visitor, &form.csrf, "/console/entries") {
-        return refused.page(&state, Some(&visitor));
+    if let Err(refused) = check_csrf(&visitor, &form.csrf) {
+        return visitor.refuse(&state, refused);
     }
     let registry = match registry_of(&state) {
         Ok(r) => r,
-        Err(refused) => return refused.page(&state, Some(&visitor)),
+        Err(refused) => return visitor.refuse(&state, refused),
     };
     let name = Some(form.name.trim()).filter(|n| !n.is_empty());
     match registry.create_entry(name).await {
@@ -156,7 +179,7 @@ pub(crate) async fn create(
             tracing::info!(entry = %entry.id, caller = %visitor.caller, "entry created");
             Redirect::to(&format!("/console/entries/{}?done=created", entry.id)).into_response()
         }
-        Err(e) => registry_failed(e.into()).page(&state, Some(&visitor)),
+        Err(e) => visitor.refuse(&state, registry_failed(e.into())),
     }
 }
 
@@ -257,13 +280,20 @@ pub(crate) struct EntryQuery {
 pub(crate) async fn show(
     State(state): State<Arc<OriginState>>,
     Extension(visitor): Extension<Visitor>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     query: Result<Query<EntryQuery>, QueryRejection>,
 ) -> Response {
-    let query = query.map(|Query(q)| q).unwrap_or_default();
+    let id = match entry_id(id) {
+        Ok(id) => id,
+        Err(refused) => return visitor.refuse(&state, refused),
+    };
+    let query = match query {
+        Ok(Query(q)) => q,
+        Err(e) => return visitor.refuse(&state, bad_query(e)),
+    };
     let entry = match entry_of(&state, &id) {
         Ok(e) => e,
-        Err(refused) => return refused.page(&state, Some(&visitor)),
+        Err(refused) => return visitor.refuse(&state, refused),
     };
     let reveal = query.reveal.is_some_and(|r| r == "1" || r == "true");
     if reveal {
@@ -295,11 +325,15 @@ pub(crate) async fn show(
 pub(crate) async fn live(
     State(state): State<Arc<OriginState>>,
     Extension(visitor): Extension<Visitor>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Response {
+    let id = match entry_id(id) {
+        Ok(id) => id,
+        Err(refused) => return visitor.refuse(&state, refused),
+    };
     let entry = match entry_of(&state, &id) {
         Ok(e) => e,
-        Err(refused) => return refused.page(&state, Some(&visitor)),
+        Err(refused) => return visitor.refuse(&state, refused),
     };
     html(
         StatusCode::OK,
@@ -310,11 +344,15 @@ pub(crate) async fn live(
 pub(crate) async fn endpoints_json(
     State(state): State<Arc<OriginState>>,
     Extension(visitor): Extension<Visitor>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Response {
+    let id = match entry_id(id) {
+        Ok(id) => id,
+        Err(refused) => return visitor.refuse(&state, refused),
+    };
     let entry = match entry_of(&state, &id) {
         Ok(e) => e,
-        Err(refused) => return refused.page(&state, Some(&visitor)),
+        Err(refused) => return visitor.refuse(&state, refused),
     };
     tracing::info!(entry = %entry.id, caller = %visitor.caller,
         "entry endpoints with token read by the console (copy)");
@@ -330,11 +368,15 @@ pub(crate) async fn endpoints_json(
 pub(crate) async fn fmle(
     State(state): State<Arc<OriginState>>,
     Extension(visitor): Extension<Visitor>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Response {
+    let id = match entry_id(id) {
+        Ok(id) => id,
+        Err(refused) => return visitor.refuse(&state, refused),
+    };
     let entry = match entry_of(&state, &id) {
         Ok(e) => e,
-        Err(refused) => return refused.page(&state, Some(&visitor)),
+        Err(refused) => return visitor.refuse(&state, refused),
     };
     tracing::info!(entry = %entry.id, caller = %visitor.caller, "FMLE profile exported by the console");
     let xml = longhaul_endpoint::fmle_profile_xml(
@@ -352,25 +394,29 @@ pub(crate) async fn fmle(
     response
 }
 
-/// Streams (legs) of `id` live at this origin.
-fn live_streams(state: &OriginState, id: &str) -> usize {
+/// Renditions of `id` with a leg live at this origin.
+fn live_renditions_count(state: &OriginState, id: &str) -> usize {
     let prefix = format!("{id}_");
     state
         .hub
-        .streams()
+        .renditions()
         .iter()
-        .filter(|s| s.key.name.starts_with(&prefix))
+        .filter(|r| r.name.starts_with(&prefix))
         .count()
 }
 
 pub(crate) async fn confirm_regenerate(
     State(state): State<Arc<OriginState>>,
     Extension(visitor): Extension<Visitor>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Response {
+    let id = match entry_id(id) {
+        Ok(id) => id,
+        Err(refused) => return visitor.refuse(&state, refused),
+    };
     let entry = match entry_of(&state, &id) {
         Ok(e) => e,
-        Err(refused) => return refused.page(&state, Some(&visitor)),
+        Err(refused) => return visitor.refuse(&state, refused),
     };
     html(
         StatusCode::OK,
@@ -379,7 +425,7 @@ pub(crate) async fn confirm_regenerate(
             &entry.id,
             &entry.name,
             entry.token_generation,
-            live_streams(&state, &entry.id),
+            live_renditions_count(&state, &entry.id),
             &visitor.session.csrf,
         ),
     )
@@ -395,19 +441,23 @@ pub(crate) struct RegenerateForm {
 pub(crate) async fn regenerate(
     State(state): State<Arc<OriginState>>,
     Extension(visitor): Extension<Visitor>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     form: Result<Form<RegenerateForm>, FormRejection>,
 ) -> Response {
+    let id = match entry_id(id) {
+        Ok(id) => id,
+        Err(refused) => return visitor.refuse(&state, refused),
+    };
     let form = match form {
         Ok(Form(f)) => f,
-        Err(e) => return bad_form(&state, &visitor, e),
+        Err(e) => return visitor.refuse(&state, bad_form(e)),
     };
-    if let Err(refused) = check_csrf(&visitor, &form.csrf, "/console/entries/{id}/regenerate") {
-        return refused.page(&state, Some(&visitor));
+    if let Err(refused) = check_csrf(&visitor, &form.csrf) {
+        return visitor.refuse(&state, refused);
     }
     let registry = match registry_of(&state) {
         Ok(r) => r,
-        Err(refused) => return refused.page(&state, Some(&visitor)),
+        Err(refused) => return visitor.refuse(&state, refused),
     };
     match registry.regenerate_token(&id, form.generation).await {
         Ok(entry) => {
@@ -415,18 +465,22 @@ pub(crate) async fn regenerate(
                 generation = entry.token_generation, "entry token regenerated");
             Redirect::to(&format!("/console/entries/{}?done=regenerated", entry.id)).into_response()
         }
-        Err(e) => registry_failed(e.into()).page(&state, Some(&visitor)),
+        Err(e) => visitor.refuse(&state, registry_failed(e.into())),
     }
 }
 
 pub(crate) async fn confirm_delete(
     State(state): State<Arc<OriginState>>,
     Extension(visitor): Extension<Visitor>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Response {
+    let id = match entry_id(id) {
+        Ok(id) => id,
+        Err(refused) => return visitor.refuse(&state, refused),
+    };
     let entry = match entry_of(&state, &id) {
         Ok(e) => e,
-        Err(refused) => return refused.page(&state, Some(&visitor)),
+        Err(refused) => return visitor.refuse(&state, refused),
     };
     html(
         StatusCode::OK,
@@ -434,7 +488,7 @@ pub(crate) async fn confirm_delete(
             &frame(&state, Some(&visitor)),
             &entry.id,
             &entry.name,
-            live_streams(&state, &entry.id),
+            live_renditions_count(&state, &entry.id),
             &visitor.session.csrf,
         ),
     )
@@ -443,26 +497,30 @@ pub(crate) async fn confirm_delete(
 pub(crate) async fn delete(
     State(state): State<Arc<OriginState>>,
     Extension(visitor): Extension<Visitor>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
+    let id = match entry_id(id) {
+        Ok(id) => id,
+        Err(refused) => return visitor.refuse(&state, refused),
+    };
     let form = match form {
         Ok(Form(f)) => f,
-        Err(e) => return bad_form(&state, &visitor, e),
+        Err(e) => return visitor.refuse(&state, bad_form(e)),
     };
-    if let Err(refused) = check_csrf(&visitor, &form.csrf, "/console/entries/{id}/delete") {
-        return refused.page(&state, Some(&visitor));
+    if let Err(refused) = check_csrf(&visitor, &form.csrf) {
+        return visitor.refuse(&state, refused);
     }
     let registry = match registry_of(&state) {
         Ok(r) => r,
-        Err(refused) => return refused.page(&state, Some(&visitor)),
+        Err(refused) => return visitor.refuse(&state, refused),
     };
     match registry.delete(&id).await {
         Ok(true) => {
             tracing::info!(entry = %id, caller = %visitor.caller, "entry deleted");
             Redirect::to("/console/entries?done=deleted").into_response()
         }
-        Ok(false) => no_entry(&id).page(&state, Some(&visitor)),
-        Err(e) => registry_failed(e.into()).page(&state, Some(&visitor)),
+        Ok(false) => visitor.refuse(&state, no_entry(&id)),
+        Err(e) => visitor.refuse(&state, registry_failed(e.into())),
     }
 }

@@ -27,12 +27,12 @@ mod access;
 mod cluster;
 mod entries;
 
-pub use access::{refusal, ConsoleSessions};
+pub use access::{access_request, refusal, ConsoleSessions};
 
 use crate::state::OriginState;
 use access::Visitor;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{HeaderMap, StatusCode};
@@ -61,7 +61,6 @@ pub fn router(state: Arc<OriginState>) -> Router<Arc<OriginState>> {
         )
         .route("/console/cluster", get(cluster::page))
         .route("/console/cluster/live", get(cluster::live))
-        .route("/console/sign-out", post(access::sign_out))
         .layer(axum::middleware::from_fn_with_state(state, access::admit));
     Router::new()
         .route(
@@ -76,6 +75,11 @@ pub fn router(state: Arc<OriginState>) -> Router<Arc<OriginState>> {
             "/console/sign-in",
             get(access::sign_in_form).post(access::sign_in),
         )
+        .route(
+            "/console/sign-out",
+            get(access::sign_out).post(access::sign_out),
+        )
+        .route("/console/{*rest}", axum::routing::any(no_page))
         .route(
             "/console/assets/console.css",
             get(|| async { asset("text/css; charset=utf-8", layout::STYLESHEET) }),
@@ -148,36 +152,58 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 #[derive(Debug)]
 pub(crate) struct Refusal {
     status: StatusCode,
-    /// The `console_refusals_total` reason, for refusals of access.
-    reason: Option<&'static str>,
+    /// The `console_refusals_total` reason ([`refusal`]).
+    reason: &'static str,
     title: &'static str,
     message: String,
 }
 
 impl Refusal {
+    /// A refusal counted under the reason its status implies (see [`Refusal::counted`]).
     pub(crate) fn new(status: StatusCode, title: &'static str, message: impl Into<String>) -> Self {
+        let reason = match status.as_u16() {
+            401 => refusal::NO_SESSION,
+            403 => refusal::NOT_LOOPBACK,
+            404 => refusal::NOT_FOUND,
+            409 | 503 => refusal::REGISTRY,
+            429 => refusal::TOO_MANY_FAILURES,
+            400..=499 => refusal::BAD_REQUEST,
+            _ => refusal::INTERNAL,
+        };
         Refusal {
             status,
-            reason: None,
+            reason,
             title,
             message: message.into(),
         }
     }
 
-    /// Counted in `console_refusals_total{reason}`.
+    /// Counted under `reason` instead.
     pub(crate) fn counted(mut self, reason: &'static str) -> Self {
-        self.reason = Some(reason);
+        self.reason = reason;
         self
     }
 
-    /// The page that says so (the caller logs it with the client).
-    pub(crate) fn page(self, state: &OriginState, visitor: Option<&Visitor>) -> Response {
-        if let Some(reason) = self.reason {
-            state
-                .metrics
-                .console_refusals
-                .with_label_values(&[reason])
-                .inc();
+    /// The page that says so, logged with the client and the path, and counted in
+    /// `console_refusals_total{reason}`.
+    pub(crate) fn answer(
+        self,
+        state: &OriginState,
+        client: std::net::SocketAddr,
+        path: &str,
+        visitor: Option<&Visitor>,
+    ) -> Response {
+        state
+            .metrics
+            .console_refusals
+            .with_label_values(&[self.reason])
+            .inc();
+        if self.status.is_server_error() {
+            tracing::error!(%client, %path, reason = self.reason, status = self.status.as_u16(),
+                message = %self.message, "console request failed");
+        } else {
+            tracing::warn!(%client, %path, reason = self.reason, status = self.status.as_u16(),
+                message = %self.message, "console request refused");
         }
         html(
             self.status,
@@ -189,6 +215,22 @@ impl Refusal {
             ),
         )
     }
+}
+
+/// `/console/...` that is no page: the console's own 404 (not the API's JSON one).
+async fn no_page(
+    axum::extract::State(state): axum::extract::State<Arc<OriginState>>,
+    axum::Extension(longhaul_node::http::Client(client)): axum::Extension<
+        longhaul_node::http::Client,
+    >,
+    uri: hyper::Uri,
+) -> Response {
+    Refusal::new(
+        StatusCode::NOT_FOUND,
+        "No such page",
+        format!("The console has no page at {}.", uri.path()),
+    )
+    .answer(&state, client, uri.path(), None)
 }
 
 /// Unix seconds of `t` (0 before 1970).
