@@ -316,7 +316,7 @@ async fn a_body_that_never_comes_is_a_408() {
         .unwrap();
     socket
         .write_all(
-            b"POST /api/v1/entries HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+            b"POST /api/v1/entries HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
               content-length: 100\r\n\r\n{\"name\"",
         )
         .await
