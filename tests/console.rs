@@ -734,6 +734,11 @@ async fn an_operator_publishes_regenerates_and_exports_from_the_console() {
         new_primary,
         "the page copies the new URL"
     );
+    assert_eq!(
+        again.text("revealed"),
+        new_primary,
+        "and shows it when asked"
+    );
 
     let fmle = next("fmle");
     let xml = std::fs::read_to_string(fmle.text("path")).unwrap();
@@ -769,7 +774,14 @@ async fn an_operator_publishes_regenerates_and_exports_from_the_console() {
         phone.fields["overflow"], false,
         "the entry page scrolls sideways on a phone"
     );
-    for shot in ["entries", "entry", "regenerate", "cluster", "entry-phone"] {
+    for shot in [
+        "entries",
+        "entry",
+        "regenerate",
+        "delete",
+        "cluster",
+        "entry-phone",
+    ] {
         let path = shots.join(format!("{shot}.png"));
         assert!(
             std::fs::metadata(&path).is_ok_and(|m| m.len() > 1000),

@@ -94,7 +94,13 @@ try {
   if (focused !== "Copy Primary RTMP URL") throw new Error("Tab never reached the copy button");
   await page.keyboard.press("Enter");
   await page.getByRole("button", { name: "Copy Primary RTMP URL" }).first().filter({ hasText: "Copied" }).waitFor();
-  say("copied again", { url: await clipboard() });
+  const copiedAgain = await clipboard();
+  // Asked, the page shows the new URL itself.
+  await page.getByRole("link", { name: "Show tokens" }).click();
+  await page.waitForURL(/reveal=1$/);
+  const revealed = await page.locator("code[data-url=primary_rtmp]").first().textContent();
+  say("copied again", { url: copiedAgain, revealed });
+  await page.getByRole("link", { name: "Hide them" }).click();
 
   // Export the FMLE profile.
   const [download] = await Promise.all([
@@ -104,6 +110,13 @@ try {
   const path = `${downloads}/${download.suggestedFilename()}`;
   await download.saveAs(path);
   say("fmle", { path });
+
+  // The delete confirmation (cancelled).
+  await page.getByRole("link", { name: "Delete entry" }).click();
+  await page.waitForURL(/\/delete$/);
+  await page.screenshot({ path: `${shots}/delete.png`, fullPage: true });
+  await page.getByRole("link", { name: "Cancel" }).click();
+  await page.waitForURL(new RegExp(`/console/entries/${id}$`));
 
   // The entries list, and the cluster page.
   await page.goto(`${base}/console/entries`);
