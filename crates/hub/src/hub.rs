@@ -338,7 +338,7 @@ impl Hub {
 
     /// The latest switches from one leg to the other (failovers and failbacks, not the
     /// first leg going on air), newest first, up to
-    /// [`RECENT_SWITCHES`](crate::rendition::RECENT_SWITCHES), ended renditions'
+    /// [`RECENT_SWITCHES`](crate::RECENT_SWITCHES), ended renditions'
     /// included.
     pub fn recent_switches(&self) -> Vec<RecentSwitch> {
         lock(&self.shared.on_air_counters.recent)

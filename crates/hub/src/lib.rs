@@ -180,6 +180,7 @@ pub use player_queue::{
     PLAYER_MAX_SKIPS, PLAYER_QUEUE_MAX_BYTES, PLAYER_QUEUE_MAX_MESSAGES, PLAYER_SKIP_WINDOW,
 };
 pub use publication::{Publication, PublishOutcome, TakenOver};
+pub use rendition::RECENT_SWITCHES;
 pub use stats::{
     OnAirTotals, PublisherInfo, RecentSwitch, RenditionSummary, StreamSummary, SwitchCount,
 };

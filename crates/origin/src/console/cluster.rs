@@ -158,6 +158,7 @@ fn cluster_view(state: &OriginState) -> ClusterView {
     }
 }
 
+/// `GET /console/cluster`.
 pub(crate) async fn page(
     State(state): State<Arc<OriginState>>,
     Extension(visitor): Extension<Visitor>,
@@ -171,6 +172,7 @@ pub(crate) async fn page(
     )
 }
 
+/// `GET /console/cluster/live`: the part of the page the script refreshes.
 pub(crate) async fn live(State(state): State<Arc<OriginState>>) -> Response {
     html(
         StatusCode::OK,

@@ -98,6 +98,7 @@ fn live_counts(state: &OriginState) -> std::collections::HashMap<String, usize> 
     counts
 }
 
+/// `GET /console/entries?q=`: the list, newest first, searched by id or name.
 pub(crate) async fn list(
     State(state): State<Arc<OriginState>>,
     Extension(visitor): Extension<Visitor>,
@@ -157,6 +158,7 @@ pub(crate) struct CreateForm {
     name: String,
 }
 
+/// `POST /console/entries`: creates an entry (CSRF checked) and goes to its page.
 pub(crate) async fn create(
     State(state): State<Arc<OriginState>>,
     Extension(visitor): Extension<Visitor>,
@@ -277,6 +279,7 @@ pub(crate) struct EntryQuery {
     done: String,
 }
 
+/// `GET /console/entries/{id}`: the entry's page; `?reveal=1` shows its tokens (logged).
 pub(crate) async fn show(
     State(state): State<Arc<OriginState>>,
     Extension(visitor): Extension<Visitor>,
@@ -341,6 +344,8 @@ pub(crate) async fn live(
     )
 }
 
+/// `GET /console/entries/{id}/endpoints.json`: the endpoints with the token, for the
+/// copy buttons (logged, never cached).
 pub(crate) async fn endpoints_json(
     State(state): State<Arc<OriginState>>,
     Extension(visitor): Extension<Visitor>,
@@ -365,6 +370,7 @@ pub(crate) async fn endpoints_json(
     response
 }
 
+/// `GET /console/entries/{id}/fmle.xml`: the FMLE profile, as a download.
 pub(crate) async fn fmle(
     State(state): State<Arc<OriginState>>,
     Extension(visitor): Extension<Visitor>,
@@ -405,6 +411,7 @@ fn live_renditions_count(state: &OriginState, id: &str) -> usize {
         .count()
 }
 
+/// `GET /console/entries/{id}/regenerate`: what a regeneration does, and its button.
 pub(crate) async fn confirm_regenerate(
     State(state): State<Arc<OriginState>>,
     Extension(visitor): Extension<Visitor>,
@@ -438,6 +445,9 @@ pub(crate) struct RegenerateForm {
     generation: Option<u32>,
 }
 
+/// `POST /console/entries/{id}/regenerate`: a new token (CSRF checked; only from the
+/// generation the confirmation showed, else 409); the registry's change cuts the old
+/// token's live publishes everywhere.
 pub(crate) async fn regenerate(
     State(state): State<Arc<OriginState>>,
     Extension(visitor): Extension<Visitor>,
@@ -469,6 +479,7 @@ pub(crate) async fn regenerate(
     }
 }
 
+/// `GET /console/entries/{id}/delete`: what a deletion does, and its button.
 pub(crate) async fn confirm_delete(
     State(state): State<Arc<OriginState>>,
     Extension(visitor): Extension<Visitor>,
@@ -494,6 +505,7 @@ pub(crate) async fn confirm_delete(
     )
 }
 
+/// `POST /console/entries/{id}/delete`: deletes the entry (CSRF checked).
 pub(crate) async fn delete(
     State(state): State<Arc<OriginState>>,
     Extension(visitor): Extension<Visitor>,
