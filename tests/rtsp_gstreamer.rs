@@ -28,10 +28,10 @@ async fn gstreamer_publishes_over_rtsp_and_plays_over_rtmp() {
         let file = dir.path().join("rtmp.flv");
         let player = ffmpeg_record(&format!("{}/kLive/{name}", origin.rtmp()), &file);
         let out = wait_child(publisher).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
-            out.status.success(),
-            "GStreamer over {protocols} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+            out.status.success() || closing_race(&stderr),
+            "GStreamer over {protocols} failed: {stderr}"
         );
         let out = wait_child(player).await;
         assert!(
@@ -56,4 +56,16 @@ async fn gstreamer_publishes_over_rtsp_and_plays_over_rtmp() {
             p.video_frames
         );
     }
+}
+
+/// A failure of rtspclientsink at its close, seen once in CI (GStreamer 1.22, over
+/// TCP, 2026-12-05; not reproduced in runs by hand): closing, it cancels its pending
+/// writes (`writev_bytes: Operation was cancelled`) while its sending thread still
+/// writes, which then fails as "Could not send message. (Received end-of-file)", and
+/// gst-launch exits 1. It comes after the last frame was sent: the frames the player
+/// recorded, checked after, say whether anything was lost.
+fn closing_race(stderr: &str) -> bool {
+    stderr.contains("Operation was cancelled")
+        && stderr.contains("Could not send message. (Received end-of-file)")
+        && !stderr.contains("Could not open resource")
 }
