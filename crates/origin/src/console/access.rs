@@ -229,8 +229,11 @@ pub(crate) async fn admit(
         }
     };
     let cookie = visitor.new_cookie.clone();
-    req.extensions_mut().insert(visitor);
+    req.extensions_mut().insert(visitor.clone());
     let mut response = next.run(req).await;
+    if let Some(refused) = response.extensions_mut().remove::<Refusal>() {
+        response = visitor.refuse(&state, refused);
+    }
     if let Some(cookie) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
         response.headers_mut().append(SET_COOKIE, cookie);
     }

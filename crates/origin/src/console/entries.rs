@@ -103,15 +103,9 @@ pub(crate) async fn list(
     State(state): State<Arc<OriginState>>,
     Extension(visitor): Extension<Visitor>,
     query: Result<Query<ListQuery>, QueryRejection>,
-) -> Response {
-    let query = match query {
-        Ok(Query(q)) => q,
-        Err(e) => return visitor.refuse(&state, bad_query(e)),
-    };
-    let registry = match registry_of(&state) {
-        Ok(r) => r,
-        Err(refused) => return visitor.refuse(&state, refused),
-    };
+) -> Result<Response, Refusal> {
+    let Query(query) = query.map_err(bad_query)?;
+    let registry = registry_of(&state)?;
     let mut all = registry.list();
     all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
     let needle = query.q.trim().to_lowercase();
@@ -139,7 +133,7 @@ pub(crate) async fn list(
         total: all.len(),
         query: query.q.clone(),
     };
-    html(
+    Ok(html(
         StatusCode::OK,
         longhaul_console::entries::list_page(
             &frame(&state, Some(&visitor)),
@@ -147,7 +141,7 @@ pub(crate) async fn list(
             &visitor.session.csrf,
             done_notice(&query.done),
         ),
-    )
+    ))
 }
 
 #[derive(Deserialize)]
@@ -163,25 +157,20 @@ pub(crate) async fn create(
     State(state): State<Arc<OriginState>>,
     Extension(visitor): Extension<Visitor>,
     form: Result<Form<CreateForm>, FormRejection>,
-) -> Response {
-    let form = match form {
-        Ok(Form(f)) => f,
-        Err(e) => return visitor.refuse(&state, bad_form(e)),
-    };
-    if let Err(refused) = check_csrf(&visitor, &form.csrf) {
-        return visitor.refuse(&state, refused);
-    }
-    let registry = match registry_of(&state) {
-        Ok(r) => r,
-        Err(refused) => return visitor.refuse(&state, refused),
-    };
+) -> Result<Response, Refusal> {
+    let Form(form) = form.map_err(bad_form)?;
+    check_csrf(&visitor, &form.csrf)?;
+    let registry = registry_of(&state)?;
     let name = Some(form.name.trim()).filter(|n| !n.is_empty());
     match registry.create_entry(name).await {
         Ok(entry) => {
             tracing::info!(entry = %entry.id, caller = %visitor.caller, "entry created");
-            Redirect::to(&format!("/console/entries/{}?done=created", entry.id)).into_response()
+            Ok(
+                Redirect::to(&format!("/console/entries/{}?done=created", entry.id))
+                    .into_response(),
+            )
         }
-        Err(e) => visitor.refuse(&state, registry_failed(e.into())),
+        Err(e) => Err(registry_failed(e.into())),
     }
 }
 
@@ -285,19 +274,10 @@ pub(crate) async fn show(
     Extension(visitor): Extension<Visitor>,
     id: Result<Path<String>, PathRejection>,
     query: Result<Query<EntryQuery>, QueryRejection>,
-) -> Response {
-    let id = match entry_id(id) {
-        Ok(id) => id,
-        Err(refused) => return visitor.refuse(&state, refused),
-    };
-    let query = match query {
-        Ok(Query(q)) => q,
-        Err(e) => return visitor.refuse(&state, bad_query(e)),
-    };
-    let entry = match entry_of(&state, &id) {
-        Ok(e) => e,
-        Err(refused) => return visitor.refuse(&state, refused),
-    };
+) -> Result<Response, Refusal> {
+    let id = entry_id(id)?;
+    let Query(query) = query.map_err(bad_query)?;
+    let entry = entry_of(&state, &id)?;
     let reveal = query.reveal.is_some_and(|r| r == "1" || r == "true");
     if reveal {
         tracing::info!(entry = %entry.id, caller = %visitor.caller, "entry token shown in the console");
@@ -313,7 +293,7 @@ pub(crate) async fn show(
         endpoints: &endpoints,
         live: &live,
     };
-    html(
+    Ok(html(
         StatusCode::OK,
         longhaul_console::entries::entry_page(
             &frame(&state, Some(&visitor)),
@@ -321,27 +301,20 @@ pub(crate) async fn show(
             reveal,
             done_notice(&query.done),
         ),
-    )
+    ))
 }
 
 /// `GET /console/entries/{id}/live`: the part of the entry page the script refreshes.
 pub(crate) async fn live(
     State(state): State<Arc<OriginState>>,
-    Extension(visitor): Extension<Visitor>,
     id: Result<Path<String>, PathRejection>,
-) -> Response {
-    let id = match entry_id(id) {
-        Ok(id) => id,
-        Err(refused) => return visitor.refuse(&state, refused),
-    };
-    let entry = match entry_of(&state, &id) {
-        Ok(e) => e,
-        Err(refused) => return visitor.refuse(&state, refused),
-    };
-    html(
+) -> Result<Response, Refusal> {
+    let id = entry_id(id)?;
+    let entry = entry_of(&state, &id)?;
+    Ok(html(
         StatusCode::OK,
         longhaul_console::entries::live_fragment(&live_of(&state, &entry).await),
-    )
+    ))
 }
 
 /// `GET /console/entries/{id}/endpoints.json`: the endpoints with the token, for the
@@ -350,15 +323,9 @@ pub(crate) async fn endpoints_json(
     State(state): State<Arc<OriginState>>,
     Extension(visitor): Extension<Visitor>,
     id: Result<Path<String>, PathRejection>,
-) -> Response {
-    let id = match entry_id(id) {
-        Ok(id) => id,
-        Err(refused) => return visitor.refuse(&state, refused),
-    };
-    let entry = match entry_of(&state, &id) {
-        Ok(e) => e,
-        Err(refused) => return visitor.refuse(&state, refused),
-    };
+) -> Result<Response, Refusal> {
+    let id = entry_id(id)?;
+    let entry = entry_of(&state, &id)?;
     tracing::info!(entry = %entry.id, caller = %visitor.caller,
         "entry endpoints with token read by the console (copy)");
     let mut response = longhaul_node::http::json(
@@ -367,7 +334,7 @@ pub(crate) async fn endpoints_json(
     )
     .into_response();
     secure_headers(response.headers_mut());
-    response
+    Ok(response)
 }
 
 /// `GET /console/entries/{id}/fmle.xml`: the FMLE profile, as a download.
@@ -375,15 +342,9 @@ pub(crate) async fn fmle(
     State(state): State<Arc<OriginState>>,
     Extension(visitor): Extension<Visitor>,
     id: Result<Path<String>, PathRejection>,
-) -> Response {
-    let id = match entry_id(id) {
-        Ok(id) => id,
-        Err(refused) => return visitor.refuse(&state, refused),
-    };
-    let entry = match entry_of(&state, &id) {
-        Ok(e) => e,
-        Err(refused) => return visitor.refuse(&state, refused),
-    };
+) -> Result<Response, Refusal> {
+    let id = entry_id(id)?;
+    let entry = entry_of(&state, &id)?;
     tracing::info!(entry = %entry.id, caller = %visitor.caller, "FMLE profile exported by the console");
     let xml = longhaul_endpoint::fmle_profile_xml(
         &entry.id,
@@ -397,7 +358,7 @@ pub(crate) async fn fmle(
         h.insert("content-disposition", v);
     }
     secure_headers(h);
-    response
+    Ok(response)
 }
 
 /// Renditions of `id` with a leg live at this origin.
@@ -416,16 +377,10 @@ pub(crate) async fn confirm_regenerate(
     State(state): State<Arc<OriginState>>,
     Extension(visitor): Extension<Visitor>,
     id: Result<Path<String>, PathRejection>,
-) -> Response {
-    let id = match entry_id(id) {
-        Ok(id) => id,
-        Err(refused) => return visitor.refuse(&state, refused),
-    };
-    let entry = match entry_of(&state, &id) {
-        Ok(e) => e,
-        Err(refused) => return visitor.refuse(&state, refused),
-    };
-    html(
+) -> Result<Response, Refusal> {
+    let id = entry_id(id)?;
+    let entry = entry_of(&state, &id)?;
+    Ok(html(
         StatusCode::OK,
         longhaul_console::entries::regenerate_page(
             &frame(&state, Some(&visitor)),
@@ -435,7 +390,7 @@ pub(crate) async fn confirm_regenerate(
             live_renditions_count(&state, &entry.id),
             &visitor.session.csrf,
         ),
-    )
+    ))
 }
 
 #[derive(Deserialize)]
@@ -453,29 +408,21 @@ pub(crate) async fn regenerate(
     Extension(visitor): Extension<Visitor>,
     id: Result<Path<String>, PathRejection>,
     form: Result<Form<RegenerateForm>, FormRejection>,
-) -> Response {
-    let id = match entry_id(id) {
-        Ok(id) => id,
-        Err(refused) => return visitor.refuse(&state, refused),
-    };
-    let form = match form {
-        Ok(Form(f)) => f,
-        Err(e) => return visitor.refuse(&state, bad_form(e)),
-    };
-    if let Err(refused) = check_csrf(&visitor, &form.csrf) {
-        return visitor.refuse(&state, refused);
-    }
-    let registry = match registry_of(&state) {
-        Ok(r) => r,
-        Err(refused) => return visitor.refuse(&state, refused),
-    };
+) -> Result<Response, Refusal> {
+    let id = entry_id(id)?;
+    let Form(form) = form.map_err(bad_form)?;
+    check_csrf(&visitor, &form.csrf)?;
+    let registry = registry_of(&state)?;
     match registry.regenerate_token(&id, form.generation).await {
         Ok(entry) => {
             tracing::info!(entry = %entry.id, caller = %visitor.caller,
                 generation = entry.token_generation, "entry token regenerated");
-            Redirect::to(&format!("/console/entries/{}?done=regenerated", entry.id)).into_response()
+            Ok(
+                Redirect::to(&format!("/console/entries/{}?done=regenerated", entry.id))
+                    .into_response(),
+            )
         }
-        Err(e) => visitor.refuse(&state, registry_failed(e.into())),
+        Err(e) => Err(registry_failed(e.into())),
     }
 }
 
@@ -484,16 +431,10 @@ pub(crate) async fn confirm_delete(
     State(state): State<Arc<OriginState>>,
     Extension(visitor): Extension<Visitor>,
     id: Result<Path<String>, PathRejection>,
-) -> Response {
-    let id = match entry_id(id) {
-        Ok(id) => id,
-        Err(refused) => return visitor.refuse(&state, refused),
-    };
-    let entry = match entry_of(&state, &id) {
-        Ok(e) => e,
-        Err(refused) => return visitor.refuse(&state, refused),
-    };
-    html(
+) -> Result<Response, Refusal> {
+    let id = entry_id(id)?;
+    let entry = entry_of(&state, &id)?;
+    Ok(html(
         StatusCode::OK,
         longhaul_console::entries::delete_page(
             &frame(&state, Some(&visitor)),
@@ -502,7 +443,7 @@ pub(crate) async fn confirm_delete(
             live_renditions_count(&state, &entry.id),
             &visitor.session.csrf,
         ),
-    )
+    ))
 }
 
 /// `POST /console/entries/{id}/delete`: deletes the entry (CSRF checked).
@@ -511,28 +452,17 @@ pub(crate) async fn delete(
     Extension(visitor): Extension<Visitor>,
     id: Result<Path<String>, PathRejection>,
     form: Result<Form<CsrfForm>, FormRejection>,
-) -> Response {
-    let id = match entry_id(id) {
-        Ok(id) => id,
-        Err(refused) => return visitor.refuse(&state, refused),
-    };
-    let form = match form {
-        Ok(Form(f)) => f,
-        Err(e) => return visitor.refuse(&state, bad_form(e)),
-    };
-    if let Err(refused) = check_csrf(&visitor, &form.csrf) {
-        return visitor.refuse(&state, refused);
-    }
-    let registry = match registry_of(&state) {
-        Ok(r) => r,
-        Err(refused) => return visitor.refuse(&state, refused),
-    };
+) -> Result<Response, Refusal> {
+    let id = entry_id(id)?;
+    let Form(form) = form.map_err(bad_form)?;
+    check_csrf(&visitor, &form.csrf)?;
+    let registry = registry_of(&state)?;
     match registry.delete(&id).await {
         Ok(true) => {
             tracing::info!(entry = %id, caller = %visitor.caller, "entry deleted");
-            Redirect::to("/console/entries?done=deleted").into_response()
+            Ok(Redirect::to("/console/entries?done=deleted").into_response())
         }
-        Ok(false) => visitor.refuse(&state, no_entry(&id)),
-        Err(e) => visitor.refuse(&state, registry_failed(e.into())),
+        Ok(false) => Err(no_entry(&id)),
+        Err(e) => Err(registry_failed(e.into())),
     }
 }

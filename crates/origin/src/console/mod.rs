@@ -149,7 +149,9 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     response
 }
 /// A refused or failed request, before it is a page: what happened and what to do.
-#[derive(Debug)]
+/// A handler behind [`access::admit`] returns it as its error; `admit` makes the page,
+/// with the visitor's frame, log line and count ([`Refusal::answer`]).
+#[derive(Debug, Clone)]
 pub(crate) struct Refusal {
     status: StatusCode,
     /// The `console_refusals_total` reason ([`refusal`]).
@@ -214,6 +216,15 @@ impl Refusal {
                 &self.message,
             ),
         )
+    }
+}
+
+/// Carried to [`access::admit`] in the response's extensions, which answers it.
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut response = self.status.into_response();
+        response.extensions_mut().insert(self);
+        response
     }
 }
 
