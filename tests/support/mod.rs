@@ -284,6 +284,7 @@ pub fn gstreamer_publish_rtsp(url: &str, protocols: &str, frames: u32) -> Child 
         .args(pipeline.split_whitespace())
         // Warnings and errors to stderr, which a failed or hung run prints.
         .env("GST_DEBUG", "*:2")
+        .env("GST_DEBUG_NO_COLOR", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
