@@ -290,19 +290,78 @@ async fn an_entry_lists_the_data_centres_and_regional_endpoints() {
     );
 }
 
+/// With `http.api_token` set, the API needs it; a wrong one counts against the
+/// address in the node's abuse guard, which slows and then refuses an address that
+/// keeps guessing (429 with `retry-after`), the right token included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_token_is_required_when_set() {
-    let origin = start_origin("[http]\napi_token = \"s3cret-api-token\"\n").await;
+    let origin = start_origin(
+        "[http]\napi_token = \"s3cret-api-token\"\n\
+         [abuse]\nslow_after = 2\nban_after = 3\nmax_delay_ms = 10\n",
+    )
+    .await;
     let url = format!("{}/api/v1/entries", origin.http());
     let (status, _, body) = http("GET", &url, "", None).await;
-    assert_eq!((status, error_code(&body).as_str()), (401, "unauthorized"));
-    let (status, _, body) = http("GET", &url, "", Some("wrong")).await;
     assert_eq!((status, error_code(&body).as_str()), (401, "unauthorized"));
     let (status, _, _) = http("GET", &url, "", Some("s3cret-api-token")).await;
     assert_eq!(status, 200);
     // Health and metrics stay open to monitoring.
     let (status, _, _) = http("GET", &format!("{}/healthz", origin.http()), "", None).await;
     assert_eq!(status, 200);
+    let refusals = |reason: &str| {
+        metric(
+            &origin.metrics(),
+            "longhaul_api_refusals_total",
+            &[("reason", reason)],
+        )
+    };
+    assert_eq!(refusals("no_key"), 1.0);
+    assert_eq!(
+        refusals("wrong_key"),
+        0.0,
+        "the series is there before a guess"
+    );
+
+    // Guesses: three wrong tokens (one a prefix of the right one) ban the address.
+    for guess in ["wrong", "s3cret", "s3cret-api-token-"] {
+        let (status, _, body) = http("GET", &url, "", Some(guess)).await;
+        assert_eq!((status, error_code(&body).as_str()), (401, "unauthorized"));
+    }
+    let (status, _, body) = http("GET", &url, "", Some("s3cret-api-token")).await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (429, "too_many_failures"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let head = response_head(&origin.http(), "/api/v1/entries", "s3cret-api-token").await;
+    assert!(head.starts_with("HTTP/1.1 429"), "{head}");
+    let retry_after: u64 = head
+        .lines()
+        .find_map(|l| l.strip_prefix("retry-after: "))
+        .unwrap_or_else(|| panic!("no retry-after: {head}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1, "{head}");
+    assert_eq!(refusals("wrong_key"), 3.0);
+    assert_eq!(refusals("too_many_failures"), 2.0);
+}
+
+/// The status line and headers of a GET with a bearer token, as sent.
+async fn response_head(base: &str, path: &str, token: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {token}\r\nconnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    text.split("\r\n\r\n").next().unwrap_or("").to_owned()
 }
 
 /// A client that sends headers and then trickles (here: stops sending) its body is

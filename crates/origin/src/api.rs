@@ -17,7 +17,11 @@
 //! | GET | `/api/v1/openapi.json` | this API's OpenAPI document |
 //!
 //! - **Access**: with `http.api_token` set, requests need `Authorization: Bearer <token>`;
-//!   without one, only loopback clients are served. The OpenAPI document is open.
+//!   without one, only loopback clients are served. The OpenAPI document is open. A
+//!   wrong token is a credential failure of the client's address in the node's abuse
+//!   guard (`[abuse]`), as a wrong publish token is: an address that keeps guessing is
+//!   slowed, then refused with 429 and `retry-after` for a while, the right token
+//!   included. Refusals are counted in `api_refusals_total{reason}` ([`refusal`]).
 //! - **Errors** are `{"error": {"code", "message"}}`: 400 for a body or value that is
 //!   wrong, 404 for an unknown entry, 409 when a regeneration names a generation that
 //!   is no longer current, 413 for a body over [`MAX_REQUEST_BODY`], 415 for a body that
@@ -44,7 +48,6 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use subtle::ConstantTimeEq;
 
 /// Largest request body the API reads. Entry requests are a few hundred bytes.
 pub const MAX_REQUEST_BODY: usize = 64 * 1024;
@@ -99,6 +102,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for `retry-after`; a 503 without one gets [`RETRY_AFTER_SECS`].
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -107,6 +112,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 }
@@ -114,14 +120,32 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = error(self.status, self.code, &self.message);
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        let retry_after = self.retry_after.or_else(|| {
+            (self.status == StatusCode::SERVICE_UNAVAILABLE).then_some(RETRY_AFTER_SECS)
+        });
+        if let Some(secs) = retry_after {
             response.headers_mut().insert(
                 hyper::header::RETRY_AFTER,
-                hyper::header::HeaderValue::from(RETRY_AFTER_SECS),
+                hyper::header::HeaderValue::from(secs),
             );
         }
         response
     }
+}
+
+/// Why the API refused a request at its door: the `reason` label of
+/// `api_refusals_total`.
+pub mod refusal {
+    /// `http.api_token` is set and the request has no bearer token.
+    pub const NO_KEY: &str = "no_key";
+    /// A bearer token that is not `http.api_token`.
+    pub const WRONG_KEY: &str = "wrong_key";
+    /// The address failed too often (the node's abuse guard).
+    pub const TOO_MANY_FAILURES: &str = "too_many_failures";
+    /// No `http.api_token`, and the client is not on loopback (or names another host,
+    /// or came through a proxy).
+    pub const NOT_LOOPBACK: &str = "not_loopback";
+    pub const ALL: [&str; 4] = [NO_KEY, WRONG_KEY, TOO_MANY_FAILURES, NOT_LOOPBACK];
 }
 
 impl From<RegistryError> for ApiError {
@@ -265,22 +289,56 @@ async fn authorize(
     next: Next,
 ) -> Result<Response, ApiError> {
     let client = client_of(&req);
+    let path = req.uri().path().to_owned();
+    let refused = |reason: &str| {
+        state
+            .metrics
+            .api_refusals
+            .with_label_values(&[reason])
+            .inc()
+    };
     let by = match &state.config.http.api_token {
         Some(expected) => {
+            if let Err(banned) = state.abuse.admit(client.ip()).await {
+                refused(refusal::TOO_MANY_FAILURES);
+                tracing::warn!(%client, %path, source = %banned.source,
+                    "API request refused: too many failed attempts from this address");
+                let secs = banned.retry_after.as_secs().max(1);
+                return Err(ApiError {
+                    retry_after: Some(secs),
+                    ..ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too_many_failures",
+                        format!(
+                            "too many requests with a wrong token from {}: try again in {secs} s",
+                            banned.source
+                        ),
+                    )
+                });
+            }
+            // The scheme's name is case-insensitive (RFC 9110, section 11.1).
             let presented = req
                 .headers()
                 .get(hyper::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .unwrap_or("");
-            if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
-                tracing::warn!(%client, path = %req.uri().path(),
-                    "API request without a valid bearer token refused");
-                return Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "this API needs \"Authorization: Bearer <http.api_token>\"",
-                ));
+                .and_then(|v| v.split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, token)| token.trim())
+                .filter(|token| !token.is_empty());
+            match presented {
+                Some(p) if longhaul_console::session::key_matches(p, expected) => {}
+                None => {
+                    // A client that sends none is set up wrong, not guessing.
+                    refused(refusal::NO_KEY);
+                    tracing::warn!(%client, %path, "API request without a bearer token refused");
+                    return Err(unauthorized());
+                }
+                Some(_) => {
+                    refused(refusal::WRONG_KEY);
+                    tracing::warn!(%client, %path, "API request with a wrong bearer token refused");
+                    state.abuse.failed(client.ip(), "wrong_token");
+                    return Err(unauthorized());
+                }
             }
             "bearer token"
         }
@@ -294,7 +352,8 @@ async fn authorize(
             "loopback"
         }
         None => {
-            tracing::warn!(%client, path = %req.uri().path(),
+            refused(refusal::NOT_LOOPBACK);
+            tracing::warn!(%client, %path,
                 "API request refused: no http.api_token set, and not from loopback by a loopback name");
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -305,6 +364,14 @@ async fn authorize(
     };
     req.extensions_mut().insert(Caller { client, by });
     Ok(next.run(req).await)
+}
+
+fn unauthorized() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "this API needs \"Authorization: Bearer <http.api_token>\"",
+    )
 }
 
 fn client_of(req: &Request) -> SocketAddr {

@@ -94,6 +94,9 @@ pub struct Metrics {
     /// `console_refusals_total{reason}` (`crate::console::refusal`): console requests
     /// refused (not loopback without a key, no session, a wrong key, no CSRF token).
     pub console_refusals: IntCounterVec,
+    /// `api_refusals_total{reason}` (`crate::api::refusal`): API requests refused at
+    /// the door (no token, a wrong one, an address banned for guessing, not loopback).
+    pub api_refusals: IntCounterVec,
 }
 
 impl Metrics {
@@ -213,6 +216,12 @@ impl Metrics {
                 "Web console requests refused, by reason (not_loopback: no http.api_token and not on loopback; no_session; wrong_key at sign-in; csrf: a form without its token)",
                 &["reason"],
             ),
+            api_refusals: counter_vec(
+                &r,
+                "api_refusals_total",
+                "API requests refused at the door, by reason (no_key; wrong_key; too_many_failures: the address is banned for wrong keys; not_loopback: no http.api_token and not on loopback)",
+                &["reason"],
+            ),
             registry: r,
         }
         .with_player_series()
@@ -231,11 +240,14 @@ impl Metrics {
         }
     }
 
-    /// The console's refusal series start at 0, so an alert on a rise of wrong keys has
-    /// a series to compare with.
+    /// The console's and the API's refusal series start at 0, so an alert on a rise of
+    /// wrong keys has a series to compare with.
     fn with_console_series(self) -> Self {
         for reason in crate::console::refusal::ALL {
             self.console_refusals.with_label_values(&[reason]);
+        }
+        for reason in crate::api::refusal::ALL {
+            self.api_refusals.with_label_values(&[reason]);
         }
         self
     }
