@@ -774,6 +774,19 @@ async fn an_operator_publishes_regenerates_and_exports_from_the_console() {
         phone.fields["overflow"], false,
         "the entry page scrolls sideways on a phone"
     );
+    // On a phone the cluster page's tables are laid out as blocks, and must still be
+    // tables, rows, headers and cells to a screen reader: Chromium's accessibility
+    // tree says what one gets there, and every part says its role for browsers that
+    // drop a table's semantics with its layout (WebKit).
+    assert_eq!(phone.fields["display"], "block", "{phone:?}");
+    assert_eq!(phone.fields["unroled"], 0, "{phone:?}");
+    let tables = phone.fields["tables"].as_u64().unwrap();
+    let role = |r: &str| phone.fields["roles"][r].as_u64().unwrap_or(0);
+    assert!(tables >= 3, "{phone:?}");
+    assert!(role("table") >= tables, "{phone:?}");
+    assert!(role("row") > tables, "{phone:?}");
+    assert!(role("columnheader") >= 3 * tables, "{phone:?}");
+    assert!(role("cell") >= 3 * tables, "{phone:?}");
     for shot in [
         "entries",
         "entry",

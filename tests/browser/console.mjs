@@ -7,7 +7,7 @@
 //
 // BASE: the origin's HTTP address (http://127.0.0.1:8081); SCREENSHOTS: where each
 // page's screenshot goes; DOWNLOADS: where the FMLE profile is saved.
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 import { createInterface } from "node:readline";
 
 const [base, shots, downloads] = process.argv.slice(2);
@@ -21,18 +21,7 @@ async function waitFor(word) {
   }
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  // The machine reaches no network but loopback: nothing of Chromium's own traffic.
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
+const browser = await launchChromium();
 try {
   const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1200, height: 900 } });
   await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: base });
@@ -136,7 +125,24 @@ try {
   await page.goto(`${base}/console/entries/${id}`);
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
   await page.screenshot({ path: `${shots}/entry-phone.png` });
-  say("phone", { overflow });
+  // The cluster page's tables, laid out as blocks on a phone, as a screen reader gets
+  // them: Chromium's own accessibility tree, not Playwright's reading of the markup.
+  await page.goto(`${base}/console/cluster`);
+  const cdp = await page.context().newCDPSession(page);
+  const { nodes } = await cdp.send("Accessibility.getFullAXTree");
+  const roles = {};
+  for (const node of nodes) {
+    const role = node.role?.value;
+    if (role && !node.ignored) roles[role] = (roles[role] ?? 0) + 1;
+  }
+  const tables = await page.locator("table").count();
+  // WebKit (Safari on iPhones) drops the semantics of a table shown as blocks unless
+  // its parts say their roles; Chromium keeps them, so the tree above cannot tell.
+  const unroled = await page
+    .locator("table:not([role=table]), thead:not([role=rowgroup]), tbody:not([role=rowgroup]), tr:not([role=row]), th:not([role=columnheader]), td:not([role=cell])")
+    .count();
+  const display = await page.locator("table").first().evaluate((t) => getComputedStyle(t).display);
+  say("phone", { overflow, tables, display, roles, unroled });
 } finally {
   await browser.close();
 }

@@ -91,21 +91,21 @@ pub fn cluster_fragment(view: &ClusterView) -> Markup {
     html! {
         section aria-labelledby="this-origin" {
             h2 id="this-origin" { "This origin" }
-            table {
-                thead { tr {
-                    th scope="col" { "Node" } th scope="col" { "Region" } th scope="col" { "State" }
-                    th scope="col" { "Entries" } th scope="col" { "Streams" } th scope="col" { "Publishers" }
-                    th scope="col" { "Players" } th scope="col" { "Version" }
+            table role="table" {
+                thead role="rowgroup" { tr role="row" {
+                    th scope="col" role="columnheader" { "Node" } th scope="col" role="columnheader" { "Region" } th scope="col" role="columnheader" { "State" }
+                    th scope="col" role="columnheader" { "Entries" } th scope="col" role="columnheader" { "Streams" } th scope="col" role="columnheader" { "Publishers" }
+                    th scope="col" role="columnheader" { "Players" } th scope="col" role="columnheader" { "Version" }
                 } }
-                tbody { tr {
-                    td data-label="Node" { (n.id) }
-                    td data-label="Region" { (n.region) }
-                    td data-label="State" { (n.state) }
-                    td data-label="Entries" { (n.registry) }
-                    td data-label="Streams" { (n.streams) }
-                    td data-label="Publishers" { (n.publishers) }
-                    td data-label="Players" { (n.players) }
-                    td data-label="Version" { (n.version) }
+                tbody role="rowgroup" { tr role="row" {
+                    td role="cell" data-label="Node" { (n.id) }
+                    td role="cell" data-label="Region" { (n.region) }
+                    td role="cell" data-label="State" { (n.state) }
+                    td role="cell" data-label="Entries" { (n.registry) }
+                    td role="cell" data-label="Streams" { (n.streams) }
+                    td role="cell" data-label="Publishers" { (n.publishers) }
+                    td role="cell" data-label="Players" { (n.players) }
+                    td role="cell" data-label="Version" { (n.version) }
                 } }
             }
         }
@@ -123,15 +123,15 @@ pub fn cluster_fragment(view: &ClusterView) -> Markup {
             @if view.failovers.is_empty() {
                 p class="muted" { "No rendition has switched legs here since the origin started." }
             } @else {
-                table {
-                    thead { tr { th scope="col" { "When" } th scope="col" { "Rendition" } th scope="col" { "Switch" } th scope="col" { "Why" } } }
-                    tbody {
+                table role="table" {
+                    thead role="rowgroup" { tr role="row" { th scope="col" role="columnheader" { "When" } th scope="col" role="columnheader" { "Rendition" } th scope="col" role="columnheader" { "Switch" } th scope="col" role="columnheader" { "Why" } } }
+                    tbody role="rowgroup" {
                         @for f in &view.failovers {
-                            tr {
-                                td data-label="When" { (date(f.at)) }
-                                td data-label="Rendition" { code { (f.rendition) } }
-                                td data-label="Switch" { (f.from.unwrap_or("-")) " → " (f.to) }
-                                td data-label="Why" { (f.reason.replace('_', " ")) }
+                            tr role="row" {
+                                td role="cell" data-label="When" { (date(f.at)) }
+                                td role="cell" data-label="Rendition" { code { (f.rendition) } }
+                                td role="cell" data-label="Switch" { (f.from.unwrap_or("-")) " → " (f.to) }
+                                td role="cell" data-label="Why" { (f.reason.replace('_', " ")) }
                             }
                         }
                     }
@@ -153,14 +153,14 @@ pub fn cluster_fragment(view: &ClusterView) -> Markup {
             @if view.refusals.is_empty() {
                 p class="muted" { "Nothing has been refused." }
             } @else {
-                table {
-                    thead { tr { th scope="col" { "What" } th scope="col" { "Reason" } th scope="col" { "Count" } } }
-                    tbody {
+                table role="table" {
+                    thead role="rowgroup" { tr role="row" { th scope="col" role="columnheader" { "What" } th scope="col" role="columnheader" { "Reason" } th scope="col" role="columnheader" { "Count" } } }
+                    tbody role="rowgroup" {
                         @for r in &view.refusals {
-                            tr data-reason=(r.reason) {
-                                td data-label="What" { (r.what) }
-                                td data-label="Reason" { (r.reason.replace('_', " ")) }
-                                td data-label="Count" { (r.count) }
+                            tr role="row" data-reason=(r.reason) {
+                                td role="cell" data-label="What" { (r.what) }
+                                td role="cell" data-label="Reason" { (r.reason.replace('_', " ")) }
+                                td role="cell" data-label="Count" { (r.count) }
                             }
                         }
                     }
@@ -176,26 +176,26 @@ fn tunnels(rows: &[TunnelRow], none: &str) -> Markup {
         @if rows.is_empty() {
             p class="muted" { (none) }
         } @else {
-            table {
-                thead { tr {
-                    th scope="col" { "Node" } th scope="col" { "Region" } th scope="col" { "Lane" }
-                    th scope="col" { "Tunnel" } th scope="col" { "RTT" } th scope="col" { "Loss" }
-                    th scope="col" { "Streams" } th scope="col" { "Reconnects" }
-                    @if with_report { th scope="col" { "Its report" } }
+            table role="table" {
+                thead role="rowgroup" { tr role="row" {
+                    th scope="col" role="columnheader" { "Node" } th scope="col" role="columnheader" { "Region" } th scope="col" role="columnheader" { "Lane" }
+                    th scope="col" role="columnheader" { "Tunnel" } th scope="col" role="columnheader" { "RTT" } th scope="col" role="columnheader" { "Loss" }
+                    th scope="col" role="columnheader" { "Streams" } th scope="col" role="columnheader" { "Reconnects" }
+                    @if with_report { th scope="col" role="columnheader" { "Its report" } }
                 } }
-                tbody {
+                tbody role="rowgroup" {
                     @for t in rows {
-                        tr data-peer=(t.peer) data-state=(t.state) {
-                            td data-label="Node" { (t.peer) }
-                            td data-label="Region" { (t.region) }
-                            td data-label="Lane" { (t.lane) }
-                            td data-label="Tunnel" { span class={ "state-" (t.state) } { (t.state) } }
-                            td data-label="RTT" { @match t.rtt_ms { Some(ms) => (format!("{ms:.1} ms")), None => "-" } }
-                            td data-label="Loss" { (format!("{:.2} %", t.loss_percent)) }
-                            td data-label="Streams" { (t.streams) }
-                            td data-label="Reconnects" { (t.reconnects) }
+                        tr role="row" data-peer=(t.peer) data-state=(t.state) {
+                            td role="cell" data-label="Node" { (t.peer) }
+                            td role="cell" data-label="Region" { (t.region) }
+                            td role="cell" data-label="Lane" { (t.lane) }
+                            td role="cell" data-label="Tunnel" { span class={ "state-" (t.state) } { (t.state) } }
+                            td role="cell" data-label="RTT" { @match t.rtt_ms { Some(ms) => (format!("{ms:.1} ms")), None => "-" } }
+                            td role="cell" data-label="Loss" { (format!("{:.2} %", t.loss_percent)) }
+                            td role="cell" data-label="Streams" { (t.streams) }
+                            td role="cell" data-label="Reconnects" { (t.reconnects) }
                             @if with_report {
-                                td data-label="Its report" {
+                                td role="cell" data-label="Its report" {
                                     @match t.report {
                                         Some((health, publishers)) => { (health) ", " (publishers) " publishing" }
                                         None => "-",

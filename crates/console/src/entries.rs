@@ -112,7 +112,7 @@ pub fn list_page(frame: &Frame, list: &EntryList, csrf: &str, note: Option<&str>
         @if list.rows.is_empty() {
             p { @if list.total == 0 { "No entries yet: create one below." } @else { "No entry matches \u{201c}" (list.query) "\u{201d}." } }
         } @else {
-            table {
+            table role="table" {
                 caption class="muted" {
                     @if list.rows.len() < list.matched {
                         "The first " (list.rows.len()) " of " (list.matched) " matching entries; search to narrow."
@@ -120,14 +120,14 @@ pub fn list_page(frame: &Frame, list: &EntryList, csrf: &str, note: Option<&str>
                         (list.matched) " of " (list.total) " entries"
                     }
                 }
-                thead { tr { th scope="col" { "Entry" } th scope="col" { "Name" } th scope="col" { "Created" } th scope="col" { "Live here" } } }
-                tbody {
+                thead role="rowgroup" { tr role="row" { th scope="col" role="columnheader" { "Entry" } th scope="col" role="columnheader" { "Name" } th scope="col" role="columnheader" { "Created" } th scope="col" role="columnheader" { "Live here" } } }
+                tbody role="rowgroup" {
                     @for row in &list.rows {
-                        tr {
-                            td data-label="Entry" { a href={ "/console/entries/" (row.id) } { code { (row.id) } } }
-                            td data-label="Name" { (row.name) }
-                            td data-label="Created" { (date(row.created_at)) }
-                            td data-label="Live here" {
+                        tr role="row" {
+                            td role="cell" data-label="Entry" { a href={ "/console/entries/" (row.id) } { code { (row.id) } } }
+                            td role="cell" data-label="Name" { (row.name) }
+                            td role="cell" data-label="Created" { (date(row.created_at)) }
+                            td role="cell" data-label="Live here" {
                                 @if row.live_renditions > 0 { span class="on-air" { (row.live_renditions) " on air" } } @else { span class="muted" { "no" } }
                             }
                         }
@@ -299,28 +299,28 @@ pub fn live_fragment(all: &Live) -> Markup {
         @if live.is_empty() {
             p class="muted" { "Nothing is live for this entry here now." }
         } @else {
-            table {
-                thead { tr {
-                    th scope="col" { "Rendition" } th scope="col" { "Leg" } th scope="col" { "Bitrate" }
-                    th scope="col" { "fps" } th scope="col" { "GOP" } th scope="col" { "Viewers" }
-                    th scope="col" { "Codecs" } th scope="col" { "From" }
+            table role="table" {
+                thead role="rowgroup" { tr role="row" {
+                    th scope="col" role="columnheader" { "Rendition" } th scope="col" role="columnheader" { "Leg" } th scope="col" role="columnheader" { "Bitrate" }
+                    th scope="col" role="columnheader" { "fps" } th scope="col" role="columnheader" { "GOP" } th scope="col" role="columnheader" { "Viewers" }
+                    th scope="col" role="columnheader" { "Codecs" } th scope="col" role="columnheader" { "From" }
                 } }
-                tbody {
+                tbody role="rowgroup" {
                     @for r in live {
                         @for leg in &r.legs {
                             @let on_air = r.on_air == Some(leg.leg);
-                            tr data-rendition=(r.name) data-leg=(leg.leg) data-on-air=(on_air) {
-                                td data-label="Rendition" { code { (r.name) } }
-                                td data-label="Leg" {
+                            tr role="row" data-rendition=(r.name) data-leg=(leg.leg) data-on-air=(on_air) {
+                                td role="cell" data-label="Rendition" { code { (r.name) } }
+                                td role="cell" data-label="Leg" {
                                     (leg.leg)
                                     @if on_air { " " span class="on-air" { "on air" } }
                                 }
-                                td data-label="Bitrate" { (bitrate(leg.bitrate_bps)) }
-                                td data-label="fps" { (format!("{:.1}", leg.frame_rate)) }
-                                td data-label="GOP" { @match leg.gop_seconds { Some(s) => (format!("{s:.1} s")), None => "-" } }
-                                td data-label="Viewers" { @if on_air { (r.players + leg.players) } @else { (leg.players) } }
-                                td data-label="Codecs" { (leg.codecs) }
-                                td data-label="From" { (leg.from) }
+                                td role="cell" data-label="Bitrate" { (bitrate(leg.bitrate_bps)) }
+                                td role="cell" data-label="fps" { (format!("{:.1}", leg.frame_rate)) }
+                                td role="cell" data-label="GOP" { @match leg.gop_seconds { Some(s) => (format!("{s:.1} s")), None => "-" } }
+                                td role="cell" data-label="Viewers" { @if on_air { (r.players + leg.players) } @else { (leg.players) } }
+                                td role="cell" data-label="Codecs" { (leg.codecs) }
+                                td role="cell" data-label="From" { (leg.from) }
                             }
                         }
                     }
@@ -480,7 +480,7 @@ mod tests {
         let html = live_fragment(&live).into_string();
         assert!(html.contains("data-on-air=\"true\""));
         assert!(html.contains("2.00 Mbit/s") && html.contains("30.0") && html.contains("2.0 s"));
-        assert!(html.contains("<td data-label=\"Viewers\">4</td>"));
+        assert!(html.contains("<td role=\"cell\" data-label=\"Viewers\">4</td>"));
         assert!(html.contains("last switch primary → backup (leg gone)"));
         assert!(html.contains("<code>1_gdrt137u_1</code> at pao-1 (pao)"));
     }
