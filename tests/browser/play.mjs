@@ -4,23 +4,10 @@
 // currentTime, "state": its readyState, "error": mpegts.js's last error or null}.
 //
 //   node tests/browser/play.mjs PAGE SECONDS
-import { chromium } from "playwright-core";
+import { launchChromium } from "./chromium.mjs";
 
 const [page_url, seconds] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  // The machine reaches no network but loopback: nothing of Chromium's own traffic.
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-  ],
-});
+const browser = await launchChromium(["--autoplay-policy=no-user-gesture-required"]);
 try {
   const page = await browser.newPage();
   page.on("console", (m) => process.stderr.write(`console: ${m.text()}\n`));
