@@ -777,7 +777,7 @@ async fn an_operator_publishes_regenerates_and_exports_from_the_console() {
     // On a phone the cluster page's tables are laid out as blocks, and must still be
     // tables, rows, headers and cells to a screen reader: Chromium's accessibility
     // tree says what one gets there, and every part says its role for browsers that
-    // drop a table's semantics with its layout (WebKit).
+    // guess a table's semantics from its layout (WebKit is reported to drop them).
     assert_eq!(phone.fields["display"], "block", "{phone:?}");
     assert_eq!(phone.fields["unroled"], 0, "{phone:?}");
     let tables = phone.fields["tables"].as_u64().unwrap();

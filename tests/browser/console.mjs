@@ -136,8 +136,9 @@ try {
     if (role && !node.ignored) roles[role] = (roles[role] ?? 0) + 1;
   }
   const tables = await page.locator("table").count();
-  // WebKit (Safari on iPhones) drops the semantics of a table shown as blocks unless
-  // its parts say their roles; Chromium keeps them, so the tree above cannot tell.
+  // Browsers guess from a table's layout whether it holds data (WebKit is reported to
+  // drop the semantics of one shown as blocks); explicit roles on every part leave
+  // nothing to guess. Chromium keeps them by itself, so the tree above cannot tell.
   const unroled = await page
     .locator("table:not([role=table]), thead:not([role=rowgroup]), tbody:not([role=rowgroup]), tr:not([role=row]), th:not([role=columnheader]), td:not([role=cell])")
     .count();
