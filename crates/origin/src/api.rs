@@ -102,7 +102,7 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
-    /// Seconds for `retry-after`; a 503 without one gets [`RETRY_AFTER_SECS`].
+    /// Seconds for `retry-after`; a 503 without one gets `RETRY_AFTER_SECS`.
     pub retry_after: Option<u64>,
 }
 
