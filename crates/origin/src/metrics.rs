@@ -225,7 +225,7 @@ impl Metrics {
             registry: r,
         }
         .with_player_series()
-        .with_console_series()
+        .with_refusal_series()
     }
 
     /// The peering series of every configured peer start at 0 (both directions), so
@@ -242,7 +242,7 @@ impl Metrics {
 
     /// The console's and the API's refusal series start at 0, so an alert on a rise of
     /// wrong keys has a series to compare with.
-    fn with_console_series(self) -> Self {
+    fn with_refusal_series(self) -> Self {
         for reason in crate::console::refusal::ALL {
             self.console_refusals.with_label_values(&[reason]);
         }
