@@ -60,6 +60,13 @@ pub struct TooManyFailures {
     pub retry_after: Duration,
 }
 
+impl TooManyFailures {
+    /// How much longer the ban lasts in whole seconds, rounded up (a `retry-after`).
+    pub fn retry_after_secs(&self) -> u64 {
+        whole_secs(self.retry_after)
+    }
+}
+
 /// `publish refused: too many failed publish attempts from 192.0.2.7; try again in 540 s`
 impl fmt::Display for TooManyFailures {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -67,7 +74,7 @@ impl fmt::Display for TooManyFailures {
             f,
             "publish refused: too many failed publish attempts from {}; try again in {} s",
             self.source,
-            whole_secs(self.retry_after)
+            self.retry_after_secs()
         )
     }
 }

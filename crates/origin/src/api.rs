@@ -17,11 +17,11 @@
 //! | GET | `/api/v1/openapi.json` | this API's OpenAPI document |
 //!
 //! - **Access**: with `http.api_token` set, requests need `Authorization: Bearer <token>`;
-//!   without one, only loopback clients are served. The OpenAPI document is open. A
-//!   wrong token is a credential failure of the client's address in the node's abuse
-//!   guard (`[abuse]`), as a wrong publish token is: an address that keeps guessing is
-//!   slowed, then refused with 429 and `retry-after` for a while, the right token
-//!   included. Refusals are counted in `api_refusals_total{reason}` ([`refusal`]).
+//!   without one, only loopback clients are served. The OpenAPI document is open. The
+//!   token is checked as the console's sign-in checks the key ([`crate::api_key`]): a
+//!   wrong one is a credential failure of the client's address in the node's abuse
+//!   guard (`[abuse]`), so an address that keeps guessing is slowed, then refused with
+//!   429 and `retry-after` for a while, the right token included. Refusals are counted in `api_refusals_total{reason}` ([`refusal`]).
 //! - **Errors** are `{"error": {"code", "message"}}`: 400 for a body or value that is
 //!   wrong, 404 for an unknown entry, 409 when a regeneration names a generation that
 //!   is no longer current, 413 for a body over [`MAX_REQUEST_BODY`], 415 for a body that
@@ -31,6 +31,7 @@
 //! - Reads (`GET`) come from the node's in-memory copy of the entries, so they answer
 //!   while the database is down; writes go to the database.
 
+use crate::api_key::{self, KeyRefused};
 use crate::revoke;
 use crate::state::OriginState;
 use axum::extract::{FromRequest, Path, Request, State};
@@ -299,23 +300,6 @@ async fn authorize(
     };
     let by = match &state.config.http.api_token {
         Some(expected) => {
-            if let Err(banned) = state.abuse.admit(client.ip()).await {
-                refused(refusal::TOO_MANY_FAILURES);
-                tracing::warn!(%client, %path, source = %banned.source,
-                    "API request refused: too many failed attempts from this address");
-                let secs = banned.retry_after.as_secs().max(1);
-                return Err(ApiError {
-                    retry_after: Some(secs),
-                    ..ApiError::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "too_many_failures",
-                        format!(
-                            "too many requests with a wrong token from {}: try again in {secs} s",
-                            banned.source
-                        ),
-                    )
-                });
-            }
             // The scheme's name is case-insensitive (RFC 9110, section 11.1).
             let presented = req
                 .headers()
@@ -325,22 +309,37 @@ async fn authorize(
                 .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
                 .map(|(_, token)| token.trim())
                 .filter(|token| !token.is_empty());
-            match presented {
-                Some(p) if longhaul_console::session::key_matches(p, expected) => {}
-                None => {
-                    // A client that sends none is set up wrong, not guessing.
-                    refused(refusal::NO_KEY);
-                    tracing::warn!(%client, %path, "API request without a bearer token refused");
-                    return Err(unauthorized());
+            let Some(presented) = presented else {
+                // A client that sends none is set up wrong, not guessing.
+                refused(refusal::NO_KEY);
+                tracing::warn!(%client, %path, "API request without a bearer token refused");
+                return Err(unauthorized());
+            };
+            match api_key::check(&state.abuse, client.ip(), presented, expected).await {
+                Ok(()) => "bearer token",
+                Err(KeyRefused::Banned(banned)) => {
+                    refused(refusal::TOO_MANY_FAILURES);
+                    tracing::warn!(%client, %path, source = %banned.source,
+                        "API request refused: too many failed attempts from this address");
+                    let secs = banned.retry_after_secs();
+                    return Err(ApiError {
+                        retry_after: Some(secs),
+                        ..ApiError::new(
+                            StatusCode::TOO_MANY_REQUESTS,
+                            "too_many_failures",
+                            format!(
+                                "too many requests with a wrong token from {}: try again in {secs} s",
+                                banned.source
+                            ),
+                        )
+                    });
                 }
-                Some(_) => {
+                Err(KeyRefused::Wrong) => {
                     refused(refusal::WRONG_KEY);
                     tracing::warn!(%client, %path, "API request with a wrong bearer token refused");
-                    state.abuse.failed(client.ip(), "wrong_token");
                     return Err(unauthorized());
                 }
             }
-            "bearer token"
         }
         // Loopback as the console has it: the address, a Host naming this machine (a
         // page of another site pointed at 127.0.0.1 sends its own), no proxy's headers.

@@ -23,6 +23,8 @@
 //! | [`callback`] | the HTTP authorisation callback, for platforms that keep their own entries |
 //! | [`revoke`] | cutting an entry's live publishes here and at every edge |
 //! | [`http`], [`api`], [`flv`] | the HTTP port: routing, entries API, HTTP-FLV playback |
+//! | [`api_key`] | the check of the API key, shared by the API and the console's sign-in |
+//! | [`console`] | the web console's routes, access and sessions (its pages are `longhaul_console`'s) |
 //! | [`presence`], [`elsewhere`] | the streams live here, written to the registry; where else a stream is live, for a play that misses here |
 //! | [`peering`] | pulling from peer origins the legs this origin has viewers for, and serving theirs |
 //! | [`metrics`], [`stream_metrics`] | Prometheus series: per node, and per stream (health read from the hub at scrape time) |
@@ -37,6 +39,7 @@
 //! caller learns the real addresses (port 0 in tests) and bind errors at once.
 
 pub mod api;
+pub mod api_key;
 pub mod callback;
 pub mod config;
 pub mod console;

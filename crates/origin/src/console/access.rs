@@ -2,12 +2,14 @@
 //! refuses it, signing in and out, and the CSRF check of every form (see
 //! `longhaul_console::session` for the rules).
 //!
-//! Sign-in failures count with the node's publish failures in its abuse guard
-//! (`[abuse]`, `longhaul_node::abuse_gate`): an address that keeps trying keys is slowed,
-//! then refused for a while, as one that keeps trying tokens is.
+//! Sign-in checks the key as the API does (`crate::api_key`): failures count with the
+//! node's publish failures in its abuse guard (`[abuse]`, `longhaul_node::abuse_gate`),
+//! so an address that keeps trying keys is slowed, then refused for a while, as one
+//! that keeps trying tokens is.
 
 use super::{frame, html, Refusal, BY_KEY, BY_LOOPBACK};
 use crate::api::Caller;
+use crate::api_key::{self, KeyRefused};
 use crate::state::OriginState;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{OriginalUri, Request, State};
@@ -330,37 +332,37 @@ pub(crate) async fn sign_in(
         Ok(Form(f)) => f.key,
         Err(e) => return bad_form(e).answer(&state, client, PATH, None),
     };
-    if let Err(banned) = state.abuse.admit(client.ip()).await {
-        let message = format!(
-            "Too many failed attempts from {}: try again in {} s.",
-            banned.source,
-            banned.retry_after.as_secs().max(1)
-        );
-        let mut response = Refusal::new(StatusCode::TOO_MANY_REQUESTS, "Not now", message)
-            .counted(refusal::TOO_MANY_FAILURES)
-            .answer(&state, client, PATH, None);
-        response.headers_mut().insert(
-            hyper::header::RETRY_AFTER,
-            HeaderValue::from(banned.retry_after.as_secs().max(1)),
-        );
-        return response;
-    }
-    if !session::key_matches(&presented, key) {
-        tracing::warn!(%client, "console sign-in with a wrong key refused");
-        state
-            .metrics
-            .console_refusals
-            .with_label_values(&[refusal::WRONG_KEY])
-            .inc();
-        // A wrong key is a credential failure of this address, as a wrong token is.
-        state.abuse.failed(client.ip(), "wrong_token");
-        return html(
-            StatusCode::UNAUTHORIZED,
-            longhaul_console::sign_in_page(
-                &frame(&state, None),
-                Some("That is not this origin's API key."),
-            ),
-        );
+    match api_key::check(&state.abuse, client.ip(), &presented, key).await {
+        Ok(()) => {}
+        Err(KeyRefused::Banned(banned)) => {
+            let secs = banned.retry_after_secs();
+            let message = format!(
+                "Too many failed attempts from {}: try again in {secs} s.",
+                banned.source
+            );
+            let mut response = Refusal::new(StatusCode::TOO_MANY_REQUESTS, "Not now", message)
+                .counted(refusal::TOO_MANY_FAILURES)
+                .answer(&state, client, PATH, None);
+            response
+                .headers_mut()
+                .insert(hyper::header::RETRY_AFTER, HeaderValue::from(secs));
+            return response;
+        }
+        Err(KeyRefused::Wrong) => {
+            tracing::warn!(%client, "console sign-in with a wrong key refused");
+            state
+                .metrics
+                .console_refusals
+                .with_label_values(&[refusal::WRONG_KEY])
+                .inc();
+            return html(
+                StatusCode::UNAUTHORIZED,
+                longhaul_console::sign_in_page(
+                    &frame(&state, None),
+                    Some("That is not this origin's API key."),
+                ),
+            );
+        }
     }
     let now = Instant::now();
     if let Some((old, _)) = state.console.find(&headers, now) {
